@@ -1,0 +1,123 @@
+//! The block engine: runs merchants' JavaScript blocks and returns their HTML.
+//!
+//! The page renderer (`crate::render`) owns everything around the blocks — the page shell,
+//! visibility rules, the HTML caches — and hands the engine only blocks that are visible to
+//! this shopper. The engine never sees another store's data: an engine instance belongs to
+//! exactly one actor, and every actor belongs to exactly one store.
+//!
+//! Engines are not `Send` (a V8 isolate lives and dies on one thread), so each actor creates
+//! its engine lazily on its own arbiter thread and drops it when it passivates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Per-render limits. Defaults follow the seed design (Workers-like limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RenderLimits {
+    /// CPU budget of one block, in milliseconds.
+    pub block_cpu_ms: u64,
+    /// CPU budget of all blocks of one page together, in milliseconds.
+    pub page_cpu_ms: u64,
+    /// Heap limit of the isolate, in megabytes.
+    pub heap_mb: usize,
+    /// Largest HTML one block may return, in kilobytes.
+    pub output_kb: usize,
+}
+
+impl Default for RenderLimits {
+    fn default() -> Self {
+        Self { block_cpu_ms: 50, page_cpu_ms: 1000, heap_mb: 128, output_kb: 1024 }
+    }
+}
+
+impl RenderLimits {
+    pub fn block_cpu(&self) -> Duration {
+        Duration::from_millis(self.block_cpu_ms)
+    }
+    pub fn page_cpu(&self) -> Duration {
+        Duration::from_millis(self.page_cpu_ms)
+    }
+    pub fn heap_bytes(&self) -> usize {
+        self.heap_mb * 1024 * 1024
+    }
+    pub fn output_bytes(&self) -> usize {
+        self.output_kb * 1024
+    }
+}
+
+/// The store's published data as blocks see it, serialised once per store version.
+///
+/// Every isolate that renders for this store parses these strings at most once per `version`
+/// and keeps the parsed objects (frozen) until the version changes.
+#[derive(Debug)]
+pub struct StoreRenderData {
+    /// Monotonic version of the store's published state (settings, theme, pages, catalog).
+    pub version: u64,
+    /// JSON object: `{id, name, tagline, currency, locale, theme: {...tokens}, pages, posts}`.
+    pub storefront_json: Arc<str>,
+    /// JSON array of products as blocks see them: `{id, handle, name, title, description,
+    /// price (major units), priceMinor, compareAtPrice, currency, image, images, stock, tags, url}`.
+    pub products_json: Arc<str>,
+}
+
+/// One block to run, already known to be visible for this request.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockToRender<'a> {
+    pub id: &'a str,
+    /// Block type, e.g. `hero`, `product-grid`, `custom`.
+    pub block_type: &'a str,
+    /// Merchant code (a single function). `None` runs the default library block of `block_type`.
+    pub code: Option<&'a str>,
+    /// Version of `code`; (id, code_version) keys the compiled-code cache.
+    pub code_version: u64,
+    /// The block's `config`, a JSON object, handed to the block as `ctx.config`.
+    pub config_json: &'a str,
+}
+
+/// Why a block produced no HTML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockFailure {
+    /// Exceeded the per-block or per-page CPU budget.
+    Timeout,
+    /// The isolate hit its heap limit.
+    HeapLimit,
+    /// Returned more than the output limit.
+    OutputTooLarge,
+    /// Did not compile, threw, or did not return a string; the message is the exception's.
+    Error(String),
+    /// The page's CPU budget was spent before this block could start.
+    Skipped,
+}
+
+impl BlockFailure {
+    /// Short machine-readable reason, used in placeholders, logs and metrics labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BlockFailure::Timeout => "timeout",
+            BlockFailure::HeapLimit => "heap-limit",
+            BlockFailure::OutputTooLarge => "output-too-large",
+            BlockFailure::Error(_) => "error",
+            BlockFailure::Skipped => "page-budget-exhausted",
+        }
+    }
+}
+
+pub type BlockOutcome = Result<String, BlockFailure>;
+
+/// What the page renderer needs from a block engine.
+pub trait BlockEngine {
+    /// Renders `blocks` in order. `ctx_json` is the shopper view shared by all blocks of the
+    /// page (`{cart, recentlyViewed, device, userType, customer, locale, region, page, product?,
+    /// post?}`); the engine adds each block's `config` and `block` ({id, type}) to it.
+    /// Returns exactly one outcome per block, in order. Never panics on merchant code.
+    fn render(
+        &mut self,
+        data: &StoreRenderData,
+        ctx_json: &str,
+        blocks: &[BlockToRender<'_>],
+        limits: &RenderLimits,
+    ) -> Vec<BlockOutcome>;
+}
