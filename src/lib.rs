@@ -1,3 +1,19 @@
 //! Vitrina: an actor-based, stateful edge runtime for personalised storefronts.
+//!
+//! See ARCHITECTURE.md for the map. In one line: an HTTP request is resolved to an actor key
+//! (`store:{store}` or `shopper:{store}:{sid}`), the registry finds or activates that actor on
+//! its arbiter, and the actor — owner of exactly one SQLite file — answers in one turn.
+pub mod actors;
+pub mod catalog;
+pub mod config;
+pub mod demo;
 pub mod engine;
+pub mod error;
+pub mod http;
+pub mod ids;
 pub mod metrics;
+pub mod node;
+pub mod render;
+pub mod startup;
+pub mod storage;
+pub mod store;

@@ -1,0 +1,38 @@
+//! Actors: one per key, turn-based, pinned to an arbiter thread, passivated when idle.
+//!
+//! Turn-based means an actor does not begin its next message until the current one has fully
+//! finished, including its commit: handlers that await (a commit on the blocking pool, the
+//! store's snapshot) return `AtomicResponse`, which holds the mailbox until they complete.
+
+pub mod alarms;
+pub mod registry;
+pub mod shopper;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::node::Node;
+use registry::Lease;
+
+/// What the registry needs from an actor to passivate it when idle.
+pub trait Passivating: Actor<Context = Context<Self>> {
+    fn node(&self) -> &Arc<Node>;
+    fn lease(&mut self) -> &mut Lease;
+    fn last_active(&self) -> Instant;
+}
+
+/// Checks for idleness a few times per idle period; an idle actor marks its slot busy and stops.
+pub fn watch_idleness<A: Passivating>(ctx: &mut Context<A>, idle: Duration) {
+    let every = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(15));
+    ctx.run_interval(every, move |act, ctx| {
+        if act.last_active().elapsed() >= idle {
+            let node = act.node().clone();
+            if node.registry.begin_passivation(act.lease()) {
+                ctx.stop();
+            }
+        }
+    });
+}

@@ -1,0 +1,287 @@
+//! The actor registry: at most one live instance per actor key on this node.
+//!
+//! A key's slot is either `Live` (messages go to its address) or `Busy` (the actor is being
+//! activated or is closing its file). Callers that find a key busy wait for the transition to
+//! finish and look again, so a new instance never opens a file an old one still holds.
+//!
+//! Actors are pinned to one of a fixed set of arbiters (threads) by a hash of their key: an
+//! actor's V8 isolate is created, used and dropped on that one thread.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix::dev::ToEnvelope;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::actors::shopper::ShopperActor;
+use crate::actors::store::StoreActor;
+use crate::ids::{ActorKey, SessionId, StoreId};
+use crate::node::Node;
+use crate::storage::{ActorDb, SchemaKind, StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActorError {
+    #[error("actor {0} could not be activated: {1}")]
+    Activation(ActorKey, StorageError),
+    #[error("actor {0} did not answer within {1:?}")]
+    Timeout(ActorKey, Duration),
+    #[error("actor {0} is unavailable")]
+    Unavailable(ActorKey),
+    #[error("store {0} does not exist")]
+    NoSuchStore(StoreId),
+}
+
+#[derive(Clone)]
+enum LiveAddr {
+    Store(Addr<StoreActor>),
+    Shopper(Addr<ShopperActor>),
+}
+
+enum Slot {
+    Live { addr: LiveAddr, generation: u64 },
+    /// Being activated or passivated; the sender is dropped when the transition ends.
+    Busy(watch::Receiver<()>),
+}
+
+/// Handed to an actor at activation; it gives the key back when the actor passivates.
+pub struct Lease {
+    pub key: ActorKey,
+    generation: u64,
+    /// Held while the actor is closing, so waiters do not start a second instance meanwhile.
+    closing: Option<watch::Sender<()>>,
+}
+
+pub struct Registry {
+    arbiters: Vec<ArbiterHandle>,
+    slots: Mutex<HashMap<ActorKey, Slot>>,
+    generations: AtomicU64,
+    ask_timeout: Duration,
+    _owned_arbiters: Vec<Arbiter>,
+}
+
+enum Next {
+    Ready(LiveAddr),
+    Wait(watch::Receiver<()>),
+    Activate(watch::Sender<()>, u64),
+}
+
+impl Registry {
+    pub fn new(arbiter_count: usize, ask_timeout: Duration) -> Registry {
+        let owned: Vec<Arbiter> = (0..arbiter_count.max(1)).map(|_| Arbiter::new()).collect();
+        Registry {
+            arbiters: owned.iter().map(|a| a.handle()).collect(),
+            slots: Mutex::new(HashMap::new()),
+            generations: AtomicU64::new(1),
+            ask_timeout,
+            _owned_arbiters: owned,
+        }
+    }
+
+    fn arbiter_for(&self, key: &ActorKey) -> &ArbiterHandle {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        &self.arbiters[(h.finish() % self.arbiters.len() as u64) as usize]
+    }
+
+    /// Number of live actors, by kind: (stores, shoppers).
+    pub fn live_counts(&self) -> (usize, usize) {
+        let slots = self.slots.lock();
+        slots.iter().fold((0, 0), |(st, sh), (k, s)| match (k, s) {
+            (ActorKey::Store(_), Slot::Live { .. }) => (st + 1, sh),
+            (ActorKey::Shopper(..), Slot::Live { .. }) => (st, sh + 1),
+            _ => (st, sh),
+        })
+    }
+
+    pub fn is_live(&self, key: &ActorKey) -> bool {
+        matches!(self.slots.lock().get(key), Some(Slot::Live { .. }))
+    }
+
+    async fn resolve(&self, node: &Arc<Node>, key: &ActorKey) -> Result<LiveAddr, ActorError> {
+        loop {
+            let next = {
+                let mut slots = self.slots.lock();
+                match slots.get(key) {
+                    Some(Slot::Live { addr, .. }) => Next::Ready(addr.clone()),
+                    Some(Slot::Busy(rx)) => Next::Wait(rx.clone()),
+                    None => {
+                        let (tx, rx) = watch::channel(());
+                        slots.insert(key.clone(), Slot::Busy(rx));
+                        Next::Activate(tx, self.generations.fetch_add(1, Ordering::Relaxed))
+                    }
+                }
+            };
+            match next {
+                Next::Ready(addr) => return Ok(addr),
+                Next::Wait(mut rx) => {
+                    // Resolves with Err once the sender is dropped: the transition is over.
+                    let _ = tokio::time::timeout(self.ask_timeout, rx.changed()).await;
+                }
+                Next::Activate(tx, generation) => {
+                    // Activation runs in its own task so a caller that goes away (client
+                    // disconnect) cannot leave the slot busy forever.
+                    let task = tokio::spawn(activate(node.clone(), key.clone(), tx, generation));
+                    return match task.await {
+                        Ok(result) => result,
+                        Err(e) => Err(ActorError::Activation(key.clone(), StorageError::Join(e.to_string()))),
+                    };
+                }
+            }
+        }
+    }
+
+    fn install(&self, key: &ActorKey, addr: LiveAddr, generation: u64) {
+        self.slots.lock().insert(key.clone(), Slot::Live { addr, generation });
+    }
+
+    fn abandon(&self, key: &ActorKey) {
+        self.slots.lock().remove(key);
+    }
+
+    /// Called by an idle actor: marks its slot busy (so no second instance starts) and returns
+    /// the lease it must release once its file is closed. `false`: the slot is no longer its own.
+    pub fn begin_passivation(&self, lease: &mut Lease) -> bool {
+        let mut slots = self.slots.lock();
+        match slots.get(&lease.key) {
+            Some(Slot::Live { generation, .. }) if *generation == lease.generation => {
+                let (tx, rx) = watch::channel(());
+                slots.insert(lease.key.clone(), Slot::Busy(rx));
+                lease.closing = Some(tx);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Called from the actor's `stopped`, after its file is closed.
+    pub fn finish_passivation(&self, lease: &mut Lease) {
+        let mut slots = self.slots.lock();
+        let ours = match slots.get(&lease.key) {
+            Some(Slot::Live { generation, .. }) => *generation == lease.generation,
+            Some(Slot::Busy(_)) => lease.closing.is_some(),
+            None => false,
+        };
+        if ours {
+            slots.remove(&lease.key);
+        }
+        drop(slots);
+        lease.closing.take();
+    }
+
+    /// Sends `msg` to the store actor of `store`, activating it if needed.
+    pub async fn ask_store<M>(&self, node: &Arc<Node>, store: &StoreId, msg: M) -> Result<M::Result, ActorError>
+    where
+        M: Message + Send + Clone + 'static,
+        M::Result: Send,
+        StoreActor: Handler<M>,
+        <StoreActor as Actor>::Context: ToEnvelope<StoreActor, M>,
+    {
+        let key = ActorKey::Store(store.clone());
+        self.ask(node, &key, msg, |a| match a {
+            LiveAddr::Store(a) => Some(a),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Sends `msg` to the shopper actor of (`store`, `sid`), activating it if needed.
+    pub async fn ask_shopper<M>(&self, node: &Arc<Node>, store: &StoreId, sid: &SessionId, msg: M) -> Result<M::Result, ActorError>
+    where
+        M: Message + Send + Clone + 'static,
+        M::Result: Send,
+        ShopperActor: Handler<M>,
+        <ShopperActor as Actor>::Context: ToEnvelope<ShopperActor, M>,
+    {
+        let key = ActorKey::Shopper(store.clone(), sid.clone());
+        self.ask(node, &key, msg, |a| match a {
+            LiveAddr::Shopper(a) => Some(a),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn ask<A, M>(
+        &self,
+        node: &Arc<Node>,
+        key: &ActorKey,
+        msg: M,
+        pick: impl Fn(LiveAddr) -> Option<Addr<A>>,
+    ) -> Result<M::Result, ActorError>
+    where
+        A: Actor + Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+        M: Message + Send + Clone + 'static,
+        M::Result: Send,
+    {
+        // A closed mailbox means the actor passivated before taking the message: the message
+        // was not processed, so sending it to the next instance is safe.
+        for _ in 0..5 {
+            let addr = pick(self.resolve(node, key).await?).ok_or_else(|| ActorError::Unavailable(key.clone()))?;
+            match addr.send(msg.clone()).timeout(self.ask_timeout).await {
+                Ok(result) => return Ok(result),
+                Err(MailboxError::Closed) => continue,
+                Err(MailboxError::Timeout) => return Err(ActorError::Timeout(key.clone(), self.ask_timeout)),
+            }
+        }
+        Err(ActorError::Unavailable(key.clone()))
+    }
+}
+
+async fn activate(node: Arc<Node>, key: ActorKey, busy: watch::Sender<()>, generation: u64) -> Result<LiveAddr, ActorError> {
+    let registry = &node.registry;
+    if let ActorKey::Store(store) | ActorKey::Shopper(store, _) = &key {
+        let exists = node.catalog.store_exists(store).unwrap_or(false);
+        if !exists {
+            registry.abandon(&key);
+            return Err(ActorError::NoSuchStore(store.clone()));
+        }
+    }
+    let path = node.layout.actor_db(&key);
+    let kind = match key {
+        ActorKey::Store(_) => SchemaKind::Store,
+        ActorKey::Shopper(..) => SchemaKind::Shopper,
+    };
+    let opened = tokio::task::spawn_blocking(move || ActorDb::open(&path, kind)).await;
+    let db = match opened {
+        Ok(Ok(db)) => db,
+        Ok(Err(e)) => {
+            registry.abandon(&key);
+            return Err(ActorError::Activation(key, e));
+        }
+        Err(e) => {
+            registry.abandon(&key);
+            return Err(ActorError::Activation(key, StorageError::Join(e.to_string())));
+        }
+    };
+    let lease = Lease { key: key.clone(), generation, closing: None };
+    let arbiter = registry.arbiter_for(&key);
+    let addr = match &key {
+        ActorKey::Store(store) => {
+            let (store, node2) = (store.clone(), node.clone());
+            LiveAddr::Store(StoreActor::start_in_arbiter(arbiter, move |_| StoreActor::new(node2, store, db, lease)))
+        }
+        ActorKey::Shopper(store, sid) => {
+            let (store, sid, node2) = (store.clone(), sid.clone(), node.clone());
+            LiveAddr::Shopper(ShopperActor::start_in_arbiter(arbiter, move |_| {
+                ShopperActor::new(node2, store, sid, db, lease)
+            }))
+        }
+    };
+    registry.install(&key, addr.clone(), generation);
+    crate::metrics::incr("vitrina_actor_activations_total", &[("kind", key_kind(&key))]);
+    drop(busy);
+    Ok(addr)
+}
+
+pub fn key_kind(key: &ActorKey) -> &'static str {
+    match key {
+        ActorKey::Store(_) => "store",
+        ActorKey::Shopper(..) => "shopper",
+    }
+}

@@ -1,0 +1,555 @@
+//! The shopper actor: one per (store, session). Owns the session's database — cart,
+//! preferences, browsing history, and its personalised HTML while asleep — and renders the
+//! shopper's pages in its own isolate.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use rusqlite::{params, Connection};
+use serde_json::{json, Value};
+
+use super::registry::Lease;
+use super::{alarms, watch_idleness, Passivating};
+use crate::ids::{ActorKey, ProductId, SessionId, StoreId};
+use crate::node::Node;
+use crate::render::cache::CachedPage;
+use crate::render::{self, PageRequest, RenderError, RenderedPage, Route, ShopperView};
+use crate::store::snapshot::{SharedSnapshot, StoreSnapshot};
+use crate::storage::{now_ms, ActorDb, StorageError};
+
+const CART_EXPIRY_ALARM: &str = "cart-expiry";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShopperError {
+    #[error("product {0} does not exist in this store")]
+    NoSuchProduct(ProductId),
+    #[error("only {available} of {product} in stock")]
+    InsufficientStock { product: ProductId, available: i64, requested: i64 },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the store is unavailable: {0}")]
+    Store(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+}
+
+#[derive(Debug, Clone)]
+pub enum CartOp {
+    Add { product: ProductId, quantity: i64 },
+    Set { product: ProductId, quantity: i64 },
+    Remove { product: ProductId },
+}
+
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Value, ShopperError>")]
+pub struct GetCart;
+
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Value, ShopperError>")]
+pub struct ChangeCart(pub CartOp);
+
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Value, ShopperError>")]
+pub struct SetPreferences(pub BTreeMap<String, String>);
+
+/// Renders a page for this shopper; a product page also records a view.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<RenderedPage, ShopperError>")]
+pub struct RenderForShopper {
+    pub request: PageRequest,
+    pub search_results: Option<Vec<ProductId>>,
+}
+
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct FireAlarms;
+
+#[derive(Debug, Clone, Copy)]
+struct CartLine {
+    quantity: i64,
+    updated_at: i64,
+}
+
+pub struct ShopperActor {
+    node: Arc<Node>,
+    store: StoreId,
+    sid: SessionId,
+    db: Option<ActorDb>,
+    lease: Lease,
+    engine: render::EngineSlot,
+    last_active: Instant,
+    cart: BTreeMap<ProductId, CartLine>,
+    /// Most recent first, no duplicates.
+    history: VecDeque<ProductId>,
+    preferences: BTreeMap<String, String>,
+    /// Bumped (durably) by every change that alters what this shopper's pages show.
+    state_version: u64,
+    /// Request keys of this shopper's pages in the node cache, saved at passivation.
+    cached_pages: Vec<String>,
+}
+
+impl ShopperActor {
+    pub fn new(node: Arc<Node>, store: StoreId, sid: SessionId, db: ActorDb, lease: Lease) -> ShopperActor {
+        let mut actor = ShopperActor {
+            node,
+            store,
+            sid,
+            db: None,
+            lease,
+            engine: Default::default(),
+            last_active: Instant::now(),
+            cart: BTreeMap::new(),
+            history: VecDeque::new(),
+            preferences: BTreeMap::new(),
+            state_version: 0,
+            cached_pages: Vec::new(),
+        };
+        if let Err(e) = db.read(|c| actor.load(c)) {
+            tracing::error!(store = %actor.store, error = %e, "shopper state failed to load");
+        }
+        actor.db = Some(db);
+        actor
+    }
+
+    fn key(&self) -> ActorKey {
+        ActorKey::Shopper(self.store.clone(), self.sid.clone())
+    }
+
+    fn load(&mut self, c: &Connection) -> Result<(), StorageError> {
+        let mut stmt = c.prepare("SELECT product_id, quantity, updated_at FROM cart_items")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))? {
+            let (id, quantity, updated_at) = row?;
+            if let Ok(id) = ProductId::parse(&id) {
+                self.cart.insert(id, CartLine { quantity, updated_at });
+            }
+        }
+        let limit = self.node.settings.shopper.history_limit as i64;
+        let mut stmt = c.prepare("SELECT product_id FROM history ORDER BY seq DESC LIMIT ?1")?;
+        for row in stmt.query_map([limit], |r| r.get::<_, String>(0))? {
+            if let Ok(id) = ProductId::parse(&row?) {
+                if !self.history.contains(&id) {
+                    self.history.push_back(id);
+                }
+            }
+        }
+        let mut stmt = c.prepare("SELECT key, value FROM preferences")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (k, v) = row?;
+            self.preferences.insert(k, v);
+        }
+        self.state_version = c
+            .query_row("SELECT value FROM meta WHERE key = 'state_version'", [], |r| r.get::<_, String>(0))
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        // Pages rendered before the last passivation are still good if nothing changed since.
+        let ttl = self.node.settings.cache.personal_html_ttl_secs as i64 * 1000;
+        let mut stmt = c.prepare("SELECT cache_key, html, rendered_ms FROM html_cache")?;
+        let prefix = self.key().to_string();
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))? {
+            let (key, html, rendered_ms) = row?;
+            if now_ms() - rendered_ms < ttl {
+                if let Some((versions, request_key)) = key.split_once('#') {
+                    if let Some((store_v, state_v)) = versions.split_once('.') {
+                        if let (Ok(store_version), Ok(state_version)) = (store_v.parse(), state_v.parse()) {
+                            let page = CachedPage { html: html.into(), store_version, state_version, rendered_ms };
+                            self.node.personal_pages.insert(format!("{prefix}|{request_key}"), page);
+                            self.cached_pages.push(request_key.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn touch(&mut self) {
+        self.last_active = Instant::now();
+    }
+
+    fn cart_view(&self, snap: &StoreSnapshot) -> Value {
+        let currency = &snap.settings.currency;
+        let mut items = Vec::new();
+        let (mut count, mut subtotal) = (0i64, 0i64);
+        for (id, line) in &self.cart {
+            match snap.product(id) {
+                Some(p) => {
+                    let line_total = p.price_minor.saturating_mul(line.quantity);
+                    count += line.quantity;
+                    subtotal = subtotal.saturating_add(line_total);
+                    items.push(json!({
+                        "productId": id,
+                        "handle": p.handle,
+                        "title": p.title,
+                        "image": p.images.first(),
+                        "quantity": line.quantity,
+                        "unitPrice": currency.format_plain(p.price_minor),
+                        "unitPriceMinor": p.price_minor,
+                        "price": currency.to_major(p.price_minor),
+                        "priceMinor": p.price_minor,
+                        "lineTotal": currency.format_plain(line_total),
+                        "lineTotalMinor": line_total,
+                        "available": p.stock >= line.quantity,
+                        "stock": p.stock,
+                    }));
+                }
+                // A product removed from the catalog stays in the cart, shown as unavailable
+                // and left out of the totals, until the shopper removes it.
+                None => items.push(json!({"productId": id, "quantity": line.quantity, "available": false, "removed": true})),
+            }
+        }
+        json!({
+            "items": items,
+            "count": count,
+            "subtotal": currency.format_plain(subtotal),
+            "subtotalMinor": subtotal,
+            "subtotalMajor": currency.to_major(subtotal),
+            "currency": currency.code(),
+        })
+    }
+
+    fn view(&self, snap: &StoreSnapshot, search_results: Option<Vec<ProductId>>) -> ShopperView {
+        let cart = self.cart_view(snap);
+        ShopperView {
+            cart_count: cart["count"].as_u64().unwrap_or(0),
+            cart,
+            recently_viewed: self.history.iter().cloned().collect(),
+            customer: self.preferences.get("customer").is_some_and(|v| v == "true"),
+            locale: self.preferences.get("locale").cloned(),
+            search_results,
+        }
+    }
+
+    /// Runs a durable write for this shopper: `f` runs in one transaction with the state
+    /// version bump; the turn waits for the commit.
+    fn write<T, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, ShopperError>> + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, ShopperError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        let next_version = self.state_version + 1;
+        async move {
+            let db = db.ok_or_else(|| ShopperError::Store("shopper actor is closing".into()))?;
+            db.write(move |tx| {
+                let value = f(tx)?;
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('state_version', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [next_version.to_string()],
+                )
+                .map_err(StorageError::from)?;
+                Ok(value)
+            })
+            .await
+        }
+    }
+
+    fn snapshot_future(&self) -> impl std::future::Future<Output = Result<SharedSnapshot, ShopperError>> + 'static {
+        let node = self.node.clone();
+        let store = self.store.clone();
+        async move { node.snapshot(&store).await.map_err(|e| ShopperError::Store(e.to_string())) }
+    }
+
+    /// Persists the cart-expiry alarm: the node's hint first, then the actor's own row.
+    fn schedule_cart_expiry(node: &Arc<Node>, key: &ActorKey, tx: &rusqlite::Transaction<'_>) -> Result<(), StorageError> {
+        let due = now_ms() + node.settings.shopper.cart_idle_ttl_secs as i64 * 1000;
+        node.catalog.set_alarm_hint(key, due)?;
+        alarms::set(tx, CART_EXPIRY_ALARM, due)
+    }
+}
+
+impl Passivating for ShopperActor {
+    fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+    fn lease(&mut self) -> &mut Lease {
+        &mut self.lease
+    }
+    fn last_active(&self) -> Instant {
+        self.last_active
+    }
+}
+
+impl Actor for ShopperActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        watch_idleness(ctx, Duration::from_secs(self.node.settings.actors.idle_timeout_secs));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.engine.drop_engine();
+        if let Some(db) = self.db.take() {
+            // Keep the personalised pages across the sleep; losing them only costs a render.
+            let prefix = self.key().to_string();
+            let pages: Vec<_> = self
+                .cached_pages
+                .iter()
+                .filter_map(|k| self.node.personal_pages.peek(&format!("{prefix}|{k}")).map(|p| (k, p)))
+                .filter(|(_, p)| p.state_version == self.state_version)
+                .collect();
+            if !pages.is_empty() || !self.cached_pages.is_empty() {
+                let saved = db.write_now(|tx| -> Result<(), StorageError> {
+                    tx.execute("DELETE FROM html_cache", [])?;
+                    for (request_key, page) in &pages {
+                        tx.execute(
+                            "INSERT INTO html_cache (cache_key, html, rendered_ms) VALUES (?1, ?2, ?3)",
+                            params![format!("{}.{}#{}", page.store_version, page.state_version, request_key), &*page.html, page.rendered_ms],
+                        )?;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = saved {
+                    tracing::warn!(error = %e, "personalised pages not saved at passivation");
+                }
+            }
+        }
+        let node = self.node.clone();
+        node.registry.finish_passivation(&mut self.lease);
+    }
+}
+
+impl Handler<GetCart> for ShopperActor {
+    type Result = AtomicResponse<Self, Result<Value, ShopperError>>;
+    fn handle(&mut self, _: GetCart, _: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        AtomicResponse::new(Box::pin(
+            fut::wrap_future::<_, Self>(self.snapshot_future()).map(|snap, act, _| Ok(act.cart_view(&snap?))),
+        ))
+    }
+}
+
+impl Handler<ChangeCart> for ShopperActor {
+    type Result = AtomicResponse<Self, Result<Value, ShopperError>>;
+
+    fn handle(&mut self, ChangeCart(op): ChangeCart, _: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        let snapshot = self.snapshot_future();
+        // Check against the catalog, then commit, then apply to memory: memory never runs
+        // ahead of the disk.
+        let plan = fut::wrap_future::<_, Self>(snapshot).map(move |snap, act, _| -> Result<(SharedSnapshot, ProductId, i64), ShopperError> {
+            let snap = snap?;
+            let max = act.node.settings.shopper.max_quantity as i64;
+            let current = |p: &ProductId| act.cart.get(p).map(|l| l.quantity).unwrap_or(0);
+            let (product, quantity) = match &op {
+                CartOp::Add { product, quantity } => {
+                    if *quantity < 1 {
+                        return Err(ShopperError::Invalid("quantity must be at least 1".into()));
+                    }
+                    (product.clone(), current(product).saturating_add(*quantity))
+                }
+                CartOp::Set { product, quantity } => {
+                    if *quantity < 0 {
+                        return Err(ShopperError::Invalid("quantity must not be negative".into()));
+                    }
+                    if !act.cart.contains_key(product) && *quantity > 0 && snap.product(product).is_none() {
+                        return Err(ShopperError::NoSuchProduct(product.clone()));
+                    }
+                    (product.clone(), *quantity)
+                }
+                CartOp::Remove { product } => (product.clone(), 0),
+            };
+            if quantity > 0 {
+                let p = snap.product(&product).ok_or_else(|| ShopperError::NoSuchProduct(product.clone()))?;
+                if quantity > max {
+                    return Err(ShopperError::Invalid(format!("at most {max} of one product per cart")));
+                }
+                if quantity > p.stock {
+                    return Err(ShopperError::InsufficientStock { product, available: p.stock, requested: quantity });
+                }
+            } else if !act.cart.contains_key(&product) {
+                return Err(ShopperError::Invalid(format!("product {product} is not in the cart")));
+            }
+            Ok((snap, product, quantity))
+        });
+        AtomicResponse::new(Box::pin(plan.then(|planned, act, _| match planned {
+            Err(e) => fut::Either::left(fut::ready(Err(e))),
+            Ok((snap, product, quantity)) => {
+                let node = act.node.clone();
+                let key = act.key();
+                let (p, now) = (product.clone(), now_ms());
+                let commit = act.write(move |tx| {
+                    if quantity == 0 {
+                        tx.execute("DELETE FROM cart_items WHERE product_id = ?1", [p.as_str()]).map_err(StorageError::from)?;
+                    } else {
+                        tx.execute(
+                            "INSERT INTO cart_items (product_id, quantity, added_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+                             ON CONFLICT(product_id) DO UPDATE SET quantity = excluded.quantity, updated_at = excluded.updated_at",
+                            params![p.as_str(), quantity, now],
+                        )
+                        .map_err(StorageError::from)?;
+                    }
+                    ShopperActor::schedule_cart_expiry(&node, &key, tx)?;
+                    Ok(())
+                });
+                fut::Either::right(fut::wrap_future::<_, Self>(commit).map(move |committed, act, _| {
+                    committed?;
+                    if quantity == 0 {
+                        act.cart.remove(&product);
+                    } else {
+                        act.cart.insert(product, CartLine { quantity, updated_at: now });
+                    }
+                    act.state_version += 1;
+                    Ok(act.cart_view(&snap))
+                }))
+            }
+        })))
+    }
+}
+
+impl Handler<SetPreferences> for ShopperActor {
+    type Result = AtomicResponse<Self, Result<Value, ShopperError>>;
+    fn handle(&mut self, SetPreferences(prefs): SetPreferences, _: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        let to_write = prefs.clone();
+        let fut = self.write(move |tx| {
+            for (k, v) in &to_write {
+                tx.execute(
+                    "INSERT INTO preferences (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    params![k, v],
+                )
+                .map_err(StorageError::from)?;
+            }
+            Ok(())
+        });
+        AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(fut).map(move |r, act, _| {
+            r?;
+            act.preferences.extend(prefs);
+            act.state_version += 1;
+            Ok(json!({"preferences": act.preferences}))
+        })))
+    }
+}
+
+impl Handler<RenderForShopper> for ShopperActor {
+    type Result = AtomicResponse<Self, Result<RenderedPage, ShopperError>>;
+
+    fn handle(&mut self, msg: RenderForShopper, _: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        let snapshot = self.snapshot_future();
+        let viewed = match &msg.request.route {
+            Route::Product(handle) => Some(handle.clone()),
+            _ => None,
+        };
+        AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(snapshot).then(move |snap, act, _| {
+            let snap = match snap {
+                Ok(s) => s,
+                Err(e) => return fut::Either::left(fut::ready(Err(e))),
+            };
+            // A product view is recorded (durably) before the page that shows it is rendered.
+            let viewed = viewed.and_then(|h| snap.product_by_handle(h.as_str()).map(|p| p.id.clone()));
+            let record = match viewed {
+                Some(id) if act.history.front() != Some(&id) => {
+                    let limit = act.node.settings.shopper.history_limit as i64;
+                    let id2 = id.clone();
+                    let fut = act.write(move |tx| {
+                        tx.execute("INSERT INTO history (product_id, viewed_at) VALUES (?1, ?2)", params![id2.as_str(), now_ms()])
+                            .map_err(StorageError::from)?;
+                        tx.execute(
+                            "DELETE FROM history WHERE seq NOT IN (SELECT seq FROM history ORDER BY seq DESC LIMIT ?1)",
+                            [limit * 4],
+                        )
+                        .map_err(StorageError::from)?;
+                        Ok(())
+                    });
+                    Some((fut, id))
+                }
+                _ => None,
+            };
+            let render = move |act: &mut ShopperActor, snap: SharedSnapshot| -> Result<RenderedPage, ShopperError> {
+                let cache_key = format!("{}|{}", act.key(), msg.request.cache_key());
+                let cacheable = msg.search_results.is_none();
+                if cacheable {
+                    if let Some(html) = act.node.personal_pages.get(&cache_key, snap.version, act.state_version) {
+                        return Ok(RenderedPage { html: html.to_string(), store_version: snap.version, failed_blocks: 0 });
+                    }
+                }
+                let view = act.view(&snap, msg.search_results.clone());
+                let page = render::render_page(&mut act.engine, &snap, &msg.request, &view, None)?;
+                if cacheable && page.failed_blocks == 0 {
+                    let request_key = msg.request.cache_key();
+                    if !act.cached_pages.contains(&request_key) && act.cached_pages.len() < 32 {
+                        act.cached_pages.push(request_key);
+                    }
+                    let cached = CachedPage {
+                        html: page.html.clone().into(),
+                        store_version: snap.version,
+                        state_version: act.state_version,
+                        rendered_ms: now_ms(),
+                    };
+                    act.node.personal_pages.insert(cache_key, cached);
+                }
+                Ok(page)
+            };
+            match record {
+                None => fut::Either::left(fut::ready(render(act, snap))),
+                Some((fut, id)) => fut::Either::right(fut::wrap_future::<_, Self>(fut).map(move |r, act, _| {
+                    r?;
+                    act.history.retain(|h| h != &id);
+                    act.history.push_front(id);
+                    act.history.truncate(act.node.settings.shopper.history_limit);
+                    act.state_version += 1;
+                    render(act, snap)
+                })),
+            }
+        })))
+    }
+}
+
+impl Handler<FireAlarms> for ShopperActor {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, _: FireAlarms, _: &mut Context<Self>) -> Self::Result {
+        let ttl_ms = self.node.settings.shopper.cart_idle_ttl_secs as i64 * 1000;
+        let last_cart_change = self.cart.values().map(|l| l.updated_at).max();
+        let expire = last_cart_change.is_some_and(|t| now_ms() - t >= ttl_ms);
+        let node = self.node.clone();
+        let key = self.key();
+        let fut = self.write(move |tx| {
+            let due = alarms::take_due(tx, now_ms())?;
+            let cleared = expire && due.iter().any(|n| n == CART_EXPIRY_ALARM);
+            if cleared {
+                tx.execute("DELETE FROM cart_items", []).map_err(StorageError::from)?;
+            } else if last_cart_change.is_some() && due.iter().any(|n| n == CART_EXPIRY_ALARM) {
+                // Fired early (the hint is conservative): wait for the real due time.
+                let due = last_cart_change.unwrap_or(0) + ttl_ms;
+                alarms::set(tx, CART_EXPIRY_ALARM, due)?;
+            }
+            let next = alarms::next_due(tx)?;
+            node.catalog.reset_alarm_hint(&key, next)?;
+            Ok(cleared)
+        });
+        AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(fut).map(|r, act, _| match r {
+            Ok(true) => {
+                act.cart.clear();
+                act.state_version += 1;
+                tracing::debug!(key = %act.key(), "idle cart expired");
+                crate::metrics::incr("vitrina_carts_expired_total", &[]);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(key = %act.key(), error = %e, "alarm handling failed"),
+        })))
+    }
+}
+
+impl From<ShopperError> for crate::error::ApiError {
+    fn from(e: ShopperError) -> Self {
+        use crate::error::ApiError;
+        use actix_web::http::StatusCode;
+        match e {
+            ShopperError::NoSuchProduct(_) => ApiError::new(StatusCode::NOT_FOUND, "product_not_found", e.to_string()),
+            ShopperError::InsufficientStock { ref product, available, requested } => {
+                ApiError::conflict("insufficient_stock", e.to_string())
+                    .with_details(json!({"productId": product, "available": available, "requested": requested}))
+            }
+            ShopperError::Invalid(m) => ApiError::bad_request("invalid_request", m),
+            ShopperError::Store(m) => ApiError::unavailable(m),
+            ShopperError::Render(RenderError::NotFound(m)) => ApiError::not_found(m),
+            ShopperError::Render(RenderError::Internal(m)) => ApiError::internal(m),
+            ShopperError::Storage(e) => ApiError::internal(e),
+        }
+    }
+}

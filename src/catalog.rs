@@ -1,0 +1,254 @@
+//! The node catalog: which stores exist, which host names serve them, their hashed admin
+//! tokens, and the alarm index. Shared by every request, so it sits behind an r2d2 pool with a
+//! moka cache in front of host resolution (the hot path of every shopper request).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use r2d2_sqlite::SqliteConnectionManager;
+use rand::RngCore;
+use rusqlite::{params, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use crate::ids::{ActorKey, StoreId};
+use crate::storage::{self, now_ms, DataLayout, SchemaKind, StorageError, StorageResult};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("store {0} already exists")]
+    StoreExists(StoreId),
+    #[error("host {0} is already mapped to another store")]
+    HostTaken(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+}
+
+impl From<rusqlite::Error> for CatalogError {
+    fn from(e: rusqlite::Error) -> Self {
+        CatalogError::Storage(e.into())
+    }
+}
+
+/// A bearer token as handed out once; only its hash is stored.
+pub struct AdminToken(pub String);
+
+impl AdminToken {
+    pub fn generate() -> AdminToken {
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        AdminToken(format!("vt_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+    }
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub struct NodeCatalog {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    base_domain: String,
+    hosts: moka::sync::Cache<String, Option<StoreId>>,
+}
+
+impl NodeCatalog {
+    pub fn open(layout: &DataLayout, base_domain: &str) -> Result<NodeCatalog, CatalogError> {
+        let path = layout.catalog_db();
+        // Create and migrate once with a plain connection; pooled connections only set pragmas.
+        drop(storage::open(&path, SchemaKind::Catalog)?);
+        let manager = SqliteConnectionManager::file(&path).with_init(|c| {
+            c.pragma_update(None, "synchronous", "FULL")?;
+            c.pragma_update(None, "foreign_keys", "ON")?;
+            c.busy_timeout(Duration::from_secs(5))
+        });
+        let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
+        Ok(NodeCatalog {
+            pool,
+            base_domain: base_domain.trim_matches('.').to_ascii_lowercase(),
+            hosts: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
+        })
+    }
+
+    pub fn base_domain(&self) -> &str {
+        &self.base_domain
+    }
+
+    /// Registers a new store with the hash of its admin token.
+    pub fn create_store(&self, store: &StoreId, token: &AdminToken) -> Result<(), CatalogError> {
+        let conn = self.pool.get()?;
+        let inserted = conn.execute(
+            "INSERT INTO stores (id, admin_token_hash, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(id) DO NOTHING",
+            params![store.as_str(), hash_token(&token.0), now_ms()],
+        )?;
+        if inserted == 0 {
+            return Err(CatalogError::StoreExists(store.clone()));
+        }
+        self.hosts.invalidate_all();
+        Ok(())
+    }
+
+    /// Replaces a store's admin token (used by `--demo` to hand out a known token again).
+    pub fn rotate_token(&self, store: &StoreId, token: &AdminToken) -> Result<(), CatalogError> {
+        let conn = self.pool.get()?;
+        conn.execute(
+            "UPDATE stores SET admin_token_hash = ?2 WHERE id = ?1",
+            params![store.as_str(), hash_token(&token.0)],
+        )?;
+        Ok(())
+    }
+
+    pub fn store_exists(&self, store: &StoreId) -> Result<bool, CatalogError> {
+        let conn = self.pool.get()?;
+        Ok(conn
+            .query_row("SELECT 1 FROM stores WHERE id = ?1", [store.as_str()], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    pub fn stores(&self) -> Result<Vec<StoreId>, CatalogError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare("SELECT id FROM stores ORDER BY id")?;
+        let ids = stmt
+            .query_map([], |row| row.get::<_, String>(0))?
+            .filter_map(|r| r.ok())
+            .filter_map(|s| StoreId::parse(&s).ok())
+            .collect();
+        Ok(ids)
+    }
+
+    /// The store whose admin token this is, if any.
+    pub fn store_for_token(&self, token: &str) -> Result<Option<StoreId>, CatalogError> {
+        let conn = self.pool.get()?;
+        let id: Option<String> = conn
+            .query_row(
+                "SELECT id FROM stores WHERE admin_token_hash = ?1",
+                [hash_token(token)],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(id.and_then(|s| StoreId::parse(&s).ok()))
+    }
+
+    /// Maps a custom domain to a store.
+    pub fn map_host(&self, host: &str, store: &StoreId) -> Result<(), CatalogError> {
+        let host = normalise_host(host);
+        let conn = self.pool.get()?;
+        let owner: Option<String> =
+            conn.query_row("SELECT store_id FROM hosts WHERE host = ?1", [&host], |r| r.get(0)).optional()?;
+        if owner.as_deref().is_some_and(|o| o != store.as_str()) {
+            return Err(CatalogError::HostTaken(host));
+        }
+        conn.execute(
+            "INSERT INTO hosts (host, store_id) VALUES (?1, ?2) ON CONFLICT(host) DO NOTHING",
+            params![host, store.as_str()],
+        )?;
+        self.hosts.invalidate(&host);
+        Ok(())
+    }
+
+    pub fn unmap_host(&self, host: &str, store: &StoreId) -> Result<bool, CatalogError> {
+        let host = normalise_host(host);
+        let conn = self.pool.get()?;
+        let n = conn.execute("DELETE FROM hosts WHERE host = ?1 AND store_id = ?2", params![host, store.as_str()])?;
+        self.hosts.invalidate(&host);
+        Ok(n > 0)
+    }
+
+    pub fn hosts_of(&self, store: &StoreId) -> Result<Vec<String>, CatalogError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare("SELECT host FROM hosts WHERE store_id = ?1 ORDER BY host")?;
+        let hosts = stmt.query_map([store.as_str()], |r| r.get(0))?.filter_map(|r| r.ok()).collect();
+        Ok(hosts)
+    }
+
+    /// Resolves a `Host` header to a store: a mapped custom domain, or `{store}.{base_domain}`.
+    pub fn resolve_host(&self, host_header: &str) -> Result<Option<StoreId>, CatalogError> {
+        let host = normalise_host(host_header);
+        if let Some(hit) = self.hosts.get(&host) {
+            return Ok(hit);
+        }
+        let resolved = self.resolve_uncached(&host)?;
+        self.hosts.insert(host, resolved.clone());
+        Ok(resolved)
+    }
+
+    fn resolve_uncached(&self, host: &str) -> Result<Option<StoreId>, CatalogError> {
+        let conn = self.pool.get()?;
+        let mapped: Option<String> =
+            conn.query_row("SELECT store_id FROM hosts WHERE host = ?1", [host], |r| r.get(0)).optional()?;
+        if let Some(store) = mapped {
+            return Ok(StoreId::parse(&store).ok());
+        }
+        let Some(label) = host.strip_suffix(&self.base_domain).and_then(|rest| rest.strip_suffix('.')) else {
+            return Ok(None);
+        };
+        let Ok(store) = StoreId::parse(label) else { return Ok(None) };
+        Ok(self.store_exists(&store)?.then_some(store))
+    }
+
+    /// Records that `key` wants to be woken at `due_ms` (earliest alarm wins).
+    pub fn set_alarm_hint(&self, key: &ActorKey, due_ms: i64) -> StorageResult<()> {
+        let conn = self.pool.get().map_err(|e| StorageError::Join(e.to_string()))?;
+        conn.execute(
+            "INSERT INTO alarm_index (actor_key, due_ms) VALUES (?1, ?2)
+             ON CONFLICT(actor_key) DO UPDATE SET due_ms = min(due_ms, excluded.due_ms)",
+            params![key.to_string(), due_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Replaces the hint with the actor's next alarm, or removes it when it has none.
+    pub fn reset_alarm_hint(&self, key: &ActorKey, next_due_ms: Option<i64>) -> StorageResult<()> {
+        let conn = self.pool.get().map_err(|e| StorageError::Join(e.to_string()))?;
+        match next_due_ms {
+            Some(due) => conn.execute(
+                "INSERT INTO alarm_index (actor_key, due_ms) VALUES (?1, ?2)
+                 ON CONFLICT(actor_key) DO UPDATE SET due_ms = excluded.due_ms",
+                params![key.to_string(), due],
+            )?,
+            None => conn.execute("DELETE FROM alarm_index WHERE actor_key = ?1", [key.to_string()])?,
+        };
+        Ok(())
+    }
+
+    /// Actors with an alarm due at or before `now_ms`.
+    pub fn due_alarms(&self, now_ms: i64, limit: usize) -> StorageResult<Vec<ActorKey>> {
+        let conn = self.pool.get().map_err(|e| StorageError::Join(e.to_string()))?;
+        let mut stmt = conn.prepare("SELECT actor_key FROM alarm_index WHERE due_ms <= ?1 ORDER BY due_ms LIMIT ?2")?;
+        let keys = stmt
+            .query_map(params![now_ms, limit as i64], |r| r.get::<_, String>(0))?
+            .filter_map(|r| r.ok())
+            .filter_map(|k| ActorKey::parse(&k))
+            .collect();
+        Ok(keys)
+    }
+}
+
+/// Lower-cases and strips the port and any trailing dot.
+pub fn normalise_host(host: &str) -> String {
+    let host = host.trim();
+    let without_port = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(']') || host.starts_with('[') => {
+            if host.starts_with('[') { host } else { h }
+        }
+        _ => host,
+    };
+    without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_host;
+
+    #[test]
+    fn hosts_are_normalised() {
+        assert_eq!(normalise_host("Demo.LocalHost:8080"), "demo.localhost");
+        assert_eq!(normalise_host("shop.example.com."), "shop.example.com");
+        assert_eq!(normalise_host("shop.example.com"), "shop.example.com");
+    }
+}

@@ -1,0 +1,196 @@
+//! The uniform error body and the request id every response carries.
+//!
+//! Each layer has its own error type; they meet here, once, as [`ApiError`], which renders
+//! `{"error":{"code","message","details","requestId","timestamp"}}`. The request-id middleware
+//! also rewrites any other 4xx/5xx (an extractor's, the router's 404/405) into the same body, so
+//! no client ever sees two error formats.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse, ResponseError};
+use serde_json::{json, Value};
+
+use crate::ids::InvalidId;
+
+tokio::task_local! {
+    static REQUEST_ID: RequestId;
+}
+
+/// The id of the request being served; echoed in `x-request-id` and in error bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    fn generate() -> Self {
+        RequestId(format!("req_{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// The id of the request this task is serving, or a fresh one outside a request.
+    pub fn current() -> RequestId {
+        REQUEST_ID.try_with(|id| id.clone()).unwrap_or_else(|_| RequestId::generate())
+    }
+
+    /// Accept a caller's id (a proxy's, another node's) only when it is short and printable.
+    fn from_header(value: &HeaderValue) -> Option<RequestId> {
+        let s = value.to_str().ok()?;
+        let ok = (1..=128).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        ok.then(|| RequestId(s.to_string()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Value,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.status.as_u16(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), details: Value::Null }
+    }
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+    /// An internal failure: logged in full, reported to the client without internals.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log for this request id")
+    }
+
+    pub fn body(&self, request_id: &RequestId) -> Value {
+        json!({
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "details": self.details,
+                "requestId": request_id.0,
+                "timestamp": now_rfc3339(),
+            }
+        })
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        let id = RequestId::current();
+        HttpResponse::build(self.status)
+            .insert_header(("x-request-id", id.0.clone()))
+            .json(self.body(&id))
+    }
+}
+
+impl From<InvalidId> for ApiError {
+    fn from(e: InvalidId) -> Self {
+        ApiError::bad_request("invalid_id", e.to_string())
+    }
+}
+
+fn code_for_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        429 => "too_many_requests",
+        503 => "unavailable",
+        s if s >= 500 => "internal",
+        _ => "error",
+    }
+}
+
+/// Middleware: assigns the request id, runs the request inside its task-local scope, stamps
+/// `x-request-id` on every response, and turns foreign error responses into the uniform body.
+pub async fn request_id_middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(RequestId::from_header)
+        .unwrap_or_else(RequestId::generate);
+    req.extensions_mut().insert(id.clone());
+    let http_req = req.request().clone();
+    let result = REQUEST_ID.scope(id.clone(), next.call(req)).await;
+    let mut res = match result {
+        Ok(res) => res.map_into_boxed_body(),
+        Err(err) => ServiceResponse::new(http_req, err.error_response()),
+    };
+    let status = res.status();
+    if status.is_client_error() || status.is_server_error() {
+        let ours = res.response().error().is_some_and(|e| e.as_error::<ApiError>().is_some());
+        let content_type = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let is_page = content_type.starts_with("text/html");
+        if !ours && !is_page && !content_type.starts_with("application/json") {
+            let message = match res.response().error() {
+                Some(e) => e.to_string(),
+                None => status.canonical_reason().unwrap_or("error").to_string(),
+            };
+            let err = ApiError::new(status, code_for_status(status), message);
+            let mut builder = HttpResponse::build(status);
+            for (name, value) in res.headers() {
+                if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                    builder.append_header((name.clone(), value.clone()));
+                }
+            }
+            let replaced = builder.json(err.body(&id));
+            res = res.into_response(replaced);
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&id.0) {
+        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(res)
+}

@@ -1,0 +1,338 @@
+//! The admin API under `/admin/api/v1`. Bearer tokens: a store's own token works on that store
+//! (another store's token gets 403); the node's operator token works everywhere and is the only
+//! one that can create stores.
+
+use std::sync::Arc;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::body;
+use super::shop::actor_error;
+use super::tenant::page_request;
+use crate::actors::store::{Admin, AdminOp, RenderForStore, StoreError};
+use crate::catalog::{AdminToken, CatalogError};
+use crate::error::ApiError;
+use crate::ids::{BlockId, ProductId, Slug, StoreId};
+use crate::node::Node;
+use crate::render::{RenderError, Route};
+
+pub fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Invalid(m) => ApiError::bad_request("validation_failed", m),
+        StoreError::NotFound(m) => ApiError::not_found(m),
+        StoreError::Conflict(m) => ApiError::conflict("conflict", m),
+        StoreError::Storage(e) => ApiError::internal(e),
+    }
+}
+
+fn catalog_error(e: CatalogError) -> ApiError {
+    match e {
+        CatalogError::StoreExists(s) => ApiError::conflict("store_exists", format!("store {s} already exists")),
+        CatalogError::HostTaken(h) => ApiError::conflict("host_taken", format!("host {h} is mapped to another store")),
+        other => ApiError::internal(other),
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
+    let value = value.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
+    Ok(token)
+}
+
+fn is_operator(node: &Node, token: &str) -> bool {
+    let expected = node.operator_token();
+    expected.len() == token.len() && bool::from(expected.as_bytes().ct_eq(token.as_bytes()))
+}
+
+/// Checks the caller may administer `store`.
+fn authorize(node: &Node, req: &HttpRequest, store: &StoreId) -> Result<(), ApiError> {
+    let token = bearer(req)?;
+    if is_operator(node, token) {
+        return Ok(());
+    }
+    match node.catalog.store_for_token(token).map_err(ApiError::internal)? {
+        Some(owner) if &owner == store => Ok(()),
+        Some(_) => Err(ApiError::forbidden(format!("this token does not grant access to store {store}"))),
+        None => Err(ApiError::unauthorized("unknown or revoked token")),
+    }
+}
+
+fn store_path(node: &Node, req: &HttpRequest, raw: &str) -> Result<StoreId, ApiError> {
+    let store = StoreId::parse(raw)?;
+    authorize(node, req, &store)?;
+    if !node.catalog.store_exists(&store).map_err(ApiError::internal)? {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "store_not_found", format!("store {store} does not exist")));
+    }
+    Ok(store)
+}
+
+async fn run(node: &Arc<Node>, store: &StoreId, op: AdminOp) -> Result<Value, ApiError> {
+    node.registry
+        .ask_store(node, store, Admin(op))
+        .await
+        .map_err(actor_error)?
+        .map_err(store_error)
+}
+
+async fn respond(node: &Arc<Node>, store: &StoreId, op: AdminOp, status: StatusCode) -> Result<HttpResponse, ApiError> {
+    let body = run(node, store, op).await?;
+    Ok(HttpResponse::build(status).json(body))
+}
+
+fn str_field(v: &Value, name: &str) -> Option<String> {
+    v.get(name).and_then(Value::as_str).map(str::to_string)
+}
+
+/// `POST /admin/api/v1/stores` (operator token) — `{"id", "name", "currency", "locale", "hosts"}`.
+pub async fn create_store(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) -> Result<HttpResponse, ApiError> {
+    let node = node.into_inner();
+    let token = bearer(&req)?;
+    if !is_operator(&node, token) {
+        return Err(if node.catalog.store_for_token(token).map_err(ApiError::internal)?.is_some() {
+            ApiError::forbidden("only the operator token can create stores")
+        } else {
+            ApiError::unauthorized("unknown or revoked token")
+        });
+    }
+    let body = body::json(&req, &bytes)?;
+    let id = StoreId::parse(&str_field(&body, "id").ok_or_else(|| ApiError::bad_request("invalid_request", "id is required"))?)?;
+    let (store, admin_token) = create_store_with(&node, &id, &body).await?;
+    Ok(HttpResponse::Created().json(json!({
+        "store": store,
+        "adminToken": admin_token.0,
+        "url": format!("http://{}.{}/", id, node.catalog.base_domain()),
+    })))
+}
+
+/// Creates a store in the catalog and initialises its actor. Shared with the demo seeder.
+pub async fn create_store_with(node: &Arc<Node>, id: &StoreId, body: &Value) -> Result<(Value, AdminToken), ApiError> {
+    let mut settings = serde_json::Map::new();
+    for key in ["name", "tagline", "currency", "locale", "seo", "analytics", "limits"] {
+        if let Some(v) = body.get(key) {
+            settings.insert(key.to_string(), v.clone());
+        }
+    }
+    settings.entry("name").or_insert_with(|| json!(id.as_str()));
+    // Validate before the catalog row exists, so a bad request leaves nothing behind.
+    let patch: crate::store::model::SettingsPatch =
+        serde_json::from_value(Value::Object(settings.clone())).map_err(|e| ApiError::bad_request("validation_failed", e.to_string()))?;
+    patch.apply(Default::default()).map_err(|m| ApiError::bad_request("validation_failed", m))?;
+    let hosts: Vec<String> = match body.get("hosts") {
+        None => Vec::new(),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|_| ApiError::bad_request("validation_failed", "hosts must be a list of host names"))?,
+    };
+    for h in &hosts {
+        validate_host(h)?;
+    }
+    let token = AdminToken::generate();
+    let catalog_node = node.clone();
+    let (id2, token_clone) = (id.clone(), AdminToken(token.0.clone()));
+    web::block(move || catalog_node.catalog.create_store(&id2, &token_clone))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(catalog_error)?;
+    for h in &hosts {
+        node.catalog.map_host(h, id).map_err(catalog_error)?;
+    }
+    let result = run(node, id, AdminOp::PatchSettings(Value::Object(settings))).await?;
+    Ok((json!({"id": id, "settings": result["settings"], "hosts": hosts}), token))
+}
+
+fn validate_host(h: &str) -> Result<(), ApiError> {
+    let ok = (1..=253).contains(&h.len())
+        && h.split('.').all(|l| (1..=63).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("invalid_host", format!("{h:?} is not a valid host name")))
+    }
+}
+
+macro_rules! store_route {
+    ($(#[$doc:meta])* $name:ident, |$node:ident, $store:ident, $req:ident $(, $arg:ident : $ty:ty)*| $body:expr) => {
+        $(#[$doc])*
+        pub async fn $name(node: web::Data<Node>, $req: HttpRequest, path: web::Path<Vec<String>> $(, $arg: $ty)*) -> Result<HttpResponse, ApiError> {
+            let $node = node.into_inner();
+            let path = path.into_inner();
+            let $store = store_path(&$node, &$req, path.first().map(String::as_str).unwrap_or(""))?;
+            #[allow(unused_variables)]
+            let rest = &path[1..];
+            let rest_owned: Vec<String> = rest.to_vec();
+            let handler = |rest: Vec<String>| $body;
+            handler(rest_owned).await
+        }
+    };
+}
+
+fn seg<T>(rest: &[String], i: usize, parse: fn(&str) -> Result<T, crate::ids::InvalidId>) -> Result<T, ApiError> {
+    let raw = rest.get(i).map(String::as_str).unwrap_or("");
+    Ok(parse(raw)?)
+}
+
+store_route!(describe, |node, store, req| async move { respond(&node, &store, AdminOp::Describe, StatusCode::OK).await });
+store_route!(get_settings, |node, store, req| async move { respond(&node, &store, AdminOp::GetSettings, StatusCode::OK).await });
+store_route!(patch_settings, |node, store, req, bytes: Bytes| async move {
+    let body = body::json(&req, &bytes)?;
+    respond(&node, &store, AdminOp::PatchSettings(body), StatusCode::OK).await
+});
+store_route!(get_theme, |node, store, req| async move { respond(&node, &store, AdminOp::GetTheme, StatusCode::OK).await });
+store_route!(put_theme, |node, store, req, bytes: Bytes| async move {
+    let theme = serde_json::from_value(body::json(&req, &bytes)?).map_err(|e| ApiError::bad_request("validation_failed", format!("invalid theme: {e}")))?;
+    respond(&node, &store, AdminOp::PutTheme(theme), StatusCode::OK).await
+});
+store_route!(list_products, |node, store, req| async move { respond(&node, &store, AdminOp::ListProducts, StatusCode::OK).await });
+store_route!(get_product, |node, store, req| async move {
+    let id = seg(&rest, 0, ProductId::parse)?;
+    respond(&node, &store, AdminOp::GetProduct(id), StatusCode::OK).await
+});
+store_route!(
+    /// `POST …/products` — one product object, or `{"products": [...]}` to upsert many in one transaction.
+    post_products, |node, store, req, bytes: Bytes| async move {
+    let body = body::json(&req, &bytes)?;
+    let items = match body.get("products") {
+        Some(Value::Array(list)) => list.iter().map(|p| (None, p.clone())).collect(),
+        Some(_) => return Err(ApiError::bad_request("invalid_request", "products must be an array")),
+        None => vec![(None, body)],
+    };
+    respond(&node, &store, AdminOp::UpsertProducts(items), StatusCode::OK).await
+});
+store_route!(put_product, |node, store, req, bytes: Bytes| async move {
+    let id = seg(&rest, 0, ProductId::parse)?;
+    let body = body::json(&req, &bytes)?;
+    respond(&node, &store, AdminOp::UpsertProducts(vec![(Some(id), body)]), StatusCode::OK).await
+});
+store_route!(delete_product, |node, store, req| async move {
+    let id = seg(&rest, 0, ProductId::parse)?;
+    respond(&node, &store, AdminOp::DeleteProduct(id), StatusCode::OK).await
+});
+store_route!(list_pages, |node, store, req| async move { respond(&node, &store, AdminOp::ListPages, StatusCode::OK).await });
+store_route!(get_page, |node, store, req| async move {
+    let slug = seg(&rest, 0, Slug::parse)?;
+    respond(&node, &store, AdminOp::GetPage(slug), StatusCode::OK).await
+});
+store_route!(
+    /// `PUT …/pages/{slug}` — `{"title", "description", "blocks"?}`; `blocks` replaces the draft.
+    put_page, |node, store, req, bytes: Bytes| async move {
+    let slug = seg(&rest, 0, Slug::parse)?;
+    let body = body::json(&req, &bytes)?;
+    let title = str_field(&body, "title").ok_or_else(|| ApiError::bad_request("invalid_request", "title is required"))?;
+    let description = str_field(&body, "description").unwrap_or_default();
+    let blocks = match body.get("blocks") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(list)) => Some(list.clone()),
+        Some(_) => return Err(ApiError::bad_request("invalid_request", "blocks must be an array")),
+    };
+    respond(&node, &store, AdminOp::PutPage { slug, title, description, blocks }, StatusCode::OK).await
+});
+store_route!(delete_page, |node, store, req| async move {
+    let slug = seg(&rest, 0, Slug::parse)?;
+    respond(&node, &store, AdminOp::DeletePage(slug), StatusCode::OK).await
+});
+store_route!(add_block, |node, store, req, bytes: Bytes| async move {
+    let page = seg(&rest, 0, Slug::parse)?;
+    let block = body::json(&req, &bytes)?;
+    respond(&node, &store, AdminOp::AddBlock { page, block }, StatusCode::CREATED).await
+});
+store_route!(update_block, |node, store, req, bytes: Bytes| async move {
+    let page = seg(&rest, 0, Slug::parse)?;
+    let block_id = seg(&rest, 1, BlockId::parse)?;
+    let block = body::json(&req, &bytes)?;
+    respond(&node, &store, AdminOp::UpdateBlock { page, block_id, block }, StatusCode::OK).await
+});
+store_route!(delete_block, |node, store, req| async move {
+    let page = seg(&rest, 0, Slug::parse)?;
+    let block_id = seg(&rest, 1, BlockId::parse)?;
+    respond(&node, &store, AdminOp::DeleteBlock { page, block_id }, StatusCode::OK).await
+});
+store_route!(publish, |node, store, req| async move {
+    let slug = seg(&rest, 0, Slug::parse)?;
+    respond(&node, &store, AdminOp::Publish(slug), StatusCode::OK).await
+});
+store_route!(versions, |node, store, req| async move {
+    let slug = seg(&rest, 0, Slug::parse)?;
+    respond(&node, &store, AdminOp::ListVersions(slug), StatusCode::OK).await
+});
+store_route!(
+    /// `POST …/pages/{slug}/rollback` — `{"version": n}` publishes a copy of version n.
+    rollback, |node, store, req, bytes: Bytes| async move {
+    let page = seg(&rest, 0, Slug::parse)?;
+    let body = body::json(&req, &bytes)?;
+    let version = body.get("version").and_then(Value::as_i64).ok_or_else(|| ApiError::bad_request("invalid_request", "version (a number) is required"))?;
+    respond(&node, &store, AdminOp::Rollback { page, version }, StatusCode::OK).await
+});
+store_route!(
+    /// `GET …/pages/{slug}/preview` — the page with its drafts, rendered for the admin only.
+    preview, |node, store, req| async move {
+    let slug = seg(&rest, 0, Slug::parse)?;
+    let route = if slug.as_str() == "home" { Route::Home } else { Route::Page(slug.clone()) };
+    let mut request = page_request(&req, route);
+    request.route = Route::Page(slug);
+    let page = node
+        .registry
+        .ask_store(&node, &store, RenderForStore { request, preview_drafts: true })
+        .await
+        .map_err(actor_error)?
+        .map_err(|e| match e {
+            RenderError::NotFound(m) => ApiError::not_found(m),
+            RenderError::Internal(m) => ApiError::internal(m),
+        })?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "private, no-store"))
+        .insert_header(("x-vitrina-preview", "drafts"))
+        .body(page.html))
+});
+store_route!(
+    /// `POST …/blocks/validate` — `{"code": "..."}` → errors and warnings with line and column.
+    validate_block, |node, store, req, bytes: Bytes| async move {
+    let body = body::json(&req, &bytes)?;
+    let code = body.get("code").and_then(Value::as_str).ok_or_else(|| ApiError::bad_request("invalid_request", "code (a string) is required"))?;
+    if code.len() > crate::store::model::MAX_BLOCK_CODE_BYTES {
+        return Err(ApiError::bad_request("validation_failed", "block code is at most 64 KiB"));
+    }
+    let report = crate::engine::validate::validate_block(code);
+    Ok(HttpResponse::Ok().json(json!({"valid": report.errors.is_empty(), "errors": report.errors, "warnings": report.warnings})))
+});
+store_route!(list_posts, |node, store, req| async move { respond(&node, &store, AdminOp::ListPosts, StatusCode::OK).await });
+store_route!(put_post, |node, store, req, bytes: Bytes| async move {
+    let slug = seg(&rest, 0, Slug::parse)?;
+    let post = body::json(&req, &bytes)?;
+    respond(&node, &store, AdminOp::PutPost { slug, post }, StatusCode::OK).await
+});
+store_route!(delete_post, |node, store, req| async move {
+    let slug = seg(&rest, 0, Slug::parse)?;
+    respond(&node, &store, AdminOp::DeletePost(slug), StatusCode::OK).await
+});
+store_route!(list_domains, |node, store, req| async move {
+    let hosts = node.catalog.hosts_of(&store).map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(json!({"domains": hosts, "default": format!("{}.{}", store, node.catalog.base_domain())})))
+});
+store_route!(
+    /// `POST …/domains` — `{"host": "shop.example.com"}` maps a custom domain to the store.
+    add_domain, |node, store, req, bytes: Bytes| async move {
+    let body = body::json(&req, &bytes)?;
+    let host = str_field(&body, "host").ok_or_else(|| ApiError::bad_request("invalid_request", "host is required"))?;
+    validate_host(&host)?;
+    node.catalog.map_host(&host, &store).map_err(catalog_error)?;
+    Ok(HttpResponse::Created().json(json!({"host": crate::catalog::normalise_host(&host), "store": store})))
+});
+store_route!(remove_domain, |node, store, req| async move {
+    let host = rest.first().cloned().unwrap_or_default();
+    if !node.catalog.unmap_host(&host, &store).map_err(ApiError::internal)? {
+        return Err(ApiError::not_found(format!("{host} is not mapped to store {store}")));
+    }
+    Ok(HttpResponse::Ok().json(json!({"deleted": host})))
+});

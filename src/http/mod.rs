@@ -1,0 +1,107 @@
+//! HTTP edge: routing, body limits, the uniform error body. Handlers are thin: each turns a
+//! request into one message to the actor that owns the state.
+
+pub mod admin;
+pub mod body;
+pub mod shop;
+pub mod tenant;
+
+use actix_web::middleware::{from_fn, Compress};
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::error::{request_id_middleware, ApiError};
+use crate::node::Node;
+
+pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
+    let limit = node.settings.http.body_limit_bytes;
+    cfg.app_data(node)
+        .app_data(web::PayloadConfig::new(limit))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request("invalid_query", e.to_string()).into()))
+        .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request("invalid_path", e.to_string()).into()))
+        .route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics))
+        .service(admin_scope())
+        .route("/", web::get().to(shop::home))
+        .route("/pages/{slug}", web::get().to(shop::page))
+        .route("/products/{handle}", web::get().to(shop::product))
+        .route("/blog", web::get().to(shop::blog))
+        .route("/blog/{slug}", web::get().to(shop::post))
+        .route("/search", web::get().to(shop::search))
+        .route("/cart", web::get().to(shop::cart))
+        .route("/cart/items", web::post().to(shop::add_item))
+        .route("/cart/items/{product}", web::patch().to(shop::set_item))
+        .route("/cart/items/{product}", web::delete().to(shop::remove_item))
+        .route("/cart/items/{product}", web::post().to(shop::form_item))
+        .route("/preferences", web::put().to(shop::preferences))
+        .route("/consent", web::post().to(shop::consent))
+        .default_service(web::to(not_found));
+}
+
+fn admin_scope() -> actix_web::Scope {
+    use admin::*;
+    let store = "/stores/{store}";
+    web::scope("/admin/api/v1")
+        .route("/stores", web::post().to(create_store))
+        .route(store, web::get().to(describe))
+        .route(&format!("{store}/settings"), web::get().to(get_settings))
+        .route(&format!("{store}/settings"), web::patch().to(patch_settings))
+        .route(&format!("{store}/settings"), web::put().to(patch_settings))
+        .route(&format!("{store}/theme"), web::get().to(get_theme))
+        .route(&format!("{store}/theme"), web::put().to(put_theme))
+        .route(&format!("{store}/products"), web::get().to(list_products))
+        .route(&format!("{store}/products"), web::post().to(post_products))
+        .route(&format!("{store}/products/{{product}}"), web::get().to(get_product))
+        .route(&format!("{store}/products/{{product}}"), web::put().to(put_product))
+        .route(&format!("{store}/products/{{product}}"), web::delete().to(delete_product))
+        .route(&format!("{store}/pages"), web::get().to(list_pages))
+        .route(&format!("{store}/pages/{{slug}}"), web::get().to(get_page))
+        .route(&format!("{store}/pages/{{slug}}"), web::put().to(put_page))
+        .route(&format!("{store}/pages/{{slug}}"), web::delete().to(delete_page))
+        .route(&format!("{store}/pages/{{slug}}/blocks"), web::post().to(add_block))
+        .route(&format!("{store}/pages/{{slug}}/blocks/{{block}}"), web::patch().to(update_block))
+        .route(&format!("{store}/pages/{{slug}}/blocks/{{block}}"), web::put().to(update_block))
+        .route(&format!("{store}/pages/{{slug}}/blocks/{{block}}"), web::delete().to(delete_block))
+        .route(&format!("{store}/pages/{{slug}}/publish"), web::post().to(publish))
+        .route(&format!("{store}/pages/{{slug}}/versions"), web::get().to(versions))
+        .route(&format!("{store}/pages/{{slug}}/rollback"), web::post().to(rollback))
+        .route(&format!("{store}/pages/{{slug}}/preview"), web::get().to(preview))
+        .route(&format!("{store}/blocks/validate"), web::post().to(validate_block))
+        .route(&format!("{store}/posts"), web::get().to(list_posts))
+        .route(&format!("{store}/posts/{{slug}}"), web::put().to(put_post))
+        .route(&format!("{store}/posts/{{slug}}"), web::delete().to(delete_post))
+        .route(&format!("{store}/domains"), web::get().to(list_domains))
+        .route(&format!("{store}/domains"), web::post().to(add_domain))
+        .route(&format!("{store}/domains/{{host}}"), web::delete().to(remove_domain))
+}
+
+/// Wraps the app in the middleware every route shares (outermost last).
+pub fn middleware() -> (Compress, actix_web::middleware::Logger) {
+    (Compress::default(), actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms"))
+}
+
+pub fn request_ids() -> impl actix_web::dev::Transform<
+    actix_web::dev::ServiceRequest,
+    Service = impl actix_web::dev::Service<actix_web::dev::ServiceRequest, Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, Error = actix_web::Error>,
+    InitError = (),
+    Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+    Error = actix_web::Error,
+> {
+    from_fn(request_id_middleware)
+}
+
+async fn healthz(node: web::Data<Node>) -> HttpResponse {
+    let (stores, shoppers) = node.registry.live_counts();
+    HttpResponse::Ok().json(json!({"status": "ok", "liveActors": {"stores": stores, "shoppers": shoppers}}))
+}
+
+async fn metrics(node: web::Data<Node>) -> HttpResponse {
+    let (stores, shoppers) = node.registry.live_counts();
+    let mut text = crate::metrics::render_prometheus();
+    text.push_str(&format!("vitrina_live_actors{{kind=\"store\"}} {stores}\nvitrina_live_actors{{kind=\"shopper\"}} {shoppers}\n"));
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, shop::ShopError> {
+    Err(shop::ShopError::new(ApiError::not_found(format!("no route for {} {}", req.method(), req.path())), tenant::wants_html(&req)))
+}

@@ -1,0 +1,349 @@
+//! Shopper routes: pages, product views, blog, search and the cart. Each handler turns the
+//! request into one message to the owning actor; everything else happens there.
+
+use std::sync::Arc;
+
+use actix_web::cookie::Cookie;
+use actix_web::http::{header, StatusCode};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::body::{self, BodyKind};
+use super::tenant::{self, page_request, resolve_store, session_of, wants_html};
+use crate::actors::registry::ActorError;
+use crate::actors::shopper::{CartOp, ChangeCart, GetCart, RenderForShopper, SetPreferences};
+use crate::actors::store::{RenderForStore, Search};
+use crate::error::{ApiError, RequestId};
+use crate::ids::{ProductId, SessionId, Slug, StoreId};
+use crate::node::Node;
+use crate::render::cache::AnonymousPages;
+use crate::render::{self, RenderError, Route};
+use crate::store::snapshot::product_json;
+
+/// An error on a shopper route: a page for browsers, the JSON body for everyone else.
+#[derive(Debug)]
+pub struct ShopError {
+    api: ApiError,
+    html: bool,
+    clear_session: bool,
+}
+
+impl ShopError {
+    pub fn new(api: ApiError, html: bool) -> ShopError {
+        ShopError { api, html, clear_session: false }
+    }
+}
+
+impl std::fmt::Display for ShopError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.api.fmt(f)
+    }
+}
+
+impl actix_web::ResponseError for ShopError {
+    fn status_code(&self) -> StatusCode {
+        self.api.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        let mut res = if self.html {
+            let id = RequestId::current();
+            let title = match self.api.status.as_u16() {
+                404 => "Not found",
+                400 => "Bad request",
+                409 => "Not possible",
+                503 => "Temporarily unavailable",
+                _ => "Something went wrong",
+            };
+            HttpResponse::build(self.api.status)
+                .content_type("text/html; charset=utf-8")
+                .insert_header(("x-request-id", id.0.clone()))
+                .body(render::error_page(self.api.status.as_u16(), title, &self.api.message, &id.0))
+        } else {
+            self.api.error_response()
+        };
+        if self.clear_session {
+            let _ = res.add_cookie(&tenant::clear_session_cookie());
+        }
+        res
+    }
+}
+
+struct Ctx {
+    node: Arc<Node>,
+    store: StoreId,
+    html: bool,
+}
+
+impl Ctx {
+    fn err(&self, e: impl Into<ApiError>) -> ShopError {
+        ShopError { api: e.into(), html: self.html, clear_session: false }
+    }
+}
+
+fn context(node: &web::Data<Node>, req: &HttpRequest) -> Result<Ctx, ShopError> {
+    let html = wants_html(req);
+    let store = resolve_store(node, req).map_err(|api| ShopError { api, html, clear_session: false })?;
+    Ok(Ctx { node: node.clone().into_inner(), store, html })
+}
+
+/// The session of the request, or a new one (then `true`: the response must set the cookie).
+fn session(ctx: &Ctx, req: &HttpRequest) -> Result<(SessionId, bool), ShopError> {
+    match session_of(req) {
+        Ok(Some(sid)) => Ok((sid, false)),
+        Ok(None) => Ok((SessionId::generate(), true)),
+        Err(api) => Err(ShopError { api, html: ctx.html, clear_session: true }),
+    }
+}
+
+pub fn actor_error(e: ActorError) -> ApiError {
+    match e {
+        ActorError::NoSuchStore(s) => ApiError::new(StatusCode::NOT_FOUND, "store_not_found", format!("store {s} does not exist")),
+        ActorError::Timeout(..) | ActorError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+        ActorError::Activation(..) => ApiError::internal(e),
+    }
+}
+
+fn render_error(e: RenderError) -> ApiError {
+    match e {
+        RenderError::NotFound(m) => ApiError::not_found(m),
+        RenderError::Internal(m) => ApiError::internal(m),
+    }
+}
+
+fn html_response(html: impl Into<String>, new_session: Option<&SessionId>, cache: &'static str) -> HttpResponse {
+    let mut builder = HttpResponse::Ok();
+    builder.content_type("text/html; charset=utf-8").insert_header((header::CACHE_CONTROL, "private, no-store")).insert_header(("x-vitrina-cache", cache));
+    if let Some(sid) = new_session {
+        builder.cookie(tenant::session_cookie(sid));
+    }
+    builder.body(html.into())
+}
+
+/// Renders `route` for this request: personalised by the shopper's actor, or — for a first
+/// visit without a session — the store's generic page from the node's shared cache.
+async fn serve_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> Result<HttpResponse, ShopError> {
+    let ctx = context(&node, &req)?;
+    let (sid, is_new) = session(&ctx, &req)?;
+    let page_req = page_request(&req, route.clone());
+
+    let search_results = match &route {
+        Route::Search(q) => Some(search_ids(&ctx, q).await?),
+        _ => None,
+    };
+
+    if is_new && search_results.is_none() {
+        let snap = ctx.node.snapshot(&ctx.store).await.map_err(|e| ctx.err(actor_error(e)))?;
+        let key = AnonymousPages::key(&tenant::host_of(&req), snap.version, &page_req.cache_key());
+        if let Some(html) = ctx.node.anonymous_pages.get(&key) {
+            return Ok(html_response(html.to_string(), Some(&sid), "anonymous-hit"));
+        }
+        let msg = RenderForStore { request: page_req, preview_drafts: false };
+        let page = ctx.node.registry.ask_store(&ctx.node, &ctx.store, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
+        let page = page.map_err(|e| ctx.err(render_error(e)))?;
+        if page.failed_blocks == 0 {
+            let key = AnonymousPages::key(&tenant::host_of(&req), page.store_version, &page_req_key(&req, &route));
+            ctx.node.anonymous_pages.insert(key, page.html.clone().into());
+        }
+        return Ok(html_response(page.html, Some(&sid), "anonymous-miss"));
+    }
+
+    let msg = RenderForShopper { request: page_req, search_results };
+    let page = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let page = page.map_err(|e| ctx.err(e))?;
+    Ok(html_response(page.html, is_new.then_some(&sid), "personal"))
+}
+
+fn page_req_key(req: &HttpRequest, route: &Route) -> String {
+    page_request(req, route.clone()).cache_key()
+}
+
+async fn search_ids(ctx: &Ctx, query: &str) -> Result<Vec<ProductId>, ShopError> {
+    let msg = Search { query: query.to_string(), limit: 48 };
+    let found = ctx.node.registry.ask_store(&ctx.node, &ctx.store, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
+    found.map_err(|e| ctx.err(crate::http::admin::store_error(e)))
+}
+
+fn slug(ctx_html: bool, raw: &str) -> Result<Slug, ShopError> {
+    Slug::parse(raw).map_err(|e| ShopError { api: e.into(), html: ctx_html, clear_session: false })
+}
+
+pub async fn home(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse, ShopError> {
+    serve_page(node, req, Route::Home).await
+}
+
+pub async fn page(node: web::Data<Node>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ShopError> {
+    let route = Route::Page(slug(wants_html(&req), &path)?);
+    serve_page(node, req, route).await
+}
+
+pub async fn product(node: web::Data<Node>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ShopError> {
+    let route = Route::Product(slug(wants_html(&req), &path)?);
+    serve_page(node, req, route).await
+}
+
+pub async fn post(node: web::Data<Node>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ShopError> {
+    let route = Route::Post(slug(wants_html(&req), &path)?);
+    serve_page(node, req, route).await
+}
+
+pub async fn blog(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse, ShopError> {
+    serve_page(node, req, Route::Blog).await
+}
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+pub async fn search(node: web::Data<Node>, req: HttpRequest, query: web::Query<SearchQuery>) -> Result<HttpResponse, ShopError> {
+    let q: String = query.into_inner().q.chars().take(200).collect();
+    if wants_html(&req) {
+        return serve_page(node, req, Route::Search(q)).await;
+    }
+    let ctx = context(&node, &req)?;
+    let ids = search_ids(&ctx, &q).await?;
+    let snap = ctx.node.snapshot(&ctx.store).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let results: Vec<_> = ids.iter().filter_map(|id| snap.product(id)).map(|p| product_json(p, &snap.settings)).collect();
+    Ok(HttpResponse::Ok().json(json!({"query": q, "results": results})))
+}
+
+pub async fn cart(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse, ShopError> {
+    if wants_html(&req) {
+        return serve_page(node, req, Route::Cart).await;
+    }
+    let ctx = context(&node, &req)?;
+    let (sid, is_new) = session(&ctx, &req)?;
+    let cart = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, GetCart).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let cart = cart.map_err(|e| ctx.err(e))?;
+    let mut res = HttpResponse::Ok();
+    res.insert_header((header::CACHE_CONTROL, "private, no-store"));
+    if is_new {
+        res.cookie(tenant::session_cookie(&sid));
+    }
+    Ok(res.json(json!({"cart": cart})))
+}
+
+fn product_id(ctx: &Ctx, raw: Option<&str>) -> Result<ProductId, ShopError> {
+    let raw = raw.ok_or_else(|| ctx.err(ApiError::bad_request("invalid_request", "productId is required")))?;
+    ProductId::parse(raw).map_err(|e| ctx.err(e))
+}
+
+/// Sends a cart change and answers as the client expects: JSON, or a redirect for a form.
+async fn change_cart(ctx: Ctx, req: &HttpRequest, kind: BodyKind, op: CartOp, status: StatusCode) -> Result<HttpResponse, ShopError> {
+    let (sid, is_new) = session(&ctx, req)?;
+    let result = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, ChangeCart(op)).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let cart = result.map_err(|e| ctx.err(e))?;
+    let mut res = if kind == BodyKind::Form {
+        let mut b = HttpResponse::SeeOther();
+        b.insert_header((header::LOCATION, "/cart"));
+        b
+    } else {
+        HttpResponseBuilder::new(status)
+    };
+    res.insert_header((header::CACHE_CONTROL, "private, no-store"));
+    if is_new {
+        res.cookie(tenant::session_cookie(&sid));
+    }
+    Ok(if kind == BodyKind::Form { res.finish() } else { res.json(json!({"cart": cart})) })
+}
+
+/// `POST /cart/items` — `{"productId", "quantity"}` as JSON or `product_id`, `quantity` as a form.
+pub async fn add_item(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) -> Result<HttpResponse, ShopError> {
+    let ctx = context(&node, &req)?;
+    let (kind, map) = body::object(&req, &bytes).map_err(|e| ctx.err(e))?;
+    let product = product_id(&ctx, body::string(body::field(&map, &["productId", "product_id", "id"])))?;
+    let quantity = body::integer(body::field(&map, &["quantity", "qty"]), "quantity").map_err(|e| ctx.err(e))?.unwrap_or(1);
+    change_cart(ctx, &req, kind, CartOp::Add { product, quantity }, StatusCode::CREATED).await
+}
+
+/// `PATCH /cart/items/{product}` — `{"quantity": n}`; 0 removes the line.
+pub async fn set_item(node: web::Data<Node>, req: HttpRequest, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse, ShopError> {
+    let ctx = context(&node, &req)?;
+    let product = product_id(&ctx, Some(&path))?;
+    let (kind, map) = body::object(&req, &bytes).map_err(|e| ctx.err(e))?;
+    let quantity = body::integer(body::field(&map, &["quantity", "qty"]), "quantity")
+        .map_err(|e| ctx.err(e))?
+        .ok_or_else(|| ctx.err(ApiError::bad_request("invalid_request", "quantity is required")))?;
+    change_cart(ctx, &req, kind, CartOp::Set { product, quantity }, StatusCode::OK).await
+}
+
+/// `DELETE /cart/items/{product}`.
+pub async fn remove_item(node: web::Data<Node>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ShopError> {
+    let ctx = context(&node, &req)?;
+    let product = product_id(&ctx, Some(&path))?;
+    let kind = if ctx.html { BodyKind::Form } else { BodyKind::Json };
+    change_cart(ctx, &req, kind, CartOp::Remove { product }, StatusCode::OK).await
+}
+
+/// `POST /cart/items/{product}` — the form-friendly way to set a quantity or remove a line
+/// (`_method=DELETE`), since HTML forms cannot send PATCH or DELETE.
+pub async fn form_item(node: web::Data<Node>, req: HttpRequest, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse, ShopError> {
+    let ctx = context(&node, &req)?;
+    let product = product_id(&ctx, Some(&path))?;
+    let (kind, map) = body::object(&req, &bytes).map_err(|e| ctx.err(e))?;
+    let method = body::string(body::field(&map, &["_method"])).unwrap_or("PATCH").to_ascii_uppercase();
+    let op = if method == "DELETE" {
+        CartOp::Remove { product }
+    } else {
+        let quantity = body::integer(body::field(&map, &["quantity", "qty"]), "quantity")
+            .map_err(|e| ctx.err(e))?
+            .ok_or_else(|| ctx.err(ApiError::bad_request("invalid_request", "quantity is required")))?;
+        CartOp::Set { product, quantity }
+    };
+    change_cart(ctx, &req, kind, op, StatusCode::OK).await
+}
+
+/// `PUT /preferences` — `{"region": "EU", "locale": "de-DE"}`; region also goes in a cookie
+/// because it changes the theme of pages rendered before the actor is asked.
+pub async fn preferences(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) -> Result<HttpResponse, ShopError> {
+    let ctx = context(&node, &req)?;
+    let (sid, is_new) = session(&ctx, &req)?;
+    let (_, map) = body::object(&req, &bytes).map_err(|e| ctx.err(e))?;
+    let mut prefs = std::collections::BTreeMap::new();
+    for (k, v) in map {
+        let allowed = ["region", "locale"].contains(&k.as_str());
+        let value = v.as_str().unwrap_or_default().to_string();
+        let valid = (1..=35).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !allowed || !valid {
+            return Err(ctx.err(ApiError::bad_request("invalid_preference", format!("unknown preference {k:?} or invalid value; allowed: region, locale"))));
+        }
+        prefs.insert(k, value);
+    }
+    let region = prefs.get("region").cloned();
+    let out = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, SetPreferences(prefs)).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let out = out.map_err(|e| ctx.err(e))?;
+    let mut res = HttpResponse::Ok();
+    if is_new {
+        res.cookie(tenant::session_cookie(&sid));
+    }
+    if let Some(region) = region {
+        res.cookie(Cookie::build(tenant::REGION_COOKIE, region).path("/").same_site(actix_web::cookie::SameSite::Lax).finish());
+    }
+    Ok(res.json(out))
+}
+
+/// `POST /consent` — `analytics=declined|granted`, from the footer form.
+pub async fn consent(req: HttpRequest, bytes: Bytes) -> Result<HttpResponse, ShopError> {
+    let html = wants_html(&req);
+    let (kind, map) = body::object(&req, &bytes).map_err(|api| ShopError { api, html, clear_session: false })?;
+    let value = match body::string(body::field(&map, &["analytics"])) {
+        Some("declined") => "declined",
+        Some("granted") => "granted",
+        _ => {
+            return Err(ShopError { api: ApiError::bad_request("invalid_request", "analytics must be declined or granted"), html, clear_session: false })
+        }
+    };
+    let cookie = Cookie::build(tenant::CONSENT_COOKIE, value)
+        .path("/")
+        .same_site(actix_web::cookie::SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::days(365))
+        .finish();
+    Ok(if kind == BodyKind::Form {
+        HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).cookie(cookie).finish()
+    } else {
+        HttpResponse::Ok().cookie(cookie).json(json!({"analytics": value}))
+    })
+}

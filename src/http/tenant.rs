@@ -1,0 +1,87 @@
+//! Who a shopper request is for: the store (from the Host header) and the session (from the
+//! `sid` cookie), plus the request facts a page depends on.
+
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use actix_web::http::header;
+use actix_web::HttpRequest;
+
+use crate::error::ApiError;
+use crate::ids::{SessionId, StoreId};
+use crate::node::Node;
+use crate::render::{PageRequest, Route};
+use crate::store::model::Device;
+
+pub const SESSION_COOKIE: &str = "sid";
+pub const CONSENT_COOKIE: &str = "vitrina_consent";
+pub const REGION_COOKIE: &str = "vitrina_region";
+
+/// Whether the client is a browser that wants HTML (errors then come as a page, not JSON).
+pub fn wants_html(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+pub fn host_of(req: &HttpRequest) -> String {
+    // `Host` for HTTP/1.1; actix fills the URI authority for HTTP/2.
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+pub fn resolve_store(node: &Node, req: &HttpRequest) -> Result<StoreId, ApiError> {
+    let host = host_of(req);
+    match node.catalog.resolve_host(&host) {
+        Ok(Some(store)) => Ok(store),
+        Ok(None) => Err(ApiError::new(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "unknown_host",
+            format!("no store is served at {:?}", crate::catalog::normalise_host(&host)),
+        )),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// The session of this request; `Ok(None)` when there is no cookie yet.
+/// A cookie that is not a valid id is refused (400) rather than used to build a path.
+pub fn session_of(req: &HttpRequest) -> Result<Option<SessionId>, ApiError> {
+    match req.cookie(SESSION_COOKIE) {
+        None => Ok(None),
+        Some(c) => SessionId::parse(c.value()).map(Some).map_err(|e| {
+            ApiError::bad_request("invalid_session", format!("{e}; the cookie has been cleared, retry the request"))
+        }),
+    }
+}
+
+pub fn session_cookie(sid: &SessionId) -> Cookie<'static> {
+    Cookie::build(SESSION_COOKIE, sid.to_string())
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(CookieDuration::days(365))
+        .finish()
+}
+
+pub fn clear_session_cookie() -> Cookie<'static> {
+    let mut c = Cookie::build(SESSION_COOKIE, "").path("/").http_only(true).same_site(SameSite::Lax).finish();
+    c.make_removal();
+    c
+}
+
+pub fn page_request(req: &HttpRequest, route: Route) -> PageRequest {
+    let ua = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let region = req
+        .cookie(REGION_COOKIE)
+        .map(|c| c.value().to_string())
+        .filter(|r| (1..=16).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    PageRequest {
+        route,
+        device: Device::from_user_agent(ua),
+        region,
+        analytics_declined: req.cookie(CONSENT_COOKIE).is_some_and(|c| c.value() == "declined"),
+    }
+}

@@ -1,0 +1,93 @@
+//! The two HTML caches of a node.
+//!
+//! - Personal pages: one shopper's rendered page, valid while neither the store's version nor
+//!   the shopper's state version changed, for at most the configured TTL (60 s). Never shared.
+//! - Anonymous pages: the generic page a first visit (no session yet) gets, keyed by host, path,
+//!   device class and the store's published version, so a publish makes old entries unreachable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::CacheSettings;
+
+#[derive(Debug)]
+pub struct CachedPage {
+    pub html: Arc<str>,
+    pub store_version: u64,
+    pub state_version: u64,
+    pub rendered_ms: i64,
+}
+
+fn weigh(key: &String, page: &Arc<CachedPage>) -> u32 {
+    (key.len() + page.html.len()).try_into().unwrap_or(u32::MAX)
+}
+
+pub struct PersonalPages {
+    cache: moka::sync::Cache<String, Arc<CachedPage>>,
+}
+
+impl PersonalPages {
+    pub fn new(settings: &CacheSettings) -> PersonalPages {
+        PersonalPages {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(settings.personal_html_max_bytes)
+                .weigher(weigh)
+                .time_to_live(Duration::from_secs(settings.personal_html_ttl_secs))
+                .build(),
+        }
+    }
+
+    /// A page rendered for exactly these versions, if still cached.
+    pub fn get(&self, key: &str, store_version: u64, state_version: u64) -> Option<Arc<str>> {
+        let hit = self.cache.get(key)?;
+        if hit.store_version == store_version && hit.state_version == state_version {
+            crate::metrics::incr("vitrina_personal_cache_total", &[("result", "hit")]);
+            Some(hit.html.clone())
+        } else {
+            self.cache.invalidate(key);
+            crate::metrics::incr("vitrina_personal_cache_total", &[("result", "stale")]);
+            None
+        }
+    }
+
+    pub fn insert(&self, key: String, page: CachedPage) {
+        self.cache.insert(key, Arc::new(page));
+    }
+
+    /// The entry as it is, without version checks or metrics (for saving at passivation).
+    pub fn peek(&self, key: &str) -> Option<Arc<CachedPage>> {
+        self.cache.get(key)
+    }
+}
+
+pub struct AnonymousPages {
+    cache: moka::sync::Cache<String, Arc<str>>,
+}
+
+impl AnonymousPages {
+    pub fn new(settings: &CacheSettings) -> AnonymousPages {
+        AnonymousPages {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(settings.anonymous_page_max_bytes)
+                .weigher(|k: &String, v: &Arc<str>| (k.len() + v.len()).try_into().unwrap_or(u32::MAX))
+                // Bounded staleness even if a version bump were missed.
+                .time_to_live(Duration::from_secs(300))
+                .build(),
+        }
+    }
+
+    pub fn key(host: &str, store_version: u64, request_key: &str) -> String {
+        format!("{host}|{store_version}|{request_key}")
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<str>> {
+        let hit = self.cache.get(key);
+        let result = if hit.is_some() { "hit" } else { "miss" };
+        crate::metrics::incr("vitrina_anonymous_cache_total", &[("result", result)]);
+        hit
+    }
+
+    pub fn insert(&self, key: String, html: Arc<str>) {
+        self.cache.insert(key, html);
+    }
+}

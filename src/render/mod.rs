@@ -1,0 +1,356 @@
+//! Page rendering: the host-owned shell (head, SEO, theme tokens, navigation with the live cart
+//! count, footer, analytics with consent) around the body the block engine renders.
+//!
+//! Which blocks a route shows and whether each is visible to this shopper (device, guest or
+//! customer, date range) is decided here; the engine only ever runs visible blocks.
+
+pub mod cache;
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::engine::{self, BlockEngine, BlockToRender};
+use crate::ids::{ProductId, Slug};
+use crate::store::model::{Block, Device, PageVersion, UserType, Visibility};
+use crate::store::snapshot::StoreSnapshot;
+
+/// The stylesheet of the default block library, inlined into every page.
+const BLOCKS_CSS: &str = include_str!("../../actors/blocks/blocks.css");
+/// Progressive enhancement only: forms work without it.
+const SHELL_JS: &str = include_str!("../../actors/shell.js");
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Route {
+    Home,
+    Page(Slug),
+    Product(Slug),
+    Post(Slug),
+    Blog,
+    Cart,
+    Search(String),
+}
+
+impl Route {
+    pub fn path(&self) -> String {
+        match self {
+            Route::Home => "/".into(),
+            Route::Page(s) => format!("/pages/{s}"),
+            Route::Product(s) => format!("/products/{s}"),
+            Route::Post(s) => format!("/blog/{s}"),
+            Route::Blog => "/blog".into(),
+            Route::Cart => "/cart".into(),
+            Route::Search(q) => format!("/search?q={q}"),
+        }
+    }
+}
+
+/// What the HTTP layer learned about a page request.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub route: Route,
+    pub device: Device,
+    /// Market region for theme overrides (e.g. `EU`), from the shopper's preference.
+    pub region: Option<String>,
+    /// The shopper declined analytics in the consent cookie.
+    pub analytics_declined: bool,
+}
+
+impl PageRequest {
+    /// Part of every HTML cache key: everything besides shopper state that changes the output.
+    pub fn cache_key(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.device.as_str(),
+            self.region.as_deref().unwrap_or("-"),
+            u8::from(self.analytics_declined),
+            self.route.path()
+        )
+    }
+}
+
+/// The shopper state a page shows.
+#[derive(Debug, Clone, Default)]
+pub struct ShopperView {
+    /// `{count, subtotal, subtotalMinor, currency, items: [...]}`
+    pub cart: Value,
+    pub cart_count: u64,
+    pub recently_viewed: Vec<ProductId>,
+    pub customer: bool,
+    pub locale: Option<String>,
+    /// Search results, for the search route.
+    pub search_results: Option<Vec<ProductId>>,
+}
+
+impl ShopperView {
+    pub fn guest() -> ShopperView {
+        ShopperView { cart: json!({"count": 0, "items": []}), ..Default::default() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RenderedPage {
+    pub html: String,
+    pub store_version: u64,
+    pub failed_blocks: usize,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RenderError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// An actor's engine, created on first use on the actor's own thread.
+#[derive(Default)]
+pub struct EngineSlot(Option<Box<dyn BlockEngine>>);
+
+impl EngineSlot {
+    fn get(&mut self) -> &mut dyn BlockEngine {
+        self.0.get_or_insert_with(engine::new_engine).as_mut()
+    }
+    /// Drops the isolate (the actor keeps its state); the next render creates a fresh one.
+    pub fn drop_engine(&mut self) {
+        self.0 = None;
+    }
+    pub fn is_live(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+pub fn iso_from_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn default_block(block_type: &str) -> Block {
+    Block {
+        id: crate::ids::BlockId::parse(&format!("system-{block_type}")).unwrap_or_else(|_| crate::ids::BlockId::generate()),
+        block_type: block_type.to_string(),
+        code: None,
+        code_version: 0,
+        config: json!({}),
+        visibility: Visibility::default(),
+    }
+}
+
+struct PagePlan<'a> {
+    title: String,
+    description: String,
+    page_slug: String,
+    blocks: Vec<std::borrow::Cow<'a, Block>>,
+    extra_ctx: Value,
+}
+
+/// Decides which page and blocks a route shows. A store can replace the built-in product, post,
+/// cart and search layouts by publishing pages with the slugs `product`, `post`, `cart`, `search`.
+fn plan<'a>(snap: &'a StoreSnapshot, route: &Route, draft: Option<&'a PageVersion>, view: &ShopperView) -> Result<PagePlan<'a>, RenderError> {
+    use std::borrow::Cow;
+    let name = &snap.settings.name;
+    let from_page = |page: &'a PageVersion, title: String, description: String, extra: Value| PagePlan {
+        title,
+        description,
+        page_slug: page.slug.as_str().to_string(),
+        blocks: page.blocks.iter().map(Cow::Borrowed).collect(),
+        extra_ctx: extra,
+    };
+    let template = |slug: &str, fallback: &[&str], title: String, description: String, extra: Value| match snap.page(slug) {
+        Some(page) => from_page(page, title, description, extra),
+        None => PagePlan {
+            title,
+            description,
+            page_slug: slug.to_string(),
+            blocks: fallback.iter().map(|t| Cow::Owned(default_block(t))).collect(),
+            extra_ctx: extra,
+        },
+    };
+    let site_title = snap.settings.seo.title.clone().unwrap_or_else(|| name.clone());
+    let site_description = snap.settings.seo.description.clone().unwrap_or_else(|| snap.settings.tagline.clone());
+    Ok(match route {
+        Route::Home | Route::Page(_) => {
+            let slug = match route {
+                Route::Page(s) => s.as_str(),
+                _ => "home",
+            };
+            let page = match draft {
+                Some(d) if d.slug.as_str() == slug => d,
+                _ => snap.page(slug).ok_or_else(|| RenderError::NotFound(format!("page {slug} not found")))?,
+            };
+            let title = if slug == "home" { site_title } else { format!("{} · {name}", page.title) };
+            let description = if page.description.is_empty() { site_description } else { page.description.clone() };
+            from_page(page, title, description, json!({}))
+        }
+        Route::Product(handle) => {
+            let p = snap
+                .product_by_handle(handle.as_str())
+                .ok_or_else(|| RenderError::NotFound(format!("product {handle} not found")))?;
+            let description: String = p.description.chars().take(160).collect();
+            template("product", &["product-detail", "recently-viewed"], format!("{} · {name}", p.title), description, json!({"productHandle": p.handle}))
+        }
+        Route::Post(slug) => {
+            let post = snap.post(slug.as_str()).ok_or_else(|| RenderError::NotFound(format!("post {slug} not found")))?;
+            let post_json = json!({
+                "slug": post.slug, "title": post.title, "excerpt": post.excerpt, "body": post.body,
+                "author": post.author, "image": post.image, "publishedAt": iso_from_ms(post.published_at),
+            });
+            template("post", &["blog-post"], format!("{} · {name}", post.title), post.excerpt.clone(), json!({"post": post_json}))
+        }
+        Route::Blog => template("blog", &["blog-list"], format!("Journal · {name}"), site_description, json!({})),
+        Route::Cart => template("cart", &["cart"], format!("Cart · {name}"), site_description, json!({})),
+        Route::Search(query) => {
+            let ids = view.search_results.clone().unwrap_or_default();
+            template(
+                "search",
+                &["search-results"],
+                format!("Search: {query} · {name}"),
+                site_description,
+                json!({"search": {"query": query, "productIds": ids}}),
+            )
+        }
+    })
+}
+
+/// Renders a full page for one shopper (or a guest). `draft` previews an unpublished page.
+pub fn render_page(
+    engine_slot: &mut EngineSlot,
+    snap: &StoreSnapshot,
+    req: &PageRequest,
+    view: &ShopperView,
+    draft: Option<&PageVersion>,
+) -> Result<RenderedPage, RenderError> {
+    let plan = plan(snap, &req.route, draft, view)?;
+    let now = OffsetDateTime::now_utc();
+    let user_type = if view.customer { UserType::Customer } else { UserType::Guest };
+    let visible: Vec<&Block> = plan
+        .blocks
+        .iter()
+        .map(|b| b.as_ref())
+        .filter(|b| b.visibility.allows(req.device, user_type, now))
+        .collect();
+
+    let mut ctx = json!({
+        "cart": view.cart,
+        "recentlyViewed": view.recently_viewed,
+        "device": req.device.as_str(),
+        "userType": if view.customer { "customer" } else { "guest" },
+        "customer": view.customer,
+        "locale": view.locale.clone().unwrap_or_else(|| snap.settings.locale.clone()),
+        "region": req.region,
+        "page": {"slug": plan.page_slug, "title": plan.title},
+    });
+    if let (Value::Object(ctx), Value::Object(extra)) = (&mut ctx, plan.extra_ctx) {
+        ctx.extend(extra);
+    }
+    let configs: Vec<String> = visible.iter().map(|b| b.config.to_string()).collect();
+    let to_render: Vec<BlockToRender<'_>> = visible
+        .iter()
+        .zip(&configs)
+        .map(|(b, config)| BlockToRender {
+            id: b.id.as_str(),
+            block_type: &b.block_type,
+            code: b.code.as_deref(),
+            code_version: b.code_version,
+            config_json: config,
+        })
+        .collect();
+    let outcomes = if to_render.is_empty() {
+        Vec::new()
+    } else {
+        engine_slot.get().render(&snap.render_data, &ctx.to_string(), &to_render, &snap.settings.limits)
+    };
+
+    let mut body = String::new();
+    let mut failed = 0;
+    for (block, outcome) in visible.iter().zip(outcomes) {
+        match outcome {
+            Ok(html) => {
+                let _ = write!(body, "<div class=\"v-block\" data-block=\"{}\" data-type=\"{}\">{html}</div>\n", escape_html(block.id.as_str()), escape_html(&block.block_type));
+            }
+            Err(failure) => {
+                failed += 1;
+                // The comment names the block and the reason; `--` cannot appear in either.
+                let _ = write!(
+                    body,
+                    "<div class=\"v-block v-block-failed\" data-block=\"{}\"><!-- block {} ({}) failed: {} --></div>\n",
+                    escape_html(block.id.as_str()),
+                    block.id.as_str().replace("--", "- -"),
+                    escape_html(&block.block_type).replace("--", "- -"),
+                    failure.code()
+                );
+            }
+        }
+    }
+    let html = shell(snap, req, view, &plan.title, &plan.description, &body);
+    Ok(RenderedPage { html, store_version: snap.version, failed_blocks: failed })
+}
+
+fn shell(snap: &StoreSnapshot, req: &PageRequest, view: &ShopperView, title: &str, description: &str, body: &str) -> String {
+    let s = &snap.settings;
+    let mut css_vars = String::new();
+    for (k, v) in snap.theme.resolve(req.region.as_deref()) {
+        // Tokens were validated on save: no characters that could leave the declaration.
+        let _ = write!(css_vars, "--v-{k}:{v};");
+    }
+    let mut nav = String::new();
+    let mut pages: Vec<&str> = snap.page_slugs().filter(|p| !["home", "product", "post", "blog", "cart", "search"].contains(p)).collect();
+    pages.sort_unstable();
+    for slug in pages {
+        if let Some(page) = snap.page(slug) {
+            let _ = write!(nav, "<a href=\"/pages/{}\">{}</a>", escape_html(slug), escape_html(&page.title));
+        }
+    }
+    let analytics = match &s.analytics.clarity_project_id {
+        // Project ids are validated as alphanumeric on save.
+        Some(id) if !req.analytics_declined => format!(
+            "<script>(function(c,l,a,r,i,t,y){{c[a]=c[a]||function(){{(c[a].q=c[a].q||[]).push(arguments)}};t=l.createElement(r);t.async=1;t.src=\"https://www.clarity.ms/tag/\"+i;y=l.getElementsByTagName(r)[0];y.parentNode.insertBefore(t,y);}})(window,document,\"clarity\",\"script\",\"{id}\");</script>"
+        ),
+        _ => String::new(),
+    };
+    let consent = if s.analytics.clarity_project_id.is_some() {
+        let (label, value) = if req.analytics_declined { ("Allow analytics", "granted") } else { ("Decline analytics", "declined") };
+        format!("<form method=\"post\" action=\"/consent\" class=\"v-consent\"><input type=\"hidden\" name=\"analytics\" value=\"{value}\"><button type=\"submit\">{label}</button></form>")
+    } else {
+        String::new()
+    };
+    let year = OffsetDateTime::now_utc().year();
+    format!(
+        "<!doctype html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n<meta name=\"description\" content=\"{description}\">\n<meta property=\"og:title\" content=\"{title}\">\n<meta property=\"og:description\" content=\"{description}\">\n<style>:root{{{css_vars}}}\n{BLOCKS_CSS}</style>\n{analytics}</head>\n<body>\n<header class=\"v-header\"><div class=\"v-header-inner\"><a class=\"v-brand\" href=\"/\">{name}</a><nav class=\"v-nav\">{nav}<a href=\"/blog\">Journal</a></nav><form class=\"v-search\" action=\"/search\" method=\"get\"><input type=\"search\" name=\"q\" placeholder=\"Search\" aria-label=\"Search products\"></form><a class=\"v-cart-link\" href=\"/cart\">Cart (<span id=\"v-cart-count\">{count}</span>)</a></div></header>\n<main class=\"v-main\">\n{body}</main>\n<footer class=\"v-footer\"><p>&copy; {year} {name}. {tagline}</p>{consent}</footer>\n<script>{SHELL_JS}</script>\n</body>\n</html>\n",
+        lang = escape_html(&view.locale.clone().unwrap_or_else(|| s.locale.clone())),
+        title = escape_html(title),
+        description = escape_html(description),
+        name = escape_html(&s.name),
+        tagline = escape_html(&s.tagline),
+        count = view.cart_count,
+    )
+}
+
+/// A plain HTML error page for shoppers' browsers (API clients get the JSON error body).
+pub fn error_page(status: u16, title: &str, message: &str, request_id: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{status} {title}</title><style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#111}}code{{color:#555}}</style></head><body><h1>{title}</h1><p>{message}</p><p><a href=\"/\">Back to the shop</a></p><p><code>request id: {id}</code></p></body></html>\n",
+        title = escape_html(title),
+        message = escape_html(message),
+        id = escape_html(request_id),
+    )
+}

@@ -1,0 +1,137 @@
+//! Building and running a node: open the catalog, start the actor arbiters, bind the HTTP
+//! server, and start the alarm poller.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::{from_fn, Compress};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+
+use crate::actors::{shopper, store};
+use crate::catalog::{AdminToken, NodeCatalog};
+use crate::config::Settings;
+use crate::error::request_id_middleware;
+use crate::ids::ActorKey;
+use crate::node::Node;
+use crate::storage::{now_ms, DataLayout};
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    node: Arc<Node>,
+}
+
+impl Application {
+    pub fn build(settings: Settings) -> anyhow::Result<Application> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+        let layout = DataLayout::new(settings.data_dir.clone());
+        let catalog = NodeCatalog::open(&layout, &settings.base_domain).context("cannot open the node catalog")?;
+        let operator_token = operator_token(&layout, &settings)?;
+        let listener = TcpListener::bind(&settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let workers = match settings.http.workers {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            n => n,
+        };
+        let node = Node::new(settings, catalog, operator_token);
+        let data = web::Data::from(node.clone());
+        let server = HttpServer::new(move || {
+            let data = data.clone();
+            App::new()
+                .wrap(from_fn(request_id_middleware))
+                .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("vitrina::access"))
+                .wrap(Compress::default())
+                .configure(move |cfg| crate::http::configure(cfg, data))
+        })
+        .workers(workers)
+        .listen(listener)?
+        .run();
+        spawn_alarm_poller(node.clone());
+        Ok(Application { port, server, node })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The operator token: from configuration, or generated once and kept in `node/operator-token`.
+fn operator_token(layout: &DataLayout, settings: &Settings) -> anyhow::Result<String> {
+    if let Some(token) = settings.operator_token.as_ref().filter(|t| !t.is_empty()) {
+        return Ok(token.clone());
+    }
+    let path = layout.root().join("node").join("operator-token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let token = existing.trim().to_string();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let token = AdminToken::generate().0;
+    write_secret(&path, &token)?;
+    Ok(token)
+}
+
+/// Writes a secret readable only by its owner.
+pub fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Wakes actors whose alarms are due, whether or not they are live: the catalog's alarm index
+/// names them, the actor's own table decides.
+fn spawn_alarm_poller(node: Arc<Node>) {
+    let every = Duration::from_millis(node.settings.actors.alarm_poll_ms.max(10));
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let n = node.clone();
+            let due = match web::block(move || n.catalog.due_alarms(now_ms(), 256)).await {
+                Ok(Ok(due)) => due,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "alarm index unreadable");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            for key in due {
+                let result = match &key {
+                    ActorKey::Store(s) => node.registry.ask_store(&node, s, store::FireAlarms).await.map(|_| ()),
+                    ActorKey::Shopper(s, sid) => node.registry.ask_shopper(&node, s, sid, shopper::FireAlarms).await.map(|_| ()),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(%key, error = %e, "alarm could not be delivered");
+                    if matches!(e, crate::actors::registry::ActorError::NoSuchStore(_)) {
+                        let _ = node.catalog.reset_alarm_hint(&key, None);
+                    }
+                }
+            }
+        }
+    });
+}

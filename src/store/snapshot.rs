@@ -1,0 +1,137 @@
+//! The store's published state as one immutable, versioned value.
+//!
+//! Built by the store actor after every change and shared (`Arc`) with every shopper actor of
+//! the store on this node; the JSON blocks see is serialised here, once per version, so no render
+//! re-serialises the catalog.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use serde_json::json;
+
+use super::model::{Post, PageVersion, Product, StoreSettings, Theme};
+use super::repo;
+use crate::engine::StoreRenderData;
+use crate::ids::{ProductId, StoreId};
+use crate::storage::StorageResult;
+
+#[derive(Debug)]
+pub struct StoreSnapshot {
+    pub store: StoreId,
+    pub version: u64,
+    pub settings: StoreSettings,
+    pub theme: Theme,
+    pub products: Vec<Product>,
+    pub posts: Vec<Post>,
+    pages: HashMap<String, PageVersion>,
+    by_id: HashMap<ProductId, usize>,
+    by_handle: HashMap<String, usize>,
+    pub render_data: StoreRenderData,
+}
+
+impl StoreSnapshot {
+    pub fn load(store: &StoreId, conn: &Connection) -> StorageResult<StoreSnapshot> {
+        let version = repo::version(conn)?;
+        let settings = repo::load_settings(conn)?;
+        let theme = repo::load_theme(conn)?;
+        let products = repo::list_products(conn)?;
+        let posts = repo::list_posts(conn)?;
+        let pages: HashMap<String, PageVersion> =
+            repo::live_pages(conn)?.into_iter().map(|p| (p.slug.as_str().to_string(), p)).collect();
+        Ok(Self::assemble(store.clone(), version, settings, theme, products, posts, pages))
+    }
+
+    fn assemble(
+        store: StoreId,
+        version: u64,
+        settings: StoreSettings,
+        theme: Theme,
+        products: Vec<Product>,
+        posts: Vec<Post>,
+        pages: HashMap<String, PageVersion>,
+    ) -> StoreSnapshot {
+        let by_id = products.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
+        let by_handle = products.iter().enumerate().map(|(i, p)| (p.handle.as_str().to_string(), i)).collect();
+        let render_data = render_data(&store, version, &settings, &theme, &products, &posts, &pages);
+        StoreSnapshot { store, version, settings, theme, products, posts, pages, by_id, by_handle, render_data }
+    }
+
+    pub fn product(&self, id: &ProductId) -> Option<&Product> {
+        self.by_id.get(id).map(|&i| &self.products[i])
+    }
+    pub fn product_by_handle(&self, handle: &str) -> Option<&Product> {
+        self.by_handle.get(handle).map(|&i| &self.products[i])
+    }
+    pub fn page(&self, slug: &str) -> Option<&PageVersion> {
+        self.pages.get(slug)
+    }
+    pub fn post(&self, slug: &str) -> Option<&Post> {
+        self.posts.iter().find(|p| p.slug.as_str() == slug)
+    }
+    pub fn page_slugs(&self) -> impl Iterator<Item = &str> {
+        self.pages.keys().map(|s| s.as_str())
+    }
+}
+
+pub type SharedSnapshot = Arc<StoreSnapshot>;
+
+/// Products as blocks see them; `price` in major units as the seed's blocks expect.
+pub fn product_json(p: &Product, settings: &StoreSettings) -> serde_json::Value {
+    let c = &settings.currency;
+    json!({
+        "id": p.id,
+        "handle": p.handle,
+        "name": p.title,
+        "title": p.title,
+        "description": p.description,
+        "price": c.to_major(p.price_minor),
+        "priceMinor": p.price_minor,
+        "compareAtPrice": p.compare_at_minor.map(|m| c.to_major(m)),
+        "currency": c.code(),
+        "image": p.images.first().cloned().unwrap_or_default(),
+        "images": p.images,
+        "stock": p.stock,
+        "available": p.stock > 0,
+        "tags": p.tags,
+        "url": format!("/products/{}", p.handle),
+    })
+}
+
+fn render_data(
+    store: &StoreId,
+    version: u64,
+    settings: &StoreSettings,
+    theme: &Theme,
+    products: &[Product],
+    posts: &[Post],
+    pages: &HashMap<String, PageVersion>,
+) -> StoreRenderData {
+    let mut page_list: Vec<_> = pages.values().map(|p| json!({"slug": p.slug, "title": p.title})).collect();
+    page_list.sort_by(|a, b| a["slug"].as_str().cmp(&b["slug"].as_str()));
+    let storefront = json!({
+        "id": store,
+        "name": settings.name,
+        "tagline": settings.tagline,
+        "currency": settings.currency.code(),
+        "locale": settings.locale,
+        "theme": theme.resolve(None),
+        "pages": page_list,
+        "posts": posts.iter().map(|p| json!({
+            "slug": p.slug,
+            "title": p.title,
+            "excerpt": p.excerpt,
+            "body": p.body,
+            "author": p.author,
+            "image": p.image,
+            "publishedAt": crate::render::iso_from_ms(p.published_at),
+            "url": format!("/blog/{}", p.slug),
+        })).collect::<Vec<_>>(),
+    });
+    let products: Vec<_> = products.iter().map(|p| product_json(p, settings)).collect();
+    StoreRenderData {
+        version,
+        storefront_json: storefront.to_string().into(),
+        products_json: serde_json::Value::Array(products).to_string().into(),
+    }
+}
