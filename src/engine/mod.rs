@@ -8,6 +8,9 @@
 //! Engines are not `Send` (a V8 isolate lives and dies on one thread), so each actor creates
 //! its engine lazily on its own arbiter thread and drops it when it passivates.
 
+pub mod v8;
+pub mod validate;
+
 use std::sync::Arc;
 use std::time::Duration;
 
