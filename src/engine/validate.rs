@@ -134,6 +134,21 @@ pub fn validate_block(code: &str) -> BlockValidation {
 
 /// Validates and, when there are no errors, extracts the block function.
 pub fn analyse_block(code: &str) -> (BlockValidation, Option<BlockFunction>) {
+    analyse(code, true)
+}
+
+/// Extracts the block function without applying the forbidden-construct rules.
+///
+/// For trusted code (the default library) and for tests that must prove the isolate itself
+/// refuses what validation would have caught. Syntax and single-function errors still apply.
+pub fn extract_block_function(code: &str) -> Result<BlockFunction, BlockValidation> {
+    match analyse(code, false) {
+        (_, Some(function)) => Ok(function),
+        (validation, None) => Err(validation),
+    }
+}
+
+fn analyse(code: &str, apply_rules: bool) -> (BlockValidation, Option<BlockFunction>) {
     let allocator = Allocator::default();
     let positions = LineIndex::new(code);
     let parsed = Parser::new(&allocator, code, SourceType::unambiguous()).parse();
@@ -150,9 +165,11 @@ pub fn analyse_block(code: &str) -> (BlockValidation, Option<BlockFunction>) {
         return (validation, None);
     }
 
-    let mut rules = RuleVisitor { positions: &positions, errors: Vec::new() };
-    rules.visit_program(&parsed.program);
-    validation.errors.extend(rules.errors);
+    if apply_rules {
+        let mut rules = RuleVisitor { positions: &positions, errors: Vec::new() };
+        rules.visit_program(&parsed.program);
+        validation.errors.extend(rules.errors);
+    }
 
     let function = match extract_function(&parsed.program.body) {
         Ok(function) => Some(function),
