@@ -157,12 +157,10 @@ pub async fn request_id_middleware(
         .and_then(RequestId::from_header)
         .unwrap_or_else(RequestId::generate);
     req.extensions_mut().insert(id.clone());
-    let http_req = req.request().clone();
-    let result = REQUEST_ID.scope(id.clone(), next.call(req)).await;
-    let mut res = match result {
-        Ok(res) => res.map_into_boxed_body(),
-        Err(err) => ServiceResponse::new(http_req, err.error_response()),
-    };
+    // Handlers' errors arrive here as responses; an `Err` from deeper middleware is rendered by
+    // actix itself (keeping a clone of the request to render it would break actix's
+    // exclusive-request invariants).
+    let mut res = REQUEST_ID.scope(id.clone(), next.call(req)).await?.map_into_boxed_body();
     let status = res.status();
     if status.is_client_error() || status.is_server_error() {
         let ours = res.response().error().is_some_and(|e| e.as_error::<ApiError>().is_some());

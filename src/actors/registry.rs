@@ -235,12 +235,10 @@ impl Registry {
 
 async fn activate(node: Arc<Node>, key: ActorKey, busy: watch::Sender<()>, generation: u64) -> Result<LiveAddr, ActorError> {
     let registry = &node.registry;
-    if let ActorKey::Store(store) | ActorKey::Shopper(store, _) = &key {
-        let exists = node.catalog.store_exists(store).unwrap_or(false);
-        if !exists {
-            registry.abandon(&key);
-            return Err(ActorError::NoSuchStore(store.clone()));
-        }
+    let store = key.store();
+    if !node.catalog.store_exists(store).unwrap_or(false) {
+        registry.abandon(&key);
+        return Err(ActorError::NoSuchStore(store.clone()));
     }
     let path = node.layout.actor_db(&key);
     let kind = match key {

@@ -318,7 +318,10 @@ impl Handler<GetCart> for ShopperActor {
     fn handle(&mut self, _: GetCart, _: &mut Context<Self>) -> Self::Result {
         self.touch();
         AtomicResponse::new(Box::pin(
-            fut::wrap_future::<_, Self>(self.snapshot_future()).map(|snap, act, _| Ok(act.cart_view(&snap?))),
+            fut::wrap_future::<_, Self>(self.snapshot_future()).map(|snap, act, _| {
+                let snap = snap?;
+                Ok(act.cart_view(&snap))
+            }),
         ))
     }
 }
@@ -367,7 +370,7 @@ impl Handler<ChangeCart> for ShopperActor {
             Ok((snap, product, quantity))
         });
         AtomicResponse::new(Box::pin(plan.then(|planned, act, _| match planned {
-            Err(e) => fut::Either::left(fut::ready(Err(e))),
+            Err(e) => fut::ready(Err(e)).boxed_local(),
             Ok((snap, product, quantity)) => {
                 let node = act.node.clone();
                 let key = act.key();
@@ -386,7 +389,7 @@ impl Handler<ChangeCart> for ShopperActor {
                     ShopperActor::schedule_cart_expiry(&node, &key, tx)?;
                     Ok(())
                 });
-                fut::Either::right(fut::wrap_future::<_, Self>(commit).map(move |committed, act, _| {
+                fut::wrap_future::<_, Self>(commit).map(move |committed, act, _| {
                     committed?;
                     if quantity == 0 {
                         act.cart.remove(&product);
@@ -395,7 +398,7 @@ impl Handler<ChangeCart> for ShopperActor {
                     }
                     act.state_version += 1;
                     Ok(act.cart_view(&snap))
-                }))
+                }).boxed_local()
             }
         })))
     }
@@ -438,7 +441,7 @@ impl Handler<RenderForShopper> for ShopperActor {
         AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(snapshot).then(move |snap, act, _| {
             let snap = match snap {
                 Ok(s) => s,
-                Err(e) => return fut::Either::left(fut::ready(Err(e))),
+                Err(e) => return fut::ready(Err(e)).boxed_local(),
             };
             // A product view is recorded (durably) before the page that shows it is rendered.
             let viewed = viewed.and_then(|h| snap.product_by_handle(h.as_str()).map(|p| p.id.clone()));
@@ -486,15 +489,15 @@ impl Handler<RenderForShopper> for ShopperActor {
                 Ok(page)
             };
             match record {
-                None => fut::Either::left(fut::ready(render(act, snap))),
-                Some((fut, id)) => fut::Either::right(fut::wrap_future::<_, Self>(fut).map(move |r, act, _| {
+                None => fut::ready(render(act, snap)).boxed_local(),
+                Some((fut, id)) => fut::wrap_future::<_, Self>(fut).map(move |r, act, _| {
                     r?;
                     act.history.retain(|h| h != &id);
                     act.history.push_front(id);
                     act.history.truncate(act.node.settings.shopper.history_limit);
                     act.state_version += 1;
                     render(act, snap)
-                })),
+                }).boxed_local(),
             }
         })))
     }

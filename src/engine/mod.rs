@@ -8,6 +8,9 @@
 //! Engines are not `Send` (a V8 isolate lives and dies on one thread), so each actor creates
 //! its engine lazily on its own arbiter thread and drops it when it passivates.
 
+pub mod v8;
+pub mod validate;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,4 +123,14 @@ pub trait BlockEngine {
         blocks: &[BlockToRender<'_>],
         limits: &RenderLimits,
     ) -> Vec<BlockOutcome>;
+}
+
+/// Process-wide V8 initialisation; idempotent.
+pub fn init() {
+    v8::init();
+}
+
+/// The engine every actor uses: V8, isolate created lazily from the startup snapshot.
+pub fn new_engine() -> Box<dyn BlockEngine> {
+    Box::new(v8::V8Engine::new())
 }

@@ -162,17 +162,15 @@ fn validate_host(h: &str) -> Result<(), ApiError> {
 }
 
 macro_rules! store_route {
-    ($(#[$doc:meta])* $name:ident, |$node:ident, $store:ident, $req:ident $(, $arg:ident : $ty:ty)*| $body:expr) => {
+    ($(#[$doc:meta])* $name:ident, |$node:ident, $store:ident, $req:ident, $rest:ident $(, $arg:ident : $ty:ty)*| $body:expr) => {
         $(#[$doc])*
         pub async fn $name(node: web::Data<Node>, $req: HttpRequest, path: web::Path<Vec<String>> $(, $arg: $ty)*) -> Result<HttpResponse, ApiError> {
             let $node = node.into_inner();
-            let path = path.into_inner();
-            let $store = store_path(&$node, &$req, path.first().map(String::as_str).unwrap_or(""))?;
+            let segments = path.into_inner();
+            let $store = store_path(&$node, &$req, segments.first().map(String::as_str).unwrap_or(""))?;
             #[allow(unused_variables)]
-            let rest = &path[1..];
-            let rest_owned: Vec<String> = rest.to_vec();
-            let handler = |rest: Vec<String>| $body;
-            handler(rest_owned).await
+            let $rest: Vec<String> = segments.into_iter().skip(1).collect();
+            $body.await
         }
     };
 }
@@ -182,25 +180,25 @@ fn seg<T>(rest: &[String], i: usize, parse: fn(&str) -> Result<T, crate::ids::In
     Ok(parse(raw)?)
 }
 
-store_route!(describe, |node, store, req| async move { respond(&node, &store, AdminOp::Describe, StatusCode::OK).await });
-store_route!(get_settings, |node, store, req| async move { respond(&node, &store, AdminOp::GetSettings, StatusCode::OK).await });
-store_route!(patch_settings, |node, store, req, bytes: Bytes| async move {
+store_route!(describe, |node, store, req, rest| async move { respond(&node, &store, AdminOp::Describe, StatusCode::OK).await });
+store_route!(get_settings, |node, store, req, rest| async move { respond(&node, &store, AdminOp::GetSettings, StatusCode::OK).await });
+store_route!(patch_settings, |node, store, req, rest, bytes: Bytes| async move {
     let body = body::json(&req, &bytes)?;
     respond(&node, &store, AdminOp::PatchSettings(body), StatusCode::OK).await
 });
-store_route!(get_theme, |node, store, req| async move { respond(&node, &store, AdminOp::GetTheme, StatusCode::OK).await });
-store_route!(put_theme, |node, store, req, bytes: Bytes| async move {
+store_route!(get_theme, |node, store, req, rest| async move { respond(&node, &store, AdminOp::GetTheme, StatusCode::OK).await });
+store_route!(put_theme, |node, store, req, rest, bytes: Bytes| async move {
     let theme = serde_json::from_value(body::json(&req, &bytes)?).map_err(|e| ApiError::bad_request("validation_failed", format!("invalid theme: {e}")))?;
     respond(&node, &store, AdminOp::PutTheme(theme), StatusCode::OK).await
 });
-store_route!(list_products, |node, store, req| async move { respond(&node, &store, AdminOp::ListProducts, StatusCode::OK).await });
-store_route!(get_product, |node, store, req| async move {
+store_route!(list_products, |node, store, req, rest| async move { respond(&node, &store, AdminOp::ListProducts, StatusCode::OK).await });
+store_route!(get_product, |node, store, req, rest| async move {
     let id = seg(&rest, 0, ProductId::parse)?;
     respond(&node, &store, AdminOp::GetProduct(id), StatusCode::OK).await
 });
 store_route!(
     /// `POST …/products` — one product object, or `{"products": [...]}` to upsert many in one transaction.
-    post_products, |node, store, req, bytes: Bytes| async move {
+    post_products, |node, store, req, rest, bytes: Bytes| async move {
     let body = body::json(&req, &bytes)?;
     let items = match body.get("products") {
         Some(Value::Array(list)) => list.iter().map(|p| (None, p.clone())).collect(),
@@ -209,23 +207,23 @@ store_route!(
     };
     respond(&node, &store, AdminOp::UpsertProducts(items), StatusCode::OK).await
 });
-store_route!(put_product, |node, store, req, bytes: Bytes| async move {
+store_route!(put_product, |node, store, req, rest, bytes: Bytes| async move {
     let id = seg(&rest, 0, ProductId::parse)?;
     let body = body::json(&req, &bytes)?;
     respond(&node, &store, AdminOp::UpsertProducts(vec![(Some(id), body)]), StatusCode::OK).await
 });
-store_route!(delete_product, |node, store, req| async move {
+store_route!(delete_product, |node, store, req, rest| async move {
     let id = seg(&rest, 0, ProductId::parse)?;
     respond(&node, &store, AdminOp::DeleteProduct(id), StatusCode::OK).await
 });
-store_route!(list_pages, |node, store, req| async move { respond(&node, &store, AdminOp::ListPages, StatusCode::OK).await });
-store_route!(get_page, |node, store, req| async move {
+store_route!(list_pages, |node, store, req, rest| async move { respond(&node, &store, AdminOp::ListPages, StatusCode::OK).await });
+store_route!(get_page, |node, store, req, rest| async move {
     let slug = seg(&rest, 0, Slug::parse)?;
     respond(&node, &store, AdminOp::GetPage(slug), StatusCode::OK).await
 });
 store_route!(
     /// `PUT …/pages/{slug}` — `{"title", "description", "blocks"?}`; `blocks` replaces the draft.
-    put_page, |node, store, req, bytes: Bytes| async move {
+    put_page, |node, store, req, rest, bytes: Bytes| async move {
     let slug = seg(&rest, 0, Slug::parse)?;
     let body = body::json(&req, &bytes)?;
     let title = str_field(&body, "title").ok_or_else(|| ApiError::bad_request("invalid_request", "title is required"))?;
@@ -237,37 +235,37 @@ store_route!(
     };
     respond(&node, &store, AdminOp::PutPage { slug, title, description, blocks }, StatusCode::OK).await
 });
-store_route!(delete_page, |node, store, req| async move {
+store_route!(delete_page, |node, store, req, rest| async move {
     let slug = seg(&rest, 0, Slug::parse)?;
     respond(&node, &store, AdminOp::DeletePage(slug), StatusCode::OK).await
 });
-store_route!(add_block, |node, store, req, bytes: Bytes| async move {
+store_route!(add_block, |node, store, req, rest, bytes: Bytes| async move {
     let page = seg(&rest, 0, Slug::parse)?;
     let block = body::json(&req, &bytes)?;
     respond(&node, &store, AdminOp::AddBlock { page, block }, StatusCode::CREATED).await
 });
-store_route!(update_block, |node, store, req, bytes: Bytes| async move {
+store_route!(update_block, |node, store, req, rest, bytes: Bytes| async move {
     let page = seg(&rest, 0, Slug::parse)?;
     let block_id = seg(&rest, 1, BlockId::parse)?;
     let block = body::json(&req, &bytes)?;
     respond(&node, &store, AdminOp::UpdateBlock { page, block_id, block }, StatusCode::OK).await
 });
-store_route!(delete_block, |node, store, req| async move {
+store_route!(delete_block, |node, store, req, rest| async move {
     let page = seg(&rest, 0, Slug::parse)?;
     let block_id = seg(&rest, 1, BlockId::parse)?;
     respond(&node, &store, AdminOp::DeleteBlock { page, block_id }, StatusCode::OK).await
 });
-store_route!(publish, |node, store, req| async move {
+store_route!(publish, |node, store, req, rest| async move {
     let slug = seg(&rest, 0, Slug::parse)?;
     respond(&node, &store, AdminOp::Publish(slug), StatusCode::OK).await
 });
-store_route!(versions, |node, store, req| async move {
+store_route!(versions, |node, store, req, rest| async move {
     let slug = seg(&rest, 0, Slug::parse)?;
     respond(&node, &store, AdminOp::ListVersions(slug), StatusCode::OK).await
 });
 store_route!(
     /// `POST …/pages/{slug}/rollback` — `{"version": n}` publishes a copy of version n.
-    rollback, |node, store, req, bytes: Bytes| async move {
+    rollback, |node, store, req, rest, bytes: Bytes| async move {
     let page = seg(&rest, 0, Slug::parse)?;
     let body = body::json(&req, &bytes)?;
     let version = body.get("version").and_then(Value::as_i64).ok_or_else(|| ApiError::bad_request("invalid_request", "version (a number) is required"))?;
@@ -275,7 +273,7 @@ store_route!(
 });
 store_route!(
     /// `GET …/pages/{slug}/preview` — the page with its drafts, rendered for the admin only.
-    preview, |node, store, req| async move {
+    preview, |node, store, req, rest| async move {
     let slug = seg(&rest, 0, Slug::parse)?;
     let route = if slug.as_str() == "home" { Route::Home } else { Route::Page(slug.clone()) };
     let mut request = page_request(&req, route);
@@ -297,7 +295,7 @@ store_route!(
 });
 store_route!(
     /// `POST …/blocks/validate` — `{"code": "..."}` → errors and warnings with line and column.
-    validate_block, |node, store, req, bytes: Bytes| async move {
+    validate_block, |node, _store, req, rest, bytes: Bytes| async move {
     let body = body::json(&req, &bytes)?;
     let code = body.get("code").and_then(Value::as_str).ok_or_else(|| ApiError::bad_request("invalid_request", "code (a string) is required"))?;
     if code.len() > crate::store::model::MAX_BLOCK_CODE_BYTES {
@@ -306,30 +304,30 @@ store_route!(
     let report = crate::engine::validate::validate_block(code);
     Ok(HttpResponse::Ok().json(json!({"valid": report.errors.is_empty(), "errors": report.errors, "warnings": report.warnings})))
 });
-store_route!(list_posts, |node, store, req| async move { respond(&node, &store, AdminOp::ListPosts, StatusCode::OK).await });
-store_route!(put_post, |node, store, req, bytes: Bytes| async move {
+store_route!(list_posts, |node, store, req, rest| async move { respond(&node, &store, AdminOp::ListPosts, StatusCode::OK).await });
+store_route!(put_post, |node, store, req, rest, bytes: Bytes| async move {
     let slug = seg(&rest, 0, Slug::parse)?;
     let post = body::json(&req, &bytes)?;
     respond(&node, &store, AdminOp::PutPost { slug, post }, StatusCode::OK).await
 });
-store_route!(delete_post, |node, store, req| async move {
+store_route!(delete_post, |node, store, req, rest| async move {
     let slug = seg(&rest, 0, Slug::parse)?;
     respond(&node, &store, AdminOp::DeletePost(slug), StatusCode::OK).await
 });
-store_route!(list_domains, |node, store, req| async move {
+store_route!(list_domains, |node, store, req, rest| async move {
     let hosts = node.catalog.hosts_of(&store).map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(json!({"domains": hosts, "default": format!("{}.{}", store, node.catalog.base_domain())})))
 });
 store_route!(
     /// `POST …/domains` — `{"host": "shop.example.com"}` maps a custom domain to the store.
-    add_domain, |node, store, req, bytes: Bytes| async move {
+    add_domain, |node, store, req, rest, bytes: Bytes| async move {
     let body = body::json(&req, &bytes)?;
     let host = str_field(&body, "host").ok_or_else(|| ApiError::bad_request("invalid_request", "host is required"))?;
     validate_host(&host)?;
     node.catalog.map_host(&host, &store).map_err(catalog_error)?;
     Ok(HttpResponse::Created().json(json!({"host": crate::catalog::normalise_host(&host), "store": store})))
 });
-store_route!(remove_domain, |node, store, req| async move {
+store_route!(remove_domain, |node, store, req, rest| async move {
     let host = rest.first().cloned().unwrap_or_default();
     if !node.catalog.unmap_host(&host, &store).map_err(ApiError::internal)? {
         return Err(ApiError::not_found(format!("{host} is not mapped to store {store}")));

@@ -6,11 +6,10 @@ pub mod body;
 pub mod shop;
 pub mod tenant;
 
-use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::error::{request_id_middleware, ApiError};
+use crate::error::ApiError;
 use crate::node::Node;
 
 pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
@@ -73,21 +72,6 @@ fn admin_scope() -> actix_web::Scope {
         .route(&format!("{store}/domains"), web::get().to(list_domains))
         .route(&format!("{store}/domains"), web::post().to(add_domain))
         .route(&format!("{store}/domains/{{host}}"), web::delete().to(remove_domain))
-}
-
-/// Wraps the app in the middleware every route shares (outermost last).
-pub fn middleware() -> (Compress, actix_web::middleware::Logger) {
-    (Compress::default(), actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms"))
-}
-
-pub fn request_ids() -> impl actix_web::dev::Transform<
-    actix_web::dev::ServiceRequest,
-    Service = impl actix_web::dev::Service<actix_web::dev::ServiceRequest, Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, Error = actix_web::Error>,
-    InitError = (),
-    Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-    Error = actix_web::Error,
-> {
-    from_fn(request_id_middleware)
 }
 
 async fn healthz(node: web::Data<Node>) -> HttpResponse {

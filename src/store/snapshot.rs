@@ -42,6 +42,11 @@ impl StoreSnapshot {
         Ok(Self::assemble(store.clone(), version, settings, theme, products, posts, pages))
     }
 
+    /// A store with nothing published (used when its file cannot be read).
+    pub fn empty(store: &StoreId) -> StoreSnapshot {
+        Self::assemble(store.clone(), 0, StoreSettings::default(), Theme::default(), Vec::new(), Vec::new(), HashMap::new())
+    }
+
     fn assemble(
         store: StoreId,
         version: u64,

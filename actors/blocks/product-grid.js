@@ -1,0 +1,18 @@
+// Product grid. config: {title, limit (default 12, max 100), tag, columns (1-6, default 3)}
+function productGrid(storefront, products, helpers, ctx) {
+  const h = helpers;
+  const config = ctx.config || {};
+  const limit = Math.max(0, Math.min(100, Number.isInteger(config.limit) ? config.limit : 12));
+  const columns = Math.max(1, Math.min(6, Number.isInteger(config.columns) ? config.columns : 3));
+  const locale = ctx.locale || storefront.locale;
+  const tag = typeof config.tag === 'string' && config.tag ? config.tag : null;
+  const shown = products
+    .filter((p) => !tag || (Array.isArray(p.tags) && p.tags.includes(tag)))
+    .slice(0, limit);
+  const title = config.title ? '<h2 class="v-section__title">' + h.escapeHtml(config.title) + '</h2>' : '';
+  const body = shown.length
+    ? '<div class="v-product-grid" style="--v-columns:' + columns + '">' +
+      shown.map((p) => h.productCard(p, locale)).join('') + '</div>'
+    : '<p class="v-empty">No products yet.</p>';
+  return '<section class="v-section v-product-grid-section">' + title + body + '</section>';
+}

@@ -1,0 +1,95 @@
+// Vitrina dispatch: the entry points the Rust engine calls. Runs after prelude.js and the
+// default block library when the startup snapshot is built.
+(function () {
+  'use strict';
+  const V = globalThis.__vitrina;
+  const helpers = V.helpers;
+  const resetIds = V.resetIds;
+  // Captured now so a block that overwrites built-ins cannot change how later blocks are called.
+  const parse = JSON.parse;
+  const freeze = Object.freeze;
+  const isFrozen = Object.isFrozen;
+  const keys = Object.keys;
+  const isArray = Array.isArray;
+  const apply = Reflect.apply;
+
+  let storefront = freeze({});
+  let products = freeze([]);
+  let byId = new Map();
+  let byHandle = new Map();
+
+  function deepFreeze(value) {
+    if (value === null || typeof value !== 'object' || isFrozen(value)) return value;
+    freeze(value);
+    const names = keys(value);
+    for (let i = 0; i < names.length; i++) deepFreeze(value[names[i]]);
+    return value;
+  }
+
+  function isObject(value) {
+    return value !== null && typeof value === 'object' && !isArray(value);
+  }
+
+  /** Parses and freezes the store's data; called once per store version per isolate. */
+  function setData(storefrontJson, productsJson) {
+    const parsedStorefront = parse(storefrontJson);
+    const parsedProducts = parse(productsJson);
+    if (!isArray(parsedProducts)) throw new TypeError('products must be a JSON array');
+    const ids = new Map();
+    const handles = new Map();
+    for (let i = 0; i < parsedProducts.length; i++) {
+      const product = parsedProducts[i];
+      if (!isObject(product)) continue;
+      if (product.id !== undefined && product.id !== null) ids.set(String(product.id), product);
+      if (product.handle !== undefined && product.handle !== null) handles.set(String(product.handle), product);
+    }
+    storefront = deepFreeze(isObject(parsedStorefront) ? parsedStorefront : {});
+    products = deepFreeze(parsedProducts);
+    byId = ids;
+    byHandle = handles;
+  }
+
+  /** Parses the shopper context once per render and resolves product references. */
+  function prepareCtx(ctxJson) {
+    const parsed = ctxJson ? parse(ctxJson) : {};
+    const ctx = isObject(parsed) ? parsed : {};
+    const viewed = isArray(ctx.recentlyViewed) ? ctx.recentlyViewed : [];
+    const resolved = [];
+    for (let i = 0; i < viewed.length; i++) {
+      const product = byId.get(String(viewed[i]));
+      if (product !== undefined) resolved.push(product);
+    }
+    ctx.recentlyViewed = resolved;
+    if (ctx.productHandle !== undefined && ctx.productHandle !== null) {
+      const product = byHandle.get(String(ctx.productHandle));
+      ctx.product = product !== undefined ? product : null;
+    }
+    return deepFreeze(ctx);
+  }
+
+  /**
+   * Calls one block. `argNames` is null for positional (storefront, products, helpers, ctx),
+   * else the list of values to pass by parameter name.
+   */
+  function renderBlock(fn, argNames, baseCtx, configJson, id, type) {
+    const parsedConfig = configJson ? parse(configJson) : {};
+    const config = deepFreeze(isObject(parsedConfig) ? parsedConfig : {});
+    const ctx = freeze(Object.assign({}, baseCtx, { config, block: freeze({ id, type }) }));
+    resetIds(id);
+    let args;
+    if (argNames === null || argNames === undefined) {
+      args = [storefront, products, helpers, ctx];
+    } else {
+      const values = { storefront, products, helpers, ctx, config, cart: ctx.cart };
+      args = [];
+      for (let i = 0; i < argNames.length; i++) args.push(values[argNames[i]]);
+    }
+    return apply(fn, undefined, args);
+  }
+
+  V.setData = setData;
+  V.prepareCtx = prepareCtx;
+  V.renderBlock = renderBlock;
+  freeze(V.blocks);
+  freeze(V);
+})();

@@ -1,0 +1,153 @@
+// Vitrina block prelude: the helpers every block receives, and the sandbox's global clean-up.
+// Runs once when the startup snapshot is built; its state is frozen into the snapshot.
+(function () {
+  'use strict';
+
+  // No host capabilities beyond plain ECMAScript: WebAssembly would let a block compile
+  // machine code outside the code cache, SharedArrayBuffer/Atomics would let it block a thread.
+  delete globalThis.WebAssembly;
+  delete globalThis.SharedArrayBuffer;
+  delete globalThis.Atomics;
+
+  const ESCAPES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+  /** HTML-escapes text for element content and quoted attribute values. null/undefined → ''. */
+  function escapeHtml(value) {
+    if (value === null || value === undefined) return '';
+    return String(value).replace(/[&<>"']/g, (c) => ESCAPES[c]);
+  }
+
+  const numberFormats = new Map();
+
+  /** Formats an amount in MAJOR units (19.99) as currency, e.g. formatPrice(19.99, 'USD') → "$19.99". */
+  function formatPrice(amount, currency, locale) {
+    const value = typeof amount === 'number' ? amount : Number(amount);
+    if (!Number.isFinite(value)) return '';
+    const code = typeof currency === 'string' && currency ? currency.toUpperCase() : 'USD';
+    const loc = typeof locale === 'string' && locale ? locale : 'en-US';
+    const key = loc + '|' + code;
+    let format = numberFormats.get(key);
+    if (format === undefined) {
+      try {
+        format = new Intl.NumberFormat(loc, { style: 'currency', currency: code });
+      } catch (_) {
+        format = null; // unknown locale or currency code
+      }
+      if (numberFormats.size < 64) numberFormats.set(key, format);
+    }
+    return format ? format.format(value) : value.toFixed(2) + ' ' + code;
+  }
+
+  /** Formats a date ('2024-05-01', epoch ms or Date). format: 'long' (default), 'short' or 'iso'. */
+  function formatDate(date, format, locale) {
+    const d = date instanceof Date ? date : new Date(date);
+    if (date === null || date === undefined || Number.isNaN(d.getTime())) return '';
+    if (format === 'iso') return d.toISOString().slice(0, 10);
+    const options = format === 'short'
+      ? { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' }
+      : { year: 'numeric', month: 'long', day: 'numeric', timeZone: 'UTC' };
+    try {
+      return new Intl.DateTimeFormat(typeof locale === 'string' && locale ? locale : 'en-US', options).format(d);
+    } catch (_) {
+      return d.toISOString().slice(0, 10);
+    }
+  }
+
+  /** "Summer Sale 2024!" → "summer-sale-2024". */
+  function slugify(text) {
+    return String(text === null || text === undefined ? '' : text)
+      .normalize('NFKD')
+      .replace(/[\u0300-\u036f]/g, '')
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '');
+  }
+
+  // Ids are deterministic per block (the dispatcher resets the counter before each block) so
+  // that the same inputs always produce the same HTML, which keeps HTML caching effective.
+  let idScope = 'v';
+  let idCounter = 0;
+
+  /** Unique-within-the-page element id, e.g. generateId('tab') → "tab-hero-1". */
+  function generateId(prefix) {
+    idCounter += 1;
+    return slugify(prefix || 'v') + '-' + idScope + '-' + idCounter;
+  }
+
+  /** Returns the URL if it is relative, http(s) or mailto; '#' otherwise (no javascript: URLs). */
+  function safeUrl(url) {
+    if (typeof url !== 'string') return '#';
+    const trimmed = url.trim();
+    if (trimmed === '') return '#';
+    if (/^(https?:|mailto:)/i.test(trimmed)) return trimmed;
+    if (/^[a-z][a-z0-9+.-]*:/i.test(trimmed) || trimmed.startsWith('//') || /[\u0000-\u001f]/.test(trimmed)) return '#';
+    return trimmed;
+  }
+
+  function isSoldOut(product) {
+    return typeof product.stock === 'number' && product.stock <= 0;
+  }
+
+  /** The no-JavaScript add-to-cart form, or a "Sold out" note. */
+  function addToCartForm(product) {
+    if (isSoldOut(product)) return '<p class="v-sold-out">Sold out</p>';
+    return '<form class="v-add-to-cart" method="post" action="/cart/items">' +
+      '<input type="hidden" name="product_id" value="' + escapeHtml(product.id) + '">' +
+      '<input class="v-quantity" type="number" name="quantity" value="1" min="1">' +
+      '<button class="v-button" type="submit">Add to cart</button>' +
+      '</form>';
+  }
+
+  function productUrl(product) {
+    return '/products/' + encodeURIComponent(String(product.handle === undefined ? '' : product.handle));
+  }
+
+  /** Price with the compare-at price struck through when the product is on sale. */
+  function priceHtml(product, locale) {
+    let html = '<span class="v-price">' + escapeHtml(formatPrice(product.price, product.currency, locale)) + '</span>';
+    if (typeof product.compareAtPrice === 'number' && product.compareAtPrice > product.price) {
+      html += ' <s class="v-price v-price--compare">' + escapeHtml(formatPrice(product.compareAtPrice, product.currency, locale)) + '</s>';
+    }
+    return html;
+  }
+
+  /** The product card used by the product grid and recently-viewed blocks. */
+  function productCard(product, locale) {
+    const name = product.name || product.title || '';
+    const image = product.image
+      ? '<img class="v-product-card__image" src="' + escapeHtml(safeUrl(product.image)) + '" alt="' + escapeHtml(name) + '" loading="lazy">'
+      : '';
+    return '<article class="v-product-card">' +
+      '<a class="v-product-card__link" href="' + escapeHtml(productUrl(product)) + '">' + image +
+      '<h3 class="v-product-card__title">' + escapeHtml(name) + '</h3></a>' +
+      '<p class="v-product-card__price">' + priceHtml(product, locale) + '</p>' +
+      addToCartForm(product) +
+      '</article>';
+  }
+
+  /** Plain text with blank-line-separated paragraphs → escaped <p> elements. */
+  function paragraphs(text) {
+    if (text === null || text === undefined) return '';
+    return String(text)
+      .split(/\r?\n\s*\r?\n/)
+      .map((p) => p.trim())
+      .filter((p) => p !== '')
+      .map((p) => '<p>' + escapeHtml(p).replace(/\r?\n/g, '<br>') + '</p>')
+      .join('');
+  }
+
+  const helpers = Object.freeze({
+    escapeHtml, formatPrice, formatDate, slugify, generateId, safeUrl,
+    addToCartForm, productCard, productUrl, priceHtml, paragraphs, isSoldOut,
+  });
+
+  // Internal hand-off to dispatch.js; the engine deletes this global before any block runs.
+  globalThis.__vitrina = {
+    helpers,
+    blocks: Object.create(null),
+    resetIds(scope) {
+      idScope = slugify(scope) || 'v';
+      idCounter = 0;
+    },
+  };
+})();

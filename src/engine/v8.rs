@@ -1,0 +1,714 @@
+//! The V8 block engine: runs blocks in a V8 isolate started from a startup snapshot.
+//!
+//! One [`V8Engine`] belongs to one actor and lives on that actor's thread. It creates its
+//! isolate lazily on the first render and keeps it (with the parsed store data and compiled
+//! blocks) until a block breaks a limit, then discards it and starts a fresh one, so a block
+//! that was terminated mid-way can never leave half-updated state behind.
+//!
+//! ## Startup snapshot
+//! The JavaScript in `actors/` (prelude, default block library, dispatch) is compiled into a V8
+//! startup snapshot once per process, on first use, on a short-lived thread. Building it in
+//! `build.rs` would need the `v8` crate as a build dependency as well, compiling it twice.
+//!
+//! ## Limits
+//! CPU limits are enforced by one process-wide watchdog thread holding deadlines and
+//! [`v8::IsolateHandle`]s; when a deadline passes it calls `TerminateExecution`. The budgets are
+//! measured in wall-clock time on the render thread, which equals CPU time unless the thread
+//! is descheduled (see the known gaps in actors/README.md). The heap limit is V8's own, with a
+//! near-heap-limit callback that terminates the block and grants headroom so V8 does not abort
+//! the process.
+//!
+//! ## Multiple isolates on one thread
+//! `rusty_v8` enters an isolate when it is created and requires isolates to be dropped in
+//! reverse creation order. Actors sharing an arbiter thread create and drop engines in any
+//! order, so every isolate here is "parked" (exited) right after creation and entered only for
+//! the duration of one call ([`ParkedIsolate`]).
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Once, OnceLock};
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::validate::{analyse_block, extract_block_function, BlockFunction};
+use super::{BlockEngine, BlockFailure, BlockOutcome, BlockToRender, RenderLimits, StoreRenderData};
+
+const PRELUDE_JS: &str = include_str!("../../actors/prelude.js");
+const DISPATCH_JS: &str = include_str!("../../actors/dispatch.js");
+
+/// The default block library: (block type, source). One function per file.
+pub const DEFAULT_BLOCKS: &[(&str, &str)] = &[
+    ("hero", include_str!("../../actors/blocks/hero.js")),
+    ("product-grid", include_str!("../../actors/blocks/product-grid.js")),
+    ("product-detail", include_str!("../../actors/blocks/product-detail.js")),
+    ("text", include_str!("../../actors/blocks/text.js")),
+    ("gallery", include_str!("../../actors/blocks/gallery.js")),
+    ("blog-list", include_str!("../../actors/blocks/blog-list.js")),
+    ("blog-post", include_str!("../../actors/blocks/blog-post.js")),
+    ("cart-summary", include_str!("../../actors/blocks/cart-summary.js")),
+    ("recently-viewed", include_str!("../../actors/blocks/recently-viewed.js")),
+];
+
+/// How many times the near-heap-limit callback doubles the limit before giving up. Each grant
+/// only buys time for the termination to land; the isolate is discarded right after.
+const MAX_HEAP_GRANTS: u32 = 3;
+
+/// Longest exception message kept in a `BlockFailure::Error`.
+const MAX_ERROR_MESSAGE: usize = 500;
+
+static V8_INIT: Once = Once::new();
+
+/// Initialises the V8 platform for the process. Idempotent; [`V8Engine::new`] calls it too.
+pub fn init() {
+    V8_INIT.call_once(|| {
+        let platform = ::v8::new_default_platform(0, false).make_shared();
+        ::v8::V8::initialize_platform(platform);
+        ::v8::V8::initialize();
+    });
+}
+
+/// The startup snapshot, built on first use. `Err` (logged once) makes engines fall back to
+/// running the library scripts in every new isolate.
+fn snapshot_blob() -> Option<&'static [u8]> {
+    static SNAPSHOT: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
+    let built = SNAPSHOT.get_or_init(|| {
+        init();
+        let started = Instant::now();
+        // A dedicated thread keeps the snapshot creator's isolate enter/exit away from the
+        // isolates of the calling thread.
+        let result = std::thread::Builder::new()
+            .name("v8-snapshot".into())
+            .spawn(build_snapshot)
+            .map_err(|e| format!("cannot spawn snapshot thread: {e}"))
+            .and_then(|handle| handle.join().unwrap_or_else(|_| Err("snapshot thread panicked".into())));
+        match &result {
+            Ok(blob) => tracing::info!(bytes = blob.len(), elapsed_ms = started.elapsed().as_millis() as u64, "built V8 startup snapshot"),
+            Err(error) => tracing::error!(%error, "cannot build V8 startup snapshot; isolates will run the library scripts"),
+        }
+        result
+    });
+    built.as_ref().ok().map(Vec::as_slice)
+}
+
+fn build_snapshot() -> Result<Vec<u8>, String> {
+    let mut creator = ::v8::Isolate::snapshot_creator(None, None);
+    let loaded = {
+        ::v8::scope!(let scope, &mut creator);
+        let context = ::v8::Context::new(scope, Default::default());
+        let scope = &mut ::v8::ContextScope::new(scope, context);
+        let loaded = load_library(scope);
+        scope.set_default_context(context);
+        loaded
+    };
+    // create_blob must run even when loading failed: dropping a snapshot creator panics.
+    let blob = creator.create_blob(::v8::FunctionCodeHandling::Keep);
+    loaded?;
+    blob.map(|b| b.to_vec()).ok_or_else(|| "V8 returned no snapshot blob".to_string())
+}
+
+/// Runs prelude, default blocks and dispatch in the current context.
+fn load_library(scope: &mut ::v8::PinScope<'_, '_>) -> Result<(), String> {
+    run_script(scope, "vitrina:prelude.js", PRELUDE_JS)?;
+    for (block_type, source) in DEFAULT_BLOCKS {
+        let function = extract_block_function(source)
+            .map_err(|v| format!("default block {block_type}: {}", v.error_summary()))?;
+        let body = source.get(function.span.clone()).unwrap_or_default();
+        let type_json = serde_json::to_string(block_type).unwrap_or_default();
+        let script = format!("globalThis.__vitrina.blocks[{type_json}] = (\n{body}\n);");
+        run_script(scope, &format!("vitrina:blocks/{block_type}.js"), &script)?;
+    }
+    run_script(scope, "vitrina:dispatch.js", DISPATCH_JS)?;
+    Ok(())
+}
+
+fn run_script(scope: &mut ::v8::PinScope<'_, '_>, name: &str, source: &str) -> Result<(), String> {
+    ::v8::tc_scope!(let tc, scope);
+    let code = ::v8::String::new(tc, source).ok_or("script too large")?;
+    let name_value = ::v8::String::new(tc, name).ok_or("name too large")?;
+    let origin = script_origin(tc, name_value.into());
+    let result = ::v8::Script::compile(tc, code, Some(&origin)).and_then(|script| script.run(tc));
+    match result {
+        Some(_) => Ok(()),
+        None => Err(format!("{name}: {}", exception_message(tc))),
+    }
+}
+
+fn script_origin<'s>(scope: &::v8::PinScope<'s, '_>, name: ::v8::Local<'s, ::v8::Value>) -> ::v8::ScriptOrigin<'s> {
+    ::v8::ScriptOrigin::new(scope, name, 0, 0, false, 0, None, false, false, false, None)
+}
+
+/// The caught exception's message ("TypeError: x is not a function (line 3)").
+fn exception_message(tc: &::v8::PinnedRef<'_, ::v8::TryCatch<'_, '_, ::v8::HandleScope<'_>>>) -> String {
+    let Some(message) = tc.message() else {
+        return "unknown error".to_string();
+    };
+    let text = message.get(tc).to_rust_string_lossy(tc);
+    let text = text.strip_prefix("Uncaught ").unwrap_or(&text);
+    let mut text: String = text.chars().take(MAX_ERROR_MESSAGE).collect();
+    if let Some(line) = message.get_line_number(tc) {
+        text.push_str(&format!(" (line {line})"));
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watchdog
+
+/// One process-wide thread that terminates isolates whose deadline has passed.
+struct Watchdog {
+    armed: Mutex<Vec<Armed>>,
+    wake: Condvar,
+}
+
+struct Armed {
+    id: u64,
+    deadline: Instant,
+    isolate: ::v8::IsolateHandle,
+    fired: Arc<AtomicBool>,
+}
+
+/// Disarms its deadline when dropped; after that the watchdog can no longer fire for it.
+struct WatchGuard {
+    id: u64,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        // Removing under the lock the watchdog fires under: once this returns, no late
+        // TerminateExecution can hit the isolate for this deadline.
+        watchdog().armed.lock().retain(|a| a.id != self.id);
+    }
+}
+
+fn watchdog() -> &'static Watchdog {
+    static WATCHDOG: OnceLock<&'static Watchdog> = OnceLock::new();
+    WATCHDOG.get_or_init(|| {
+        let dog: &'static Watchdog = Box::leak(Box::new(Watchdog { armed: Mutex::new(Vec::new()), wake: Condvar::new() }));
+        let spawned = std::thread::Builder::new().name("v8-watchdog".into()).spawn(move || dog.run());
+        if let Err(error) = spawned {
+            // Without the watchdog CPU limits cannot be enforced; nothing else breaks.
+            tracing::error!(%error, "cannot start the V8 watchdog thread; block CPU limits are not enforced");
+        }
+        dog
+    })
+}
+
+impl Watchdog {
+    fn arm(&self, isolate: ::v8::IsolateHandle, deadline: Instant, fired: Arc<AtomicBool>) -> WatchGuard {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        self.armed.lock().push(Armed { id, deadline, isolate, fired });
+        self.wake.notify_one();
+        WatchGuard { id }
+    }
+
+    fn run(&self) {
+        let mut armed = self.armed.lock();
+        loop {
+            let now = Instant::now();
+            armed.retain(|a| {
+                if a.deadline > now {
+                    return true;
+                }
+                a.fired.store(true, Ordering::SeqCst);
+                a.isolate.terminate_execution();
+                false
+            });
+            match armed.iter().map(|a| a.deadline).min() {
+                Some(next) => {
+                    self.wake.wait_for(&mut armed, next.saturating_duration_since(now));
+                }
+                None => self.wake.wait(&mut armed),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heap guard
+
+/// State shared with the near-heap-limit callback; boxed so its address is stable.
+struct HeapGuard {
+    isolate: ::v8::IsolateHandle,
+    hit: AtomicBool,
+    grants: AtomicU32,
+}
+
+/// Called by V8 inside a GC when the heap nears its limit: terminate the running block and
+/// raise the limit so the allocation in flight succeeds instead of aborting the process.
+unsafe extern "C" fn near_heap_limit(data: *mut c_void, current_heap_limit: usize, _initial: usize) -> usize {
+    // SAFETY: `data` is the `HeapGuard` boxed in `LiveIsolate`, which outlives its isolate.
+    let guard = unsafe { &*(data as *const HeapGuard) };
+    guard.hit.store(true, Ordering::SeqCst);
+    guard.isolate.terminate_execution();
+    if guard.grants.fetch_add(1, Ordering::SeqCst) < MAX_HEAP_GRANTS {
+        current_heap_limit.saturating_mul(2)
+    } else {
+        current_heap_limit
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Isolates
+
+/// An isolate that is not entered on the thread between calls (see the module docs).
+struct ParkedIsolate(::v8::OwnedIsolate);
+
+impl ParkedIsolate {
+    fn new(isolate: ::v8::OwnedIsolate) -> Self {
+        // SAFETY: a freshly created OwnedIsolate is the current (entered) isolate.
+        unsafe { isolate.exit() };
+        Self(isolate)
+    }
+
+    fn enter(&mut self) -> EnteredIsolate<'_> {
+        // SAFETY: paired with the exit in `EnteredIsolate::drop`; all scopes created from it
+        // are dropped before it, so enter/exit nest properly.
+        unsafe { self.0.enter() };
+        EnteredIsolate(&mut self.0)
+    }
+}
+
+impl Drop for ParkedIsolate {
+    fn drop(&mut self) {
+        // OwnedIsolate's drop exits the isolate and asserts it is the current one.
+        // SAFETY: balanced by that exit.
+        unsafe { self.0.enter() };
+    }
+}
+
+struct EnteredIsolate<'a>(&'a mut ::v8::OwnedIsolate);
+
+impl Drop for EnteredIsolate<'_> {
+    fn drop(&mut self) {
+        // SAFETY: entered in `ParkedIsolate::enter`, and it is the current isolate again.
+        unsafe { self.0.exit() };
+    }
+}
+
+struct CompiledBlock {
+    code_version: u64,
+    function: ::v8::Global<::v8::Function>,
+    /// JS array of argument names for by-name binding, or `null` for positional.
+    arg_names: ::v8::Global<::v8::Value>,
+}
+
+/// A live isolate with the library loaded. Field order is drop order: V8 handles go first,
+/// then the isolate, then the heap guard its callback points to.
+struct LiveIsolate {
+    context: ::v8::Global<::v8::Context>,
+    set_data: ::v8::Global<::v8::Function>,
+    prepare_ctx: ::v8::Global<::v8::Function>,
+    render_block: ::v8::Global<::v8::Function>,
+    default_blocks: ::v8::Global<::v8::Object>,
+    /// Compiled merchant blocks by block id; one version per id.
+    compiled: HashMap<String, CompiledBlock>,
+    /// Store data version loaded into the isolate.
+    data_version: Option<u64>,
+    /// The current render's parsed ctx (valid for one `render` call).
+    base_ctx: Option<::v8::Global<::v8::Value>>,
+    isolate: ParkedIsolate,
+    heap_guard: Box<HeapGuard>,
+    timed_out: Arc<AtomicBool>,
+    heap_mb: usize,
+}
+
+impl LiveIsolate {
+    fn create(snapshot: Option<&'static [u8]>, heap_mb: usize) -> Result<Self, String> {
+        let mut params = ::v8::CreateParams::default().heap_limits(0, heap_mb.max(1).saturating_mul(1024 * 1024));
+        if let Some(blob) = snapshot {
+            params = params.snapshot_blob(::v8::StartupData::from(blob));
+        }
+        let mut isolate = ParkedIsolate::new(::v8::Isolate::new(params));
+        let heap_guard = Box::new(HeapGuard {
+            isolate: isolate.0.thread_safe_handle(),
+            hit: AtomicBool::new(false),
+            grants: AtomicU32::new(0),
+        });
+        isolate.0.add_near_heap_limit_callback(near_heap_limit, &*heap_guard as *const HeapGuard as *mut c_void);
+
+        let (context, set_data, prepare_ctx, render_block, default_blocks) = {
+            let entered = isolate.enter();
+            ::v8::scope!(let scope, &mut *entered.0);
+            let context = ::v8::Context::new(scope, Default::default());
+            let scope = &mut ::v8::ContextScope::new(scope, context);
+            if snapshot.is_none() {
+                load_library(scope)?;
+            }
+            // eval / new Function / string timers throw EvalError from now on.
+            context.set_allow_generation_from_strings(false);
+            let global = context.global(scope);
+            let key = ::v8::String::new(scope, "__vitrina").ok_or("cannot allocate key")?;
+            let vitrina: ::v8::Local<::v8::Object> = global
+                .get(scope, key.into())
+                .and_then(|v| v.try_into().ok())
+                .ok_or("library did not define __vitrina")?;
+            let function = |scope: &mut ::v8::PinScope<'_, '_>, name: &str| -> Result<::v8::Global<::v8::Function>, String> {
+                let key = ::v8::String::new(scope, name).ok_or("cannot allocate key")?;
+                let value: ::v8::Local<::v8::Function> = vitrina
+                    .get(scope, key.into())
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or_else(|| format!("__vitrina.{name} is not a function"))?;
+                Ok(::v8::Global::new(scope, value))
+            };
+            let set_data = function(scope, "setData")?;
+            let prepare_ctx = function(scope, "prepareCtx")?;
+            let render_block = function(scope, "renderBlock")?;
+            let blocks_key = ::v8::String::new(scope, "blocks").ok_or("cannot allocate key")?;
+            let blocks: ::v8::Local<::v8::Object> = vitrina
+                .get(scope, blocks_key.into())
+                .and_then(|v| v.try_into().ok())
+                .ok_or("__vitrina.blocks is missing")?;
+            // Blocks must not reach the dispatcher's entry points.
+            global.delete(scope, key.into());
+            (
+                ::v8::Global::new(scope, context),
+                set_data,
+                prepare_ctx,
+                render_block,
+                ::v8::Global::new(scope, blocks),
+            )
+        };
+
+        Ok(Self {
+            context,
+            set_data,
+            prepare_ctx,
+            render_block,
+            default_blocks,
+            compiled: HashMap::new(),
+            data_version: None,
+            base_ctx: None,
+            isolate,
+            heap_guard,
+            timed_out: Arc::new(AtomicBool::new(false)),
+            heap_mb,
+        })
+    }
+}
+
+/// What happened to one block, before it becomes a `BlockOutcome`.
+struct BlockRun {
+    outcome: BlockOutcome,
+    /// The isolate was terminated or is near its heap limit and must not be reused.
+    discard: bool,
+}
+
+/// Counters for tests, benchmarks and debugging.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub isolates_created: u64,
+    pub compile_hits: u64,
+    pub compile_misses: u64,
+}
+
+/// Engine construction options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Start isolates from the startup snapshot (default). `false` runs the library scripts in
+    /// every new isolate; only for benchmarks and as the fallback when the snapshot fails.
+    pub use_snapshot: bool,
+    /// Validate merchant code before compiling it (default). `false` only for tests that prove
+    /// the isolate's own protections.
+    pub validate: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { use_snapshot: true, validate: true }
+    }
+}
+
+/// Runs blocks in one V8 isolate. Not `Send`: it belongs to one actor on one thread.
+pub struct V8Engine {
+    live: Option<LiveIsolate>,
+    options: EngineOptions,
+    stats: EngineStats,
+    _not_send: PhantomData<Rc<()>>,
+}
+
+impl Default for V8Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl V8Engine {
+    /// An engine whose isolate starts from the startup snapshot. Cheap: the isolate is created
+    /// on the first render.
+    pub fn new() -> Self {
+        Self::with_options(EngineOptions::default())
+    }
+
+    /// An engine that runs the library scripts in each new isolate instead of using the
+    /// snapshot (for the benchmark comparison).
+    pub fn new_without_snapshot() -> Self {
+        Self::with_options(EngineOptions { use_snapshot: false, ..EngineOptions::default() })
+    }
+
+    pub fn with_options(options: EngineOptions) -> Self {
+        init();
+        Self { live: None, options, stats: EngineStats::default(), _not_send: PhantomData }
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// Whether an isolate is currently alive (false before the first render and after a
+    /// block broke a limit).
+    pub fn has_isolate(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// Creates the isolate now instead of on the first render.
+    pub fn warm_up(&mut self, limits: &RenderLimits) -> Result<(), String> {
+        self.ensure_isolate(limits)
+    }
+
+    fn ensure_isolate(&mut self, limits: &RenderLimits) -> Result<(), String> {
+        if self.live.as_ref().is_some_and(|live| live.heap_mb != limits.heap_mb) {
+            self.live = None;
+        }
+        if self.live.is_none() {
+            let snapshot = if self.options.use_snapshot { snapshot_blob() } else { None };
+            self.live = Some(LiveIsolate::create(snapshot, limits.heap_mb)?);
+            self.stats.isolates_created += 1;
+        }
+        Ok(())
+    }
+
+    fn render_one(
+        &mut self,
+        data: &StoreRenderData,
+        ctx_json: &str,
+        block: &BlockToRender<'_>,
+        limits: &RenderLimits,
+        page_deadline: Instant,
+    ) -> BlockOutcome {
+        let deadline = page_deadline.min(Instant::now() + limits.block_cpu());
+        let validate = self.options.validate;
+        let ensured = self.ensure_isolate(limits);
+        let Some(live) = self.live.as_mut() else {
+            let error = ensured.err().unwrap_or_default();
+            tracing::error!(%error, "cannot create a V8 isolate");
+            return Err(BlockFailure::Error(format!("engine unavailable: {error}")));
+        };
+        let run = run_block(live, data, ctx_json, block, limits, deadline, validate, &mut self.stats);
+        if run.discard {
+            self.live = None;
+        }
+        run.outcome
+    }
+}
+
+impl BlockEngine for V8Engine {
+    fn render(
+        &mut self,
+        data: &StoreRenderData,
+        ctx_json: &str,
+        blocks: &[BlockToRender<'_>],
+        limits: &RenderLimits,
+    ) -> Vec<BlockOutcome> {
+        let page_deadline = Instant::now() + limits.page_cpu();
+        if let Some(live) = &mut self.live {
+            live.base_ctx = None;
+        }
+        let mut outcomes = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            let outcome = if Instant::now() >= page_deadline {
+                Err(BlockFailure::Skipped)
+            } else {
+                self.render_one(data, ctx_json, block, limits, page_deadline)
+            };
+            if let Err(failure) = &outcome {
+                let message = match failure {
+                    BlockFailure::Error(message) => message.as_str(),
+                    _ => "",
+                };
+                tracing::warn!(block_id = block.id, block_type = block.block_type, reason = failure.code(), message, "block failed");
+                crate::metrics::incr("vitrina_block_failures_total", &[("reason", failure.code())]);
+            }
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+}
+
+/// Runs one block in `live`: loads data and ctx if needed, compiles, calls, classifies.
+#[allow(clippy::too_many_arguments)]
+fn run_block(
+    live: &mut LiveIsolate,
+    data: &StoreRenderData,
+    ctx_json: &str,
+    block: &BlockToRender<'_>,
+    limits: &RenderLimits,
+    deadline: Instant,
+    validate: bool,
+    stats: &mut EngineStats,
+) -> BlockRun {
+    let LiveIsolate {
+        context,
+        set_data,
+        prepare_ctx,
+        render_block,
+        default_blocks,
+        compiled,
+        data_version,
+        base_ctx,
+        isolate,
+        heap_guard,
+        timed_out,
+        ..
+    } = live;
+
+    // Merchant code is parsed before any JS runs, so a validation failure costs no isolate time.
+    let mut new_function: Option<BlockFunction> = None;
+    if let Some(code) = block.code {
+        let cached = compiled.get(block.id).is_some_and(|c| c.code_version == block.code_version);
+        if cached {
+            stats.compile_hits += 1;
+        } else {
+            stats.compile_misses += 1;
+            let extracted = if validate {
+                match analyse_block(code) {
+                    (_, Some(function)) => Ok(function),
+                    (validation, None) => Err(validation),
+                }
+            } else {
+                extract_block_function(code)
+            };
+            match extracted {
+                Ok(function) => new_function = Some(function),
+                Err(validation) => {
+                    return BlockRun {
+                        outcome: Err(BlockFailure::Error(format!("invalid block: {}", validation.error_summary()))),
+                        discard: false,
+                    }
+                }
+            }
+        }
+    }
+
+    let handle = isolate.0.thread_safe_handle();
+    let entered = isolate.enter();
+    ::v8::scope!(let scope, &mut *entered.0);
+    let local_context = ::v8::Local::new(scope, &*context);
+    let scope = &mut ::v8::ContextScope::new(scope, local_context);
+    ::v8::tc_scope!(let tc, scope);
+
+    timed_out.store(false, Ordering::SeqCst);
+    let guard = watchdog().arm(handle, deadline, timed_out.clone());
+
+    let result: Result<::v8::Local<::v8::Value>, Option<String>> = (|| {
+        let undefined: ::v8::Local<::v8::Value> = ::v8::undefined(tc).into();
+
+        if *data_version != Some(data.version) {
+            *base_ctx = None;
+            let storefront = ::v8::String::new(tc, &data.storefront_json).ok_or(Some("storefront data too large".to_string()))?;
+            let products = ::v8::String::new(tc, &data.products_json).ok_or(Some("product data too large".to_string()))?;
+            let set_data = ::v8::Local::new(tc, &*set_data);
+            set_data.call(tc, undefined, &[storefront.into(), products.into()]).ok_or(None)?;
+            *data_version = Some(data.version);
+        }
+
+        let ctx = match base_ctx.as_ref() {
+            Some(ctx) => ::v8::Local::new(tc, ctx),
+            None => {
+                let json = ::v8::String::new(tc, ctx_json).ok_or(Some("ctx too large".to_string()))?;
+                let prepare_ctx = ::v8::Local::new(tc, &*prepare_ctx);
+                let ctx = prepare_ctx.call(tc, undefined, &[json.into()]).ok_or(None)?;
+                *base_ctx = Some(::v8::Global::new(tc, ctx));
+                ctx
+            }
+        };
+
+        let (function, arg_names): (::v8::Local<::v8::Function>, ::v8::Local<::v8::Value>) = match (block.code, new_function.take()) {
+            (Some(code), Some(extracted)) => {
+                let body = code.get(extracted.span.clone()).ok_or(Some("function span out of range".to_string()))?;
+                let source = ::v8::String::new(tc, &format!("(\n{body}\n)")).ok_or(Some("block code too large".to_string()))?;
+                let name = ::v8::String::new(tc, &format!("block:{}", block.id)).ok_or(Some("block id too large".to_string()))?;
+                let origin = script_origin(tc, name.into());
+                let value = ::v8::Script::compile(tc, source, Some(&origin)).and_then(|s| s.run(tc)).ok_or(None)?;
+                let function: ::v8::Local<::v8::Function> =
+                    value.try_into().map_err(|_| Some("block code did not evaluate to a function".to_string()))?;
+                let arg_names: ::v8::Local<::v8::Value> = match extracted.argument_binding() {
+                    Some(args) => {
+                        let names: Vec<::v8::Local<::v8::Value>> = args
+                            .iter()
+                            .filter_map(|a| ::v8::String::new(tc, a.js_name()).map(Into::into))
+                            .collect();
+                        ::v8::Array::new_with_elements(tc, &names).into()
+                    }
+                    None => ::v8::null(tc).into(),
+                };
+                compiled.insert(
+                    block.id.to_string(),
+                    CompiledBlock {
+                        code_version: block.code_version,
+                        function: ::v8::Global::new(tc, function),
+                        arg_names: ::v8::Global::new(tc, arg_names),
+                    },
+                );
+                (function, arg_names)
+            }
+            (Some(_), None) => {
+                let cached = compiled.get(block.id).ok_or(Some("compiled block missing".to_string()))?;
+                (::v8::Local::new(tc, &cached.function), ::v8::Local::new(tc, &cached.arg_names))
+            }
+            (None, _) => {
+                let blocks = ::v8::Local::new(tc, &*default_blocks);
+                let key = ::v8::String::new(tc, block.block_type).ok_or(Some("block type too long".to_string()))?;
+                let value = blocks.get(tc, key.into()).ok_or(None)?;
+                let function: ::v8::Local<::v8::Function> =
+                    value.try_into().map_err(|_| Some(format!("unknown block type {:?}", block.block_type)))?;
+                (function, ::v8::null(tc).into())
+            }
+        };
+
+        let config = ::v8::String::new(tc, block.config_json).ok_or(Some("config too large".to_string()))?;
+        let id = ::v8::String::new(tc, block.id).ok_or(Some("block id too long".to_string()))?;
+        let block_type = ::v8::String::new(tc, block.block_type).ok_or(Some("block type too long".to_string()))?;
+        let render_block = ::v8::Local::new(tc, &*render_block);
+        render_block
+            .call(tc, undefined, &[function.into(), arg_names, ctx, config.into(), id.into(), block_type.into()])
+            .ok_or(None)
+    })();
+
+    drop(guard);
+    let timed_out = timed_out.load(Ordering::SeqCst);
+    let heap_hit = heap_guard.hit.load(Ordering::SeqCst);
+    let discard = timed_out || heap_hit || tc.has_terminated();
+    if discard {
+        // The isolate is dropped right after, but leave it in a callable state regardless.
+        tc.cancel_terminate_execution();
+    }
+
+    let outcome = match result {
+        _ if heap_hit => Err(BlockFailure::HeapLimit),
+        Ok(value) => classify_return(tc, value, limits.output_bytes()),
+        Err(_) if timed_out || tc.has_terminated() => Err(BlockFailure::Timeout),
+        Err(Some(message)) => Err(BlockFailure::Error(message)),
+        Err(None) => Err(BlockFailure::Error(exception_message(tc))),
+    };
+    BlockRun { outcome, discard }
+}
+
+/// Turns the block's return value into HTML, checking the size before copying it out of V8.
+fn classify_return(scope: &::v8::PinScope<'_, '_>, value: ::v8::Local<::v8::Value>, max_bytes: usize) -> BlockOutcome {
+    let Ok(html) = ::v8::Local::<::v8::String>::try_from(value) else {
+        let kind = value.type_of(scope).to_rust_string_lossy(scope);
+        return Err(BlockFailure::Error(format!("block returned {kind} instead of a string")));
+    };
+    // UTF-8 needs at least one byte per UTF-16 unit and at most three, so the length alone
+    // decides most cases without walking the string.
+    let units = html.length();
+    if units > max_bytes || (units.saturating_mul(3) > max_bytes && html.utf8_length(scope) > max_bytes) {
+        return Err(BlockFailure::OutputTooLarge);
+    }
+    Ok(html.to_rust_string_lossy(scope))
+}
