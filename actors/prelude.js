@@ -3,11 +3,8 @@
 (function () {
   'use strict';
 
-  // No host capabilities beyond plain ECMAScript: WebAssembly would let a block compile
-  // machine code outside the code cache, SharedArrayBuffer/Atomics would let it block a thread.
-  delete globalThis.WebAssembly;
-  delete globalThis.SharedArrayBuffer;
-  delete globalThis.Atomics;
+  // WebAssembly, SharedArrayBuffer and Atomics are removed by the engine after each context
+  // is created (V8 re-installs some of them while deserialising a snapshot context).
 
   const ESCAPES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
@@ -145,6 +142,12 @@
   globalThis.__vitrina = {
     helpers,
     blocks: Object.create(null),
+    // Called by the engine when it creates an isolate, outside any block's CPU budget: the
+    // first Intl formatter of an isolate loads locale data, which must not count against a block.
+    warmUp() {
+      formatPrice(1, 'USD', 'en-US');
+      formatDate(0, 'long', 'en-US');
+    },
     resetIds(scope) {
       idScope = slugify(scope) || 'v';
       idCounter = 0;

@@ -355,6 +355,10 @@ impl LiveIsolate {
                     .ok_or_else(|| format!("__vitrina.{name} is not a function"))?;
                 Ok(::v8::Global::new(scope, value))
             };
+            let warm_up = function(scope, "warmUp")?;
+            let warm_up = ::v8::Local::new(scope, &warm_up);
+            let undefined = ::v8::undefined(scope).into();
+            warm_up.call(scope, undefined, &[]).ok_or("library warm-up failed")?;
             let set_data = function(scope, "setData")?;
             let prepare_ctx = function(scope, "prepareCtx")?;
             let render_block = function(scope, "renderBlock")?;
@@ -363,8 +367,14 @@ impl LiveIsolate {
                 .get(scope, blocks_key.into())
                 .and_then(|v| v.try_into().ok())
                 .ok_or("__vitrina.blocks is missing")?;
-            // Blocks must not reach the dispatcher's entry points.
-            global.delete(scope, key.into());
+            // Blocks must not reach the dispatcher's entry points, nor capabilities beyond plain
+            // ECMAScript: WebAssembly compiles machine code outside the code cache, and
+            // SharedArrayBuffer/Atomics could block the thread. V8 installs these while
+            // creating a context, even from a snapshot, so they are removed here.
+            for name in ["__vitrina", "WebAssembly", "SharedArrayBuffer", "Atomics"] {
+                let name = ::v8::String::new(scope, name).ok_or("cannot allocate key")?;
+                global.delete(scope, name.into());
+            }
             (
                 ::v8::Global::new(scope, context),
                 set_data,
