@@ -171,7 +171,24 @@ impl ShopperActor {
         self.last_active = Instant::now();
     }
 
+    /// The cart as the API returns it: amounts as decimal strings and integer minor units.
     fn cart_view(&self, snap: &StoreSnapshot) -> Value {
+        self.cart_json(snap, false)
+    }
+
+    /// The cart as blocks see it: amounts in major units as numbers (`helpers.formatPrice`).
+    fn cart_for_blocks(&self, snap: &StoreSnapshot) -> Value {
+        self.cart_json(snap, true)
+    }
+
+    fn cart_json(&self, snap: &StoreSnapshot, for_blocks: bool) -> Value {
+        let money = |minor: i64| -> Value {
+            if for_blocks {
+                json!(snap.settings.currency.to_major(minor))
+            } else {
+                json!(snap.settings.currency.format_plain(minor))
+            }
+        };
         let currency = &snap.settings.currency;
         let mut items = Vec::new();
         let (mut count, mut subtotal) = (0i64, 0i64);
@@ -187,11 +204,11 @@ impl ShopperActor {
                         "title": p.title,
                         "image": p.images.first(),
                         "quantity": line.quantity,
-                        "unitPrice": currency.format_plain(p.price_minor),
+                        "unitPrice": money(p.price_minor),
                         "unitPriceMinor": p.price_minor,
                         "price": currency.to_major(p.price_minor),
                         "priceMinor": p.price_minor,
-                        "lineTotal": currency.format_plain(line_total),
+                        "lineTotal": money(line_total),
                         "lineTotalMinor": line_total,
                         "available": p.stock >= line.quantity,
                         "stock": p.stock,
@@ -205,15 +222,14 @@ impl ShopperActor {
         json!({
             "items": items,
             "count": count,
-            "subtotal": currency.format_plain(subtotal),
+            "subtotal": money(subtotal),
             "subtotalMinor": subtotal,
-            "subtotalMajor": currency.to_major(subtotal),
             "currency": currency.code(),
         })
     }
 
     fn view(&self, snap: &StoreSnapshot, search_results: Option<Vec<ProductId>>) -> ShopperView {
-        let cart = self.cart_view(snap);
+        let cart = self.cart_for_blocks(snap);
         ShopperView {
             cart_count: cart["count"].as_u64().unwrap_or(0),
             cart,

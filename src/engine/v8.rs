@@ -12,9 +12,10 @@
 //!
 //! ## Limits
 //! CPU limits are enforced by one process-wide watchdog thread holding deadlines and
-//! [`v8::IsolateHandle`]s; when a deadline passes it calls `TerminateExecution`. The budgets are
-//! measured in wall-clock time on the render thread, which equals CPU time unless the thread
-//! is descheduled (see the known gaps in actors/README.md). The heap limit is V8's own, with a
+//! [`v8::IsolateHandle`]s; when a deadline passes it calls `TerminateExecution`. Deadlines are
+//! on the render thread's own CPU clock (`pthread_getcpuclockid`), not the wall clock: a
+//! render thread that is descheduled because the machine is busy does not use up its blocks'
+//! budgets, so load never turns healthy blocks into timeouts. The heap limit is V8's own, with a
 //! near-heap-limit callback that terminates the block and grants headroom so V8 does not abort
 //! the process.
 //!
@@ -30,7 +31,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Once, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -51,6 +52,8 @@ pub const DEFAULT_BLOCKS: &[(&str, &str)] = &[
     ("blog-post", include_str!("../../actors/blocks/blog-post.js")),
     ("cart-summary", include_str!("../../actors/blocks/cart-summary.js")),
     ("recently-viewed", include_str!("../../actors/blocks/recently-viewed.js")),
+    ("cart", include_str!("../../actors/blocks/cart.js")),
+    ("search-results", include_str!("../../actors/blocks/search-results.js")),
 ];
 
 /// How many times the near-heap-limit callback doubles the limit before giving up. Each grant
@@ -166,7 +169,7 @@ struct Watchdog {
 
 struct Armed {
     id: u64,
-    deadline: Instant,
+    deadline: CpuDeadline,
     isolate: ::v8::IsolateHandle,
     fired: Arc<AtomicBool>,
 }
@@ -198,7 +201,7 @@ fn watchdog() -> &'static Watchdog {
 }
 
 impl Watchdog {
-    fn arm(&self, isolate: ::v8::IsolateHandle, deadline: Instant, fired: Arc<AtomicBool>) -> WatchGuard {
+    fn arm(&self, isolate: ::v8::IsolateHandle, deadline: CpuDeadline, fired: Arc<AtomicBool>) -> WatchGuard {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         self.armed.lock().push(Armed { id, deadline, isolate, fired });
@@ -209,22 +212,77 @@ impl Watchdog {
     fn run(&self) {
         let mut armed = self.armed.lock();
         loop {
-            let now = Instant::now();
+            let mut next_check: Option<Duration> = None;
             armed.retain(|a| {
-                if a.deadline > now {
+                let left = a.deadline.remaining();
+                if !left.is_zero() {
+                    next_check = Some(next_check.map_or(left, |n| n.min(left)));
                     return true;
                 }
                 a.fired.store(true, Ordering::SeqCst);
                 a.isolate.terminate_execution();
                 false
             });
-            match armed.iter().map(|a| a.deadline).min() {
-                Some(next) => {
-                    self.wake.wait_for(&mut armed, next.saturating_duration_since(now));
+            match next_check {
+                // A thread uses at most one second of CPU per second of wall time, so sleeping
+                // for the CPU time left never sleeps past the deadline.
+                Some(left) => {
+                    self.wake.wait_for(&mut armed, left.max(Duration::from_micros(200)));
                 }
                 None => self.wake.wait(&mut armed),
             }
         }
+    }
+}
+
+/// The CPU clock of one thread, readable from any thread of the process.
+#[derive(Debug, Clone, Copy)]
+struct ThreadClock(libc::clockid_t);
+
+impl ThreadClock {
+    /// The calling thread's CPU clock.
+    fn current() -> ThreadClock {
+        let mut id: libc::clockid_t = 0;
+        // SAFETY: pthread_self() is always a valid thread of this process; `id` is a valid out pointer.
+        let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) };
+        if rc == 0 {
+            ThreadClock(id)
+        } else {
+            // Without a per-thread clock, fall back to the process clock: coarser, still CPU time.
+            ThreadClock(libc::CLOCK_PROCESS_CPUTIME_ID)
+        }
+    }
+
+    fn now(self) -> Duration {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid out pointer; an invalid clock id only makes the call fail.
+        let rc = unsafe { libc::clock_gettime(self.0, &mut ts) };
+        if rc != 0 {
+            return Duration::MAX;
+        }
+        Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+    }
+}
+
+/// A point on one thread's CPU clock.
+#[derive(Debug, Clone, Copy)]
+struct CpuDeadline {
+    clock: ThreadClock,
+    at: Duration,
+}
+
+impl CpuDeadline {
+    fn after(clock: ThreadClock, budget: Duration) -> CpuDeadline {
+        CpuDeadline { clock, at: clock.now().saturating_add(budget) }
+    }
+    fn min(self, other: CpuDeadline) -> CpuDeadline {
+        if other.at < self.at { other } else { self }
+    }
+    fn remaining(&self) -> Duration {
+        self.at.saturating_sub(self.clock.now())
+    }
+    fn passed(&self) -> bool {
+        self.remaining().is_zero()
     }
 }
 
@@ -498,9 +556,9 @@ impl V8Engine {
         ctx_json: &str,
         block: &BlockToRender<'_>,
         limits: &RenderLimits,
-        page_deadline: Instant,
+        page_deadline: CpuDeadline,
     ) -> BlockOutcome {
-        let deadline = page_deadline.min(Instant::now() + limits.block_cpu());
+        let deadline = page_deadline.min(CpuDeadline::after(page_deadline.clock, limits.block_cpu()));
         let validate = self.options.validate;
         let ensured = self.ensure_isolate(limits);
         let Some(live) = self.live.as_mut() else {
@@ -524,13 +582,13 @@ impl BlockEngine for V8Engine {
         blocks: &[BlockToRender<'_>],
         limits: &RenderLimits,
     ) -> Vec<BlockOutcome> {
-        let page_deadline = Instant::now() + limits.page_cpu();
+        let page_deadline = CpuDeadline::after(ThreadClock::current(), limits.page_cpu());
         if let Some(live) = &mut self.live {
             live.base_ctx = None;
         }
         let mut outcomes = Vec::with_capacity(blocks.len());
         for block in blocks {
-            let outcome = if Instant::now() >= page_deadline {
+            let outcome = if page_deadline.passed() {
                 Err(BlockFailure::Skipped)
             } else {
                 self.render_one(data, ctx_json, block, limits, page_deadline)
@@ -557,7 +615,7 @@ fn run_block(
     ctx_json: &str,
     block: &BlockToRender<'_>,
     limits: &RenderLimits,
-    deadline: Instant,
+    deadline: CpuDeadline,
     validate: bool,
     stats: &mut EngineStats,
 ) -> BlockRun {

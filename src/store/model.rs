@@ -471,7 +471,7 @@ impl Visibility {
 
 pub const BLOCK_TYPES: &[&str] = &[
     "hero", "product-grid", "product-detail", "text", "gallery", "blog-list", "blog-post",
-    "cart-summary", "recently-viewed", "search-results", "custom",
+    "cart-summary", "recently-viewed", "cart", "search-results", "custom",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

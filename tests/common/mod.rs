@@ -1,0 +1,227 @@
+//! Black-box test harness: starts the real `vitrina` binary on a random port with a temporary
+//! data directory and talks to it over HTTP, with `{store}.localhost` resolved to the node.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+pub struct TestNode {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    env: Vec<(String, String)>,
+    stdout_lines: Vec<String>,
+}
+
+impl TestNode {
+    pub fn start() -> TestNode {
+        Self::start_with(&[])
+    }
+
+    /// Starts a node with extra `VITRINA_*` environment settings.
+    pub fn start_with(env: &[(&str, &str)]) -> TestNode {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut node = Self::spawn(&dir, &env, &[], "127.0.0.1:0");
+        node._temp = Some(temp);
+        node
+    }
+
+    pub fn start_demo() -> TestNode {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut node = Self::spawn(&dir, &[], &["--demo"], "127.0.0.1:0");
+        node._temp = Some(temp);
+        node
+    }
+
+    fn spawn(dir: &Path, env: &[(String, String)], extra: &[&str], listen: &str) -> TestNode {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitrina"));
+        cmd.args(["serve", "--listen", listen, "--data-dir"])
+            .arg(dir)
+            .args(["--config", "/nonexistent/vitrina.toml"])
+            .args(extra)
+            .env("VITRINA_OPERATOR_TOKEN", "test-operator-token")
+            .env("VITRINA_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start vitrina");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("vitrina did not print its address");
+            lines.push(line.clone());
+            if let Some(rest) = line.strip_prefix("vitrina listening on http://") {
+                break rest.trim().parse::<SocketAddr>().expect("address");
+            }
+        };
+        // Keep reading what the node prints (the demo token comes after the address).
+        let extra_wait = if extra.contains(&"--demo") { Duration::from_secs(60) } else { Duration::from_millis(0) };
+        let until = Instant::now() + extra_wait;
+        while extra.contains(&"--demo") && Instant::now() < until {
+            match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    let done = line.starts_with("operator token");
+                    lines.push(line);
+                    if done {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        TestNode { child, addr, data_dir: dir.to_path_buf(), _temp: None, env: env.to_vec(), stdout_lines: lines }
+    }
+
+    /// Kills the process (SIGKILL: no shutdown hooks run) and starts a new one on the same
+    /// data directory and port, so clients and their cookies keep working.
+    pub fn kill_and_restart(mut self) -> TestNode {
+        self.child.kill().expect("kill");
+        let _ = self.child.wait();
+        let temp = self._temp.take();
+        let listen = self.addr.to_string();
+        let mut node = Self::spawn(&self.data_dir, &self.env, &[], &listen);
+        node._temp = temp;
+        node
+    }
+
+    pub fn printed(&self) -> &[String] {
+        &self.stdout_lines
+    }
+
+    pub fn base(&self, store: &str) -> String {
+        format!("http://{store}.localhost:{}", self.addr.port())
+    }
+
+    /// A browser-like client for one store: its own cookie jar, no redirects followed.
+    pub fn shopper(&self, store: &str) -> Client {
+        Client::builder()
+            .resolve(&format!("{store}.localhost"), self.addr)
+            .cookie_store(true)
+            // Tests kill and restart nodes: never reuse a connection to a dead process.
+            .pool_max_idle_per_host(0)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}/admin/api/v1{path}", self.addr)
+    }
+
+    pub fn plain(&self) -> Client {
+        Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+    }
+
+    /// Creates a store with the operator token; returns its admin token.
+    pub async fn create_store(&self, id: &str, name: &str) -> String {
+        let res = self
+            .plain()
+            .post(self.admin_url("/stores"))
+            .bearer_auth("test-operator-token")
+            .json(&json!({"id": id, "name": name, "currency": "USD", "tagline": format!("{name} tagline")}))
+            .send()
+            .await
+            .expect("create store");
+        assert_eq!(res.status(), StatusCode::CREATED, "create store {id}");
+        let body: Value = res.json().await.expect("json");
+        body["adminToken"].as_str().expect("token").to_string()
+    }
+
+    /// Sends an admin request and returns (status, body).
+    pub async fn admin(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.plain().request(method, self.admin_url(path)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("admin request");
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// A store with products and a published home page of default blocks.
+    pub async fn seed_store(&self, id: &str, name: &str) -> String {
+        let token = self.create_store(id, name).await;
+        let products = json!({"products": [
+            {"id": "mug", "handle": "mug", "title": "Enamel Mug", "description": "A camp mug", "price": "12.50", "stock": 5, "tags": ["kitchen"]},
+            {"id": "tent", "handle": "tent", "title": "Two-person Tent", "description": "Light tent for trails", "price": "199.00", "stock": 2, "tags": ["camp"]},
+            {"id": "socks", "handle": "wool-socks", "title": "Wool Socks", "description": "Warm merino socks", "price": "18.00", "stock": 100, "tags": ["apparel"]},
+        ]});
+        let (s, b) = self.admin(&token, reqwest::Method::POST, &format!("/stores/{id}/products"), Some(products)).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let page = json!({"title": "Home", "blocks": [
+            {"type": "hero", "config": {"heading": format!("Welcome to {name}")}},
+            {"type": "product-grid", "config": {"title": "Everything", "limit": 12}},
+        ]});
+        let (s, b) = self.admin(&token, reqwest::Method::PUT, &format!("/stores/{id}/pages/home"), Some(page)).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (s, b) = self.admin(&token, reqwest::Method::POST, &format!("/stores/{id}/pages/home/publish"), None).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        token
+    }
+
+    pub async fn live_shoppers(&self) -> u64 {
+        let body: Value = self.plain().get(format!("http://{}/healthz", self.addr)).send().await.unwrap().json().await.unwrap();
+        body["liveActors"]["shoppers"].as_u64().unwrap()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Asserts the uniform error body and returns it.
+pub fn assert_error_body(body: &Value, code: &str) {
+    let e = &body["error"];
+    assert_eq!(e["code"], code, "unexpected error body: {body}");
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(e["requestId"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(e["timestamp"].as_str().is_some_and(|m| m.contains('T')), "{body}");
+    assert!(e.get("details").is_some(), "{body}");
+}
+
+pub async fn json_of(res: reqwest::Response) -> (StatusCode, Value) {
+    let status = res.status();
+    let text = res.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}

@@ -1,0 +1,71 @@
+//! State survives restarts and passivation; alarms fire, also after a restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+async fn cart_count(c: &reqwest::Client, base: &str) -> Value {
+    let (status, body) = json_of(c.get(format!("{base}/cart")).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    body["cart"]["count"].clone()
+}
+
+#[tokio::test]
+async fn acknowledged_cart_writes_survive_a_kill_9() {
+    let node = TestNode::start();
+    node.seed_store("durable", "Durable").await;
+    let c = node.shopper("durable");
+    let base = node.base("durable");
+    for (product, quantity) in [("mug", 2), ("tent", 1), ("socks", 7)] {
+        let res = c.post(format!("{base}/cart/items")).json(&json!({"productId": product, "quantity": quantity})).send().await.unwrap();
+        assert_eq!(res.status(), 201);
+    }
+    let node = node.kill_and_restart();
+    let (status, body) = json_of(c.get(format!("{}/cart", node.base("durable"))).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cart"]["count"], 10, "{body}");
+    assert_eq!(body["cart"]["subtotalMinor"], 2 * 1250 + 19900 + 7 * 1800);
+    // The store's own state came back too.
+    let page = c.get(node.base("durable")).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Welcome to Durable"));
+}
+
+#[tokio::test]
+async fn an_idle_actor_is_passivated_and_comes_back_with_its_state() {
+    let node = TestNode::start_with(&[("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", "1")]);
+    node.seed_store("sleepy", "Sleepy").await;
+    let c = node.shopper("sleepy");
+    let base = node.base("sleepy");
+    c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 3})).send().await.unwrap();
+    assert_eq!(node.live_shoppers().await, 1);
+    wait_until("the shopper to passivate", Duration::from_secs(10), || async { node.live_shoppers().await == 0 }).await;
+    assert_eq!(cart_count(&c, &base).await, 3);
+    assert_eq!(node.live_shoppers().await, 1, "the next message reactivated it");
+}
+
+#[tokio::test]
+async fn idle_carts_expire_by_alarm_even_across_a_restart() {
+    let env = [
+        ("VITRINA_SHOPPER__CART_IDLE_TTL_SECS", "4"),
+        ("VITRINA_ACTORS__ALARM_POLL_MS", "100"),
+        ("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", "1"),
+    ];
+    let node = TestNode::start_with(&env);
+    node.seed_store("expiry", "Expiry").await;
+    let (a, b) = (node.shopper("expiry"), node.shopper("expiry"));
+    let base = node.base("expiry");
+    a.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+
+    // Shopper a: expires while the node runs (and after it passivated: the alarm wakes it).
+    wait_until("cart a to expire", Duration::from_secs(15), || async { cart_count(&a, &base).await == 0 }).await;
+
+    // Shopper b: kill the node now, restart later; the persisted alarm still fires.
+    b.post(format!("{base}/cart/items")).json(&json!({"productId": "socks", "quantity": 2})).send().await.unwrap();
+    let node = node.kill_and_restart();
+    let base = node.base("expiry");
+    assert_eq!(cart_count(&b, &base).await, 2, "not expired yet");
+    wait_until("cart b to expire after restart", Duration::from_secs(15), || async { cart_count(&b, &base).await == 0 }).await;
+}

@@ -1,0 +1,238 @@
+//! Shopper-facing behaviour over HTTP: tenant routing, pages, cart, search, sessions.
+
+mod common;
+
+use common::*;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, SET_COOKIE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const HTML: &str = "text/html,application/xhtml+xml";
+
+#[tokio::test]
+async fn each_host_serves_its_own_store_and_unknown_hosts_get_404() {
+    let node = TestNode::start();
+    node.seed_store("alpha", "Alpha Outfitters").await;
+    node.seed_store("beta", "Beta Kitchen").await;
+
+    let alpha = node.shopper("alpha").get(node.base("alpha")).header(ACCEPT, HTML).send().await.unwrap();
+    assert_eq!(alpha.status(), 200);
+    assert!(alpha.headers().get("x-request-id").is_some());
+    let alpha = alpha.text().await.unwrap();
+    assert!(alpha.contains("Welcome to Alpha Outfitters"), "{alpha}");
+    assert!(!alpha.contains("Beta Kitchen"));
+
+    let beta = node.shopper("beta").get(node.base("beta")).header(ACCEPT, HTML).send().await.unwrap().text().await.unwrap();
+    assert!(beta.contains("Welcome to Beta Kitchen"));
+
+    // Unknown store: JSON error body for API clients, an HTML page for browsers.
+    let (status, body) = json_of(node.shopper("nosuch").get(node.base("nosuch")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error_body(&body, "unknown_host");
+    let page = node.shopper("nosuch").get(node.base("nosuch")).header(ACCEPT, HTML).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    assert!(page.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(page.text().await.unwrap().contains("request id"));
+}
+
+#[tokio::test]
+async fn custom_domains_map_to_their_store() {
+    let node = TestNode::start();
+    let token = node.seed_store("gamma", "Gamma Goods").await;
+    let (s, b) = node.admin(&token, reqwest::Method::POST, "/stores/gamma/domains", Some(json!({"host": "shop.gamma-goods.test"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let client = reqwest::Client::builder().resolve("shop.gamma-goods.test", node.addr).build().unwrap();
+    let res = client
+        .get(format!("http://shop.gamma-goods.test:{}/", node.addr.port()))
+        .header(ACCEPT, HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Welcome to Gamma Goods"));
+}
+
+async fn cart(client: &reqwest::Client, base: &str) -> Value {
+    let (status, body) = json_of(client.get(format!("{base}/cart")).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    body["cart"].clone()
+}
+
+#[tokio::test]
+async fn cart_add_set_remove_with_totals_in_minor_units_and_stock_checks() {
+    let node = TestNode::start();
+    node.seed_store("shop", "Shop").await;
+    let c = node.shopper("shop");
+    let base = node.base("shop");
+
+    let res = c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 2})).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let set_cookie = res.headers().get(SET_COOKIE).expect("session cookie").to_str().unwrap().to_string();
+    assert!(set_cookie.starts_with("sid="), "{set_cookie}");
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+
+    c.post(format!("{base}/cart/items")).json(&json!({"productId": "wool-socks-not-an-id", "quantity": 1})).send().await.unwrap();
+    let res = c.post(format!("{base}/cart/items")).json(&json!({"productId": "socks", "quantity": 3})).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let cart1 = cart(&c, &base).await;
+    assert_eq!(cart1["count"], 5);
+    assert_eq!(cart1["subtotalMinor"], 2 * 1250 + 3 * 1800);
+    assert_eq!(cart1["subtotal"], "79.00");
+    assert_eq!(cart1["currency"], "USD");
+
+    // Set a quantity, then remove a line.
+    let (s, body) = json_of(c.patch(format!("{base}/cart/items/mug")).json(&json!({"quantity": 4})).send().await.unwrap()).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["cart"]["subtotalMinor"], 4 * 1250 + 3 * 1800);
+    let (s, body) = json_of(c.delete(format!("{base}/cart/items/socks")).send().await.unwrap()).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["cart"]["count"], 4);
+    assert_eq!(body["cart"]["items"].as_array().unwrap().len(), 1);
+
+    // Stock: 5 mugs exist; 4 in the cart + 2 is too many. Nothing changes.
+    let (s, body) = json_of(c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 2})).send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_error_body(&body, "insufficient_stock");
+    assert_eq!(body["error"]["details"]["available"], 5);
+    assert_eq!(cart(&c, &base).await["count"], 4);
+
+    // Unknown product, bad quantity, bad id.
+    let (s, body) = json_of(c.post(format!("{base}/cart/items")).json(&json!({"productId": "ghost"})).send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error_body(&body, "product_not_found");
+    let (s, body) = json_of(c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 0})).send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_error_body(&body, "invalid_request");
+    let (s, body) = json_of(c.patch(format!("{base}/cart/items/..%2Fetc")).json(&json!({"quantity": 1})).send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_error_body(&body, "invalid_id");
+    assert_eq!(cart(&c, &base).await["count"], 4);
+}
+
+#[tokio::test]
+async fn concurrent_adds_to_one_cart_all_land() {
+    let node = TestNode::start();
+    node.seed_store("busy", "Busy").await;
+    let c = node.shopper("busy");
+    let base = node.base("busy");
+    // Establish the session first so every request goes to the same shopper actor.
+    c.get(format!("{base}/cart")).send().await.unwrap();
+    let adds = (0..20).map(|_| {
+        let c = c.clone();
+        let base = base.clone();
+        async move { c.post(format!("{base}/cart/items")).json(&json!({"productId": "socks", "quantity": 1})).send().await.unwrap().status() }
+    });
+    let statuses = futures::future::join_all(adds).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::CREATED), "{statuses:?}");
+    let cart = cart(&c, &base).await;
+    assert_eq!(cart["count"], 20);
+    assert_eq!(cart["items"][0]["quantity"], 20);
+}
+
+#[tokio::test]
+async fn the_shop_works_with_plain_html_forms() {
+    let node = TestNode::start();
+    node.seed_store("forms", "Forms").await;
+    let c = node.shopper("forms");
+    let base = node.base("forms");
+
+    let res = c
+        .post(format!("{base}/cart/items"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(ACCEPT, HTML)
+        .body("product_id=tent&quantity=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/cart");
+
+    let page = c.get(format!("{base}/cart")).header(ACCEPT, HTML).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Two-person Tent"), "{page}");
+    assert!(page.contains("id=\"v-cart-count\">1<"), "nav shows the live cart count");
+
+    // Quantity change and removal through form posts.
+    let res = c
+        .post(format!("{base}/cart/items/tent"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("quantity=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(cart(&c, &base).await["count"], 2);
+    let res = c
+        .post(format!("{base}/cart/items/tent"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("_method=DELETE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(cart(&c, &base).await["count"], 0);
+}
+
+#[tokio::test]
+async fn first_visit_gets_the_shared_page_and_a_cookie_later_visits_are_personal() {
+    let node = TestNode::start();
+    node.seed_store("anon", "Anon").await;
+    let base = node.base("anon");
+
+    let first = node.shopper("anon").get(&base).header(ACCEPT, HTML).send().await.unwrap();
+    assert_eq!(first.headers()["x-vitrina-cache"], "anonymous-miss");
+    assert!(first.headers().get(SET_COOKIE).is_some());
+    let second_visitor = node.shopper("anon").get(&base).header(ACCEPT, HTML).send().await.unwrap();
+    assert_eq!(second_visitor.headers()["x-vitrina-cache"], "anonymous-hit");
+
+    let c = node.shopper("anon");
+    c.get(&base).header(ACCEPT, HTML).send().await.unwrap();
+    c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+    let mine = c.get(&base).header(ACCEPT, HTML).send().await.unwrap();
+    assert_eq!(mine.headers()["x-vitrina-cache"], "personal");
+    assert!(mine.text().await.unwrap().contains("id=\"v-cart-count\">1<"));
+    // The shared page still shows an empty cart: personal pages never enter the shared cache.
+    let other = node.shopper("anon").get(&base).header(ACCEPT, HTML).send().await.unwrap().text().await.unwrap();
+    assert!(other.contains("id=\"v-cart-count\">0<"));
+}
+
+#[tokio::test]
+async fn product_pages_record_views_and_search_ranks_products() {
+    let node = TestNode::start();
+    node.seed_store("find", "Find").await;
+    let c = node.shopper("find");
+    let base = node.base("find");
+
+    let page = c.get(format!("{base}/products/tent")).header(ACCEPT, HTML).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Two-person Tent") && page.contains("<title>Two-person Tent · Find</title>"), "{page}");
+    let missing = c.get(format!("{base}/products/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let (s, body) = json_of(c.get(format!("{base}/search?q=tent")).send().await.unwrap()).await;
+    assert_eq!(s, 200);
+    assert_eq!(body["results"][0]["id"], "tent", "{body}");
+    let (_, body) = json_of(c.get(format!("{base}/search?q=warm%20merino")).send().await.unwrap()).await;
+    assert_eq!(body["results"][0]["id"], "socks", "{body}");
+    let (_, body) = json_of(c.get(format!("{base}/search?q=%22%20OR%20*")).send().await.unwrap()).await;
+    assert!(body["results"].is_array(), "FTS syntax in the query is not an error: {body}");
+}
+
+#[tokio::test]
+async fn a_malformed_session_cookie_is_refused_and_cleared() {
+    let node = TestNode::start();
+    node.seed_store("cookie", "Cookie").await;
+    let res = node
+        .plain()
+        .get(format!("http://{}/cart", node.addr))
+        .header("host", format!("cookie.localhost:{}", node.addr.port()))
+        .header("cookie", "sid=../../etc/passwd")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let cleared = res.headers().get(SET_COOKIE).unwrap().to_str().unwrap().to_string();
+    assert!(cleared.starts_with("sid=;") || cleared.contains("Max-Age=0"), "{cleared}");
+    let (_, body) = json_of(res).await;
+    assert_error_body(&body, "invalid_session");
+}
