@@ -566,7 +566,7 @@ impl V8Engine {
             tracing::error!(%error, "cannot create a V8 isolate");
             return Err(BlockFailure::Error(format!("engine unavailable: {error}")));
         };
-        let run = run_block(live, data, ctx_json, block, limits, deadline, validate, &mut self.stats);
+        let run = run_block(live, data, ctx_json, block, limits, deadline, page_deadline, validate, &mut self.stats);
         if run.discard {
             self.live = None;
         }
@@ -608,6 +608,7 @@ impl BlockEngine for V8Engine {
 }
 
 /// Runs one block in `live`: loads data and ctx if needed, compiles, calls, classifies.
+/// `deadline` bounds the block's own code; `page_deadline` bounds the whole page.
 #[allow(clippy::too_many_arguments)]
 fn run_block(
     live: &mut LiveIsolate,
@@ -616,6 +617,7 @@ fn run_block(
     block: &BlockToRender<'_>,
     limits: &RenderLimits,
     deadline: CpuDeadline,
+    page_deadline: CpuDeadline,
     validate: bool,
     stats: &mut EngineStats,
 ) -> BlockRun {
@@ -670,7 +672,9 @@ fn run_block(
     ::v8::tc_scope!(let tc, scope);
 
     timed_out.store(false, Ordering::SeqCst);
-    let guard = watchdog().arm(handle, deadline, timed_out.clone());
+    // Loading store data and the shopper ctx is the engine's work, not the block's: it runs
+    // against the page budget only, so a large catalog cannot make the first block time out.
+    let mut guard = Some(watchdog().arm(handle.clone(), page_deadline, timed_out.clone()));
 
     let result: Result<::v8::Local<::v8::Value>, Option<String>> = (|| {
         let undefined: ::v8::Local<::v8::Value> = ::v8::undefined(tc).into();
@@ -694,6 +698,9 @@ fn run_block(
                 ctx
             }
         };
+
+        drop(guard.take());
+        guard = Some(watchdog().arm(handle.clone(), deadline, timed_out.clone()));
 
         let (function, arg_names): (::v8::Local<::v8::Function>, ::v8::Local<::v8::Value>) = match (block.code, new_function.take()) {
             (Some(code), Some(extracted)) => {
