@@ -33,6 +33,8 @@ pub struct ActorSettings {
     pub arbiters: usize,
     /// An actor with no message for this long is passivated: file closed, memory freed.
     pub idle_timeout_secs: u64,
+    /// An actor with no message for this long drops its V8 isolate but keeps its state.
+    pub isolate_idle_secs: u64,
     /// How often the node looks for due alarms of passivated actors.
     pub alarm_poll_ms: u64,
 }
@@ -85,7 +87,7 @@ impl Default for Settings {
 
 impl Default for ActorSettings {
     fn default() -> Self {
-        ActorSettings { arbiters: 0, idle_timeout_secs: 120, alarm_poll_ms: 1000 }
+        ActorSettings { arbiters: 0, idle_timeout_secs: 120, isolate_idle_secs: 30, alarm_poll_ms: 1000 }
     }
 }
 

@@ -69,3 +69,23 @@ async fn idle_carts_expire_by_alarm_even_across_a_restart() {
     assert_eq!(cart_count(&b, &base).await, 2, "not expired yet");
     wait_until("cart b to expire after restart", Duration::from_secs(15), || async { cart_count(&b, &base).await == 0 }).await;
 }
+
+#[tokio::test]
+async fn an_idle_actor_drops_its_isolate_but_keeps_its_state() {
+    let node = TestNode::start_with(&[("VITRINA_ACTORS__ISOLATE_IDLE_SECS", "1"), ("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", "600")]);
+    node.seed_store("lean", "Lean").await;
+    let c = node.shopper("lean");
+    let base = node.base("lean");
+    c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 2})).send().await.unwrap();
+    let page = c.get(&base).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"v-cart-count\">2<"));
+    let health = || async { node.plain().get(format!("http://{}/healthz", node.addr)).send().await.unwrap().json::<Value>().await.unwrap() };
+    assert!(health().await["liveIsolates"].as_i64().unwrap() >= 1);
+    wait_until("isolates to be dropped", Duration::from_secs(10), || async { health().await["liveIsolates"] == 0 }).await;
+    assert_eq!(node.live_shoppers().await, 1, "the actor itself stays live");
+    // A render after the drop builds a new isolate; the personal cache must not hide it, so
+    // change the cart first.
+    c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+    let page = c.get(&base).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"v-cart-count\">3<") && page.contains("Welcome to Lean"));
+}

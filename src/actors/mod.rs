@@ -22,13 +22,22 @@ pub trait Passivating: Actor<Context = Context<Self>> {
     fn node(&self) -> &Arc<Node>;
     fn lease(&mut self) -> &mut Lease;
     fn last_active(&self) -> Instant;
+    /// Drops the actor's V8 isolate (memory) while keeping its state; the next render makes a
+    /// new one from the snapshot.
+    fn drop_isolate(&mut self);
 }
 
-/// Checks for idleness a few times per idle period; an idle actor marks its slot busy and stops.
-pub fn watch_idleness<A: Passivating>(ctx: &mut Context<A>, idle: Duration) {
-    let every = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(15));
+/// Checks for idleness a few times per idle period: an actor idle for `isolate_idle` drops its
+/// isolate (megabytes) but keeps its state (kilobytes); one idle for `idle` marks its slot busy
+/// and stops.
+pub fn watch_idleness<A: Passivating>(ctx: &mut Context<A>, idle: Duration, isolate_idle: Duration) {
+    let every = (idle.min(isolate_idle) / 4).clamp(Duration::from_millis(50), Duration::from_secs(15));
     ctx.run_interval(every, move |act, ctx| {
-        if act.last_active().elapsed() >= idle {
+        let quiet = act.last_active().elapsed();
+        if quiet >= isolate_idle {
+            act.drop_isolate();
+        }
+        if quiet >= idle {
             let node = act.node().clone();
             if node.registry.begin_passivation(act.lease()) {
                 ctx.stop();

@@ -288,13 +288,20 @@ impl Passivating for ShopperActor {
     fn last_active(&self) -> Instant {
         self.last_active
     }
+    fn drop_isolate(&mut self) {
+        if self.engine.is_live() {
+            self.engine.drop_engine();
+            crate::metrics::incr("vitrina_isolates_dropped_idle_total", &[]);
+        }
+    }
 }
 
 impl Actor for ShopperActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        watch_idleness(ctx, Duration::from_secs(self.node.settings.actors.idle_timeout_secs));
+        let actors = &self.node.settings.actors;
+        watch_idleness(ctx, Duration::from_secs(actors.idle_timeout_secs), Duration::from_secs(actors.isolate_idle_secs));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {

@@ -141,18 +141,25 @@ impl Passivating for StoreActor {
     fn last_active(&self) -> Instant {
         self.last_active
     }
+    fn drop_isolate(&mut self) {
+        if self.engine.is_live() {
+            self.engine.drop_engine();
+            crate::metrics::incr("vitrina_isolates_dropped_idle_total", &[]);
+        }
+    }
 }
 
 impl Actor for StoreActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        watch_idleness(ctx, Duration::from_secs(self.node.settings.actors.idle_timeout_secs));
+        let actors = &self.node.settings.actors;
+        watch_idleness(ctx, Duration::from_secs(actors.idle_timeout_secs), Duration::from_secs(actors.isolate_idle_secs));
         ctx.notify(FireAlarms);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.engine = Default::default();
+        self.engine.drop_engine();
         self.db = None;
         let node = self.node.clone();
         node.registry.finish_passivation(&mut self.lease);

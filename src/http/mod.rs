@@ -76,13 +76,18 @@ fn admin_scope() -> actix_web::Scope {
 
 async fn healthz(node: web::Data<Node>) -> HttpResponse {
     let (stores, shoppers) = node.registry.live_counts();
-    HttpResponse::Ok().json(json!({"status": "ok", "liveActors": {"stores": stores, "shoppers": shoppers}}))
+    HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "liveActors": {"stores": stores, "shoppers": shoppers},
+        "liveIsolates": crate::render::live_engines(),
+    }))
 }
 
 async fn metrics(node: web::Data<Node>) -> HttpResponse {
     let (stores, shoppers) = node.registry.live_counts();
     let mut text = crate::metrics::render_prometheus();
     text.push_str(&format!("vitrina_live_actors{{kind=\"store\"}} {stores}\nvitrina_live_actors{{kind=\"shopper\"}} {shoppers}\n"));
+    text.push_str(&format!("vitrina_live_isolates {}\n", crate::render::live_engines()));
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
 }
 

@@ -104,20 +104,38 @@ pub enum RenderError {
     Internal(String),
 }
 
+/// Engines currently held by actors on this node (each owns at most one isolate).
+static LIVE_ENGINES: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+pub fn live_engines() -> i64 {
+    LIVE_ENGINES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// An actor's engine, created on first use on the actor's own thread.
 #[derive(Default)]
 pub struct EngineSlot(Option<Box<dyn BlockEngine>>);
 
 impl EngineSlot {
     fn get(&mut self) -> &mut dyn BlockEngine {
+        if self.0.is_none() {
+            LIVE_ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.0.get_or_insert_with(engine::new_engine).as_mut()
     }
     /// Drops the isolate (the actor keeps its state); the next render creates a fresh one.
     pub fn drop_engine(&mut self) {
-        self.0 = None;
+        if self.0.take().is_some() {
+            LIVE_ENGINES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
     pub fn is_live(&self) -> bool {
         self.0.is_some()
+    }
+}
+
+impl Drop for EngineSlot {
+    fn drop(&mut self) {
+        self.drop_engine();
     }
 }
 
