@@ -232,11 +232,17 @@ impl NodeCatalog {
 /// Lower-cases and strips the port and any trailing dot.
 pub fn normalise_host(host: &str) -> String {
     let host = host.trim();
-    let without_port = match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(']') || host.starts_with('[') => {
-            if host.starts_with('[') { host } else { h }
+    let without_port = if host.starts_with('[') {
+        // IPv6 literal: `[::1]:8080` → `[::1]`
+        match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
         }
-        _ => host,
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        }
     };
     without_port.trim_end_matches('.').to_ascii_lowercase()
 }
@@ -250,5 +256,52 @@ mod tests {
         assert_eq!(normalise_host("Demo.LocalHost:8080"), "demo.localhost");
         assert_eq!(normalise_host("shop.example.com."), "shop.example.com");
         assert_eq!(normalise_host("shop.example.com"), "shop.example.com");
+    }
+}
+
+/// Everything a node catalog holds that other nodes need: replicated to every member.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct CatalogDump {
+    /// (store id, admin token hash, created_ms)
+    pub stores: Vec<(String, String, i64)>,
+    /// (host, store id)
+    pub hosts: Vec<(String, String)>,
+}
+
+impl NodeCatalog {
+    pub fn dump(&self) -> Result<CatalogDump, CatalogError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare("SELECT id, admin_token_hash, created_at FROM stores ORDER BY id")?;
+        let stores = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.filter_map(|r| r.ok()).collect();
+        let mut stmt = conn.prepare("SELECT host, store_id FROM hosts ORDER BY host")?;
+        let hosts = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.filter_map(|r| r.ok()).collect();
+        Ok(CatalogDump { stores, hosts })
+    }
+
+    /// Merges another node's catalog: stores and their tokens are upserted; each listed store's
+    /// host mappings are replaced by the dump's.
+    pub fn apply(&self, dump: &CatalogDump) -> Result<(), CatalogError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        for (id, hash, created) in &dump.stores {
+            if StoreId::parse(id).is_err() {
+                continue;
+            }
+            tx.execute(
+                "INSERT INTO stores (id, admin_token_hash, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET admin_token_hash = excluded.admin_token_hash",
+                params![id, hash, created],
+            )?;
+            tx.execute("DELETE FROM hosts WHERE store_id = ?1", [id])?;
+        }
+        for (host, store) in &dump.hosts {
+            tx.execute(
+                "INSERT INTO hosts (host, store_id) VALUES (?1, ?2) ON CONFLICT(host) DO UPDATE SET store_id = excluded.store_id",
+                params![normalise_host(host), store],
+            )?;
+        }
+        tx.commit()?;
+        self.hosts.invalidate_all();
+        Ok(())
     }
 }

@@ -24,6 +24,7 @@ pub struct Settings {
     pub shopper: ShopperSettings,
     pub http: HttpSettings,
     pub cache: CacheSettings,
+    pub cluster: crate::cluster::ClusterSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +82,7 @@ impl Default for Settings {
             shopper: ShopperSettings::default(),
             http: HttpSettings::default(),
             cache: CacheSettings::default(),
+            cluster: Default::default(),
         }
     }
 }

@@ -29,6 +29,7 @@ pub async fn seed(node: &Arc<Node>) -> anyhow::Result<String> {
         }
         let token = AdminToken::generate();
         node.catalog.rotate_token(&id, &token)?;
+        crate::cluster::routes::push_catalog(node).await;
         crate::startup::write_secret(&token_file, &token.0)?;
         return Ok(token.0);
     }

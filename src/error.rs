@@ -187,6 +187,9 @@ pub async fn request_id_middleware(
             res = res.into_response(replaced);
         }
     }
+    if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE && !res.headers().contains_key(header::RETRY_AFTER) {
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     if let Ok(value) = HeaderValue::from_str(&id.0) {
         res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
     }

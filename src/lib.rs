@@ -5,6 +5,7 @@
 //! its arbiter, and the actor — owner of exactly one SQLite file — answers in one turn.
 pub mod actors;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod engine;

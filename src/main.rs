@@ -20,6 +20,30 @@ struct Cli {
 enum Command {
     /// Run a node: serve shoppers, the admin API and webhooks over HTTP.
     Serve(ServeArgs),
+    /// Inspect or change the cluster through any of its nodes.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Parser)]
+struct ClusterArgs {
+    /// Configuration file (for the cluster secret); `VITRINA_CLUSTER__SECRET` works too.
+    #[arg(long, default_value = "config/vitrina.toml", global = true)]
+    config: PathBuf,
+    /// A node of the cluster to talk to (`host:port`).
+    #[arg(long, default_value = "127.0.0.1:8080", global = true)]
+    via: String,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print the members, their states and the ring epoch.
+    Status,
+    /// Move every actor off a node, then mark it left (the node can then be stopped).
+    Drain { node: String },
+    /// Mark a node left without moving its actors (for a node that is gone for good).
+    Remove { node: String },
 }
 
 #[derive(Parser)]
@@ -39,6 +63,18 @@ struct ServeArgs {
     /// Seed the demo storefront `demo` and print its URL and admin token.
     #[arg(long)]
     demo: bool,
+    /// Join a cluster through this node (`host:port`; repeatable). Enables clustering.
+    #[arg(long)]
+    join: Vec<String>,
+    /// This node's id in the cluster.
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Address other nodes reach this node at (defaults to the listen address).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Run as a cluster node even without --join (the first node of a cluster).
+    #[arg(long)]
+    cluster: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +85,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Cluster(args) => cluster(args),
     }
 }
 
@@ -63,6 +100,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(domain) = args.base_domain {
         flags.insert("base_domain".into(), FigValue::from(domain));
     }
+    let mut cluster = Dict::new();
+    if args.cluster || !args.join.is_empty() {
+        cluster.insert("enabled".into(), FigValue::from(true));
+    }
+    if !args.join.is_empty() {
+        cluster.insert("seeds".into(), FigValue::from(args.join.clone()));
+    }
+    if let Some(id) = args.node_id {
+        cluster.insert("node_id".into(), FigValue::from(id));
+    }
+    if let Some(a) = args.advertise {
+        cluster.insert("advertise".into(), FigValue::from(a));
+    }
+    if !cluster.is_empty() {
+        flags.insert("cluster".into(), FigValue::from(cluster));
+    }
     let settings = Settings::load(&args.config, &flags).context("invalid configuration")?;
     vitrina::engine::init();
 
@@ -71,8 +124,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let port = app.port();
         let node = app.node().clone();
         let host = node.settings.listen.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
+        vitrina::cluster::start(node.clone()).await?;
         // Tests and scripts read this line to learn the port.
         println!("vitrina listening on http://{host}:{port}");
+        if node.cluster.enabled() {
+            println!("cluster node {} at {} (epoch {})", node.cluster.id, node.cluster.addr, node.cluster.epoch());
+        }
         if args.demo {
             let token = vitrina::demo::seed(&node).await?;
             println!("demo store: http://demo.{}:{port}/", node.catalog.base_domain());
@@ -82,4 +139,43 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("operator token: {}", node.layout.root().join("node").join("operator-token").display());
         app.run_until_stopped().await.context("server failed")
     })
+}
+
+fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(&args.config, &Dict::new()).context("invalid configuration")?;
+    let secret = settings.cluster.secret.clone().filter(|s| !s.is_empty());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        let (method, path, body) = match &args.command {
+            ClusterCommand::Status => (reqwest::Method::GET, "/cluster/status".to_string(), Vec::new()),
+            ClusterCommand::Drain { node } => (reqwest::Method::POST, "/internal/propose".to_string(), serde_json::to_vec(&serde_json::json!({"op": "drain", "node": node}))?),
+            ClusterCommand::Remove { node } => (reqwest::Method::POST, "/internal/propose".to_string(), serde_json::to_vec(&serde_json::json!({"op": "remove", "node": node}))?),
+        };
+        let mut req = client.request(method.clone(), format!("http://{}{path}", args.via)).header("content-type", "application/json");
+        if method != reqwest::Method::GET {
+            let secret = secret.context("changing the cluster needs the cluster secret (VITRINA_CLUSTER__SECRET or cluster.secret)")?;
+            let (ts, sig) = vitrina::cluster::auth::sign(secret.as_bytes(), method.as_str(), &path, &body);
+            req = req.header(vitrina::cluster::auth::TS_HEADER, ts).header(vitrina::cluster::auth::AUTH_HEADER, sig);
+        }
+        let res = req.body(body).send().await.with_context(|| format!("cannot reach {}", args.via))?;
+        let status = res.status();
+        let body: serde_json::Value = res.json().await.unwrap_or(serde_json::Value::Null);
+        if !status.is_success() {
+            anyhow::bail!("{status}: {body}");
+        }
+        match args.command {
+            ClusterCommand::Status => print_status(&body),
+            _ => println!("ok: epoch {}", body["epoch"]),
+        }
+        Ok(())
+    })
+}
+
+fn print_status(s: &serde_json::Value) {
+    println!("node {} · epoch {} · coordinator {} · {} vnodes per member", s["node"], s["epoch"], s["coordinator"], s["vnodes"]);
+    println!("{:<24} {:<24} {}", "MEMBER", "ADDRESS", "STATE");
+    for m in s["members"].as_array().into_iter().flatten() {
+        println!("{:<24} {:<24} {}", m["id"].as_str().unwrap_or(""), m["addr"].as_str().unwrap_or(""), m["state"].as_str().unwrap_or(""));
+    }
 }

@@ -3,8 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::time::Instant;
+
 use crate::actors::registry::{ActorError, Registry};
-use crate::actors::store::GetSnapshot;
+use crate::actors::store::{GetSnapshot, Search};
+use crate::cluster::{Cluster, Placement};
+use crate::error::ApiError;
+use crate::ids::ProductId;
+use crate::store::snapshot::{SnapshotParts, StoreSnapshot};
 use crate::catalog::NodeCatalog;
 use crate::config::Settings;
 use crate::ids::StoreId;
@@ -23,10 +29,17 @@ pub struct Node {
     pub personal_pages: PersonalPages,
     pub anonymous_pages: AnonymousPages,
     operator_token: String,
+    pub cluster: Cluster,
+    /// When each remote store's snapshot was last confirmed current with its owner.
+    remote_checked: moka::sync::Cache<StoreId, Instant>,
 }
 
+/// How long a snapshot of a store owned by another node is used without asking the owner for
+/// its version. Owners also push new versions, so this bounds staleness only if a push is lost.
+const REMOTE_REVALIDATE: Duration = Duration::from_millis(1000);
+
 impl Node {
-    pub fn new(settings: Settings, catalog: NodeCatalog, operator_token: String) -> Arc<Node> {
+    pub fn new(settings: Settings, catalog: NodeCatalog, operator_token: String, cluster: Cluster) -> Arc<Node> {
         let layout = DataLayout::new(settings.data_dir.clone());
         let registry = Registry::new(settings.arbiter_count(), Duration::from_secs(15));
         Arc::new(Node {
@@ -38,6 +51,8 @@ impl Node {
             catalog,
             registry,
             operator_token,
+            cluster,
+            remote_checked: moka::sync::Cache::builder().max_capacity(10_000).build(),
         })
     }
 
@@ -46,17 +61,109 @@ impl Node {
         &self.operator_token
     }
 
-    /// The store's current snapshot: from this node's copy, or from the store actor.
+    /// The store's current snapshot: this node's copy, or the store actor's (here or on the
+    /// store's owner, fetched once per version).
     pub async fn snapshot(self: &Arc<Self>, store: &StoreId) -> Result<SharedSnapshot, ActorError> {
-        if let Some(snap) = self.snapshots.get(store) {
-            return Ok(snap);
+        match self.cluster.placement(&crate::ids::ActorKey::Store(store.clone())) {
+            Placement::Local => self.local_store_snapshot(store).await,
+            Placement::Remote { addr, .. } => self.remote_snapshot(store, &addr).await,
+            Placement::Nowhere => Err(ActorError::Unavailable(crate::ids::ActorKey::Store(store.clone()))),
         }
+    }
+
+    /// The snapshot of a store whose actor lives on this node.
+    pub async fn local_store_snapshot(self: &Arc<Self>, store: &StoreId) -> Result<SharedSnapshot, ActorError> {
+        if let Some(snap) = self.snapshots.get(store) {
+            if !self.remote_checked.contains_key(store) {
+                return Ok(snap);
+            }
+        }
+        self.remote_checked.invalidate(store);
         let snap = self.registry.ask_store(self, store, GetSnapshot).await?;
-        self.publish_snapshot(snap.clone());
+        self.snapshots.insert(store.clone(), snap.clone());
         Ok(snap)
     }
 
-    /// Installs a snapshot unless a newer one is already there.
+    async fn remote_snapshot(self: &Arc<Self>, store: &StoreId, addr: &str) -> Result<SharedSnapshot, ActorError> {
+        let key = crate::ids::ActorKey::Store(store.clone());
+        let cached = self.snapshots.get(store);
+        let checked = self.remote_checked.get(store);
+        if let (Some(snap), Some(at)) = (&cached, checked) {
+            if at.elapsed() < REMOTE_REVALIDATE {
+                return Ok(snap.clone());
+            }
+        }
+        if let Some(snap) = &cached {
+            let path = format!("/internal/stores/{store}/version");
+            if let Ok(v) = self.cluster.call_json::<serde_json::Value>(addr, reqwest::Method::GET, &path, &()).await {
+                if v["version"].as_u64() == Some(snap.version) {
+                    self.remote_checked.insert(store.clone(), Instant::now());
+                    return Ok(snap.clone());
+                }
+            }
+        }
+        let path = format!("/internal/stores/{store}/snapshot");
+        let parts: SnapshotParts = self
+            .cluster
+            .call_json(addr, reqwest::Method::GET, &path, &())
+            .await
+            .map_err(|e| {
+                tracing::warn!(%store, error = %e, "cannot fetch the store snapshot from its owner");
+                ActorError::Unavailable(key.clone())
+            })?;
+        let snap = Arc::new(StoreSnapshot::from_parts(store.clone(), parts));
+        self.snapshots.insert(store.clone(), snap.clone());
+        self.remote_checked.insert(store.clone(), Instant::now());
+        crate::metrics::incr("vitrina_remote_snapshot_fetches_total", &[]);
+        Ok(snap)
+    }
+
+    /// A store's owner announced `version`: forget an older copy so the next render fetches it.
+    pub fn note_remote_version(&self, store: &StoreId, version: u64) {
+        if self.snapshots.get(store).is_some_and(|s| s.version < version) {
+            self.snapshots.invalidate(store);
+            self.remote_checked.invalidate(store);
+        }
+    }
+
+    /// Tells every other node that `store` is now at `version` (best effort; they also revalidate).
+    pub fn announce_version(self: &Arc<Self>, store: &StoreId, version: u64) {
+        if !self.cluster.enabled() {
+            return;
+        }
+        let node = self.clone();
+        let store = store.clone();
+        actix_web::rt::spawn(async move {
+            let body = serde_json::json!({"version": version});
+            let path = format!("/internal/stores/{store}/published");
+            let peers = node.cluster.peers();
+            let calls = peers.iter().map(|(_, addr)| node.cluster.call_json::<serde_json::Value>(addr, reqwest::Method::POST, &path, &body));
+            futures::future::join_all(calls).await;
+        });
+    }
+
+    /// Ranked product ids for a query, from the store's actor wherever it lives.
+    pub async fn search(self: &Arc<Self>, store: &StoreId, query: &str, limit: usize) -> Result<Vec<ProductId>, ApiError> {
+        match self.cluster.placement(&crate::ids::ActorKey::Store(store.clone())) {
+            Placement::Remote { addr, .. } => {
+                let path = format!("/internal/stores/{store}/search?q={}&limit={limit}", crate::cluster::handoff::urlencode(query));
+                let v: serde_json::Value = self.cluster.call_json(&addr, reqwest::Method::GET, &path, &()).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+                Ok(v["ids"].as_array().into_iter().flatten().filter_map(|i| i.as_str()).filter_map(|i| ProductId::parse(i).ok()).collect())
+            }
+            _ => self.search_local(store, query, limit).await,
+        }
+    }
+
+    pub async fn search_local(self: &Arc<Self>, store: &StoreId, query: &str, limit: usize) -> Result<Vec<ProductId>, ApiError> {
+        let msg = Search { query: query.to_string(), limit };
+        self.registry
+            .ask_store(self, store, msg)
+            .await
+            .map_err(crate::http::shop::actor_error)?
+            .map_err(crate::http::admin::store_error)
+    }
+
+    /// Installs a snapshot of a store owned here unless a newer one is already there.
     pub fn publish_snapshot(&self, snap: SharedSnapshot) {
         let store = snap.store.clone();
         let newer_present = self.snapshots.get(&store).is_some_and(|cur| cur.version > snap.version);

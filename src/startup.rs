@@ -36,11 +36,14 @@ impl Application {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             n => n,
         };
-        let node = Node::new(settings, catalog, operator_token);
+        let bound = listener.local_addr()?.to_string();
+        let cluster = crate::cluster::Cluster::new(&settings.cluster, &bound, &settings.data_dir)?;
+        let node = Node::new(settings, catalog, operator_token, cluster);
         let data = web::Data::from(node.clone());
         let server = HttpServer::new(move || {
             let data = data.clone();
             App::new()
+                .wrap(from_fn(crate::cluster::forward::route_to_owner))
                 .wrap(from_fn(request_id_middleware))
                 .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("vitrina::access"))
                 .wrap(Compress::default())

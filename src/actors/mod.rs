@@ -17,6 +17,19 @@ use actix::prelude::*;
 use crate::node::Node;
 use registry::Lease;
 
+/// Asks an actor to passivate now (its file is about to move to another node).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Passivate;
+
+/// Handles [`Passivate`] for any passivating actor.
+pub fn passivate_now<A: Passivating>(act: &mut A, ctx: &mut Context<A>) {
+    let node = act.node().clone();
+    if node.registry.begin_passivation(act.lease()) {
+        ctx.stop();
+    }
+}
+
 /// What the registry needs from an actor to passivate it when idle.
 pub trait Passivating: Actor<Context = Context<Self>> {
     fn node(&self) -> &Arc<Node>;

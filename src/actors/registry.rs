@@ -35,6 +35,10 @@ pub enum ActorError {
     Unavailable(ActorKey),
     #[error("store {0} does not exist")]
     NoSuchStore(StoreId),
+    #[error("actor {0} is owned by another node now")]
+    NotOwner(ActorKey),
+    #[error("actor {0} is moving between nodes: {1}")]
+    Moving(ActorKey, String),
 }
 
 #[derive(Clone)]
@@ -99,6 +103,34 @@ impl Registry {
         })
     }
 
+    /// Passivates `key` if it is live here and returns once its file is closed (its current turn
+    /// and the messages already in its mailbox finish first).
+    pub async fn evict(&self, key: &ActorKey) {
+        for _ in 0..200 {
+            let next = {
+                let slots = self.slots.lock();
+                match slots.get(key) {
+                    None => return,
+                    Some(Slot::Live { addr, .. }) => Ok(addr.clone()),
+                    Some(Slot::Busy(rx)) => Err(rx.clone()),
+                }
+            };
+            match next {
+                Ok(LiveAddr::Store(a)) => {
+                    let _ = a.send(super::Passivate).await;
+                }
+                Ok(LiveAddr::Shopper(a)) => {
+                    let _ = a.send(super::Passivate).await;
+                }
+                Err(mut rx) => {
+                    let _ = tokio::time::timeout(self.ask_timeout, rx.changed()).await;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+        tracing::warn!(%key, "actor did not passivate for a hand-off");
+    }
+
     pub fn is_live(&self, key: &ActorKey) -> bool {
         matches!(self.slots.lock().get(key), Some(Slot::Live { .. }))
     }
@@ -110,6 +142,7 @@ impl Registry {
                 match slots.get(key) {
                     Some(Slot::Live { addr, .. }) => Next::Ready(addr.clone()),
                     Some(Slot::Busy(rx)) => Next::Wait(rx.clone()),
+                    None if !node.cluster.owns(key) => return Err(ActorError::NotOwner(key.clone())),
                     None => {
                         let (tx, rx) = watch::channel(());
                         slots.insert(key.clone(), Slot::Busy(rx));
@@ -241,6 +274,17 @@ async fn activate(node: Arc<Node>, key: ActorKey, busy: watch::Sender<()>, gener
         return Err(ActorError::NoSuchStore(store.clone()));
     }
     let path = node.layout.actor_db(&key);
+    if node.cluster.enabled() && !path.exists() {
+        // The file may still be with the key's owner under an earlier view: take it over before
+        // anything opens a fresh one here.
+        match crate::cluster::handoff::pull(&node, &key).await {
+            Ok(_) => {}
+            Err(e) => {
+                registry.abandon(&key);
+                return Err(ActorError::Moving(key, e.to_string()));
+            }
+        }
+    }
     let kind = match key {
         ActorKey::Store(_) => SchemaKind::Store,
         ActorKey::Shopper(..) => SchemaKind::Shopper,

@@ -278,6 +278,13 @@ impl ShopperActor {
     }
 }
 
+impl Handler<super::Passivate> for ShopperActor {
+    type Result = ();
+    fn handle(&mut self, _: super::Passivate, ctx: &mut Context<Self>) {
+        super::passivate_now(self, ctx);
+    }
+}
+
 impl Passivating for ShopperActor {
     fn node(&self) -> &Arc<Node> {
         &self.node

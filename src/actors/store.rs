@@ -85,6 +85,8 @@ pub struct Search {
 pub struct RenderForStore {
     pub request: PageRequest,
     pub preview_drafts: bool,
+    /// Ranked product ids, for the search route.
+    pub search_results: Option<Vec<ProductId>>,
 }
 
 pub struct StoreActor {
@@ -125,9 +127,17 @@ impl StoreActor {
             Ok(s) => {
                 self.snapshot = Arc::new(s);
                 self.node.publish_snapshot(self.snapshot.clone());
+                self.node.announce_version(&self.store, self.snapshot.version);
             }
             Err(e) => tracing::error!(store = %self.store, error = %e, "snapshot reload failed"),
         }
+    }
+}
+
+impl Handler<super::Passivate> for StoreActor {
+    type Result = ();
+    fn handle(&mut self, _: super::Passivate, ctx: &mut Context<Self>) {
+        super::passivate_now(self, ctx);
     }
 }
 
@@ -188,7 +198,7 @@ impl Handler<RenderForStore> for StoreActor {
     type Result = Result<render::RenderedPage, RenderError>;
     fn handle(&mut self, msg: RenderForStore, _: &mut Context<Self>) -> Self::Result {
         self.touch();
-        let view = ShopperView::guest();
+        let view = ShopperView { search_results: msg.search_results.clone(), ..ShopperView::guest() };
         if !msg.preview_drafts {
             return render::render_page(&mut self.engine, &self.snapshot, &msg.request, &view, None);
         }

@@ -147,6 +147,7 @@ pub async fn create_store_with(node: &Arc<Node>, id: &StoreId, body: &Value) -> 
     for h in &hosts {
         node.catalog.map_host(h, id).map_err(catalog_error)?;
     }
+    crate::cluster::routes::push_catalog(node).await;
     let result = run(node, id, AdminOp::PatchSettings(Value::Object(settings))).await?;
     Ok((json!({"id": id, "settings": result["settings"], "hosts": hosts}), token))
 }
@@ -280,7 +281,7 @@ store_route!(
     request.route = Route::Page(slug);
     let page = node
         .registry
-        .ask_store(&node, &store, RenderForStore { request, preview_drafts: true })
+        .ask_store(&node, &store, RenderForStore { request, preview_drafts: true, search_results: None })
         .await
         .map_err(actor_error)?
         .map_err(|e| match e {
@@ -325,6 +326,7 @@ store_route!(
     let host = str_field(&body, "host").ok_or_else(|| ApiError::bad_request("invalid_request", "host is required"))?;
     validate_host(&host)?;
     node.catalog.map_host(&host, &store).map_err(catalog_error)?;
+    crate::cluster::routes::push_catalog(&node).await;
     Ok(HttpResponse::Created().json(json!({"host": crate::catalog::normalise_host(&host), "store": store})))
 });
 store_route!(remove_domain, |node, store, req, rest| async move {
@@ -332,5 +334,6 @@ store_route!(remove_domain, |node, store, req, rest| async move {
     if !node.catalog.unmap_host(&host, &store).map_err(ApiError::internal)? {
         return Err(ApiError::not_found(format!("{host} is not mapped to store {store}")));
     }
+    crate::cluster::routes::push_catalog(&node).await;
     Ok(HttpResponse::Ok().json(json!({"deleted": host})))
 });

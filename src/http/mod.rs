@@ -20,6 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request("invalid_path", e.to_string()).into()))
         .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics))
+        .configure(crate::cluster::routes::configure)
         .service(admin_scope())
         .route("/", web::get().to(shop::home))
         .route("/pages/{slug}", web::get().to(shop::page))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::cookie::Cookie;
 use actix_web::http::{header, StatusCode};
 use actix_web::web::{self, Bytes};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -14,7 +14,7 @@ use super::body::{self, BodyKind};
 use super::tenant::{self, page_request, resolve_store, session_of, wants_html};
 use crate::actors::registry::ActorError;
 use crate::actors::shopper::{CartOp, ChangeCart, GetCart, RenderForShopper, SetPreferences};
-use crate::actors::store::{RenderForStore, Search};
+use crate::actors::store::RenderForStore;
 use crate::error::{ApiError, RequestId};
 use crate::ids::{ProductId, SessionId, Slug, StoreId};
 use crate::node::Node;
@@ -90,6 +90,10 @@ fn context(node: &web::Data<Node>, req: &HttpRequest) -> Result<Ctx, ShopError> 
 
 /// The session of the request, or a new one (then `true`: the response must set the cookie).
 fn session(ctx: &Ctx, req: &HttpRequest) -> Result<(SessionId, bool), ShopError> {
+    // Minted by the routing middleware, which also sets the cookie on the response.
+    if let Some(minted) = req.extensions().get::<crate::cluster::forward::MintedSession>() {
+        return Ok((minted.0.clone(), false));
+    }
     match session_of(req) {
         Ok(Some(sid)) => Ok((sid, false)),
         Ok(None) => Ok((SessionId::generate(), true)),
@@ -102,6 +106,7 @@ pub fn actor_error(e: ActorError) -> ApiError {
         ActorError::NoSuchStore(s) => ApiError::new(StatusCode::NOT_FOUND, "store_not_found", format!("store {s} does not exist")),
         ActorError::Timeout(..) | ActorError::Unavailable(_) => ApiError::unavailable(e.to_string()),
         ActorError::Activation(..) => ApiError::internal(e),
+        ActorError::NotOwner(_) | ActorError::Moving(..) => crate::cluster::routes::moving(e.to_string()),
     }
 }
 
@@ -133,17 +138,21 @@ async fn serve_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> Re
         _ => None,
     };
 
-    if is_new && search_results.is_none() {
+    if is_new {
+        let cacheable = search_results.is_none();
+        let host = tenant::host_of(&req);
         let snap = ctx.node.snapshot(&ctx.store).await.map_err(|e| ctx.err(actor_error(e)))?;
-        let key = AnonymousPages::key(&tenant::host_of(&req), snap.version, &page_req.cache_key());
-        if let Some(html) = ctx.node.anonymous_pages.get(&key) {
-            return Ok(html_response(html.to_string(), Some(&sid), "anonymous-hit"));
+        let key = AnonymousPages::key(&host, snap.version, &page_req.cache_key());
+        if cacheable {
+            if let Some(html) = ctx.node.anonymous_pages.get(&key) {
+                return Ok(html_response(html.to_string(), Some(&sid), "anonymous-hit"));
+            }
         }
-        let msg = RenderForStore { request: page_req, preview_drafts: false };
+        let msg = RenderForStore { request: page_req.clone(), preview_drafts: false, search_results };
         let page = ctx.node.registry.ask_store(&ctx.node, &ctx.store, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
         let page = page.map_err(|e| ctx.err(render_error(e)))?;
-        if page.failed_blocks == 0 {
-            let key = AnonymousPages::key(&tenant::host_of(&req), page.store_version, &page_req_key(&req, &route));
+        if cacheable && page.failed_blocks == 0 {
+            let key = AnonymousPages::key(&host, page.store_version, &page_req.cache_key());
             ctx.node.anonymous_pages.insert(key, page.html.clone().into());
         }
         return Ok(html_response(page.html, Some(&sid), "anonymous-miss"));
@@ -155,14 +164,8 @@ async fn serve_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> Re
     Ok(html_response(page.html, is_new.then_some(&sid), "personal"))
 }
 
-fn page_req_key(req: &HttpRequest, route: &Route) -> String {
-    page_request(req, route.clone()).cache_key()
-}
-
 async fn search_ids(ctx: &Ctx, query: &str) -> Result<Vec<ProductId>, ShopError> {
-    let msg = Search { query: query.to_string(), limit: 48 };
-    let found = ctx.node.registry.ask_store(&ctx.node, &ctx.store, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
-    found.map_err(|e| ctx.err(crate::http::admin::store_error(e)))
+    ctx.node.search(&ctx.store, query, 48).await.map_err(|e| ctx.err(e))
 }
 
 fn slug(ctx_html: bool, raw: &str) -> Result<Slug, ShopError> {
@@ -216,6 +219,16 @@ pub async fn cart(node: web::Data<Node>, req: HttpRequest) -> Result<HttpRespons
     }
     let ctx = context(&node, &req)?;
     let (sid, is_new) = session(&ctx, &req)?;
+    if is_new {
+        // No session yet: the cart is empty; no actor (and no file) is created just to say so.
+        let snap = ctx.node.snapshot(&ctx.store).await.map_err(|e| ctx.err(actor_error(e)))?;
+        let currency = &snap.settings.currency;
+        let empty = json!({"items": [], "count": 0, "subtotal": currency.format_plain(0), "subtotalMinor": 0, "currency": currency.code()});
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "private, no-store"))
+            .cookie(tenant::session_cookie(&sid))
+            .json(json!({"cart": empty})));
+    }
     let cart = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, GetCart).await.map_err(|e| ctx.err(actor_error(e)))?;
     let cart = cart.map_err(|e| ctx.err(e))?;
     let mut res = HttpResponse::Ok();

@@ -15,6 +15,13 @@ use crate::ids::{BlockId, ProductId, Slug};
 #[serde(transparent)]
 pub struct Currency(String);
 
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Currency::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Currency {
     pub fn parse(code: &str) -> Result<Currency, String> {
         let code = code.trim().to_ascii_uppercase();
@@ -105,7 +112,7 @@ impl Analytics {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoreSettings {
     pub name: String,
@@ -274,7 +281,7 @@ impl Theme {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
     pub id: ProductId,
@@ -532,7 +539,7 @@ impl BlockInput {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PageVersion {
     pub slug: Slug,
@@ -543,7 +550,7 @@ pub struct PageVersion {
     pub published_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Post {
     pub slug: Slug,

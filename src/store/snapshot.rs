@@ -81,6 +81,39 @@ impl StoreSnapshot {
 
 pub type SharedSnapshot = Arc<StoreSnapshot>;
 
+/// A snapshot's source data, as the store's owner sends it to other nodes. The receiving node
+/// derives indexes and the blocks' JSON itself.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotParts {
+    pub version: u64,
+    pub settings: StoreSettings,
+    pub theme: Theme,
+    pub products: Vec<Product>,
+    pub posts: Vec<Post>,
+    pub pages: Vec<PageVersion>,
+}
+
+impl StoreSnapshot {
+    pub fn parts(&self) -> SnapshotParts {
+        let mut pages: Vec<PageVersion> = self.pages.values().cloned().collect();
+        pages.sort_by(|a, b| a.slug.cmp(&b.slug));
+        SnapshotParts {
+            version: self.version,
+            settings: self.settings.clone(),
+            theme: self.theme.clone(),
+            products: self.products.clone(),
+            posts: self.posts.clone(),
+            pages,
+        }
+    }
+
+    pub fn from_parts(store: StoreId, p: SnapshotParts) -> StoreSnapshot {
+        let pages = p.pages.into_iter().map(|pv| (pv.slug.as_str().to_string(), pv)).collect();
+        Self::assemble(store, p.version, p.settings, p.theme, p.products, p.posts, pages)
+    }
+}
+
 /// Products as blocks see them; `price` in major units as the seed's blocks expect.
 pub fn product_json(p: &Product, settings: &StoreSettings) -> serde_json::Value {
     let c = &settings.currency;

@@ -1,0 +1,228 @@
+//! Moving actor files between nodes when the ring changes.
+//!
+//! The old owner *releases* a key: it passivates the live instance (after its in-flight turn),
+//! checkpoints the WAL into the main file, and hands over the bytes with their sha256; it keeps
+//! the file renamed `*.handoff` until the new owner acknowledges, so a transfer lost halfway
+//! loses nothing (the rebalancer pushes it again). The new owner *installs* the bytes with an
+//! atomic rename before it activates the actor. Pull (on first access at the new owner) and
+//! push (the old owner's rebalancer, and a draining node) share these two steps.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::view::MemberState;
+use super::{ClusterError, Placement};
+use crate::ids::{ActorKey, SessionId, StoreId};
+use crate::node::Node;
+
+pub const SHA_HEADER: &str = "x-vitrina-sha256";
+const HANDOFF_SUFFIX: &str = "handoff";
+
+fn handoff_path(path: &Path) -> PathBuf {
+    path.with_extension(format!("db.{HANDOFF_SUFFIX}"))
+}
+
+fn remove_sidecars(path: &Path) {
+    for suffix in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+/// Old owner: passivates `key` and returns its file's bytes (None when this node has no file).
+pub async fn release(node: &Arc<Node>, key: &ActorKey) -> Result<Option<Vec<u8>>, ClusterError> {
+    node.registry.evict(key).await;
+    let path = node.layout.actor_db(key);
+    let parked = handoff_path(&path);
+    let result = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
+        if path.exists() {
+            // Fold the WAL into the main file so one file carries every committed write.
+            if let Ok(conn) = rusqlite::Connection::open(&path) {
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                let _ = conn.pragma_update(None, "journal_mode", "DELETE");
+            }
+            remove_sidecars(&path);
+            std::fs::rename(&path, &parked)?;
+        }
+        if parked.exists() {
+            return std::fs::read(&parked).map(Some);
+        }
+        Ok(None)
+    })
+    .await
+    .map_err(|e| ClusterError::Refused(e.to_string()))?;
+    result.map_err(|e| ClusterError::Refused(format!("cannot read actor file: {e}")))
+}
+
+/// Old owner: the new owner has the file; forget ours.
+pub fn acknowledge(node: &Node, key: &ActorKey) {
+    let _ = std::fs::remove_file(handoff_path(&node.layout.actor_db(key)));
+    crate::metrics::incr("vitrina_handoffs_total", &[("side", "released")]);
+}
+
+/// New owner: writes `bytes` as the actor's file, unless one is already there. Verifies the
+/// checksum and that SQLite accepts the file before it becomes visible.
+pub async fn install(node: &Arc<Node>, key: &ActorKey, bytes: Vec<u8>, sha256: Option<&str>) -> Result<bool, ClusterError> {
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if sha256.is_some_and(|s| !s.eq_ignore_ascii_case(&actual)) {
+        return Err(ClusterError::Refused(format!("checksum mismatch for {key}")));
+    }
+    let path = node.layout.actor_db(key);
+    tokio::task::spawn_blocking(move || -> Result<bool, ClusterError> {
+        if path.exists() {
+            return Ok(false);
+        }
+        let dir = path.parent().ok_or_else(|| ClusterError::Refused("bad path".into()))?;
+        std::fs::create_dir_all(dir).map_err(|e| ClusterError::Refused(e.to_string()))?;
+        let tmp = path.with_extension("db.incoming");
+        std::fs::write(&tmp, &bytes).map_err(|e| ClusterError::Refused(e.to_string()))?;
+        {
+            let conn = rusqlite::Connection::open(&tmp).map_err(|e| ClusterError::Refused(e.to_string()))?;
+            let ok: String = conn
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .map_err(|e| ClusterError::Refused(format!("received file is not a database: {e}")))?;
+            if ok != "ok" {
+                return Err(ClusterError::Refused(format!("received file failed integrity_check: {ok}")));
+            }
+        }
+        let file = std::fs::File::open(&tmp).map_err(|e| ClusterError::Refused(e.to_string()))?;
+        file.sync_all().map_err(|e| ClusterError::Refused(e.to_string()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| ClusterError::Refused(e.to_string()))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        crate::metrics::incr("vitrina_handoffs_total", &[("side", "installed")]);
+        Ok(true)
+    })
+    .await
+    .map_err(|e| ClusterError::Refused(e.to_string()))?
+}
+
+/// New owner, before activating a key with no local file: pull it from the nodes that owned it
+/// in earlier views. `Err` when a node that may hold it cannot be asked: activating a fresh
+/// instance then could fork the actor's state, so the caller answers 503 and the client retries.
+pub async fn pull(node: &Arc<Node>, key: &ActorKey) -> Result<bool, ClusterError> {
+    for (holder, addr, alive) in node.cluster.previous_holders(key) {
+        if !alive {
+            continue;
+        }
+        let path = format!("/internal/handoff?key={}", urlencode(&key.to_string()));
+        let res = node.cluster.call(&addr, reqwest::Method::POST, &path, Vec::new()).await?;
+        match res.status().as_u16() {
+            200 => {
+                let sha = res.headers().get(SHA_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+                let bytes = res.bytes().await.map_err(|e| ClusterError::Call(addr.clone(), e.to_string()))?;
+                install(node, key, bytes.to_vec(), sha.as_deref()).await?;
+                let ack = format!("/internal/handoff/ack?key={}", urlencode(&key.to_string()));
+                if let Err(e) = node.cluster.call(&addr, reqwest::Method::POST, &ack, Vec::new()).await {
+                    tracing::warn!(%key, node = %holder, error = %e, "handoff ack failed; the holder will push again");
+                }
+                tracing::debug!(%key, from = %holder, "pulled actor file");
+                return Ok(true);
+            }
+            404 => continue,
+            status => return Err(ClusterError::Refused(format!("{holder} answered {status} to a handoff of {key}"))),
+        }
+    }
+    Ok(false)
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Every actor file on this node's disk (including ones parked for hand-off).
+pub fn local_actor_keys(node: &Node) -> Vec<ActorKey> {
+    let mut keys = Vec::new();
+    let stores = node.layout.root().join("stores");
+    let Ok(entries) = std::fs::read_dir(&stores) else { return keys };
+    for entry in entries.flatten() {
+        let Some(store) = entry.file_name().to_str().and_then(|s| StoreId::parse(s).ok()) else { continue };
+        let dir = entry.path();
+        if dir.join("store.db").exists() || dir.join(format!("store.db.{HANDOFF_SUFFIX}")).exists() {
+            keys.push(ActorKey::Store(store.clone()));
+        }
+        let Ok(fanouts) = std::fs::read_dir(dir.join("shoppers")) else { continue };
+        for fanout in fanouts.flatten() {
+            let Ok(files) = std::fs::read_dir(fanout.path()) else { continue };
+            for file in files.flatten() {
+                let name = file.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let sid = name.strip_suffix(".db").or_else(|| name.strip_suffix(&format!(".db.{HANDOFF_SUFFIX}")));
+                if let Some(sid) = sid.and_then(|s| SessionId::parse(s).ok()) {
+                    let key = ActorKey::Shopper(store.clone(), sid);
+                    if !keys.contains(&key) {
+                        keys.push(key);
+                    }
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// Old owner: pushes one key to its owner. Ok(true) when the owner has it now.
+async fn push(node: &Arc<Node>, key: &ActorKey, addr: &str) -> Result<bool, ClusterError> {
+    let Some(bytes) = release(node, key).await? else { return Ok(true) };
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let path = format!("/internal/adopt?key={}&sha256={sha}", urlencode(&key.to_string()));
+    let res = node.cluster.call(addr, reqwest::Method::POST, &path, bytes).await?;
+    if res.status().is_success() {
+        acknowledge(node, key);
+        Ok(true)
+    } else {
+        Err(ClusterError::Refused(format!("{addr} refused {key}: {}", res.status())))
+    }
+}
+
+/// After every view change (and periodically), moves actors this node no longer owns to their
+/// owners. A draining node that has moved everything proposes `Left` for itself.
+pub async fn rebalance_loop(node: Arc<Node>) {
+    loop {
+        let notified = node.cluster.changed.notified();
+        let _ = tokio::time::timeout(Duration::from_secs(5), notified).await;
+        let keys = local_actor_keys(&node);
+        let mut pending = 0usize;
+        let mut moved = 0usize;
+        let jobs: Vec<(ActorKey, String)> = keys
+            .into_iter()
+            .filter_map(|key| match node.cluster.placement(&key) {
+                Placement::Remote { addr, .. } => Some((key, addr)),
+                _ => None,
+            })
+            .collect();
+        for chunk in jobs.chunks(16) {
+            let results = futures::future::join_all(chunk.iter().map(|(key, addr)| push(&node, key, addr))).await;
+            for ((key, _), result) in chunk.iter().zip(results) {
+                match result {
+                    Ok(_) => moved += 1,
+                    Err(e) => {
+                        pending += 1;
+                        tracing::warn!(%key, error = %e, "hand-off push failed; will retry");
+                    }
+                }
+            }
+        }
+        if moved > 0 {
+            tracing::info!(moved, pending, "rebalanced actors to their new owners");
+        }
+        let me = node.cluster.view().members.get(&node.cluster.id).map(|m| m.state);
+        if me == Some(MemberState::Draining) && pending == 0 && local_actor_keys(&node).is_empty() {
+            tracing::info!("drain complete; leaving the ring");
+            let _ = node.cluster.propose(super::Proposal::Left { node: node.cluster.id.clone() }).await;
+        }
+        if me == Some(MemberState::Down) {
+            // Declared down while alive (a partition or a pause): come back as a member.
+            let _ = node.cluster.propose(super::Proposal::Join { node: node.cluster.id.clone(), addr: node.cluster.addr.clone() }).await;
+        }
+    }
+}

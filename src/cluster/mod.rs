@@ -1,0 +1,446 @@
+//! The cluster: membership views with a ring epoch, placement of actor keys on a consistent-hash
+//! ring, forwarding of requests to the owner, and hand-off of actor files when owners change.
+//!
+//! Protocol (see ARCHITECTURE.md for failure modes):
+//! - A view `{epoch, members}` is changed only by the *coordinator* (the lowest-id active member
+//!   reachable from the proposer; other nodes forward proposals to it) and pushed to every
+//!   member. Every node also pulls a peer's view each heartbeat; a node adopts any view that
+//!   supersedes its own (higher epoch, ties broken by digest).
+//! - Join: a new node asks a seed to propose `Join`; it gets the new view and the catalog.
+//! - Drain: the node becomes `Draining` (owns nothing), pushes its actors to their new owners,
+//!   then proposes `Left` for itself. Remove: an operator marks a node `Left`.
+//! - Failure: the coordinator marks a member `Down` after `down_after_ms` without an answer.
+//! - Hand-off: an owner activating a key without a local file pulls it from the key's owners in
+//!   earlier views (which passivate their instance first), else restores it from object storage.
+
+pub mod auth;
+pub mod forward;
+pub mod handoff;
+pub mod routes;
+pub mod view;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::ActorKey;
+use crate::node::Node;
+use view::{Member, MemberState, NodeId, Ring, View};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterSettings {
+    /// Off: a single node that owns every actor.
+    pub enabled: bool,
+    /// This node's id; defaults to one derived from the advertised address.
+    pub node_id: Option<String>,
+    /// `host:port` other nodes reach this node at; defaults to the listen address.
+    pub advertise: Option<String>,
+    /// Addresses of running nodes to join at start (`vitrina serve --join`).
+    pub seeds: Vec<String>,
+    /// Shared secret authenticating calls between nodes. Required when enabled.
+    pub secret: Option<String>,
+    /// Virtual nodes per member on the ring (see loadtest/RESULTS.md, "Ring balance").
+    pub vnodes: usize,
+    pub heartbeat_ms: u64,
+    /// A member silent this long is declared down by the coordinator.
+    pub down_after_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            enabled: false,
+            node_id: None,
+            advertise: None,
+            seeds: Vec::new(),
+            secret: None,
+            vnodes: 128,
+            heartbeat_ms: 500,
+            down_after_ms: 3000,
+        }
+    }
+}
+
+/// Where an actor lives under the current view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    Local,
+    Remote { node: NodeId, addr: String },
+    /// No active member (a cluster whose every node is draining).
+    Nowhere,
+}
+
+/// A change to the membership, applied by the coordinator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Proposal {
+    Join { node: NodeId, addr: String },
+    Drain { node: NodeId },
+    Left { node: NodeId },
+    Remove { node: NodeId },
+    Down { node: NodeId },
+}
+
+impl Proposal {
+    fn apply(&self, view: &View) -> Option<View> {
+        let set = |node: &NodeId, state: MemberState| {
+            let current = view.members.get(node)?;
+            (current.state != state).then(|| view.with(|m| {
+                if let Some(member) = m.get_mut(node) {
+                    member.state = state;
+                }
+            }))
+        };
+        match self {
+            Proposal::Join { node, addr } => {
+                let same = view.members.get(node).is_some_and(|m| &m.addr == addr && m.state == MemberState::Active);
+                (!same).then(|| view.with(|m| {
+                    m.insert(node.clone(), Member { addr: addr.clone(), state: MemberState::Active });
+                }))
+            }
+            Proposal::Drain { node } => set(node, MemberState::Draining),
+            Proposal::Left { node } | Proposal::Remove { node } => set(node, MemberState::Left),
+            Proposal::Down { node } => {
+                // Only an active or draining member can go down; a left one is already out.
+                let m = view.members.get(node)?;
+                matches!(m.state, MemberState::Active | MemberState::Draining).then(|| view.with(|ms| {
+                    if let Some(member) = ms.get_mut(node) {
+                        member.state = MemberState::Down;
+                    }
+                }))
+            }
+        }
+    }
+}
+
+struct State {
+    view: View,
+    ring: Arc<Ring>,
+    /// Earlier views, newest first: where a key's file may still be.
+    history: VecDeque<(View, Arc<Ring>)>,
+}
+
+pub struct Cluster {
+    pub id: NodeId,
+    pub addr: String,
+    pub settings: ClusterSettings,
+    secret: Vec<u8>,
+    state: RwLock<State>,
+    client: reqwest::Client,
+    last_seen: Mutex<HashMap<NodeId, Instant>>,
+    /// Woken whenever the view changes, so the rebalancer moves actors without polling.
+    pub changed: tokio::sync::Notify,
+    view_file: std::path::PathBuf,
+}
+
+const HISTORY: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster call to {0} failed: {1}")]
+    Call(String, String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl Cluster {
+    /// `bound_addr` is the address the HTTP server actually listens on.
+    pub fn new(settings: &ClusterSettings, bound_addr: &str, data_dir: &std::path::Path) -> anyhow::Result<Cluster> {
+        let addr = settings.advertise.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| bound_addr.to_string());
+        let id_text = settings
+            .node_id
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("n-{}", addr.replace(['.', ':', '[', ']'], "-")));
+        let id = NodeId::parse(&id_text).map_err(|e| anyhow::anyhow!("cluster.node_id: {e}"))?;
+        let secret = match (&settings.secret, settings.enabled) {
+            (Some(s), _) if !s.is_empty() => s.as_bytes().to_vec(),
+            (_, true) => anyhow::bail!("cluster.secret (VITRINA_CLUSTER__SECRET) is required when the cluster is enabled"),
+            _ => Vec::new(),
+        };
+        let view_file = data_dir.join("node").join("cluster-view.json");
+        // A restarted node starts from the view it last knew; peers correct it if it is stale.
+        let view = std::fs::read(&view_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<View>(&b).ok())
+            .filter(|v| settings.enabled && v.members.contains_key(&id))
+            .unwrap_or_else(|| View::single(id.clone(), addr.clone()));
+        let ring = Ring::build(&view, settings.vnodes);
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(20))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        Ok(Cluster {
+            id,
+            addr,
+            settings: settings.clone(),
+            secret,
+            state: RwLock::new(State { view, ring, history: VecDeque::new() }),
+            client,
+            last_seen: Mutex::new(HashMap::new()),
+            changed: tokio::sync::Notify::new(),
+            view_file,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    pub fn view(&self) -> View {
+        self.state.read().view.clone()
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.state.read().view.epoch
+    }
+
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn placement(&self, key: &ActorKey) -> Placement {
+        if !self.enabled() {
+            return Placement::Local;
+        }
+        let state = self.state.read();
+        match state.ring.owner(key) {
+            None => Placement::Nowhere,
+            Some(owner) if owner == self.id.as_str() => Placement::Local,
+            Some(owner) => match NodeId::parse(owner) {
+                Ok(node) => {
+                    let addr = state.view.addr_of(&node).unwrap_or_default().to_string();
+                    Placement::Remote { node, addr }
+                }
+                Err(_) => Placement::Nowhere,
+            },
+        }
+    }
+
+    pub fn owns(&self, key: &ActorKey) -> bool {
+        self.placement(key) == Placement::Local
+    }
+
+    /// Nodes that owned `key` in earlier views and may still hold its file, newest first;
+    /// `bool` says whether that node is still reachable in principle (active or draining).
+    pub fn previous_holders(&self, key: &ActorKey) -> Vec<(NodeId, String, bool)> {
+        let state = self.state.read();
+        let mut out: Vec<(NodeId, String, bool)> = Vec::new();
+        for (old_view, old_ring) in &state.history {
+            let Some(owner) = old_ring.owner(key) else { continue };
+            let Ok(node) = NodeId::parse(owner) else { continue };
+            if node == self.id || out.iter().any(|(n, _, _)| n == &node) {
+                continue;
+            }
+            let (addr, alive) = match state.view.members.get(&node) {
+                Some(m) => (m.addr.clone(), matches!(m.state, MemberState::Active | MemberState::Draining)),
+                None => (old_view.addr_of(&node).unwrap_or_default().to_string(), false),
+            };
+            out.push((node, addr, alive));
+        }
+        out
+    }
+
+    /// Adopts `view` if it supersedes the current one. Returns whether it did.
+    pub fn adopt(&self, view: View) -> bool {
+        {
+            let mut state = self.state.write();
+            if !view.supersedes(&state.view) {
+                return false;
+            }
+            let ring = Ring::build(&view, self.settings.vnodes);
+            let old_view = std::mem::replace(&mut state.view, view.clone());
+            let old_ring = std::mem::replace(&mut state.ring, ring);
+            state.history.push_front((old_view, old_ring));
+            state.history.truncate(HISTORY);
+        }
+        if let Ok(bytes) = serde_json::to_vec(&view) {
+            let _ = crate::startup::write_secret(&self.view_file, &String::from_utf8_lossy(&bytes));
+        }
+        tracing::info!(epoch = view.epoch, members = ?view.members.iter().map(|(k, m)| format!("{k}={:?}", m.state)).collect::<Vec<_>>(), "adopted cluster view");
+        crate::metrics::incr("vitrina_cluster_view_changes_total", &[]);
+        self.changed.notify_waiters();
+        true
+    }
+
+    fn mark_seen(&self, node: &NodeId) {
+        self.last_seen.lock().insert(node.clone(), Instant::now());
+    }
+
+    fn seen_within(&self, node: &NodeId, window: Duration) -> bool {
+        node == &self.id || self.last_seen.lock().get(node).is_some_and(|t| t.elapsed() < window)
+    }
+
+    /// The member that applies proposals: the lowest-id active member we can reach.
+    fn coordinator(&self) -> Option<(NodeId, String)> {
+        let window = Duration::from_millis(self.settings.down_after_ms);
+        let view = self.view();
+        let found = view.active().find(|(id, _)| self.seen_within(id, window)).map(|(id, m)| (id.clone(), m.addr.clone()));
+        found
+    }
+
+    /// A signed internal call to another node.
+    pub async fn call(&self, addr: &str, method: reqwest::Method, path: &str, body: Vec<u8>) -> Result<reqwest::Response, ClusterError> {
+        let (ts, sig) = auth::sign(&self.secret, method.as_str(), path, &body);
+        self.client
+            .request(method, format!("http://{addr}{path}"))
+            .header(auth::NODE_HEADER, self.id.as_str())
+            .header(auth::TS_HEADER, ts)
+            .header(auth::AUTH_HEADER, sig)
+            .header(auth::EPOCH_HEADER, self.epoch().to_string())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ClusterError::Call(addr.to_string(), e.to_string()))
+    }
+
+    pub async fn call_json<T: serde::de::DeserializeOwned>(&self, addr: &str, method: reqwest::Method, path: &str, body: &impl Serialize) -> Result<T, ClusterError> {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let res = self.call(addr, method, path, bytes).await?;
+        let status = res.status();
+        if !status.is_success() {
+            let text = res.text().await.unwrap_or_default();
+            return Err(ClusterError::Refused(format!("{addr}{path} answered {status}: {text}")));
+        }
+        res.json().await.map_err(|e| ClusterError::Call(addr.to_string(), e.to_string()))
+    }
+
+    /// Applies a proposal here if this node coordinates, else asks the coordinator.
+    pub async fn propose(&self, proposal: Proposal) -> Result<View, ClusterError> {
+        match self.coordinator() {
+            Some((coordinator, addr)) if coordinator != self.id => {
+                match self.call_json::<View>(&addr, reqwest::Method::POST, "/internal/propose", &proposal).await {
+                    Ok(view) => {
+                        self.adopt(view.clone());
+                        return Ok(view);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "coordinator unreachable; applying the proposal here"),
+                }
+            }
+            _ => {}
+        }
+        let next = {
+            let current = self.view();
+            match proposal.apply(&current) {
+                Some(next) => next,
+                None => return Ok(current),
+            }
+        };
+        self.adopt(next.clone());
+        self.broadcast_view().await;
+        Ok(next)
+    }
+
+    /// Pushes the current view to every other member (best effort; heartbeats converge the rest).
+    pub async fn broadcast_view(&self) {
+        let view = self.view();
+        let targets: Vec<String> = view
+            .members
+            .iter()
+            .filter(|(id, m)| **id != self.id && matches!(m.state, MemberState::Active | MemberState::Draining))
+            .map(|(_, m)| m.addr.clone())
+            .collect();
+        let calls = targets.iter().map(|addr| self.call_json::<serde_json::Value>(addr, reqwest::Method::POST, "/internal/view", &view));
+        for result in futures::future::join_all(calls).await {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "view push failed");
+            }
+        }
+    }
+
+    /// Other members worth talking to (active or draining).
+    pub fn peers(&self) -> Vec<(NodeId, String)> {
+        self.view()
+            .members
+            .into_iter()
+            .filter(|(id, m)| *id != self.id && matches!(m.state, MemberState::Active | MemberState::Draining))
+            .map(|(id, m)| (id, m.addr))
+            .collect()
+    }
+}
+
+/// Joins through the seeds (if this node is not yet in a multi-node view), then runs the
+/// heartbeat/failure-detector and rebalancer loops.
+pub async fn start(node: Arc<Node>) -> anyhow::Result<()> {
+    let cluster = &node.cluster;
+    if !cluster.enabled() {
+        return Ok(());
+    }
+    let seeds: Vec<String> = cluster.settings.seeds.iter().filter(|s| **s != cluster.addr).cloned().collect();
+    if !seeds.is_empty() {
+        let mut joined = false;
+        for attempt in 0..20 {
+            for seed in &seeds {
+                let join = Proposal::Join { node: cluster.id.clone(), addr: cluster.addr.clone() };
+                match cluster.call_json::<View>(seed, reqwest::Method::POST, "/internal/join", &join).await {
+                    Ok(view) => {
+                        cluster.adopt(view);
+                        routes::pull_catalog(&node, seed).await?;
+                        joined = true;
+                        break;
+                    }
+                    Err(e) => tracing::warn!(%seed, attempt, error = %e, "join failed"),
+                }
+            }
+            if joined {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if !joined {
+            anyhow::bail!("could not join the cluster through {seeds:?}");
+        }
+    }
+    actix_web::rt::spawn(heartbeat_loop(node.clone()));
+    actix_web::rt::spawn(handoff::rebalance_loop(node.clone()));
+    Ok(())
+}
+
+async fn heartbeat_loop(node: Arc<Node>) {
+    let cluster = &node.cluster;
+    let every = Duration::from_millis(cluster.settings.heartbeat_ms.max(50));
+    let down_after = Duration::from_millis(cluster.settings.down_after_ms);
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let peers = cluster.peers();
+        let probes = peers.iter().map(|(id, addr)| async move {
+            let result = cluster.call_json::<View>(addr, reqwest::Method::GET, "/internal/view", &()).await;
+            (id.clone(), result)
+        });
+        for (id, result) in futures::future::join_all(probes).await {
+            if let Ok(view) = result {
+                cluster.mark_seen(&id);
+                if cluster.adopt(view) {
+                    // A newer view may come with new stores: keep the catalog in step.
+                }
+            }
+        }
+        // Failure detection, by the coordinator only, and not before everyone had a chance to
+        // answer since this node started.
+        if started.elapsed() < down_after {
+            continue;
+        }
+        if cluster.coordinator().is_some_and(|(c, _)| c == cluster.id) {
+            for (id, _) in peers {
+                if !cluster.seen_within(&id, down_after) {
+                    tracing::warn!(node = %id, "member unreachable; declaring it down");
+                    let _ = cluster.propose(Proposal::Down { node: id }).await;
+                }
+            }
+        }
+    }
+}
