@@ -191,6 +191,36 @@ impl NodeCatalog {
         Ok(self.store_exists(&store)?.then_some(store))
     }
 
+    /// Maps a Shopify shop domain (`x.myshopify.com`) to the store its webhooks update,
+    /// replacing the store's previous domain.
+    pub fn set_shopify_domain(&self, domain: &str, store: &StoreId) -> Result<(), CatalogError> {
+        let domain = normalise_host(domain);
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        let owner: Option<String> =
+            tx.query_row("SELECT store_id FROM shopify_domains WHERE domain = ?1", [&domain], |r| r.get(0)).optional()?;
+        if owner.as_deref().is_some_and(|o| o != store.as_str()) {
+            return Err(CatalogError::HostTaken(domain));
+        }
+        tx.execute("DELETE FROM shopify_domains WHERE store_id = ?1", [store.as_str()])?;
+        tx.execute("INSERT INTO shopify_domains (domain, store_id) VALUES (?1, ?2)", params![domain, store.as_str()])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn store_for_shopify_domain(&self, domain: &str) -> Result<Option<StoreId>, CatalogError> {
+        let conn = self.pool.get()?;
+        let id: Option<String> = conn
+            .query_row("SELECT store_id FROM shopify_domains WHERE domain = ?1", [normalise_host(domain)], |r| r.get(0))
+            .optional()?;
+        Ok(id.and_then(|s| StoreId::parse(&s).ok()))
+    }
+
+    pub fn shopify_domain_of(&self, store: &StoreId) -> Result<Option<String>, CatalogError> {
+        let conn = self.pool.get()?;
+        Ok(conn.query_row("SELECT domain FROM shopify_domains WHERE store_id = ?1", [store.as_str()], |r| r.get(0)).optional()?)
+    }
+
     /// Records that `key` wants to be woken at `due_ms` (earliest alarm wins).
     pub fn set_alarm_hint(&self, key: &ActorKey, due_ms: i64) -> StorageResult<()> {
         let conn = self.pool.get().map_err(|e| StorageError::Join(e.to_string()))?;

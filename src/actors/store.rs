@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use serde_json::{json, Value};
 
+mod feed;
+pub use feed::{ApplyCatalogChanges, FeedAdmin, FeedAdminOp, GetWebhookSecret};
+
 use super::registry::Lease;
 use super::{alarms, watch_idleness, Passivating};
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
@@ -95,6 +98,7 @@ pub struct StoreActor {
     snapshot: SharedSnapshot,
     engine: render::EngineSlot,
     last_active: Instant,
+    feed: feed::FeedState,
 }
 
 impl StoreActor {
@@ -107,7 +111,13 @@ impl StoreActor {
             }
         };
         node.publish_snapshot(snapshot.clone());
-        StoreActor { node, store, db: Some(db), lease, snapshot, engine: Default::default(), last_active: Instant::now() }
+        let feed = feed::FeedState {
+            webhook_secret: db.read(crate::store::feed::webhook_secret).unwrap_or_else(|e| {
+                tracing::error!(%store, error = %e, "webhook secret failed to load; webhooks will be refused");
+                None
+            }),
+        };
+        StoreActor { node, store, db: Some(db), lease, snapshot, engine: Default::default(), last_active: Instant::now(), feed }
     }
 
     fn db(&self) -> Result<ActorDb, StoreError> {

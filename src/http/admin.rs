@@ -13,7 +13,8 @@ use subtle::ConstantTimeEq;
 use super::body;
 use super::shop::actor_error;
 use super::tenant::page_request;
-use crate::actors::store::{Admin, AdminOp, RenderForStore, StoreError};
+use crate::actors::store::{Admin, AdminOp, FeedAdmin, FeedAdminOp, RenderForStore, StoreError};
+use crate::feed::signature::WebhookSecret;
 use crate::catalog::{AdminToken, CatalogError};
 use crate::error::ApiError;
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
@@ -334,3 +335,59 @@ store_route!(remove_domain, |node, store, req, rest| async move {
     }
     Ok(HttpResponse::Ok().json(json!({"deleted": host})))
 });
+
+// ---- catalog feed: webhooks, commerce backend, upstream sync ----
+
+async fn run_feed(node: &Arc<Node>, store: &StoreId, op: FeedAdminOp) -> Result<Value, ApiError> {
+    node.registry.ask_store(node, store, FeedAdmin(op)).await.map_err(actor_error)?.map_err(store_error)
+}
+
+store_route!(get_webhooks, |node, store, req, rest| async move {
+    let mut body = run_feed(&node, &store, FeedAdminOp::WebhookStatus).await?;
+    body["shopifyDomain"] = json!(node.catalog.shopify_domain_of(&store).map_err(ApiError::internal)?);
+    Ok(HttpResponse::Ok().json(body))
+});
+store_route!(
+    /// `PUT …/webhooks` — `{"secret": "...", "shopifyDomain": "x.myshopify.com"?}`: the shared
+    /// secret webhooks are signed with (kept in the store's database), and the Shopify shop
+    /// whose webhooks update this store (kept in the node catalog).
+    put_webhooks, |node, store, req, rest, bytes: Bytes| async move {
+    let body = body::json(&req, &bytes)?;
+    let secret = str_field(&body, "secret").ok_or_else(|| ApiError::bad_request("invalid_request", "secret is required"))?;
+    let secret = WebhookSecret::parse(&secret).map_err(|m| ApiError::bad_request("validation_failed", m))?;
+    let domain = match body.get("shopifyDomain") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) => {
+            validate_host(d)?;
+            Some(crate::catalog::normalise_host(d))
+        }
+        Some(_) => return Err(ApiError::bad_request("validation_failed", "shopifyDomain must be a host name")),
+    };
+    if let Some(d) = &domain {
+        node.catalog.set_shopify_domain(d, &store).map_err(catalog_error)?;
+    }
+    let mut out = run_feed(&node, &store, FeedAdminOp::SetWebhookSecret(secret)).await?;
+    out["shopifyDomain"] = json!(node.catalog.shopify_domain_of(&store).map_err(ApiError::internal)?);
+    Ok(HttpResponse::Ok().json(out))
+});
+store_route!(get_backend, |node, store, req, rest| async move {
+    Ok(HttpResponse::Ok().json(run_feed(&node, &store, FeedAdminOp::GetBackend).await?))
+});
+store_route!(
+    /// `PUT …/backend` — `{"ordersUrl": "https://…"}`: where checkouts are delivered.
+    put_backend, |node, store, req, rest, bytes: Bytes| async move {
+    let body = body::json(&req, &bytes)?;
+    let url = str_field(&body, "ordersUrl").ok_or_else(|| ApiError::bad_request("invalid_request", "ordersUrl is required"))?;
+    crate::store::feed::check_endpoint(&url).map_err(|m| ApiError::bad_request("validation_failed", m))?;
+    Ok(HttpResponse::Ok().json(run_feed(&node, &store, FeedAdminOp::SetBackend(url)).await?))
+});
+
+/// The feed's admin routes, under `/admin/api/v1`.
+pub fn feed_routes(scope: actix_web::Scope) -> actix_web::Scope {
+    let store = "/stores/{store}";
+    scope
+        .route(&format!("{store}/webhooks"), web::get().to(get_webhooks))
+        .route(&format!("{store}/webhooks"), web::put().to(put_webhooks))
+        .route(&format!("{store}/backend"), web::get().to(get_backend))
+        .route(&format!("{store}/backend"), web::put().to(put_backend))
+}

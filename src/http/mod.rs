@@ -5,6 +5,7 @@ pub mod admin;
 pub mod body;
 pub mod shop;
 pub mod tenant;
+pub mod webhooks;
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -20,7 +21,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request("invalid_path", e.to_string()).into()))
         .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics))
-        .service(admin_scope())
+        .configure(webhooks::routes)
+        .service(admin::feed_routes(admin_scope()))
         .route("/", web::get().to(shop::home))
         .route("/pages/{slug}", web::get().to(shop::page))
         .route("/products/{handle}", web::get().to(shop::product))

@@ -1,0 +1,216 @@
+//! Webhooks, upstream catalog sync and checkout handoff, black-box: a real node, a webhook
+//! sender that signs like Shopify and like our generic format, a fake upstream and a fake
+//! commerce backend on 127.0.0.1:0.
+
+mod common;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use common::*;
+use hmac::{Hmac, Mac};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const SECRET: &str = "whsec_test_0123456789abcdef";
+const SHOP: &str = "hooks-test.myshopify.com";
+const HTML: &str = "text/html";
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn hmac(secret: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Sends a Shopify-style webhook signed with `secret`.
+async fn send_shopify(node: &TestNode, secret: &str, topic: &str, id: &str, body: &str) -> (StatusCode, Value) {
+    let sig = base64::engine::general_purpose::STANDARD.encode(hmac(secret, &[body.as_bytes()]));
+    send_shopify_signed(node, &sig, topic, id, body).await
+}
+
+async fn send_shopify_signed(node: &TestNode, sig: &str, topic: &str, id: &str, body: &str) -> (StatusCode, Value) {
+    let res = node
+        .plain()
+        .post(format!("http://{}/webhooks/shopify", node.addr))
+        .header("content-type", "application/json")
+        .header("x-shopify-shop-domain", SHOP)
+        .header("x-shopify-topic", topic)
+        .header("x-shopify-webhook-id", id)
+        .header("x-shopify-hmac-sha256", sig)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    json_of(res).await
+}
+
+/// Sends a generic webhook signed at unix time `t`.
+async fn send_generic(node: &TestNode, store: &str, secret: &str, t: i64, body: &str) -> (StatusCode, Value) {
+    let sig = hex::encode(hmac(secret, &[t.to_string().as_bytes(), b".", body.as_bytes()]));
+    let res = node
+        .plain()
+        .post(format!("http://{}/webhooks/generic", node.addr))
+        .header("content-type", "application/json")
+        .header("vitrina-store", store)
+        .header("vitrina-signature", format!("t={t},v1={sig}"))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    json_of(res).await
+}
+
+fn shopify_product(id: u64, title: &str, price: &str, qty: i64, updated_at: &str) -> String {
+    json!({
+        "id": id, "title": title, "handle": title.to_lowercase().replace(' ', "-"),
+        "body_html": format!("<p>The <strong>{title}</strong></p><script>alert(1)</script>"),
+        "tags": "trail, camp", "updated_at": updated_at,
+        "variants": [{"id": id * 10, "price": price, "compare_at_price": null, "inventory_quantity": qty, "inventory_item_id": id * 100}],
+        "images": [{"src": "https://cdn.example.test/p.png"}]
+    })
+    .to_string()
+}
+
+async fn setup_store(node: &TestNode, store: &str) -> String {
+    let token = node.seed_store(store, "Hooks").await;
+    let (s, b) = node
+        .admin(&token, Method::PUT, &format!("/stores/{store}/webhooks"), Some(json!({"secret": SECRET, "shopifyDomain": SHOP})))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["secretConfigured"], true);
+    token
+}
+
+async fn product(node: &TestNode, token: &str, store: &str, id: &str) -> (StatusCode, Value) {
+    node.admin(token, Method::GET, &format!("/stores/{store}/products/{id}"), None).await
+}
+
+async fn home_html(node: &TestNode, store: &str) -> String {
+    // A fresh client each time: a first visit, served from the store's current snapshot.
+    node.shopper(store).get(node.base(store)).header("accept", HTML).send().await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn signed_webhooks_apply_and_forgeries_change_nothing() {
+    let node = TestNode::start();
+    let token = setup_store(&node, "hooks").await;
+
+    // Shopify products/create, correctly signed: applied, and the next page shows the price.
+    let body = shopify_product(1001, "Trail Lantern", "24.99", 7, "2024-05-01T10:00:00Z");
+    let (s, b) = send_shopify(&node, SECRET, "products/create", "wh-1", &body).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["status"], "applied", "{b}");
+    let page = home_html(&node, "hooks").await;
+    assert!(page.contains("Trail Lantern") && page.contains("$24.99"), "{page}");
+    let (_, p) = product(&node, &token, "hooks", "1001").await;
+    assert_eq!(p["priceMinor"], 2499);
+    assert_eq!(p["stock"], 7);
+    assert_eq!(p["description"], "The Trail Lantern");
+    assert_eq!(p["tags"], json!(["trail", "camp"]));
+
+    // Forgeries: wrong secret, tampered body, garbage signature, unknown shop → 401, no change.
+    let cheap = shopify_product(1001, "Trail Lantern", "1.00", 7, "2024-05-02T10:00:00Z");
+    let (s, b) = send_shopify(&node, "not-the-right-secret-at-all", "products/update", "wh-2", &cheap).await;
+    assert_eq!(s, 401, "{b}");
+    assert_error_body(&b, "invalid_signature");
+    let good_sig = base64::engine::general_purpose::STANDARD.encode(hmac(SECRET, &[body.as_bytes()]));
+    let (s, b) = send_shopify_signed(&node, &good_sig, "products/update", "wh-3", &cheap).await;
+    assert_eq!(s, 401, "tampered body accepted: {b}");
+    assert_error_body(&b, "invalid_signature");
+    let (s, _) = send_shopify_signed(&node, "!!notbase64", "products/update", "wh-4", &cheap).await;
+    assert_eq!(s, 401);
+
+    // Generic format: a stale timestamp is refused even with a valid MAC.
+    let generic = |id: &str, price: &str, at: &str| {
+        json!({"id": id, "store": "hooks", "type": "product.upsert",
+               "data": {"id": "1001", "title": "Trail Lantern", "price": price, "stock": 3, "updatedAt": at}})
+        .to_string()
+    };
+    let (s, b) = send_generic(&node, "hooks", SECRET, unix_now() - 600, &generic("g-1", "2.00", "2024-05-03T00:00:00Z")).await;
+    assert_eq!(s, 401, "{b}");
+    assert_error_body(&b, "invalid_signature");
+    let (s, _) = send_generic(&node, "hooks", "wrong-secret-0123456789", unix_now(), &generic("g-2", "2.00", "2024-05-03T00:00:00Z")).await;
+    assert_eq!(s, 401);
+    let (_, p) = product(&node, &token, "hooks", "1001").await;
+    assert_eq!(p["priceMinor"], 2499, "a refused webhook changed the product: {p}");
+
+    // The same webhook id twice: applied once; the repeat is acknowledged and ignored even
+    // though its body differs.
+    let (s, b) = send_generic(&node, "hooks", SECRET, unix_now(), &generic("g-3", "30.00", "2024-05-03T00:00:00Z")).await;
+    assert_eq!((s, b["status"].clone()), (StatusCode::OK, json!("applied")), "{b}");
+    let version = b["storeVersion"].clone();
+    let (s, b) = send_generic(&node, "hooks", SECRET, unix_now(), &generic("g-3", "31.00", "2024-05-04T00:00:00Z")).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["status"], "duplicate", "{b}");
+    assert_eq!(b["storeVersion"], version);
+    let (_, p) = product(&node, &token, "hooks", "1001").await;
+    assert_eq!(p["priceMinor"], 3000);
+
+    // An older update after a newer one is stale.
+    let (s, b) = send_shopify(&node, SECRET, "products/update", "wh-5", &shopify_product(1001, "Trail Lantern", "5.00", 1, "2024-05-01T12:00:00Z")).await;
+    assert_eq!((s, b["status"].clone()), (StatusCode::OK, json!("stale")), "{b}");
+
+    // inventory_levels/update sets the stock of the product owning the item; delete removes it.
+    let (s, b) = send_shopify(&node, SECRET, "products/update", "wh-5b", &shopify_product(1001, "Trail Lantern", "29.00", 1, "2024-05-05T00:00:00Z")).await;
+    assert_eq!((s, b["status"].clone()), (StatusCode::OK, json!("applied")), "{b}");
+    let inv = json!({"inventory_item_id": 100100, "available": 42, "updated_at": "2024-06-01T00:00:00Z"}).to_string();
+    let (s, b) = send_shopify(&node, SECRET, "inventory_levels/update", "wh-6", &inv).await;
+    assert_eq!((s, b["status"].clone()), (StatusCode::OK, json!("applied")), "{b}");
+    assert_eq!(product(&node, &token, "hooks", "1001").await.1["stock"], 42);
+    let (s, b) = send_shopify(&node, SECRET, "products/delete", "wh-7", &json!({"id": 1001}).to_string()).await;
+    assert_eq!((s, b["status"].clone()), (StatusCode::OK, json!("applied")), "{b}");
+    assert_eq!(product(&node, &token, "hooks", "1001").await.0, 404);
+    assert!(!home_html(&node, "hooks").await.contains("Trail Lantern"));
+
+    // Too large a body: 413, before any signature work.
+    let huge = "x".repeat(300 * 1024);
+    let (s, _) = send_shopify(&node, SECRET, "products/update", "wh-8", &huge).await;
+    assert_eq!(s, 413);
+}
+
+#[tokio::test]
+async fn a_shuffled_burst_of_100_webhooks_applies_newest_per_product() {
+    use rand::seq::SliceRandom;
+    let node = TestNode::start();
+    let token = setup_store(&node, "burst").await;
+    let now = unix_now();
+    let mut bodies = Vec::new();
+    for product in 0..10 {
+        for version in 0..10 {
+            bodies.push(
+                json!({"id": format!("evt-{product}-{version}"), "store": "burst", "type": "product.upsert",
+                       "data": {"id": format!("bp-{product}"), "title": format!("Burst {product}"),
+                                "price": format!("{}.{version}0", 10 + product), "stock": version,
+                                "updatedAt": format!("2024-05-01T10:00:0{version}Z")}})
+                .to_string(),
+            );
+        }
+    }
+    bodies.shuffle(&mut rand::thread_rng());
+    let sends = bodies.iter().map(|b| send_generic(&node, "burst", SECRET, now, b));
+    let answers = futures::future::join_all(sends).await;
+    let mut applied = 0;
+    for (s, b) in &answers {
+        assert_eq!(*s, 200, "{b}");
+        assert!(b["status"] == "applied" || b["status"] == "stale", "{b}");
+        applied += (b["status"] == "applied") as usize;
+    }
+    assert!(applied >= 10, "at least the newest version of each product applies");
+    for product in 0..10 {
+        let (s, p) = product_of(&node, &token, product).await;
+        assert_eq!(s, 200, "{p}");
+        assert_eq!(p["priceMinor"], (10 + product) * 100 + 90, "product {product} is not at its newest version: {p}");
+        assert_eq!(p["stock"], 9);
+    }
+}
+
+async fn product_of(node: &TestNode, token: &str, n: i64) -> (StatusCode, Value) {
+    product(node, token, "burst", &format!("bp-{n}")).await
+}
