@@ -214,3 +214,146 @@ async fn a_shuffled_burst_of_100_webhooks_applies_newest_per_product() {
 async fn product_of(node: &TestNode, token: &str, n: i64) -> (StatusCode, Value) {
     product(node, token, "burst", &format!("bp-{n}")).await
 }
+
+/// A tiny HTTP/1.1 server for fakes: each request is answered by `respond(method, target,
+/// headers, body) -> (status, json body)`, one request per connection.
+mod fake {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    pub type Handler = Arc<dyn Fn(&str, &str, &[(String, String)], &[u8]) -> (u16, String) + Send + Sync>;
+
+    pub async fn serve(handler: Handler) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let (head_end, content_length) = loop {
+                        let Ok(n) = sock.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..pos]).to_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                                .unwrap_or(0);
+                            break (pos + 4, len);
+                        }
+                    };
+                    while buf.len() < head_end + content_length {
+                        let Ok(n) = sock.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let mut lines = head.lines();
+                    let mut first = lines.next().unwrap_or("").split(' ');
+                    let (method, target) = (first.next().unwrap_or("").to_string(), first.next().unwrap_or("").to_string());
+                    let headers: Vec<(String, String)> = lines
+                        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string())))
+                        .collect();
+                    let body_end = (head_end + content_length).min(buf.len());
+                    let (status, body) = handler(&method, &target, &headers, &buf[head_end..body_end]);
+                    let res = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(res.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        addr
+    }
+
+    pub fn query<'a>(target: &'a str, key: &str) -> Option<&'a str> {
+        target.split_once('?')?.1.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    }
+}
+
+#[tokio::test]
+async fn upstream_sync_pages_in_and_a_down_upstream_keeps_pages_served() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let down = Arc::new(AtomicBool::new(false));
+    let products: Vec<String> = (1..=3)
+        .map(|i| shopify_product(5000 + i, &format!("Synced Item {i}"), &format!("{i}.50"), i as i64, "2024-05-01T10:00:00Z"))
+        .collect();
+    let handler: fake::Handler = {
+        let down = down.clone();
+        Arc::new(move |_m, target, _h, _b| {
+            if down.load(Ordering::SeqCst) {
+                return (503, r#"{"error":"maintenance"}"#.to_string());
+            }
+            let page: usize = fake::query(target, "page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let limit: usize = fake::query(target, "limit").and_then(|p| p.parse().ok()).unwrap_or(250);
+            let slice: Vec<&String> = products.iter().skip((page - 1) * limit).take(limit).collect();
+            let list = slice.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
+            (200, format!(r#"{{"products":[{list}]}}"#))
+        })
+    };
+    let upstream = fake::serve(handler).await;
+
+    let node = TestNode::start_with(&[
+        ("VITRINA_FEED__PAGE_LIMIT", "2"),
+        ("VITRINA_FEED__RETRIES", "1"),
+        ("VITRINA_FEED__BACKOFF_BASE_MS", "10"),
+        ("VITRINA_FEED__BREAKER_THRESHOLD", "2"),
+        ("VITRINA_FEED__BREAKER_COOLDOWN_SECS", "600"),
+    ]);
+    let token = node.seed_store("synced", "Synced").await;
+    let config = json!({"url": format!("http://{upstream}/products.json"), "intervalSecs": 3600});
+    let (s, b) = node.admin(&token, Method::PUT, "/stores/synced/sync", Some(config)).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["circuit"], "closed");
+    let (s, b) = node.admin(&token, Method::POST, "/stores/synced/sync/run", None).await;
+    assert_eq!(s, 202, "{b}");
+
+    let status = || async { node.admin(&token, Method::GET, "/stores/synced/sync", None).await.1 };
+    wait_until("the first sync to succeed", std::time::Duration::from_secs(15), || async {
+        let st = status().await;
+        !st["lastSuccess"].is_null() && st["running"] == false
+    })
+    .await;
+    let st = status().await;
+    assert_eq!(st["productsSynced"], 3, "{st}");
+    let (s, p) = node.admin(&token, Method::GET, "/stores/synced/products/5003", None).await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["priceMinor"], 350);
+    assert!(home_html(&node, "synced").await.contains("Synced Item 2"));
+
+    // The upstream goes down: runs fail (after their retries), the circuit opens after two,
+    // and pages keep coming from the cached catalog.
+    down.store(true, Ordering::SeqCst);
+    for failures in 1..=2 {
+        let (s, b) = node.admin(&token, Method::POST, "/stores/synced/sync/run", None).await;
+        assert_eq!(s, 202, "{b}");
+        wait_until("the sync run to fail", std::time::Duration::from_secs(15), || async {
+            let st = status().await;
+            st["consecutiveFailures"] == failures && st["running"] == false
+        })
+        .await;
+    }
+    let st = status().await;
+    assert!(st["lastError"].as_str().is_some_and(|e| e.contains("503")), "{st}");
+    assert_eq!(st["circuit"], "open", "{st}");
+    assert!(!st["lastSuccess"].is_null());
+    let res = node.shopper("synced").get(node.base("synced")).header("accept", HTML).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Synced Item 1"));
+    let metrics = node.plain().get(format!("http://{}/metrics", node.addr)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("vitrina_sync_runs_total{outcome=\"failure\"} 2"), "{metrics}");
+}

@@ -8,10 +8,12 @@ use actix::prelude::*;
 use serde_json::{json, Value};
 
 mod feed;
+mod sync;
 pub use feed::{ApplyCatalogChanges, FeedAdmin, FeedAdminOp, GetWebhookSecret};
+pub use sync::{SyncAdmin, SyncAdminOp};
 
 use super::registry::Lease;
-use super::{alarms, watch_idleness, Passivating};
+use super::{watch_idleness, Passivating};
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::{self, PageRequest, RenderError, ShopperView};
@@ -116,6 +118,7 @@ impl StoreActor {
                 tracing::error!(%store, error = %e, "webhook secret failed to load; webhooks will be refused");
                 None
             }),
+            sync_running: None,
         };
         StoreActor { node, store, db: Some(db), lease, snapshot, engine: Default::default(), last_active: Instant::now(), feed }
     }
@@ -221,16 +224,12 @@ impl Handler<RenderForStore> for StoreActor {
 #[rtype(result = "()")]
 pub struct FireAlarms;
 
+/// Due alarms: today the upstream sync's (see `sync.rs`). Also sent at activation, so an alarm
+/// that fell due while the node was down fires.
 impl Handler<FireAlarms> for StoreActor {
-    type Result = ();
-    fn handle(&mut self, _: FireAlarms, _: &mut Context<Self>) {
-        // The store has no alarms of its own yet (catalog refresh arrives with upstream sync);
-        // clear the node's hint so it does not wake this actor again.
-        if let Some(db) = &self.db {
-            let next = db.read(|c| alarms::next_due(c)).ok().flatten();
-            let key = crate::ids::ActorKey::Store(self.store.clone());
-            let _ = self.node.catalog.reset_alarm_hint(&key, next);
-        }
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, _: FireAlarms, ctx: &mut Context<Self>) -> Self::Result {
+        AtomicResponse::new(self.fire_alarms(ctx))
     }
 }
 

@@ -9,7 +9,7 @@ pub mod breaker;
 pub mod generic;
 pub mod shopify;
 pub mod signature;
-// pub mod upstream;
+pub mod upstream;
 
 use serde::Serialize;
 

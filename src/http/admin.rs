@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use super::body;
 use super::shop::actor_error;
 use super::tenant::page_request;
-use crate::actors::store::{Admin, AdminOp, FeedAdmin, FeedAdminOp, RenderForStore, StoreError};
+use crate::actors::store::{Admin, AdminOp, FeedAdmin, FeedAdminOp, RenderForStore, StoreError, SyncAdmin, SyncAdminOp};
 use crate::feed::signature::WebhookSecret;
 use crate::catalog::{AdminToken, CatalogError};
 use crate::error::ApiError;
@@ -382,6 +382,34 @@ store_route!(
     Ok(HttpResponse::Ok().json(run_feed(&node, &store, FeedAdminOp::SetBackend(url)).await?))
 });
 
+async fn run_sync(node: &Arc<Node>, store: &StoreId, op: SyncAdminOp) -> Result<Value, ApiError> {
+    node.registry.ask_store(node, store, SyncAdmin(op)).await.map_err(actor_error)?.map_err(store_error)
+}
+
+store_route!(
+    /// `GET …/sync` — last success, last error, consecutive failures, circuit state, products synced.
+    get_sync, |node, store, req, rest| async move {
+    Ok(HttpResponse::Ok().json(run_sync(&node, &store, SyncAdminOp::Status).await?))
+});
+store_route!(
+    /// `PUT …/sync` — `{"url": "https://…/products.json", "intervalSecs": 300}`.
+    put_sync, |node, store, req, rest, bytes: Bytes| async move {
+    let body = body::json(&req, &bytes)?;
+    let url = str_field(&body, "url").ok_or_else(|| ApiError::bad_request("invalid_request", "url is required"))?;
+    crate::store::feed::check_endpoint(&url).map_err(|m| ApiError::bad_request("validation_failed", m))?;
+    let interval_secs = body.get("intervalSecs").and_then(Value::as_i64).unwrap_or(300);
+    if !(10..=7 * 24 * 3600).contains(&interval_secs) {
+        return Err(ApiError::bad_request("validation_failed", "intervalSecs must be 10 to 604800"));
+    }
+    let config = crate::store::feed::SyncConfig { url, interval_secs };
+    Ok(HttpResponse::Ok().json(run_sync(&node, &store, SyncAdminOp::Configure(config)).await?))
+});
+store_route!(
+    /// `POST …/sync/run` — a full resync now; 202 with the run id, 409 if one is running.
+    run_sync_now, |node, store, req, rest| async move {
+    Ok(HttpResponse::Accepted().json(run_sync(&node, &store, SyncAdminOp::RunNow).await?))
+});
+
 /// The feed's admin routes, under `/admin/api/v1`.
 pub fn feed_routes(scope: actix_web::Scope) -> actix_web::Scope {
     let store = "/stores/{store}";
@@ -390,4 +418,7 @@ pub fn feed_routes(scope: actix_web::Scope) -> actix_web::Scope {
         .route(&format!("{store}/webhooks"), web::put().to(put_webhooks))
         .route(&format!("{store}/backend"), web::get().to(get_backend))
         .route(&format!("{store}/backend"), web::put().to(put_backend))
+        .route(&format!("{store}/sync"), web::get().to(get_sync))
+        .route(&format!("{store}/sync"), web::put().to(put_sync))
+        .route(&format!("{store}/sync/run"), web::post().to(run_sync_now))
 }

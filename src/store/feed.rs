@@ -295,3 +295,85 @@ pub fn check_endpoint(url: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+// ---- upstream sync ----
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncConfig {
+    pub url: String,
+    pub interval_secs: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncState {
+    pub last_success_ms: Option<i64>,
+    pub last_full_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+    pub consecutive_failures: u32,
+    pub circuit_opened_ms: Option<i64>,
+    pub products_synced: i64,
+    pub cursor_updated_ms: Option<i64>,
+}
+
+pub fn sync_config(conn: &Connection) -> StorageResult<Option<SyncConfig>> {
+    Ok(conn
+        .query_row("SELECT url, interval_secs FROM sync_config WHERE id = 1", [], |r| Ok(SyncConfig { url: r.get(0)?, interval_secs: r.get(1)? }))
+        .optional()?)
+}
+
+pub fn set_sync_config(tx: &Transaction<'_>, c: &SyncConfig, now: i64) -> StorageResult<()> {
+    tx.execute(
+        "INSERT INTO sync_config (id, url, interval_secs, updated_ms) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT(id) DO UPDATE SET url = excluded.url, interval_secs = excluded.interval_secs, updated_ms = excluded.updated_ms",
+        params![c.url, c.interval_secs, now],
+    )?;
+    Ok(())
+}
+
+pub fn sync_state(conn: &Connection) -> StorageResult<SyncState> {
+    Ok(conn
+        .query_row(
+            "SELECT last_success_ms, last_full_ms, last_error, last_error_ms, consecutive_failures, circuit_opened_ms,
+                    products_synced, cursor_updated_ms FROM sync_state WHERE id = 1",
+            [],
+            |r| {
+                Ok(SyncState {
+                    last_success_ms: r.get(0)?,
+                    last_full_ms: r.get(1)?,
+                    last_error: r.get(2)?,
+                    last_error_ms: r.get(3)?,
+                    consecutive_failures: r.get::<_, i64>(4)?.clamp(0, u32::MAX as i64) as u32,
+                    circuit_opened_ms: r.get(5)?,
+                    products_synced: r.get(6)?,
+                    cursor_updated_ms: r.get(7)?,
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_default())
+}
+
+pub fn save_sync_state(tx: &Transaction<'_>, s: &SyncState) -> StorageResult<()> {
+    tx.execute(
+        "INSERT INTO sync_state (id, runs, last_success_ms, last_full_ms, last_error, last_error_ms, consecutive_failures,
+                                 circuit_opened_ms, products_synced, cursor_updated_ms)
+         VALUES (1, 1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(id) DO UPDATE SET runs = runs + 1, last_success_ms = excluded.last_success_ms,
+           last_full_ms = excluded.last_full_ms, last_error = excluded.last_error, last_error_ms = excluded.last_error_ms,
+           consecutive_failures = excluded.consecutive_failures, circuit_opened_ms = excluded.circuit_opened_ms,
+           products_synced = excluded.products_synced, cursor_updated_ms = excluded.cursor_updated_ms",
+        params![
+            s.last_success_ms,
+            s.last_full_ms,
+            s.last_error,
+            s.last_error_ms,
+            s.consecutive_failures,
+            s.circuit_opened_ms,
+            s.products_synced,
+            s.cursor_updated_ms
+        ],
+    )?;
+    Ok(())
+}

@@ -19,6 +19,8 @@ pub struct FeedState {
     /// Loaded at activation, replaced after the commit that changes it. Webhook routes verify
     /// against it before they parse anything.
     pub webhook_secret: Option<WebhookSecret>,
+    /// The upstream sync run in progress (its id), if any: at most one per store.
+    pub sync_running: Option<i64>,
 }
 
 impl From<FeedError> for StoreError {
