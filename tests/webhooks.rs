@@ -357,3 +357,85 @@ async fn upstream_sync_pages_in_and_a_down_upstream_keeps_pages_served() {
     let metrics = node.plain().get(format!("http://{}/metrics", node.addr)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("vitrina_sync_runs_total{outcome=\"failure\"} 2"), "{metrics}");
 }
+
+#[tokio::test]
+async fn checkout_with_the_backend_down_keeps_the_order_and_delivers_it_exactly_once() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let down = Arc::new(AtomicBool::new(true));
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handler: fake::Handler = {
+        let (down, accepted, refused) = (down.clone(), accepted.clone(), refused.clone());
+        Arc::new(move |method, _target, headers, body| {
+            if down.load(Ordering::SeqCst) {
+                refused.fetch_add(1, Ordering::SeqCst);
+                return (503, "{}".into());
+            }
+            let key = headers.iter().find(|(k, _)| k == "idempotency-key").map(|(_, v)| v.clone()).unwrap_or_default();
+            let order: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            assert_eq!(method, "POST");
+            assert_eq!(order["id"], key.as_str(), "the order id travels as Idempotency-Key");
+            // Every accepted request is recorded: exactly one means no redelivery after a 2xx.
+            accepted.lock().unwrap().push(key);
+            (200, r#"{"stock": {"mug": 3}}"#.into())
+        })
+    };
+    let backend = fake::serve(handler).await;
+
+    let node = TestNode::start_with(&[
+        ("VITRINA_ACTORS__ALARM_POLL_MS", "100"),
+        ("VITRINA_FEED__ORDER_RETRY_BASE_MS", "200"),
+        ("VITRINA_FEED__ORDER_RETRY_MAX_MS", "800"),
+    ]);
+    let token = node.seed_store("orders", "Orders").await;
+    let (s, b) = node.admin(&token, Method::PUT, "/stores/orders/backend", Some(json!({"ordersUrl": format!("http://{backend}/orders")}))).await;
+    assert_eq!(s, 200, "{b}");
+
+    let c = node.shopper("orders");
+    let base = node.base("orders");
+    let res = c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 2})).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+
+    // A double click: two checkouts with one key make one order.
+    let checkout = || c.post(format!("{base}/checkout")).header("idempotency-key", "click-1").json(&json!({})).send();
+    let (s1, first) = json_of(checkout().await.unwrap()).await;
+    let (s2, second) = json_of(checkout().await.unwrap()).await;
+    assert_eq!(s1, 201, "{first}");
+    assert_eq!(s2, 200, "{second}");
+    let order_id = first["order"]["id"].as_str().unwrap().to_string();
+    assert_eq!(second["order"]["id"], order_id.as_str());
+    assert_eq!(first["order"]["subtotalMinor"], 2 * 1250);
+    let (_, cart) = json_of(c.get(format!("{base}/cart")).send().await.unwrap()).await;
+    assert_eq!(cart["cart"]["count"], 0, "the order emptied the cart");
+    let (s, _) = json_of(c.post(format!("{base}/checkout")).header("idempotency-key", "click-2").json(&json!({})).send().await.unwrap()).await;
+    assert_eq!(s, 409, "an empty cart cannot be checked out");
+
+    // The backend is down: the order is kept, retried, and its status says why.
+    let order = || async { json_of(c.get(format!("{base}/orders/{order_id}")).send().await.unwrap()).await.1 };
+    wait_until("a failed delivery attempt", std::time::Duration::from_secs(10), || async {
+        refused.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    let o = order().await;
+    assert_eq!(o["order"]["delivery"]["status"], "pending", "{o}");
+    assert!(o["order"]["delivery"]["lastError"].as_str().is_some_and(|e| e.contains("503")), "{o}");
+
+    // Back up: delivered, exactly once.
+    down.store(false, Ordering::SeqCst);
+    wait_until("the order to be delivered", std::time::Duration::from_secs(10), || async {
+        order().await["order"]["delivery"]["status"] == "delivered"
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(*accepted.lock().unwrap(), vec![order_id.clone()], "the backend accepted exactly one order");
+    // The backend's stock answer reached the catalog.
+    wait_until("the backend's stock to apply", std::time::Duration::from_secs(5), || async {
+        node.admin(&token, Method::GET, "/stores/orders/products/mug", None).await.1["stock"] == 3
+    })
+    .await;
+    // Another session cannot see the order.
+    let (s, b) = json_of(node.shopper("orders").get(format!("{base}/orders/{order_id}")).send().await.unwrap()).await;
+    assert_eq!(s, 404, "{b}");
+}

@@ -36,6 +36,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .route("/cart/items/{product}", web::post().to(shop::form_item))
         .route("/preferences", web::put().to(shop::preferences))
         .route("/consent", web::post().to(shop::consent))
+        .route("/checkout", web::post().to(shop::checkout))
+        .route("/orders/{id}", web::get().to(shop::order))
         .default_service(web::to(not_found));
 }
 
