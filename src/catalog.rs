@@ -191,6 +191,36 @@ impl NodeCatalog {
         Ok(self.store_exists(&store)?.then_some(store))
     }
 
+    /// Maps a Shopify shop domain (`x.myshopify.com`) to the store its webhooks update,
+    /// replacing the store's previous domain.
+    pub fn set_shopify_domain(&self, domain: &str, store: &StoreId) -> Result<(), CatalogError> {
+        let domain = normalise_host(domain);
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        let owner: Option<String> =
+            tx.query_row("SELECT store_id FROM shopify_domains WHERE domain = ?1", [&domain], |r| r.get(0)).optional()?;
+        if owner.as_deref().is_some_and(|o| o != store.as_str()) {
+            return Err(CatalogError::HostTaken(domain));
+        }
+        tx.execute("DELETE FROM shopify_domains WHERE store_id = ?1", [store.as_str()])?;
+        tx.execute("INSERT INTO shopify_domains (domain, store_id) VALUES (?1, ?2)", params![domain, store.as_str()])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn store_for_shopify_domain(&self, domain: &str) -> Result<Option<StoreId>, CatalogError> {
+        let conn = self.pool.get()?;
+        let id: Option<String> = conn
+            .query_row("SELECT store_id FROM shopify_domains WHERE domain = ?1", [normalise_host(domain)], |r| r.get(0))
+            .optional()?;
+        Ok(id.and_then(|s| StoreId::parse(&s).ok()))
+    }
+
+    pub fn shopify_domain_of(&self, store: &StoreId) -> Result<Option<String>, CatalogError> {
+        let conn = self.pool.get()?;
+        Ok(conn.query_row("SELECT domain FROM shopify_domains WHERE store_id = ?1", [store.as_str()], |r| r.get(0)).optional()?)
+    }
+
     /// Records that `key` wants to be woken at `due_ms` (earliest alarm wins).
     pub fn set_alarm_hint(&self, key: &ActorKey, due_ms: i64) -> StorageResult<()> {
         let conn = self.pool.get().map_err(|e| StorageError::Join(e.to_string()))?;
@@ -266,6 +296,9 @@ pub struct CatalogDump {
     pub stores: Vec<(String, String, i64)>,
     /// (host, store id)
     pub hosts: Vec<(String, String)>,
+    /// (Shopify shop domain, store id)
+    #[serde(default)]
+    pub shopify_domains: Vec<(String, String)>,
 }
 
 impl NodeCatalog {
@@ -275,7 +308,9 @@ impl NodeCatalog {
         let stores = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.filter_map(|r| r.ok()).collect();
         let mut stmt = conn.prepare("SELECT host, store_id FROM hosts ORDER BY host")?;
         let hosts = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.filter_map(|r| r.ok()).collect();
-        Ok(CatalogDump { stores, hosts })
+        let mut stmt = conn.prepare("SELECT domain, store_id FROM shopify_domains ORDER BY domain")?;
+        let shopify_domains = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.filter_map(|r| r.ok()).collect();
+        Ok(CatalogDump { stores, hosts, shopify_domains })
     }
 
     /// Merges another node's catalog: stores and their tokens are upserted; each listed store's
@@ -293,6 +328,13 @@ impl NodeCatalog {
                 params![id, hash, created],
             )?;
             tx.execute("DELETE FROM hosts WHERE store_id = ?1", [id])?;
+            tx.execute("DELETE FROM shopify_domains WHERE store_id = ?1", [id])?;
+        }
+        for (domain, store) in &dump.shopify_domains {
+            tx.execute(
+                "INSERT INTO shopify_domains (domain, store_id) VALUES (?1, ?2) ON CONFLICT(domain) DO UPDATE SET store_id = excluded.store_id",
+                params![domain, store],
+            )?;
         }
         for (host, store) in &dump.hosts {
             tx.execute(

@@ -25,6 +25,43 @@ pub struct Settings {
     pub http: HttpSettings,
     pub cache: CacheSettings,
     pub cluster: crate::cluster::ClusterSettings,
+    pub feed: FeedSettings,
+}
+
+/// Upstream catalog sync and order delivery: timeouts, retries, the circuit breaker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FeedSettings {
+    /// Timeout of one HTTP request to an upstream or a commerce backend.
+    pub request_timeout_ms: u64,
+    /// Retries of one upstream page (exponential backoff with jitter) before the run fails.
+    pub retries: u32,
+    /// First retry delay; doubles per attempt.
+    pub backoff_base_ms: u64,
+    /// Consecutive failed sync runs that open the circuit.
+    pub breaker_threshold: u32,
+    /// How long an open circuit skips scheduled runs before one trial run (half-open).
+    pub breaker_cooldown_secs: u64,
+    /// Products per upstream page (`?page=N&limit=…`).
+    pub page_limit: u32,
+    /// First retry delay of an undelivered order; doubles per attempt up to `order_retry_max_ms`.
+    pub order_retry_base_ms: u64,
+    pub order_retry_max_ms: u64,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        FeedSettings {
+            request_timeout_ms: 10_000,
+            retries: 3,
+            backoff_base_ms: 250,
+            breaker_threshold: 3,
+            breaker_cooldown_secs: 300,
+            page_limit: 250,
+            order_retry_base_ms: 1_000,
+            order_retry_max_ms: 300_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +120,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             cache: CacheSettings::default(),
             cluster: Default::default(),
+            feed: FeedSettings::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod feed;
 pub mod http;
 pub mod ids;
 pub mod metrics;

@@ -62,9 +62,9 @@ pub enum SchemaKind {
 impl SchemaKind {
     fn migrations(self) -> &'static [Migration] {
         match self {
-            SchemaKind::Store => migrations![1 => "store/0001_init.sql"],
-            SchemaKind::Shopper => migrations![1 => "shopper/0001_init.sql"],
-            SchemaKind::Catalog => migrations![1 => "catalog/0001_init.sql"],
+            SchemaKind::Store => migrations![1 => "store/0001_init.sql", 2 => "store/0002_webhooks.sql"],
+            SchemaKind::Shopper => migrations![1 => "shopper/0001_init.sql", 2 => "shopper/0002_orders.sql"],
+            SchemaKind::Catalog => migrations![1 => "catalog/0001_init.sql", 2 => "catalog/0002_shopify_domains.sql"],
         }
     }
 }

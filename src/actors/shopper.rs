@@ -10,6 +10,9 @@ use actix::prelude::*;
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 
+mod orders;
+pub use orders::{Checkout, DeliverOrders, GetOrder, IdempotencyKey};
+
 use super::registry::Lease;
 use super::{alarms, watch_idleness, Passivating};
 use crate::ids::{ActorKey, ProductId, SessionId, StoreId};
@@ -90,6 +93,8 @@ pub struct ShopperActor {
     state_version: u64,
     /// Request keys of this shopper's pages in the node cache, saved at passivation.
     cached_pages: Vec<String>,
+    /// Orders with a delivery attempt in flight (never two attempts of one order at once).
+    delivering: std::collections::HashSet<String>,
 }
 
 impl ShopperActor {
@@ -107,6 +112,7 @@ impl ShopperActor {
             preferences: BTreeMap::new(),
             state_version: 0,
             cached_pages: Vec::new(),
+            delivering: Default::default(),
         };
         if let Err(e) = db.read(|c| actor.load(c)) {
             tracing::error!(store = %actor.store, error = %e, "shopper state failed to load");
@@ -553,16 +559,22 @@ impl Handler<FireAlarms> for ShopperActor {
             }
             let next = alarms::next_due(tx)?;
             node.catalog.reset_alarm_hint(&key, next)?;
-            Ok(cleared)
+            Ok((cleared, due.iter().any(|n| n == orders::DELIVERY_ALARM)))
         });
-        AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(fut).map(|r, act, _| match r {
-            Ok(true) => {
+        AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(fut).map(|r, act, ctx| match r {
+            Ok((cleared, deliver)) => {
+                if deliver {
+                    // Pending orders: retry now (the handler re-arms the alarm from the outbox).
+                    ctx.notify(DeliverOrders);
+                }
+                if !cleared {
+                    return;
+                }
                 act.cart.clear();
                 act.state_version += 1;
                 tracing::debug!(key = %act.key(), "idle cart expired");
                 crate::metrics::incr("vitrina_carts_expired_total", &[]);
             }
-            Ok(false) => {}
             Err(e) => tracing::warn!(key = %act.key(), error = %e, "alarm handling failed"),
         })))
     }

@@ -7,8 +7,13 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use serde_json::{json, Value};
 
+mod feed;
+mod sync;
+pub use feed::{ApplyCatalogChanges, FeedAdmin, FeedAdminOp, GetWebhookSecret};
+pub use sync::{SyncAdmin, SyncAdminOp};
+
 use super::registry::Lease;
-use super::{alarms, watch_idleness, Passivating};
+use super::{watch_idleness, Passivating};
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::{self, PageRequest, RenderError, ShopperView};
@@ -97,6 +102,7 @@ pub struct StoreActor {
     snapshot: SharedSnapshot,
     engine: render::EngineSlot,
     last_active: Instant,
+    feed: feed::FeedState,
 }
 
 impl StoreActor {
@@ -109,7 +115,14 @@ impl StoreActor {
             }
         };
         node.publish_snapshot(snapshot.clone());
-        StoreActor { node, store, db: Some(db), lease, snapshot, engine: Default::default(), last_active: Instant::now() }
+        let feed = feed::FeedState {
+            webhook_secret: db.read(crate::store::feed::webhook_secret).unwrap_or_else(|e| {
+                tracing::error!(%store, error = %e, "webhook secret failed to load; webhooks will be refused");
+                None
+            }),
+            sync_running: None,
+        };
+        StoreActor { node, store, db: Some(db), lease, snapshot, engine: Default::default(), last_active: Instant::now(), feed }
     }
 
     fn db(&self) -> Result<ActorDb, StoreError> {
@@ -228,16 +241,12 @@ impl Handler<RenderForStore> for StoreActor {
 #[rtype(result = "()")]
 pub struct FireAlarms;
 
+/// Due alarms: today the upstream sync's (see `sync.rs`). Also sent at activation, so an alarm
+/// that fell due while the node was down fires.
 impl Handler<FireAlarms> for StoreActor {
-    type Result = ();
-    fn handle(&mut self, _: FireAlarms, _: &mut Context<Self>) {
-        // The store has no alarms of its own yet (catalog refresh arrives with upstream sync);
-        // clear the node's hint so it does not wake this actor again.
-        if let Some(db) = &self.db {
-            let next = db.read(|c| alarms::next_due(c)).ok().flatten();
-            let key = crate::ids::ActorKey::Store(self.store.clone());
-            let _ = self.node.catalog.reset_alarm_hint(&key, next);
-        }
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, _: FireAlarms, ctx: &mut Context<Self>) -> Self::Result {
+        AtomicResponse::new(self.fire_alarms(ctx))
     }
 }
 

@@ -81,6 +81,17 @@ fn owner_key(node: &Node, req: &ServiceRequest, body: &Bytes) -> Result<Option<A
     if path.starts_with("/admin/") {
         return Ok(None);
     }
+    if path.starts_with("/webhooks/") {
+        // The store a webhook updates: named by header (verified by the owner, which holds
+        // the secret), else the store of the Host.
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let store = match (header("vitrina-store"), header("x-shopify-shop-domain")) {
+            (Some(s), _) => StoreId::parse(s).ok(),
+            (None, Some(domain)) => node.catalog.store_for_shopify_domain(domain).ok().flatten(),
+            (None, None) => node.catalog.resolve_host(&tenant::host_of(req.request())).ok().flatten(),
+        };
+        return Ok(store.map(ActorKey::Store));
+    }
     let http_req = req.request();
     let store = match node.catalog.resolve_host(&tenant::host_of(http_req)) {
         Ok(Some(store)) => store,

@@ -13,7 +13,8 @@ use subtle::ConstantTimeEq;
 use super::body;
 use super::shop::actor_error;
 use super::tenant::page_request;
-use crate::actors::store::{Admin, AdminOp, RenderForStore, StoreError};
+use crate::actors::store::{Admin, AdminOp, FeedAdmin, FeedAdminOp, RenderForStore, StoreError, SyncAdmin, SyncAdminOp};
+use crate::feed::signature::WebhookSecret;
 use crate::catalog::{AdminToken, CatalogError};
 use crate::error::ApiError;
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
@@ -337,3 +338,91 @@ store_route!(remove_domain, |node, store, req, rest| async move {
     crate::cluster::routes::push_catalog(&node).await;
     Ok(HttpResponse::Ok().json(json!({"deleted": host})))
 });
+
+// ---- catalog feed: webhooks, commerce backend, upstream sync ----
+
+async fn run_feed(node: &Arc<Node>, store: &StoreId, op: FeedAdminOp) -> Result<Value, ApiError> {
+    node.registry.ask_store(node, store, FeedAdmin(op)).await.map_err(actor_error)?.map_err(store_error)
+}
+
+store_route!(get_webhooks, |node, store, req, rest| async move {
+    let mut body = run_feed(&node, &store, FeedAdminOp::WebhookStatus).await?;
+    body["shopifyDomain"] = json!(node.catalog.shopify_domain_of(&store).map_err(ApiError::internal)?);
+    Ok(HttpResponse::Ok().json(body))
+});
+store_route!(
+    /// `PUT …/webhooks` — `{"secret": "...", "shopifyDomain": "x.myshopify.com"?}`: the shared
+    /// secret webhooks are signed with (kept in the store's database), and the Shopify shop
+    /// whose webhooks update this store (kept in the node catalog).
+    put_webhooks, |node, store, req, rest, bytes: Bytes| async move {
+    let body = body::json(&req, &bytes)?;
+    let secret = str_field(&body, "secret").ok_or_else(|| ApiError::bad_request("invalid_request", "secret is required"))?;
+    let secret = WebhookSecret::parse(&secret).map_err(|m| ApiError::bad_request("validation_failed", m))?;
+    let domain = match body.get("shopifyDomain") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) => {
+            validate_host(d)?;
+            Some(crate::catalog::normalise_host(d))
+        }
+        Some(_) => return Err(ApiError::bad_request("validation_failed", "shopifyDomain must be a host name")),
+    };
+    if let Some(d) = &domain {
+        node.catalog.set_shopify_domain(d, &store).map_err(catalog_error)?;
+        crate::cluster::routes::push_catalog(&node).await;
+    }
+    let mut out = run_feed(&node, &store, FeedAdminOp::SetWebhookSecret(secret)).await?;
+    out["shopifyDomain"] = json!(node.catalog.shopify_domain_of(&store).map_err(ApiError::internal)?);
+    Ok(HttpResponse::Ok().json(out))
+});
+store_route!(get_backend, |node, store, req, rest| async move {
+    Ok(HttpResponse::Ok().json(run_feed(&node, &store, FeedAdminOp::GetBackend).await?))
+});
+store_route!(
+    /// `PUT …/backend` — `{"ordersUrl": "https://…"}`: where checkouts are delivered.
+    put_backend, |node, store, req, rest, bytes: Bytes| async move {
+    let body = body::json(&req, &bytes)?;
+    let url = str_field(&body, "ordersUrl").ok_or_else(|| ApiError::bad_request("invalid_request", "ordersUrl is required"))?;
+    crate::store::feed::check_endpoint(&url).map_err(|m| ApiError::bad_request("validation_failed", m))?;
+    Ok(HttpResponse::Ok().json(run_feed(&node, &store, FeedAdminOp::SetBackend(url)).await?))
+});
+
+async fn run_sync(node: &Arc<Node>, store: &StoreId, op: SyncAdminOp) -> Result<Value, ApiError> {
+    node.registry.ask_store(node, store, SyncAdmin(op)).await.map_err(actor_error)?.map_err(store_error)
+}
+
+store_route!(
+    /// `GET …/sync` — last success, last error, consecutive failures, circuit state, products synced.
+    get_sync, |node, store, req, rest| async move {
+    Ok(HttpResponse::Ok().json(run_sync(&node, &store, SyncAdminOp::Status).await?))
+});
+store_route!(
+    /// `PUT …/sync` — `{"url": "https://…/products.json", "intervalSecs": 300}`.
+    put_sync, |node, store, req, rest, bytes: Bytes| async move {
+    let body = body::json(&req, &bytes)?;
+    let url = str_field(&body, "url").ok_or_else(|| ApiError::bad_request("invalid_request", "url is required"))?;
+    crate::store::feed::check_endpoint(&url).map_err(|m| ApiError::bad_request("validation_failed", m))?;
+    let interval_secs = body.get("intervalSecs").and_then(Value::as_i64).unwrap_or(300);
+    if !(10..=7 * 24 * 3600).contains(&interval_secs) {
+        return Err(ApiError::bad_request("validation_failed", "intervalSecs must be 10 to 604800"));
+    }
+    let config = crate::store::feed::SyncConfig { url, interval_secs };
+    Ok(HttpResponse::Ok().json(run_sync(&node, &store, SyncAdminOp::Configure(config)).await?))
+});
+store_route!(
+    /// `POST …/sync/run` — a full resync now; 202 with the run id, 409 if one is running.
+    run_sync_now, |node, store, req, rest| async move {
+    Ok(HttpResponse::Accepted().json(run_sync(&node, &store, SyncAdminOp::RunNow).await?))
+});
+
+/// The feed's admin routes, under `/admin/api/v1`.
+pub fn feed_routes(scope: actix_web::Scope) -> actix_web::Scope {
+    let store = "/stores/{store}";
+    scope
+        .route(&format!("{store}/webhooks"), web::get().to(get_webhooks))
+        .route(&format!("{store}/webhooks"), web::put().to(put_webhooks))
+        .route(&format!("{store}/backend"), web::get().to(get_backend))
+        .route(&format!("{store}/backend"), web::put().to(put_backend))
+        .route(&format!("{store}/sync"), web::get().to(get_sync))
+        .route(&format!("{store}/sync"), web::put().to(put_sync))
+        .route(&format!("{store}/sync/run"), web::post().to(run_sync_now))
+}

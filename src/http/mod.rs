@@ -5,6 +5,7 @@ pub mod admin;
 pub mod body;
 pub mod shop;
 pub mod tenant;
+pub mod webhooks;
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -21,7 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics))
         .configure(crate::cluster::routes::configure)
-        .service(admin_scope())
+        .configure(webhooks::routes)
+        .service(admin::feed_routes(admin_scope()))
         .route("/", web::get().to(shop::home))
         .route("/pages/{slug}", web::get().to(shop::page))
         .route("/products/{handle}", web::get().to(shop::product))
@@ -35,6 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .route("/cart/items/{product}", web::post().to(shop::form_item))
         .route("/preferences", web::put().to(shop::preferences))
         .route("/consent", web::post().to(shop::consent))
+        .route("/checkout", web::post().to(shop::checkout))
+        .route("/orders/{id}", web::get().to(shop::order))
         .default_service(web::to(not_found));
 }
 

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::body::{self, BodyKind};
 use super::tenant::{self, page_request, resolve_store, session_of, wants_html};
 use crate::actors::registry::ActorError;
-use crate::actors::shopper::{CartOp, ChangeCart, GetCart, RenderForShopper, SetPreferences};
+use crate::actors::shopper::{CartOp, ChangeCart, Checkout, GetCart, GetOrder, IdempotencyKey, RenderForShopper, SetPreferences, ShopperError};
 use crate::actors::store::RenderForStore;
 use crate::error::{ApiError, RequestId};
 use crate::ids::{ProductId, SessionId, Slug, StoreId};
@@ -359,4 +359,56 @@ pub async fn consent(req: HttpRequest, bytes: Bytes) -> Result<HttpResponse, Sho
     } else {
         HttpResponse::Ok().cookie(cookie).json(json!({"analytics": value}))
     })
+}
+
+/// `POST /checkout` — JSON or form; `Idempotency-Key` header or `idempotencyKey` /
+/// `idempotency_key` field (a repeat with the same key returns the same order, 200 instead of
+/// 201). The cart becomes an order and is emptied in one transaction; the order is then
+/// delivered to the store's commerce backend in the background (`GET /orders/{id}`).
+pub async fn checkout(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) -> Result<HttpResponse, ShopError> {
+    let ctx = context(&node, &req)?;
+    let (kind, map) = body::object(&req, &bytes).map_err(|e| ctx.err(e))?;
+    let raw_key = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| body::string(body::field(&map, &["idempotencyKey", "idempotency_key"])).map(str::to_string));
+    let key = match raw_key {
+        Some(raw) => IdempotencyKey::parse(&raw)
+            .ok_or_else(|| ctx.err(ApiError::bad_request("invalid_request", "Idempotency-Key must be 1-128 printable ASCII characters")))?,
+        None => IdempotencyKey::generate(),
+    };
+    let (sid, is_new) = session(&ctx, &req)?;
+    if is_new {
+        return Err(ctx.err(ApiError::conflict("cart_empty", "the cart is empty")));
+    }
+    let placed = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, Checkout(key)).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let (order, created) = placed.map_err(|e| match e {
+        ShopperError::Invalid(m) => ctx.err(ApiError::conflict("cart_empty", m)),
+        other => ctx.err(other),
+    })?;
+    if kind == BodyKind::Form {
+        let location = format!("/orders/{}", order["id"].as_str().unwrap_or(""));
+        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish());
+    }
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(HttpResponseBuilder::new(status).insert_header((header::CACHE_CONTROL, "private, no-store")).json(json!({"order": order, "created": created})))
+}
+
+/// `GET /orders/{id}` — an order of this session, with its delivery status.
+pub async fn order(node: web::Data<Node>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ShopError> {
+    let ctx = context(&node, &req)?;
+    let not_found = || ctx.err(ApiError::not_found("no such order in this session"));
+    let id = path.into_inner();
+    if !(1..=64).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(not_found());
+    }
+    let (sid, is_new) = session(&ctx, &req)?;
+    if is_new {
+        return Err(not_found());
+    }
+    let found = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, GetOrder(id)).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let order = found.map_err(|e| ctx.err(e))?.ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "private, no-store")).json(json!({"order": order})))
 }

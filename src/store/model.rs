@@ -298,7 +298,7 @@ pub struct Product {
 }
 
 /// A product as the admin API and the demo seed send it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductInput {
     pub id: Option<String>,

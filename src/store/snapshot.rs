@@ -28,6 +28,8 @@ pub struct StoreSnapshot {
     by_id: HashMap<ProductId, usize>,
     by_handle: HashMap<String, usize>,
     pub render_data: StoreRenderData,
+    /// Where checkouts are handed over (the store's commerce backend), if configured.
+    pub orders_url: Option<String>,
 }
 
 impl StoreSnapshot {
@@ -39,7 +41,9 @@ impl StoreSnapshot {
         let posts = repo::list_posts(conn)?;
         let pages: HashMap<String, PageVersion> =
             repo::live_pages(conn)?.into_iter().map(|p| (p.slug.as_str().to_string(), p)).collect();
-        Ok(Self::assemble(store.clone(), version, settings, theme, products, posts, pages))
+        let mut snapshot = Self::assemble(store.clone(), version, settings, theme, products, posts, pages);
+        snapshot.orders_url = super::feed::orders_url(conn)?;
+        Ok(snapshot)
     }
 
     /// A store with nothing published (used when its file cannot be read).
@@ -59,7 +63,7 @@ impl StoreSnapshot {
         let by_id = products.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
         let by_handle = products.iter().enumerate().map(|(i, p)| (p.handle.as_str().to_string(), i)).collect();
         let render_data = render_data(&store, version, &settings, &theme, &products, &posts, &pages);
-        StoreSnapshot { store, version, settings, theme, products, posts, pages, by_id, by_handle, render_data }
+        StoreSnapshot { store, version, settings, theme, products, posts, pages, by_id, by_handle, render_data, orders_url: None }
     }
 
     pub fn product(&self, id: &ProductId) -> Option<&Product> {

@@ -1,0 +1,190 @@
+//! The store actor's side of the catalog feed: applying webhook and sync changes in one
+//! transaction with an outbox row, and the feed's settings (webhook secret, commerce backend).
+
+use actix::prelude::*;
+use serde_json::{json, Value};
+
+use super::{StoreActor, StoreError};
+use crate::feed::signature::WebhookSecret;
+use crate::feed::{CatalogChange, ChangeOutcome, ChangeSource, FeedReport};
+use crate::ids::ProductId;
+use crate::store::feed::{self as sql, FeedError};
+use crate::store::model::Currency;
+use crate::store::repo;
+use crate::storage::now_ms;
+
+/// What the store actor keeps in memory for the feed.
+#[derive(Default)]
+pub struct FeedState {
+    /// Loaded at activation, replaced after the commit that changes it. Webhook routes verify
+    /// against it before they parse anything.
+    pub webhook_secret: Option<WebhookSecret>,
+    /// The upstream sync run in progress (its id), if any: at most one per store.
+    pub sync_running: Option<i64>,
+}
+
+impl From<FeedError> for StoreError {
+    fn from(e: FeedError) -> Self {
+        match e {
+            FeedError::Invalid(m) => StoreError::Invalid(m),
+            FeedError::Storage(e) => StoreError::Storage(e),
+        }
+    }
+}
+
+/// The webhook secret, if the store has one (the route verifies the signature itself, on its
+/// own thread, so the actor's turn is not spent hashing request bodies).
+#[derive(Message, Clone)]
+#[rtype(result = "Option<WebhookSecret>")]
+pub struct GetWebhookSecret;
+
+impl Handler<GetWebhookSecret> for StoreActor {
+    type Result = Option<WebhookSecret>;
+    fn handle(&mut self, _: GetWebhookSecret, _: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        self.feed.webhook_secret.clone()
+    }
+}
+
+/// Applies a batch of changes in one transaction: the webhook id (if any) is recorded, each
+/// change applied in order, and — when anything visible changed — the version bumped and a
+/// `catalog.changed` outbox row written. The snapshot is replaced before the answer, so a
+/// page rendered on this node after the answer shows the change.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<FeedReport, StoreError>")]
+pub struct ApplyCatalogChanges {
+    pub source: ChangeSource,
+    pub changes: Vec<CatalogChange>,
+}
+
+impl Handler<ApplyCatalogChanges> for StoreActor {
+    type Result = AtomicResponse<Self, Result<FeedReport, StoreError>>;
+
+    fn handle(&mut self, msg: ApplyCatalogChanges, _: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
+        };
+        let currency = self.snapshot.settings.currency.clone();
+        let commit = async move { db.write(move |tx| apply_batch(tx, &msg.source, &msg.changes, &currency)).await };
+        AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(commit).map(|result, act, _| {
+            let (mut report, changed) = result?;
+            if changed {
+                act.refresh_snapshot();
+            }
+            report.store_version = act.snapshot.version;
+            Ok(report)
+        })))
+    }
+}
+
+/// Runs inside the write transaction. Returns the report and whether shoppers can see a change.
+pub(super) fn apply_batch(
+    tx: &rusqlite::Transaction<'_>,
+    source: &ChangeSource,
+    changes: &[CatalogChange],
+    currency: &Currency,
+) -> Result<(FeedReport, bool), StoreError> {
+    let now = now_ms();
+    if let ChangeSource::Webhook { id, .. } = source {
+        if sql::webhook_seen(tx, id)? {
+            return Ok((FeedReport::duplicate(repo::version(tx)?), false));
+        }
+        sql::record_webhook(tx, id, now)?;
+    }
+    let run = match source {
+        ChangeSource::Sync { run } => Some(*run),
+        _ => None,
+    };
+    let mut outcomes = Vec::with_capacity(changes.len());
+    let mut touched: Vec<&ProductId> = Vec::new();
+    let mut rejected: Vec<String> = Vec::new();
+    for change in changes {
+        // A savepoint per change: a sync page skips an invalid product instead of failing the
+        // page; a webhook (one change) fails as a whole.
+        tx.execute_batch("SAVEPOINT feed_change").map_err(crate::storage::StorageError::from)?;
+        match sql::apply_change(tx, change, currency, run, now) {
+            Ok(outcome) => {
+                tx.execute_batch("RELEASE feed_change").map_err(crate::storage::StorageError::from)?;
+                if outcome == ChangeOutcome::Applied {
+                    touched.extend(change.product_hint());
+                }
+                outcomes.push(outcome);
+            }
+            Err(FeedError::Invalid(m)) if run.is_some() => {
+                tx.execute_batch("ROLLBACK TO feed_change; RELEASE feed_change").map_err(crate::storage::StorageError::from)?;
+                rejected.push(m);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let changed = outcomes.contains(&ChangeOutcome::Applied);
+    let version = if changed {
+        let v = repo::bump_version(tx)?;
+        let payload = json!({"version": v, "source": source.label(), "products": touched});
+        sql::record_outbox(tx, "catalog.changed", &payload, now)?;
+        v
+    } else {
+        repo::version(tx)?
+    };
+    let mut report = FeedReport::from_outcomes(&outcomes, version);
+    report.rejected = rejected;
+    Ok((report, changed))
+}
+
+/// The feed's admin settings.
+#[derive(Debug, Clone)]
+pub enum FeedAdminOp {
+    SetWebhookSecret(WebhookSecret),
+    WebhookStatus,
+    SetBackend(String),
+    GetBackend,
+}
+
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Value, StoreError>")]
+pub struct FeedAdmin(pub FeedAdminOp);
+
+impl Handler<FeedAdmin> for StoreActor {
+    type Result = AtomicResponse<Self, Result<Value, StoreError>>;
+
+    fn handle(&mut self, FeedAdmin(op): FeedAdmin, _: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
+        };
+        let ready = |v: Result<Value, StoreError>| AtomicResponse::new(Box::pin(fut::ready(v)));
+        match op {
+            FeedAdminOp::WebhookStatus => ready(Ok(json!({"secretConfigured": self.feed.webhook_secret.is_some()}))),
+            FeedAdminOp::GetBackend => ready(db.read(sql::orders_url).map(|u| json!({"ordersUrl": u})).map_err(StoreError::from)),
+            FeedAdminOp::SetWebhookSecret(secret) => {
+                let s2 = secret.clone();
+                let commit = async move { db.write(move |tx| sql::set_webhook_secret(tx, &s2, now_ms()).map_err(StoreError::from)).await };
+                AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(commit).map(move |r, act, _| {
+                    r?;
+                    act.feed.webhook_secret = Some(secret);
+                    Ok(json!({"secretConfigured": true}))
+                })))
+            }
+            FeedAdminOp::SetBackend(url) => {
+                let u2 = url.clone();
+                let commit = async move {
+                    db.write(move |tx| {
+                        sql::set_orders_url(tx, &u2, now_ms())?;
+                        // Shoppers read the backend from the snapshot: publish a new version.
+                        repo::bump_version(tx)?;
+                        Ok::<_, StoreError>(())
+                    })
+                    .await
+                };
+                AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(commit).map(move |r, act, _| {
+                    r?;
+                    act.refresh_snapshot();
+                    Ok(json!({"ordersUrl": url}))
+                })))
+            }
+        }
+    }
+}
