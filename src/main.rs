@@ -123,6 +123,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let app = Application::build(settings)?;
         let port = app.port();
         let node = app.node().clone();
+        // The server only accepts once its future runs: start it before joining, since the
+        // seed answers a join by pushing the new view to this node.
+        let server = actix_web::rt::spawn(app.run_until_stopped());
         let host = node.settings.listen.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
         vitrina::cluster::start(node.clone()).await?;
         // Tests and scripts read this line to learn the port.
@@ -137,7 +140,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             println!("  (also in {})", node.layout.root().join("demo-admin-token").display());
         }
         println!("operator token: {}", node.layout.root().join("node").join("operator-token").display());
-        app.run_until_stopped().await.context("server failed")
+        server.await.context("server task failed")?.context("server failed")
     })
 }
 

@@ -19,7 +19,7 @@ pub mod handoff;
 pub mod routes;
 pub mod view;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,8 +120,15 @@ impl Proposal {
 struct State {
     view: View,
     ring: Arc<Ring>,
-    /// Earlier views, newest first: where a key's file may still be.
-    history: VecDeque<(View, Arc<Ring>)>,
+    /// Rings of the view's earlier placements (`View::previous`), newest first.
+    previous_rings: Vec<Arc<Ring>>,
+}
+
+fn previous_rings(view: &View, vnodes: usize) -> Vec<Arc<Ring>> {
+    view.previous
+        .iter()
+        .map(|ids| Arc::new(Ring::from_nodes(0, ids.iter().map(|id| id.as_str().to_string()), vnodes)))
+        .collect()
 }
 
 pub struct Cluster {
@@ -137,7 +144,6 @@ pub struct Cluster {
     view_file: std::path::PathBuf,
 }
 
-const HISTORY: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -170,6 +176,7 @@ impl Cluster {
             .filter(|v| settings.enabled && v.members.contains_key(&id))
             .unwrap_or_else(|| View::single(id.clone(), addr.clone()));
         let ring = Ring::build(&view, settings.vnodes);
+        let previous = previous_rings(&view, settings.vnodes);
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(20))
@@ -181,7 +188,7 @@ impl Cluster {
             addr,
             settings: settings.clone(),
             secret,
-            state: RwLock::new(State { view, ring, history: VecDeque::new() }),
+            state: RwLock::new(State { view, ring, previous_rings: previous }),
             client,
             last_seen: Mutex::new(HashMap::new()),
             changed: tokio::sync::Notify::new(),
@@ -236,17 +243,15 @@ impl Cluster {
     pub fn previous_holders(&self, key: &ActorKey) -> Vec<(NodeId, String, bool)> {
         let state = self.state.read();
         let mut out: Vec<(NodeId, String, bool)> = Vec::new();
-        for (old_view, old_ring) in &state.history {
+        for old_ring in &state.previous_rings {
             let Some(owner) = old_ring.owner(key) else { continue };
             let Ok(node) = NodeId::parse(owner) else { continue };
             if node == self.id || out.iter().any(|(n, _, _)| n == &node) {
                 continue;
             }
-            let (addr, alive) = match state.view.members.get(&node) {
-                Some(m) => (m.addr.clone(), matches!(m.state, MemberState::Active | MemberState::Draining)),
-                None => (old_view.addr_of(&node).unwrap_or_default().to_string(), false),
-            };
-            out.push((node, addr, alive));
+            let Some(member) = state.view.members.get(&node) else { continue };
+            let alive = matches!(member.state, MemberState::Active | MemberState::Draining);
+            out.push((node, member.addr.clone(), alive));
         }
         out
     }
@@ -258,11 +263,9 @@ impl Cluster {
             if !view.supersedes(&state.view) {
                 return false;
             }
-            let ring = Ring::build(&view, self.settings.vnodes);
-            let old_view = std::mem::replace(&mut state.view, view.clone());
-            let old_ring = std::mem::replace(&mut state.ring, ring);
-            state.history.push_front((old_view, old_ring));
-            state.history.truncate(HISTORY);
+            state.ring = Ring::build(&view, self.settings.vnodes);
+            state.previous_rings = previous_rings(&view, self.settings.vnodes);
+            state.view = view.clone();
         }
         if let Ok(bytes) = serde_json::to_vec(&view) {
             let _ = crate::startup::write_secret(&self.view_file, &String::from_utf8_lossy(&bytes));

@@ -42,11 +42,18 @@ pub struct Member {
 pub struct View {
     pub epoch: u64,
     pub members: BTreeMap<NodeId, Member>,
+    /// The active members of earlier views, newest first: a key's file may still be with its
+    /// owner under one of them. Carried in the view so a node that just joined knows them too.
+    #[serde(default)]
+    pub previous: Vec<Vec<NodeId>>,
 }
+
+/// How many earlier placements a view remembers.
+const PREVIOUS: usize = 4;
 
 impl View {
     pub fn single(id: NodeId, addr: String) -> View {
-        View { epoch: 1, members: [(id, Member { addr, state: MemberState::Active })].into() }
+        View { epoch: 1, members: [(id, Member { addr, state: MemberState::Active })].into(), previous: Vec::new() }
     }
 
     /// A stable fingerprint that breaks ties between views of equal epoch.
@@ -64,7 +71,13 @@ impl View {
     pub fn with(&self, change: impl FnOnce(&mut BTreeMap<NodeId, Member>)) -> View {
         let mut members = self.members.clone();
         change(&mut members);
-        View { epoch: self.epoch + 1, members }
+        let active: Vec<NodeId> = self.active().map(|(id, _)| id.clone()).collect();
+        let mut previous = self.previous.clone();
+        if previous.first() != Some(&active) && !active.is_empty() {
+            previous.insert(0, active);
+        }
+        previous.truncate(PREVIOUS);
+        View { epoch: self.epoch + 1, members, previous }
     }
 
     pub fn active(&self) -> impl Iterator<Item = (&NodeId, &Member)> {

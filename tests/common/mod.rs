@@ -43,6 +43,35 @@ impl TestNode {
         node
     }
 
+    /// A cluster node `id`, joining through `seed` (none for the first node).
+    pub fn start_cluster_node(id: &str, seed: Option<SocketAddr>, env: &[(&str, &str)]) -> TestNode {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        env.push(("VITRINA_CLUSTER__SECRET".into(), "test-cluster-secret".into()));
+        env.push(("VITRINA_CLUSTER__HEARTBEAT_MS".into(), "200".into()));
+        env.push(("VITRINA_CLUSTER__DOWN_AFTER_MS".into(), "2000".into()));
+        let seed = seed.map(|s| s.to_string());
+        let mut extra = vec!["--cluster", "--node-id", id];
+        if let Some(seed) = &seed {
+            extra.push("--join");
+            extra.push(seed);
+        }
+        let mut node = Self::spawn(&dir, &env, &extra, "127.0.0.1:0");
+        node._temp = Some(temp);
+        node
+    }
+
+    /// SIGKILL, no restart.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn cluster_status(&self) -> Value {
+        self.plain().get(format!("http://{}/cluster/status", self.addr)).send().await.unwrap().json().await.unwrap()
+    }
+
     fn spawn(dir: &Path, env: &[(String, String)], extra: &[&str], listen: &str) -> TestNode {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitrina"));
         cmd.args(["serve", "--listen", listen, "--data-dir"])

@@ -1,0 +1,248 @@
+//! Several real nodes on 127.0.0.1: routing to the owner, a node joining and one draining under
+//! load, with every cart checked afterwards.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+const SHOPPERS: usize = 1000;
+
+#[derive(Clone)]
+struct Shopper {
+    sid: String,
+    quantity: i64,
+}
+
+/// One client per entry node, no cookie jar: each request names its shopper's session.
+fn client_for(addr: SocketAddr) -> Client {
+    Client::builder().resolve("shop.localhost", addr).pool_max_idle_per_host(16).build().unwrap()
+}
+
+fn base(node: &TestNode) -> String {
+    format!("http://shop.localhost:{}", node.addr.port())
+}
+
+async fn start_cluster(n: usize) -> Vec<TestNode> {
+    let first = TestNode::start_cluster_node("n1", None, &[]);
+    let seed = first.addr;
+    let mut nodes = vec![first];
+    for i in 2..=n {
+        nodes.push(TestNode::start_cluster_node(&format!("n{i}"), Some(seed), &[]));
+    }
+    wait_for_active(&nodes.iter().collect::<Vec<_>>(), n).await;
+    nodes
+}
+
+async fn wait_for_active(nodes: &[&TestNode], active: usize) {
+    for node in nodes {
+        wait_until("every node to see the same active members", Duration::from_secs(30), || async {
+            let s = node.cluster_status().await;
+            s["members"].as_array().unwrap().iter().filter(|m| m["state"] == "active").count() == active
+        })
+        .await;
+    }
+}
+
+/// Sends a request, retrying while its actor is moving (503 + Retry-After) or a node is
+/// unreachable; every retry is counted as a failed request.
+async fn with_retry(failures: &AtomicUsize, send: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Response {
+    for _ in 0..100 {
+        match send().send().await {
+            Ok(res) if res.status() == StatusCode::SERVICE_UNAVAILABLE => {}
+            Ok(res) => return res,
+            Err(_) => {}
+        }
+        failures.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("request kept failing");
+}
+
+async fn seed_store(node: &TestNode) {
+    let token = node.create_store("shop", "Cluster Shop").await;
+    let products = json!({"products": [
+        {"id": "mug", "title": "Mug", "price": "5.00", "stock": 100000},
+        {"id": "tent", "title": "Tent", "price": "120.00", "stock": 100000},
+    ]});
+    let (s, b) = node.admin(&token, reqwest::Method::POST, "/stores/shop/products", Some(products)).await;
+    assert_eq!(s, 200, "{b}");
+    let page = json!({"title": "Home", "blocks": [{"type": "hero", "config": {"heading": "Cluster home"}}]});
+    let (s, b) = node.admin(&token, reqwest::Method::PUT, "/stores/shop/pages/home", Some(page)).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = node.admin(&token, reqwest::Method::POST, "/stores/shop/pages/home/publish", None).await;
+    assert_eq!(s, 200, "{b}");
+}
+
+fn sid_of(res: &reqwest::Response) -> Option<String> {
+    res.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
+        c.strip_prefix("sid=").map(|rest| rest.split(';').next().unwrap_or_default().to_string())
+    })
+}
+
+/// Creates `SHOPPERS` carts, each through a different entry node.
+async fn fill_carts(nodes: &[TestNode], failures: &AtomicUsize) -> Vec<Shopper> {
+    let clients: Vec<(Client, String)> = nodes.iter().map(|n| (client_for(n.addr), base(n))).collect();
+    let mut shoppers = Vec::new();
+    for chunk_start in (0..SHOPPERS).step_by(50) {
+        let adds = (chunk_start..(chunk_start + 50).min(SHOPPERS)).map(|i| {
+            let (client, base) = clients[i % clients.len()].clone();
+            async move {
+                let quantity = (i % 5 + 1) as i64;
+                let res = with_retry(failures, || client.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": quantity}))).await;
+                assert_eq!(res.status(), StatusCode::CREATED);
+                Shopper { sid: sid_of(&res).expect("a new session cookie"), quantity }
+            }
+        });
+        shoppers.extend(futures::future::join_all(adds).await);
+    }
+    shoppers
+}
+
+/// Reads every cart through an entry node other than the one that created it; returns the
+/// node that served each shopper.
+async fn check_carts(shoppers: &[Shopper], nodes: &[&TestNode], failures: &AtomicUsize) -> Vec<String> {
+    let clients: Vec<(Client, String)> = nodes.iter().map(|n| (client_for(n.addr), base(n))).collect();
+    let mut owners = Vec::new();
+    for chunk in shoppers.chunks(50).enumerate() {
+        let (c, chunk) = chunk;
+        let reads = chunk.iter().enumerate().map(|(j, s)| {
+            let (client, base) = clients[(c * 50 + j + 1) % clients.len()].clone();
+            async move {
+                let res = with_retry(failures, || client.get(format!("{base}/cart")).header("cookie", format!("sid={}", s.sid))).await;
+                let owner = res.headers().get("x-vitrina-node").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                let body: Value = res.json().await.unwrap();
+                assert_eq!(body["cart"]["count"], s.quantity, "shopper {} lost its cart: {body}", s.sid);
+                owner
+            }
+        });
+        owners.extend(futures::future::join_all(reads).await);
+    }
+    owners
+}
+
+/// Keeps adding to (and reading) a separate set of carts until `stop`; returns how many adds
+/// were acknowledged per shopper so the caller can verify none was lost.
+fn background_load(nodes: &[&TestNode], stop: Arc<AtomicBool>, failures: Arc<AtomicUsize>) -> tokio::task::JoinHandle<Vec<(String, i64)>> {
+    let clients: Vec<(Client, String)> = nodes.iter().map(|n| (client_for(n.addr), base(n))).collect();
+    tokio::spawn(async move {
+        let mut acked: Vec<(String, i64)> = Vec::new();
+        let mut round = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            let (client, base) = &clients[round % clients.len()];
+            if acked.len() < 40 {
+                let res = with_retry(&failures, || client.post(format!("{base}/cart/items")).json(&json!({"productId": "tent", "quantity": 1}))).await;
+                if res.status() == StatusCode::CREATED {
+                    acked.push((sid_of(&res).unwrap_or_default(), 1));
+                }
+            } else {
+                let i = round % acked.len();
+                let sid = acked[i].0.clone();
+                let res = with_retry(&failures, || {
+                    client.post(format!("{base}/cart/items")).header("cookie", format!("sid={sid}")).json(&json!({"productId": "tent", "quantity": 1}))
+                })
+                .await;
+                if res.status() == StatusCode::CREATED {
+                    acked[i].1 += 1;
+                }
+            }
+            round += 1;
+        }
+        acked
+    })
+}
+
+async fn verify_background(acked: &[(String, i64)], node: &TestNode, failures: &AtomicUsize) {
+    let client = client_for(node.addr);
+    for (sid, count) in acked {
+        let res = with_retry(failures, || client.get(format!("{}/cart", base(node))).header("cookie", format!("sid={sid}"))).await;
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["cart"]["count"], *count, "an acknowledged add under load was lost: {body}");
+    }
+}
+
+#[tokio::test]
+async fn any_node_serves_a_request_through_the_owner() {
+    let nodes = start_cluster(3).await;
+    seed_store(&nodes[1]).await;
+    let failures = AtomicUsize::new(0);
+    let a = client_for(nodes[0].addr);
+    let res = with_retry(&failures, || a.post(format!("{}/cart/items", base(&nodes[0]))).json(&json!({"productId": "mug", "quantity": 2}))).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let sid = sid_of(&res).unwrap();
+    let mut served_by = Vec::new();
+    for node in &nodes {
+        let res = client_for(node.addr).get(format!("{}/cart", base(node))).header("cookie", format!("sid={sid}")).send().await.unwrap();
+        served_by.push(res.headers()["x-vitrina-node"].to_str().unwrap().to_string());
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["cart"]["count"], 2);
+    }
+    assert!(served_by.iter().all(|n| n == &served_by[0]), "one owner serves every entry node: {served_by:?}");
+    // The store's pages render on every node, from the store owner's snapshot.
+    for node in &nodes {
+        let html = client_for(node.addr).get(base(node)).header("accept", "text/html").header("cookie", format!("sid={sid}")).send().await.unwrap().text().await.unwrap();
+        assert!(html.contains("Cluster home"));
+    }
+    // Internal endpoints refuse callers without the cluster secret, and forged hops.
+    let res = nodes[0].plain().get(format!("http://{}/internal/view", nodes[0].addr)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = client_for(nodes[0].addr).get(format!("{}/cart", base(&nodes[0]))).header("x-vitrina-hop", "1").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // The CLI prints the ring.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitrina"))
+        .args(["cluster", "status", "--config", "/nonexistent.toml", "--via", &nodes[2].addr.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("n1") && text.contains("n3") && text.contains("epoch"), "{text}");
+}
+
+#[tokio::test]
+async fn a_fourth_node_joins_and_a_node_drains_under_load_without_losing_a_cart() {
+    let mut nodes = start_cluster(3).await;
+    seed_store(&nodes[0]).await;
+    let failures = Arc::new(AtomicUsize::new(0));
+    let shoppers = fill_carts(&nodes, &failures).await;
+    let before = check_carts(&shoppers, &nodes.iter().collect::<Vec<_>>(), &failures).await;
+
+    // Join under load.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = background_load(&nodes.iter().collect::<Vec<_>>(), stop.clone(), failures.clone());
+    nodes.push(TestNode::start_cluster_node("n4", Some(nodes[0].addr), &[]));
+    wait_for_active(&nodes.iter().collect::<Vec<_>>(), 4).await;
+    let after = check_carts(&shoppers, &nodes.iter().collect::<Vec<_>>(), &failures).await;
+    let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+    let fraction = moved as f64 / shoppers.len() as f64;
+    assert!(after.iter().zip(&before).all(|(a, b)| a == b || a == "n4"), "only keys owned by the new node moved");
+    println!("join: {moved} of {} shoppers moved ({:.1}%), {} failed requests retried", shoppers.len(), fraction * 100.0, failures.load(Ordering::Relaxed));
+    assert!((0.15..0.35).contains(&fraction), "moved fraction {fraction}");
+
+    // Drain n2 under load: every cart must survive and n2 must end up `left` owning nothing.
+    let drain = std::process::Command::new(env!("CARGO_BIN_EXE_vitrina"))
+        .args(["cluster", "drain", "n2", "--config", "/nonexistent.toml", "--via", &nodes[0].addr.to_string()])
+        .env("VITRINA_CLUSTER__SECRET", "test-cluster-secret")
+        .output()
+        .unwrap();
+    assert!(drain.status.success(), "{}", String::from_utf8_lossy(&drain.stderr));
+    let drained = &nodes[1];
+    wait_until("n2 to finish draining", Duration::from_secs(60), || async {
+        let s = nodes[0].cluster_status().await;
+        s["members"].as_array().unwrap().iter().any(|m| m["id"] == "n2" && m["state"] == "left")
+    })
+    .await;
+    assert_eq!(drained.cluster_status().await["localActorFiles"], 0, "a drained node keeps no actor files");
+    stop.store(true, Ordering::Relaxed);
+    let acked = load.await.unwrap();
+    let remaining: Vec<&TestNode> = nodes.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, n)| n).collect();
+    let owners = check_carts(&shoppers, &remaining, &failures).await;
+    assert!(owners.iter().all(|o| o != "n2"));
+    verify_background(&acked, remaining[0], &failures).await;
+    println!("drain: {} carts intact, {} carts written under load intact, {} failed requests retried", shoppers.len(), acked.len(), failures.load(Ordering::Relaxed));
+    nodes[1].kill();
+}
