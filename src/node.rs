@@ -9,6 +9,7 @@ use crate::catalog::NodeCatalog;
 use crate::config::Settings;
 use crate::ids::StoreId;
 use crate::render::cache::{AnonymousPages, PersonalPages};
+use crate::replication::Replicator;
 use crate::store::snapshot::SharedSnapshot;
 use crate::storage::DataLayout;
 
@@ -23,10 +24,13 @@ pub struct Node {
     pub personal_pages: PersonalPages,
     pub anonymous_pages: AnonymousPages,
     operator_token: String,
+    /// Copies of actor files in object storage; `None` when not configured. Node-level hooks
+    /// (restore on activation, commit tracking, passivation) live in `replication.rs`.
+    pub replicator: Option<Arc<Replicator>>,
 }
 
 impl Node {
-    pub fn new(settings: Settings, catalog: NodeCatalog, operator_token: String) -> Arc<Node> {
+    pub fn new(settings: Settings, catalog: NodeCatalog, operator_token: String, replicator: Option<Arc<Replicator>>) -> Arc<Node> {
         let layout = DataLayout::new(settings.data_dir.clone());
         let registry = Registry::new(settings.arbiter_count(), Duration::from_secs(15));
         Arc::new(Node {
@@ -38,6 +42,7 @@ impl Node {
             catalog,
             registry,
             operator_token,
+            replicator,
         })
     }
 

@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::error::request_id_middleware;
 use crate::ids::ActorKey;
 use crate::node::Node;
+use crate::replication::Replicator;
 use crate::storage::{now_ms, DataLayout};
 
 pub struct Application {
@@ -36,7 +37,8 @@ impl Application {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             n => n,
         };
-        let node = Node::new(settings, catalog, operator_token);
+        let replicator = Replicator::from_settings(&settings.replication, &layout).context("invalid [replication] settings")?;
+        let node = Node::new(settings, catalog, operator_token, replicator);
         let data = web::Data::from(node.clone());
         let server = HttpServer::new(move || {
             let data = data.clone();
@@ -50,6 +52,9 @@ impl Application {
         .listen(listener)?
         .run();
         spawn_alarm_poller(node.clone());
+        if let Some(replicator) = &node.replicator {
+            replicator.spawn_snapshot_loop();
+        }
         Ok(Application { port, server, node })
     }
 

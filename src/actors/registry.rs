@@ -240,6 +240,11 @@ async fn activate(node: Arc<Node>, key: ActorKey, busy: watch::Sender<()>, gener
         registry.abandon(&key);
         return Err(ActorError::NoSuchStore(store.clone()));
     }
+    // Replication: a missing file may have a verified copy in object storage; install it first.
+    if let Err(e) = node.restore_if_missing(&key).await {
+        registry.abandon(&key);
+        return Err(ActorError::Activation(key, StorageError::Restore(e.to_string())));
+    }
     let path = node.layout.actor_db(&key);
     let kind = match key {
         ActorKey::Store(_) => SchemaKind::Store,
@@ -247,7 +252,7 @@ async fn activate(node: Arc<Node>, key: ActorKey, busy: watch::Sender<()>, gener
     };
     let opened = tokio::task::spawn_blocking(move || ActorDb::open(&path, kind)).await;
     let db = match opened {
-        Ok(Ok(db)) => db,
+        Ok(Ok(db)) => node.track_commits(&key, db),
         Ok(Err(e)) => {
             registry.abandon(&key);
             return Err(ActorError::Activation(key, e));
