@@ -97,7 +97,9 @@ pub struct ReplicationSettings {
     pub snapshot_interval_ms: u64,
     /// Uploads in flight at once from the periodic snapshot task.
     pub max_concurrent_uploads: usize,
-    /// Deadline of one request to the object store.
+    /// Deadline of one request to the object store. rust-s3 retries a failed request once
+    /// (after 1 s), so a `sync` write waits at most about twice this plus a second: keep that
+    /// below the actor ask timeout (15 s).
     pub request_timeout_ms: u64,
 }
 
@@ -113,7 +115,7 @@ impl Default for ReplicationSettings {
             prefix: "vitrina".into(),
             snapshot_interval_ms: 1000,
             max_concurrent_uploads: 8,
-            request_timeout_ms: 10_000,
+            request_timeout_ms: 5_000,
         }
     }
 }

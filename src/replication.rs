@@ -359,8 +359,14 @@ impl Replicator {
         if !self.is_dirty(&key) {
             return;
         }
+        // `stopped` also runs while the system shuts down, possibly without a runtime left; the
+        // key then stays dirty only in memory, which is what a crash at that moment would give.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(%key, "no runtime to upload a passivated actor");
+            return;
+        };
         let this = self.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let _ = this.flush(&key).await;
         });
     }

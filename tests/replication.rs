@@ -31,7 +31,13 @@ fn s3_endpoint() -> Option<String> {
             panic!("VITRINA_TEST_S3_ENDPOINT is not set: CI must start an S3-compatible server (see .ci/run)")
         }
         _ => {
-            eprintln!("SKIPPED: set VITRINA_TEST_S3_ENDPOINT (e.g. start `moto_server -p 5123` and use http://127.0.0.1:5123) to run the replication tests");
+            // Straight to stderr: libtest captures eprintln! of passing tests, and a skip must
+            // be seen.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: set VITRINA_TEST_S3_ENDPOINT (e.g. start `moto_server -p 5123`, then http://127.0.0.1:5123) to run the replication tests"
+            );
             None
         }
     }
@@ -122,6 +128,31 @@ async fn async_copies_bring_back_carts_and_store_state_after_a_lost_disk() {
     assert!(page.contains("Welcome to Replicated"), "published pages came back");
     assert!(node.metric("vitrina_replication_restores_total{kind=\"shopper\"}").await >= 1);
     assert!(node.metric("vitrina_replication_restores_total{kind=\"store\"}").await >= 1);
+}
+
+#[tokio::test]
+async fn a_passivated_actor_is_uploaded_without_waiting_for_the_interval() {
+    let Some(endpoint) = s3_endpoint() else { return };
+    let bucket = new_bucket(&endpoint).await;
+    let mut env = replication_env(&endpoint, &bucket, 3_600_000);
+    env.push(("VITRINA_ACTORS__IDLE_TIMEOUT_SECS".into(), "1".into()));
+    let node = start(&env);
+    node.seed_store("nap", "Nap").await;
+    let c = node.shopper("nap");
+    let base = node.base("nap");
+    assert_eq!(add(&c, &base, "socks", 5).await.0, StatusCode::CREATED);
+    // Both actors passivate after a second idle; each is uploaded as it closes its file.
+    wait_until("the passivated actors' uploads", Duration::from_secs(15), || async {
+        node.live_shoppers().await == 0
+            && node.metric("vitrina_replication_uploads_total{kind=\"shopper\"}").await >= 1
+            && node.metric("vitrina_replication_uploads_total{kind=\"store\"}").await >= 1
+    })
+    .await;
+    let node = node.kill_and_lose_disk();
+    node.create_store("nap", "Nap").await;
+    let (status, body) = cart(&c, &node.base("nap")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cart"]["count"], 5, "{body}");
 }
 
 #[tokio::test]
