@@ -26,6 +26,7 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub cluster: crate::cluster::ClusterSettings,
     pub feed: FeedSettings,
+    pub replication: ReplicationSettings,
 }
 
 /// Upstream catalog sync and order delivery: timeouts, retries, the circuit breaker.
@@ -108,6 +109,80 @@ pub struct CacheSettings {
     pub anonymous_page_max_bytes: u64,
 }
 
+/// Copies of actor files in S3-compatible object storage (see `src/replication.rs`). Disabled
+/// while `endpoint` is unset: a single node then relies on its own disk alone.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplicationSettings {
+    /// Base URL of the object store, e.g. `https://s3.eu-central-1.amazonaws.com` or
+    /// `http://127.0.0.1:9000`; unset or empty disables replication.
+    pub endpoint: Option<String>,
+    /// Bucket holding the copies; it must exist.
+    pub bucket: String,
+    /// Signing region (S3-compatible servers usually accept any, e.g. `us-east-1`).
+    pub region: String,
+    /// Credentials; when unset, the standard `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
+    /// environment variables or profile are used.
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    /// `https://endpoint/bucket/key` instead of `https://bucket.endpoint/key` (MinIO, moto).
+    pub path_style: bool,
+    /// Every object key starts with this: `{prefix}/stores/{store}/store.db`. Segments of
+    /// `[A-Za-z0-9._-]` separated by `/`; empty puts the copies at the bucket's root.
+    pub prefix: String,
+    /// How often the files of actors with new commits are uploaded: with `durability = "async"`
+    /// a lost node loses at most this much of its latest writes (plus the upload time).
+    pub snapshot_interval_ms: u64,
+    /// Uploads in flight at once from the periodic snapshot task.
+    pub max_concurrent_uploads: usize,
+    /// Deadline of one request to the object store. rust-s3 retries a failed request once
+    /// (after 1 s), so a `sync` write waits at most about twice this plus a second: keep that
+    /// below the actor ask timeout (15 s).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ReplicationSettings {
+    fn default() -> Self {
+        ReplicationSettings {
+            endpoint: None,
+            bucket: "vitrina".into(),
+            region: "us-east-1".into(),
+            access_key: None,
+            secret_key: None,
+            path_style: true,
+            prefix: "vitrina".into(),
+            snapshot_interval_ms: 1000,
+            max_concurrent_uploads: 8,
+            request_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl ReplicationSettings {
+    /// Replication is on when an endpoint is configured.
+    pub fn enabled(&self) -> bool {
+        self.endpoint.as_deref().is_some_and(|e| !e.trim().is_empty())
+    }
+}
+
+/// Written by hand so the secret key never reaches a log line.
+impl std::fmt::Debug for ReplicationSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationSettings")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
+            .field("path_style", &self.path_style)
+            .field("prefix", &self.prefix)
+            .field("snapshot_interval_ms", &self.snapshot_interval_ms)
+            .field("max_concurrent_uploads", &self.max_concurrent_uploads)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .finish()
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -121,6 +196,7 @@ impl Default for Settings {
             cache: CacheSettings::default(),
             cluster: Default::default(),
             feed: FeedSettings::default(),
+            replication: ReplicationSettings::default(),
         }
     }
 }

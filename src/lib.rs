@@ -16,6 +16,7 @@ pub mod ids;
 pub mod metrics;
 pub mod node;
 pub mod render;
+pub mod replication;
 pub mod startup;
 pub mod storage;
 pub mod store;

@@ -15,6 +15,7 @@ use crate::catalog::NodeCatalog;
 use crate::config::Settings;
 use crate::ids::StoreId;
 use crate::render::cache::{AnonymousPages, PersonalPages};
+use crate::replication::Replicator;
 use crate::store::snapshot::SharedSnapshot;
 use crate::storage::DataLayout;
 
@@ -32,6 +33,9 @@ pub struct Node {
     pub cluster: Cluster,
     /// When each remote store's snapshot was last confirmed current with its owner.
     remote_checked: moka::sync::Cache<StoreId, Instant>,
+    /// Copies of actor files in object storage; `None` when not configured. Node-level hooks
+    /// (restore on activation, commit tracking, passivation) live in `replication.rs`.
+    pub replicator: Option<Arc<Replicator>>,
 }
 
 /// How long a snapshot of a store owned by another node is used without asking the owner for
@@ -39,7 +43,7 @@ pub struct Node {
 const REMOTE_REVALIDATE: Duration = Duration::from_millis(1000);
 
 impl Node {
-    pub fn new(settings: Settings, catalog: NodeCatalog, operator_token: String, cluster: Cluster) -> Arc<Node> {
+    pub fn new(settings: Settings, catalog: NodeCatalog, operator_token: String, cluster: Cluster, replicator: Option<Arc<Replicator>>) -> Arc<Node> {
         let layout = DataLayout::new(settings.data_dir.clone());
         let registry = Registry::new(settings.arbiter_count(), Duration::from_secs(15));
         Arc::new(Node {
@@ -53,6 +57,7 @@ impl Node {
             operator_token,
             cluster,
             remote_checked: moka::sync::Cache::builder().max_capacity(10_000).build(),
+            replicator,
         })
     }
 

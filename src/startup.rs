@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::error::request_id_middleware;
 use crate::ids::ActorKey;
 use crate::node::Node;
+use crate::replication::Replicator;
 use crate::storage::{now_ms, DataLayout};
 
 pub struct Application {
@@ -38,7 +39,8 @@ impl Application {
         };
         let bound = listener.local_addr()?.to_string();
         let cluster = crate::cluster::Cluster::new(&settings.cluster, &bound, &settings.data_dir)?;
-        let node = Node::new(settings, catalog, operator_token, cluster);
+        let replicator = Replicator::from_settings(&settings.replication, &layout).context("invalid [replication] settings")?;
+        let node = Node::new(settings, catalog, operator_token, cluster, replicator);
         let data = web::Data::from(node.clone());
         let server = HttpServer::new(move || {
             let data = data.clone();
@@ -53,6 +55,9 @@ impl Application {
         .listen(listener)?
         .run();
         spawn_alarm_poller(node.clone());
+        if let Some(replicator) = &node.replicator {
+            replicator.spawn_snapshot_loop();
+        }
         Ok(Application { port, server, node })
     }
 

@@ -35,6 +35,11 @@ pub enum StorageError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("blocking task failed: {0}")]
     Join(String),
+    /// The actor's file is missing locally and its copy in object storage could not be
+    /// fetched or was refused (checksum, integrity check). Activation stops here rather than
+    /// start an empty actor whose next upload would overwrite the good copy.
+    #[error("restore from object storage failed: {0}")]
+    Restore(String),
 }
 
 pub type StorageResult<T> = Result<T, StorageError>;
@@ -62,7 +67,7 @@ pub enum SchemaKind {
 impl SchemaKind {
     fn migrations(self) -> &'static [Migration] {
         match self {
-            SchemaKind::Store => migrations![1 => "store/0001_init.sql", 2 => "store/0002_webhooks.sql"],
+            SchemaKind::Store => migrations![1 => "store/0001_init.sql", 2 => "store/0002_webhooks.sql", 3 => "store/0003_durability.sql"],
             SchemaKind::Shopper => migrations![1 => "shopper/0001_init.sql", 2 => "shopper/0002_orders.sql"],
             SchemaKind::Catalog => migrations![1 => "catalog/0001_init.sql", 2 => "catalog/0002_shopify_domains.sql"],
         }
@@ -134,16 +139,33 @@ fn migrate(conn: &mut Connection, kind: SchemaKind) -> StorageResult<()> {
     Ok(())
 }
 
+/// Called after every committed write of an actor, on the committing thread. Replication uses
+/// it to mark the actor dirty; it must be cheap and must not block.
+pub type CommitHook = Arc<dyn Fn() + Send + Sync>;
+
 /// An actor's connection. Only the owning actor touches it, one turn at a time, so the mutex
 /// is never contended; it exists so a commit can run on the blocking pool.
 #[derive(Clone)]
 pub struct ActorDb {
     conn: Arc<Mutex<Connection>>,
+    on_commit: Option<CommitHook>,
 }
 
 impl ActorDb {
     pub fn open(path: &Path, kind: SchemaKind) -> StorageResult<ActorDb> {
-        Ok(ActorDb { conn: Arc::new(Mutex::new(open(path, kind)?)) })
+        Ok(ActorDb { conn: Arc::new(Mutex::new(open(path, kind)?)), on_commit: None })
+    }
+
+    /// Runs `hook` after every commit made through this handle (and its clones made later).
+    pub fn with_commit_hook(mut self, hook: CommitHook) -> ActorDb {
+        self.on_commit = Some(hook);
+        self
+    }
+
+    fn committed(&self) {
+        if let Some(hook) = &self.on_commit {
+            hook();
+        }
     }
 
     /// Runs a read on the caller's thread.
@@ -160,15 +182,17 @@ impl ActorDb {
         F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
         let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
+        let value = tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
             let value = f(&tx)?;
             tx.commit().map_err(StorageError::from)?;
-            Ok(value)
+            Ok::<T, E>(value)
         })
         .await
-        .map_err(|e| StorageError::Join(e.to_string()))?
+        .map_err(|e| StorageError::Join(e.to_string()))??;
+        self.committed();
+        Ok(value)
     }
 
     /// Same as [`write`](Self::write) but on the caller's thread, for startup and seeding.
@@ -177,7 +201,40 @@ impl ActorDb {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
         let value = f(&tx)?;
         tx.commit().map_err(StorageError::from)?;
+        drop(conn);
+        self.committed();
         Ok(value)
+    }
+}
+
+/// Writes a transactionally consistent copy of the database at `src` to `dest` with
+/// `VACUUM INTO`, from a separate read-only connection: safe while the owning actor keeps
+/// committing (the copy is one read transaction over the database and its WAL), and never a
+/// torn copy of raw pages, which copying the file (or the file plus its `-wal`) would risk.
+/// Returns `false` when `src` does not exist.
+pub fn consistent_copy(src: &Path, dest: &Path) -> StorageResult<bool> {
+    use rusqlite::OpenFlags;
+    if !src.exists() {
+        return Ok(false);
+    }
+    let conn = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let dest_str = dest.to_str().ok_or_else(|| std::io::Error::other("snapshot path is not UTF-8"))?;
+    conn.execute("VACUUM INTO ?1", [dest_str])?;
+    Ok(true)
+}
+
+/// `PRAGMA integrity_check` on the file at `path`: `Ok(None)` when it passes, else the first
+/// problems SQLite reports. Opening a file that is not a database at all is also a failure.
+pub fn integrity_problems(path: &Path) -> StorageResult<Option<String>> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let mut stmt = conn.prepare("PRAGMA integrity_check(20)")?;
+    let rows: Vec<String> = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+    if rows.len() == 1 && rows[0] == "ok" {
+        Ok(None)
+    } else {
+        Ok(Some(rows.join("; ")))
     }
 }
 

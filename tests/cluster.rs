@@ -30,11 +30,15 @@ fn base(node: &TestNode) -> String {
 }
 
 async fn start_cluster(n: usize) -> Vec<TestNode> {
-    let first = TestNode::start_cluster_node("n1", None, &[]);
+    start_cluster_with(n, &[]).await
+}
+
+async fn start_cluster_with(n: usize, env: &[(&str, &str)]) -> Vec<TestNode> {
+    let first = TestNode::start_cluster_node("n1", None, env);
     let seed = first.addr;
     let mut nodes = vec![first];
     for i in 2..=n {
-        nodes.push(TestNode::start_cluster_node(&format!("n{i}"), Some(seed), &[]));
+        nodes.push(TestNode::start_cluster_node(&format!("n{i}"), Some(seed), env));
     }
     wait_for_active(&nodes.iter().collect::<Vec<_>>(), n).await;
     nodes
@@ -245,4 +249,55 @@ async fn a_fourth_node_joins_and_a_node_drains_under_load_without_losing_a_cart(
     verify_background(&acked, remaining[0], &failures).await;
     println!("drain: {} carts intact, {} carts written under load intact, {} failed requests retried", shoppers.len(), acked.len(), failures.load(Ordering::Relaxed));
     nodes[1].kill();
+}
+
+#[tokio::test]
+async fn a_killed_nodes_actors_are_served_by_the_others_from_object_storage() {
+    let Some(endpoint) = common::objects::s3_endpoint() else { return };
+    let bucket = common::objects::new_bucket(&endpoint).await;
+    let env_owned = common::objects::replication_env(&endpoint, &bucket, 300);
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut nodes = start_cluster_with(3, &env).await;
+    seed_store(&nodes[0]).await;
+    // A second store acknowledges a write only once it is in object storage.
+    let sync_token = nodes[0].create_store("vault", "Vault").await;
+    let (s, b) = nodes[0].admin(&sync_token, reqwest::Method::POST, "/stores/vault/products", Some(json!({"id": "gold", "title": "Gold", "price": "99.00", "stock": 100000}))).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = nodes[0].admin(&sync_token, reqwest::Method::PATCH, "/stores/vault/settings", Some(json!({"durability": "sync"}))).await;
+    assert_eq!(s, 200, "{b}");
+
+    let failures = AtomicUsize::new(0);
+    let shoppers = fill_carts(&nodes, &failures).await;
+    let owners = check_carts(&shoppers, &nodes.iter().collect::<Vec<_>>(), &failures).await;
+    // Older than the RPO (snapshot interval 300 ms + upload): wait it out.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Sync-durability writes right before the kill, through every node.
+    let vault = |n: &TestNode| Client::builder().resolve("vault.localhost", n.addr).build().unwrap();
+    let mut vault_carts = Vec::new();
+    for i in 0..30 {
+        let n = &nodes[i % 3];
+        let res = with_retry(&failures, || vault(n).post(format!("http://vault.localhost:{}/cart/items", n.addr.port())).json(&json!({"productId": "gold", "quantity": 1}))).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        vault_carts.push(sid_of(&res).unwrap());
+    }
+
+    nodes[1].kill();
+    let survivors: Vec<&TestNode> = vec![&nodes[0], &nodes[2]];
+    wait_until("n2 to be declared down", Duration::from_secs(30), || async {
+        let s = survivors[0].cluster_status().await;
+        s["members"].as_array().unwrap().iter().any(|m| m["id"] == "n2" && m["state"] == "down")
+    })
+    .await;
+    let lost_node_shoppers = owners.iter().filter(|o| *o == "n2").count();
+    assert!(lost_node_shoppers > 100, "the killed node owned a share of the shoppers: {lost_node_shoppers}");
+    let after = check_carts(&shoppers, &survivors, &failures).await;
+    assert!(after.iter().all(|o| o != "n2"));
+    for sid in &vault_carts {
+        let n = survivors[0];
+        let res = with_retry(&failures, || vault(n).get(format!("http://vault.localhost:{}/cart", n.addr.port())).header("cookie", format!("sid={sid}"))).await;
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["cart"]["count"], 1, "an acknowledged sync write was lost: {body}");
+    }
+    println!("kill -9: {lost_node_shoppers} shoppers of the killed node restored from object storage; {} failed requests retried", failures.load(Ordering::Relaxed));
 }

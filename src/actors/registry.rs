@@ -275,15 +275,18 @@ async fn activate(node: Arc<Node>, key: ActorKey, busy: watch::Sender<()>, gener
     }
     let path = node.layout.actor_db(&key);
     if node.cluster.enabled() && !path.exists() {
-        // The file may still be with the key's owner under an earlier view: take it over before
-        // anything opens a fresh one here.
-        match crate::cluster::handoff::pull(&node, &key).await {
-            Ok(_) => {}
-            Err(e) => {
-                registry.abandon(&key);
-                return Err(ActorError::Moving(key, e.to_string()));
-            }
+        // The file may still be with the key's owner under an earlier view (newest data): take
+        // it over before anything opens a fresh one here.
+        if let Err(e) = crate::cluster::handoff::pull(&node, &key).await {
+            registry.abandon(&key);
+            return Err(ActorError::Moving(key, e.to_string()));
         }
+    }
+    // Replication: a file still missing (its node was lost) may have a verified copy in object
+    // storage; install it before opening.
+    if let Err(e) = node.restore_if_missing(&key).await {
+        registry.abandon(&key);
+        return Err(ActorError::Activation(key, StorageError::Restore(e.to_string())));
     }
     let kind = match key {
         ActorKey::Store(_) => SchemaKind::Store,
@@ -291,7 +294,7 @@ async fn activate(node: Arc<Node>, key: ActorKey, busy: watch::Sender<()>, gener
     };
     let opened = tokio::task::spawn_blocking(move || ActorDb::open(&path, kind)).await;
     let db = match opened {
-        Ok(Ok(db)) => db,
+        Ok(Ok(db)) => node.track_commits(&key, db),
         Ok(Err(e)) => {
             registry.abandon(&key);
             return Err(ActorError::Activation(key, e));

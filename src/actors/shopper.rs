@@ -20,7 +20,9 @@ use crate::node::Node;
 use crate::render::cache::CachedPage;
 use crate::render::{self, PageRequest, RenderError, RenderedPage, Route, ShopperView};
 use crate::store::snapshot::{SharedSnapshot, StoreSnapshot};
+use crate::replication::{self, ReplicationError};
 use crate::storage::{now_ms, ActorDb, StorageError};
+use crate::store::model::Durability;
 
 const CART_EXPIRY_ALARM: &str = "cart-expiry";
 
@@ -38,6 +40,10 @@ pub enum ShopperError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Render(#[from] RenderError),
+    /// The write is committed on this node but its store demands `durability = "sync"` and the
+    /// upload to object storage failed: not acknowledged, though it will be retried.
+    #[error("the change was saved on this node but could not be replicated: {0}")]
+    Replication(#[from] ReplicationError),
 }
 
 #[derive(Debug, Clone)]
@@ -276,6 +282,34 @@ impl ShopperActor {
         async move { node.snapshot(&store).await.map_err(|e| ShopperError::Store(e.to_string())) }
     }
 
+    /// Holds the turn after a committed write until it is as durable as the store demands
+    /// (`durability = "sync"`: its snapshot is in object storage). Memory has already been
+    /// updated to match the local commit, which stands even when this fails. `durability` is
+    /// looked up from the store's snapshot when not given; if that fails, replication (when
+    /// configured) is the safe assumption.
+    fn acknowledged<T: 'static>(
+        &self,
+        result: Result<T, ShopperError>,
+        durability: Option<Durability>,
+    ) -> impl ActorFuture<Self, Output = Result<T, ShopperError>> + 'static {
+        let node = self.node.clone();
+        let key = self.key();
+        let store = self.store.clone();
+        fut::wrap_future::<_, Self>(async move {
+            let value = result?;
+            let durability = match durability {
+                Some(d) => d,
+                None => match node.snapshot(&store).await {
+                    Ok(snap) => snap.settings.durability,
+                    Err(_) if node.replicator.is_some() => Durability::Sync,
+                    Err(_) => Durability::Async,
+                },
+            };
+            replication::acknowledge(&node, &key, durability).await?;
+            Ok(value)
+        })
+    }
+
     /// Persists the cart-expiry alarm: the node's hint first, then the actor's own row.
     fn schedule_cart_expiry(node: &Arc<Node>, key: &ActorKey, tx: &rusqlite::Transaction<'_>) -> Result<(), StorageError> {
         let due = now_ms() + node.settings.shopper.cart_idle_ttl_secs as i64 * 1000;
@@ -345,6 +379,8 @@ impl Actor for ShopperActor {
             }
         }
         let node = self.node.clone();
+        // The file is closed: upload it now if it has unreplicated commits.
+        node.actor_passivated(self.key());
         node.registry.finish_passivation(&mut self.lease);
     }
 }
@@ -425,6 +461,7 @@ impl Handler<ChangeCart> for ShopperActor {
                     ShopperActor::schedule_cart_expiry(&node, &key, tx)?;
                     Ok(())
                 });
+                let durability = snap.settings.durability;
                 fut::wrap_future::<_, Self>(commit).map(move |committed, act, _| {
                     committed?;
                     if quantity == 0 {
@@ -434,7 +471,9 @@ impl Handler<ChangeCart> for ShopperActor {
                     }
                     act.state_version += 1;
                     Ok(act.cart_view(&snap))
-                }).boxed_local()
+                })
+                .then(move |result, act, _| act.acknowledged(result, Some(durability)))
+                .boxed_local()
             }
         })))
     }
@@ -455,12 +494,16 @@ impl Handler<SetPreferences> for ShopperActor {
             }
             Ok(())
         });
-        AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(fut).map(move |r, act, _| {
-            r?;
-            act.preferences.extend(prefs);
-            act.state_version += 1;
-            Ok(json!({"preferences": act.preferences}))
-        })))
+        AtomicResponse::new(Box::pin(
+            fut::wrap_future::<_, Self>(fut)
+                .map(move |r, act, _| {
+                    r?;
+                    act.preferences.extend(prefs);
+                    act.state_version += 1;
+                    Ok(json!({"preferences": act.preferences}))
+                })
+                .then(|result, act, _| act.acknowledged(result, None)),
+        ))
     }
 }
 
@@ -595,6 +638,14 @@ impl From<ShopperError> for crate::error::ApiError {
             ShopperError::Render(RenderError::NotFound(m)) => ApiError::not_found(m),
             ShopperError::Render(RenderError::Internal(m)) => ApiError::internal(m),
             ShopperError::Storage(e) => ApiError::internal(e),
+            ShopperError::Replication(_) => replication_failed(e.to_string()),
         }
     }
+}
+
+/// 503 `replication_failed`: the write is committed on this node (and will be uploaded by the
+/// periodic snapshot task) but was not acknowledged as `sync` durability requires.
+pub fn replication_failed(message: String) -> crate::error::ApiError {
+    crate::error::ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "replication_failed", message)
+        .with_details(json!({"committedLocally": true, "replicated": false}))
 }

@@ -32,6 +32,10 @@ pub enum StoreError {
     Conflict(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Committed on this node, not acknowledged: the store is `durability = "sync"` and the
+    /// upload to object storage failed.
+    #[error("the change was saved on this node but could not be replicated: {0}")]
+    Replication(#[from] crate::replication::ReplicationError),
 }
 
 /// Admin operations, already parsed and validated as far as possible at the edge.
@@ -185,6 +189,8 @@ impl Actor for StoreActor {
         self.engine.drop_engine();
         self.db = None;
         let node = self.node.clone();
+        // The file is closed: upload it now if it has unreplicated commits.
+        node.actor_passivated(crate::ids::ActorKey::Store(self.store.clone()));
         node.registry.finish_passivation(&mut self.lease);
         tracing::debug!(store = %self.store, "store actor passivated");
     }
@@ -311,6 +317,11 @@ impl Handler<Admin> for StoreActor {
                 Ok(json!({"versions": repo::page_versions(c, &slug)?}))
             }),
             AdminOp::ListPosts => read(&move |_| Ok(json!({"posts": snapshot.posts}))),
+            AdminOp::PatchSettings(patch) if patch.get("durability") == Some(&json!("sync")) && self.node.replicator.is_none() => {
+                AtomicResponse::new(Box::pin(fut::ready(Err(StoreError::Invalid(
+                    "durability \"sync\" needs [replication] configured on this node".into(),
+                )))))
+            }
             write_op => {
                 let currency = snapshot.settings.currency.clone();
                 let settings = snapshot.settings.clone();
@@ -325,6 +336,18 @@ impl Handler<Admin> for StoreActor {
                         map.insert("storeVersion".into(), json!(act.snapshot.version));
                     }
                     Ok(body)
+                })
+                .then(|result: Result<Value, StoreError>, act, _ctx| {
+                    // Acknowledged only once as durable as the store demands (settings as of
+                    // this write: a store switching to "sync" has that very write uploaded).
+                    let node = act.node.clone();
+                    let key = crate::ids::ActorKey::Store(act.store.clone());
+                    let durability = act.snapshot.settings.durability;
+                    fut::wrap_future::<_, Self>(async move {
+                        let body = result?;
+                        crate::replication::acknowledge(&node, &key, durability).await?;
+                        Ok(body)
+                    })
                 })))
             }
         }

@@ -27,6 +27,7 @@ pub fn store_error(e: StoreError) -> ApiError {
         StoreError::NotFound(m) => ApiError::not_found(m),
         StoreError::Conflict(m) => ApiError::conflict("conflict", m),
         StoreError::Storage(e) => ApiError::internal(e),
+        StoreError::Replication(_) => crate::actors::shopper::replication_failed(e.to_string()),
     }
 }
 

@@ -20,6 +20,7 @@ use crate::ids::{ProductId, SessionId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::cache::AnonymousPages;
 use crate::render::{self, RenderError, Route};
+use crate::storage::StorageError;
 use crate::store::snapshot::product_json;
 
 /// An error on a shopper route: a page for browsers, the JSON body for everyone else.
@@ -105,6 +106,11 @@ pub fn actor_error(e: ActorError) -> ApiError {
     match e {
         ActorError::NoSuchStore(s) => ApiError::new(StatusCode::NOT_FOUND, "store_not_found", format!("store {s} does not exist")),
         ActorError::Timeout(..) | ActorError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+        ActorError::Activation(_, StorageError::Restore(m)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "replication_failed",
+            format!("this actor's state could not be restored from object storage: {m}"),
+        ),
         ActorError::Activation(..) => ApiError::internal(e),
         ActorError::NotOwner(_) | ActorError::Moving(..) => crate::cluster::routes::moving(e.to_string()),
     }

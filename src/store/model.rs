@@ -122,6 +122,38 @@ pub struct StoreSettings {
     pub seo: Seo,
     pub analytics: Analytics,
     pub limits: RenderLimits,
+    pub durability: Durability,
+}
+
+/// When a write of this store's actors (its admin writes, its shoppers' carts and preferences)
+/// is acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// After the local commit (fsynced). The actor's file reaches object storage within
+    /// `replication.snapshot_interval_ms` plus the upload time: that is what a lost node loses.
+    #[default]
+    Async,
+    /// After the local commit and the upload of a snapshot containing it. If the upload fails
+    /// the answer is 503 `replication_failed`, but the local commit stands.
+    Sync,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Async => "async",
+            Durability::Sync => "sync",
+        }
+    }
+
+    /// Reads the stored value; anything unknown is treated as the stricter `sync`.
+    pub fn from_stored(s: &str) -> Durability {
+        match s {
+            "async" => Durability::Async,
+            _ => Durability::Sync,
+        }
+    }
 }
 
 impl Default for StoreSettings {
@@ -134,6 +166,7 @@ impl Default for StoreSettings {
             seo: Seo::default(),
             analytics: Analytics::default(),
             limits: RenderLimits::default(),
+            durability: Durability::default(),
         }
     }
 }
@@ -149,6 +182,7 @@ pub struct SettingsPatch {
     pub seo: Option<Seo>,
     pub analytics: Option<Analytics>,
     pub limits: Option<RenderLimits>,
+    pub durability: Option<Durability>,
 }
 
 impl SettingsPatch {
@@ -192,6 +226,9 @@ impl SettingsPatch {
                 return Err("limits out of range: blockCpuMs 1-10000, pageCpuMs 1-30000, heapMb 8-1024, outputKb 1-16384".into());
             }
             s.limits = limits;
+        }
+        if let Some(d) = self.durability {
+            s.durability = d;
         }
         Ok(s)
     }

@@ -44,7 +44,7 @@ pub fn next_code_version(tx: &Transaction<'_>) -> StorageResult<u64> {
 pub fn load_settings(conn: &Connection) -> StorageResult<StoreSettings> {
     let row = conn
         .query_row(
-            "SELECT name, tagline, currency, locale, seo_title, seo_description, analytics, limits FROM settings WHERE id = 1",
+            "SELECT name, tagline, currency, locale, seo_title, seo_description, analytics, limits, durability FROM settings WHERE id = 1",
             [],
             |r| {
                 Ok((
@@ -56,11 +56,12 @@ pub fn load_settings(conn: &Connection) -> StorageResult<StoreSettings> {
                     r.get::<_, Option<String>>(5)?,
                     r.get::<_, String>(6)?,
                     r.get::<_, String>(7)?,
+                    r.get::<_, String>(8)?,
                 ))
             },
         )
         .optional()?;
-    let Some((name, tagline, currency, locale, seo_title, seo_description, analytics, limits)) = row else {
+    let Some((name, tagline, currency, locale, seo_title, seo_description, analytics, limits, durability)) = row else {
         return Ok(StoreSettings::default());
     };
     Ok(StoreSettings {
@@ -71,17 +72,18 @@ pub fn load_settings(conn: &Connection) -> StorageResult<StoreSettings> {
         seo: Seo { title: seo_title, description: seo_description },
         analytics: serde_json::from_str(&analytics).unwrap_or_default(),
         limits: serde_json::from_str(&limits).unwrap_or_default(),
+        durability: Durability::from_stored(&durability),
     })
 }
 
 pub fn save_settings(tx: &Transaction<'_>, s: &StoreSettings, now: i64) -> StorageResult<()> {
     tx.execute(
-        "INSERT INTO settings (id, name, tagline, currency, locale, seo_title, seo_description, analytics, limits, updated_at)
-         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        "INSERT INTO settings (id, name, tagline, currency, locale, seo_title, seo_description, analytics, limits, updated_at, durability)
+         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT(id) DO UPDATE SET name = excluded.name, tagline = excluded.tagline,
            currency = excluded.currency, locale = excluded.locale, seo_title = excluded.seo_title,
            seo_description = excluded.seo_description, analytics = excluded.analytics,
-           limits = excluded.limits, updated_at = excluded.updated_at",
+           limits = excluded.limits, updated_at = excluded.updated_at, durability = excluded.durability",
         params![
             s.name,
             s.tagline,
@@ -91,7 +93,8 @@ pub fn save_settings(tx: &Transaction<'_>, s: &StoreSettings, now: i64) -> Stora
             s.seo.description,
             serde_json::to_string(&s.analytics)?,
             serde_json::to_string(&s.limits)?,
-            now
+            now,
+            s.durability.as_str()
         ],
     )?;
     Ok(())

@@ -2,6 +2,8 @@
 //! data directory and talks to it over HTTP, with `{store}.localhost` resolved to the node.
 #![allow(dead_code)]
 
+pub mod objects;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -133,6 +135,31 @@ impl TestNode {
         let mut node = Self::spawn(&self.data_dir, &self.env, &[], &listen);
         node._temp = temp;
         node
+    }
+
+    /// Kills the process (SIGKILL), wipes its whole data directory — actor files, WAL, node
+    /// catalog: a lost disk — and starts a fresh node on the empty directory, with the same
+    /// environment (so the same replication bucket) and port.
+    pub fn kill_and_lose_disk(mut self) -> TestNode {
+        self.child.kill().expect("kill");
+        let _ = self.child.wait();
+        std::fs::remove_dir_all(&self.data_dir).expect("wipe data dir");
+        std::fs::create_dir_all(&self.data_dir).expect("recreate data dir");
+        let temp = self._temp.take();
+        let listen = self.addr.to_string();
+        let mut node = Self::spawn(&self.data_dir, &self.env, &[], &listen);
+        node._temp = temp;
+        node
+    }
+
+    /// Value of one series in `GET /metrics` (0 when absent).
+    pub async fn metric(&self, series: &str) -> u64 {
+        let text = self.plain().get(format!("http://{}/metrics", self.addr)).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .find(|(name, _)| *name == series)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn printed(&self) -> &[String] {

@@ -1,0 +1,554 @@
+//! Durability beyond one node: every actor's SQLite file is copied to S3-compatible object
+//! storage, and a node that finds an actor's file missing fetches the copy before activating it.
+//!
+//! Object keys are built only from validated ids and the configured (validated) prefix:
+//! ```text
+//! {prefix}/stores/{store}/store.db              the store actor
+//! {prefix}/stores/{store}/shoppers/{sid}.db     a shopper actor
+//! ```
+//! Each object is a whole database, overwritten in place by newer snapshots (S3 reads are
+//! strongly consistent, so a GET returns the newest), with the sha256 of its bytes in the object
+//! metadata (`x-amz-meta-sha256`).
+//!
+//! When a snapshot is taken:
+//! - **periodically**: every committed write marks its actor dirty (a hook in
+//!   [`ActorDb`](crate::storage::ActorDb)); every `snapshot_interval_ms` the node uploads the
+//!   dirty actors, a bounded number at a time. An actor without new commits is not uploaded.
+//! - **at passivation**: a dirty actor is uploaded as soon as its file is closed, without
+//!   waiting for the next tick (its next activation may be on another node).
+//! - **before the acknowledgement** of a write to a store with `durability = "sync"`: the actor
+//!   awaits the upload within its turn; a failed upload answers 503 `replication_failed` while
+//!   the local commit stands.
+//!
+//! Recovery point: with `async`, a lost node loses at most the writes of the last
+//! `snapshot_interval_ms` plus the upload time; with `sync`, no acknowledged write.
+//!
+//! Ordering: snapshots and uploads of one key are serialised (a per-key async mutex held from
+//! the snapshot to the end of the PUT), so uploads land in the order their snapshots were taken
+//! and an older copy never overwrites a newer one from this node. The dirty mark is cleared
+//! *before* the snapshot is taken, so a commit racing with the upload is either in the snapshot
+//! or marks the key dirty again.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use parking_lot::Mutex;
+use s3::creds::Credentials;
+use s3::{Bucket, Region};
+use sha2::{Digest, Sha256};
+
+use crate::config::ReplicationSettings;
+use crate::ids::ActorKey;
+use crate::node::Node;
+use crate::storage::{self, ActorDb, DataLayout, StorageError};
+use crate::store::model::Durability;
+
+/// Object metadata holding the hex sha256 of the object's bytes.
+const CHECKSUM_HEADER: &str = "x-amz-meta-sha256";
+const CONTENT_TYPE: &str = "application/vnd.sqlite3";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("the store requires durability \"sync\" but this node has no [replication] configured")]
+    Disabled,
+    #[error("invalid replication settings: {0}")]
+    Config(String),
+    #[error("object storage request failed: {0}")]
+    S3(#[from] s3::error::S3Error),
+    #[error("object storage answered HTTP {status} to {operation} {object}")]
+    Status { operation: &'static str, object: String, status: u16 },
+    #[error("copy {object} has no {CHECKSUM_HEADER} metadata; refusing to restore it")]
+    MissingChecksum { object: String },
+    #[error("copy {object} fails its checksum (expected {expected}, got {actual}); refusing to restore it")]
+    Checksum { object: String, expected: String, actual: String },
+    #[error("copy {object} fails the SQLite integrity check ({detail}); refusing to restore it")]
+    Integrity { object: String, detail: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("blocking task failed: {0}")]
+    Join(String),
+}
+
+impl From<tokio::task::JoinError> for ReplicationError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ReplicationError::Join(e.to_string())
+    }
+}
+
+pub type ReplicationResult<T> = Result<T, ReplicationError>;
+
+/// What one upload wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The object key within the bucket.
+    pub object: String,
+    /// Hex sha256 of the uploaded bytes (also in the object's metadata).
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Copies actor files to and from one bucket. Built only when replication is configured.
+pub struct Replicator {
+    bucket: Box<Bucket>,
+    /// Validated; no leading or trailing `/`; may be empty.
+    prefix: String,
+    layout: DataLayout,
+    /// Snapshots are written here before upload; emptied at startup.
+    scratch: PathBuf,
+    interval: Duration,
+    concurrency: usize,
+    /// Actors with commits not yet in an upload that started after them. Shared with the
+    /// commit hooks, which must not hold a reference to the replicator.
+    dirty: Arc<Mutex<HashSet<ActorKey>>>,
+    /// One async mutex per key with an upload or restore in progress (removed when idle).
+    turns: Mutex<HashMap<ActorKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Replicator {
+    /// `Ok(None)` when no endpoint is configured: the node runs on its own disk alone.
+    pub fn from_settings(settings: &ReplicationSettings, layout: &DataLayout) -> ReplicationResult<Option<Arc<Replicator>>> {
+        if !settings.enabled() {
+            return Ok(None);
+        }
+        let endpoint = settings.endpoint.as_deref().unwrap_or_default().trim().trim_end_matches('/').to_string();
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(ReplicationError::Config(format!("endpoint must be an http:// or https:// URL, got {endpoint:?}")));
+        }
+        if settings.bucket.is_empty() {
+            return Err(ReplicationError::Config("bucket is required".into()));
+        }
+        let prefix = validate_prefix(&settings.prefix)?;
+        let credentials = match (settings.access_key.as_deref(), settings.secret_key.as_deref()) {
+            (Some(access), Some(secret)) => Credentials::new(Some(access), Some(secret), None, None, None),
+            (None, None) => Credentials::new(None, None, None, None, None),
+            _ => return Err(ReplicationError::Config("set both access_key and secret_key, or neither".into())),
+        }
+        .map_err(|e| ReplicationError::Config(format!("credentials: {e}")))?;
+        if credentials.access_key.is_none() || credentials.secret_key.is_none() {
+            // rust-s3 panics when signing without a secret key; refuse at startup instead.
+            return Err(ReplicationError::Config("no credentials: set access_key and secret_key".into()));
+        }
+        let region = Region::Custom { region: settings.region.clone(), endpoint };
+        let mut bucket = Bucket::new(&settings.bucket, region, credentials)?;
+        if settings.path_style {
+            bucket = bucket.with_path_style();
+        }
+        let bucket = bucket.with_request_timeout(Duration::from_millis(settings.request_timeout_ms.max(100)))?;
+        let scratch = layout.root().join("node").join("replication-tmp");
+        // Leftovers of snapshots interrupted by a crash: never uploaded, safe to drop.
+        match std::fs::remove_dir_all(&scratch) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        std::fs::create_dir_all(&scratch)?;
+        Ok(Some(Arc::new(Replicator {
+            bucket,
+            prefix,
+            layout: layout.clone(),
+            scratch,
+            interval: Duration::from_millis(settings.snapshot_interval_ms.max(10)),
+            concurrency: settings.max_concurrent_uploads.max(1),
+            dirty: Arc::new(Mutex::new(HashSet::new())),
+            turns: Mutex::new(HashMap::new()),
+        })))
+    }
+
+    /// The object key of an actor's copy: made only of the prefix and validated ids.
+    pub fn object_key(&self, key: &ActorKey) -> String {
+        let rel = match key {
+            ActorKey::Store(store) => format!("stores/{store}/store.db"),
+            ActorKey::Shopper(store, sid) => format!("stores/{store}/shoppers/{sid}.db"),
+        };
+        if self.prefix.is_empty() {
+            rel
+        } else {
+            format!("{}/{rel}", self.prefix)
+        }
+    }
+
+    /// Attaches the hook that marks `key` dirty after every commit through `db`.
+    pub fn track(&self, key: &ActorKey, db: ActorDb) -> ActorDb {
+        let dirty = self.dirty.clone();
+        let key = key.clone();
+        db.with_commit_hook(Arc::new(move || {
+            dirty.lock().insert(key.clone());
+        }))
+    }
+
+    pub fn is_dirty(&self, key: &ActorKey) -> bool {
+        self.dirty.lock().contains(key)
+    }
+
+    fn mark_dirty(&self, key: ActorKey) {
+        self.dirty.lock().insert(key);
+    }
+
+    /// Uploads a consistent snapshot of the actor's file (live or closed), with its sha256 in
+    /// the object metadata. `Ok(None)`: there is no local file to upload.
+    pub async fn upload(&self, key: &ActorKey) -> ReplicationResult<Option<SnapshotInfo>> {
+        let _turn = self.turn(key).await;
+        let kind = crate::actors::registry::key_kind(key);
+        let result = self.upload_in_turn(key).await;
+        match &result {
+            Ok(Some(info)) => {
+                crate::metrics::incr("vitrina_replication_uploads_total", &[("kind", kind)]);
+                crate::metrics::add("vitrina_replication_upload_bytes_total", &[("kind", kind)], info.bytes);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                crate::metrics::incr("vitrina_replication_upload_failures_total", &[("kind", kind)]);
+                tracing::warn!(%key, error = %e, "upload to object storage failed");
+            }
+        }
+        result
+    }
+
+    async fn upload_in_turn(&self, key: &ActorKey) -> ReplicationResult<Option<SnapshotInfo>> {
+        let src = self.layout.actor_db(key);
+        let tmp = self.scratch.join(format!("{}.db", uuid::Uuid::new_v4().simple()));
+        let snapshot = tokio::task::spawn_blocking(move || -> ReplicationResult<Option<(Vec<u8>, String)>> {
+            let _cleanup = RemoveOnDrop(&tmp);
+            if !storage::consistent_copy(&src, &tmp)? {
+                return Ok(None);
+            }
+            let bytes = std::fs::read(&tmp)?;
+            let sha = hex::encode(Sha256::digest(&bytes));
+            Ok(Some((bytes, sha)))
+        })
+        .await??;
+        let Some((bytes, sha256)) = snapshot else { return Ok(None) };
+        let object = self.object_key(key);
+        let mut headers = http::HeaderMap::new();
+        let value = http::HeaderValue::from_str(&sha256).map_err(|e| ReplicationError::Config(e.to_string()))?;
+        headers.insert(http::HeaderName::from_static(CHECKSUM_HEADER), value);
+        let response = self
+            .bucket
+            .put_object_with_content_type_and_headers(format!("/{object}"), &bytes, CONTENT_TYPE, Some(headers))
+            .await?;
+        if !(200..300).contains(&response.status_code()) {
+            return Err(ReplicationError::Status { operation: "PUT", object, status: response.status_code() });
+        }
+        Ok(Some(SnapshotInfo { object, sha256, bytes: bytes.len() as u64 }))
+    }
+
+    /// Downloads the newest copy of `key`, verifies its sha256 and `PRAGMA integrity_check` on a
+    /// temporary file beside `dest`, then renames it into place (file and directory fsynced).
+    /// `Ok(false)`: there is no copy. A copy that fails a check is refused, never installed.
+    pub async fn restore(&self, key: &ActorKey, dest: &Path) -> ReplicationResult<bool> {
+        let _turn = self.turn(key).await;
+        let kind = crate::actors::registry::key_kind(key);
+        let result = self.restore_in_turn(key, dest).await;
+        match &result {
+            Ok(true) => {
+                crate::metrics::incr("vitrina_replication_restores_total", &[("kind", kind)]);
+                tracing::info!(%key, "actor file restored from object storage");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let reason = match e {
+                    ReplicationError::Checksum { .. } | ReplicationError::MissingChecksum { .. } => "checksum",
+                    ReplicationError::Integrity { .. } => "integrity",
+                    _ => "error",
+                };
+                crate::metrics::incr("vitrina_replication_restore_failures_total", &[("kind", kind), ("reason", reason)]);
+                tracing::error!(%key, error = %e, "restore from object storage failed");
+            }
+        }
+        result
+    }
+
+    async fn restore_in_turn(&self, key: &ActorKey, dest: &Path) -> ReplicationResult<bool> {
+        let object = self.object_key(key);
+        let response = self.bucket.get_object(format!("/{object}")).await?;
+        match response.status_code() {
+            200 => {}
+            // Only a missing key means "no copy": a missing bucket (also 404) must not make a
+            // node start empty actors that would then be uploaded over nothing-yet-known.
+            404 if String::from_utf8_lossy(response.as_slice()).contains("<Code>NoSuchKey</Code>") => return Ok(false),
+            status => return Err(ReplicationError::Status { operation: "GET", object, status }),
+        }
+        let expected = response
+            .headers()
+            .get(CHECKSUM_HEADER)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .ok_or_else(|| ReplicationError::MissingChecksum { object: object.clone() })?;
+        let bytes = response.bytes().clone();
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || install_verified(&object, &expected, &bytes, &dest)).await??;
+        Ok(true)
+    }
+
+    /// Deletes the copy of `key` (a deleted store or session); a missing copy is not an error.
+    pub async fn delete(&self, key: &ActorKey) -> ReplicationResult<()> {
+        let _turn = self.turn(key).await;
+        self.dirty.lock().remove(key);
+        let object = self.object_key(key);
+        let response = self.bucket.delete_object(format!("/{object}")).await?;
+        match response.status_code() {
+            200..=299 | 404 => Ok(()),
+            status => Err(ReplicationError::Status { operation: "DELETE", object, status }),
+        }
+    }
+
+    /// Uploads `key` now if it has commits not yet uploaded. On failure the key stays dirty
+    /// and the periodic task retries it.
+    pub async fn flush(&self, key: &ActorKey) -> ReplicationResult<Option<SnapshotInfo>> {
+        if !self.dirty.lock().remove(key) {
+            return Ok(None);
+        }
+        self.upload_or_keep_dirty(key).await
+    }
+
+    /// Uploads `key` now, whether or not it is marked dirty: the barrier of `sync` durability.
+    /// Clearing the mark first is safe: the snapshot is taken after this point.
+    pub async fn replicate_now(&self, key: &ActorKey) -> ReplicationResult<Option<SnapshotInfo>> {
+        self.dirty.lock().remove(key);
+        self.upload_or_keep_dirty(key).await
+    }
+
+    async fn upload_or_keep_dirty(&self, key: &ActorKey) -> ReplicationResult<Option<SnapshotInfo>> {
+        let result = self.upload(key).await;
+        if result.is_err() {
+            self.mark_dirty(key.clone());
+        }
+        result
+    }
+
+    /// Uploads every dirty actor, at most `max_concurrent_uploads` at a time; returns how many
+    /// uploads succeeded.
+    pub async fn upload_dirty(&self) -> usize {
+        let keys: Vec<ActorKey> = std::mem::take(&mut *self.dirty.lock()).into_iter().collect();
+        if keys.is_empty() {
+            return 0;
+        }
+        let uploaded = std::sync::atomic::AtomicUsize::new(0);
+        futures::stream::iter(keys)
+            .for_each_concurrent(self.concurrency, |key| {
+                let uploaded = &uploaded;
+                async move {
+                    if let Ok(Some(_)) = self.upload_or_keep_dirty(&key).await {
+                        uploaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+            .await;
+        uploaded.into_inner()
+    }
+
+    /// Starts the periodic snapshot task on the current runtime.
+    pub fn spawn_snapshot_loop(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(this.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                this.upload_dirty().await;
+            }
+        });
+    }
+
+    /// Called when an actor has closed its file: a dirty actor is uploaded right away.
+    pub fn passivated(self: &Arc<Self>, key: ActorKey) {
+        if !self.is_dirty(&key) {
+            return;
+        }
+        // `stopped` also runs while the system shuts down, possibly without a runtime left; the
+        // key then stays dirty only in memory, which is what a crash at that moment would give.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(%key, "no runtime to upload a passivated actor");
+            return;
+        };
+        let this = self.clone();
+        runtime.spawn(async move {
+            let _ = this.flush(&key).await;
+        });
+    }
+
+    /// Waits for this key's turn: one snapshot, upload or restore of a key at a time.
+    async fn turn(&self, key: &ActorKey) -> KeyTurn<'_> {
+        let lock = self.turns.lock().entry(key.clone()).or_default().clone();
+        let guard = lock.clone().lock_owned().await;
+        KeyTurn { replicator: self, key: key.clone(), lock: Some(lock), _guard: Some(guard) }
+    }
+}
+
+/// Holds a key's turn; on drop releases it and forgets the key's mutex once nobody waits on it.
+struct KeyTurn<'a> {
+    replicator: &'a Replicator,
+    key: ActorKey,
+    lock: Option<Arc<tokio::sync::Mutex<()>>>,
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for KeyTurn<'_> {
+    fn drop(&mut self) {
+        self._guard.take();
+        let mut turns = self.replicator.turns.lock();
+        if let Some(lock) = self.lock.take() {
+            // Ours plus the map's: nobody else holds or waits for it, and nobody can clone it
+            // from the map while we hold the map's lock.
+            if Arc::strong_count(&lock) == 2 {
+                turns.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Removes a scratch file however the snapshot ends.
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+/// Verifies a downloaded copy and installs it at `dest` atomically.
+fn install_verified(object: &str, expected: &str, bytes: &[u8], dest: &Path) -> ReplicationResult<()> {
+    use std::io::Write;
+    let actual = hex::encode(Sha256::digest(bytes));
+    if actual != expected {
+        return Err(ReplicationError::Checksum { object: object.into(), expected: expected.into(), actual });
+    }
+    let dir = dest.parent().ok_or_else(|| std::io::Error::other("actor file has no parent directory"))?;
+    std::fs::create_dir_all(dir)?;
+    let name = dest.file_name().and_then(|n| n.to_str()).ok_or_else(|| std::io::Error::other("actor file name is not UTF-8"))?;
+    let tmp = dir.join(format!("{name}.restore-{}", uuid::Uuid::new_v4().simple()));
+    let _cleanup = RemoveOnDrop(&tmp);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    // A file that is not a database at all fails to open: also an integrity failure.
+    match storage::integrity_problems(&tmp) {
+        Ok(None) => {}
+        Ok(Some(detail)) => return Err(ReplicationError::Integrity { object: object.into(), detail }),
+        Err(e) => return Err(ReplicationError::Integrity { object: object.into(), detail: e.to_string() }),
+    }
+    // A WAL or shared-memory file left by the lost database would be replayed into the copy.
+    for suffix in ["-wal", "-shm"] {
+        match std::fs::remove_file(dir.join(format!("{name}{suffix}"))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    std::fs::rename(&tmp, dest)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Accepts `a/b-c/d_e.f` style prefixes: no empty, `.` or `..` segments, nothing that could
+/// escape or confuse the key layout.
+fn validate_prefix(raw: &str) -> ReplicationResult<String> {
+    let prefix = raw.trim_matches('/');
+    if prefix.is_empty() {
+        return Ok(String::new());
+    }
+    let ok = prefix.len() <= 256
+        && prefix.split('/').all(|seg| {
+            !seg.is_empty() && seg != "." && seg != ".." && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        });
+    if ok {
+        Ok(prefix.to_string())
+    } else {
+        Err(ReplicationError::Config(format!("prefix {raw:?} must be segments of [A-Za-z0-9._-] separated by '/'")))
+    }
+}
+
+/// Replication as the rest of the node sees it. Every method is a no-op (or `Ok(false)`) when
+/// replication is not configured.
+impl Node {
+    /// Called by activation before the actor's file is opened: when the file is missing and a
+    /// copy exists in object storage, the verified copy is installed first. `Ok(true)`: restored.
+    /// An error must stop the activation (an empty actor would later overwrite the good copy).
+    pub async fn restore_if_missing(&self, key: &ActorKey) -> ReplicationResult<bool> {
+        let Some(replicator) = &self.replicator else { return Ok(false) };
+        let path = self.layout.actor_db(key);
+        if tokio::fs::try_exists(&path).await? {
+            return Ok(false);
+        }
+        replicator.restore(key, &path).await
+    }
+
+    /// Makes `db` report its commits to replication.
+    pub fn track_commits(&self, key: &ActorKey, db: ActorDb) -> ActorDb {
+        match &self.replicator {
+            Some(r) => r.track(key, db),
+            None => db,
+        }
+    }
+
+    /// Called from an actor's `stopped`, after its file is closed.
+    pub fn actor_passivated(&self, key: ActorKey) {
+        if let Some(r) = &self.replicator {
+            r.passivated(key);
+        }
+    }
+}
+
+/// The acknowledgement barrier, awaited within the writing actor's turn right after its
+/// commit: returns once the write is as durable as `durability` demands.
+pub async fn acknowledge(node: &Node, key: &ActorKey, durability: Durability) -> ReplicationResult<()> {
+    match (durability, &node.replicator) {
+        (Durability::Async, _) => Ok(()),
+        (Durability::Sync, None) => Err(ReplicationError::Disabled),
+        (Durability::Sync, Some(r)) => r.replicate_now(key).await.map(|_| ()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_validated() {
+        assert_eq!(validate_prefix("/vitrina/prod/").unwrap(), "vitrina/prod");
+        assert_eq!(validate_prefix("").unwrap(), "");
+        for bad in ["a/../b", "a//b", "a/./b", "a b", "ä", "a\\b"] {
+            assert!(validate_prefix(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_copy_that_fails_its_checksum_or_integrity_check_is_not_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("x").join("store.db");
+        let garbage = b"not a database, but long enough to look like a header of something".repeat(100);
+        let sha = hex::encode(Sha256::digest(&garbage));
+        let err = install_verified("o", "00", &garbage, &dest).unwrap_err();
+        assert!(matches!(err, ReplicationError::Checksum { .. }), "{err}");
+        let err = install_verified("o", &sha, &garbage, &dest).unwrap_err();
+        assert!(matches!(err, ReplicationError::Integrity { .. }), "{err}");
+        assert!(!dest.exists());
+        let leftovers: Vec<_> = std::fs::read_dir(dest.parent().unwrap()).unwrap().collect();
+        assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+    }
+
+    #[test]
+    fn a_live_database_is_copied_consistently_and_restores() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.db");
+        let conn = storage::open(&src, storage::SchemaKind::Shopper).unwrap();
+        conn.execute("INSERT INTO preferences (key, value) VALUES ('region', 'EU')", []).unwrap();
+        // The writer stays open (WAL not checkpointed) while the copy is taken.
+        let copy = dir.path().join("copy.db");
+        assert!(storage::consistent_copy(&src, &copy).unwrap());
+        let bytes = std::fs::read(&copy).unwrap();
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let dest = dir.path().join("restored").join("s.db");
+        install_verified("o", &sha, &bytes, &dest).unwrap();
+        let restored = storage::open(&dest, storage::SchemaKind::Shopper).unwrap();
+        let region: String = restored.query_row("SELECT value FROM preferences WHERE key = 'region'", [], |r| r.get(0)).unwrap();
+        assert_eq!(region, "EU");
+        drop(conn);
+        assert!(!storage::consistent_copy(&dir.path().join("missing.db"), &copy).unwrap());
+    }
+}
