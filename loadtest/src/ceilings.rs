@@ -23,6 +23,10 @@ pub fn serve_hello(listen: &str) -> anyhow::Result<()> {
     })
 }
 
+fn dir_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
+}
+
 pub struct FsyncCeiling {
     pub files: usize,
     pub ops: u64,
@@ -37,11 +41,20 @@ impl FsyncCeiling {
     }
 }
 
-/// Overwrites 4 KiB and `fdatasync`s, in a loop, on `files` files in parallel (one thread each)
-/// for `duration`. This is what one SQLite WAL commit with `synchronous=FULL` costs at least:
-/// a page-sized write to a reused WAL file followed by a sync. Files are preallocated so the
-/// sync does not also have to persist a size change.
-pub fn fsync_ceiling(dir: &Path, files: usize, duration: Duration) -> anyhow::Result<FsyncCeiling> {
+/// What each fsync ceiling thread does in its loop.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    /// Overwrite 4 KiB of a preallocated file and `fdatasync`: the least one SQLite WAL commit
+    /// with `synchronous=FULL` costs (a page-sized write to a reused WAL, then a sync).
+    Overwrite,
+    /// Create a new file, write 4 KiB, `fsync`: the least a new actor's file costs, since the
+    /// sync must also commit the file system journal (inode, directory entry) — on ext4 one
+    /// journal shared by every file, which is why this does not scale like `Overwrite`.
+    Create,
+}
+
+/// Runs `kind` in a loop on `files` threads (one file or file series each) for `duration`.
+pub fn fsync_ceiling(dir: &Path, files: usize, duration: Duration, kind: SyncKind) -> anyhow::Result<FsyncCeiling> {
     std::fs::create_dir_all(dir)?;
     const BLOCK: usize = 4096;
     const SLOTS: u64 = 256;
@@ -57,15 +70,27 @@ pub fn fsync_ceiling(dir: &Path, files: usize, duration: Duration) -> anyhow::Re
                 let block = [0x5au8; BLOCK];
                 let mut hist = Histogram::new_with_bounds(1, 60_000_000, 3)?;
                 let mut ops = 0u64;
+                let created = dir_of(&path).join(format!("created-{i}"));
+                std::fs::create_dir_all(&created)?;
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    file.write_all_at(&block, (ops % SLOTS) * BLOCK as u64)?;
-                    file.sync_data()?;
+                    match kind {
+                        SyncKind::Overwrite => {
+                            file.write_all_at(&block, (ops % SLOTS) * BLOCK as u64)?;
+                            file.sync_data()?;
+                        }
+                        SyncKind::Create => {
+                            let f = OpenOptions::new().create_new(true).write(true).open(created.join(ops.to_string()))?;
+                            f.write_all_at(&block, 0)?;
+                            f.sync_all()?;
+                        }
+                    }
                     hist.record(t.elapsed().as_micros().max(1) as u64)?;
                     ops += 1;
                 }
                 drop(file);
                 let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_dir_all(&created);
                 Ok((ops, hist))
             })
         })

@@ -90,6 +90,12 @@ pub struct ShopperActor {
     state_version: u64,
     /// Request keys of this shopper's pages in the node cache, saved at passivation.
     cached_pages: Vec<String>,
+    /// The due time this instance knows the catalog's alarm index holds for it, if any. The
+    /// index keeps the earliest time it is given, so a cart change (which only ever moves the
+    /// expiry later) need not write it again. This matters: the catalog is one SQLite file for
+    /// the whole node, and writing it on every cart change serialised all add-to-cart commits
+    /// of the node behind its write lock (W3). Only this actor changes its own hint.
+    alarm_hint_ms: Option<i64>,
 }
 
 impl ShopperActor {
@@ -107,6 +113,7 @@ impl ShopperActor {
             preferences: BTreeMap::new(),
             state_version: 0,
             cached_pages: Vec::new(),
+            alarm_hint_ms: None,
         };
         if let Err(e) = db.read(|c| actor.load(c)) {
             tracing::error!(store = %actor.store, error = %e, "shopper state failed to load");
@@ -270,11 +277,25 @@ impl ShopperActor {
         async move { node.snapshot(&store).await.map_err(|e| ShopperError::Store(e.to_string())) }
     }
 
-    /// Persists the cart-expiry alarm: the node's hint first, then the actor's own row.
-    fn schedule_cart_expiry(node: &Arc<Node>, key: &ActorKey, tx: &rusqlite::Transaction<'_>) -> Result<(), StorageError> {
+    /// Persists the cart-expiry alarm: the node's hint first (unless `known_hint` shows the
+    /// index already holds an earlier one), then the actor's own row. Returns the hint now in
+    /// the index.
+    fn schedule_cart_expiry(
+        node: &Arc<Node>,
+        key: &ActorKey,
+        tx: &rusqlite::Transaction<'_>,
+        known_hint: Option<i64>,
+    ) -> Result<i64, StorageError> {
         let due = now_ms() + node.settings.shopper.cart_idle_ttl_secs as i64 * 1000;
-        node.catalog.set_alarm_hint(key, due)?;
-        alarms::set(tx, CART_EXPIRY_ALARM, due)
+        let hint = match known_hint {
+            Some(h) if h <= due => h,
+            _ => {
+                node.catalog.set_alarm_hint(key, due)?;
+                due
+            }
+        };
+        alarms::set(tx, CART_EXPIRY_ALARM, due)?;
+        Ok(hint)
     }
 }
 
@@ -390,7 +411,7 @@ impl Handler<ChangeCart> for ShopperActor {
             Ok((snap, product, quantity)) => {
                 let node = act.node.clone();
                 let key = act.key();
-                let (p, now) = (product.clone(), now_ms());
+                let (p, now, known_hint) = (product.clone(), now_ms(), act.alarm_hint_ms);
                 let commit = act.write(move |tx| {
                     if quantity == 0 {
                         tx.execute("DELETE FROM cart_items WHERE product_id = ?1", [p.as_str()]).map_err(StorageError::from)?;
@@ -402,11 +423,10 @@ impl Handler<ChangeCart> for ShopperActor {
                         )
                         .map_err(StorageError::from)?;
                     }
-                    ShopperActor::schedule_cart_expiry(&node, &key, tx)?;
-                    Ok(())
+                    Ok(ShopperActor::schedule_cart_expiry(&node, &key, tx, known_hint)?)
                 });
                 fut::wrap_future::<_, Self>(commit).map(move |committed, act, _| {
-                    committed?;
+                    act.alarm_hint_ms = Some(committed?);
                     if quantity == 0 {
                         act.cart.remove(&product);
                     } else {
@@ -539,16 +559,19 @@ impl Handler<FireAlarms> for ShopperActor {
             }
             let next = alarms::next_due(tx)?;
             node.catalog.reset_alarm_hint(&key, next)?;
-            Ok(cleared)
+            Ok((cleared, next))
         });
+        // Whatever happens below, the hint may have been replaced: forget what we knew.
+        self.alarm_hint_ms = None;
         AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(fut).map(|r, act, _| match r {
-            Ok(true) => {
+            Ok((true, next)) => {
+                act.alarm_hint_ms = next;
                 act.cart.clear();
                 act.state_version += 1;
                 tracing::debug!(key = %act.key(), "idle cart expired");
                 crate::metrics::incr("vitrina_carts_expired_total", &[]);
             }
-            Ok(false) => {}
+            Ok((false, next)) => act.alarm_hint_ms = next,
             Err(e) => tracing::warn!(key = %act.key(), error = %e, "alarm handling failed"),
         })))
     }
