@@ -101,7 +101,8 @@ pub struct HttpSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CacheSettings {
-    /// Time-to-live of a shopper's personalised HTML.
+    /// Time-to-live of a shopper's personalised HTML; 0 disables the cache (every page is
+    /// rendered), which is how the render path is benchmarked (W1b).
     pub personal_html_ttl_secs: u64,
     /// Bytes of personalised HTML kept per node.
     pub personal_html_max_bytes: u64,

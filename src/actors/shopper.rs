@@ -101,6 +101,9 @@ pub struct ShopperActor {
     cached_pages: Vec<String>,
     /// Orders with a delivery attempt in flight (never two attempts of one order at once).
     delivering: std::collections::HashSet<String>,
+    /// The due time this instance last wrote to the catalog's alarm index (see
+    /// `schedule_cart_expiry`). Only this actor changes its own hint, except FireAlarms.
+    alarm_hint_ms: Option<i64>,
 }
 
 impl ShopperActor {
@@ -119,6 +122,7 @@ impl ShopperActor {
             state_version: 0,
             cached_pages: Vec::new(),
             delivering: Default::default(),
+            alarm_hint_ms: None,
         };
         if let Err(e) = db.read(|c| actor.load(c)) {
             tracing::error!(store = %actor.store, error = %e, "shopper state failed to load");
@@ -311,10 +315,22 @@ impl ShopperActor {
     }
 
     /// Persists the cart-expiry alarm: the node's hint first, then the actor's own row.
-    fn schedule_cart_expiry(node: &Arc<Node>, key: &ActorKey, tx: &rusqlite::Transaction<'_>) -> Result<(), StorageError> {
+    /// `known_hint` is what this instance last wrote to the index. The index keeps the earliest
+    /// time it is given and a cart change only moves expiry later, so the write is skipped when
+    /// an earlier hint is known to be there: the catalog is one SQLite file for the whole node,
+    /// and writing it on every cart change serialised all add-to-cart commits behind its write
+    /// lock (found by the W3 profile). Returns the hint now in the index.
+    fn schedule_cart_expiry(node: &Arc<Node>, key: &ActorKey, tx: &rusqlite::Transaction<'_>, known_hint: Option<i64>) -> Result<i64, StorageError> {
         let due = now_ms() + node.settings.shopper.cart_idle_ttl_secs as i64 * 1000;
-        node.catalog.set_alarm_hint(key, due)?;
-        alarms::set(tx, CART_EXPIRY_ALARM, due)
+        let hint = match known_hint {
+            Some(hint) if hint <= due => hint,
+            _ => {
+                node.catalog.set_alarm_hint(key, due)?;
+                due
+            }
+        };
+        alarms::set(tx, CART_EXPIRY_ALARM, due)?;
+        Ok(hint)
     }
 }
 
@@ -447,6 +463,7 @@ impl Handler<ChangeCart> for ShopperActor {
                 let node = act.node.clone();
                 let key = act.key();
                 let (p, now) = (product.clone(), now_ms());
+                let known_hint = act.alarm_hint_ms;
                 let commit = act.write(move |tx| {
                     if quantity == 0 {
                         tx.execute("DELETE FROM cart_items WHERE product_id = ?1", [p.as_str()]).map_err(StorageError::from)?;
@@ -458,12 +475,11 @@ impl Handler<ChangeCart> for ShopperActor {
                         )
                         .map_err(StorageError::from)?;
                     }
-                    ShopperActor::schedule_cart_expiry(&node, &key, tx)?;
-                    Ok(())
+                    Ok(ShopperActor::schedule_cart_expiry(&node, &key, tx, known_hint)?)
                 });
                 let durability = snap.settings.durability;
                 fut::wrap_future::<_, Self>(commit).map(move |committed, act, _| {
-                    committed?;
+                    act.alarm_hint_ms = Some(committed?);
                     if quantity == 0 {
                         act.cart.remove(&product);
                     } else {
@@ -585,6 +601,8 @@ impl Handler<RenderForShopper> for ShopperActor {
 impl Handler<FireAlarms> for ShopperActor {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, _: FireAlarms, _: &mut Context<Self>) -> Self::Result {
+        // The hint is replaced below: forget what this instance knew of it.
+        self.alarm_hint_ms = None;
         let ttl_ms = self.node.settings.shopper.cart_idle_ttl_secs as i64 * 1000;
         let last_cart_change = self.cart.values().map(|l| l.updated_at).max();
         let expire = last_cart_change.is_some_and(|t| now_ms() - t >= ttl_ms);

@@ -2,6 +2,7 @@
 //!
 //! - Personal pages: one shopper's rendered page, valid while neither the store's version nor
 //!   the shopper's state version changed, for at most the configured TTL (60 s). Never shared.
+//!   A TTL of 0 disables it (every page is rendered), for benchmarking the render path.
 //! - Anonymous pages: the generic page a first visit (no session yet) gets, keyed by host, path,
 //!   device class and the store's published version, so a publish makes old entries unreachable.
 
@@ -24,11 +25,16 @@ fn weigh(key: &String, page: &Arc<CachedPage>) -> u32 {
 
 pub struct PersonalPages {
     cache: moka::sync::Cache<String, Arc<CachedPage>>,
+    /// `personal_html_ttl_secs = 0` turns the cache off: every page is rendered (the render
+    /// path benchmark, W1b). Explicit, because a zero TTL is not a documented "off" switch of
+    /// moka: entries would still be inserted, weighed and evicted on every render.
+    enabled: bool,
 }
 
 impl PersonalPages {
     pub fn new(settings: &CacheSettings) -> PersonalPages {
         PersonalPages {
+            enabled: settings.personal_html_ttl_secs > 0,
             cache: moka::sync::Cache::builder()
                 .max_capacity(settings.personal_html_max_bytes)
                 .weigher(weigh)
@@ -39,6 +45,9 @@ impl PersonalPages {
 
     /// A page rendered for exactly these versions, if still cached.
     pub fn get(&self, key: &str, store_version: u64, state_version: u64) -> Option<Arc<str>> {
+        if !self.enabled {
+            return None;
+        }
         let hit = self.cache.get(key)?;
         if hit.store_version == store_version && hit.state_version == state_version {
             crate::metrics::incr("vitrina_personal_cache_total", &[("result", "hit")]);
@@ -51,11 +60,16 @@ impl PersonalPages {
     }
 
     pub fn insert(&self, key: String, page: CachedPage) {
-        self.cache.insert(key, Arc::new(page));
+        if self.enabled {
+            self.cache.insert(key, Arc::new(page));
+        }
     }
 
     /// The entry as it is, without version checks or metrics (for saving at passivation).
     pub fn peek(&self, key: &str) -> Option<Arc<CachedPage>> {
+        if !self.enabled {
+            return None;
+        }
         self.cache.get(key)
     }
 }

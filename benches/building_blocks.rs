@@ -1,0 +1,58 @@
+//! Building blocks of a request, measured alone: opening (and creating + migrating) a shopper's
+//! SQLite file — the storage part of an activation — and verifying an HMAC-SHA256 signature over
+//! a 4 KiB body (webhook-sized). The isolate and block render benchmarks are in `engine.rs`.
+//!
+//! Not here yet: consistent-hash ring lookup — the node has no ring until the cluster work
+//! (W4/S1) lands.
+//!
+//! Run: `cargo bench --bench building_blocks -- --warm-up-time 1 --measurement-time 3`
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use vitrina::storage::{open, SchemaKind};
+
+fn storage(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let n = AtomicU64::new(0);
+    let mut group = c.benchmark_group("actor_db");
+    // A new shopper: directory entry, file, WAL, schema migration committed with synchronous=FULL
+    // (so this includes fsyncs and is bounded by the disk).
+    group.bench_function("create_and_migrate", |b| {
+        b.iter_batched(
+            || dir.path().join(format!("s{}", n.fetch_add(1, Ordering::Relaxed))).join("shopper.db"),
+            |path| open(&path, SchemaKind::Shopper).expect("open"),
+            BatchSize::PerIteration,
+        )
+    });
+    // A waking shopper: the file exists and is migrated; open, set pragmas, check the version.
+    let existing = dir.path().join("existing.db");
+    drop(open(&existing, SchemaKind::Shopper).expect("open"));
+    group.bench_function("open_existing", |b| b.iter(|| open(&existing, SchemaKind::Shopper).expect("open")));
+    group.finish();
+}
+
+fn hmac_verify(c: &mut Criterion) {
+    type HmacSha256 = Hmac<Sha256>;
+    let key = b"whsec_0123456789abcdef0123456789abcdef";
+    let body: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+    let mut mac = HmacSha256::new_from_slice(key).expect("any key length");
+    mac.update(&body);
+    let tag = mac.finalize().into_bytes();
+    let mut group = c.benchmark_group("hmac_sha256");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("verify_4KiB", |b| {
+        b.iter(|| {
+            let mut mac = HmacSha256::new_from_slice(key).expect("any key length");
+            mac.update(&body);
+            // Constant-time comparison, as a webhook check must do.
+            mac.verify_slice(&tag).expect("valid tag")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(building_blocks, storage, hmac_verify);
+criterion_main!(building_blocks);

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Benchmark suite (issue 6): builds release binaries, measures the ceilings (hello-world HTTP,
+# fsync serial and parallel), runs the single-node workloads W1, W1b, W2, W3, W2w and W5, each
+# on a fresh node with a temporary data directory, and APPENDS a dated section to
+# loadtest/RESULTS.md. Bounded: about 5 minutes with the defaults (10 s per measured phase).
+#
+#   loadtest/run.sh                          # everything
+#   loadtest/run.sh --workloads ceilings,w1  # a subset; any `vitrina-load suite` flag works
+#
+# Only 127.0.0.1 is targeted. The machine's other load skews the numbers: compare workloads
+# with their ceilings (same run), not across runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${RUSTY_V8_ARCHIVE:-}" ] && [ -f ../shared/v8/librusty_v8_release_x86_64-unknown-linux-gnu.a.gz ]; then
+  RUSTY_V8_ARCHIVE="$(cd ../shared/v8 && pwd)/librusty_v8_release_x86_64-unknown-linux-gnu.a.gz"
+  export RUSTY_V8_ARCHIVE
+fi
+target_dir="${CARGO_TARGET_DIR:-target}"
+
+cargo build --release --locked --bin vitrina --bin vitrina-load
+
+# W5 holds 10k shopper actors, each with its SQLite file, WAL and shared-memory file open.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+work="$(mktemp -d "${TMPDIR:-/var/tmp}/vitrina-load.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+cmd=("$target_dir/release/vitrina-load" suite --vitrina-bin "$target_dir/release/vitrina" --work-dir "$work"
+     --json "$work/results.json" --markdown "$work/results.md" "$@")
+echo "+ ${cmd[*]}" >&2
+"${cmd[@]}"
+
+{
+  echo
+  echo "## Run $(date -u +%Y-%m-%dT%H:%MZ) — \`$(git rev-parse --short HEAD)\`$(git diff --quiet HEAD -- src loadtest Cargo.toml || echo ' (with uncommitted changes)')"
+  echo
+  echo "- Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, load average before the run: $(cut -d' ' -f1-3 /proc/loadavg), open-file limit $(ulimit -n)"
+  echo "- Command: \`loadtest/run.sh $*\` → \`${cmd[*]/$work/\$WORK}\`"
+  echo "- Load generator and node share the machine's CPUs (and other engineers' builds may too)."
+  echo
+  cat "$work/results.md"
+} >> loadtest/RESULTS.md
+echo "appended to loadtest/RESULTS.md" >&2

@@ -1,0 +1,557 @@
+//! `vitrina-load`: load generator and benchmark suite for a Vitrina node (issue 6).
+//!
+//! - `vitrina-load suite --vitrina-bin target/release/vitrina` measures the ceilings (hello-world
+//!   HTTP, serial and parallel fsync), then starts a fresh node per workload with the settings
+//!   that workload needs and runs W1, W1b, W2, W3, W2w and W5; it writes JSON and a Markdown
+//!   table (`loadtest/run.sh` appends that to `loadtest/RESULTS.md`).
+//! - `vitrina-load run --nodes http://127.0.0.1:8080 --operator-token T` runs the request
+//!   workloads against nodes that are already running.
+//! - `vitrina-load hello` and `vitrina-load fsync` are the ceilings on their own.
+//!
+//! Only loopback addresses are ever targeted.
+
+mod ceilings;
+mod client;
+mod driver;
+mod procfs;
+mod report;
+mod setup;
+mod spawn;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+
+use ceilings::SyncKind;
+use client::Target;
+use driver::{Check, MakeRequest, Phase};
+use report::{MemRow, Report, Row};
+use setup::Store;
+use spawn::{Spawned, OPERATOR_TOKEN};
+
+#[derive(Parser)]
+#[command(about = "Load generator and benchmark suite for Vitrina")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ceilings, then every single-node workload, each on a fresh node it starts.
+    Suite(SuiteArgs),
+    /// Request workloads (w1, w2, w3; w1b / w2w if the nodes are configured for them) against
+    /// running nodes.
+    Run(RunArgs),
+    /// Serve `GET /` → `ok` (the HTTP ceiling); prints `hello listening on http://ADDR`.
+    Hello {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+    /// Measure the disk's fsync rate in `--dir`, serially and with `--files` threads.
+    Fsync {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        files: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Shoppers with carts for W1, W1b, W3 and W2w.
+    #[arg(long, default_value_t = 1000)]
+    shoppers: usize,
+    /// Measured seconds per phase.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Unmeasured seconds before each phase.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// The latency phase of W1, W1b, W2 and W3 runs open-loop at this fraction of the
+    /// throughput the closed-loop phase reached.
+    #[arg(long, default_value_t = 0.5)]
+    latency_load: f64,
+    /// W2w: wake requests per second (open loop, one request per hibernated shopper).
+    #[arg(long, default_value_t = 250.0)]
+    wake_rate: f64,
+    /// JSON results file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Markdown table file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SuiteArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The node binary (build with `cargo build --release`).
+    #[arg(long, default_value = "target/release/vitrina")]
+    vitrina_bin: PathBuf,
+    /// Scratch directory for node data, logs and fsync files (on the disk being measured).
+    #[arg(long)]
+    work_dir: PathBuf,
+    /// Comma-separated workloads: ceilings,w1,w1b,w2,w3,w2w,w5.
+    #[arg(long, default_value = "ceilings,w1,w1b,w2,w3,w2w,w5", value_delimiter = ',')]
+    workloads: Vec<String>,
+    /// Threads (one file each) for the parallel fsync ceiling.
+    #[arg(long, default_value_t = 16)]
+    fsync_files: usize,
+    /// W2 and W2w nodes passivate shoppers after this many idle seconds.
+    #[arg(long, default_value_t = 3)]
+    short_idle_secs: u64,
+    /// W5: shopper counts to measure memory at.
+    #[arg(long, default_value = "1000,10000", value_delimiter = ',')]
+    w5_counts: Vec<usize>,
+    /// W5: largest count given a live isolate each (1.6 MiB each: 10k would need ~16 GiB).
+    #[arg(long, default_value_t = 2000)]
+    w5_live_max: usize,
+    /// W5 nodes passivate after this many idle seconds (must exceed the time to activate the
+    /// largest count).
+    #[arg(long, default_value_t = 30)]
+    w5_idle_secs: u64,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Base URLs of running nodes, comma-separated. Today every workload targets the first;
+    /// the cluster workloads (W4, S1: shoppers spread over nodes, node loss) will use them all.
+    #[arg(long, value_delimiter = ',', required = true)]
+    nodes: Vec<String>,
+    #[arg(long, env = "VITRINA_OPERATOR_TOKEN")]
+    operator_token: String,
+    /// PID of the (first) node, for CPU per request.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Comma-separated: w1, w1b (node must run with cache.personal_html_ttl_secs = 0), w2, w3,
+    /// w2w (node must run with a short actors.idle_timeout_secs).
+    #[arg(long, default_value = "w1,w2,w3", value_delimiter = ',')]
+    workloads: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Hello { listen } => ceilings::serve_hello(&listen),
+        Command::Fsync { dir, files, seconds } => {
+            let d = Duration::from_secs_f64(seconds);
+            for (n, kind, what) in [(1, SyncKind::Overwrite, "overwrite"), (files, SyncKind::Overwrite, "overwrite"), (files, SyncKind::Create, "create")] {
+                let c = ceilings::fsync_ceiling(&dir, n, d, kind)?;
+                println!(
+                    "fsync {what} {n} thread(s): {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+                    c.rate(),
+                    c.hist.value_at_quantile(0.5) as f64 / 1e3,
+                    c.hist.value_at_quantile(0.99) as f64 / 1e3
+                );
+            }
+            Ok(())
+        }
+        Command::Suite(args) => runtime().block_on(suite(args)),
+        Command::Run(args) => runtime().block_on(run_external(args)),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}
+
+/// A node under test: where it listens and, if known, its pid.
+struct NodeRef {
+    base_url: String,
+    pid: Option<u32>,
+    /// Operator token (creates the workload's store).
+    token: String,
+}
+
+impl NodeRef {
+    fn of(s: &Spawned) -> NodeRef {
+        NodeRef { base_url: s.base_url.clone(), pid: Some(s.pid), token: OPERATOR_TOKEN.into() }
+    }
+    fn admin(&self) -> anyhow::Result<Target> {
+        let t = Target::parse(&self.base_url, String::new())?;
+        Ok(Target { host: t.addr.to_string(), ..t })
+    }
+    fn shop(&self, store: &Store) -> anyhow::Result<Target> {
+        Target::parse(&self.base_url, format!("{}.localhost", store.id))
+    }
+}
+
+impl Common {
+    fn phase(&self) -> Phase {
+        Phase {
+            connections: self.connections,
+            warmup: Duration::from_secs_f64(self.warmup),
+            duration: Duration::from_secs_f64(self.duration),
+            rate: None,
+            max_requests: None,
+        }
+    }
+}
+
+fn closed_mode(p: &Phase) -> String {
+    format!("closed loop, {} conns", p.connections)
+}
+
+/// A closed-loop phase (throughput) and an open-loop phase at `latency_load` × that throughput
+/// (latency from intended send times).
+#[allow(clippy::too_many_arguments)]
+async fn throughput_and_latency(
+    common: &Common,
+    id: &str,
+    name: &str,
+    target: &Target,
+    pid: Option<u32>,
+    make: MakeRequest,
+    check: Check,
+) -> (Row, Row) {
+    let phase = common.phase();
+    eprintln!("[{id}] closed loop {:?}", phase.duration);
+    let max = driver::run(target, &phase, make.clone(), check, pid).await;
+    let max_row = Row::from_measured(id, name, closed_mode(&phase), &max);
+    let rate = (max.throughput() * common.latency_load).max(1.0);
+    let open = Phase { rate: Some(rate), ..phase };
+    eprintln!("[{id}] open loop at {rate:.0}/s");
+    let lat = driver::run(target, &open, make, check, pid).await;
+    let lat_row = Row::from_measured(
+        &format!("{id}@{:.0}%", common.latency_load * 100.0),
+        name,
+        format!("open loop {rate:.0}/s ({:.0}% of max), {} conns", common.latency_load * 100.0, open.connections),
+        &lat,
+    );
+    (max_row, lat_row)
+}
+
+fn personal_page(a: &client::Answer) -> bool {
+    a.status == 200 && a.cache.as_deref() == Some("personal")
+}
+
+/// W1 (or W1b on a node without the personal HTML cache): warm shoppers with carts, `GET /`.
+async fn warm_page(common: &Common, id: &str, name: &str, node: &NodeRef) -> anyhow::Result<(Row, Row)> {
+    let store = setup::seed_store(&node.admin()?, &node.token, id).await?;
+    let target = node.shop(&store)?;
+    let sids = setup::session_ids(id, common.shoppers);
+    eprintln!("[{id}] creating {} shoppers with carts", sids.len());
+    setup::create_shoppers(&target, &store, &sids, true, common.connections).await?;
+    let t = target.clone();
+    let make: MakeRequest = Arc::new(move |i| setup::page_request(&t, "/", Some(&sids[i as usize % sids.len()])));
+    Ok(throughput_and_latency(common, id, name, &target, node.pid, make, personal_page).await)
+}
+
+/// W2: a fresh session id every request: SQLite file created and migrated, isolate from the
+/// snapshot, render.
+async fn cold_actor(common: &Common, node: &NodeRef) -> anyhow::Result<(Row, Row)> {
+    let store = setup::seed_store(&node.admin()?, &node.token, "w2").await?;
+    let target = node.shop(&store)?;
+    let t = target.clone();
+    let phase_tag = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let run: u32 = rand::random();
+    // Request numbers restart per phase: a per-make counter keeps every sid new.
+    let make: MakeRequest = Arc::new(move |_| {
+        let n = phase_tag.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        setup::page_request(&t, "/", Some(&format!("cold-{run:08x}-{n}")))
+    });
+    Ok(throughput_and_latency(common, "w2", "W2 cold actor", &target, node.pid, make, personal_page).await)
+}
+
+/// W3: durable add-to-cart, round-robin over the shoppers and products.
+async fn add_to_cart(common: &Common, node: &NodeRef) -> anyhow::Result<(Row, Row)> {
+    let store = setup::seed_store(&node.admin()?, &node.token, "w3").await?;
+    let target = node.shop(&store)?;
+    let sids = setup::session_ids("w3", common.shoppers);
+    eprintln!("[w3] creating {} shoppers with carts", sids.len());
+    setup::create_shoppers(&target, &store, &sids, false, common.connections).await?;
+    let (t, products) = (target.clone(), store.products.clone());
+    let make: MakeRequest = Arc::new(move |i| {
+        let n = sids.len() as u64;
+        let product = &products[((i / n) as usize) % products.len()];
+        setup::add_to_cart_request(&t, &sids[(i % n) as usize], product)
+    });
+    Ok(throughput_and_latency(common, "w3", "W3 durable add-to-cart", &target, node.pid, make, |a| a.status == 201).await)
+}
+
+/// W2w: shoppers that hibernated (file closed, memory freed) each asked for their page once.
+async fn wake(common: &Common, node: &NodeRef) -> anyhow::Result<Row> {
+    let store = setup::seed_store(&node.admin()?, &node.token, "w2w").await?;
+    let target = node.shop(&store)?;
+    let sids = setup::session_ids("w2w", common.shoppers);
+    eprintln!("[w2w] creating {} shoppers, then waiting for them to hibernate", sids.len());
+    setup::create_shoppers(&target, &store, &sids, true, common.connections).await?;
+    wait_for_live(node, 0, Duration::from_secs(120)).await?;
+    let t = target.clone();
+    let make: MakeRequest = Arc::new(move |i| setup::page_request(&t, "/", Some(&sids[i as usize])));
+    let phase = Phase {
+        connections: common.connections,
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(600),
+        rate: Some(common.wake_rate),
+        max_requests: Some(common.shoppers as u64),
+    };
+    let m = driver::run(&target, &phase, make, personal_page, node.pid).await;
+    let mode = format!("open loop {:.0}/s, one request per hibernated shopper, {} conns", common.wake_rate, common.connections);
+    Ok(Row::from_measured("w2w", "W2w wake hibernated", mode, &m).p99_under(3.0))
+}
+
+async fn wait_for_live(node: &NodeRef, want: u64, timeout: Duration) -> anyhow::Result<()> {
+    let admin = node.admin()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let live = setup::live_shoppers(&admin).await?;
+        if live == want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{live} live shoppers after {timeout:?}, waiting for {want}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn fsync_row(id: &str, name: &str, c: &ceilings::FsyncCeiling) -> Row {
+    Row {
+        id: id.into(),
+        workload: name.into(),
+        mode: format!("{} thread(s), 4 KiB overwrite + fdatasync", c.files),
+        ok: c.ops,
+        errors: 0,
+        throughput_rps: c.rate(),
+        p50_ms: c.hist.value_at_quantile(0.5) as f64 / 1e3,
+        p90_ms: c.hist.value_at_quantile(0.9) as f64 / 1e3,
+        p99_ms: c.hist.value_at_quantile(0.99) as f64 / 1e3,
+        max_ms: c.hist.max() as f64 / 1e3,
+        node_cpu_us_per_req: None,
+        client_cpu_us_per_req: None,
+        target: String::new(),
+        ceiling: None,
+        ceiling_rps: None,
+        ratio: None,
+        meets_target: None,
+        notes: String::new(),
+    }
+}
+
+async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
+    let common = &args.common;
+    let wants = |w: &str| args.workloads.iter().any(|x| x == w);
+    let bin = std::fs::canonicalize(&args.vitrina_bin).with_context(|| format!("node binary {}", args.vitrina_bin.display()))?;
+    std::fs::create_dir_all(&args.work_dir)?;
+    let dir = |name: &str| args.work_dir.join(name);
+    let mut report = Report::default();
+    let (mut http, mut fsync_parallel, mut fsync_create) = (None, None, None);
+
+    if wants("ceilings") {
+        let hello = Spawned::hello(&dir("hello"))?;
+        let target = Target::parse(&hello.base_url, "hello.localhost".into())?;
+        let t = target.clone();
+        let make: MakeRequest = Arc::new(move |_| setup::page_request(&t, "/", None));
+        eprintln!("[ceiling-http] closed loop");
+        let phase = common.phase();
+        let m = driver::run(&target, &phase, make, |a| a.status == 200, Some(hello.pid)).await;
+        let row = Row::from_measured("ceiling-http", "hello-world actix-web", closed_mode(&phase), &m);
+        http = Some(row.clone());
+        report.rows.push(row);
+        drop(hello);
+
+        let d = Duration::from_secs_f64(common.duration.min(5.0));
+        let fsync_dir = dir("fsync");
+        let files = args.fsync_files;
+        eprintln!("[ceiling-fsync] 1 and {files} files");
+        let (serial, parallel, create) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            Ok((
+                ceilings::fsync_ceiling(&fsync_dir, 1, d, SyncKind::Overwrite)?,
+                ceilings::fsync_ceiling(&fsync_dir, files, d, SyncKind::Overwrite)?,
+                ceilings::fsync_ceiling(&fsync_dir, files, d, SyncKind::Create)?,
+            ))
+        })
+        .await??;
+        report.rows.push(fsync_row("ceiling-fsync-1", "fsync, one file", &serial));
+        let row = fsync_row(&format!("ceiling-fsync-{files}"), &format!("fsync, {files} files in parallel"), &parallel);
+        fsync_parallel = Some(row.clone());
+        report.rows.push(row);
+        let mut row = fsync_row(&format!("ceiling-create-{files}"), &format!("new file + fsync, {files} threads"), &create);
+        row.mode = format!("{files} threads, create + 4 KiB write + fsync");
+        fsync_create = Some(row.clone());
+        report.rows.push(row);
+    }
+
+    if wants("w1") {
+        let node = Spawned::node(&bin, &dir("node-w1"), &[])?;
+        let (max, lat) = warm_page(common, "w1", "W1 warm personalised page", &NodeRef::of(&node)).await?;
+        report.rows.push(max.against(http.as_ref(), Some(0.5)));
+        report.rows.push(lat.p99_under(2.0));
+    }
+    if wants("w1b") {
+        let env = [("VITRINA_CACHE__PERSONAL_HTML_TTL_SECS", "0".to_string())];
+        let node = Spawned::node(&bin, &dir("node-w1b"), &env)?;
+        let (max, lat) = warm_page(common, "w1b", "W1b warm page, HTML cache off", &NodeRef::of(&node)).await?;
+        report.rows.push(max.against(http.as_ref(), Some(0.3)));
+        report.rows.push(lat.against(http.as_ref(), None));
+    }
+    if wants("w2") {
+        // Short idle timeout: thousands of new actors per phase would otherwise all keep their
+        // isolates (~1.6 MiB each) for the default 120 s.
+        let env = [("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", args.short_idle_secs.to_string())];
+        let node = Spawned::node(&bin, &dir("node-w2"), &env)?;
+        let (max, lat) = cold_actor(common, &NodeRef::of(&node)).await?;
+        // Every request creates a file: the create + fsync rate is its disk ceiling.
+        report.rows.push(max.against(fsync_create.as_ref(), None));
+        report.rows.push(lat.p99_under(5.0));
+    }
+    if wants("w3") {
+        let env = [("VITRINA_SHOPPER__MAX_QUANTITY", "1000000000".to_string())];
+        let node = Spawned::node(&bin, &dir("node-w3"), &env)?;
+        let (max, lat) = add_to_cart(common, &NodeRef::of(&node)).await?;
+        report.rows.push(max.against(fsync_parallel.as_ref(), Some(0.5)));
+        report.rows.push(lat.against(fsync_parallel.as_ref(), None));
+    }
+    if wants("w2w") {
+        let env = [("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", args.short_idle_secs.to_string())];
+        let node = Spawned::node(&bin, &dir("node-w2w"), &env)?;
+        report.rows.push(wake(common, &NodeRef::of(&node)).await?);
+    }
+    if wants("w5") {
+        for &count in &args.w5_counts {
+            match memory(&args, &bin, count).await {
+                Ok(rows) => report.memory.extend(rows),
+                Err(e) => report.skipped.push(format!("W5 at {count} actors failed: {e:#}")),
+            }
+        }
+    }
+
+    let md = report.markdown();
+    println!("{md}");
+    if let Some(p) = &common.markdown {
+        std::fs::write(p, &md)?;
+    }
+    if let Some(p) = &common.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+/// W5: node RSS per shopper actor — warm without an isolate (activated by `GET /cart` as JSON,
+/// which never renders), with a live isolate (after `GET /`), and hibernated (after the idle
+/// timeout passivated them all).
+async fn memory(args: &SuiteArgs, bin: &std::path::Path, count: usize) -> anyhow::Result<Vec<MemRow>> {
+    let env = [("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", args.w5_idle_secs.to_string())];
+    let spawned = Spawned::node(bin, &args.work_dir.join(format!("node-w5-{count}")), &env)?;
+    let node = NodeRef::of(&spawned);
+    let pid = spawned.pid;
+    let store = setup::seed_store(&node.admin()?, &node.token, "w5").await?;
+    let target = node.shop(&store)?;
+    let connections = args.common.connections;
+    // Baseline: the store actor live, V8 initialised and the snapshot built by one render,
+    // whose shopper has passivated again.
+    let probe = setup::session_ids("w5probe", 1);
+    setup::create_shoppers(&target, &store, &probe, true, 1).await?;
+    wait_for_live(&node, 0, Duration::from_secs(args.w5_idle_secs + 60)).await?;
+    let baseline = procfs::rss_kib(pid).context("node RSS")?;
+
+    let sids = setup::session_ids("w5", count);
+    let pass = Phase { connections, warmup: Duration::ZERO, duration: Duration::from_secs(600), rate: None, max_requests: Some(count as u64) };
+    let started = Instant::now();
+    let (t, s) = (target.clone(), sids.clone());
+    let cart: MakeRequest = Arc::new(move |i| {
+        t.request(hyper::Method::GET, "/cart")
+            .header("accept", "application/json")
+            .header("cookie", format!("sid={}", s[i as usize]))
+            .body(client::Body::default())
+            .expect("valid request")
+    });
+    let m = driver::run(&target, &pass, cart, |a| a.status == 200, None).await;
+    anyhow::ensure!(m.errors == 0, "activating {count} shoppers: {} errors, first: {:?}", m.errors, m.first_error);
+    let row = |state: &str, target: &str, limit_kib: Option<f64>, live: u64, per: u64, notes: String| {
+        let rss = procfs::rss_kib(pid).unwrap_or(0);
+        let kib_per_actor = rss.saturating_sub(baseline) as f64 / per.max(1) as f64;
+        MemRow {
+            actors: count,
+            state: state.into(),
+            live_shoppers: live,
+            rss_kib: rss,
+            baseline_kib: baseline,
+            kib_per_actor,
+            open_fds: procfs::open_fds(pid).unwrap_or(0),
+            target: target.into(),
+            meets_target: limit_kib.map(|l| kib_per_actor <= l),
+            notes,
+        }
+    };
+    let mut rows = Vec::new();
+    let live = setup::live_shoppers(&node.admin()?).await?;
+    rows.push(row(
+        "warm, no isolate",
+        "≤ 64 KiB",
+        Some(64.0),
+        live,
+        live,
+        format!(
+            "activated by GET /cart (JSON, never renders) in {:.1} s; the node has no isolate idle timeout yet, so this stands in for 'isolate dropped'",
+            started.elapsed().as_secs_f64()
+        ),
+    ));
+    if count <= args.w5_live_max {
+        let (t, s) = (target.clone(), sids.clone());
+        let page: MakeRequest = Arc::new(move |i| setup::page_request(&t, "/", Some(&s[i as usize])));
+        let m = driver::run(&target, &pass, page, personal_page, None).await;
+        anyhow::ensure!(m.errors == 0, "rendering {count} pages: {} errors, first: {:?}", m.errors, m.first_error);
+        let live = setup::live_shoppers(&node.admin()?).await?;
+        rows.push(row("live isolate", "≤ 2048 KiB", Some(2048.0), live, live, "after GET / (isolate + its rendered page in the personal HTML cache)".into()));
+    }
+    wait_for_live(&node, 0, Duration::from_secs(args.w5_idle_secs + 120)).await?;
+    rows.push(row(
+        "hibernated",
+        "≈ 0",
+        None,
+        0,
+        count as u64,
+        "all passivated; RSS the allocator kept after freeing counts here, as does the node-wide personal HTML cache (TTL 60 s)".into(),
+    ));
+    Ok(rows)
+}
+
+async fn run_external(args: RunArgs) -> anyhow::Result<()> {
+    let common = &args.common;
+    let node = NodeRef { base_url: args.nodes.first().context("--nodes")?.clone(), pid: args.pid, token: args.operator_token.clone() };
+    if args.nodes.len() > 1 {
+        eprintln!("note: {} nodes given; single-node workloads use the first (W4/S1 will use all)", args.nodes.len());
+    }
+    let mut report = Report::default();
+    for w in &args.workloads {
+        match w.as_str() {
+            "w1" | "w1b" => {
+                let (max, lat) = warm_page(common, w, w, &node).await?;
+                report.rows.extend([max, lat]);
+            }
+            "w2" => {
+                let (max, lat) = cold_actor(common, &node).await?;
+                report.rows.extend([max, lat]);
+            }
+            "w3" => {
+                let (max, lat) = add_to_cart(common, &node).await?;
+                report.rows.extend([max, lat]);
+            }
+            "w2w" => report.rows.push(wake(common, &node).await?),
+            other => bail!("unknown workload {other:?} for run (suite runs ceilings and w5)"),
+        }
+    }
+    let md = report.markdown();
+    println!("{md}");
+    if let Some(p) = &common.markdown {
+        std::fs::write(p, &md)?;
+    }
+    if let Some(p) = &common.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}

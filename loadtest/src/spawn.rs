@@ -1,0 +1,88 @@
+//! Child processes the suite measures: Vitrina nodes (each with its own data directory and
+//! settings) and the hello-world ceiling server. Both print `... listening on http://ADDR`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+/// The operator token the suite's nodes are started with.
+pub const OPERATOR_TOKEN: &str = "loadtest-operator-token";
+
+pub struct Spawned {
+    child: Child,
+    pub base_url: String,
+    pub pid: u32,
+    /// Removed when the process is dropped.
+    data_dir: Option<PathBuf>,
+}
+
+impl Spawned {
+    /// Starts `cmd` and waits (up to 60 s) for the line `{ready_prefix}http://ADDR`.
+    fn start(mut cmd: Command, ready_prefix: &str, log: &Path) -> anyhow::Result<Spawned> {
+        let log_file = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+        cmd.stdout(Stdio::piped()).stderr(Stdio::from(log_file));
+        let mut child = cmd.spawn().with_context(|| format!("start {cmd:?}"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining stdout for the life of the child so it never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let prefix = format!("{ready_prefix}http://");
+        loop {
+            let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    bail!("{cmd:?} did not print its address; see {}", log.display());
+                }
+            };
+            if let Some(addr) = line.strip_prefix(&prefix) {
+                let pid = child.id();
+                return Ok(Spawned { child, base_url: format!("http://{}", addr.trim()), pid, data_dir: None });
+            }
+        }
+    }
+
+    /// Starts a node on a free loopback port with a fresh data directory `dir` and extra
+    /// `VITRINA_*` settings.
+    pub fn node(bin: &Path, dir: &Path, env: &[(&str, String)]) -> anyhow::Result<Spawned> {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config", "/nonexistent/vitrina.toml", "--data-dir"])
+            .arg(dir.join("data"))
+            .env("VITRINA_OPERATOR_TOKEN", OPERATOR_TOKEN)
+            .env("VITRINA_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut node = Spawned::start(cmd, "vitrina listening on ", &dir.join("node.log"))?;
+        node.data_dir = Some(dir.to_path_buf());
+        Ok(node)
+    }
+
+    /// Starts this binary's hello-world server (the HTTP ceiling).
+    pub fn hello(dir: &Path) -> anyhow::Result<Spawned> {
+        std::fs::create_dir_all(dir)?;
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(["hello", "--listen", "127.0.0.1:0"]);
+        Spawned::start(cmd, "hello listening on ", &dir.join("hello.log"))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
