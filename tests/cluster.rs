@@ -301,3 +301,94 @@ async fn a_killed_nodes_actors_are_served_by_the_others_from_object_storage() {
     }
     println!("kill -9: {lost_node_shoppers} shoppers of the killed node restored from object storage; {} failed requests retried", failures.load(Ordering::Relaxed));
 }
+
+fn shopify_signature(secret: &str, body: &str) -> String {
+    use base64::Engine as _;
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test]
+async fn a_webhook_sent_to_one_node_changes_the_price_shown_by_every_node() {
+    let nodes = start_cluster(3).await;
+    let token = nodes[0].create_store("shop", "Cluster Shop").await;
+    let page = json!({"title": "Home", "blocks": [{"type": "product-grid", "config": {"title": "All", "limit": 10}}]});
+    let (s, b) = nodes[0].admin(&token, reqwest::Method::PUT, "/stores/shop/pages/home", Some(page)).await;
+    assert_eq!(s, 200, "{b}");
+    nodes[0].admin(&token, reqwest::Method::POST, "/stores/shop/pages/home/publish", None).await;
+    let (s, b) = nodes[1]
+        .admin(&token, reqwest::Method::PUT, "/stores/shop/webhooks", Some(json!({"secret": "whsec-cluster-test-secret", "shopifyDomain": "cluster-shop.myshopify.com"})))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let product = |price: &str, updated: &str| {
+        json!({"id": 42, "title": "Lantern", "handle": "lantern", "body_html": "A lantern", "tags": "camp", "updated_at": updated,
+               "variants": [{"id": 420, "price": price, "inventory_quantity": 10, "inventory_item_id": 4200}], "images": []})
+        .to_string()
+    };
+    let send = |node: &TestNode, id: &str, body: String| {
+        let client = node.plain();
+        let url = format!("http://{}/webhooks/shopify", node.addr);
+        let sig = shopify_signature("whsec-cluster-test-secret", &body);
+        let id = id.to_string();
+        async move {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-shopify-shop-domain", "cluster-shop.myshopify.com")
+                .header("x-shopify-topic", "products/update")
+                .header("x-shopify-webhook-id", id)
+                .header("x-shopify-hmac-sha256", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let res = send(&nodes[2], "w1", product("19.00", "2026-11-01T00:00:00Z")).await;
+    assert_eq!(res.status(), 200);
+
+    // One shopper owned by each node, each rendering the home page (and caching it).
+    let failures = AtomicUsize::new(0);
+    let mut shoppers: Vec<(String, String)> = Vec::new();
+    while shoppers.len() < 3 {
+        let n = &nodes[shoppers.len() % 3];
+        let res = with_retry(&failures, || client_for(n.addr).post(format!("{}/cart/items", base(n))).json(&json!({"productId": "42", "quantity": 1}))).await;
+        let owner = res.headers()["x-vitrina-node"].to_str().unwrap().to_string();
+        let sid = sid_of(&res).unwrap();
+        if !shoppers.iter().any(|(o, _)| o == &owner) {
+            shoppers.push((owner, sid));
+        }
+    }
+    let page_of = |sid: &str, n: &TestNode| {
+        let client = client_for(n.addr);
+        let url = base(n);
+        let cookie = format!("sid={sid}");
+        async move { client.get(url).header("accept", "text/html").header("cookie", cookie).send().await.unwrap().text().await.unwrap() }
+    };
+    for (i, (_, sid)) in shoppers.iter().enumerate() {
+        assert!(page_of(sid, &nodes[i]).await.contains("$19.00"));
+    }
+
+    // The price changes through node A; every shopper, whichever node owns it, sees it.
+    let res = send(&nodes[0], "w2", product("24.50", "2026-11-02T00:00:00Z")).await;
+    assert_eq!(res.status(), 200);
+    let acknowledged = std::time::Instant::now();
+    let mut worst = Duration::ZERO;
+    for (i, (owner, sid)) in shoppers.iter().enumerate() {
+        let entry = &nodes[(i + 1) % 3];
+        loop {
+            let html = page_of(sid, entry).await;
+            if html.contains("$24.50") {
+                break;
+            }
+            assert!(acknowledged.elapsed() < Duration::from_secs(3), "node {owner} still shows the old price");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        worst = worst.max(acknowledged.elapsed());
+    }
+    println!("webhook → new price on every node: {} ms after the 200", worst.as_millis());
+    // The stated bound: one push round trip, or 1 s revalidation if a push is lost.
+    assert!(worst < Duration::from_millis(1500), "{worst:?}");
+}
