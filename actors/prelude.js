@@ -77,6 +77,8 @@
     const trimmed = url.trim();
     if (trimmed === '') return '#';
     if (/^(https?:|mailto:)/i.test(trimmed)) return trimmed;
+    // Images inlined as base64 data URIs cannot run script in an <img>, so they are allowed.
+    if (/^data:image\/(png|jpe?g|gif|webp|avif|svg\+xml);base64,[A-Za-z0-9+/=]+$/i.test(trimmed)) return trimmed;
     if (/^[a-z][a-z0-9+.-]*:/i.test(trimmed) || trimmed.startsWith('//') || /[\u0000-\u001f]/.test(trimmed)) return '#';
     return trimmed;
   }

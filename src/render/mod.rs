@@ -16,7 +16,8 @@ use crate::ids::{ProductId, Slug};
 use crate::store::model::{Block, Device, PageVersion, UserType, Visibility};
 use crate::store::snapshot::StoreSnapshot;
 
-/// The stylesheet of the default block library, inlined into every page.
+/// The stylesheets of the page shell and of the default block library, inlined into every page.
+const SHELL_CSS: &str = include_str!("../../actors/shell.css");
 const BLOCKS_CSS: &str = include_str!("../../actors/blocks/blocks.css");
 /// Progressive enhancement only: forms work without it.
 const SHELL_JS: &str = include_str!("../../actors/shell.js");
@@ -353,7 +354,7 @@ fn shell(snap: &StoreSnapshot, req: &PageRequest, view: &ShopperView, title: &st
     };
     let year = OffsetDateTime::now_utc().year();
     format!(
-        "<!doctype html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n<meta name=\"description\" content=\"{description}\">\n<meta property=\"og:title\" content=\"{title}\">\n<meta property=\"og:description\" content=\"{description}\">\n<style>:root{{{css_vars}}}\n{BLOCKS_CSS}</style>\n{analytics}</head>\n<body>\n<header class=\"v-header\"><div class=\"v-header-inner\"><a class=\"v-brand\" href=\"/\">{name}</a><nav class=\"v-nav\">{nav}<a href=\"/blog\">Journal</a></nav><form class=\"v-search\" action=\"/search\" method=\"get\"><input type=\"search\" name=\"q\" placeholder=\"Search\" aria-label=\"Search products\"></form><a class=\"v-cart-link\" href=\"/cart\">Cart (<span id=\"v-cart-count\">{count}</span>)</a></div></header>\n<main class=\"v-main\">\n{body}</main>\n<footer class=\"v-footer\"><p>&copy; {year} {name}. {tagline}</p>{consent}</footer>\n<script>{SHELL_JS}</script>\n</body>\n</html>\n",
+        "<!doctype html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n<meta name=\"description\" content=\"{description}\">\n<meta property=\"og:title\" content=\"{title}\">\n<meta property=\"og:description\" content=\"{description}\">\n<style>:root{{{css_vars}}}\n{SHELL_CSS}\n{BLOCKS_CSS}</style>\n{analytics}</head>\n<body>\n<header class=\"v-header\"><div class=\"v-header-inner\"><a class=\"v-brand\" href=\"/\">{name}</a><nav class=\"v-nav\">{nav}<a href=\"/blog\">Journal</a></nav><form class=\"v-search\" action=\"/search\" method=\"get\"><input type=\"search\" name=\"q\" placeholder=\"Search\" aria-label=\"Search products\"></form><a class=\"v-cart-link\" href=\"/cart\">Cart (<span id=\"v-cart-count\">{count}</span>)</a></div></header>\n<main class=\"v-main\">\n{body}</main>\n<footer class=\"v-footer\"><p>&copy; {year} {name}. {tagline}</p>{consent}</footer>\n<script>{SHELL_JS}</script>\n</body>\n</html>\n",
         lang = escape_html(&view.locale.clone().unwrap_or_else(|| s.locale.clone())),
         title = escape_html(title),
         description = escape_html(description),
