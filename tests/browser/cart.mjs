@@ -1,0 +1,49 @@
+// A shopper in a real browser: adds to the cart with the enhanced forms and with the seed
+// block's onclick="addToCart(...)", then changes the quantity on the cart page (plain form).
+// Usage: node cart.mjs http://demo.localhost:PORT [screenshot-dir]
+import { chromium } from 'playwright-core';
+
+const base = process.argv[2];
+const shots = process.argv[3];
+if (!base) throw new Error('usage: node cart.mjs <store url> [screenshot dir]');
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+         '--disable-component-update', '--disable-sync'],
+});
+const fail = (msg) => { throw new Error(msg); };
+try {
+  const page = await browser.newPage();
+  const count = async () => (await page.textContent('#v-cart-count')).trim();
+
+  await page.goto(base + '/');
+  if ((await count()) !== '0') fail('a new shopper starts with an empty cart');
+  // The enhanced form: stays on the page, updates the count in place.
+  await page.locator('form[action="/cart/items"] button').first().click();
+  await page.waitForFunction(() => document.getElementById('v-cart-count').textContent.trim() === '1', null, { timeout: 10000 });
+  if (new URL(page.url()).pathname !== '/') fail('adding with JavaScript keeps the shopper on the page');
+
+  // The seed's custom block: onclick="addToCart('id', 1)".
+  await page.goto(base + '/pages/seed-examples');
+  if ((await count()) !== '1') fail('the count survives navigation (personalised page)');
+  await page.locator('button[onclick^="addToCart"]').first().click();
+  await page.waitForFunction(() => document.getElementById('v-cart-count').textContent.trim() === '2', null, { timeout: 10000 });
+
+  // The cart page: a plain form post changes a quantity (303 back to /cart).
+  await page.goto(base + '/cart');
+  const lines = await page.locator('.v-cart__line').count();
+  if (lines !== 2) fail(`expected 2 cart lines, saw ${lines}`);
+  const first = page.locator('.v-cart__line').first();
+  await first.locator('input[name="quantity"]').fill('3');
+  await Promise.all([page.waitForNavigation(), first.locator('button', { hasText: 'Update' }).click()]);
+  if ((await count()) !== '4') fail(`after setting a quantity of 3 the count should be 4, saw ${await count()}`);
+  if (shots) await page.screenshot({ path: `${shots}/cart.png`, fullPage: true });
+
+  // Remove a line without JavaScript semantics (form with _method=DELETE).
+  await Promise.all([page.waitForNavigation(), page.locator('.v-cart__line').first().locator('button', { hasText: 'Remove' }).click()]);
+  if ((await page.locator('.v-cart__line').count()) !== 1) fail('the line was removed');
+  console.log('browser: cart flow ok');
+} finally {
+  await browser.close();
+}
