@@ -35,9 +35,17 @@ pub trait Passivating: Actor<Context = Context<Self>> {
     fn node(&self) -> &Arc<Node>;
     fn lease(&mut self) -> &mut Lease;
     fn last_active(&self) -> Instant;
+    fn engine(&mut self) -> &mut crate::render::EngineSlot;
+
     /// Drops the actor's V8 isolate (memory) while keeping its state; the next render makes a
     /// new one from the snapshot.
-    fn drop_isolate(&mut self);
+    fn drop_isolate(&mut self) {
+        let engine = self.engine();
+        if engine.is_live() {
+            engine.drop_engine();
+            crate::metrics::incr("vitrina_isolates_dropped_idle_total", &[]);
+        }
+    }
 }
 
 /// Checks for idleness a few times per idle period: an actor idle for `isolate_idle` drops its

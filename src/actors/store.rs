@@ -168,11 +168,8 @@ impl Passivating for StoreActor {
     fn last_active(&self) -> Instant {
         self.last_active
     }
-    fn drop_isolate(&mut self) {
-        if self.engine.is_live() {
-            self.engine.drop_engine();
-            crate::metrics::incr("vitrina_isolates_dropped_idle_total", &[]);
-        }
+    fn engine(&mut self) -> &mut render::EngineSlot {
+        &mut self.engine
     }
 }
 
