@@ -43,7 +43,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/internal/stores/{store}/snapshot", web::get().to(store_snapshot))
         .route("/internal/stores/{store}/version", web::get().to(store_version))
         .route("/internal/stores/{store}/published", web::post().to(store_published))
-        .route("/internal/stores/{store}/search", web::get().to(store_search));
+        .route("/internal/stores/{store}/search", web::get().to(store_search))
+        .route("/internal/stores/{store}/stock", web::post().to(store_stock));
 }
 
 async fn status(node: web::Data<Node>) -> HttpResponse {
@@ -256,3 +257,21 @@ pub fn moving(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "actor_moving", message)
 }
 
+
+/// Stock levels a commerce backend reported to a shopper on another node: `{"stock": {id: n}}`.
+async fn store_stock(node: web::Data<Node>, req: HttpRequest, body: Bytes, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    verify(&node, &req, &body)?;
+    let node = node.into_inner();
+    let store = store_param(&path)?;
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+    let changes: Vec<crate::feed::CatalogChange> = v["stock"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(id, n)| Some(crate::feed::CatalogChange::SetStock { product: crate::ids::ProductId::parse(id).ok()?, stock: n.as_i64()?.max(0) }))
+        .collect();
+    let msg = crate::actors::store::ApplyCatalogChanges { source: crate::feed::ChangeSource::Backend, changes };
+    let outcome = node.registry.ask_store(&node, &store, msg).await.map_err(crate::http::shop::actor_error)?;
+    let outcome = outcome.map_err(crate::http::admin::store_error)?;
+    Ok(HttpResponse::Ok().json(json!({"applied": true, "outcome": format!("{outcome:?}")})))
+}

@@ -316,9 +316,23 @@ impl ShopperActor {
             return;
         }
         let (node, store) = (self.node.clone(), self.store.clone());
+        let stock = Value::Object(stock.clone());
         actix::spawn(async move {
-            let msg = ApplyCatalogChanges { source: ChangeSource::Backend, changes };
-            if let Err(e) = node.registry.ask_store(&node, &store, msg).await {
+            let key = crate::ids::ActorKey::Store(store.clone());
+            let applied = match node.cluster.placement(&key) {
+                // The store lives on another node: its owner applies the stock.
+                crate::cluster::Placement::Remote { addr, .. } => node
+                    .cluster
+                    .call_json::<Value>(&addr, reqwest::Method::POST, &format!("/internal/stores/{store}/stock"), &serde_json::json!({"stock": stock}))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                _ => {
+                    let msg = ApplyCatalogChanges { source: ChangeSource::Backend, changes };
+                    node.registry.ask_store(&node, &store, msg).await.map(|_| ()).map_err(|e| e.to_string())
+                }
+            };
+            if let Err(e) = applied {
                 tracing::warn!(%store, error = %e, "stock from the commerce backend not applied");
             }
         });
