@@ -300,6 +300,23 @@ async fn a_killed_nodes_actors_are_served_by_the_others_from_object_storage() {
         assert_eq!(body["cart"]["count"], 1, "an acknowledged sync write was lost: {body}");
     }
     println!("kill -9: {lost_node_shoppers} shoppers of the killed node restored from object storage; {} failed requests retried", failures.load(Ordering::Relaxed));
+
+    // Carts change while n2 is down; then n2 comes back on its old disk. It must not serve its
+    // stale files: every cart reads as the survivors last wrote it.
+    let bumped: Vec<Shopper> = shoppers.iter().take(200).cloned().map(|s| Shopper { quantity: s.quantity + 1, ..s }).collect();
+    for s in &bumped {
+        let n = survivors[0];
+        let res = with_retry(&failures, || client_for(n.addr).post(format!("{}/cart/items", base(n))).header("cookie", format!("sid={}", s.sid)).json(&json!({"productId": "mug", "quantity": 1}))).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let killed = nodes.remove(1);
+    let restarted = killed.kill_and_restart();
+    nodes.insert(1, restarted);
+    wait_for_active(&nodes.iter().collect::<Vec<_>>(), 3).await;
+    let mut expected = bumped;
+    expected.extend(shoppers.iter().skip(200).cloned());
+    let owners = check_carts(&expected, &nodes.iter().collect::<Vec<_>>(), &failures).await;
+    assert!(owners.iter().any(|o| o == "n2"), "the rejoined node owns keys again");
 }
 
 fn shopify_signature(secret: &str, body: &str) -> String {

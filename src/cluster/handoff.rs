@@ -33,8 +33,18 @@ fn remove_sidecars(path: &Path) {
     }
 }
 
+/// One release at a time per key (a pull and a push can race for the same file).
+fn release_lock(key: &ActorKey) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = std::sync::OnceLock::new();
+    let mut locks = LOCKS.get_or_init(Default::default).lock();
+    locks.retain(|_, l| Arc::strong_count(l) > 1);
+    locks.entry(key.to_string()).or_default().clone()
+}
+
 /// Old owner: passivates `key` and returns its file's bytes (None when this node has no file).
 pub async fn release(node: &Arc<Node>, key: &ActorKey) -> Result<Option<Vec<u8>>, ClusterError> {
+    let lock = release_lock(key);
+    let _serialised = lock.lock().await;
     node.registry.evict(key).await;
     let path = node.layout.actor_db(key);
     let parked = handoff_path(&path);
@@ -220,9 +230,47 @@ pub async fn rebalance_loop(node: Arc<Node>) {
             tracing::info!("drain complete; leaving the ring");
             let _ = node.cluster.propose(super::Proposal::Left { node: node.cluster.id.clone() }).await;
         }
-        if me == Some(MemberState::Down) {
-            // Declared down while alive (a partition or a pause): come back as a member.
-            let _ = node.cluster.propose(super::Proposal::Join { node: node.cluster.id.clone(), addr: node.cluster.addr.clone() }).await;
+        rejoin_if_down(&node).await;
+    }
+}
+
+/// Declared down (killed and restarted, or cut off): the others have served this node's actors
+/// since, from object storage or hand-offs, so its files may be older than theirs. Set them
+/// aside before rejoining, so every key it owns again is pulled from the nodes that served it
+/// meanwhile instead of being reopened stale.
+pub async fn rejoin_if_down(node: &Arc<Node>) {
+    let me = node.cluster.view().members.get(&node.cluster.id).map(|m| m.state);
+    if me != Some(MemberState::Down) {
+        return;
+    }
+    quarantine_local_files(node).await;
+    let _ = node.cluster.propose(super::Proposal::Join { node: node.cluster.id.clone(), addr: node.cluster.addr.clone() }).await;
+}
+
+/// Moves every actor file of this node to `quarantine/{epoch}/` (kept for an operator, never
+/// served), after passivating the actors.
+async fn quarantine_local_files(node: &Arc<Node>) {
+    let keys = local_actor_keys(node);
+    if keys.is_empty() {
+        return;
+    }
+    let dest = node.layout.root().join("quarantine").join(node.cluster.epoch().to_string());
+    for key in &keys {
+        node.registry.evict(key).await;
+        let path = node.layout.actor_db(key);
+        let Ok(relative) = path.strip_prefix(node.layout.root()) else { continue };
+        let target = dest.join(relative);
+        if let Some(parent) = target.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        for suffix in ["", "-wal", "-shm", ".handoff"] {
+            let mut from = path.as_os_str().to_owned();
+            from.push(suffix);
+            let mut to = target.as_os_str().to_owned();
+            to.push(suffix);
+            let _ = std::fs::rename(PathBuf::from(from), PathBuf::from(to));
         }
     }
+    tracing::warn!(files = keys.len(), dir = %dest.display(), "declared down: local actor files set aside before rejoining");
+    crate::metrics::add("vitrina_quarantined_actor_files_total", &[], keys.len() as u64);
 }

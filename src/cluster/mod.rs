@@ -381,7 +381,24 @@ pub async fn start(node: Arc<Node>) -> anyhow::Result<()> {
         return Ok(());
     }
     let seeds: Vec<String> = cluster.settings.seeds.iter().filter(|s| **s != cluster.addr).cloned().collect();
-    if !seeds.is_empty() {
+    // First learn the cluster's current view (from the seeds, or the peers of the view this node
+    // last knew). A restarted member that was declared down meanwhile must set its old files
+    // aside before it owns anything again.
+    let mut contacts: Vec<String> = seeds.clone();
+    contacts.extend(cluster.peers().into_iter().map(|(_, addr)| addr));
+    let mut known_view = None;
+    for addr in &contacts {
+        if let Ok(view) = cluster.call_json::<View>(addr, reqwest::Method::GET, "/internal/view", &()).await {
+            cluster.adopt(view.clone());
+            known_view = Some(view);
+            break;
+        }
+    }
+    handoff::rejoin_if_down(&node).await;
+    // Active in the cluster's own view (not just in this node's single-node view)?
+    let member = known_view.is_some_and(|v| v.members.get(&cluster.id).is_some_and(|m| m.state == MemberState::Active))
+        || cluster.view().members.len() > 1 && cluster.view().members.get(&cluster.id).is_some_and(|m| m.state == MemberState::Active);
+    if !seeds.is_empty() && !member {
         let mut joined = false;
         for attempt in 0..20 {
             for seed in &seeds {
@@ -389,7 +406,6 @@ pub async fn start(node: Arc<Node>) -> anyhow::Result<()> {
                 match cluster.call_json::<View>(seed, reqwest::Method::POST, "/internal/join", &join).await {
                     Ok(view) => {
                         cluster.adopt(view);
-                        routes::pull_catalog(&node, seed).await?;
                         joined = true;
                         break;
                     }
@@ -403,6 +419,12 @@ pub async fn start(node: Arc<Node>) -> anyhow::Result<()> {
         }
         if !joined {
             anyhow::bail!("could not join the cluster through {seeds:?}");
+        }
+    }
+    // The catalog (stores, hosts, tokens) comes from any peer.
+    for (_, addr) in cluster.peers() {
+        if routes::pull_catalog(&node, &addr).await.is_ok() {
+            break;
         }
     }
     actix_web::rt::spawn(heartbeat_loop(node.clone()));

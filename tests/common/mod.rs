@@ -19,6 +19,7 @@ pub struct TestNode {
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     env: Vec<(String, String)>,
+    args: Vec<String>,
     stdout_lines: Vec<String>,
 }
 
@@ -122,17 +123,19 @@ impl TestNode {
             }
         }
         std::thread::spawn(move || while rx.recv().is_ok() {});
-        TestNode { child, addr, data_dir: dir.to_path_buf(), _temp: None, env: env.to_vec(), stdout_lines: lines }
+        let args = extra.iter().filter(|a| **a != "--demo").map(|a| a.to_string()).collect();
+        TestNode { child, addr, data_dir: dir.to_path_buf(), _temp: None, env: env.to_vec(), args, stdout_lines: lines }
     }
 
     /// Kills the process (SIGKILL: no shutdown hooks run) and starts a new one on the same
     /// data directory and port, so clients and their cookies keep working.
     pub fn kill_and_restart(mut self) -> TestNode {
-        self.child.kill().expect("kill");
+        let _ = self.child.kill();
         let _ = self.child.wait();
         let temp = self._temp.take();
         let listen = self.addr.to_string();
-        let mut node = Self::spawn(&self.data_dir, &self.env, &[], &listen);
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let mut node = Self::spawn(&self.data_dir, &self.env, &args, &listen);
         node._temp = temp;
         node
     }
@@ -147,7 +150,8 @@ impl TestNode {
         std::fs::create_dir_all(&self.data_dir).expect("recreate data dir");
         let temp = self._temp.take();
         let listen = self.addr.to_string();
-        let mut node = Self::spawn(&self.data_dir, &self.env, &[], &listen);
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let mut node = Self::spawn(&self.data_dir, &self.env, &args, &listen);
         node._temp = temp;
         node
     }
