@@ -236,3 +236,27 @@ async fn a_malformed_session_cookie_is_refused_and_cleared() {
     let (_, body) = json_of(res).await;
     assert_error_body(&body, "invalid_session");
 }
+
+#[tokio::test]
+async fn a_shopper_who_ordered_sees_customer_only_blocks() {
+    let node = TestNode::start();
+    let token = node.seed_store("loyal", "Loyal").await;
+    let page = json!({"title": "Home", "blocks": [
+        {"type": "text", "config": {"heading": "Hello everyone", "body": "."}},
+        {"type": "text", "config": {"heading": "Welcome back, customer", "body": "."}, "visibility": {"userTypes": ["customer"]}},
+        {"type": "text", "config": {"heading": "First time here?", "body": "."}, "visibility": {"userTypes": ["guest"]}},
+    ]});
+    let (s, b) = node.admin(&token, reqwest::Method::PUT, "/stores/loyal/pages/home", Some(page)).await;
+    assert_eq!(s, 200, "{b}");
+    node.admin(&token, reqwest::Method::POST, "/stores/loyal/pages/home/publish", None).await;
+    let c = node.shopper("loyal");
+    let base = node.base("loyal");
+    c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+    let before = c.get(&base).header(ACCEPT, HTML).send().await.unwrap().text().await.unwrap();
+    assert!(before.contains("First time here?") && !before.contains("Welcome back, customer"));
+    let res = c.post(format!("{base}/checkout")).header("idempotency-key", "order-1").json(&json!({})).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap_or_default());
+    let after = c.get(&base).header(ACCEPT, HTML).send().await.unwrap().text().await.unwrap();
+    assert!(after.contains("Welcome back, customer") && !after.contains("First time here?"), "{after}");
+    assert!(after.contains("id=\"v-cart-count\">0<"), "the order emptied the cart");
+}

@@ -161,6 +161,13 @@ impl Handler<Checkout> for ShopperActor {
                 tx.execute("INSERT INTO order_outbox (order_id, next_attempt_ms) VALUES (?1, ?2)", params![id2, now])
                     .map_err(StorageError::from)?;
                 tx.execute("DELETE FROM cart_items", []).map_err(StorageError::from)?;
+                // A shopper who has ordered is a customer: blocks with `userTypes: ["customer"]`
+                // show to them from now on.
+                tx.execute(
+                    "INSERT INTO preferences (key, value) VALUES ('customer', 'true') ON CONFLICT(key) DO UPDATE SET value = 'true'",
+                    [],
+                )
+                .map_err(StorageError::from)?;
                 // Safety net: if the immediate attempt never reports (crash), the alarm retries.
                 let due = now + node.settings.feed.order_retry_base_ms as i64;
                 node.catalog.set_alarm_hint(&key_for_alarm, due)?;
@@ -171,6 +178,7 @@ impl Handler<Checkout> for ShopperActor {
                 .map(move |r, act, ctx| {
                     r?;
                     act.cart.clear();
+                    act.preferences.insert("customer".into(), "true".into());
                     act.state_version += 1;
                     crate::metrics::incr("vitrina_orders_total", &[]);
                     ctx.notify(DeliverOrders);
