@@ -177,7 +177,7 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
 
 fn print_status(s: &serde_json::Value) {
     println!("node {} · epoch {} · coordinator {} · {} vnodes per member", s["node"], s["epoch"], s["coordinator"], s["vnodes"]);
-    println!("{:<24} {:<24} {}", "MEMBER", "ADDRESS", "STATE");
+    println!("{:<24} {:<24} STATE", "MEMBER", "ADDRESS");
     for m in s["members"].as_array().into_iter().flatten() {
         println!("{:<24} {:<24} {}", m["id"].as_str().unwrap_or(""), m["addr"].as_str().unwrap_or(""), m["state"].as_str().unwrap_or(""));
     }

@@ -83,6 +83,6 @@ pub fn integer(value: Option<&Value>, name: &str) -> Result<Option<i64>, ApiErro
     }
 }
 
-pub fn string<'a>(value: Option<&'a Value>) -> Option<&'a str> {
+pub fn string(value: Option<&Value>) -> Option<&str> {
     value.and_then(Value::as_str)
 }

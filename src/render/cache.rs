@@ -19,6 +19,7 @@ pub struct CachedPage {
     pub rendered_ms: i64,
 }
 
+#[allow(clippy::ptr_arg)] // moka's weigher is called with `&K`, here `&String`
 fn weigh(key: &String, page: &Arc<CachedPage>) -> u32 {
     (key.len() + page.html.len()).try_into().unwrap_or(u32::MAX)
 }

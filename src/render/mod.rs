@@ -304,14 +304,14 @@ pub fn render_page(
     for (block, outcome) in visible.iter().zip(outcomes) {
         match outcome {
             Ok(html) => {
-                let _ = write!(body, "<div class=\"v-block\" data-block=\"{}\" data-type=\"{}\">{html}</div>\n", escape_html(block.id.as_str()), escape_html(&block.block_type));
+                let _ = writeln!(body, "<div class=\"v-block\" data-block=\"{}\" data-type=\"{}\">{html}</div>", escape_html(block.id.as_str()), escape_html(&block.block_type));
             }
             Err(failure) => {
                 failed += 1;
                 // The comment names the block and the reason; `--` cannot appear in either.
-                let _ = write!(
+                let _ = writeln!(
                     body,
-                    "<div class=\"v-block v-block-failed\" data-block=\"{}\"><!-- block {} ({}) failed: {} --></div>\n",
+                    "<div class=\"v-block v-block-failed\" data-block=\"{}\"><!-- block {} ({}) failed: {} --></div>",
                     escape_html(block.id.as_str()),
                     block.id.as_str().replace("--", "- -"),
                     escape_html(&block.block_type).replace("--", "- -"),
