@@ -38,5 +38,9 @@ function cartPage(storefront, products, helpers, ctx) {
     '<tbody>' + rows + '</tbody></table>' +
     '<p class="v-cart__subtotal">Subtotal (' + h.escapeHtml(cart.count) + (cart.count === 1 ? ' item' : ' items') + '): ' +
     '<strong class="v-price">' + h.escapeHtml(h.formatPrice(cart.subtotal, currency, locale)) + '</strong></p>' +
+    // One idempotency key per cart state: a double click places one order.
+    '<form class="v-cart__checkout" method="post" action="/checkout">' +
+    (cart.checkoutKey ? '<input type="hidden" name="idempotency_key" value="' + h.escapeHtml(cart.checkoutKey) + '">' : '') +
+    '<button type="submit" class="v-button v-button--primary">Place order</button></form>' +
     '<a class="v-button" href="/">Continue shopping</a></section>';
 }

@@ -194,7 +194,12 @@ impl ShopperActor {
 
     /// The cart as blocks see it: amounts in major units as numbers (`helpers.formatPrice`).
     fn cart_for_blocks(&self, snap: &StoreSnapshot) -> Value {
-        self.cart_json(snap, true)
+        let mut cart = self.cart_json(snap, true);
+        // The checkout form's idempotency key: the same for every render of one cart state (a
+        // double click places one order), new after any change (an order empties the cart).
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("{}#{}", self.key(), self.state_version));
+        cart["checkoutKey"] = json!(format!("co-{}", hex::encode(&digest[..12])));
+        cart
     }
 
     fn cart_json(&self, snap: &StoreSnapshot, for_blocks: bool) -> Value {
@@ -244,6 +249,22 @@ impl ShopperActor {
         })
     }
 
+    /// One of this shopper's orders as the order page shows it (major units added for blocks).
+    fn order_for_page(&self, id: &str, snap: &StoreSnapshot) -> Result<Option<Value>, ShopperError> {
+        let Some(db) = &self.db else { return Ok(None) };
+        let Some(mut order) = db.read(|c| orders::order_json(c, id))? else { return Ok(None) };
+        let currency = &snap.settings.currency;
+        let major = |v: &Value| json!(currency.to_major(v.as_i64().unwrap_or(0)));
+        order["subtotal"] = major(&order["subtotalMinor"]);
+        if let Some(lines) = order["lines"].as_array_mut() {
+            for line in lines {
+                line["unitPrice"] = major(&line["unitPriceMinor"]);
+                line["lineTotal"] = major(&line["lineTotalMinor"]);
+            }
+        }
+        Ok(Some(order))
+    }
+
     fn view(&self, snap: &StoreSnapshot, search_results: Option<Vec<ProductId>>) -> ShopperView {
         let cart = self.cart_for_blocks(snap);
         ShopperView {
@@ -253,6 +274,7 @@ impl ShopperActor {
             customer: self.preferences.get("customer").is_some_and(|v| v == "true"),
             locale: self.preferences.get("locale").cloned(),
             search_results,
+            order: None,
         }
     }
 
@@ -557,13 +579,17 @@ impl Handler<RenderForShopper> for ShopperActor {
             };
             let render = move |act: &mut ShopperActor, snap: SharedSnapshot| -> Result<RenderedPage, ShopperError> {
                 let cache_key = format!("{}|{}", act.key(), msg.request.cache_key());
-                let cacheable = msg.search_results.is_none();
+                // Search results and an order's delivery status change without a version bump.
+                let cacheable = msg.search_results.is_none() && !matches!(msg.request.route, Route::Order(_));
                 if cacheable {
                     if let Some(html) = act.node.personal_pages.get(&cache_key, snap.version, act.state_version) {
                         return Ok(RenderedPage { html: html.to_string(), store_version: snap.version, failed_blocks: 0 });
                     }
                 }
-                let view = act.view(&snap, msg.search_results.clone());
+                let mut view = act.view(&snap, msg.search_results.clone());
+                if let Route::Order(id) = &msg.request.route {
+                    view.order = act.order_for_page(id, &snap)?;
+                }
                 let page = render::render_page(&mut act.engine, &snap, &msg.request, &view, None)?;
                 if cacheable && page.failed_blocks == 0 {
                     let request_key = msg.request.cache_key();

@@ -54,6 +54,7 @@ pub const DEFAULT_BLOCKS: &[(&str, &str)] = &[
     ("recently-viewed", include_str!("../../actors/blocks/recently-viewed.js")),
     ("cart", include_str!("../../actors/blocks/cart.js")),
     ("search-results", include_str!("../../actors/blocks/search-results.js")),
+    ("order-confirmation", include_str!("../../actors/blocks/order-confirmation.js")),
 ];
 
 /// How many times the near-heap-limit callback doubles the limit before giving up. Each grant

@@ -410,6 +410,9 @@ pub async fn order(node: web::Data<Node>, req: HttpRequest, path: web::Path<Stri
     if !(1..=64).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(not_found());
     }
+    if ctx.html && session_of(&req).ok().flatten().is_some() {
+        return serve_page(node, req, Route::Order(id)).await;
+    }
     let (sid, is_new) = session(&ctx, &req)?;
     if is_new {
         return Err(not_found());

@@ -31,6 +31,8 @@ pub enum Route {
     Blog,
     Cart,
     Search(String),
+    /// An order of this shopper (the confirmation page after checkout).
+    Order(String),
 }
 
 impl Route {
@@ -43,6 +45,7 @@ impl Route {
             Route::Blog => "/blog".into(),
             Route::Cart => "/cart".into(),
             Route::Search(q) => format!("/search?q={q}"),
+            Route::Order(id) => format!("/orders/{id}"),
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct ShopperView {
     pub locale: Option<String>,
     /// Search results, for the search route.
     pub search_results: Option<Vec<ProductId>>,
+    /// The order shown on the order route, amounts in major units added.
+    pub order: Option<Value>,
 }
 
 impl ShopperView {
@@ -237,6 +242,10 @@ fn plan<'a>(snap: &'a StoreSnapshot, route: &Route, draft: Option<&'a PageVersio
         }
         Route::Blog => template("blog", &["blog-list"], format!("Journal · {name}"), site_description, json!({})),
         Route::Cart => template("cart", &["cart"], format!("Cart · {name}"), site_description, json!({})),
+        Route::Order(_) => {
+            let order = view.order.clone().ok_or_else(|| RenderError::NotFound("no such order in this session".into()))?;
+            template("order", &["order-confirmation"], format!("Your order · {name}"), site_description, json!({"order": order}))
+        }
         Route::Search(query) => {
             let ids = view.search_results.clone().unwrap_or_default();
             template(
@@ -332,7 +341,7 @@ fn shell(snap: &StoreSnapshot, req: &PageRequest, view: &ShopperView, title: &st
         let _ = write!(css_vars, "--v-{k}:{v};");
     }
     let mut nav = String::new();
-    let mut pages: Vec<&str> = snap.page_slugs().filter(|p| !["home", "product", "post", "blog", "cart", "search"].contains(p)).collect();
+    let mut pages: Vec<&str> = snap.page_slugs().filter(|p| !["home", "product", "post", "blog", "cart", "search", "order"].contains(p)).collect();
     pages.sort_unstable();
     for slug in pages {
         if let Some(page) = snap.page(slug) {

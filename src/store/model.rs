@@ -515,7 +515,7 @@ impl Visibility {
 
 pub const BLOCK_TYPES: &[&str] = &[
     "hero", "product-grid", "product-detail", "text", "gallery", "blog-list", "blog-post",
-    "cart-summary", "recently-viewed", "cart", "search-results", "custom",
+    "cart-summary", "recently-viewed", "cart", "search-results", "order-confirmation", "custom",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

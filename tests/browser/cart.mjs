@@ -43,6 +43,12 @@ try {
   // Remove a line without JavaScript semantics (form with _method=DELETE).
   await Promise.all([page.waitForNavigation(), page.locator('.v-cart__line').first().locator('button', { hasText: 'Remove' }).click()]);
   if ((await page.locator('.v-cart__line').count()) !== 1) fail('the line was removed');
+  // Checkout with the plain form: lands on the order page, cart emptied.
+  await Promise.all([page.waitForNavigation(), page.locator('form[action="/checkout"] button').click()]);
+  if (!new URL(page.url()).pathname.startsWith('/orders/')) fail(`checkout should land on the order page, got ${page.url()}`);
+  if (!(await page.textContent('main')).includes('Thank you for your order')) fail('the order page thanks the shopper');
+  if ((await count()) !== '0') fail('the order emptied the cart');
+  if (shots) await page.screenshot({ path: `${shots}/order.png`, fullPage: true });
   console.log('browser: cart flow ok');
 } finally {
   await browser.close();

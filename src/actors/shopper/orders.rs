@@ -61,7 +61,7 @@ struct DeliveryDone {
     result: Result<Option<Value>, String>,
 }
 
-fn order_json(c: &rusqlite::Connection, id: &str) -> Result<Option<Value>, StorageError> {
+pub(crate) fn order_json(c: &rusqlite::Connection, id: &str) -> Result<Option<Value>, StorageError> {
     let row = c
         .query_row(
             "SELECT o.id, o.created_ms, o.currency, o.subtotal_minor, o.lines, b.attempts, b.next_attempt_ms, b.last_error, b.delivered_ms
