@@ -172,7 +172,7 @@ impl ShopperActor {
                 if let Some((versions, request_key)) = key.split_once('#') {
                     if let Some((store_v, state_v)) = versions.split_once('.') {
                         if let (Ok(store_version), Ok(state_version)) = (store_v.parse(), state_v.parse()) {
-                            let page = CachedPage { html: html.into(), store_version, state_version, rendered_ms };
+                            let page = CachedPage { html: html.into_bytes().into(), store_version, state_version, rendered_ms };
                             self.node.personal_pages.insert(format!("{prefix}|{request_key}"), page);
                             self.cached_pages.push(request_key.to_string());
                         }
@@ -403,7 +403,7 @@ impl Actor for ShopperActor {
                     for (request_key, page) in &pages {
                         tx.execute(
                             "INSERT INTO html_cache (cache_key, html, rendered_ms) VALUES (?1, ?2, ?3)",
-                            params![format!("{}.{}#{}", page.store_version, page.state_version, request_key), &*page.html, page.rendered_ms],
+                            params![format!("{}.{}#{}", page.store_version, page.state_version, request_key), std::str::from_utf8(&page.html).unwrap_or_default(), page.rendered_ms],
                         )?;
                     }
                     Ok(())
@@ -583,7 +583,7 @@ impl Handler<RenderForShopper> for ShopperActor {
                 let cacheable = msg.search_results.is_none() && !matches!(msg.request.route, Route::Order(_));
                 if cacheable {
                     if let Some(html) = act.node.personal_pages.get(&cache_key, snap.version, act.state_version) {
-                        return Ok(RenderedPage { html: html.to_string(), store_version: snap.version, failed_blocks: 0 });
+                        return Ok(RenderedPage { html, store_version: snap.version, failed_blocks: 0 });
                     }
                 }
                 let mut view = act.view(&snap, msg.search_results.clone());
@@ -597,7 +597,7 @@ impl Handler<RenderForShopper> for ShopperActor {
                         act.cached_pages.push(request_key);
                     }
                     let cached = CachedPage {
-                        html: page.html.clone().into(),
+                        html: page.html.clone(),
                         store_version: snap.version,
                         state_version: act.state_version,
                         rendered_ms: now_ms(),

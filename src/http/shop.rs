@@ -123,13 +123,13 @@ fn render_error(e: RenderError) -> ApiError {
     }
 }
 
-fn html_response(html: impl Into<String>, new_session: Option<&SessionId>, cache: &'static str) -> HttpResponse {
+fn html_response(html: Bytes, new_session: Option<&SessionId>, cache: &'static str) -> HttpResponse {
     let mut builder = HttpResponse::Ok();
     builder.content_type("text/html; charset=utf-8").insert_header((header::CACHE_CONTROL, "private, no-store")).insert_header(("x-vitrina-cache", cache));
     if let Some(sid) = new_session {
         builder.cookie(tenant::session_cookie(sid));
     }
-    builder.body(html.into())
+    builder.body(html)
 }
 
 /// Renders `route` for this request: personalised by the shopper's actor, or — for a first
@@ -151,7 +151,7 @@ async fn serve_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> Re
         let key = AnonymousPages::key(&host, snap.version, &page_req.cache_key());
         if cacheable {
             if let Some(html) = ctx.node.anonymous_pages.get(&key) {
-                return Ok(html_response(html.to_string(), Some(&sid), "anonymous-hit"));
+                return Ok(html_response(html, Some(&sid), "anonymous-hit"));
             }
         }
         let msg = RenderForStore { request: page_req.clone(), preview_drafts: false, search_results };
@@ -159,7 +159,7 @@ async fn serve_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> Re
         let page = page.map_err(|e| ctx.err(render_error(e)))?;
         if cacheable && page.failed_blocks == 0 {
             let key = AnonymousPages::key(&host, page.store_version, &page_req.cache_key());
-            ctx.node.anonymous_pages.insert(key, page.html.clone().into());
+            ctx.node.anonymous_pages.insert(key, page.html.clone());
         }
         return Ok(html_response(page.html, Some(&sid), "anonymous-miss"));
     }

@@ -9,11 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::web::Bytes;
+
 use crate::config::CacheSettings;
 
 #[derive(Debug)]
 pub struct CachedPage {
-    pub html: Arc<str>,
+    pub html: Bytes,
     pub store_version: u64,
     pub state_version: u64,
     pub rendered_ms: i64,
@@ -45,7 +47,7 @@ impl PersonalPages {
     }
 
     /// A page rendered for exactly these versions, if still cached.
-    pub fn get(&self, key: &str, store_version: u64, state_version: u64) -> Option<Arc<str>> {
+    pub fn get(&self, key: &str, store_version: u64, state_version: u64) -> Option<Bytes> {
         if !self.enabled {
             return None;
         }
@@ -76,7 +78,7 @@ impl PersonalPages {
 }
 
 pub struct AnonymousPages {
-    cache: moka::sync::Cache<String, Arc<str>>,
+    cache: moka::sync::Cache<String, Bytes>,
 }
 
 impl AnonymousPages {
@@ -84,7 +86,7 @@ impl AnonymousPages {
         AnonymousPages {
             cache: moka::sync::Cache::builder()
                 .max_capacity(settings.anonymous_page_max_bytes)
-                .weigher(|k: &String, v: &Arc<str>| (k.len() + v.len()).try_into().unwrap_or(u32::MAX))
+                .weigher(|k: &String, v: &Bytes| (k.len() + v.len()).try_into().unwrap_or(u32::MAX))
                 // Bounded staleness even if a version bump were missed.
                 .time_to_live(Duration::from_secs(300))
                 .build(),
@@ -95,14 +97,14 @@ impl AnonymousPages {
         format!("{host}|{store_version}|{request_key}")
     }
 
-    pub fn get(&self, key: &str) -> Option<Arc<str>> {
+    pub fn get(&self, key: &str) -> Option<Bytes> {
         let hit = self.cache.get(key);
         let result = if hit.is_some() { "hit" } else { "miss" };
         crate::metrics::incr("vitrina_anonymous_cache_total", &[("result", result)]);
         hit
     }
 
-    pub fn insert(&self, key: String, html: Arc<str>) {
+    pub fn insert(&self, key: String, html: Bytes) {
         self.cache.insert(key, html);
     }
 }

@@ -97,7 +97,8 @@ impl ShopperView {
 
 #[derive(Debug, Clone)]
 pub struct RenderedPage {
-    pub html: String,
+    /// Shared, immutable bytes: caches and responses hold the same buffer, never a copy.
+    pub html: actix_web::web::Bytes,
     pub store_version: u64,
     pub failed_blocks: usize,
 }
@@ -330,7 +331,7 @@ pub fn render_page(
         }
     }
     let html = shell(snap, req, view, &plan.title, &plan.description, &body);
-    Ok(RenderedPage { html, store_version: snap.version, failed_blocks: failed })
+    Ok(RenderedPage { html: html.into(), store_version: snap.version, failed_blocks: failed })
 }
 
 fn shell(snap: &StoreSnapshot, req: &PageRequest, view: &ShopperView, title: &str, description: &str, body: &str) -> String {
