@@ -15,6 +15,7 @@
   }
 
   const numberFormats = new Map();
+  const dateFormats = new Map();
 
   /** Formats an amount in MAJOR units (19.99) as currency, e.g. formatPrice(19.99, 'USD') → "$19.99". */
   function formatPrice(amount, currency, locale) {
@@ -40,14 +41,20 @@
     const d = date instanceof Date ? date : new Date(date);
     if (date === null || date === undefined || Number.isNaN(d.getTime())) return '';
     if (format === 'iso') return d.toISOString().slice(0, 10);
-    const options = format === 'short'
-      ? { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' }
-      : { year: 'numeric', month: 'long', day: 'numeric', timeZone: 'UTC' };
-    try {
-      return new Intl.DateTimeFormat(typeof locale === 'string' && locale ? locale : 'en-US', options).format(d);
-    } catch (_) {
-      return d.toISOString().slice(0, 10);
+    const style = format === 'short' ? 'short' : 'long';
+    const loc = typeof locale === 'string' && locale ? locale : 'en-US';
+    // Formatters are costly to build (the W1b profile showed it): keep one per locale and style.
+    const key = loc + '|' + style;
+    let formatter = dateFormats.get(key);
+    if (formatter === undefined) {
+      try {
+        formatter = new Intl.DateTimeFormat(loc, { year: 'numeric', month: style, day: 'numeric', timeZone: 'UTC' });
+      } catch (_) {
+        formatter = null; // unknown locale
+      }
+      if (dateFormats.size < 64) dateFormats.set(key, formatter);
     }
+    return formatter ? formatter.format(d) : d.toISOString().slice(0, 10);
   }
 
   /** "Summer Sale 2024!" → "summer-sale-2024". */
