@@ -147,13 +147,47 @@ pub type CommitHook = Arc<dyn Fn() + Send + Sync>;
 /// is never contended; it exists so a commit can run on the blocking pool.
 #[derive(Clone)]
 pub struct ActorDb {
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<Db>>,
     on_commit: Option<CommitHook>,
+}
+
+/// The connection, and whether it is still the empty stand-in for a file not yet created.
+struct Db {
+    conn: Connection,
+    /// Set while the actor has no file: the file is created (and migrated) by the first write.
+    deferred: Option<(PathBuf, SchemaKind)>,
+}
+
+impl Db {
+    /// Swaps the in-memory stand-in for the real file before the first write.
+    fn materialise(&mut self) -> StorageResult<()> {
+        if let Some((path, kind)) = self.deferred.take() {
+            self.conn = open(&path, kind)?;
+        }
+        Ok(())
+    }
 }
 
 impl ActorDb {
     pub fn open(path: &Path, kind: SchemaKind) -> StorageResult<ActorDb> {
-        Ok(ActorDb { conn: Arc::new(Mutex::new(open(path, kind)?)), on_commit: None })
+        Ok(ActorDb { conn: Arc::new(Mutex::new(Db { conn: open(path, kind)?, deferred: None })), on_commit: None })
+    }
+
+    /// Opens the actor's file if it exists; otherwise reads see an empty, migrated in-memory
+    /// database and the file is created by the first write. A visit that changes nothing (a
+    /// crawler, a cookie made up by a client) then costs no file and no fsync.
+    pub fn open_deferred(path: &Path, kind: SchemaKind) -> StorageResult<ActorDb> {
+        if path.exists() {
+            return Self::open(path, kind);
+        }
+        let mut conn = Connection::open_in_memory()?;
+        migrate(&mut conn, kind)?;
+        Ok(ActorDb { conn: Arc::new(Mutex::new(Db { conn, deferred: Some((path.to_path_buf(), kind)) })), on_commit: None })
+    }
+
+    /// Whether the actor has a file yet.
+    pub fn exists(&self) -> bool {
+        self.conn.lock().deferred.is_none()
     }
 
     /// Runs `hook` after every commit made through this handle (and its clones made later).
@@ -170,7 +204,7 @@ impl ActorDb {
 
     /// Runs a read on the caller's thread.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> StorageResult<T>) -> StorageResult<T> {
-        f(&self.conn.lock())
+        f(&self.conn.lock().conn)
     }
 
     /// Runs `f` in an IMMEDIATE transaction on the blocking pool and commits it; resolves only
@@ -183,8 +217,9 @@ impl ActorDb {
     {
         let conn = self.conn.clone();
         let value = tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
+            let mut db = conn.lock();
+            db.materialise()?;
+            let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
             let value = f(&tx)?;
             tx.commit().map_err(StorageError::from)?;
             Ok::<T, E>(value)
@@ -197,11 +232,12 @@ impl ActorDb {
 
     /// Same as [`write`](Self::write) but on the caller's thread, for startup and seeding.
     pub fn write_now<T, E: From<StorageError>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
+        let mut db = self.conn.lock();
+        db.materialise()?;
+        let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
         let value = f(&tx)?;
         tx.commit().map_err(StorageError::from)?;
-        drop(conn);
+        drop(db);
         self.committed();
         Ok(value)
     }

@@ -89,3 +89,34 @@ async fn an_idle_actor_drops_its_isolate_but_keeps_its_state() {
     let page = c.get(&base).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
     assert!(page.contains("id=\"v-cart-count\">3<") && page.contains("Welcome to Lean"));
 }
+
+fn shopper_files(node: &TestNode, store: &str) -> usize {
+    let dir = node.data_dir.join("stores").join(store).join("shoppers");
+    let Ok(fanouts) = std::fs::read_dir(dir) else { return 0 };
+    fanouts
+        .flatten()
+        .filter_map(|d| std::fs::read_dir(d.path()).ok())
+        .flat_map(|files| files.flatten())
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".db"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_visit_that_changes_nothing_creates_no_file() {
+    let node = TestNode::start();
+    node.seed_store("quiet", "Quiet").await;
+    let base = node.base("quiet");
+    // Made-up but well-formed session ids, as a crawler or a scripted client would send.
+    for i in 0..20 {
+        let res = node.shopper("quiet").get(&base).header("accept", "text/html").header("cookie", format!("sid=madeup{i}")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let res = node.shopper("quiet").get(format!("{base}/cart")).header("cookie", format!("sid=madeup{i}")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(shopper_files(&node, "quiet"), 0, "reads alone create no shopper file");
+    let c = node.shopper("quiet");
+    c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+    assert_eq!(shopper_files(&node, "quiet"), 1, "the first write creates the file");
+    let node = node.kill_and_restart();
+    assert_eq!(cart_count(&c, &node.base("quiet")).await, 1);
+}

@@ -292,7 +292,12 @@ async fn activate(node: Arc<Node>, key: ActorKey, busy: watch::Sender<()>, gener
         ActorKey::Store(_) => SchemaKind::Store,
         ActorKey::Shopper(..) => SchemaKind::Shopper,
     };
-    let opened = tokio::task::spawn_blocking(move || ActorDb::open(&path, kind)).await;
+    // Shoppers get their file on their first write; a store's file always exists (created with it).
+    let opened = tokio::task::spawn_blocking(move || match kind {
+        SchemaKind::Shopper => ActorDb::open_deferred(&path, kind),
+        _ => ActorDb::open(&path, kind),
+    })
+    .await;
     let db = match opened {
         Ok(Ok(db)) => node.track_commits(&key, db),
         Ok(Err(e)) => {

@@ -388,7 +388,7 @@ impl Actor for ShopperActor {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.engine.drop_engine();
-        if let Some(db) = self.db.take() {
+        if let Some(db) = self.db.take().filter(|db| db.exists()) {
             // Keep the personalised pages across the sleep; losing them only costs a render.
             let prefix = self.key().to_string();
             let pages: Vec<_> = self
