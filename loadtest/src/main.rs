@@ -2,8 +2,10 @@
 //!
 //! - `vitrina-load suite --vitrina-bin target/release/vitrina` measures the ceilings (hello-world
 //!   HTTP, serial and parallel fsync), then starts a fresh node per workload with the settings
-//!   that workload needs and runs W1, W1b, W2, W3, W2w and W5; it writes JSON and a Markdown
-//!   table (`loadtest/run.sh` appends that to `loadtest/RESULTS.md`).
+//!   that workload needs and runs W1, W1b, W2, W3, W2w and W5, then starts local clusters
+//!   (`serve --cluster` / `--join` on 127.0.0.1) for W4 (webhook → fresh page on 3 nodes) and
+//!   S1 (3 → 4 nodes under load); it writes JSON and a Markdown table (`loadtest/run.sh`
+//!   appends that to `loadtest/RESULTS.md`).
 //! - `vitrina-load run --nodes http://127.0.0.1:8080 --operator-token T` runs the request
 //!   workloads against nodes that are already running.
 //! - `vitrina-load hello` and `vitrina-load fsync` are the ceilings on their own.
@@ -12,6 +14,7 @@
 
 mod ceilings;
 mod client;
+mod cluster;
 mod driver;
 mod procfs;
 mod report;
@@ -101,9 +104,25 @@ struct SuiteArgs {
     /// Scratch directory for node data, logs and fsync files (on the disk being measured).
     #[arg(long)]
     work_dir: PathBuf,
-    /// Comma-separated workloads: ceilings,w1,w1b,w2,w3,w2w,w5.
-    #[arg(long, default_value = "ceilings,w1,w1b,w2,w3,w2w,w5", value_delimiter = ',')]
+    /// Comma-separated workloads: ceilings,w1,w1b,w2,w3,w2w,w4,s1,w5 (w4 and s1 start local
+    /// clusters).
+    #[arg(long, default_value = "ceilings,w1,w1b,w2,w3,w2w,w4,s1,w5", value_delimiter = ',')]
     workloads: Vec<String>,
+    /// W4: webhook rounds (one price change each).
+    #[arg(long, default_value_t = 50)]
+    w4_rounds: usize,
+    /// W4: milliseconds between two polls of a shopper's page.
+    #[arg(long, default_value_t = 2)]
+    w4_poll_ms: u64,
+    /// S1: shoppers whose warm pages are loaded while the 4th node joins.
+    #[arg(long, default_value_t = 300)]
+    s1_shoppers: usize,
+    /// S1: measured seconds of load on 3 nodes before the 4th node starts.
+    #[arg(long, default_value_t = 10.0)]
+    s1_before: f64,
+    /// S1: seconds of load after the 4th node starts (the run ends then, settled or not).
+    #[arg(long, default_value_t = 30.0)]
+    s1_after_join: f64,
     /// Threads (one file each) for the parallel fsync ceiling.
     #[arg(long, default_value_t = 16)]
     fsync_files: usize,
@@ -419,6 +438,31 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         let env = [("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", args.short_idle_secs.to_string())];
         let node = Spawned::node(&bin, &dir("node-w2w"), &env)?;
         report.rows.push(wake(common, &NodeRef::of(&node)).await?);
+    }
+    if wants("w4") {
+        eprintln!("[w4] 3-node cluster, {} webhook rounds", args.w4_rounds);
+        let opts = cluster::W4 { rounds: args.w4_rounds, poll: Duration::from_millis(args.w4_poll_ms), timeout: Duration::from_secs(3) };
+        match cluster::w4(&bin, &dir("cluster-w4"), &opts).await {
+            Ok(row) => report.rows.push(row),
+            Err(e) => report.skipped.push(format!("W4 failed: {e:#}")),
+        }
+    }
+    if wants("s1") {
+        eprintln!("[s1] 3-node cluster, a 4th node joins after {} s", args.s1_before);
+        let opts = cluster::S1 {
+            shoppers: args.s1_shoppers,
+            connections: common.connections,
+            warmup: Duration::from_secs_f64(common.warmup),
+            before: Duration::from_secs_f64(args.s1_before),
+            after_join: Duration::from_secs_f64(args.s1_after_join),
+        };
+        match cluster::s1(&bin, &dir("cluster-s1"), &opts, http.as_ref()).await {
+            Ok((rows, section)) => {
+                report.rows.extend(rows);
+                report.sections.push(section);
+            }
+            Err(e) => report.skipped.push(format!("S1 failed: {e:#}")),
+        }
     }
     if wants("w5") {
         for &count in &args.w5_counts {
