@@ -323,6 +323,24 @@ pub async fn w4(bin: &Path, dir: &Path, opts: &W4) -> anyhow::Result<Row> {
     Ok(row.p99_under(50.0))
 }
 
+/// The visible text of an error page (or a JSON error as is), shortened.
+fn text_of(body: &str) -> String {
+    let body = body.split_once("</style>").map_or(body, |(_, rest)| rest);
+    let (mut out, mut in_tag) = (String::new(), false);
+    for c in body.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                out.push(' ');
+            }
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(240).collect()
+}
+
 /// S1 settings.
 pub struct S1 {
     pub shoppers: usize,
@@ -438,6 +456,7 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
         workers.push(tokio::spawn(async move {
             let mut conn = Conn::new(t.addr);
             let mut events = Vec::new();
+            let mut first_error: Option<String> = None;
             while !stop.load(Ordering::Relaxed) {
                 let i = (next.fetch_add(1, Ordering::Relaxed) % sids.len() as u64) as usize;
                 let first = Instant::now();
@@ -448,8 +467,15 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
                             retried_503 += 1;
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
-                        Ok(a) => break (a.status, node_index(a.node.as_deref())),
-                        Err(_) => {
+                        Ok(a) => {
+                            if !(200..300).contains(&a.status) && first_error.is_none() {
+                                let body = text_of(&String::from_utf8_lossy(&a.body));
+                                first_error = Some(format!("HTTP {} from {}: {body}", a.status, a.node.as_deref().unwrap_or("?")));
+                            }
+                            break (a.status, node_index(a.node.as_deref()));
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(format!("{e:#}"));
                             tokio::time::sleep(Duration::from_millis(10)).await;
                             break (0, 0);
                         }
@@ -465,7 +491,7 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
                     retried_503,
                 });
             }
-            events
+            (events, first_error)
         }));
     }
     let cpu = |pids: &[u32]| pids.iter().filter_map(|p| crate::procfs::cpu_time(*p)).sum::<Duration>();
@@ -484,17 +510,18 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
     }
     .await;
     let remaining = (join + opts.after_join.as_secs_f64() - start.elapsed().as_secs_f64()).max(0.0);
-    let cpu_pre_end = cpu(&cluster.pids()[..3]);
     tokio::time::sleep(Duration::from_secs_f64(remaining)).await;
     stop.store(true, Ordering::Relaxed);
     let cpu_end_all = cpu(&cluster.pids());
     let end = start.elapsed().as_secs_f64();
     let mut events = Vec::new();
+    let mut first_error = None;
     for w in workers {
-        events.extend(w.await?);
+        let (e, first) = w.await?;
+        events.extend(e);
+        first_error = first_error.or(first);
     }
     let (listening, active) = join_result?;
-    let _ = cpu_pre_end;
     let after_owners = owners(&cluster.addrs, &store.id, &sids, opts.connections).await?;
 
     // Moved shoppers, and whether anything but the new node took one.
@@ -605,7 +632,17 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
             let _ = writeln!(s, "- NOT settled within {:.1} s: {never} shoppers never served by their new owner", end - join);
         }
     }
-    let _ = writeln!(s, "- after the join: {errors} errors, {retries} answers 503 retried");
+    let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+    for e in events.iter().filter(|e| !(200..300).contains(&e.status)) {
+        *statuses.entry(e.status).or_default() += 1;
+    }
+    let statuses: Vec<String> = statuses.iter().map(|(k, v)| if *k == 0 { format!("{v}× connection error") } else { format!("{v}× HTTP {k}") }).collect();
+    let _ = writeln!(
+        s,
+        "- after the join: {errors} errors{}, {retries} answers 503 retried{}",
+        if statuses.is_empty() { String::new() } else { format!(" ({})", statuses.join(", ")) },
+        first_error.map(|e| format!("; first error: {}", e.replace('|', "\\|").replace('\n', " "))).unwrap_or_default()
+    );
     // Per-second timeline around the join.
     let mut seconds: BTreeMap<i64, Bucket> = BTreeMap::new();
     for e in events.iter().filter(|e| e.t >= measure_from) {
