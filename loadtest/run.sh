@@ -34,6 +34,9 @@ done
 set -- "${args[@]}"
 
 cargo build --release --locked --bin vitrina --bin vitrina-load
+# Whether the binaries include uncommitted changes (checked now: appending to RESULTS.md below
+# must not count as one).
+dirty="$(git diff --quiet HEAD -- src loadtest Cargo.toml ':!loadtest/RESULTS.md' || echo ' (with uncommitted changes)')"
 
 # W5 holds 10k shopper actors, each with its SQLite file, WAL and shared-memory file open.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -47,7 +50,7 @@ echo "+ ${cmd[*]}" >&2
 
 {
   echo
-  echo "## Run $(date -u +%Y-%m-%dT%H:%MZ) — \`$(git rev-parse --short HEAD)\`$(git diff --quiet HEAD -- src loadtest Cargo.toml || echo ' (with uncommitted changes)')"
+  echo "## Run $(date -u +%Y-%m-%dT%H:%MZ) — \`$(git rev-parse --short HEAD)\`${dirty}"
   echo
   echo "- Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, load average before the run: $(cut -d' ' -f1-3 /proc/loadavg), open-file limit $(ulimit -n)"
   echo "- Command: \`loadtest/run.sh ${given[*]}\` → \`${cmd[*]/$work/\$WORK}\`"

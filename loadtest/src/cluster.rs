@@ -632,6 +632,24 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
             let _ = writeln!(s, "- NOT settled within {:.1} s: {never} shoppers never served by their new owner", end - join);
         }
     }
+    if let Some(t) = first_by_new_owner.iter().flatten().fold(None, |m: Option<f64>, t| Some(m.map_or(*t, |m| m.max(*t)))) {
+        let _ = writeln!(s, "- every shopper served by its new owner {:.2} s after n4's start", t - join);
+    }
+    // When after the join things went wrong: 503 retries, failures and answers slower than 1 s.
+    let mut late: Vec<&Event> = events.iter().filter(|e| e.t >= join && (e.retried_503 > 0 || !(200..300).contains(&e.status) || e.us > 1_000_000)).collect();
+    late.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let mut late: Vec<String> = late
+        .into_iter()
+        .map(|e| {
+            let what = if !(200..300).contains(&e.status) { format!("HTTP {}", e.status) } else { format!("{}", e.status) };
+            format!("{:.2} s: {what} after {} 503 retries, {:.0} ms", e.t - join, e.retried_503, e.us as f64 / 1e3)
+        })
+        .collect();
+    if !late.is_empty() {
+        let more = late.len().saturating_sub(12);
+        late.truncate(12);
+        let _ = writeln!(s, "- after the join, answers with a 503 retry, an error or over 1 s (answer time after n4's start): {}{}", late.join("; "), if more > 0 { format!("; … {more} more") } else { String::new() });
+    }
     let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
     for e in events.iter().filter(|e| !(200..300).contains(&e.status)) {
         *statuses.entry(e.status).or_default() += 1;

@@ -145,8 +145,8 @@ struct SuiteArgs {
 struct RunArgs {
     #[command(flatten)]
     common: Common,
-    /// Base URLs of running nodes, comma-separated. Today every workload targets the first;
-    /// the cluster workloads (W4, S1: shoppers spread over nodes, node loss) will use them all.
+    /// Base URLs of running nodes, comma-separated. Every workload here targets the first; the
+    /// cluster workloads W4 and S1 run in `suite`, which starts its own local clusters.
     #[arg(long, value_delimiter = ',', required = true)]
     nodes: Vec<String>,
     #[arg(long, env = "VITRINA_OPERATOR_TOKEN")]
@@ -568,7 +568,7 @@ async fn run_external(args: RunArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let node = NodeRef { base_url: args.nodes.first().context("--nodes")?.clone(), pid: args.pid, token: args.operator_token.clone() };
     if args.nodes.len() > 1 {
-        eprintln!("note: {} nodes given; single-node workloads use the first (W4/S1 will use all)", args.nodes.len());
+        eprintln!("note: {} nodes given; these workloads use the first (W4/S1 run in `suite` on clusters it starts)", args.nodes.len());
     }
     let mut report = Report::default();
     for w in &args.workloads {
@@ -586,7 +586,7 @@ async fn run_external(args: RunArgs) -> anyhow::Result<()> {
                 report.rows.extend([max, lat]);
             }
             "w2w" => report.rows.push(wake(common, &node).await?),
-            other => bail!("unknown workload {other:?} for run (suite runs ceilings and w5)"),
+            other => bail!("unknown workload {other:?} for run (suite runs ceilings, w4, s1 and w5)"),
         }
     }
     let md = report.markdown();
