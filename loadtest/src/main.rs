@@ -406,38 +406,57 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
 
     if wants("w1") {
         let node = Spawned::node(&bin, &dir("node-w1"), &[])?;
-        let (max, lat) = warm_page(common, "w1", "W1 warm personalised page", &NodeRef::of(&node)).await?;
-        report.rows.push(max.against(http.as_ref(), Some(0.5)));
-        report.rows.push(lat.p99_under(2.0));
+        match warm_page(common, "w1", "W1 warm personalised page", &NodeRef::of(&node)).await {
+            Ok((max, lat)) => {
+                report.rows.push(max.against(http.as_ref(), Some(0.5)));
+                report.rows.push(lat.p99_under(2.0));
+            }
+            Err(e) => report.skipped.push(format!("W1 failed: {e:#}")),
+        }
     }
     if wants("w1b") {
         let env = [("VITRINA_CACHE__PERSONAL_HTML_TTL_SECS", "0".to_string())];
         let node = Spawned::node(&bin, &dir("node-w1b"), &env)?;
-        let (max, lat) = warm_page(common, "w1b", "W1b warm page, HTML cache off", &NodeRef::of(&node)).await?;
-        report.rows.push(max.against(http.as_ref(), Some(0.3)));
-        report.rows.push(lat.against(http.as_ref(), None));
+        match warm_page(common, "w1b", "W1b warm page, HTML cache off", &NodeRef::of(&node)).await {
+            Ok((max, lat)) => {
+                report.rows.push(max.against(http.as_ref(), Some(0.3)));
+                report.rows.push(lat.against(http.as_ref(), None));
+            }
+            Err(e) => report.skipped.push(format!("W1b failed: {e:#}")),
+        }
     }
     if wants("w2") {
         // Short idle timeout: thousands of new actors per phase would otherwise all keep their
         // isolates (~1.6 MiB each) for the default 120 s.
         let env = [("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", args.short_idle_secs.to_string())];
         let node = Spawned::node(&bin, &dir("node-w2"), &env)?;
-        let (max, lat) = cold_actor(common, &NodeRef::of(&node)).await?;
-        // Every request creates a file: the create + fsync rate is its disk ceiling.
-        report.rows.push(max.against(fsync_create.as_ref(), None));
-        report.rows.push(lat.p99_under(5.0));
+        match cold_actor(common, &NodeRef::of(&node)).await {
+            Ok((max, lat)) => {
+                // Every request creates a file: the create + fsync rate is its disk ceiling.
+                report.rows.push(max.against(fsync_create.as_ref(), None));
+                report.rows.push(lat.p99_under(5.0));
+            }
+            Err(e) => report.skipped.push(format!("W2 failed: {e:#}")),
+        }
     }
     if wants("w3") {
         let env = [("VITRINA_SHOPPER__MAX_QUANTITY", "1000000000".to_string())];
         let node = Spawned::node(&bin, &dir("node-w3"), &env)?;
-        let (max, lat) = add_to_cart(common, &NodeRef::of(&node)).await?;
-        report.rows.push(max.against(fsync_parallel.as_ref(), Some(0.5)));
-        report.rows.push(lat.against(fsync_parallel.as_ref(), None));
+        match add_to_cart(common, &NodeRef::of(&node)).await {
+            Ok((max, lat)) => {
+                report.rows.push(max.against(fsync_parallel.as_ref(), Some(0.5)));
+                report.rows.push(lat.against(fsync_parallel.as_ref(), None));
+            }
+            Err(e) => report.skipped.push(format!("W3 failed: {e:#}")),
+        }
     }
     if wants("w2w") {
         let env = [("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", args.short_idle_secs.to_string())];
         let node = Spawned::node(&bin, &dir("node-w2w"), &env)?;
-        report.rows.push(wake(common, &NodeRef::of(&node)).await?);
+        match wake(common, &NodeRef::of(&node)).await {
+            Ok(row) => report.rows.push(row),
+            Err(e) => report.skipped.push(format!("W2w failed: {e:#}")),
+        }
     }
     if wants("w4") {
         eprintln!("[w4] 3-node cluster, {} webhook rounds", args.w4_rounds);
