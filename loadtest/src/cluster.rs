@@ -553,7 +553,7 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
         }
         let b = if e.t < join {
             0
-        } else if e.t < settle_end {
+        } else if e.t <= settle_end {
             1
         } else {
             2
