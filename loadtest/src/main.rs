@@ -44,7 +44,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Ceilings, then every single-node workload, each on a fresh node it starts.
+    /// Ceilings, every single-node workload (each on a fresh node it starts), then W4 and S1 on
+    /// local clusters it starts. A flag given twice takes its last value.
+    #[command(args_override_self = true)]
     Suite(SuiteArgs),
     /// Request workloads (w1, w2, w3; w1b / w2w if the nodes are configured for them) against
     /// running nodes.
