@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Benchmark suite (issue 6): builds release binaries, measures the ceilings (hello-world HTTP,
 # fsync serial and parallel), runs the single-node workloads W1, W1b, W2, W3, W2w and W5, each
-# on a fresh node with a temporary data directory, and APPENDS a dated section to
-# loadtest/RESULTS.md. Bounded: about 5 minutes with the defaults (10 s per measured phase).
+# on a fresh node with a temporary data directory, then the cluster workloads on local clusters
+# it starts on 127.0.0.1 (W4 webhook → fresh page on 3 nodes; S1 a 4th node joining 3 under
+# load), and APPENDS a dated section to loadtest/RESULTS.md. Bounded: about 8 minutes with the
+# defaults (10 s per measured phase), about 3 with --quick.
 #
 #   loadtest/run.sh                          # everything
+#   loadtest/run.sh --quick                  # everything, shorter phases and fewer rounds
 #   loadtest/run.sh --workloads ceilings,w1  # a subset; any `vitrina-load suite` flag works
 #
 # Only 127.0.0.1 is targeted. The machine's other load skews the numbers: compare workloads
@@ -18,7 +21,22 @@ if [ -z "${RUSTY_V8_ARCHIVE:-}" ] && [ -f ../shared/v8/librusty_v8_release_x86_6
 fi
 target_dir="${CARGO_TARGET_DIR:-target}"
 
+# --quick (anywhere in the arguments) stands for shorter settings; later flags still override.
+given=("$@")
+args=()
+for a in "$@"; do
+  if [ "$a" = --quick ]; then
+    args=(--duration 3 --warmup 1 --shoppers 300 --w5-counts 1000 --w5-idle-secs 10 --w4-rounds 20 --s1-before 5 --s1-after-join 15 "${args[@]}")
+  else
+    args+=("$a")
+  fi
+done
+set -- "${args[@]}"
+
 cargo build --release --locked --bin vitrina --bin vitrina-load
+# Whether the binaries include uncommitted changes (checked now: appending to RESULTS.md below
+# must not count as one).
+dirty="$(git diff --quiet HEAD -- src loadtest Cargo.toml ':!loadtest/RESULTS.md' || echo ' (with uncommitted changes)')"
 
 # W5 holds 10k shopper actors, each with its SQLite file, WAL and shared-memory file open.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -32,10 +50,10 @@ echo "+ ${cmd[*]}" >&2
 
 {
   echo
-  echo "## Run $(date -u +%Y-%m-%dT%H:%MZ) — \`$(git rev-parse --short HEAD)\`$(git diff --quiet HEAD -- src loadtest Cargo.toml || echo ' (with uncommitted changes)')"
+  echo "## Run $(date -u +%Y-%m-%dT%H:%MZ) — \`$(git rev-parse --short HEAD)\`${dirty}"
   echo
   echo "- Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, load average before the run: $(cut -d' ' -f1-3 /proc/loadavg), open-file limit $(ulimit -n)"
-  echo "- Command: \`loadtest/run.sh $*\` → \`${cmd[*]/$work/\$WORK}\`"
+  echo "- Command: \`loadtest/run.sh ${given[*]}\` → \`${cmd[*]/$work/\$WORK}\`"
   echo "- Load generator and node share the machine's CPUs (and other engineers' builds may too)."
   echo
   cat "$work/results.md"

@@ -16,10 +16,13 @@ use tokio::net::TcpStream;
 
 pub type Body = Full<Bytes>;
 
-/// What a request answered: status, the `x-vitrina-cache` header and the body.
+/// What a request answered: status, the `x-vitrina-cache` and `x-vitrina-node` headers and the
+/// body.
 pub struct Answer {
     pub status: u16,
     pub cache: Option<String>,
+    /// The cluster node that served the request (`x-vitrina-node`).
+    pub node: Option<String>,
     pub body: Bytes,
 }
 
@@ -34,6 +37,10 @@ pub struct Conn {
 impl Conn {
     pub fn new(addr: SocketAddr) -> Conn {
         Conn { addr, sender: None, opened: 0 }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     async fn connect(&mut self) -> anyhow::Result<&mut SendRequest<Body>> {
@@ -78,8 +85,9 @@ async fn read(res: Response<hyper::body::Incoming>) -> anyhow::Result<Answer> {
     let status = res.status().as_u16();
     let header = |name: &str| res.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let cache = header("x-vitrina-cache");
+    let node = header("x-vitrina-node");
     let body = res.into_body().collect().await?.to_bytes();
-    Ok(Answer { status, cache, body })
+    Ok(Answer { status, cache, node, body })
 }
 
 /// Where requests go: the socket address of a node and the `Host` header naming the store.

@@ -2,8 +2,10 @@
 //!
 //! - `vitrina-load suite --vitrina-bin target/release/vitrina` measures the ceilings (hello-world
 //!   HTTP, serial and parallel fsync), then starts a fresh node per workload with the settings
-//!   that workload needs and runs W1, W1b, W2, W3, W2w and W5; it writes JSON and a Markdown
-//!   table (`loadtest/run.sh` appends that to `loadtest/RESULTS.md`).
+//!   that workload needs and runs W1, W1b, W2, W3, W2w and W5, then starts local clusters
+//!   (`serve --cluster` / `--join` on 127.0.0.1) for W4 (webhook → fresh page on 3 nodes) and
+//!   S1 (3 → 4 nodes under load); it writes JSON and a Markdown table (`loadtest/run.sh`
+//!   appends that to `loadtest/RESULTS.md`).
 //! - `vitrina-load run --nodes http://127.0.0.1:8080 --operator-token T` runs the request
 //!   workloads against nodes that are already running.
 //! - `vitrina-load hello` and `vitrina-load fsync` are the ceilings on their own.
@@ -12,6 +14,7 @@
 
 mod ceilings;
 mod client;
+mod cluster;
 mod driver;
 mod procfs;
 mod report;
@@ -41,7 +44,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Ceilings, then every single-node workload, each on a fresh node it starts.
+    /// Ceilings, every single-node workload (each on a fresh node it starts), then W4 and S1 on
+    /// local clusters it starts. A flag given twice takes its last value.
+    #[command(args_override_self = true)]
     Suite(SuiteArgs),
     /// Request workloads (w1, w2, w3; w1b / w2w if the nodes are configured for them) against
     /// running nodes.
@@ -101,9 +106,25 @@ struct SuiteArgs {
     /// Scratch directory for node data, logs and fsync files (on the disk being measured).
     #[arg(long)]
     work_dir: PathBuf,
-    /// Comma-separated workloads: ceilings,w1,w1b,w2,w3,w2w,w5.
-    #[arg(long, default_value = "ceilings,w1,w1b,w2,w3,w2w,w5", value_delimiter = ',')]
+    /// Comma-separated workloads: ceilings,w1,w1b,w2,w3,w2w,w4,s1,w5 (w4 and s1 start local
+    /// clusters).
+    #[arg(long, default_value = "ceilings,w1,w1b,w2,w3,w2w,w4,s1,w5", value_delimiter = ',')]
     workloads: Vec<String>,
+    /// W4: webhook rounds (one price change each).
+    #[arg(long, default_value_t = 50)]
+    w4_rounds: usize,
+    /// W4: milliseconds between two polls of a shopper's page.
+    #[arg(long, default_value_t = 2)]
+    w4_poll_ms: u64,
+    /// S1: shoppers whose warm pages are loaded while the 4th node joins.
+    #[arg(long, default_value_t = 300)]
+    s1_shoppers: usize,
+    /// S1: measured seconds of load on 3 nodes before the 4th node starts.
+    #[arg(long, default_value_t = 10.0)]
+    s1_before: f64,
+    /// S1: seconds of load after the 4th node starts (the run ends then, settled or not).
+    #[arg(long, default_value_t = 30.0)]
+    s1_after_join: f64,
     /// Threads (one file each) for the parallel fsync ceiling.
     #[arg(long, default_value_t = 16)]
     fsync_files: usize,
@@ -126,8 +147,8 @@ struct SuiteArgs {
 struct RunArgs {
     #[command(flatten)]
     common: Common,
-    /// Base URLs of running nodes, comma-separated. Today every workload targets the first;
-    /// the cluster workloads (W4, S1: shoppers spread over nodes, node loss) will use them all.
+    /// Base URLs of running nodes, comma-separated. Every workload here targets the first; the
+    /// cluster workloads W4 and S1 run in `suite`, which starts its own local clusters.
     #[arg(long, value_delimiter = ',', required = true)]
     nodes: Vec<String>,
     #[arg(long, env = "VITRINA_OPERATOR_TOKEN")]
@@ -387,38 +408,82 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
 
     if wants("w1") {
         let node = Spawned::node(&bin, &dir("node-w1"), &[])?;
-        let (max, lat) = warm_page(common, "w1", "W1 warm personalised page", &NodeRef::of(&node)).await?;
-        report.rows.push(max.against(http.as_ref(), Some(0.5)));
-        report.rows.push(lat.p99_under(2.0));
+        match warm_page(common, "w1", "W1 warm personalised page", &NodeRef::of(&node)).await {
+            Ok((max, lat)) => {
+                report.rows.push(max.against(http.as_ref(), Some(0.5)));
+                report.rows.push(lat.p99_under(2.0));
+            }
+            Err(e) => report.skipped.push(format!("W1 failed: {e:#}")),
+        }
     }
     if wants("w1b") {
         let env = [("VITRINA_CACHE__PERSONAL_HTML_TTL_SECS", "0".to_string())];
         let node = Spawned::node(&bin, &dir("node-w1b"), &env)?;
-        let (max, lat) = warm_page(common, "w1b", "W1b warm page, HTML cache off", &NodeRef::of(&node)).await?;
-        report.rows.push(max.against(http.as_ref(), Some(0.3)));
-        report.rows.push(lat.against(http.as_ref(), None));
+        match warm_page(common, "w1b", "W1b warm page, HTML cache off", &NodeRef::of(&node)).await {
+            Ok((max, lat)) => {
+                report.rows.push(max.against(http.as_ref(), Some(0.3)));
+                report.rows.push(lat.against(http.as_ref(), None));
+            }
+            Err(e) => report.skipped.push(format!("W1b failed: {e:#}")),
+        }
     }
     if wants("w2") {
         // Short idle timeout: thousands of new actors per phase would otherwise all keep their
         // isolates (~1.6 MiB each) for the default 120 s.
         let env = [("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", args.short_idle_secs.to_string())];
         let node = Spawned::node(&bin, &dir("node-w2"), &env)?;
-        let (max, lat) = cold_actor(common, &NodeRef::of(&node)).await?;
-        // Every request creates a file: the create + fsync rate is its disk ceiling.
-        report.rows.push(max.against(fsync_create.as_ref(), None));
-        report.rows.push(lat.p99_under(5.0));
+        match cold_actor(common, &NodeRef::of(&node)).await {
+            Ok((max, lat)) => {
+                // Every request creates a file: the create + fsync rate is its disk ceiling.
+                report.rows.push(max.against(fsync_create.as_ref(), None));
+                report.rows.push(lat.p99_under(5.0));
+            }
+            Err(e) => report.skipped.push(format!("W2 failed: {e:#}")),
+        }
     }
     if wants("w3") {
         let env = [("VITRINA_SHOPPER__MAX_QUANTITY", "1000000000".to_string())];
         let node = Spawned::node(&bin, &dir("node-w3"), &env)?;
-        let (max, lat) = add_to_cart(common, &NodeRef::of(&node)).await?;
-        report.rows.push(max.against(fsync_parallel.as_ref(), Some(0.5)));
-        report.rows.push(lat.against(fsync_parallel.as_ref(), None));
+        match add_to_cart(common, &NodeRef::of(&node)).await {
+            Ok((max, lat)) => {
+                report.rows.push(max.against(fsync_parallel.as_ref(), Some(0.5)));
+                report.rows.push(lat.against(fsync_parallel.as_ref(), None));
+            }
+            Err(e) => report.skipped.push(format!("W3 failed: {e:#}")),
+        }
     }
     if wants("w2w") {
         let env = [("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", args.short_idle_secs.to_string())];
         let node = Spawned::node(&bin, &dir("node-w2w"), &env)?;
-        report.rows.push(wake(common, &NodeRef::of(&node)).await?);
+        match wake(common, &NodeRef::of(&node)).await {
+            Ok(row) => report.rows.push(row),
+            Err(e) => report.skipped.push(format!("W2w failed: {e:#}")),
+        }
+    }
+    if wants("w4") {
+        eprintln!("[w4] 3-node cluster, {} webhook rounds", args.w4_rounds);
+        let opts = cluster::W4 { rounds: args.w4_rounds, poll: Duration::from_millis(args.w4_poll_ms), timeout: Duration::from_secs(3) };
+        match cluster::w4(&bin, &dir("cluster-w4"), &opts).await {
+            Ok(row) => report.rows.push(row),
+            Err(e) => report.skipped.push(format!("W4 failed: {e:#}")),
+        }
+    }
+    if wants("s1") {
+        eprintln!("[s1] 3-node cluster, a 4th node joins after {} s", args.s1_before);
+        let opts = cluster::S1 {
+            shoppers: args.s1_shoppers,
+            connections: common.connections,
+            warmup: Duration::from_secs_f64(common.warmup),
+            before: Duration::from_secs_f64(args.s1_before),
+            after_join: Duration::from_secs_f64(args.s1_after_join),
+        };
+        match cluster::s1(&bin, &dir("cluster-s1"), &opts, http.as_ref()).await {
+            Ok((rows, section)) => {
+                report.rows.extend(rows);
+                report.sections.push(section);
+            }
+            Err(e) => report.skipped.push(format!("S1 failed: {e:#}")),
+        }
     }
     if wants("w5") {
         for &count in &args.w5_counts {
@@ -524,7 +589,7 @@ async fn run_external(args: RunArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let node = NodeRef { base_url: args.nodes.first().context("--nodes")?.clone(), pid: args.pid, token: args.operator_token.clone() };
     if args.nodes.len() > 1 {
-        eprintln!("note: {} nodes given; single-node workloads use the first (W4/S1 will use all)", args.nodes.len());
+        eprintln!("note: {} nodes given; these workloads use the first (W4/S1 run in `suite` on clusters it starts)", args.nodes.len());
     }
     let mut report = Report::default();
     for w in &args.workloads {
@@ -542,7 +607,7 @@ async fn run_external(args: RunArgs) -> anyhow::Result<()> {
                 report.rows.extend([max, lat]);
             }
             "w2w" => report.rows.push(wake(common, &node).await?),
-            other => bail!("unknown workload {other:?} for run (suite runs ceilings and w5)"),
+            other => bail!("unknown workload {other:?} for run (suite runs ceilings, w4, s1 and w5)"),
         }
     }
     let md = report.markdown();

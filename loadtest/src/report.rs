@@ -111,6 +111,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub memory: Vec<MemRow>,
     pub skipped: Vec<String>,
+    /// Extra Markdown (cluster workloads' details), appended as is.
+    pub sections: Vec<String>,
 }
 
 fn verdict(v: Option<bool>) -> &'static str {
@@ -184,6 +186,9 @@ impl Report {
             for m in self.memory.iter().filter(|m| !m.notes.is_empty()) {
                 let _ = writeln!(s, "- {} actors, {}: {}", m.actors, m.state, m.notes);
             }
+        }
+        for section in &self.sections {
+            s.push_str(section);
         }
         for skipped in &self.skipped {
             let _ = writeln!(s, "- skipped: {skipped}");

@@ -21,7 +21,7 @@ pub struct Store {
     pub products: Vec<String>,
 }
 
-async fn admin(conn: &mut Conn, node: &Target, token: &str, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+pub async fn admin(conn: &mut Conn, node: &Target, token: &str, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
     let bytes = Bytes::from(body.map(Value::to_string).unwrap_or_default());
     let answer = conn
         .send(|| {

@@ -10,6 +10,8 @@ use anyhow::{bail, Context as _};
 
 /// The operator token the suite's nodes are started with.
 pub const OPERATOR_TOKEN: &str = "loadtest-operator-token";
+/// The cluster secret the suite's cluster nodes share.
+pub const CLUSTER_SECRET: &str = "loadtest-cluster-secret";
 
 pub struct Spawned {
     child: Child,
@@ -53,11 +55,29 @@ impl Spawned {
     /// Starts a node on a free loopback port with a fresh data directory `dir` and extra
     /// `VITRINA_*` settings.
     pub fn node(bin: &Path, dir: &Path, env: &[(&str, String)]) -> anyhow::Result<Spawned> {
+        Spawned::node_with_args(bin, dir, env, &[])
+    }
+
+    /// Starts a cluster node `id` (`--cluster`, or `--join seed` given `seed` as `IP:PORT`) with
+    /// the suite's cluster secret.
+    pub fn cluster_node(bin: &Path, dir: &Path, id: &str, seed: Option<&str>, env: &[(&str, String)]) -> anyhow::Result<Spawned> {
+        let mut env = env.to_vec();
+        env.push(("VITRINA_CLUSTER__SECRET", CLUSTER_SECRET.to_string()));
+        let mut args = vec!["--node-id", id];
+        match seed {
+            Some(seed) => args.extend(["--join", seed]),
+            None => args.push("--cluster"),
+        }
+        Spawned::node_with_args(bin, dir, &env, &args)
+    }
+
+    fn node_with_args(bin: &Path, dir: &Path, env: &[(&str, String)], args: &[&str]) -> anyhow::Result<Spawned> {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
         let mut cmd = Command::new(bin);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--config", "/nonexistent/vitrina.toml", "--data-dir"])
             .arg(dir.join("data"))
+            .args(args)
             .env("VITRINA_OPERATOR_TOKEN", OPERATOR_TOKEN)
             .env("VITRINA_LOG", "warn");
         for (k, v) in env {

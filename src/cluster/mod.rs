@@ -402,6 +402,14 @@ pub async fn start(node: Arc<Node>) -> anyhow::Result<()> {
         let mut joined = false;
         for attempt in 0..20 {
             for seed in &seeds {
+                // Copy the catalog (stores, hosts) before joining: once the new view is out,
+                // the other nodes forward requests for keys this node owns, and without the
+                // catalog it would answer them 404 `no store is served at …`. It is pulled
+                // again after the join for stores created meanwhile.
+                if let Err(e) = routes::pull_catalog(&node, seed).await {
+                    tracing::warn!(%seed, attempt, error = %e, "catalog pull before joining failed");
+                    continue;
+                }
                 let join = Proposal::Join { node: cluster.id.clone(), addr: cluster.addr.clone() };
                 match cluster.call_json::<View>(seed, reqwest::Method::POST, "/internal/join", &join).await {
                     Ok(view) => {
