@@ -310,14 +310,8 @@ pub async fn w4(bin: &Path, dir: &Path, opts: &W4) -> anyhow::Result<Row> {
         p90_ms: ms(&all, 0.9),
         p99_ms: ms(&all, 0.99),
         max_ms: all.max() as f64 / 1e3,
-        node_cpu_us_per_req: None,
-        client_cpu_us_per_req: None,
-        target: String::new(),
-        ceiling: None,
-        ceiling_rps: None,
-        ratio: None,
-        meets_target: None,
         notes: notes.join("; "),
+        ..Default::default()
     };
     drop(cluster);
     Ok(row.p99_under(50.0))
@@ -584,14 +578,8 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
             p90_ms: ms(&b.hist, 0.9),
             p99_ms: ms(&b.hist, 0.99),
             max_ms: b.hist.max() as f64 / 1e3,
-            node_cpu_us_per_req: None,
-            client_cpu_us_per_req: None,
-            target: String::new(),
-            ceiling: None,
-            ceiling_rps: None,
-            ratio: None,
-            meets_target: None,
             notes: notes.join("; "),
+            ..Default::default()
         };
         rows.push(row.against(http_ceiling, None));
     }

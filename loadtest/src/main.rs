@@ -351,14 +351,8 @@ fn fsync_row(id: &str, name: &str, c: &ceilings::FsyncCeiling) -> Row {
         p90_ms: c.hist.value_at_quantile(0.9) as f64 / 1e3,
         p99_ms: c.hist.value_at_quantile(0.99) as f64 / 1e3,
         max_ms: c.hist.max() as f64 / 1e3,
-        node_cpu_us_per_req: None,
-        client_cpu_us_per_req: None,
-        target: String::new(),
-        ceiling: None,
-        ceiling_rps: None,
-        ratio: None,
-        meets_target: None,
         notes: String::new(),
+        ..Default::default()
     }
 }
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::driver::Measured;
 
-#[derive(Serialize, Clone)]
+#[derive(Serialize, Clone, Default)]
 pub struct Row {
     /// Short id, e.g. `w1`, `w1@rate`, `ceiling-http`.
     pub id: String,
@@ -58,12 +58,8 @@ impl Row {
             max_ms: m.max_ms(),
             node_cpu_us_per_req: m.node_cpu_us_per_req,
             client_cpu_us_per_req: m.client_cpu_us_per_req,
-            target: String::new(),
-            ceiling: None,
-            ceiling_rps: None,
-            ratio: None,
-            meets_target: None,
             notes: notes.join("; "),
+            ..Default::default()
         }
     }
 

@@ -246,36 +246,27 @@ pub struct PageSummary {
     pub updated_at: i64,
 }
 
+const PAGE_COLUMNS: &str = "slug, title, description, published_version, updated_at";
+
+fn page_summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PageSummary> {
+    Ok(PageSummary {
+        slug: r.get(0)?,
+        title: r.get(1)?,
+        description: r.get(2)?,
+        published_version: r.get(3)?,
+        updated_at: r.get(4)?,
+    })
+}
+
 pub fn list_pages(conn: &Connection) -> StorageResult<Vec<PageSummary>> {
-    let mut stmt = conn.prepare("SELECT slug, title, description, published_version, updated_at FROM pages ORDER BY slug")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(PageSummary {
-            slug: r.get(0)?,
-            title: r.get(1)?,
-            description: r.get(2)?,
-            published_version: r.get(3)?,
-            updated_at: r.get(4)?,
-        })
-    })?;
+    let mut stmt = conn.prepare(&format!("SELECT {PAGE_COLUMNS} FROM pages ORDER BY slug"))?;
+    let rows = stmt.query_map([], page_summary_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 pub fn page_summary(conn: &Connection, slug: &Slug) -> StorageResult<Option<PageSummary>> {
-    Ok(conn
-        .query_row(
-            "SELECT slug, title, description, published_version, updated_at FROM pages WHERE slug = ?1",
-            [slug.as_str()],
-            |r| {
-                Ok(PageSummary {
-                    slug: r.get(0)?,
-                    title: r.get(1)?,
-                    description: r.get(2)?,
-                    published_version: r.get(3)?,
-                    updated_at: r.get(4)?,
-                })
-            },
-        )
-        .optional()?)
+    let sql = format!("SELECT {PAGE_COLUMNS} FROM pages WHERE slug = ?1");
+    Ok(conn.query_row(&sql, [slug.as_str()], page_summary_from_row).optional()?)
 }
 
 pub fn upsert_page(tx: &Transaction<'_>, slug: &Slug, title: &str, description: &str, now: i64) -> StorageResult<()> {
