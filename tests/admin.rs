@@ -220,7 +220,9 @@ async fn hostile_blocks_cost_only_their_own_placeholder() {
     ]);
     let (s, body) = node.admin(&token, Method::PUT, "/stores/hostile/pages/home", Some(json!({"title": "Home", "blocks": blocks}))).await;
     assert_eq!(s, 200, "{body}");
-    let (s, body) = node.admin(&token, Method::PATCH, "/stores/hostile/settings", Some(json!({"limits": {"heapMb": 32}}))).await;
+    // A CPU budget the heap bomb cannot outlast before it reaches the 32 MB heap (on a busy
+    // machine a 50 ms budget sometimes ended it as a timeout first).
+    let (s, body) = node.admin(&token, Method::PATCH, "/stores/hostile/settings", Some(json!({"limits": {"heapMb": 32, "blockCpuMs": 1000, "pageCpuMs": 10000}}))).await;
     assert_eq!(s, 200, "{body}");
     let (s, body) = node.admin(&token, Method::POST, "/stores/hostile/pages/home/publish", None).await;
     assert_eq!(s, 200, "{body}");
