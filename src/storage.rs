@@ -117,11 +117,47 @@ pub fn open(path: &Path, kind: SchemaKind) -> StorageResult<Connection> {
     let mut conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    if kind != SchemaKind::Catalog {
+        keep_wal_small_and_in_place(&conn)?;
+    }
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     migrate(&mut conn, kind)?;
     Ok(conn)
 }
+
+/// Actor files commit a few pages at a time. Two settings keep those commits to one disk write:
+/// - a small auto-checkpoint (`ACTOR_WAL_CHECKPOINT_PAGES`) makes SQLite restart the WAL
+///   from its beginning every few commits, so once the WAL reached that size commits overwrite
+///   blocks already allocated and `fdatasync` has no file size or extent to persist (an
+///   appending commit costs a second, metadata write on ext4; the default of 1000 pages kept a
+///   shopper's WAL growing for its whole life);
+/// - a persistent WAL (`SQLITE_FCNTL_PERSIST_WAL`) is not deleted when the actor passivates,
+///   so waking it does not create (and grow) a new one. Files installed by hand-off or restore
+///   have their WAL removed first (`cluster::handoff`, `replication`), so a kept WAL is only
+///   ever replayed into the database it belongs to.
+fn keep_wal_small_and_in_place(conn: &Connection) -> StorageResult<()> {
+    conn.pragma_update(None, "wal_autocheckpoint", ACTOR_WAL_CHECKPOINT_PAGES)?;
+    let mut persist: std::os::raw::c_int = 1;
+    // SAFETY: `conn.handle()` is a live connection for the duration of the call; "main" is a
+    // NUL-terminated schema name and `persist` is the int this file control reads and writes.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut persist as *mut std::os::raw::c_int).cast(),
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        tracing::warn!(rc, "SQLITE_FCNTL_PERSIST_WAL not accepted; the WAL is recreated after each passivation");
+    }
+    Ok(())
+}
+
+/// Pages in an actor's WAL before SQLite checkpoints it and starts over (see
+/// [`keep_wal_small_and_in_place`]). A shopper's commit is 2–4 pages.
+const ACTOR_WAL_CHECKPOINT_PAGES: i64 = 16;
 
 fn migrate(conn: &mut Connection, kind: SchemaKind) -> StorageResult<()> {
     let migrations = kind.migrations();
@@ -151,38 +187,50 @@ pub struct ActorDb {
     on_commit: Option<CommitHook>,
 }
 
-/// The connection, and whether it is still the empty stand-in for a file not yet created.
+/// The connection, or the promise of one: an actor without a file yet has none.
 struct Db {
-    conn: Connection,
+    /// `None` while the file does not exist and nothing read from the empty stand-in yet.
+    conn: Option<Connection>,
     /// Set while the actor has no file: the file is created (and migrated) by the first write.
     deferred: Option<(PathBuf, SchemaKind)>,
 }
 
 impl Db {
-    /// Swaps the in-memory stand-in for the real file before the first write.
-    fn materialise(&mut self) -> StorageResult<()> {
-        if let Some((path, kind)) = self.deferred.take() {
-            self.conn = open(&path, kind)?;
+    /// The connection reads go to: the file's, or for an actor without a file an empty,
+    /// migrated in-memory database (made on the first read; most such actors never read).
+    fn readable(&mut self) -> StorageResult<&Connection> {
+        if self.conn.is_none() {
+            let kind = self.deferred.as_ref().map(|(_, kind)| *kind).unwrap_or(SchemaKind::Shopper);
+            let mut conn = Connection::open_in_memory()?;
+            migrate(&mut conn, kind)?;
+            self.conn = Some(conn);
         }
-        Ok(())
+        Ok(self.conn.as_ref().expect("connection was just made"))
+    }
+
+    /// The file's connection, creating the file first if it does not exist yet.
+    fn writable(&mut self) -> StorageResult<&mut Connection> {
+        if let Some((path, kind)) = self.deferred.take() {
+            self.conn = Some(open(&path, kind)?);
+        }
+        self.conn.as_mut().ok_or_else(|| StorageError::Io(std::io::Error::other("actor database is not open")))
     }
 }
 
 impl ActorDb {
     pub fn open(path: &Path, kind: SchemaKind) -> StorageResult<ActorDb> {
-        Ok(ActorDb { conn: Arc::new(Mutex::new(Db { conn: open(path, kind)?, deferred: None })), on_commit: None })
+        Ok(ActorDb { conn: Arc::new(Mutex::new(Db { conn: Some(open(path, kind)?), deferred: None })), on_commit: None })
     }
 
-    /// Opens the actor's file if it exists; otherwise reads see an empty, migrated in-memory
-    /// database and the file is created by the first write. A visit that changes nothing (a
-    /// crawler, a cookie made up by a client) then costs no file and no fsync.
+    /// Opens the actor's file if it exists; otherwise the actor has no state, reads see an
+    /// empty database and the file is created by the first write. A visit that changes nothing
+    /// (a first page view, a crawler, a cookie made up by a client) then costs no file, no
+    /// fsync and no SQLite connection.
     pub fn open_deferred(path: &Path, kind: SchemaKind) -> StorageResult<ActorDb> {
         if path.exists() {
             return Self::open(path, kind);
         }
-        let mut conn = Connection::open_in_memory()?;
-        migrate(&mut conn, kind)?;
-        Ok(ActorDb { conn: Arc::new(Mutex::new(Db { conn, deferred: Some((path.to_path_buf(), kind)) })), on_commit: None })
+        Ok(ActorDb { conn: Arc::new(Mutex::new(Db { conn: None, deferred: Some((path.to_path_buf(), kind)) })), on_commit: None })
     }
 
     /// Whether the actor has a file yet.
@@ -204,7 +252,7 @@ impl ActorDb {
 
     /// Runs a read on the caller's thread.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> StorageResult<T>) -> StorageResult<T> {
-        f(&self.conn.lock().conn)
+        f(self.conn.lock().readable()?)
     }
 
     /// Runs `f` in an IMMEDIATE transaction on the blocking pool and commits it; resolves only
@@ -218,8 +266,7 @@ impl ActorDb {
         let conn = self.conn.clone();
         let value = tokio::task::spawn_blocking(move || {
             let mut db = conn.lock();
-            db.materialise()?;
-            let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
+            let tx = db.writable()?.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
             let value = f(&tx)?;
             tx.commit().map_err(StorageError::from)?;
             Ok::<T, E>(value)
@@ -233,8 +280,7 @@ impl ActorDb {
     /// Same as [`write`](Self::write) but on the caller's thread, for startup and seeding.
     pub fn write_now<T, E: From<StorageError>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
         let mut db = self.conn.lock();
-        db.materialise()?;
-        let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
+        let tx = db.writable()?.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
         let value = f(&tx)?;
         tx.commit().map_err(StorageError::from)?;
         drop(db);

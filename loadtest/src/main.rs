@@ -270,20 +270,36 @@ async fn warm_page(common: &Common, id: &str, name: &str, node: &NodeRef) -> any
     Ok(throughput_and_latency(common, id, name, &target, node.pid, make, personal_page).await)
 }
 
-/// W2: a fresh session id every request: SQLite file created and migrated, isolate from the
-/// snapshot, render.
-async fn cold_actor(common: &Common, node: &NodeRef) -> anyhow::Result<(Row, Row)> {
-    let store = setup::seed_store(&node.admin()?, &node.token, "w2").await?;
+/// Any page a shopper can be served: personalised, or the store's anonymous page (what a
+/// session with nothing in it gets).
+fn any_page(a: &client::Answer) -> bool {
+    a.status == 200 && matches!(a.cache.as_deref(), Some("personal" | "anonymous-hit" | "anonymous-miss"))
+}
+
+/// W2: a fresh session id every request, `GET /`. The session has no state yet, so the node
+/// activates its actor without a file or an isolate and answers with the store's anonymous page.
+/// W2p (`first_write`): the fresh session's first request is a product page, which records the
+/// view — the full cold path: SQLite file created and migrated, isolate from the snapshot, render.
+async fn cold_actor(common: &Common, node: &NodeRef, first_write: bool) -> anyhow::Result<(Row, Row)> {
+    let id = if first_write { "w2p" } else { "w2" };
+    let store = setup::seed_store(&node.admin()?, &node.token, id).await?;
     let target = node.shop(&store)?;
     let t = target.clone();
     let phase_tag = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let run: u32 = rand::random();
+    let handles = store.handles.clone();
     // Request numbers restart per phase: a per-make counter keeps every sid new.
     let make: MakeRequest = Arc::new(move |_| {
         let n = phase_tag.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        setup::page_request(&t, "/", Some(&format!("cold-{run:08x}-{n}")))
+        let path = if first_write { format!("/products/{}", handles[n as usize % handles.len()]) } else { "/".to_string() };
+        setup::page_request(&t, &path, Some(&format!("cold-{run:08x}-{n}")))
     });
-    Ok(throughput_and_latency(common, "w2", "W2 cold actor", &target, node.pid, make, personal_page).await)
+    let (name, check): (&str, Check) = if first_write {
+        ("W2p cold actor, first request writes", personal_page)
+    } else {
+        ("W2 cold actor (new session)", any_page)
+    };
+    Ok(throughput_and_latency(common, id, name, &target, node.pid, make, check).await)
 }
 
 /// W3: durable add-to-cart, round-robin over the shoppers and products.
@@ -426,13 +442,22 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         // isolates (~1.6 MiB each) for the default 120 s.
         let env = [("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", args.short_idle_secs.to_string())];
         let node = Spawned::node(&bin, &dir("node-w2"), &env)?;
-        match cold_actor(common, &NodeRef::of(&node)).await {
+        match cold_actor(common, &NodeRef::of(&node), false).await {
+            Ok((max, lat)) => {
+                report.rows.push(max.against(http.as_ref(), None));
+                report.rows.push(lat.p99_under(5.0));
+            }
+            Err(e) => report.skipped.push(format!("W2 failed: {e:#}")),
+        }
+        drop(node);
+        let node = Spawned::node(&bin, &dir("node-w2p"), &env)?;
+        match cold_actor(common, &NodeRef::of(&node), true).await {
             Ok((max, lat)) => {
                 // Every request creates a file: the create + fsync rate is its disk ceiling.
                 report.rows.push(max.against(fsync_create.as_ref(), None));
                 report.rows.push(lat.p99_under(5.0));
             }
-            Err(e) => report.skipped.push(format!("W2 failed: {e:#}")),
+            Err(e) => report.skipped.push(format!("W2p failed: {e:#}")),
         }
     }
     if wants("w3") {
@@ -520,15 +545,11 @@ async fn memory(args: &SuiteArgs, bin: &std::path::Path, count: usize) -> anyhow
     let sids = setup::session_ids("w5", count);
     let pass = Phase { connections, warmup: Duration::ZERO, duration: Duration::from_secs(600), rate: None, max_requests: Some(count as u64) };
     let started = Instant::now();
-    let (t, s) = (target.clone(), sids.clone());
-    let cart: MakeRequest = Arc::new(move |i| {
-        t.request(hyper::Method::GET, "/cart")
-            .header("accept", "application/json")
-            .header("cookie", format!("sid={}", s[i as usize]))
-            .body(client::Body::default())
-            .expect("valid request")
-    });
-    let m = driver::run(&target, &pass, cart, |a| a.status == 200, None).await;
+    // A cart line each: the actor has state, its file and an open connection, and has never
+    // rendered (a session without state would cost no file and no connection at all).
+    let (t, s, products) = (target.clone(), sids.clone(), store.products.clone());
+    let cart: MakeRequest = Arc::new(move |i| setup::add_to_cart_request(&t, &s[i as usize], &products[i as usize % products.len()]));
+    let m = driver::run(&target, &pass, cart, |a| a.status == 201, None).await;
     anyhow::ensure!(m.errors == 0, "activating {count} shoppers: {} errors, first: {:?}", m.errors, m.first_error);
     let row = |state: &str, target: &str, limit_kib: Option<f64>, live: u64, per: u64, notes: String| {
         let rss = procfs::rss_kib(pid).unwrap_or(0);
@@ -555,7 +576,7 @@ async fn memory(args: &SuiteArgs, bin: &std::path::Path, count: usize) -> anyhow
         live,
         live,
         format!(
-            "activated by GET /cart (JSON, never renders) in {:.1} s; the node has no isolate idle timeout yet, so this stands in for 'isolate dropped'",
+            "activated by one POST /cart/items each (file, connection, cart in memory; never rendered) in {:.1} s: what an actor whose isolate was dropped holds",
             started.elapsed().as_secs_f64()
         ),
     ));
@@ -592,8 +613,8 @@ async fn run_external(args: RunArgs) -> anyhow::Result<()> {
                 let (max, lat) = warm_page(common, w, w, &node).await?;
                 report.rows.extend([max, lat]);
             }
-            "w2" => {
-                let (max, lat) = cold_actor(common, &node).await?;
+            "w2" | "w2p" => {
+                let (max, lat) = cold_actor(common, &node, w == "w2p").await?;
                 report.rows.extend([max, lat]);
             }
             "w3" => {

@@ -19,6 +19,8 @@ const DEMO_STORE: &str = include_str!("../../config/demo-store.json");
 pub struct Store {
     pub id: String,
     pub products: Vec<String>,
+    /// Product handles (`/products/{handle}`), in the order of `products`.
+    pub handles: Vec<String>,
 }
 
 pub async fn admin(conn: &mut Conn, node: &Target, token: &str, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
@@ -54,9 +56,11 @@ pub async fn seed_store(node: &Target, operator_token: &str, prefix: &str) -> an
 
     let mut products = Vec::new();
     let mut ids = Vec::new();
+    let mut handles = Vec::new();
     for p in seed["products"].as_array().context("products")? {
         let mut p = p.clone();
         let pid = p["id"].as_str().context("product id")?.to_string();
+        handles.push(p["handle"].as_str().context("product handle")?.to_string());
         if let Value::Object(m) = &mut p {
             m.remove("swatch");
             m.remove("emoji");
@@ -81,7 +85,7 @@ pub async fn seed_store(node: &Target, operator_token: &str, prefix: &str) -> an
         }
         admin(&mut conn, &admin_node, &token, Method::PUT, &format!("{base}/posts/{slug}"), Some(&body)).await?;
     }
-    Ok(Store { id: id.to_string(), products: ids })
+    Ok(Store { id: id.to_string(), products: ids, handles })
 }
 
 /// `count` session ids unique to this run (`tag` distinguishes sets within a run).

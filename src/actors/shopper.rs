@@ -67,10 +67,21 @@ pub struct SetPreferences(pub BTreeMap<String, String>);
 
 /// Renders a page for this shopper; a product page also records a view.
 #[derive(Message, Clone)]
-#[rtype(result = "Result<RenderedPage, ShopperError>")]
+#[rtype(result = "Result<ShopperPage, ShopperError>")]
 pub struct RenderForShopper {
     pub request: PageRequest,
     pub search_results: Option<Vec<ProductId>>,
+}
+
+/// What a shopper's page request gets.
+#[derive(Debug)]
+pub enum ShopperPage {
+    Personal(RenderedPage),
+    /// The shopper has no state (empty cart, no history, no preferences): the page is the
+    /// store's anonymous page for this request, byte for byte — a guest's view is defined as an
+    /// empty shopper's — so the caller serves it from the node's shared cache and no isolate
+    /// starts for a session that has shown nothing personal yet (most first visits).
+    SameAsAnonymous,
 }
 
 #[derive(Message, Clone)]
@@ -104,6 +115,11 @@ pub struct ShopperActor {
     /// The due time this instance last wrote to the catalog's alarm index (see
     /// `schedule_cart_expiry`). Only this actor changes its own hint, except FireAlarms.
     alarm_hint_ms: Option<i64>,
+    /// The state version the file's saved pages (`html_cache`) were rendered for, and whether
+    /// pages were rendered since: passivation rewrites them only when something changed, so a
+    /// wake that only reads costs no commit when the actor sleeps again.
+    saved_pages_version: u64,
+    rendered_since_save: bool,
 }
 
 impl ShopperActor {
@@ -123,10 +139,16 @@ impl ShopperActor {
             cached_pages: Vec::new(),
             delivering: Default::default(),
             alarm_hint_ms: None,
+            saved_pages_version: 0,
+            rendered_since_save: false,
         };
-        if let Err(e) = db.read(|c| actor.load(c)) {
-            tracing::error!(store = %actor.store, error = %e, "shopper state failed to load");
+        // No file: nothing was ever written, the state is empty.
+        if db.exists() {
+            if let Err(e) = db.read(|c| actor.load(c)) {
+                tracing::error!(store = %actor.store, error = %e, "shopper state failed to load");
+            }
         }
+        actor.saved_pages_version = actor.state_version;
         actor.db = Some(db);
         actor
     }
@@ -187,6 +209,11 @@ impl ShopperActor {
         self.last_active = Instant::now();
     }
 
+    /// Nothing this shopper did shows on a page yet (see [`ShopperPage::SameAsAnonymous`]).
+    fn is_pristine(&self) -> bool {
+        self.cart.is_empty() && self.history.is_empty() && self.preferences.is_empty()
+    }
+
     /// The cart as the API returns it: amounts as decimal strings and integer minor units.
     fn cart_view(&self, snap: &StoreSnapshot) -> Value {
         self.cart_json(snap, false)
@@ -197,56 +224,16 @@ impl ShopperActor {
         let mut cart = self.cart_json(snap, true);
         // The checkout form's idempotency key: the same for every render of one cart state (a
         // double click places one order), new after any change (an order empties the cart).
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("{}#{}", self.key(), self.state_version));
-        cart["checkoutKey"] = json!(format!("co-{}", hex::encode(&digest[..12])));
+        // An empty cart has nothing to check out, and no key: it renders like a guest's.
+        if !self.cart.is_empty() {
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("{}#{}", self.key(), self.state_version));
+            cart["checkoutKey"] = json!(format!("co-{}", hex::encode(&digest[..12])));
+        }
         cart
     }
 
     fn cart_json(&self, snap: &StoreSnapshot, for_blocks: bool) -> Value {
-        let money = |minor: i64| -> Value {
-            if for_blocks {
-                json!(snap.settings.currency.to_major(minor))
-            } else {
-                json!(snap.settings.currency.format_plain(minor))
-            }
-        };
-        let currency = &snap.settings.currency;
-        let mut items = Vec::new();
-        let (mut count, mut subtotal) = (0i64, 0i64);
-        for (id, line) in &self.cart {
-            match snap.product(id) {
-                Some(p) => {
-                    let line_total = p.price_minor.saturating_mul(line.quantity);
-                    count += line.quantity;
-                    subtotal = subtotal.saturating_add(line_total);
-                    items.push(json!({
-                        "productId": id,
-                        "handle": p.handle,
-                        "title": p.title,
-                        "image": p.images.first(),
-                        "quantity": line.quantity,
-                        "unitPrice": money(p.price_minor),
-                        "unitPriceMinor": p.price_minor,
-                        "price": currency.to_major(p.price_minor),
-                        "priceMinor": p.price_minor,
-                        "lineTotal": money(line_total),
-                        "lineTotalMinor": line_total,
-                        "available": p.stock >= line.quantity,
-                        "stock": p.stock,
-                    }));
-                }
-                // A product removed from the catalog stays in the cart, shown as unavailable
-                // and left out of the totals, until the shopper removes it.
-                None => items.push(json!({"productId": id, "quantity": line.quantity, "available": false, "removed": true})),
-            }
-        }
-        json!({
-            "items": items,
-            "count": count,
-            "subtotal": money(subtotal),
-            "subtotalMinor": subtotal,
-            "currency": currency.code(),
-        })
+        cart_json(&self.cart, snap, for_blocks)
     }
 
     /// One of this shopper's orders as the order page shows it (major units added for blocks).
@@ -291,10 +278,10 @@ impl ShopperActor {
             let db = db.ok_or_else(|| ShopperError::Store("shopper actor is closing".into()))?;
             db.write(move |tx| {
                 let value = f(tx)?;
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO meta (key, value) VALUES ('state_version', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    [next_version.to_string()],
                 )
+                .and_then(|mut insert| insert.execute([next_version.to_string()]))
                 .map_err(StorageError::from)?;
                 Ok(value)
             })
@@ -356,6 +343,61 @@ impl ShopperActor {
     }
 }
 
+/// A cart as JSON: for the API (`for_blocks = false`: amounts as decimal strings) or for blocks
+/// (amounts in major units as numbers, `helpers.formatPrice`).
+fn cart_json(cart: &BTreeMap<ProductId, CartLine>, snap: &StoreSnapshot, for_blocks: bool) -> Value {
+    let money = |minor: i64| -> Value {
+        if for_blocks {
+            json!(snap.settings.currency.to_major(minor))
+        } else {
+            json!(snap.settings.currency.format_plain(minor))
+        }
+    };
+    let currency = &snap.settings.currency;
+    let mut items = Vec::new();
+    let (mut count, mut subtotal) = (0i64, 0i64);
+    for (id, line) in cart {
+        match snap.product(id) {
+            Some(p) => {
+                let line_total = p.price_minor.saturating_mul(line.quantity);
+                count += line.quantity;
+                subtotal = subtotal.saturating_add(line_total);
+                items.push(json!({
+                    "productId": id,
+                    "handle": p.handle,
+                    "title": p.title,
+                    "image": p.images.first(),
+                    "quantity": line.quantity,
+                    "unitPrice": money(p.price_minor),
+                    "unitPriceMinor": p.price_minor,
+                    "price": currency.to_major(p.price_minor),
+                    "priceMinor": p.price_minor,
+                    "lineTotal": money(line_total),
+                    "lineTotalMinor": line_total,
+                    "available": p.stock >= line.quantity,
+                    "stock": p.stock,
+                }));
+            }
+            // A product removed from the catalog stays in the cart, shown as unavailable
+            // and left out of the totals, until the shopper removes it.
+            None => items.push(json!({"productId": id, "quantity": line.quantity, "available": false, "removed": true})),
+        }
+    }
+    json!({
+        "items": items,
+        "count": count,
+        "subtotal": money(subtotal),
+        "subtotalMinor": subtotal,
+        "currency": currency.code(),
+    })
+}
+
+/// The cart blocks see for a shopper with nothing in it: what guests' pages are rendered with,
+/// so a guest's page and an empty shopper's are the same bytes.
+pub fn empty_cart_for_blocks(snap: &StoreSnapshot) -> Value {
+    cart_json(&BTreeMap::new(), snap, true)
+}
+
 impl Handler<super::Passivate> for ShopperActor {
     type Result = ();
     fn handle(&mut self, _: super::Passivate, ctx: &mut Context<Self>) {
@@ -397,7 +439,8 @@ impl Actor for ShopperActor {
                 .filter_map(|k| self.node.personal_pages.peek(&format!("{prefix}|{k}")).map(|p| (k, p)))
                 .filter(|(_, p)| p.state_version == self.state_version)
                 .collect();
-            if !pages.is_empty() || !self.cached_pages.is_empty() {
+            let changed = self.rendered_since_save || self.saved_pages_version != self.state_version;
+            if changed && (!pages.is_empty() || !self.cached_pages.is_empty()) {
                 let saved = db.write_now(|tx| -> Result<(), StorageError> {
                     tx.execute("DELETE FROM html_cache", [])?;
                     for (request_key, page) in &pages {
@@ -485,13 +528,15 @@ impl Handler<ChangeCart> for ShopperActor {
                 let known_hint = act.alarm_hint_ms;
                 let commit = act.write(move |tx| {
                     if quantity == 0 {
-                        tx.execute("DELETE FROM cart_items WHERE product_id = ?1", [p.as_str()]).map_err(StorageError::from)?;
+                        tx.prepare_cached("DELETE FROM cart_items WHERE product_id = ?1")
+                            .and_then(|mut delete| delete.execute([p.as_str()]))
+                            .map_err(StorageError::from)?;
                     } else {
-                        tx.execute(
+                        tx.prepare_cached(
                             "INSERT INTO cart_items (product_id, quantity, added_at, updated_at) VALUES (?1, ?2, ?3, ?3)
                              ON CONFLICT(product_id) DO UPDATE SET quantity = excluded.quantity, updated_at = excluded.updated_at",
-                            params![p.as_str(), quantity, now],
                         )
+                        .and_then(|mut upsert| upsert.execute(params![p.as_str(), quantity, now]))
                         .map_err(StorageError::from)?;
                     }
                     Ok(ShopperActor::schedule_cart_expiry(&node, &key, tx, known_hint)?)
@@ -543,7 +588,7 @@ impl Handler<SetPreferences> for ShopperActor {
 }
 
 impl Handler<RenderForShopper> for ShopperActor {
-    type Result = AtomicResponse<Self, Result<RenderedPage, ShopperError>>;
+    type Result = AtomicResponse<Self, Result<ShopperPage, ShopperError>>;
 
     fn handle(&mut self, msg: RenderForShopper, _: &mut Context<Self>) -> Self::Result {
         self.touch();
@@ -577,13 +622,16 @@ impl Handler<RenderForShopper> for ShopperActor {
                 }
                 _ => None,
             };
-            let render = move |act: &mut ShopperActor, snap: SharedSnapshot| -> Result<RenderedPage, ShopperError> {
+            let render = move |act: &mut ShopperActor, snap: SharedSnapshot| -> Result<ShopperPage, ShopperError> {
+                if act.is_pristine() && !matches!(msg.request.route, Route::Order(_)) {
+                    return Ok(ShopperPage::SameAsAnonymous);
+                }
                 let cache_key = format!("{}|{}", act.key(), msg.request.cache_key());
                 // Search results and an order's delivery status change without a version bump.
                 let cacheable = msg.search_results.is_none() && !matches!(msg.request.route, Route::Order(_));
                 if cacheable {
                     if let Some(html) = act.node.personal_pages.get(&cache_key, snap.version, act.state_version) {
-                        return Ok(RenderedPage { html, store_version: snap.version, failed_blocks: 0 });
+                        return Ok(ShopperPage::Personal(RenderedPage { html, store_version: snap.version, failed_blocks: 0 }));
                     }
                 }
                 let mut view = act.view(&snap, msg.search_results.clone());
@@ -603,8 +651,9 @@ impl Handler<RenderForShopper> for ShopperActor {
                         rendered_ms: now_ms(),
                     };
                     act.node.personal_pages.insert(cache_key, cached);
+                    act.rendered_since_save = true;
                 }
-                Ok(page)
+                Ok(ShopperPage::Personal(page))
             };
             match record {
                 None => fut::ready(render(act, snap)).boxed_local(),

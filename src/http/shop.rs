@@ -13,7 +13,7 @@ use serde_json::json;
 use super::body::{self, BodyKind};
 use super::tenant::{self, page_request, resolve_store, session_of, wants_html};
 use crate::actors::registry::ActorError;
-use crate::actors::shopper::{CartOp, ChangeCart, Checkout, GetCart, GetOrder, IdempotencyKey, RenderForShopper, SetPreferences, ShopperError};
+use crate::actors::shopper::{CartOp, ChangeCart, Checkout, GetCart, GetOrder, IdempotencyKey, RenderForShopper, SetPreferences, ShopperError, ShopperPage};
 use crate::actors::store::RenderForStore;
 use crate::error::{ApiError, RequestId};
 use crate::ids::{ProductId, SessionId, Slug, StoreId};
@@ -145,29 +145,43 @@ async fn serve_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> Re
     };
 
     if is_new {
-        let cacheable = search_results.is_none();
-        let host = tenant::host_of(&req);
-        let snap = ctx.node.snapshot(&ctx.store).await.map_err(|e| ctx.err(actor_error(e)))?;
-        let key = AnonymousPages::key(&host, snap.version, &page_req.cache_key());
-        if cacheable {
-            if let Some(html) = ctx.node.anonymous_pages.get(&key) {
-                return Ok(html_response(html, Some(&sid), "anonymous-hit"));
-            }
-        }
-        let msg = RenderForStore { request: page_req.clone(), preview_drafts: false, search_results };
-        let page = ctx.node.registry.ask_store(&ctx.node, &ctx.store, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
-        let page = page.map_err(|e| ctx.err(render_error(e)))?;
-        if cacheable && page.failed_blocks == 0 {
-            let key = AnonymousPages::key(&host, page.store_version, &page_req.cache_key());
-            ctx.node.anonymous_pages.insert(key, page.html.clone());
-        }
-        return Ok(html_response(page.html, Some(&sid), "anonymous-miss"));
+        return serve_anonymous(&ctx, &req, page_req, search_results, Some(&sid)).await;
     }
 
-    let msg = RenderForShopper { request: page_req, search_results };
+    let msg = RenderForShopper { request: page_req.clone(), search_results: search_results.clone() };
     let page = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
-    let page = page.map_err(|e| ctx.err(e))?;
-    Ok(html_response(page.html, is_new.then_some(&sid), "personal"))
+    match page.map_err(|e| ctx.err(e))? {
+        ShopperPage::Personal(page) => Ok(html_response(page.html, None, "personal")),
+        ShopperPage::SameAsAnonymous => serve_anonymous(&ctx, &req, page_req, search_results, None).await,
+    }
+}
+
+/// The store's page for a visitor with nothing personal to show (a first visit, or a session
+/// with empty state): from the node's shared cache, else rendered by the store actor.
+async fn serve_anonymous(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    page_req: render::PageRequest,
+    search_results: Option<Vec<ProductId>>,
+    new_session: Option<&SessionId>,
+) -> Result<HttpResponse, ShopError> {
+    let cacheable = search_results.is_none();
+    let host = tenant::host_of(req);
+    let snap = ctx.node.snapshot(&ctx.store).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let key = AnonymousPages::key(&host, snap.version, &page_req.cache_key());
+    if cacheable {
+        if let Some(html) = ctx.node.anonymous_pages.get(&key) {
+            return Ok(html_response(html, new_session, "anonymous-hit"));
+        }
+    }
+    let msg = RenderForStore { request: page_req.clone(), preview_drafts: false, search_results };
+    let page = ctx.node.registry.ask_store(&ctx.node, &ctx.store, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let page = page.map_err(|e| ctx.err(render_error(e)))?;
+    if cacheable && page.failed_blocks == 0 {
+        let key = AnonymousPages::key(&host, page.store_version, &page_req.cache_key());
+        ctx.node.anonymous_pages.insert(key, page.html.clone());
+    }
+    Ok(html_response(page.html, new_session, "anonymous-miss"))
 }
 
 async fn search_ids(ctx: &Ctx, query: &str) -> Result<Vec<ProductId>, ShopError> {

@@ -90,8 +90,10 @@ pub struct ShopperView {
 }
 
 impl ShopperView {
-    pub fn guest() -> ShopperView {
-        ShopperView { cart: json!({"count": 0, "items": []}), ..Default::default() }
+    /// A visitor without a session. `empty_cart` must be what an empty shopper's cart renders
+    /// as (`actors::shopper::empty_cart_for_blocks`): guests and empty shoppers see the same page.
+    pub fn guest(empty_cart: Value) -> ShopperView {
+        ShopperView { cart: empty_cart, ..Default::default() }
     }
 }
 
