@@ -67,13 +67,27 @@
     return deepFreeze(ctx);
   }
 
+  // Parsed, frozen block configs by block id: a block's config only changes with a publish, and
+  // parsing it again for every render was a visible share of the render path (W1b profile).
+  // Frozen objects are safe to hand to every later render.
+  const configs = new Map();
+
+  function blockConfig(id, configJson) {
+    const cached = configs.get(id);
+    if (cached !== undefined && cached.json === configJson) return cached.config;
+    const parsed = configJson ? parse(configJson) : {};
+    const config = deepFreeze(isObject(parsed) ? parsed : {});
+    if (configs.size >= 256) configs.clear();
+    configs.set(id, { json: configJson, config });
+    return config;
+  }
+
   /**
    * Calls one block. `argNames` is null for positional (storefront, products, helpers, ctx),
    * else the list of values to pass by parameter name.
    */
   function renderBlock(fn, argNames, baseCtx, configJson, id, type) {
-    const parsedConfig = configJson ? parse(configJson) : {};
-    const config = deepFreeze(isObject(parsedConfig) ? parsedConfig : {});
+    const config = blockConfig(id, configJson);
     const ctx = freeze(Object.assign({}, baseCtx, { config, block: freeze({ id, type }) }));
     resetIds(id);
     let args;

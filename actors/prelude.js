@@ -8,10 +8,15 @@
 
   const ESCAPES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
+  const NEEDS_ESCAPE = /[&<>"']/;
+
   /** HTML-escapes text for element content and quoted attribute values. null/undefined → ''. */
   function escapeHtml(value) {
     if (value === null || value === undefined) return '';
-    return String(value).replace(/[&<>"']/g, (c) => ESCAPES[c]);
+    const text = typeof value === 'string' ? value : String(value);
+    // Most text (titles, prices, URLs) has nothing to escape: skip the replace and its callback.
+    if (!NEEDS_ESCAPE.test(text)) return text;
+    return text.replace(/[&<>"']/g, (c) => ESCAPES[c]);
   }
 
   const numberFormats = new Map();
@@ -27,13 +32,20 @@
     let format = numberFormats.get(key);
     if (format === undefined) {
       try {
-        format = new Intl.NumberFormat(loc, { style: 'currency', currency: code });
+        format = { intl: new Intl.NumberFormat(loc, { style: 'currency', currency: code }), memo: new Map() };
       } catch (_) {
         format = null; // unknown locale or currency code
       }
       if (numberFormats.size < 64) numberFormats.set(key, format);
     }
-    return format ? format.format(value) : value.toFixed(2) + ' ' + code;
+    if (!format) return value.toFixed(2) + ' ' + code;
+    // A page formats the same few prices on every render; Intl formatting is the costly part.
+    let formatted = format.memo.get(value);
+    if (formatted === undefined) {
+      formatted = format.intl.format(value);
+      if (format.memo.size < 1024) format.memo.set(value, formatted);
+    }
+    return formatted;
   }
 
   /** Formats a date ('2024-05-01', epoch ms or Date). format: 'long' (default), 'short' or 'iso'. */

@@ -26,7 +26,7 @@ given=("$@")
 args=()
 for a in "$@"; do
   if [ "$a" = --quick ]; then
-    args=(--duration 3 --warmup 1 --shoppers 300 --w5-counts 1000 --w5-idle-secs 10 --w4-rounds 20 --s1-before 5 --s1-after-join 15 "${args[@]}")
+    args=(--duration 3 --warmup 1 --shoppers 300 --w5-counts 1000 --w4-rounds 20 --s1-before 5 --s1-after-join 15 "${args[@]}")
   else
     args+=("$a")
   fi

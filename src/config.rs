@@ -72,7 +72,8 @@ pub struct ActorSettings {
     pub arbiters: usize,
     /// An actor with no message for this long is passivated: file closed, memory freed.
     pub idle_timeout_secs: u64,
-    /// An actor with no message for this long drops its V8 isolate but keeps its state.
+    /// An actor with no message for this long drops its V8 isolate but keeps its state; a
+    /// shopper also closes its SQLite file until its next write.
     pub isolate_idle_secs: u64,
     /// How often the node looks for due alarms of passivated actors.
     pub alarm_poll_ms: u64,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod feed;
 pub mod http;
 pub mod ids;
+pub mod memory;
 pub mod metrics;
 pub mod node;
 pub mod render;

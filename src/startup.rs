@@ -55,6 +55,7 @@ impl Application {
         .listen(listener)?
         .run();
         spawn_alarm_poller(node.clone());
+        crate::memory::spawn_trimmer();
         if let Some(replicator) = &node.replicator {
             replicator.spawn_snapshot_loop();
         }

@@ -187,39 +187,55 @@ pub struct ActorDb {
     on_commit: Option<CommitHook>,
 }
 
-/// The connection, or the promise of one: an actor without a file yet has none.
+/// The connection, or the promise of one: an actor without a file yet has none, and an idle
+/// actor may have closed its own (`close_idle`) while keeping its state in memory.
 struct Db {
-    /// `None` while the file does not exist and nothing read from the empty stand-in yet.
     conn: Option<Connection>,
-    /// Set while the actor has no file: the file is created (and migrated) by the first write.
-    deferred: Option<(PathBuf, SchemaKind)>,
+    /// Whether `conn` is the file's connection (not the empty in-memory stand-in).
+    conn_is_file: bool,
+    /// Whether the file exists; `false` until the first write creates it.
+    file_exists: bool,
+    path: PathBuf,
+    kind: SchemaKind,
 }
 
 impl Db {
-    /// The connection reads go to: the file's, or for an actor without a file an empty,
-    /// migrated in-memory database (made on the first read; most such actors never read).
+    /// The connection reads go to: the file's (reopened if it was closed), or for an actor
+    /// without a file an empty, migrated in-memory database (made on the first read; most
+    /// such actors never read).
     fn readable(&mut self) -> StorageResult<&Connection> {
         if self.conn.is_none() {
-            let kind = self.deferred.as_ref().map(|(_, kind)| *kind).unwrap_or(SchemaKind::Shopper);
-            let mut conn = Connection::open_in_memory()?;
-            migrate(&mut conn, kind)?;
-            self.conn = Some(conn);
+            if self.file_exists {
+                self.conn = Some(open(&self.path, self.kind)?);
+                self.conn_is_file = true;
+            } else {
+                let mut conn = Connection::open_in_memory()?;
+                migrate(&mut conn, self.kind)?;
+                self.conn = Some(conn);
+            }
         }
         Ok(self.conn.as_ref().expect("connection was just made"))
     }
 
     /// The file's connection, creating the file first if it does not exist yet.
     fn writable(&mut self) -> StorageResult<&mut Connection> {
-        if let Some((path, kind)) = self.deferred.take() {
-            self.conn = Some(open(&path, kind)?);
+        if !self.conn_is_file {
+            self.conn = Some(open(&self.path, self.kind)?);
+            self.conn_is_file = true;
+            self.file_exists = true;
         }
         self.conn.as_mut().ok_or_else(|| StorageError::Io(std::io::Error::other("actor database is not open")))
     }
 }
 
 impl ActorDb {
+    fn with_db(db: Db) -> ActorDb {
+        ActorDb { conn: Arc::new(Mutex::new(db)), on_commit: None }
+    }
+
     pub fn open(path: &Path, kind: SchemaKind) -> StorageResult<ActorDb> {
-        Ok(ActorDb { conn: Arc::new(Mutex::new(Db { conn: Some(open(path, kind)?), deferred: None })), on_commit: None })
+        let conn = open(path, kind)?;
+        Ok(Self::with_db(Db { conn: Some(conn), conn_is_file: true, file_exists: true, path: path.to_path_buf(), kind }))
     }
 
     /// Opens the actor's file if it exists; otherwise the actor has no state, reads see an
@@ -230,12 +246,37 @@ impl ActorDb {
         if path.exists() {
             return Self::open(path, kind);
         }
-        Ok(ActorDb { conn: Arc::new(Mutex::new(Db { conn: None, deferred: Some((path.to_path_buf(), kind)) })), on_commit: None })
+        Ok(Self::with_db(Db { conn: None, conn_is_file: false, file_exists: false, path: path.to_path_buf(), kind }))
+    }
+
+    /// Closes the file's connection (its page cache, file descriptors and shared memory) until
+    /// the next read or write reopens it. For actors that keep their state in memory and are
+    /// idle: an open connection costs more than the rest of a warm shopper (W5). Runs on the
+    /// blocking pool: closing checkpoints the WAL.
+    pub async fn close_idle(&self) {
+        let conn = self.conn.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            let mut db = conn.lock();
+            if db.conn_is_file {
+                db.conn = None;
+                db.conn_is_file = false;
+                crate::memory::note_released();
+            }
+        })
+        .await;
+        if let Err(e) = closed {
+            tracing::warn!(error = %e, "closing an idle actor's database failed");
+        }
+    }
+
+    /// Whether the file's connection is open now.
+    pub fn is_open(&self) -> bool {
+        self.conn.lock().conn_is_file
     }
 
     /// Whether the actor has a file yet.
     pub fn exists(&self) -> bool {
-        self.conn.lock().deferred.is_none()
+        self.conn.lock().file_exists
     }
 
     /// Runs `hook` after every commit made through this handle (and its clones made later).

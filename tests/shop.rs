@@ -260,3 +260,79 @@ async fn a_shopper_who_ordered_sees_customer_only_blocks() {
     assert!(after.contains("Welcome back, customer") && !after.contains("First time here?"), "{after}");
     assert!(after.contains("id=\"v-cart-count\">0<"), "the order emptied the cart");
 }
+
+#[tokio::test]
+async fn a_session_with_nothing_in_it_gets_the_stores_page_and_no_isolate() {
+    let node = TestNode::start();
+    node.seed_store("empty", "Empty").await;
+    let base = node.base("empty");
+    let c = node.shopper("empty");
+
+    let first = c.get(&base).header(ACCEPT, HTML).send().await.unwrap();
+    assert_eq!(first.headers()["x-vitrina-cache"], "anonymous-miss");
+    let first = first.text().await.unwrap();
+    // The session cookie is set now, and its actor has nothing to show: the same page.
+    let again = c.get(&base).header(ACCEPT, HTML).send().await.unwrap();
+    assert_eq!(again.headers()["x-vitrina-cache"], "anonymous-hit");
+    assert_eq!(again.text().await.unwrap(), first);
+    assert_eq!(node.metric("vitrina_live_isolates").await, 1, "only the store actor rendered");
+
+    let added = c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+    assert_eq!(added.status(), StatusCode::CREATED);
+    let mine = c.get(&base).header(ACCEPT, HTML).send().await.unwrap();
+    assert_eq!(mine.headers()["x-vitrina-cache"], "personal");
+    assert!(mine.text().await.unwrap().contains("id=\"v-cart-count\">1<"));
+    assert_eq!(node.metric("vitrina_live_isolates").await, 2);
+
+    // Emptied again, with nothing viewed: the store's page once more.
+    let removed = c.delete(format!("{base}/cart/items/mug")).send().await.unwrap();
+    assert!(removed.status().is_success(), "{}", removed.status());
+    let emptied = c.get(&base).header(ACCEPT, HTML).send().await.unwrap();
+    assert_eq!(emptied.headers()["x-vitrina-cache"], "anonymous-hit");
+    assert_eq!(emptied.text().await.unwrap(), first);
+}
+
+#[tokio::test]
+async fn a_cached_personal_page_never_outlives_a_cart_change() {
+    let node = TestNode::start();
+    node.seed_store("fresh", "Fresh").await;
+    let base = node.base("fresh");
+    let c = node.shopper("fresh");
+    for n in 1..=25 {
+        let added = c.post(format!("{base}/cart/items")).json(&json!({"productId": "socks", "quantity": 1})).send().await.unwrap();
+        assert_eq!(added.status(), StatusCode::CREATED);
+        // The first GET renders, the second is served from the personal cache; both must show
+        // the change acknowledged just before.
+        for _ in 0..2 {
+            let page = c.get(&base).header(ACCEPT, HTML).send().await.unwrap();
+            assert_eq!(page.headers()["x-vitrina-cache"], "personal");
+            let html = page.text().await.unwrap();
+            assert!(html.contains(&format!("id=\"v-cart-count\">{n}<")), "after {n} adds the page shows another count");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_idle_shopper_closes_its_file_and_reopens_it_for_the_next_write() {
+    let node = TestNode::start_with(&[("VITRINA_ACTORS__ISOLATE_IDLE_SECS", "1")]);
+    node.seed_store("idle", "Idle").await;
+    let base = node.base("idle");
+    let c = node.shopper("idle");
+    // A fixed session: the same shopper after the restart.
+    let sid = ("cookie", "sid=idle-shopper-1");
+    let add = |product: &'static str| c.post(format!("{base}/cart/items")).header(sid.0, sid.1).json(&json!({"productId": product, "quantity": 1})).send();
+    assert_eq!(add("mug").await.unwrap().status(), StatusCode::CREATED);
+    let shopper_files = || node.open_data_files().into_iter().filter(|f| f.contains("/shoppers/")).count();
+    assert!(shopper_files() > 0, "the shopper's file is open while it is busy");
+
+    wait_until("the idle shopper to close its file", std::time::Duration::from_secs(15), || async { shopper_files() == 0 }).await;
+    // Its state stayed in memory, and the next write reopens the file.
+    let (_, body) = json_of(c.get(format!("{base}/cart")).header(sid.0, sid.1).send().await.unwrap()).await;
+    assert_eq!(body["cart"]["count"], 1, "{body}");
+    assert_eq!(add("socks").await.unwrap().status(), StatusCode::CREATED);
+
+    let node = node.kill_and_restart();
+    let c = node.shopper("idle");
+    let (_, body) = json_of(c.get(format!("{}/cart", node.base("idle"))).header(sid.0, sid.1).send().await.unwrap()).await;
+    assert_eq!(body["cart"]["count"], 2, "both acknowledged writes survive a crash: {body}");
+}

@@ -36,6 +36,11 @@ pub trait Passivating: Actor<Context = Context<Self>> {
     fn lease(&mut self) -> &mut Lease;
     fn last_active(&self) -> Instant;
     fn engine(&mut self) -> &mut crate::render::EngineSlot;
+    /// The database an idle actor may close while keeping its state in memory (reopened by
+    /// the next read or write). `None`: the actor keeps its connection while live.
+    fn closable_db(&self) -> Option<crate::storage::ActorDb> {
+        None
+    }
 
     /// Drops the actor's V8 isolate (memory) while keeping its state; the next render makes a
     /// new one from the snapshot.
@@ -49,14 +54,17 @@ pub trait Passivating: Actor<Context = Context<Self>> {
 }
 
 /// Checks for idleness a few times per idle period: an actor idle for `isolate_idle` drops its
-/// isolate (megabytes) but keeps its state (kilobytes); one idle for `idle` marks its slot busy
-/// and stops.
+/// isolate (megabytes) and closes its file if it may (see `closable_db`) but keeps its state
+/// (kilobytes); one idle for `idle` marks its slot busy and stops.
 pub fn watch_idleness<A: Passivating>(ctx: &mut Context<A>, idle: Duration, isolate_idle: Duration) {
     let every = (idle.min(isolate_idle) / 4).clamp(Duration::from_millis(50), Duration::from_secs(15));
     ctx.run_interval(every, move |act, ctx| {
         let quiet = act.last_active().elapsed();
         if quiet >= isolate_idle {
             act.drop_isolate();
+            if let Some(db) = act.closable_db().filter(|db| db.is_open()) {
+                ctx.spawn(actix::fut::wrap_future(async move { db.close_idle().await }));
+            }
         }
         if quiet >= idle {
             let node = act.node().clone();

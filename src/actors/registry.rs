@@ -19,7 +19,7 @@ use actix::dev::ToEnvelope;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::actors::shopper::ShopperActor;
+use crate::actors::shopper::{ShopperActor, ShopperPulse};
 use crate::actors::store::StoreActor;
 use crate::ids::{ActorKey, SessionId, StoreId};
 use crate::node::Node;
@@ -48,7 +48,7 @@ enum LiveAddr {
 }
 
 enum Slot {
-    Live { addr: LiveAddr, generation: u64 },
+    Live { addr: LiveAddr, generation: u64, pulse: Option<Arc<ShopperPulse>> },
     /// Being activated or passivated; the sender is dropped when the transition ends.
     Busy(watch::Receiver<()>),
 }
@@ -169,8 +169,17 @@ impl Registry {
         }
     }
 
-    fn install(&self, key: &ActorKey, addr: LiveAddr, generation: u64) {
-        self.slots.lock().insert(key.clone(), Slot::Live { addr, generation });
+    fn install(&self, key: &ActorKey, addr: LiveAddr, generation: u64, pulse: Option<Arc<ShopperPulse>>) {
+        self.slots.lock().insert(key.clone(), Slot::Live { addr, generation, pulse });
+    }
+
+    /// The published state of a live shopper actor (see `actors::shopper::pulse`); `None` when
+    /// it is not live on this node, or is activating or passivating.
+    pub fn shopper_pulse(&self, key: &ActorKey) -> Option<Arc<ShopperPulse>> {
+        match self.slots.lock().get(key) {
+            Some(Slot::Live { pulse, .. }) => pulse.clone(),
+            _ => None,
+        }
     }
 
     fn abandon(&self, key: &ActorKey) {
@@ -205,6 +214,7 @@ impl Registry {
         }
         drop(slots);
         lease.closing.take();
+        crate::memory::note_released();
     }
 
     /// Sends `msg` to the store actor of `store`, activating it if needed.
@@ -311,19 +321,20 @@ async fn activate(node: Arc<Node>, key: ActorKey, busy: watch::Sender<()>, gener
     };
     let lease = Lease { key: key.clone(), generation, closing: None };
     let arbiter = registry.arbiter_for(&key);
+    let pulse = matches!(key, ActorKey::Shopper(..)).then(|| Arc::new(ShopperPulse::default()));
     let addr = match &key {
         ActorKey::Store(store) => {
             let (store, node2) = (store.clone(), node.clone());
             LiveAddr::Store(StoreActor::start_in_arbiter(arbiter, move |_| StoreActor::new(node2, store, db, lease)))
         }
         ActorKey::Shopper(store, sid) => {
-            let (store, sid, node2) = (store.clone(), sid.clone(), node.clone());
+            let (store, sid, node2, pulse) = (store.clone(), sid.clone(), node.clone(), pulse.clone().unwrap_or_default());
             LiveAddr::Shopper(ShopperActor::start_in_arbiter(arbiter, move |_| {
-                ShopperActor::new(node2, store, sid, db, lease)
+                ShopperActor::new(node2, store, sid, db, lease, pulse)
             }))
         }
     };
-    registry.install(&key, addr.clone(), generation);
+    registry.install(&key, addr.clone(), generation, pulse);
     crate::metrics::incr("vitrina_actor_activations_total", &[("kind", key_kind(&key))]);
     drop(busy);
     Ok(addr)

@@ -11,6 +11,8 @@ use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 
 mod orders;
+mod pulse;
+pub use pulse::ShopperPulse;
 pub use orders::{Checkout, DeliverOrders, GetOrder, IdempotencyKey};
 
 use super::registry::Lease;
@@ -108,6 +110,8 @@ pub struct ShopperActor {
     preferences: BTreeMap<String, String>,
     /// Bumped (durably) by every change that alters what this shopper's pages show.
     state_version: u64,
+    /// Where `state_version` is published for pages served without a message (see `pulse`).
+    pulse: Arc<ShopperPulse>,
     /// Request keys of this shopper's pages in the node cache, saved at passivation.
     cached_pages: Vec<String>,
     /// Orders with a delivery attempt in flight (never two attempts of one order at once).
@@ -123,7 +127,7 @@ pub struct ShopperActor {
 }
 
 impl ShopperActor {
-    pub fn new(node: Arc<Node>, store: StoreId, sid: SessionId, db: ActorDb, lease: Lease) -> ShopperActor {
+    pub fn new(node: Arc<Node>, store: StoreId, sid: SessionId, db: ActorDb, lease: Lease, pulse: Arc<ShopperPulse>) -> ShopperActor {
         let mut actor = ShopperActor {
             node,
             store,
@@ -136,6 +140,7 @@ impl ShopperActor {
             history: VecDeque::new(),
             preferences: BTreeMap::new(),
             state_version: 0,
+            pulse,
             cached_pages: Vec::new(),
             delivering: Default::default(),
             alarm_hint_ms: None,
@@ -149,6 +154,7 @@ impl ShopperActor {
             }
         }
         actor.saved_pages_version = actor.state_version;
+        actor.pulse.publish(actor.state_version);
         actor.db = Some(db);
         actor
     }
@@ -207,6 +213,13 @@ impl ShopperActor {
 
     fn touch(&mut self) {
         self.last_active = Instant::now();
+    }
+
+    /// Records a change of what this shopper's pages show; called in the turn that applies
+    /// the change, before it is acknowledged.
+    fn state_changed(&mut self) {
+        self.state_version += 1;
+        self.pulse.publish(self.state_version);
     }
 
     /// Nothing this shopper did shows on a page yet (see [`ShopperPage::SameAsAnonymous`]).
@@ -413,10 +426,14 @@ impl Passivating for ShopperActor {
         &mut self.lease
     }
     fn last_active(&self) -> Instant {
-        self.last_active
+        self.pulse.last_hit().map_or(self.last_active, |hit| hit.max(self.last_active))
     }
     fn engine(&mut self) -> &mut render::EngineSlot {
         &mut self.engine
+    }
+    /// A shopper's state is all in memory; only writes (and order pages) need the file.
+    fn closable_db(&self) -> Option<ActorDb> {
+        self.db.clone()
     }
 }
 
@@ -549,7 +566,7 @@ impl Handler<ChangeCart> for ShopperActor {
                     } else {
                         act.cart.insert(product, CartLine { quantity, updated_at: now });
                     }
-                    act.state_version += 1;
+                    act.state_changed();
                     Ok(act.cart_view(&snap))
                 })
                 .then(move |result, act, _| act.acknowledged(result, Some(durability)))
@@ -579,7 +596,7 @@ impl Handler<SetPreferences> for ShopperActor {
                 .map(move |r, act, _| {
                     r?;
                     act.preferences.extend(prefs);
-                    act.state_version += 1;
+                    act.state_changed();
                     Ok(json!({"preferences": act.preferences}))
                 })
                 .then(|result, act, _| act.acknowledged(result, None)),
@@ -662,7 +679,7 @@ impl Handler<RenderForShopper> for ShopperActor {
                     act.history.retain(|h| h != &id);
                     act.history.push_front(id);
                     act.history.truncate(act.node.settings.shopper.history_limit);
-                    act.state_version += 1;
+                    act.state_changed();
                     render(act, snap)
                 }).boxed_local(),
             }
@@ -704,7 +721,7 @@ impl Handler<FireAlarms> for ShopperActor {
                     return;
                 }
                 act.cart.clear();
-                act.state_version += 1;
+                act.state_changed();
                 tracing::debug!(key = %act.key(), "idle cart expired");
                 crate::metrics::incr("vitrina_carts_expired_total", &[]);
             }

@@ -101,6 +101,9 @@ pub async fn install(node: &Arc<Node>, key: &ActorKey, bytes: Vec<u8>, sha256: O
         }
         let file = std::fs::File::open(&tmp).map_err(|e| ClusterError::Refused(e.to_string()))?;
         file.sync_all().map_err(|e| ClusterError::Refused(e.to_string()))?;
+        // A WAL left beside the path (actor files keep theirs across passivation) belongs to
+        // an older database and would be replayed into this one.
+        remove_sidecars(&path);
         std::fs::rename(&tmp, &path).map_err(|e| ClusterError::Refused(e.to_string()))?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();

@@ -163,9 +163,27 @@ fn exception_message(tc: &::v8::PinnedRef<'_, ::v8::TryCatch<'_, '_, ::v8::Handl
 // Watchdog
 
 /// One process-wide thread that terminates isolates whose deadline has passed.
+///
+/// Arming a deadline does not wake the thread while it is ticking: every block arms one or two
+/// deadlines, and a wake-up (futex, context switch) per arm cost more CPU than the blocks of a
+/// small page (W1b profile). While deadlines come and go the thread checks them every [`TICK`],
+/// so a timeout lands at most one tick late; after [`LINGER`] with nothing armed it sleeps until
+/// the next arm wakes it.
 struct Watchdog {
-    armed: Mutex<Vec<Armed>>,
+    armed: Mutex<ArmedSet>,
     wake: Condvar,
+}
+
+/// How often a busy watchdog checks the armed deadlines.
+const TICK: Duration = Duration::from_millis(5);
+/// How long the watchdog keeps ticking with nothing armed before it sleeps.
+const LINGER: Duration = Duration::from_millis(200);
+
+#[derive(Default)]
+struct ArmedSet {
+    deadlines: Vec<Armed>,
+    /// The thread is asleep without a timeout: the next arm must wake it.
+    sleeping: bool,
 }
 
 struct Armed {
@@ -184,14 +202,14 @@ impl Drop for WatchGuard {
     fn drop(&mut self) {
         // Removing under the lock the watchdog fires under: once this returns, no late
         // TerminateExecution can hit the isolate for this deadline.
-        watchdog().armed.lock().retain(|a| a.id != self.id);
+        watchdog().armed.lock().deadlines.retain(|a| a.id != self.id);
     }
 }
 
 fn watchdog() -> &'static Watchdog {
     static WATCHDOG: OnceLock<&'static Watchdog> = OnceLock::new();
     WATCHDOG.get_or_init(|| {
-        let dog: &'static Watchdog = Box::leak(Box::new(Watchdog { armed: Mutex::new(Vec::new()), wake: Condvar::new() }));
+        let dog: &'static Watchdog = Box::leak(Box::new(Watchdog { armed: Mutex::new(ArmedSet::default()), wake: Condvar::new() }));
         let spawned = std::thread::Builder::new().name("v8-watchdog".into()).spawn(move || dog.run());
         if let Err(error) = spawned {
             // Without the watchdog CPU limits cannot be enforced; nothing else breaks.
@@ -205,32 +223,41 @@ impl Watchdog {
     fn arm(&self, isolate: ::v8::IsolateHandle, deadline: CpuDeadline, fired: Arc<AtomicBool>) -> WatchGuard {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        self.armed.lock().push(Armed { id, deadline, isolate, fired });
-        self.wake.notify_one();
+        let mut armed = self.armed.lock();
+        armed.deadlines.push(Armed { id, deadline, isolate, fired });
+        if armed.sleeping {
+            armed.sleeping = false;
+            self.wake.notify_one();
+        }
         WatchGuard { id }
     }
 
     fn run(&self) {
         let mut armed = self.armed.lock();
+        let mut last_armed = Instant::now();
         loop {
-            let mut next_check: Option<Duration> = None;
-            armed.retain(|a| {
+            let mut next_check = TICK;
+            armed.deadlines.retain(|a| {
                 let left = a.deadline.remaining();
                 if !left.is_zero() {
-                    next_check = Some(next_check.map_or(left, |n| n.min(left)));
+                    next_check = next_check.min(left);
                     return true;
                 }
                 a.fired.store(true, Ordering::SeqCst);
                 a.isolate.terminate_execution();
                 false
             });
-            match next_check {
+            if !armed.deadlines.is_empty() {
+                last_armed = Instant::now();
+            }
+            if armed.deadlines.is_empty() && last_armed.elapsed() >= LINGER {
+                armed.sleeping = true;
+                self.wake.wait(&mut armed);
+                last_armed = Instant::now();
+            } else {
                 // A thread uses at most one second of CPU per second of wall time, so sleeping
                 // for the CPU time left never sleeps past the deadline.
-                Some(left) => {
-                    self.wake.wait_for(&mut armed, left.max(Duration::from_micros(200)));
-                }
-                None => self.wake.wait(&mut armed),
+                self.wake.wait_for(&mut armed, next_check.max(Duration::from_micros(200)));
             }
         }
     }

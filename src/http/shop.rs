@@ -16,7 +16,7 @@ use crate::actors::registry::ActorError;
 use crate::actors::shopper::{CartOp, ChangeCart, Checkout, GetCart, GetOrder, IdempotencyKey, RenderForShopper, SetPreferences, ShopperError, ShopperPage};
 use crate::actors::store::RenderForStore;
 use crate::error::{ApiError, RequestId};
-use crate::ids::{ProductId, SessionId, Slug, StoreId};
+use crate::ids::{ActorKey, ProductId, SessionId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::cache::AnonymousPages;
 use crate::render::{self, RenderError, Route};
@@ -148,12 +148,33 @@ async fn serve_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> Re
         return serve_anonymous(&ctx, &req, page_req, search_results, Some(&sid)).await;
     }
 
+    if search_results.is_none() {
+        if let Some(html) = cached_personal_page(&ctx, &sid, &page_req).await {
+            return Ok(html_response(html, None, "personal"));
+        }
+    }
     let msg = RenderForShopper { request: page_req.clone(), search_results: search_results.clone() };
     let page = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
     match page.map_err(|e| ctx.err(e))? {
         ShopperPage::Personal(page) => Ok(html_response(page.html, None, "personal")),
         ShopperPage::SameAsAnonymous => serve_anonymous(&ctx, &req, page_req, search_results, None).await,
     }
+}
+
+/// The shopper's page from the node's personal cache, without a message to its actor: only
+/// while the actor is live here and has published the state version the page was rendered
+/// for (see `actors::shopper::pulse`). Anything else goes through the actor.
+async fn cached_personal_page(ctx: &Ctx, sid: &SessionId, page_req: &render::PageRequest) -> Option<Bytes> {
+    if matches!(page_req.route, Route::Order(_)) {
+        return None;
+    }
+    let key = ActorKey::Shopper(ctx.store.clone(), sid.clone());
+    let pulse = ctx.node.registry.shopper_pulse(&key)?;
+    let state_version = pulse.state_version()?;
+    let snap = ctx.node.snapshot(&ctx.store).await.ok()?;
+    let html = ctx.node.personal_pages.get(&format!("{key}|{}", page_req.cache_key()), snap.version, state_version)?;
+    pulse.record_hit();
+    Some(html)
 }
 
 /// The store's page for a visitor with nothing personal to show (a first visit, or a session

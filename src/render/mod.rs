@@ -120,6 +120,7 @@ pub fn live_engines() -> i64 {
     LIVE_ENGINES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+
 /// An actor's engine, created on first use on the actor's own thread.
 #[derive(Default)]
 pub struct EngineSlot(Option<Box<dyn BlockEngine>>);
@@ -135,6 +136,7 @@ impl EngineSlot {
     pub fn drop_engine(&mut self) {
         if self.0.take().is_some() {
             LIVE_ENGINES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            crate::memory::note_released();
         }
     }
     pub fn is_live(&self) -> bool {

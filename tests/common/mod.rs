@@ -166,6 +166,21 @@ impl TestNode {
             .unwrap_or(0)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Files under the data directory the node process has open now (from `/proc`).
+    pub fn open_data_files(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(format!("/proc/{}/fd", self.pid())) else { return Vec::new() };
+        let root = std::fs::canonicalize(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        entries
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.starts_with(&root))
+            .map(|target| target.display().to_string())
+            .collect()
+    }
+
     pub fn printed(&self) -> &[String] {
         &self.stdout_lines
     }

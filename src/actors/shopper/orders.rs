@@ -179,7 +179,7 @@ impl Handler<Checkout> for ShopperActor {
                     r?;
                     act.cart.clear();
                     act.preferences.insert("customer".into(), "true".into());
-                    act.state_version += 1;
+                    act.state_changed();
                     crate::metrics::incr("vitrina_orders_total", &[]);
                     ctx.notify(DeliverOrders);
                     let db = act.db.clone().ok_or_else(|| ShopperError::Store("shopper actor is closing".into()))?;
