@@ -42,12 +42,18 @@ impl Application {
         let replicator = Replicator::from_settings(&settings.replication, &layout).context("invalid [replication] settings")?;
         let node = Node::new(settings, catalog, operator_token, cluster, replicator);
         let data = web::Data::from(node.clone());
+        // The access log formats every request before the log filter sees it: only install it
+        // when its lines would be written (`VITRINA_LOG` at info for `vitrina::access`).
+        let access_log = tracing::enabled!(target: "vitrina::access", tracing::Level::INFO);
         let server = HttpServer::new(move || {
             let data = data.clone();
             App::new()
                 .wrap(from_fn(crate::cluster::forward::route_to_owner))
                 .wrap(from_fn(request_id_middleware))
-                .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("vitrina::access"))
+                .wrap(actix_web::middleware::Condition::new(
+                    access_log,
+                    actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("vitrina::access"),
+                ))
                 .wrap(Compress::default())
                 .configure(move |cfg| crate::http::configure(cfg, data))
         })

@@ -79,6 +79,33 @@ struct WorkerOut {
     last_done: Option<Instant>,
 }
 
+type Released = Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(u64, Instant)>>>;
+
+/// Releases request numbers at their intended times from a dedicated thread.
+fn pace(rate: f64, start: Instant, deadline: Instant, max_requests: Option<u64>) -> Released {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    std::thread::Builder::new()
+        .name("load-pacer".into())
+        .spawn(move || {
+            for n in 0u64.. {
+                let intended = start + interval.mul_f64(n as f64);
+                if intended >= deadline || max_requests.is_some_and(|m| n >= m) {
+                    break;
+                }
+                let now = Instant::now();
+                if intended > now {
+                    std::thread::sleep(intended - now);
+                }
+                if tx.send((n, intended)).is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("spawn the pacing thread");
+    Arc::new(tokio::sync::Mutex::new(rx))
+}
+
 fn histogram() -> Histogram<u64> {
     // 1 µs .. 60 s at 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
@@ -98,9 +125,15 @@ pub async fn run(target: &Target, phase: &Phase, make: MakeRequest, check: Check
         (node_pid.and_then(procfs::cpu_time), procfs::cpu_time(std::process::id()))
     });
 
+    // Open loop: one pacing thread releases request n at `start + n / rate` with the OS's
+    // sleep precision (tens of µs); idle workers take released requests in order. Sleeping in
+    // each worker with tokio's timer (1 ms wheel) sent requests up to a millisecond late, and
+    // latency is measured from the intended time, so that lateness counted as the node's.
+    let schedule = phase.rate.map(|rate| pace(rate.max(1e-3), start, deadline, phase.max_requests));
+
     let mut workers = Vec::with_capacity(connections);
-    for w in 0..connections {
-        let (target, make, next, phase) = (target.clone(), make.clone(), next.clone(), phase.clone());
+    for _ in 0..connections {
+        let (target, make, next, phase, schedule) = (target.clone(), make.clone(), next.clone(), phase.clone(), schedule.clone());
         workers.push(tokio::spawn(async move {
             let mut conn = Conn::new(target.addr);
             let mut out = WorkerOut {
@@ -112,23 +145,28 @@ pub async fn run(target: &Target, phase: &Phase, make: MakeRequest, check: Check
                 opened: 0,
                 last_done: None,
             };
-            // Open loop: this worker's share of the schedule, offset so workers interleave.
-            let interval = phase.rate.map(|r| Duration::from_secs_f64(connections as f64 / r.max(1e-3)));
-            let mut k: u32 = 0;
             loop {
-                let intended = match interval {
-                    Some(iv) => start + iv.mul_f64(k as f64 + w as f64 / connections as f64),
-                    None => Instant::now().max(start),
+                let (i, intended) = match &schedule {
+                    Some(released) => {
+                        let next_released = released.lock().await.recv().await;
+                        match next_released {
+                            Some(released) => released,
+                            None => break,
+                        }
+                    }
+                    None => {
+                        let intended = Instant::now().max(start);
+                        if intended >= deadline {
+                            break;
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if phase.max_requests.is_some_and(|m| i >= m) {
+                            break;
+                        }
+                        tokio::time::sleep_until(intended.into()).await;
+                        (i, intended)
+                    }
                 };
-                k += 1;
-                if intended >= deadline {
-                    break;
-                }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if phase.max_requests.is_some_and(|m| i >= m) {
-                    break;
-                }
-                tokio::time::sleep_until(intended.into()).await;
                 let make = &make;
                 let result = conn.send(|| make(i)).await;
                 let done = Instant::now();
