@@ -50,6 +50,9 @@ pub struct NodeCatalog {
     pool: r2d2::Pool<SqliteConnectionManager>,
     base_domain: String,
     hosts: moka::sync::Cache<String, Option<StoreId>>,
+    /// Stores known to exist. Stores are never deleted, so a positive answer stays true; every
+    /// actor activation asks (the W2 profile: a query per new session).
+    existing_stores: parking_lot::RwLock<std::collections::HashSet<StoreId>>,
 }
 
 impl NodeCatalog {
@@ -70,6 +73,7 @@ impl NodeCatalog {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(30))
                 .build(),
+            existing_stores: Default::default(),
         })
     }
 
@@ -103,11 +107,19 @@ impl NodeCatalog {
     }
 
     pub fn store_exists(&self, store: &StoreId) -> Result<bool, CatalogError> {
+        if self.existing_stores.read().contains(store) {
+            return Ok(true);
+        }
         let conn = self.pool.get()?;
-        Ok(conn
-            .query_row("SELECT 1 FROM stores WHERE id = ?1", [store.as_str()], |_| Ok(()))
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM stores WHERE id = ?1")?
+            .query_row([store.as_str()], |_| Ok(()))
             .optional()?
-            .is_some())
+            .is_some();
+        if exists {
+            self.existing_stores.write().insert(store.clone());
+        }
+        Ok(exists)
     }
 
     pub fn stores(&self) -> Result<Vec<StoreId>, CatalogError> {

@@ -302,12 +302,18 @@ async fn activate(node: Arc<Node>, key: ActorKey, busy: watch::Sender<()>, gener
         ActorKey::Store(_) => SchemaKind::Store,
         ActorKey::Shopper(..) => SchemaKind::Shopper,
     };
-    // Shoppers get their file on their first write; a store's file always exists (created with it).
-    let opened = tokio::task::spawn_blocking(move || match kind {
-        SchemaKind::Shopper => ActorDb::open_deferred(&path, kind),
-        _ => ActorDb::open(&path, kind),
-    })
-    .await;
+    // Shoppers get their file on their first write; a store's file always exists (created with
+    // it). A shopper without a file opens nothing, so it skips the hop to the blocking pool
+    // (most new sessions: W2).
+    let opened = if kind == SchemaKind::Shopper && !path.exists() {
+        Ok(ActorDb::open_deferred(&path, kind))
+    } else {
+        tokio::task::spawn_blocking(move || match kind {
+            SchemaKind::Shopper => ActorDb::open_deferred(&path, kind),
+            _ => ActorDb::open(&path, kind),
+        })
+        .await
+    };
     let db = match opened {
         Ok(Ok(db)) => node.track_commits(&key, db),
         Ok(Err(e)) => {
