@@ -55,12 +55,15 @@ pub enum CartOp {
     Remove { product: ProductId },
 }
 
+/// The cart as the API returns it, already serialised (see [`api_cart`]).
+pub type CartJson = Box<serde_json::value::RawValue>;
+
 #[derive(Message, Clone)]
-#[rtype(result = "Result<Value, ShopperError>")]
+#[rtype(result = "Result<CartJson, ShopperError>")]
 pub struct GetCart;
 
 #[derive(Message, Clone)]
-#[rtype(result = "Result<Value, ShopperError>")]
+#[rtype(result = "Result<CartJson, ShopperError>")]
 pub struct ChangeCart(pub CartOp);
 
 #[derive(Message, Clone)]
@@ -228,13 +231,13 @@ impl ShopperActor {
     }
 
     /// The cart as the API returns it: amounts as decimal strings and integer minor units.
-    fn cart_view(&self, snap: &StoreSnapshot) -> Value {
-        self.cart_json(snap, false)
+    fn cart_view(&self, snap: &StoreSnapshot) -> Result<CartJson, ShopperError> {
+        api_cart(&self.cart, snap)
     }
 
     /// The cart as blocks see it: amounts in major units as numbers (`helpers.formatPrice`).
     fn cart_for_blocks(&self, snap: &StoreSnapshot) -> Value {
-        let mut cart = self.cart_json(snap, true);
+        let mut cart = cart_json(&self.cart, snap);
         // The checkout form's idempotency key: the same for every render of one cart state (a
         // double click places one order), new after any change (an order empties the cart).
         // An empty cart has nothing to check out, and no key: it renders like a guest's.
@@ -245,9 +248,6 @@ impl ShopperActor {
         cart
     }
 
-    fn cart_json(&self, snap: &StoreSnapshot, for_blocks: bool) -> Value {
-        cart_json(&self.cart, snap, for_blocks)
-    }
 
     /// One of this shopper's orders as the order page shows it (major units added for blocks).
     fn order_for_page(&self, id: &str, snap: &StoreSnapshot) -> Result<Option<Value>, ShopperError> {
@@ -356,16 +356,9 @@ impl ShopperActor {
     }
 }
 
-/// A cart as JSON: for the API (`for_blocks = false`: amounts as decimal strings) or for blocks
-/// (amounts in major units as numbers, `helpers.formatPrice`).
-fn cart_json(cart: &BTreeMap<ProductId, CartLine>, snap: &StoreSnapshot, for_blocks: bool) -> Value {
-    let money = |minor: i64| -> Value {
-        if for_blocks {
-            json!(snap.settings.currency.to_major(minor))
-        } else {
-            json!(snap.settings.currency.format_plain(minor))
-        }
-    };
+/// A cart as blocks see it: amounts in major units as numbers (`helpers.formatPrice`).
+fn cart_json(cart: &BTreeMap<ProductId, CartLine>, snap: &StoreSnapshot) -> Value {
+    let money = |minor: i64| -> Value { json!(snap.settings.currency.to_major(minor)) };
     let currency = &snap.settings.currency;
     let mut items = Vec::new();
     let (mut count, mut subtotal) = (0i64, 0i64);
@@ -405,10 +398,90 @@ fn cart_json(cart: &BTreeMap<ProductId, CartLine>, snap: &StoreSnapshot, for_blo
     })
 }
 
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiCart<'a> {
+    items: Vec<ApiCartLine<'a>>,
+    count: i64,
+    subtotal: String,
+    subtotal_minor: i64,
+    currency: &'a str,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum ApiCartLine<'a> {
+    InCatalog(ApiCartProduct<'a>),
+    Removed(ApiCartRemoved<'a>),
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiCartProduct<'a> {
+    product_id: &'a ProductId,
+    handle: &'a str,
+    title: &'a str,
+    image: Option<&'a String>,
+    quantity: i64,
+    unit_price: String,
+    unit_price_minor: i64,
+    price: f64,
+    price_minor: i64,
+    line_total: String,
+    line_total_minor: i64,
+    available: bool,
+    stock: i64,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiCartRemoved<'a> {
+    product_id: &'a ProductId,
+    quantity: i64,
+    available: bool,
+    removed: bool,
+}
+
+/// The cart as the API returns it, serialised straight from typed rows: the fields blocks get
+/// from [`cart_json`], with amounts as decimal strings, and no `Value` tree built first (that
+/// tree was a fifth of W3's CPU with a 24-line cart).
+fn api_cart(cart: &BTreeMap<ProductId, CartLine>, snap: &StoreSnapshot) -> Result<CartJson, ShopperError> {
+    let currency = &snap.settings.currency;
+    let (mut count, mut subtotal) = (0i64, 0i64);
+    let items = cart
+        .iter()
+        .map(|(id, line)| match snap.product(id) {
+            Some(p) => {
+                let line_total = p.price_minor.saturating_mul(line.quantity);
+                count += line.quantity;
+                subtotal = subtotal.saturating_add(line_total);
+                ApiCartLine::InCatalog(ApiCartProduct {
+                    product_id: id,
+                    handle: p.handle.as_str(),
+                    title: &p.title,
+                    image: p.images.first(),
+                    quantity: line.quantity,
+                    unit_price: currency.format_plain(p.price_minor),
+                    unit_price_minor: p.price_minor,
+                    price: currency.to_major(p.price_minor),
+                    price_minor: p.price_minor,
+                    line_total: currency.format_plain(line_total),
+                    line_total_minor: line_total,
+                    available: p.stock >= line.quantity,
+                    stock: p.stock,
+                })
+            }
+            None => ApiCartLine::Removed(ApiCartRemoved { product_id: id, quantity: line.quantity, available: false, removed: true }),
+        })
+        .collect();
+    let body = ApiCart { items, count, subtotal: currency.format_plain(subtotal), subtotal_minor: subtotal, currency: currency.code() };
+    serde_json::value::to_raw_value(&body).map_err(|e| ShopperError::Storage(StorageError::Json(e)))
+}
+
 /// The cart blocks see for a shopper with nothing in it: what guests' pages are rendered with,
 /// so a guest's page and an empty shopper's are the same bytes.
 pub fn empty_cart_for_blocks(snap: &StoreSnapshot) -> Value {
-    cart_json(&BTreeMap::new(), snap, true)
+    cart_json(&BTreeMap::new(), snap)
 }
 
 impl Handler<super::Passivate> for ShopperActor {
@@ -481,20 +554,20 @@ impl Actor for ShopperActor {
 }
 
 impl Handler<GetCart> for ShopperActor {
-    type Result = AtomicResponse<Self, Result<Value, ShopperError>>;
+    type Result = AtomicResponse<Self, Result<CartJson, ShopperError>>;
     fn handle(&mut self, _: GetCart, _: &mut Context<Self>) -> Self::Result {
         self.touch();
         AtomicResponse::new(Box::pin(
             fut::wrap_future::<_, Self>(self.snapshot_future()).map(|snap, act, _| {
                 let snap = snap?;
-                Ok(act.cart_view(&snap))
+                act.cart_view(&snap)
             }),
         ))
     }
 }
 
 impl Handler<ChangeCart> for ShopperActor {
-    type Result = AtomicResponse<Self, Result<Value, ShopperError>>;
+    type Result = AtomicResponse<Self, Result<CartJson, ShopperError>>;
 
     fn handle(&mut self, ChangeCart(op): ChangeCart, _: &mut Context<Self>) -> Self::Result {
         self.touch();
@@ -567,7 +640,7 @@ impl Handler<ChangeCart> for ShopperActor {
                         act.cart.insert(product, CartLine { quantity, updated_at: now });
                     }
                     act.state_changed();
-                    Ok(act.cart_view(&snap))
+                    act.cart_view(&snap)
                 })
                 .then(move |result, act, _| act.acknowledged(result, Some(durability)))
                 .boxed_local()

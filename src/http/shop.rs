@@ -277,7 +277,13 @@ pub async fn cart(node: web::Data<Node>, req: HttpRequest) -> Result<HttpRespons
     if is_new {
         res.cookie(tenant::session_cookie(&sid));
     }
-    Ok(res.json(json!({"cart": cart})))
+    Ok(res.json(CartBody { cart: &cart }))
+}
+
+/// `{"cart": ...}` around a cart the actor serialised.
+#[derive(serde::Serialize)]
+struct CartBody<'a> {
+    cart: &'a serde_json::value::RawValue,
 }
 
 fn product_id(ctx: &Ctx, raw: Option<&str>) -> Result<ProductId, ShopError> {
@@ -301,7 +307,7 @@ async fn change_cart(ctx: Ctx, req: &HttpRequest, kind: BodyKind, op: CartOp, st
     if is_new {
         res.cookie(tenant::session_cookie(&sid));
     }
-    Ok(if kind == BodyKind::Form { res.finish() } else { res.json(json!({"cart": cart})) })
+    Ok(if kind == BodyKind::Form { res.finish() } else { res.json(CartBody { cart: &cart }) })
 }
 
 /// `POST /cart/items` — `{"productId", "quantity"}` as JSON or `product_id`, `quantity` as a form.
