@@ -5,12 +5,17 @@
 //! after a burst of sessions the node's RSS stayed at its peak (W5: ~1 MiB per actor that had
 //! passivated, ~150 KiB per shopper whose connection had closed). Whoever releases such memory
 //! calls [`note_released`]; a background task then runs `malloc_trim`, which gives the free
-//! pages of every arena back, at most every few seconds and only after something was released.
+//! pages of every arena back, only after something was released and at most every
+//! [`MIN_INTERVAL`]: a trim holds each arena's lock while it walks it, so allocations on other
+//! threads wait meanwhile.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 static RELEASED: AtomicU64 = AtomicU64::new(0);
+
+/// Shortest time between two trims.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(30);
 
 /// An isolate was dropped or a connection closed.
 pub fn note_released() {
@@ -21,7 +26,7 @@ pub fn note_released() {
 pub fn spawn_trimmer() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     actix_web::rt::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval(MIN_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut trimmed_at = RELEASED.load(Ordering::Relaxed);
         loop {

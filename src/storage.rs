@@ -126,6 +126,80 @@ pub fn open(path: &Path, kind: SchemaKind) -> StorageResult<Connection> {
     Ok(conn)
 }
 
+/// Creates a shopper's file by copying an empty, migrated database instead of running the
+/// migrations on the new file: one write and one `fdatasync` where the migrations cost a WAL
+/// switch, a transaction per migration and a checkpoint, each synced (the W2p profile: file
+/// creation was the largest part of a new session's first write). The rename and the new
+/// directories are fsynced, so the acknowledged first write can be found after a power loss
+/// (SQLite syncs the directory of the WAL it creates, not of the database file).
+fn create_from_template(path: &Path) -> StorageResult<()> {
+    use std::io::Write as _;
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("actor file has no directory"))?;
+    let mut created_dirs = Vec::new();
+    let mut missing = Some(dir);
+    while let Some(d) = missing.filter(|d| !d.exists()) {
+        created_dirs.push(d.to_path_buf());
+        missing = d.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    let Some(template) = shopper_template(dir) else { return Ok(()) };
+    let tmp = path.with_extension("db.new");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(template)?;
+        file.sync_data()?;
+    }
+    // A WAL beside the path would belong to an older database of the same name.
+    remove_sidecars(path)?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    for created in &created_dirs {
+        if let Some(parent) = created.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of an empty shopper database with every migration applied and WAL mode set in
+/// its header; built once per process, in `scratch` (a directory on the same disk). `None` if
+/// it could not be built (logged once): files are then created by running the migrations.
+fn shopper_template(scratch: &Path) -> Option<&'static [u8]> {
+    static TEMPLATE: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            let path = scratch.join(format!(".template-{}-{:016x}.db", std::process::id(), rand::random::<u64>()));
+            let built = (|| -> StorageResult<Vec<u8>> {
+                let conn = open(&path, SchemaKind::Shopper)?;
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                drop(conn);
+                Ok(std::fs::read(&path)?)
+            })();
+            let _ = std::fs::remove_file(&path);
+            let _ = remove_sidecars(&path);
+            match built {
+                Ok(bytes) => Some(bytes),
+                Err(error) => {
+                    tracing::warn!(%error, "no shopper database template; new files run the migrations");
+                    None
+                }
+            }
+        })
+        .as_deref()
+}
+
+fn remove_sidecars(path: &Path) -> std::io::Result<()> {
+    for suffix in ["-wal", "-shm"] {
+        let mut sidecar = path.as_os_str().to_owned();
+        sidecar.push(suffix);
+        match std::fs::remove_file(PathBuf::from(sidecar)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Actor files commit a few pages at a time. Two settings keep those commits to one disk write:
 /// - a small auto-checkpoint (`ACTOR_WAL_CHECKPOINT_PAGES`) makes SQLite restart the WAL
 ///   from its beginning every few commits, so once the WAL reached that size commits overwrite
@@ -220,6 +294,9 @@ impl Db {
     /// The file's connection, creating the file first if it does not exist yet.
     fn writable(&mut self) -> StorageResult<&mut Connection> {
         if !self.conn_is_file {
+            if !self.file_exists && self.kind == SchemaKind::Shopper && !self.path.exists() {
+                create_from_template(&self.path)?;
+            }
             self.conn = Some(open(&self.path, self.kind)?);
             self.conn_is_file = true;
             self.file_exists = true;

@@ -203,6 +203,14 @@ async fn any_node_serves_a_request_through_the_owner() {
         let html = client_for(node.addr).get(base(node)).header("accept", "text/html").header("cookie", format!("sid={sid}")).send().await.unwrap().text().await.unwrap();
         assert!(html.contains("Cluster home"));
     }
+    // Sessions with nothing in them get the store's page wherever their owner is (the store's
+    // anonymous page is only at hand on the store's node; elsewhere the shopper renders it).
+    for i in 0..12 {
+        let node = &nodes[i % nodes.len()];
+        let res = client_for(node.addr).get(base(node)).header("accept", "text/html").header("cookie", format!("sid=empty-session-{i}")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "empty session {i} through {}", node.addr);
+        assert!(res.text().await.unwrap().contains("Cluster home"));
+    }
     // Internal endpoints refuse callers without the cluster secret, and forged hops.
     let res = nodes[0].plain().get(format!("http://{}/internal/view", nodes[0].addr)).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);

@@ -76,6 +76,9 @@ pub struct SetPreferences(pub BTreeMap<String, String>);
 pub struct RenderForShopper {
     pub request: PageRequest,
     pub search_results: Option<Vec<ProductId>>,
+    /// The caller can serve the store's anonymous page (the store's actor is on this node);
+    /// otherwise an empty shopper's page is rendered like any other.
+    pub anonymous_available: bool,
 }
 
 /// What a shopper's page request gets.
@@ -713,7 +716,7 @@ impl Handler<RenderForShopper> for ShopperActor {
                 _ => None,
             };
             let render = move |act: &mut ShopperActor, snap: SharedSnapshot| -> Result<ShopperPage, ShopperError> {
-                if act.is_pristine() && !matches!(msg.request.route, Route::Order(_)) {
+                if msg.anonymous_available && act.is_pristine() && !matches!(msg.request.route, Route::Order(_)) {
                     return Ok(ShopperPage::SameAsAnonymous);
                 }
                 let cache_key = format!("{}|{}", act.key(), msg.request.cache_key());

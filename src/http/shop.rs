@@ -153,7 +153,11 @@ async fn serve_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> Re
             return Ok(html_response(html, None, "personal"));
         }
     }
-    let msg = RenderForShopper { request: page_req.clone(), search_results: search_results.clone() };
+    // The anonymous page comes from the store's actor, which in a cluster may live elsewhere
+    // (this request was routed to the shopper's owner).
+    let store_key = ActorKey::Store(ctx.store.clone());
+    let anonymous_available = matches!(ctx.node.cluster.placement(&store_key), crate::cluster::Placement::Local);
+    let msg = RenderForShopper { request: page_req.clone(), search_results: search_results.clone(), anonymous_available };
     let page = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
     match page.map_err(|e| ctx.err(e))? {
         ShopperPage::Personal(page) => Ok(html_response(page.html, None, "personal")),
