@@ -137,9 +137,9 @@ struct SuiteArgs {
     /// W5: largest count given a live isolate each (1.6 MiB each: 10k would need ~16 GiB).
     #[arg(long, default_value_t = 2000)]
     w5_live_max: usize,
-    /// W5 nodes passivate after this many idle seconds (must exceed the isolate idle time plus
-    /// the time to render the largest live count).
-    #[arg(long, default_value_t = 40)]
+    /// W5 nodes passivate after this many idle seconds, plus 1 s per 200 actors (must exceed the
+    /// isolate idle time by 43 s: the wait for a malloc trim before the warm row, and margin).
+    #[arg(long, default_value_t = 60)]
     w5_idle_secs: u64,
     /// W5 nodes drop idle actors' isolates and close their files after this many seconds (must
     /// exceed the time to render the largest live count).
@@ -431,6 +431,9 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         row.mode = format!("{files} threads, create + 4 KiB write + fsync");
         fsync_create = Some(row.clone());
         report.rows.push(row);
+        // The fsync ceilings leave the disk writing back; let it finish before the workloads.
+        let _ = std::process::Command::new("sync").status();
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
     if wants("w1") {
@@ -551,10 +554,14 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
 /// W5: node RSS per shopper actor — warm without an isolate (activated by `GET /cart` as JSON,
 /// which never renders), with a live isolate (after `GET /`), and hibernated (after the idle
 /// timeout passivated them all).
+/// Longer than the node's interval between two malloc trims (`memory::MIN_INTERVAL`, 30 s).
+const TRIM_WAIT: Duration = Duration::from_secs(33);
+
 async fn memory(args: &SuiteArgs, bin: &std::path::Path, count: usize) -> anyhow::Result<Vec<MemRow>> {
     anyhow::ensure!(
-        args.w5_idle_secs >= args.w5_isolate_idle_secs + 10,
-        "--w5-idle-secs must exceed --w5-isolate-idle-secs by 10 s or more, or actors passivate before the warm row is measured"
+        args.w5_idle_secs >= args.w5_isolate_idle_secs + TRIM_WAIT.as_secs() + 10,
+        "--w5-idle-secs must exceed --w5-isolate-idle-secs by {} s or more, or actors passivate before the warm row is measured",
+        TRIM_WAIT.as_secs() + 10
     );
     // Activating 10k actors takes tens of seconds: the first must not passivate before the last
     // is measured warm.
@@ -604,8 +611,9 @@ async fn memory(args: &SuiteArgs, bin: &std::path::Path, count: usize) -> anyhow
     let mut rows = Vec::new();
     let activated_in = started.elapsed().as_secs_f64();
     // The states of an actor, in order: warm (state in memory; past actors.isolate_idle_secs it
-    // holds no isolate and no open file), rendered (isolate live), passivated (nothing).
-    tokio::time::sleep(Duration::from_secs(args.w5_isolate_idle_secs) + Duration::from_secs(3)).await;
+    // holds no isolate and no open file), rendered (isolate live), passivated (nothing). Each
+    // is measured after the node's malloc trim (at most every 30 s) has run.
+    tokio::time::sleep(Duration::from_secs(args.w5_isolate_idle_secs) + TRIM_WAIT).await;
     let live = setup::live_shoppers(&node.admin()?).await?;
     rows.push(row(
         "warm, isolate dropped",
@@ -614,7 +622,7 @@ async fn memory(args: &SuiteArgs, bin: &std::path::Path, count: usize) -> anyhow
         live,
         live,
         format!(
-            "activated by one POST /cart/items each in {activated_in:.1} s, then idle past actors.isolate_idle_secs = {}: no isolate, SQLite file closed, cart in memory",
+            "activated by one POST /cart/items each in {activated_in:.1} s, then idle past actors.isolate_idle_secs = {} and a malloc trim: no isolate, SQLite file closed, cart in memory",
             args.w5_isolate_idle_secs
         ),
     ));
@@ -627,15 +635,14 @@ async fn memory(args: &SuiteArgs, bin: &std::path::Path, count: usize) -> anyhow
         rows.push(row("live isolate", "≤ 2048 KiB", Some(2048.0), live, live, "after GET / (isolate + its rendered page in the personal HTML cache)".into()));
     }
     wait_for_live(&node, 0, Duration::from_secs(idle_secs + 120)).await?;
-    // The node trims the allocator's arenas at most every 30 s after actors release memory.
-    tokio::time::sleep(Duration::from_secs(32)).await;
+    tokio::time::sleep(TRIM_WAIT).await;
     rows.push(row(
         "hibernated",
         "≈ 0",
         None,
         0,
         count as u64,
-        "all passivated, measured 32 s later (after the node's malloc trim); what the allocator still holds counts here, as does the node-wide personal HTML cache (TTL 60 s)".into(),
+        "all passivated, measured 33 s later (after the node's malloc trim); what the allocator still holds counts here, as does the node-wide personal HTML cache (TTL 60 s)".into(),
     ));
     Ok(rows)
 }
