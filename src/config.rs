@@ -77,6 +77,9 @@ pub struct ActorSettings {
     pub isolate_idle_secs: u64,
     /// How often the node looks for due alarms of passivated actors.
     pub alarm_poll_ms: u64,
+    /// Shopper files open at once; past it the oldest-opened idle ones are closed (their actors
+    /// keep their state). 0: a third of the process's open-file limit, less a reserve.
+    pub max_open_files: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -205,7 +208,7 @@ impl Default for Settings {
 
 impl Default for ActorSettings {
     fn default() -> Self {
-        ActorSettings { arbiters: 0, idle_timeout_secs: 120, isolate_idle_secs: 30, alarm_poll_ms: 1000 }
+        ActorSettings { arbiters: 0, idle_timeout_secs: 120, isolate_idle_secs: 30, alarm_poll_ms: 1000, max_open_files: 0 }
     }
 }
 

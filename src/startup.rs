@@ -60,6 +60,7 @@ impl Application {
         .workers(workers)
         .listen(listener)?
         .run();
+        crate::storage::open_files::set_budget(node.settings.actors.max_open_files);
         spawn_alarm_poller(node.clone());
         crate::memory::spawn_trimmer();
         if let Some(replicator) = &node.replicator {

@@ -271,17 +271,42 @@ struct Db {
     file_exists: bool,
     path: PathBuf,
     kind: SchemaKind,
+    /// A file connection was opened since the handle last looked: it must be admitted to the
+    /// node's open-file budget ([`open_files`]) once this lock is released.
+    newly_opened: bool,
 }
 
 impl Db {
+    fn open_file(&mut self) -> StorageResult<()> {
+        self.conn = Some(open(&self.path, self.kind)?);
+        self.conn_is_file = true;
+        self.file_exists = true;
+        if self.kind == SchemaKind::Shopper {
+            open_files::OPEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.newly_opened = true;
+        }
+        Ok(())
+    }
+
+    /// Closes the file's connection (checkpointing its WAL); the next access reopens it.
+    fn close_file(&mut self) {
+        if self.conn_is_file {
+            self.conn = None;
+            self.conn_is_file = false;
+            if self.kind == SchemaKind::Shopper {
+                open_files::OPEN.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            crate::memory::note_released();
+        }
+    }
+
     /// The connection reads go to: the file's (reopened if it was closed), or for an actor
     /// without a file an empty, migrated in-memory database (made on the first read; most
     /// such actors never read).
     fn readable(&mut self) -> StorageResult<&Connection> {
         if self.conn.is_none() {
             if self.file_exists {
-                self.conn = Some(open(&self.path, self.kind)?);
-                self.conn_is_file = true;
+                self.open_file()?;
             } else {
                 let mut conn = Connection::open_in_memory()?;
                 migrate(&mut conn, self.kind)?;
@@ -297,11 +322,15 @@ impl Db {
             if !self.file_exists && self.kind == SchemaKind::Shopper && !self.path.exists() {
                 create_from_template(&self.path)?;
             }
-            self.conn = Some(open(&self.path, self.kind)?);
-            self.conn_is_file = true;
-            self.file_exists = true;
+            self.open_file()?;
         }
         self.conn.as_mut().ok_or_else(|| StorageError::Io(std::io::Error::other("actor database is not open")))
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.close_file();
     }
 }
 
@@ -311,8 +340,23 @@ impl ActorDb {
     }
 
     pub fn open(path: &Path, kind: SchemaKind) -> StorageResult<ActorDb> {
-        let conn = open(path, kind)?;
-        Ok(Self::with_db(Db { conn: Some(conn), conn_is_file: true, file_exists: true, path: path.to_path_buf(), kind }))
+        let db = Self::with_db(Db { conn: None, conn_is_file: false, file_exists: true, path: path.to_path_buf(), kind, newly_opened: false });
+        let opened = {
+            let mut inner = db.conn.lock();
+            inner.open_file()?;
+            std::mem::take(&mut inner.newly_opened)
+        };
+        if opened {
+            open_files::admit(&db.conn);
+        }
+        Ok(db)
+    }
+
+    /// Admits a connection opened under the lock just released to the open-file budget.
+    fn admit_if_opened(conn: &Arc<Mutex<Db>>, opened: bool) {
+        if opened {
+            open_files::admit(conn);
+        }
     }
 
     /// Opens the actor's file if it exists; otherwise the actor has no state, reads see an
@@ -323,7 +367,7 @@ impl ActorDb {
         if path.exists() {
             return Self::open(path, kind);
         }
-        Ok(Self::with_db(Db { conn: None, conn_is_file: false, file_exists: false, path: path.to_path_buf(), kind }))
+        Ok(Self::with_db(Db { conn: None, conn_is_file: false, file_exists: false, path: path.to_path_buf(), kind, newly_opened: false }))
     }
 
     /// Closes the file's connection (its page cache, file descriptors and shared memory) until
@@ -332,15 +376,7 @@ impl ActorDb {
     /// blocking pool: closing checkpoints the WAL.
     pub async fn close_idle(&self) {
         let conn = self.conn.clone();
-        let closed = tokio::task::spawn_blocking(move || {
-            let mut db = conn.lock();
-            if db.conn_is_file {
-                db.conn = None;
-                db.conn_is_file = false;
-                crate::memory::note_released();
-            }
-        })
-        .await;
+        let closed = tokio::task::spawn_blocking(move || conn.lock().close_file()).await;
         if let Err(e) = closed {
             tracing::warn!(error = %e, "closing an idle actor's database failed");
         }
@@ -370,7 +406,13 @@ impl ActorDb {
 
     /// Runs a read on the caller's thread.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> StorageResult<T>) -> StorageResult<T> {
-        f(self.conn.lock().readable()?)
+        let (result, opened) = {
+            let mut db = self.conn.lock();
+            let result = db.readable().and_then(f);
+            (result, std::mem::take(&mut db.newly_opened))
+        };
+        Self::admit_if_opened(&self.conn, opened);
+        result
     }
 
     /// Runs `f` in an IMMEDIATE transaction on the blocking pool and commits it; resolves only
@@ -383,11 +425,18 @@ impl ActorDb {
     {
         let conn = self.conn.clone();
         let value = tokio::task::spawn_blocking(move || {
-            let mut db = conn.lock();
-            let tx = db.writable()?.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
-            let value = f(&tx)?;
-            tx.commit().map_err(StorageError::from)?;
-            Ok::<T, E>(value)
+            let (result, opened) = {
+                let mut db = conn.lock();
+                let result = (|| {
+                    let tx = db.writable()?.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
+                    let value = f(&tx)?;
+                    tx.commit().map_err(StorageError::from)?;
+                    Ok::<T, E>(value)
+                })();
+                (result, std::mem::take(&mut db.newly_opened))
+            };
+            Self::admit_if_opened(&conn, opened);
+            result
         })
         .await
         .map_err(|e| StorageError::Join(e.to_string()))??;
@@ -397,13 +446,102 @@ impl ActorDb {
 
     /// Same as [`write`](Self::write) but on the caller's thread, for startup and seeding.
     pub fn write_now<T, E: From<StorageError>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
-        let mut db = self.conn.lock();
-        let tx = db.writable()?.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
-        let value = f(&tx)?;
-        tx.commit().map_err(StorageError::from)?;
-        drop(db);
+        let (result, opened) = {
+            let mut db = self.conn.lock();
+            let result = (|| {
+                let tx = db.writable()?.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
+                let value = f(&tx)?;
+                tx.commit().map_err(StorageError::from)?;
+                Ok::<T, E>(value)
+            })();
+            (result, std::mem::take(&mut db.newly_opened))
+        };
+        Self::admit_if_opened(&self.conn, opened);
+        let value = result?;
         self.committed();
         Ok(value)
+    }
+}
+
+/// The node's budget of open shopper files. Every open file costs three descriptors (database,
+/// WAL, shared memory) and a page cache; a burst of new sessions opened them faster than idle
+/// shoppers closed theirs, and at the process's descriptor limit opens failed with 500s (W5 at
+/// 10,000 actors). Past the budget, the oldest-opened file of a shopper that is not in the
+/// middle of an access is closed; its actor keeps its state and reopens the file on its next
+/// read or write.
+pub mod open_files {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Weak};
+
+    use parking_lot::Mutex;
+
+    use super::Db;
+
+    pub(super) static OPEN: AtomicUsize = AtomicUsize::new(0);
+    static BUDGET: AtomicUsize = AtomicUsize::new(0);
+    static OPENED: Mutex<VecDeque<Weak<Mutex<Db>>>> = Mutex::new(VecDeque::new());
+
+    /// Sets the budget; 0 derives it from the process's open-file limit (a third of it, less a
+    /// reserve for sockets and the node's own files).
+    pub fn set_budget(files: usize) {
+        let files = if files > 0 { files } else { derived_budget() };
+        BUDGET.store(files.max(1), Ordering::Relaxed);
+    }
+
+    fn derived_budget() -> usize {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: `limit` is a valid out pointer for getrlimit.
+        let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_cur as usize } else { 1024 };
+        (soft.saturating_sub(1024) / 3).max(64)
+    }
+
+    fn budget() -> usize {
+        match BUDGET.load(Ordering::Relaxed) {
+            0 => {
+                set_budget(0);
+                BUDGET.load(Ordering::Relaxed)
+            }
+            b => b,
+        }
+    }
+
+    /// Shopper files open now.
+    pub fn open_now() -> usize {
+        OPEN.load(Ordering::Relaxed)
+    }
+
+    /// Records a newly opened file and closes the oldest others while over budget. Called with
+    /// no database lock held; others' locks are only tried, never waited for.
+    pub(super) fn admit(opened: &Arc<Mutex<Db>>) {
+        let mut queue = OPENED.lock();
+        queue.push_back(Arc::downgrade(opened));
+        let budget = budget();
+        let mut tries = queue.len();
+        while OPEN.load(Ordering::Relaxed) > budget && tries > 0 {
+            tries -= 1;
+            let Some(weak) = queue.pop_front() else { break };
+            let Some(db) = weak.upgrade() else { continue };
+            if Arc::ptr_eq(&db, opened) {
+                queue.push_back(weak);
+                continue;
+            }
+            let busy = match db.try_lock() {
+                Some(mut guard) => {
+                    guard.close_file();
+                    false
+                }
+                None => true,
+            };
+            if busy {
+                queue.push_back(weak);
+            }
+        }
+        // Entries of files closed by their idle actors stay queued until popped: keep the
+        // queue proportional to the budget.
+        if queue.len() > budget.saturating_mul(2).max(1024) {
+            queue.retain(|weak| weak.upgrade().is_some_and(|db| db.try_lock().is_none_or(|g| g.conn_is_file)));
+        }
     }
 }
 

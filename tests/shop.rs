@@ -336,3 +336,33 @@ async fn an_idle_shopper_closes_its_file_and_reopens_it_for_the_next_write() {
     let (_, body) = json_of(c.get(format!("{}/cart", node.base("idle"))).header(sid.0, sid.1).send().await.unwrap()).await;
     assert_eq!(body["cart"]["count"], 2, "both acknowledged writes survive a crash: {body}");
 }
+
+#[tokio::test]
+async fn past_the_open_file_budget_the_oldest_files_close_and_nothing_is_lost() {
+    let node = TestNode::start_with(&[("VITRINA_ACTORS__MAX_OPEN_FILES", "3")]);
+    node.seed_store("many", "Many").await;
+    let base = node.base("many");
+    let c = node.shopper("many");
+    let add = |i: usize| {
+        c.post(format!("{base}/cart/items"))
+            .header("cookie", format!("sid=budget-shopper-{i}"))
+            .json(&json!({"productId": "socks", "quantity": 1}))
+            .send()
+    };
+    let open_shopper_dbs = || node.open_data_files().into_iter().filter(|f| f.contains("/shoppers/") && f.ends_with(".db")).count();
+    for i in 0..12 {
+        assert_eq!(add(i).await.unwrap().status(), StatusCode::CREATED);
+        assert!(open_shopper_dbs() <= 3, "{} shopper files open after {} shoppers", open_shopper_dbs(), i + 1);
+    }
+    // Every shopper writes again: closed files reopen.
+    for i in 0..12 {
+        assert_eq!(add(i).await.unwrap().status(), StatusCode::CREATED);
+    }
+    let node = node.kill_and_restart();
+    let c = node.shopper("many");
+    for i in 0..12 {
+        let res = c.get(format!("{}/cart", node.base("many"))).header("cookie", format!("sid=budget-shopper-{i}")).send().await.unwrap();
+        let (_, body) = json_of(res).await;
+        assert_eq!(body["cart"]["count"], 2, "shopper {i}: {body}");
+    }
+}
