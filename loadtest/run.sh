@@ -3,8 +3,9 @@
 # fsync serial and parallel), runs the single-node workloads W1, W1b, W2, W3, W2w and W5, each
 # on a fresh node with a temporary data directory, then the cluster workloads on local clusters
 # it starts on 127.0.0.1 (W4 webhook → fresh page on 3 nodes; S1 a 4th node joining 3 under
-# load), and APPENDS a dated section to loadtest/RESULTS.md. Bounded: about 8 minutes with the
-# defaults (10 s per measured phase), about 3 with --quick.
+# load), and APPENDS a dated section to loadtest/RESULTS.md. Bounded: about 15 minutes with the
+# defaults (10 s per measured phase; W5 waits for idle timeouts at 1k and 10k actors), about 6
+# with --quick.
 #
 #   loadtest/run.sh                          # everything
 #   loadtest/run.sh --quick                  # everything, shorter phases and fewer rounds
