@@ -433,13 +433,7 @@ fn install_verified(object: &str, expected: &str, bytes: &[u8], dest: &Path) -> 
         Err(e) => return Err(ReplicationError::Integrity { object: object.into(), detail: e.to_string() }),
     }
     // A WAL or shared-memory file left by the lost database would be replayed into the copy.
-    for suffix in ["-wal", "-shm"] {
-        match std::fs::remove_file(dir.join(format!("{name}{suffix}"))) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    storage::remove_sidecars(dest)?;
     std::fs::rename(&tmp, dest)?;
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())

@@ -188,7 +188,9 @@ fn shopper_template(scratch: &Path) -> Option<&'static [u8]> {
         .as_deref()
 }
 
-fn remove_sidecars(path: &Path) -> std::io::Result<()> {
+/// Removes the WAL and shared-memory files beside a database path, if any: before a database
+/// file from elsewhere is installed there (they would be replayed into it), or after one moved.
+pub fn remove_sidecars(path: &Path) -> std::io::Result<()> {
     for suffix in ["-wal", "-shm"] {
         let mut sidecar = path.as_os_str().to_owned();
         sidecar.push(suffix);
@@ -424,20 +426,7 @@ impl ActorDb {
         F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
         let conn = self.conn.clone();
-        let value = tokio::task::spawn_blocking(move || {
-            let (result, opened) = {
-                let mut db = conn.lock();
-                let result = (|| {
-                    let tx = db.writable()?.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
-                    let value = f(&tx)?;
-                    tx.commit().map_err(StorageError::from)?;
-                    Ok::<T, E>(value)
-                })();
-                (result, std::mem::take(&mut db.newly_opened))
-            };
-            Self::admit_if_opened(&conn, opened);
-            result
-        })
+        let value = tokio::task::spawn_blocking(move || Self::commit(&conn, f))
         .await
         .map_err(|e| StorageError::Join(e.to_string()))??;
         self.committed();
@@ -446,8 +435,17 @@ impl ActorDb {
 
     /// Same as [`write`](Self::write) but on the caller's thread, for startup and seeding.
     pub fn write_now<T, E: From<StorageError>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
+        let value = Self::commit(&self.conn, f)?;
+        self.committed();
+        Ok(value)
+    }
+
+    /// Runs `f` in an IMMEDIATE transaction on the file (created if needed) and commits it, on
+    /// the calling thread; a file opened for it is admitted to the budget after the lock is
+    /// released.
+    fn commit<T, E: From<StorageError>>(conn: &Arc<Mutex<Db>>, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
         let (result, opened) = {
-            let mut db = self.conn.lock();
+            let mut db = conn.lock();
             let result = (|| {
                 let tx = db.writable()?.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
                 let value = f(&tx)?;
@@ -456,10 +454,8 @@ impl ActorDb {
             })();
             (result, std::mem::take(&mut db.newly_opened))
         };
-        Self::admit_if_opened(&self.conn, opened);
-        let value = result?;
-        self.committed();
-        Ok(value)
+        Self::admit_if_opened(conn, opened);
+        result
     }
 }
 

@@ -214,7 +214,6 @@ impl Registry {
         }
         drop(slots);
         lease.closing.take();
-        crate::memory::note_released();
     }
 
     /// Sends `msg` to the store actor of `store`, activating it if needed.

@@ -19,7 +19,7 @@ use super::registry::Lease;
 use super::{alarms, watch_idleness, Passivating};
 use crate::ids::{ActorKey, ProductId, SessionId, StoreId};
 use crate::node::Node;
-use crate::render::cache::CachedPage;
+use crate::render::cache::{CachedPage, PersonalPages};
 use crate::render::{self, PageRequest, RenderError, RenderedPage, Route, ShopperView};
 use crate::store::snapshot::{SharedSnapshot, StoreSnapshot};
 use crate::replication::{self, ReplicationError};
@@ -199,7 +199,7 @@ impl ShopperActor {
         // Pages rendered before the last passivation are still good if nothing changed since.
         let ttl = self.node.settings.cache.personal_html_ttl_secs as i64 * 1000;
         let mut stmt = c.prepare("SELECT cache_key, html, rendered_ms FROM html_cache")?;
-        let prefix = self.key().to_string();
+        let shopper = self.key();
         for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))? {
             let (key, html, rendered_ms) = row?;
             if now_ms() - rendered_ms < ttl {
@@ -207,7 +207,7 @@ impl ShopperActor {
                     if let Some((store_v, state_v)) = versions.split_once('.') {
                         if let (Ok(store_version), Ok(state_version)) = (store_v.parse(), state_v.parse()) {
                             let page = CachedPage { html: html.into_bytes().into(), store_version, state_version, rendered_ms };
-                            self.node.personal_pages.insert(format!("{prefix}|{request_key}"), page);
+                            self.node.personal_pages.insert(PersonalPages::key(&shopper, request_key), page);
                             self.cached_pages.push(request_key.to_string());
                         }
                     }
@@ -525,11 +525,11 @@ impl Actor for ShopperActor {
         self.engine.drop_engine();
         if let Some(db) = self.db.take().filter(|db| db.exists()) {
             // Keep the personalised pages across the sleep; losing them only costs a render.
-            let prefix = self.key().to_string();
+            let shopper = self.key();
             let pages: Vec<_> = self
                 .cached_pages
                 .iter()
-                .filter_map(|k| self.node.personal_pages.peek(&format!("{prefix}|{k}")).map(|p| (k, p)))
+                .filter_map(|k| self.node.personal_pages.peek(&PersonalPages::key(&shopper, k)).map(|p| (k, p)))
                 .filter(|(_, p)| p.state_version == self.state_version)
                 .collect();
             let changed = self.rendered_since_save || self.saved_pages_version != self.state_version;
@@ -719,7 +719,7 @@ impl Handler<RenderForShopper> for ShopperActor {
                 if msg.anonymous_available && act.is_pristine() && !matches!(msg.request.route, Route::Order(_)) {
                     return Ok(ShopperPage::SameAsAnonymous);
                 }
-                let cache_key = format!("{}|{}", act.key(), msg.request.cache_key());
+                let cache_key = PersonalPages::key(&act.key(), &msg.request.cache_key());
                 // Search results and an order's delivery status change without a version bump.
                 let cacheable = msg.search_results.is_none() && !matches!(msg.request.route, Route::Order(_));
                 if cacheable {

@@ -25,14 +25,6 @@ fn handoff_path(path: &Path) -> PathBuf {
     path.with_extension(format!("db.{HANDOFF_SUFFIX}"))
 }
 
-fn remove_sidecars(path: &Path) {
-    for suffix in ["-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-}
-
 /// One release at a time per key (a pull and a push can race for the same file).
 fn release_lock(key: &ActorKey) -> Arc<tokio::sync::Mutex<()>> {
     static LOCKS: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = std::sync::OnceLock::new();
@@ -55,7 +47,7 @@ pub async fn release(node: &Arc<Node>, key: &ActorKey) -> Result<Option<Vec<u8>>
                 let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
                 let _ = conn.pragma_update(None, "journal_mode", "DELETE");
             }
-            remove_sidecars(&path);
+            crate::storage::remove_sidecars(&path)?;
             std::fs::rename(&path, &parked)?;
         }
         if parked.exists() {
@@ -103,7 +95,7 @@ pub async fn install(node: &Arc<Node>, key: &ActorKey, bytes: Vec<u8>, sha256: O
         file.sync_all().map_err(|e| ClusterError::Refused(e.to_string()))?;
         // A WAL left beside the path (actor files keep theirs across passivation) belongs to
         // an older database and would be replayed into this one.
-        remove_sidecars(&path);
+        crate::storage::remove_sidecars(&path).map_err(|e| ClusterError::Refused(format!("cannot remove an old WAL: {e}")))?;
         std::fs::rename(&tmp, &path).map_err(|e| ClusterError::Refused(e.to_string()))?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();

@@ -18,7 +18,7 @@ use crate::actors::store::RenderForStore;
 use crate::error::{ApiError, RequestId};
 use crate::ids::{ActorKey, ProductId, SessionId, Slug, StoreId};
 use crate::node::Node;
-use crate::render::cache::AnonymousPages;
+use crate::render::cache::{AnonymousPages, PersonalPages};
 use crate::render::{self, RenderError, Route};
 use crate::storage::StorageError;
 use crate::store::snapshot::product_json;
@@ -176,7 +176,7 @@ async fn cached_personal_page(ctx: &Ctx, sid: &SessionId, page_req: &render::Pag
     let pulse = ctx.node.registry.shopper_pulse(&key)?;
     let state_version = pulse.state_version()?;
     let snap = ctx.node.snapshot(&ctx.store).await.ok()?;
-    let html = ctx.node.personal_pages.get(&format!("{key}|{}", page_req.cache_key()), snap.version, state_version)?;
+    let html = ctx.node.personal_pages.get(&PersonalPages::key(&key, &page_req.cache_key()), snap.version, state_version)?;
     pulse.record_hit();
     Some(html)
 }

@@ -46,6 +46,12 @@ impl PersonalPages {
         }
     }
 
+    /// The cache key of one shopper's page for one request (`PageRequest::cache_key`): the
+    /// actor and the HTTP workers' shortcut must agree on it.
+    pub fn key(shopper: &crate::ids::ActorKey, request_key: &str) -> String {
+        format!("{shopper}|{request_key}")
+    }
+
     /// A page rendered for exactly these versions, if still cached.
     pub fn get(&self, key: &str, store_version: u64, state_version: u64) -> Option<Bytes> {
         if !self.enabled {
