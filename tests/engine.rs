@@ -374,3 +374,49 @@ fn default_library_passes_validation() {
         assert!(validation.errors.is_empty(), "{block_type}: {validation:?}");
     }
 }
+
+#[test]
+fn a_released_isolate_serves_the_next_engine_of_its_store_in_a_fresh_context() {
+    let data = demo_store();
+    let unchecked = || V8Engine::with_options(EngineOptions { validate: false, ..EngineOptions::default() });
+    // Leaves state where a careless reuse would let the next actor see it: a global, a
+    // patched built-in prototype.
+    let leaky = "function f(ctx) { const seen = String(globalThis.previous) + ',' + typeof [].patched; \
+                 globalThis.previous = ctx.cart.count; Array.prototype.patched = 1; return seen; }";
+    let fresh = Ok("undefined,undefined".to_string());
+
+    let mut first = unchecked().with_store("s1");
+    assert_eq!(render_one(&mut first, &data, block("l", "custom", Some(leaky), "{}")), fresh);
+    assert_eq!(render_one(&mut first, &data, block("l", "custom", Some(leaky), "{}")), Ok("2,number".into()));
+    drop(first);
+    assert_eq!(V8Engine::spares_on_this_thread(), 1);
+
+    let mut second = unchecked().with_store("s1");
+    assert_eq!(render_one(&mut second, &data, block("l", "custom", Some(leaky), "{}")), fresh);
+    assert_eq!((second.stats().isolates_reused, second.stats().isolates_created), (1, 0));
+    assert_eq!(V8Engine::spares_on_this_thread(), 0);
+    drop(second);
+
+    // Never across stores.
+    let mut other_store = unchecked().with_store("s2");
+    assert_eq!(render_one(&mut other_store, &data, block("l", "custom", Some(leaky), "{}")), fresh);
+    assert_eq!((other_store.stats().isolates_reused, other_store.stats().isolates_created), (0, 1));
+    drop(other_store);
+    assert_eq!(V8Engine::spares_on_this_thread(), 2);
+
+    // An isolate whose block was terminated is deleted, not kept.
+    let mut broken = unchecked().with_store("s1");
+    let limits = RenderLimits { block_cpu_ms: 100, ..relaxed() };
+    let out = broken.render(&data, &ctx(), &[block("loop", "custom", Some("function f() { for (;;) {} }"), "{}")], &limits);
+    assert_eq!(out, vec![Err(BlockFailure::Timeout)]);
+    assert_eq!(broken.stats().isolates_reused, 1);
+    drop(broken);
+    assert_eq!(V8Engine::spares_on_this_thread(), 1, "only the other store's spare is left");
+
+    // Engines without a store neither take nor leave spares.
+    let mut plain = V8Engine::new();
+    assert_eq!(render_one(&mut plain, &data, block("l", "custom", Some("() => 'x'"), "{}")), Ok("x".into()));
+    assert_eq!(plain.stats().isolates_created, 1);
+    drop(plain);
+    assert_eq!(V8Engine::spares_on_this_thread(), 1);
+}

@@ -130,7 +130,8 @@ pub fn init() {
     v8::init();
 }
 
-/// The engine every actor uses: V8, isolate created lazily from the startup snapshot.
-pub fn new_engine() -> Box<dyn BlockEngine> {
-    Box::new(v8::V8Engine::new())
+/// The engine every actor of `store` uses: V8, isolate created lazily from the startup
+/// snapshot or taken over from an engine of the same store released on this thread.
+pub fn new_engine(store: &str) -> Box<dyn BlockEngine> {
+    Box::new(v8::V8Engine::for_store(store))
 }

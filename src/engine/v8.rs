@@ -383,8 +383,42 @@ struct CompiledBlock {
     arg_names: ::v8::Global<::v8::Value>,
 }
 
-/// A live isolate with the library loaded. Field order is drop order: V8 handles go first,
-/// then the isolate, then the heap guard its callback points to.
+/// An isolate and what its callbacks point to, without a context. Field order is drop order:
+/// the isolate goes before the heap guard its callback points to.
+struct IsolateCore {
+    isolate: ParkedIsolate,
+    heap_guard: Box<HeapGuard>,
+    timed_out: Arc<AtomicBool>,
+    heap_mb: usize,
+}
+
+impl IsolateCore {
+    fn create(snapshot: Option<&'static [u8]>, heap_mb: usize) -> Self {
+        let mut params = ::v8::CreateParams::default().heap_limits(0, heap_mb.max(1).saturating_mul(1024 * 1024));
+        if let Some(blob) = snapshot {
+            params = params.snapshot_blob(::v8::StartupData::from(blob));
+        }
+        let mut isolate = ParkedIsolate::new(::v8::Isolate::new(params));
+        let heap_guard = Box::new(HeapGuard {
+            isolate: isolate.0.thread_safe_handle(),
+            hit: AtomicBool::new(false),
+            grants: AtomicU32::new(0),
+        });
+        isolate.0.add_near_heap_limit_callback(near_heap_limit, &*heap_guard as *const HeapGuard as *mut c_void);
+        Self { isolate, heap_guard, timed_out: Arc::new(AtomicBool::new(false)), heap_mb }
+    }
+
+    /// Never terminated and never near its heap limit: nothing of a limit break can linger.
+    fn is_healthy(&self) -> bool {
+        !self.timed_out.load(Ordering::SeqCst)
+            && !self.heap_guard.hit.load(Ordering::SeqCst)
+            && self.heap_guard.grants.load(Ordering::SeqCst) == 0
+            && !self.isolate.0.is_execution_terminating()
+    }
+}
+
+/// A live isolate with the library loaded in a context of its own. Field order is drop order:
+/// V8 handles go first, then the isolate.
 struct LiveIsolate {
     context: ::v8::Global<::v8::Context>,
     set_data: ::v8::Global<::v8::Function>,
@@ -397,32 +431,23 @@ struct LiveIsolate {
     data_version: Option<u64>,
     /// The current render's parsed ctx (valid for one `render` call).
     base_ctx: Option<::v8::Global<::v8::Value>>,
-    isolate: ParkedIsolate,
-    heap_guard: Box<HeapGuard>,
-    timed_out: Arc<AtomicBool>,
-    heap_mb: usize,
+    core: IsolateCore,
 }
 
 impl LiveIsolate {
     fn create(snapshot: Option<&'static [u8]>, heap_mb: usize) -> Result<Self, String> {
-        let mut params = ::v8::CreateParams::default().heap_limits(0, heap_mb.max(1).saturating_mul(1024 * 1024));
-        if let Some(blob) = snapshot {
-            params = params.snapshot_blob(::v8::StartupData::from(blob));
-        }
-        let mut isolate = ParkedIsolate::new(::v8::Isolate::new(params));
-        let heap_guard = Box::new(HeapGuard {
-            isolate: isolate.0.thread_safe_handle(),
-            hit: AtomicBool::new(false),
-            grants: AtomicU32::new(0),
-        });
-        isolate.0.add_near_heap_limit_callback(near_heap_limit, &*heap_guard as *const HeapGuard as *mut c_void);
+        Self::in_new_context(IsolateCore::create(snapshot, heap_mb), snapshot.is_none())
+    }
 
+    /// Creates a fresh context in `core` (from the snapshot's, or by running the library when
+    /// `load` is set) and looks up the library's entry points.
+    fn in_new_context(mut core: IsolateCore, load: bool) -> Result<Self, String> {
         let (context, set_data, prepare_ctx, render_block, default_blocks) = {
-            let entered = isolate.enter();
+            let entered = core.isolate.enter();
             ::v8::scope!(let scope, &mut *entered.0);
             let context = ::v8::Context::new(scope, Default::default());
             let scope = &mut ::v8::ContextScope::new(scope, context);
-            if snapshot.is_none() {
+            if load {
                 load_library(scope)?;
             }
             // eval / new Function / string timers throw EvalError from now on.
@@ -479,11 +504,117 @@ impl LiveIsolate {
             compiled: HashMap::new(),
             data_version: None,
             base_ctx: None,
-            isolate,
-            heap_guard,
-            timed_out: Arc::new(AtomicBool::new(false)),
-            heap_mb,
+            core,
         })
+    }
+
+    /// Drops the context and every handle into it, keeping the isolate.
+    fn into_core(self) -> IsolateCore {
+        let LiveIsolate { context, set_data, prepare_ctx, render_block, default_blocks, compiled, base_ctx, core, .. } = self;
+        drop((context, set_data, prepare_ctx, render_block, default_blocks, compiled, base_ctx));
+        core
+    }
+}
+
+/// Isolates left by released engines, kept briefly per thread for the next engine of the same
+/// store.
+///
+/// Creating an isolate from the snapshot and deleting it are most of what a new shopper's first
+/// render costs (W2p profile: ~25 % of the node's CPU). A spare keeps only the isolate: its
+/// context, and with it every object a block or a shopper's data ever reached, is dropped
+/// before it is kept, and the next engine creates a fresh context from the snapshot, so no
+/// JavaScript state crosses from one actor to the next. What the isolate shares across its
+/// contexts is V8's own (compilation cache, feedback-free bytecode, the heap's garbage until
+/// collected). Spares are never handed across stores, never kept after a block broke a limit,
+/// and are deleted after [`SPARE_MAX_AGE`], so an idle node returns their memory.
+mod spares {
+    use super::IsolateCore;
+    use std::cell::{Cell, RefCell};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// Most spares one thread keeps (each is a few MiB).
+    pub const SPARES_PER_THREAD: usize = 4;
+    /// How long a spare waits for an engine of its store before it is deleted.
+    pub const SPARE_MAX_AGE: Duration = Duration::from_secs(3);
+
+    struct Spare {
+        store: Arc<str>,
+        since: Instant,
+        core: IsolateCore,
+    }
+
+    thread_local! {
+        static SPARES: RefCell<Vec<Spare>> = const { RefCell::new(Vec::new()) };
+        static SWEEPING: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub fn take(store: &str, heap_mb: usize) -> Option<IsolateCore> {
+        let taken = SPARES.with_borrow_mut(|spares| {
+            // Newest first: its memory is the likeliest to be warm.
+            let at = spares.iter().rposition(|s| &*s.store == store && s.core.heap_mb == heap_mb)?;
+            Some(spares.remove(at).core)
+        });
+        if taken.is_some() {
+            crate::metrics::incr("vitrina_isolates_reused_total", &[]);
+        }
+        taken
+    }
+
+    pub fn put(store: Arc<str>, core: IsolateCore) {
+        let evicted = SPARES.with_borrow_mut(|spares| {
+            spares.push(Spare { store, since: Instant::now(), core });
+            (spares.len() > SPARES_PER_THREAD).then(|| spares.remove(0))
+        });
+        // Deleted outside the borrow: deleting an isolate can take a millisecond.
+        if evicted.is_some() {
+            drop(evicted);
+            crate::memory::note_released();
+        }
+        ensure_sweeping();
+    }
+
+    pub fn count() -> usize {
+        SPARES.with_borrow(Vec::len)
+    }
+
+    /// Deletes spares older than [`SPARE_MAX_AGE`]; returns how many are left.
+    pub fn sweep() -> usize {
+        let (expired, left) = SPARES.with_borrow_mut(|spares| {
+            let now = Instant::now();
+            let (expired, kept): (Vec<Spare>, Vec<Spare>) =
+                std::mem::take(spares).into_iter().partition(|s| now.duration_since(s.since) >= SPARE_MAX_AGE);
+            *spares = kept;
+            (expired, spares.len())
+        });
+        if !expired.is_empty() {
+            drop(expired);
+            crate::memory::note_released();
+        }
+        left
+    }
+
+    /// Starts a sweep loop on this thread's arbiter while it holds spares. Outside an arbiter
+    /// (benchmarks, unit tests) spares are only bounded by [`SPARES_PER_THREAD`].
+    fn ensure_sweeping() {
+        if SWEEPING.get() {
+            return;
+        }
+        let Some(arbiter) = actix_rt::Arbiter::try_current() else { return };
+        SWEEPING.set(true);
+        // The future is polled on this same arbiter thread, so it sees this thread's spares.
+        let spawned = arbiter.spawn(async {
+            loop {
+                actix_rt::time::sleep(SPARE_MAX_AGE / 2).await;
+                if sweep() == 0 {
+                    SWEEPING.set(false);
+                    break;
+                }
+            }
+        });
+        if !spawned {
+            SWEEPING.set(false);
+        }
     }
 }
 
@@ -498,6 +629,8 @@ struct BlockRun {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
     pub isolates_created: u64,
+    /// Isolates taken over from an engine of the same store released on this thread.
+    pub isolates_reused: u64,
     pub compile_hits: u64,
     pub compile_misses: u64,
 }
@@ -523,6 +656,9 @@ impl Default for EngineOptions {
 pub struct V8Engine {
     live: Option<LiveIsolate>,
     options: EngineOptions,
+    /// The store whose spare isolates this engine may take and to which it leaves its own
+    /// (see [`spares`]); `None`: its isolates are created fresh and deleted with it.
+    store: Option<Arc<str>>,
     stats: EngineStats,
     _not_send: PhantomData<Rc<()>>,
 }
@@ -548,7 +684,25 @@ impl V8Engine {
 
     pub fn with_options(options: EngineOptions) -> Self {
         init();
-        Self { live: None, options, stats: EngineStats::default(), _not_send: PhantomData }
+        Self { live: None, options, store: None, stats: EngineStats::default(), _not_send: PhantomData }
+    }
+
+    /// The engine of an actor of `store`: its isolate may be a spare left on this thread by
+    /// another engine of the same store (in a fresh context), and is left as one when this
+    /// engine is dropped.
+    pub fn for_store(store: &str) -> Self {
+        Self::new().with_store(store)
+    }
+
+    /// This engine, taking and leaving spare isolates of `store` (see [`V8Engine::for_store`]).
+    pub fn with_store(mut self, store: &str) -> Self {
+        self.store = Some(Arc::from(store));
+        self
+    }
+
+    /// Spare isolates this thread holds (for tests and debugging).
+    pub fn spares_on_this_thread() -> usize {
+        spares::count()
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -567,15 +721,38 @@ impl V8Engine {
     }
 
     fn ensure_isolate(&mut self, limits: &RenderLimits) -> Result<(), String> {
-        if self.live.as_ref().is_some_and(|live| live.heap_mb != limits.heap_mb) {
-            self.live = None;
+        if self.live.as_ref().is_some_and(|live| live.core.heap_mb != limits.heap_mb) {
+            self.release();
         }
-        if self.live.is_none() {
-            let snapshot = if self.options.use_snapshot { snapshot_blob() } else { None };
-            self.live = Some(LiveIsolate::create(snapshot, limits.heap_mb)?);
-            self.stats.isolates_created += 1;
+        if self.live.is_some() {
+            return Ok(());
+        }
+        let snapshot = if self.options.use_snapshot { snapshot_blob() } else { None };
+        let spare = match (&self.store, snapshot) {
+            (Some(store), Some(_)) => spares::take(store, limits.heap_mb),
+            _ => None,
+        };
+        match spare {
+            Some(core) => {
+                self.live = Some(LiveIsolate::in_new_context(core, false)?);
+                self.stats.isolates_reused += 1;
+            }
+            None => {
+                self.live = Some(LiveIsolate::create(snapshot, limits.heap_mb)?);
+                self.stats.isolates_created += 1;
+            }
         }
         Ok(())
+    }
+
+    /// Lets go of the isolate: a healthy one becomes a spare for the store, any other is deleted.
+    fn release(&mut self) {
+        let Some(live) = self.live.take() else { return };
+        let core = live.into_core();
+        match &self.store {
+            Some(store) if self.options.use_snapshot && core.is_healthy() => spares::put(store.clone(), core),
+            _ => drop(core),
+        }
     }
 
     fn render_one(
@@ -599,6 +776,12 @@ impl V8Engine {
             self.live = None;
         }
         run.outcome
+    }
+}
+
+impl Drop for V8Engine {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -658,10 +841,7 @@ fn run_block(
         compiled,
         data_version,
         base_ctx,
-        isolate,
-        heap_guard,
-        timed_out,
-        ..
+        core: IsolateCore { isolate, heap_guard, timed_out, .. },
     } = live;
 
     // Merchant code is parsed before any JS runs, so a validation failure costs no isolate time.

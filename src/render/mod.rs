@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::engine::{self, BlockEngine, BlockToRender};
-use crate::ids::{ProductId, Slug};
+use crate::ids::{ProductId, Slug, StoreId};
 use crate::store::model::{Block, Device, PageVersion, UserType, Visibility};
 use crate::store::snapshot::StoreSnapshot;
 
@@ -126,11 +126,11 @@ pub fn live_engines() -> i64 {
 pub struct EngineSlot(Option<Box<dyn BlockEngine>>);
 
 impl EngineSlot {
-    fn get(&mut self) -> &mut dyn BlockEngine {
+    fn get(&mut self, store: &StoreId) -> &mut dyn BlockEngine {
         if self.0.is_none() {
             LIVE_ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        self.0.get_or_insert_with(engine::new_engine).as_mut()
+        self.0.get_or_insert_with(|| engine::new_engine(store.as_str())).as_mut()
     }
     /// Drops the isolate (the actor keeps its state); the next render creates a fresh one.
     pub fn drop_engine(&mut self) {
@@ -310,7 +310,7 @@ pub fn render_page(
     let outcomes = if to_render.is_empty() {
         Vec::new()
     } else {
-        engine_slot.get().render(&snap.render_data, &ctx.to_string(), &to_render, &snap.settings.limits)
+        engine_slot.get(&snap.store).render(&snap.render_data, &ctx.to_string(), &to_render, &snap.settings.limits)
     };
 
     let mut body = String::new();
