@@ -42,11 +42,10 @@ pub async fn release(node: &Arc<Node>, key: &ActorKey) -> Result<Option<Vec<u8>>
     let parked = handoff_path(&path);
     let result = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
         if path.exists() {
-            // Fold the WAL into the main file so one file carries every committed write.
-            if let Ok(conn) = rusqlite::Connection::open(&path) {
-                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-                let _ = conn.pragma_update(None, "journal_mode", "DELETE");
-            }
+            // Fold the WAL into the main file so one file carries every committed write; the
+            // WAL (which holds the actor's latest commits: actors do not checkpoint on close)
+            // is only removed once that succeeded.
+            crate::storage::fold_wal_into_file(&path).map_err(std::io::Error::other)?;
             crate::storage::remove_sidecars(&path)?;
             std::fs::rename(&path, &parked)?;
         }
