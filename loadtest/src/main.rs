@@ -181,6 +181,7 @@ fn main() -> anyhow::Result<()> {
                     c.hist.value_at_quantile(0.99) as f64 / 1e3
                 );
             }
+            ceilings::remove_created_files(&dir);
             Ok(())
         }
         Command::Suite(args) => runtime().block_on(suite(args)),
