@@ -448,8 +448,18 @@ impl ActorDb {
         E: From<StorageError> + Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
+        self.write_as(Commit::Durable, f).await
+    }
+
+    /// [`write`](Self::write) with the given durability.
+    pub async fn write_as<T, E, F>(&self, kind: Commit, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StorageError> + Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    {
         let conn = self.conn.clone();
-        let value = tokio::task::spawn_blocking(move || Self::commit(&conn, f))
+        let value = tokio::task::spawn_blocking(move || Self::commit(&conn, kind, f))
         .await
         .map_err(|e| StorageError::Join(e.to_string()))??;
         self.committed();
@@ -458,7 +468,12 @@ impl ActorDb {
 
     /// Same as [`write`](Self::write) but on the caller's thread, for startup and seeding.
     pub fn write_now<T, E: From<StorageError>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
-        let value = Self::commit(&self.conn, f)?;
+        self.write_now_as(Commit::Durable, f)
+    }
+
+    /// [`write_now`](Self::write_now) with the given durability.
+    pub fn write_now_as<T, E: From<StorageError>>(&self, kind: Commit, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
+        let value = Self::commit(&self.conn, kind, f)?;
         self.committed();
         Ok(value)
     }
@@ -466,20 +481,42 @@ impl ActorDb {
     /// Runs `f` in an IMMEDIATE transaction on the file (created if needed) and commits it, on
     /// the calling thread; a file opened for it is admitted to the budget after the lock is
     /// released.
-    fn commit<T, E: From<StorageError>>(conn: &Arc<Mutex<Db>>, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
+    fn commit<T, E: From<StorageError>>(conn: &Arc<Mutex<Db>>, kind: Commit, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
         let (result, opened) = {
             let mut db = conn.lock();
             let result = (|| {
-                let tx = db.writable()?.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
-                let value = f(&tx)?;
-                tx.commit().map_err(StorageError::from)?;
-                Ok::<T, E>(value)
+                let conn = db.writable()?;
+                if kind == Commit::MayBeLost {
+                    conn.pragma_update(None, "synchronous", "NORMAL").map_err(StorageError::from)?;
+                }
+                let committed = (|| {
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
+                    let value = f(&tx)?;
+                    tx.commit().map_err(StorageError::from)?;
+                    Ok::<T, E>(value)
+                })();
+                if kind == Commit::MayBeLost {
+                    conn.pragma_update(None, "synchronous", "FULL").map_err(StorageError::from)?;
+                }
+                committed
             })();
             (result, std::mem::take(&mut db.newly_opened))
         };
         Self::admit_if_opened(conn, opened);
         result
     }
+}
+
+/// Whether a commit must be on disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// On disk before the call returns (`synchronous = FULL`): every write a client is told
+    /// succeeded.
+    Durable,
+    /// In the WAL before the call returns, on disk with the next durable commit or checkpoint:
+    /// writes nobody was promised, whose loss at a power failure costs nothing but work or a
+    /// detail (a product view, cached pages). Never corrupts the file (WAL mode).
+    MayBeLost,
 }
 
 /// The node's budget of open shopper files. Every open file costs three descriptors (database,

@@ -23,7 +23,7 @@ use crate::render::cache::{CachedPage, PersonalPages};
 use crate::render::{self, PageRequest, RenderError, RenderedPage, Route, ShopperView};
 use crate::store::snapshot::{SharedSnapshot, StoreSnapshot};
 use crate::replication::{self, ReplicationError};
-use crate::storage::{now_ms, ActorDb, StorageError};
+use crate::storage::{now_ms, ActorDb, Commit, StorageError};
 use crate::store::model::Durability;
 
 const CART_EXPIRY_ALARM: &str = "cart-expiry";
@@ -288,11 +288,20 @@ impl ShopperActor {
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, ShopperError> + Send + 'static,
     {
+        self.write_as(Commit::Durable, f)
+    }
+
+    /// [`write`](Self::write) with the given durability.
+    fn write_as<T, F>(&self, kind: Commit, f: F) -> impl std::future::Future<Output = Result<T, ShopperError>> + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, ShopperError> + Send + 'static,
+    {
         let db = self.db.clone();
         let next_version = self.state_version + 1;
         async move {
             let db = db.ok_or_else(|| ShopperError::Store("shopper actor is closing".into()))?;
-            db.write(move |tx| {
+            db.write_as(kind, move |tx| {
                 let value = f(tx)?;
                 tx.prepare_cached(
                     "INSERT INTO meta (key, value) VALUES ('state_version', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -524,7 +533,8 @@ impl Actor for ShopperActor {
     fn stopped(&mut self, _: &mut Self::Context) {
         self.engine.drop_engine();
         if let Some(db) = self.db.take().filter(|db| db.exists()) {
-            // Keep the personalised pages across the sleep; losing them only costs a render.
+            // Keep the personalised pages across the sleep; losing them only costs a render, so
+            // the commit does not stall this arbiter thread on an fsync.
             let shopper = self.key();
             let pages: Vec<_> = self
                 .cached_pages
@@ -534,7 +544,7 @@ impl Actor for ShopperActor {
                 .collect();
             let changed = self.rendered_since_save || self.saved_pages_version != self.state_version;
             if changed && (!pages.is_empty() || !self.cached_pages.is_empty()) {
-                let saved = db.write_now(|tx| -> Result<(), StorageError> {
+                let saved = db.write_now_as(Commit::MayBeLost, |tx| -> Result<(), StorageError> {
                     tx.execute("DELETE FROM html_cache", [])?;
                     for (request_key, page) in &pages {
                         tx.execute(
@@ -695,13 +705,16 @@ impl Handler<RenderForShopper> for ShopperActor {
                 Ok(s) => s,
                 Err(e) => return fut::ready(Err(e)).boxed_local(),
             };
-            // A product view is recorded (durably) before the page that shows it is rendered.
+            // A product view is recorded before the page that shows it is rendered, without
+            // waiting for the disk: a page view is not a write anyone was told succeeded, and an
+            // fsync per product page doubled the cost of browsing. A power loss can drop the
+            // last views; the next durable write (a cart change) persists them with it.
             let viewed = viewed.and_then(|h| snap.product_by_handle(h.as_str()).map(|p| p.id.clone()));
             let record = match viewed {
                 Some(id) if act.history.front() != Some(&id) => {
                     let limit = act.node.settings.shopper.history_limit as i64;
                     let id2 = id.clone();
-                    let fut = act.write(move |tx| {
+                    let fut = act.write_as(Commit::MayBeLost, move |tx| {
                         tx.execute("INSERT INTO history (product_id, viewed_at) VALUES (?1, ?2)", params![id2.as_str(), now_ms()])
                             .map_err(StorageError::from)?;
                         tx.execute(

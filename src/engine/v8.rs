@@ -69,6 +69,11 @@ static V8_INIT: Once = Once::new();
 /// Initialises the V8 platform for the process. Idempotent; [`V8Engine::new`] calls it too.
 pub fn init() {
     V8_INIT.call_once(|| {
+        // For operators and benchmarks: V8's own flags (e.g. `--no-maglev`), set before the
+        // first isolate; the snapshot is built with them too.
+        if let Ok(flags) = std::env::var("VITRINA_V8_FLAGS") {
+            ::v8::V8::set_flags_from_string(&flags);
+        }
         let platform = ::v8::new_default_platform(0, false).make_shared();
         ::v8::V8::initialize_platform(platform);
         ::v8::V8::initialize();
