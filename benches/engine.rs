@@ -81,7 +81,25 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
+    // A new actor's first page, engine dropped after it: what W2p costs in the engine. A fresh
+    // isolate is created and deleted each time; a store's engine takes the spare the previous
+    // iteration left on this thread (fresh context in a kept isolate).
     let blocks = home_blocks();
+    let mut group = c.benchmark_group("first_render");
+    group.bench_function("fresh_isolate", |b| {
+        b.iter(|| {
+            let mut engine = V8Engine::new();
+            engine.render(&data, &ctx, &blocks, &limits)
+        })
+    });
+    group.bench_function("spare_isolate", |b| {
+        b.iter(|| {
+            let mut engine = V8Engine::for_store("bench");
+            engine.render(&data, &ctx, &blocks, &limits)
+        })
+    });
+    group.finish();
+
     let mut engine = V8Engine::new();
     let out = engine.render(&data, &ctx, &blocks, &limits);
     assert!(out.iter().all(Result::is_ok), "{out:?}");

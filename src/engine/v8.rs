@@ -3,7 +3,9 @@
 //! One [`V8Engine`] belongs to one actor and lives on that actor's thread. It creates its
 //! isolate lazily on the first render and keeps it (with the parsed store data and compiled
 //! blocks) until a block breaks a limit, then discards it and starts a fresh one, so a block
-//! that was terminated mid-way can never leave half-updated state behind.
+//! that was terminated mid-way can never leave half-updated state behind. When an actor's
+//! engine is dropped, a healthy isolate stays on the thread for a few seconds as a spare for the
+//! next actor of the same store, which gets it with a new context ([`spares`]).
 //!
 //! ## Startup snapshot
 //! The JavaScript in `actors/` (prelude, default block library, dispatch) is compiled into a V8
@@ -530,7 +532,8 @@ impl LiveIsolate {
 /// before it is kept, and the next engine creates a fresh context from the snapshot, so no
 /// JavaScript state crosses from one actor to the next. What the isolate shares across its
 /// contexts is V8's own (compilation cache, feedback-free bytecode, the heap's garbage until
-/// collected). Spares are never handed across stores, never kept after a block broke a limit,
+/// collected, the `Symbol.for` registry, which holds no values); its microtask queue is empty
+/// between calls, since microtasks run as each call returns. Spares are never handed across stores, never kept after a block broke a limit,
 /// and are deleted after [`SPARE_MAX_AGE`], so an idle node returns their memory.
 mod spares {
     use super::IsolateCore;
