@@ -138,8 +138,8 @@ struct SuiteArgs {
     #[arg(long, default_value_t = 2000)]
     w5_live_max: usize,
     /// W5 nodes passivate after this many idle seconds, plus 1 s per 200 actors (must exceed the
-    /// isolate idle time by 43 s: the wait for a malloc trim before the warm row, and margin).
-    #[arg(long, default_value_t = 60)]
+    /// isolate idle time by 48 s: the wait for a malloc trim before the warm row, and margin).
+    #[arg(long, default_value_t = 65)]
     w5_idle_secs: u64,
     /// W5 nodes drop idle actors' isolates and close their files after this many seconds (must
     /// exceed the time to render the largest live count).
@@ -549,8 +549,10 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
 /// W5: node RSS per shopper actor — warm without an isolate (activated by `GET /cart` as JSON,
 /// which never renders), with a live isolate (after `GET /`), and hibernated (after the idle
 /// timeout passivated them all).
-/// Longer than the node's interval between two malloc trims (`memory::MIN_INTERVAL`, 30 s).
-const TRIM_WAIT: Duration = Duration::from_secs(33);
+/// Longer than the node's interval between two malloc trims (`memory::MIN_INTERVAL`, 30 s)
+/// plus the time a passivated actor's isolate waits as a spare before it is deleted (at most
+/// 4.5 s: `SPARE_MAX_AGE` and half of it between sweeps).
+const TRIM_WAIT: Duration = Duration::from_secs(38);
 
 async fn memory(args: &SuiteArgs, bin: &std::path::Path, count: usize) -> anyhow::Result<Vec<MemRow>> {
     anyhow::ensure!(
@@ -637,7 +639,7 @@ async fn memory(args: &SuiteArgs, bin: &std::path::Path, count: usize) -> anyhow
         None,
         0,
         count as u64,
-        "all passivated, measured 33 s later (after the node's malloc trim); what the allocator still holds counts here, as does the node-wide personal HTML cache (TTL 60 s)".into(),
+        "all passivated, measured 38 s later (after the node's malloc trim); what the allocator still holds counts here, as does the node-wide personal HTML cache (TTL 60 s)".into(),
     ));
     Ok(rows)
 }
