@@ -313,7 +313,7 @@ impl Db {
         Ok(())
     }
 
-    /// Closes the file's connection (checkpointing its WAL); the next access reopens it.
+    /// Closes the file's connection (its last commits stay in the WAL); the next access reopens it.
     fn close_file(&mut self) {
         if self.conn_is_file {
             self.conn = None;
@@ -398,7 +398,7 @@ impl ActorDb {
     /// Closes the file's connection (its page cache, file descriptors and shared memory) until
     /// the next read or write reopens it. For actors that keep their state in memory and are
     /// idle: an open connection costs more than the rest of a warm shopper (W5). Runs on the
-    /// blocking pool: closing checkpoints the WAL.
+    /// blocking pool: closing unmaps the shared memory and closes three files.
     pub async fn close_idle(&self) {
         let conn = self.conn.clone();
         let closed = tokio::task::spawn_blocking(move || conn.lock().close_file()).await;
