@@ -2,7 +2,7 @@
 //! settings) and the hello-world ceiling server. Both print `... listening on http://ADDR`.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,8 +17,6 @@ pub struct Spawned {
     child: Child,
     pub base_url: String,
     pub pid: u32,
-    /// Removed when the process is dropped.
-    data_dir: Option<PathBuf>,
 }
 
 impl Spawned {
@@ -47,7 +45,7 @@ impl Spawned {
             };
             if let Some(addr) = line.strip_prefix(&prefix) {
                 let pid = child.id();
-                return Ok(Spawned { child, base_url: format!("http://{}", addr.trim()), pid, data_dir: None });
+                return Ok(Spawned { child, base_url: format!("http://{}", addr.trim()), pid });
             }
         }
     }
@@ -83,9 +81,7 @@ impl Spawned {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut node = Spawned::start(cmd, "vitrina listening on ", &dir.join("node.log"))?;
-        node.data_dir = Some(dir.to_path_buf());
-        Ok(node)
+        Spawned::start(cmd, "vitrina listening on ", &dir.join("node.log"))
     }
 
     /// Starts this binary's hello-world server (the HTTP ceiling).
@@ -101,13 +97,11 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(dir) = &self.data_dir {
-            let _ = std::fs::remove_dir_all(dir);
-            // Written back, the deleted inodes count as recently deleted for seconds instead of
-            // minutes on ext4 without a journal, where every later file creation scans past
-            // them (see `ceilings::remove_created_files`).
-            // SAFETY: sync(2) has no preconditions.
-            unsafe { libc::sync() };
-        }
+        // The node's data directory stays until the suite's work directory is removed: on ext4
+        // without a journal (this machine's disk) the allocator skips inodes deleted within the
+        // last minutes, scanning past each of them, so deleting one workload's few thousand
+        // actor files made every file creation of the next workloads slower (session 4's W2p
+        // profile: 20 % of the node's CPU in `find_inode_bit` → `recently_deleted`; see
+        // `ceilings::remove_created_files`).
     }
 }
