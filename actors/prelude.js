@@ -48,13 +48,45 @@
     return formatted;
   }
 
+  // Formatted dates by format, locale and input: blocks format the same few dates (posts,
+  // orders) on every render, and parsing plus Intl formatting was a visible share of the W1b
+  // profile. Inputs of different types never share a key ('1714521600000' is not a date).
+  const formattedDates = new Map();
+  // Captured while the snapshot is built: a block may replace these later, never for us.
+  const timeOf = Date.prototype.getTime;
+  const apply = Reflect.apply;
+
   /** Formats a date ('2024-05-01', epoch ms or Date). format: 'long' (default), 'short' or 'iso'. */
   function formatDate(date, format, locale) {
-    const d = date instanceof Date ? date : new Date(date);
-    if (date === null || date === undefined || Number.isNaN(d.getTime())) return '';
-    if (format === 'iso') return d.toISOString().slice(0, 10);
-    const style = format === 'short' ? 'short' : 'long';
+    const style = format === 'iso' ? 'iso' : format === 'short' ? 'short' : 'long';
     const loc = typeof locale === 'string' && locale ? locale : 'en-US';
+    let input = date;
+    if (date instanceof Date) {
+      // The Date's own time value, not whatever its (overridable) getTime returns.
+      try {
+        input = apply(timeOf, date, []);
+      } catch (_) {
+        return '';
+      }
+    }
+    const memoKey = typeof input === 'number' ? 'n|' + style + '|' + loc + '|' + input
+      : typeof input === 'string' ? 's|' + style + '|' + loc + '|' + input : null;
+    if (memoKey !== null) {
+      const known = formattedDates.get(memoKey);
+      if (known !== undefined) return known;
+    }
+    const formatted = formatDateUncached(input, style, loc);
+    if (memoKey !== null) {
+      if (formattedDates.size >= 1024) formattedDates.clear();
+      formattedDates.set(memoKey, formatted);
+    }
+    return formatted;
+  }
+
+  function formatDateUncached(input, style, loc) {
+    const d = new Date(input);
+    if (input === null || input === undefined || Number.isNaN(apply(timeOf, d, []))) return '';
+    if (style === 'iso') return d.toISOString().slice(0, 10);
     // Formatters are costly to build (the W1b profile showed it): keep one per locale and style.
     const key = loc + '|' + style;
     let formatter = dateFormats.get(key);

@@ -420,3 +420,18 @@ fn a_released_isolate_serves_the_next_engine_of_its_store_in_a_fresh_context() {
     drop(plain);
     assert_eq!(V8Engine::spares_on_this_thread(), 1);
 }
+
+#[test]
+fn format_date_gives_the_same_answer_for_repeated_inputs_and_reads_a_dates_own_time() {
+    let data = demo_store();
+    let mut engine = V8Engine::with_options(EngineOptions { validate: false, ..EngineOptions::default() });
+    // Each input twice: the second answer comes from the per-context memo and must match the
+    // first. A Date whose getTime lies is formatted by its real time; a string of epoch
+    // milliseconds is not a date, even after the same number was formatted.
+    let code = "function f(storefront, products, helpers) { \
+        const ms = Date.UTC(2024, 4, 1); const liar = new Date(ms); liar.getTime = () => 0; \
+        const inputs = [['2024-05-01'], [ms, 'iso'], [String(ms)], [liar, 'iso'], [0, 'iso'], [ms, 'short', 'de-DE'], [null], ['not a date']]; \
+        return inputs.map((args) => helpers.formatDate(...args) + '=' + helpers.formatDate(...args)).join('|'); }";
+    let expected = "May 1, 2024=May 1, 2024|2024-05-01=2024-05-01|=|2024-05-01=2024-05-01|1970-01-01=1970-01-01|1. Mai 2024=1. Mai 2024|=|=";
+    assert_eq!(render_one(&mut engine, &data, block("d", "custom", Some(code), "{}")), Ok(expected.to_string()));
+}

@@ -40,6 +40,13 @@ use parking_lot::{Condvar, Mutex};
 use super::validate::{analyse_block, extract_block_function, BlockFunction};
 use super::{BlockEngine, BlockFailure, BlockOutcome, BlockToRender, RenderLimits, StoreRenderData};
 
+/// V8 flags set before any isolate exists. `--single-threaded`: no background compilation,
+/// concurrent marking or sweeping threads. With hundreds of isolates each running a few small
+/// renders, handing work to V8's worker threads cost more than it saved on two cores (W1b at
+/// 1,000 shoppers: 35-45 % less node CPU per render; W2p: 20 % more new sessions per second;
+/// unchanged for one hot isolate — loadtest/RESULTS.md, session 4).
+pub const DEFAULT_V8_FLAGS: &str = "--single-threaded";
+
 const PRELUDE_JS: &str = include_str!("../../actors/prelude.js");
 const DISPATCH_JS: &str = include_str!("../../actors/dispatch.js");
 
@@ -71,8 +78,9 @@ static V8_INIT: Once = Once::new();
 /// Initialises the V8 platform for the process. Idempotent; [`V8Engine::new`] calls it too.
 pub fn init() {
     V8_INIT.call_once(|| {
-        // For operators and benchmarks: V8's own flags (e.g. `--no-maglev`), set before the
-        // first isolate; the snapshot is built with them too.
+        ::v8::V8::set_flags_from_string(DEFAULT_V8_FLAGS);
+        // For operators and benchmarks: V8's own flags (e.g. `--no-maglev`), set after the
+        // defaults and before the first isolate; the snapshot is built with them too.
         if let Ok(flags) = std::env::var("VITRINA_V8_FLAGS") {
             ::v8::V8::set_flags_from_string(&flags);
         }
@@ -315,9 +323,6 @@ impl CpuDeadline {
     }
     fn remaining(&self) -> Duration {
         self.at.saturating_sub(self.clock.now())
-    }
-    fn passed(&self) -> bool {
-        self.remaining().is_zero()
     }
 }
 
@@ -769,9 +774,9 @@ impl V8Engine {
         ctx_json: &str,
         block: &BlockToRender<'_>,
         limits: &RenderLimits,
+        deadline: CpuDeadline,
         page_deadline: CpuDeadline,
     ) -> BlockOutcome {
-        let deadline = page_deadline.min(CpuDeadline::after(page_deadline.clock, limits.block_cpu()));
         let validate = self.options.validate;
         let ensured = self.ensure_isolate(limits);
         let Some(live) = self.live.as_mut() else {
@@ -801,16 +806,21 @@ impl BlockEngine for V8Engine {
         blocks: &[BlockToRender<'_>],
         limits: &RenderLimits,
     ) -> Vec<BlockOutcome> {
-        let page_deadline = CpuDeadline::after(ThreadClock::current(), limits.page_cpu());
+        let clock = ThreadClock::current();
+        let page_deadline = CpuDeadline::after(clock, limits.page_cpu());
         if let Some(live) = &mut self.live {
             live.base_ctx = None;
         }
         let mut outcomes = Vec::with_capacity(blocks.len());
         for block in blocks {
-            let outcome = if page_deadline.passed() {
+            // One read of the thread's CPU clock per block: each read is a system call that
+            // locks the CPU's run queue (the W1b profile: 6 % of the node's CPU with three).
+            let now = clock.now();
+            let outcome = if now >= page_deadline.at {
                 Err(BlockFailure::Skipped)
             } else {
-                self.render_one(data, ctx_json, block, limits, page_deadline)
+                let deadline = page_deadline.min(CpuDeadline { clock, at: now.saturating_add(limits.block_cpu()) });
+                self.render_one(data, ctx_json, block, limits, deadline, page_deadline)
             };
             if let Err(failure) = &outcome {
                 let message = match failure {
@@ -890,7 +900,9 @@ fn run_block(
     timed_out.store(false, Ordering::SeqCst);
     // Loading store data and the shopper ctx is the engine's work, not the block's: it runs
     // against the page budget only, so a large catalog cannot make the first block time out.
-    let mut guard = Some(watchdog().arm(handle.clone(), page_deadline, timed_out.clone()));
+    // Only the first block of a page (or of a new store version) has anything to load.
+    let loads = *data_version != Some(data.version) || base_ctx.is_none();
+    let mut guard = loads.then(|| watchdog().arm(handle.clone(), page_deadline, timed_out.clone()));
 
     let result: Result<::v8::Local<::v8::Value>, Option<String>> = (|| {
         let undefined: ::v8::Local<::v8::Value> = ::v8::undefined(tc).into();
