@@ -43,8 +43,8 @@ use super::{BlockEngine, BlockFailure, BlockOutcome, BlockToRender, RenderLimits
 /// V8 flags set before any isolate exists. `--single-threaded`: no background compilation,
 /// concurrent marking or sweeping threads. With hundreds of isolates each running a few small
 /// renders, handing work to V8's worker threads cost more than it saved on two cores (W1b at
-/// 1,000 shoppers: 35-45 % less node CPU per render; W2p: 20 % more new sessions per second;
-/// unchanged for one hot isolate — loadtest/RESULTS.md, session 4).
+/// 1,000 shoppers: 15-35 % less node CPU per render across alternating runs; W2p: ~20 % more
+/// new sessions per second; about even with one hot isolate — loadtest/RESULTS.md, session 4).
 pub const DEFAULT_V8_FLAGS: &str = "--single-threaded";
 
 const PRELUDE_JS: &str = include_str!("../../actors/prelude.js");
