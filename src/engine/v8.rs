@@ -40,13 +40,6 @@ use parking_lot::{Condvar, Mutex};
 use super::validate::{analyse_block, extract_block_function, BlockFunction};
 use super::{BlockEngine, BlockFailure, BlockOutcome, BlockToRender, RenderLimits, StoreRenderData};
 
-/// V8 flags set before any isolate exists. `--single-threaded`: no background compilation,
-/// concurrent marking or sweeping threads. With hundreds of isolates each running a few small
-/// renders, handing work to V8's worker threads cost more than it saved on two cores (W1b at
-/// 1,000 shoppers: 15-35 % less node CPU per render across alternating runs; W2p: ~20 % more
-/// new sessions per second; about even with one hot isolate — loadtest/RESULTS.md, session 4).
-pub const DEFAULT_V8_FLAGS: &str = "--single-threaded";
-
 const PRELUDE_JS: &str = include_str!("../../actors/prelude.js");
 const DISPATCH_JS: &str = include_str!("../../actors/dispatch.js");
 
@@ -78,9 +71,11 @@ static V8_INIT: Once = Once::new();
 /// Initialises the V8 platform for the process. Idempotent; [`V8Engine::new`] calls it too.
 pub fn init() {
     V8_INIT.call_once(|| {
-        ::v8::V8::set_flags_from_string(DEFAULT_V8_FLAGS);
-        // For operators and benchmarks: V8's own flags (e.g. `--no-maglev`), set after the
-        // defaults and before the first isolate; the snapshot is built with them too.
+        // For operators and benchmarks: V8's own flags (e.g. `--no-maglev`), set before the
+        // first isolate; the snapshot is built with them too. `--single-threaded` (no V8
+        // worker threads) cut W1b's CPU per render by 15-35 % and raised W2p by ~20 %, but a
+        // node kept ~0.5 MiB per deleted isolate (W5 hibernated at 1k: 534 vs 24 KiB per
+        // actor), so it is not the default (loadtest/RESULTS.md, session 4).
         if let Ok(flags) = std::env::var("VITRINA_V8_FLAGS") {
             ::v8::V8::set_flags_from_string(&flags);
         }
