@@ -20,6 +20,13 @@
   }
 
   const numberFormats = new Map();
+
+  /** Keeps `value` under `key` in `memo`, which is emptied when it reaches `max` entries. */
+  function remember(memo, key, value, max) {
+    if (memo.size >= max) memo.clear();
+    memo.set(key, value);
+    return value;
+  }
   const dateFormats = new Map();
 
   /** Formats an amount in MAJOR units (19.99) as currency, e.g. formatPrice(19.99, 'USD') → "$19.99". */
@@ -40,12 +47,8 @@
     }
     if (!format) return value.toFixed(2) + ' ' + code;
     // A page formats the same few prices on every render; Intl formatting is the costly part.
-    let formatted = format.memo.get(value);
-    if (formatted === undefined) {
-      formatted = format.intl.format(value);
-      if (format.memo.size < 1024) format.memo.set(value, formatted);
-    }
-    return formatted;
+    const formatted = format.memo.get(value);
+    return formatted !== undefined ? formatted : remember(format.memo, value, format.intl.format(value), 1024);
   }
 
   // Formatted dates by format, locale and input: blocks format the same few dates (posts,
@@ -76,11 +79,7 @@
       if (known !== undefined) return known;
     }
     const formatted = formatDateUncached(input, style, loc);
-    if (memoKey !== null) {
-      if (formattedDates.size >= 1024) formattedDates.clear();
-      formattedDates.set(memoKey, formatted);
-    }
-    return formatted;
+    return memoKey !== null ? remember(formattedDates, memoKey, formatted, 1024) : formatted;
   }
 
   function formatDateUncached(input, style, loc) {

@@ -103,7 +103,9 @@ struct SuiteArgs {
     /// The node binary (build with `cargo build --release`).
     #[arg(long, default_value = "target/release/vitrina")]
     vitrina_bin: PathBuf,
-    /// Scratch directory for node data, logs and fsync files (on the disk being measured).
+    /// Scratch directory for node data, logs and fsync files (on the disk being measured). Left
+    /// in place for the caller to remove (`loadtest/run.sh` does): deleting files mid-suite
+    /// slows later file creation on some disks (see `spawn.rs`).
     #[arg(long)]
     work_dir: PathBuf,
     /// Comma-separated workloads: ceilings,w1,w1b,w2,w3,w2w,w4,s1,w5 (w4 and s1 start local

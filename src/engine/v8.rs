@@ -311,7 +311,11 @@ struct CpuDeadline {
 
 impl CpuDeadline {
     fn after(clock: ThreadClock, budget: Duration) -> CpuDeadline {
-        CpuDeadline { clock, at: clock.now().saturating_add(budget) }
+        Self::after_reading(clock, clock.now(), budget)
+    }
+    /// `budget` after `now`, a reading of `clock` the caller already has.
+    fn after_reading(clock: ThreadClock, now: Duration, budget: Duration) -> CpuDeadline {
+        CpuDeadline { clock, at: now.saturating_add(budget) }
     }
     fn min(self, other: CpuDeadline) -> CpuDeadline {
         if other.at < self.at { other } else { self }
@@ -814,7 +818,7 @@ impl BlockEngine for V8Engine {
             let outcome = if now >= page_deadline.at {
                 Err(BlockFailure::Skipped)
             } else {
-                let deadline = page_deadline.min(CpuDeadline { clock, at: now.saturating_add(limits.block_cpu()) });
+                let deadline = page_deadline.min(CpuDeadline::after_reading(clock, now, limits.block_cpu()));
                 self.render_one(data, ctx_json, block, limits, deadline, page_deadline)
             };
             if let Err(failure) = &outcome {
