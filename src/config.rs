@@ -80,6 +80,9 @@ pub struct ActorSettings {
     /// Shopper files open at once; past it the oldest-opened idle ones are closed (their actors
     /// keep their state). 0: a third of the process's open-file limit, less a reserve.
     pub max_open_files: usize,
+    /// V8 isolates live at once on the node; past it the least recently rendered actors drop
+    /// theirs (keeping their state). 0: half of physical memory at 4 MiB per isolate.
+    pub max_live_isolates: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -208,7 +211,7 @@ impl Default for Settings {
 
 impl Default for ActorSettings {
     fn default() -> Self {
-        ActorSettings { arbiters: 0, idle_timeout_secs: 120, isolate_idle_secs: 30, alarm_poll_ms: 1000, max_open_files: 0 }
+        ActorSettings { arbiters: 0, idle_timeout_secs: 120, isolate_idle_secs: 30, alarm_poll_ms: 1000, max_open_files: 0, max_live_isolates: 0 }
     }
 }
 

@@ -61,6 +61,7 @@ impl Application {
         .listen(listener)?
         .run();
         crate::storage::open_files::set_budget(node.settings.actors.max_open_files);
+        crate::actors::isolate_budget::set_budget(node.settings.actors.max_live_isolates);
         spawn_alarm_poller(node.clone());
         crate::memory::spawn_trimmer();
         if let Some(replicator) = &node.replicator {

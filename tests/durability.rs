@@ -90,6 +90,38 @@ async fn an_idle_actor_drops_its_isolate_but_keeps_its_state() {
     assert!(page.contains("id=\"v-cart-count\">3<") && page.contains("Welcome to Lean"));
 }
 
+#[tokio::test]
+async fn a_node_keeps_no_more_isolates_than_its_budget_and_evicted_actors_keep_their_state() {
+    let node = TestNode::start_with(&[
+        ("VITRINA_ACTORS__MAX_LIVE_ISOLATES", "3"),
+        ("VITRINA_ACTORS__ISOLATE_IDLE_SECS", "600"),
+        ("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", "600"),
+    ]);
+    node.seed_store("tight", "Tight").await;
+    let base = node.base("tight");
+    let health = || async { node.plain().get(format!("http://{}/healthz", node.addr)).send().await.unwrap().json::<Value>().await.unwrap() };
+    assert_eq!(health().await["isolateBudget"], 3);
+    let shoppers: Vec<reqwest::Client> = (0..7).map(|_| node.shopper("tight")).collect();
+    for (i, c) in shoppers.iter().enumerate() {
+        let added = c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+        assert!(added.status().is_success(), "shopper {i}: {}", added.status());
+        let page = c.get(&base).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("id=\"v-cart-count\">1<"), "shopper {i}: {page}");
+    }
+    wait_until("evicted isolates to be dropped", Duration::from_secs(10), || async {
+        health().await["liveIsolates"].as_i64().unwrap() <= 3
+    })
+    .await;
+    assert!(node.metric("vitrina_isolates_evicted_total").await >= 4, "seven personal renders under a budget of three");
+    assert_eq!(node.live_shoppers().await, 7, "evicting an isolate passivates nothing");
+    // The first shopper's isolate was evicted long ago: its state is intact and it renders again.
+    let first = &shoppers[0];
+    first.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+    let page = first.get(&base).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"v-cart-count\">2<") && page.contains("Welcome to Tight"), "{page}");
+    assert!(health().await["liveIsolates"].as_i64().unwrap() <= 4, "at most one isolate beyond the budget, briefly");
+}
+
 fn shopper_files(node: &TestNode, store: &str) -> usize {
     let dir = node.data_dir.join("stores").join(store).join("shoppers");
     let Ok(fanouts) = std::fs::read_dir(dir) else { return 0 };

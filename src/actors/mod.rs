@@ -5,6 +5,7 @@
 //! store's snapshot) return `AtomicResponse`, which holds the mailbox until they complete.
 
 pub mod alarms;
+pub mod isolate_budget;
 pub mod registry;
 pub mod shopper;
 pub mod store;
@@ -51,6 +52,11 @@ pub trait Passivating: Actor<Context = Context<Self>> {
             crate::metrics::incr("vitrina_isolates_dropped_idle_total", &[]);
         }
     }
+}
+
+/// Drops an isolate the node's budget evicted; the actor keeps its state.
+pub fn release_evicted_isolate<A: Passivating>(act: &mut A, ticket: u64) {
+    act.engine().release_evicted(ticket);
 }
 
 /// Checks for idleness a few times per idle period: an actor idle for `isolate_idle` drops its

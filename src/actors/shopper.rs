@@ -503,6 +503,13 @@ impl Handler<super::Passivate> for ShopperActor {
     }
 }
 
+impl Handler<super::isolate_budget::ReleaseIsolate> for ShopperActor {
+    type Result = ();
+    fn handle(&mut self, msg: super::isolate_budget::ReleaseIsolate, _: &mut Context<Self>) {
+        super::release_evicted_isolate(self, msg.ticket);
+    }
+}
+
 impl Passivating for ShopperActor {
     fn node(&self) -> &Arc<Node> {
         &self.node
@@ -526,6 +533,7 @@ impl Actor for ShopperActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.engine = render::EngineSlot::owned_by(ctx.address().downgrade().recipient());
         let actors = &self.node.settings.actors;
         watch_idleness(ctx, Duration::from_secs(actors.idle_timeout_secs), Duration::from_secs(actors.isolate_idle_secs));
     }

@@ -158,6 +158,13 @@ impl Handler<super::Passivate> for StoreActor {
     }
 }
 
+impl Handler<super::isolate_budget::ReleaseIsolate> for StoreActor {
+    type Result = ();
+    fn handle(&mut self, msg: super::isolate_budget::ReleaseIsolate, _: &mut Context<Self>) {
+        super::release_evicted_isolate(self, msg.ticket);
+    }
+}
+
 impl Passivating for StoreActor {
     fn node(&self) -> &Arc<Node> {
         &self.node
@@ -177,6 +184,7 @@ impl Actor for StoreActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.engine = render::EngineSlot::owned_by(ctx.address().downgrade().recipient());
         let actors = &self.node.settings.actors;
         watch_idleness(ctx, Duration::from_secs(actors.idle_timeout_secs), Duration::from_secs(actors.isolate_idle_secs));
         ctx.notify(FireAlarms);

@@ -85,6 +85,7 @@ async fn healthz(node: web::Data<Node>) -> HttpResponse {
         "status": "ok",
         "liveActors": {"stores": stores, "shoppers": shoppers},
         "liveIsolates": crate::render::live_engines(),
+        "isolateBudget": crate::actors::isolate_budget::budget(),
     }))
 }
 
@@ -93,6 +94,7 @@ async fn metrics(node: web::Data<Node>) -> HttpResponse {
     let mut text = crate::metrics::render_prometheus();
     text.push_str(&format!("vitrina_live_actors{{kind=\"store\"}} {stores}\nvitrina_live_actors{{kind=\"shopper\"}} {shoppers}\n"));
     text.push_str(&format!("vitrina_live_isolates {}\n", crate::render::live_engines()));
+    text.push_str(&format!("vitrina_isolate_budget {}\n", crate::actors::isolate_budget::budget()));
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
 }
 

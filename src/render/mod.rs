@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
+use crate::actors::isolate_budget;
 use crate::engine::{self, BlockEngine, BlockToRender};
 use crate::ids::{ProductId, Slug, StoreId};
 use crate::store::model::{Block, Device, PageVersion, UserType, Visibility};
@@ -121,26 +122,54 @@ pub fn live_engines() -> i64 {
 }
 
 
-/// An actor's engine, created on first use on the actor's own thread.
+/// An actor's engine, created on first use on the actor's own thread. An actor that names
+/// itself as the owner ([`EngineSlot::owned_by`]) counts against the node's isolate budget
+/// (`actors::isolate_budget`).
 #[derive(Default)]
-pub struct EngineSlot(Option<Box<dyn BlockEngine>>);
+pub struct EngineSlot {
+    engine: Option<Box<dyn BlockEngine>>,
+    owner: Option<isolate_budget::Owner>,
+    ticket: Option<u64>,
+}
 
 impl EngineSlot {
-    fn get(&mut self, store: &StoreId) -> &mut dyn BlockEngine {
-        if self.0.is_none() {
-            LIVE_ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.0.get_or_insert_with(|| engine::new_engine(store.as_str())).as_mut()
+    /// A slot whose engines are admitted to the node's isolate budget, evicted through `owner`.
+    pub fn owned_by(owner: isolate_budget::Owner) -> Self {
+        EngineSlot { engine: None, owner: Some(owner), ticket: None }
     }
+
+    fn get(&mut self, store: &StoreId) -> &mut dyn BlockEngine {
+        match (&self.engine, self.ticket) {
+            (Some(_), Some(ticket)) => isolate_budget::touch(ticket),
+            (Some(_), None) => {}
+            (None, _) => {
+                LIVE_ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.ticket = self.owner.clone().map(isolate_budget::admit);
+            }
+        }
+        self.engine.get_or_insert_with(|| engine::new_engine(store.as_str())).as_mut()
+    }
+
     /// Drops the isolate (the actor keeps its state); the next render creates a fresh one.
     pub fn drop_engine(&mut self) {
-        if self.0.take().is_some() {
+        if self.engine.take().is_some() {
             LIVE_ENGINES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             crate::memory::note_released();
         }
+        if let Some(ticket) = self.ticket.take() {
+            isolate_budget::forget(ticket);
+        }
     }
+
+    /// Drops the engine the budget evicted, unless it has already been replaced.
+    pub fn release_evicted(&mut self, ticket: u64) {
+        if self.ticket == Some(ticket) {
+            self.drop_engine();
+        }
+    }
+
     pub fn is_live(&self) -> bool {
-        self.0.is_some()
+        self.engine.is_some()
     }
 }
 
