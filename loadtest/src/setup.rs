@@ -106,6 +106,17 @@ pub fn page_request(target: &Target, path: &str, sid: Option<&str>) -> Request<B
     b.body(Body::default()).expect("valid page request")
 }
 
+/// `GET /cart` as JSON: a message to the shopper's actor (it counts as activity) that renders
+/// nothing.
+pub fn cart_json_request(target: &Target, sid: &str) -> Request<Body> {
+    target
+        .request(Method::GET, "/cart")
+        .header("accept", "application/json")
+        .header("cookie", format!("sid={sid}"))
+        .body(Body::default())
+        .expect("valid cart request")
+}
+
 /// `POST /cart/items` as JSON, one of `product`.
 pub fn add_to_cart_request(target: &Target, sid: &str, product: &str) -> Request<Body> {
     target
@@ -141,9 +152,13 @@ pub async fn create_shoppers(target: &Target, store: &Store, sids: &Arc<Vec<Stri
 }
 
 /// `GET /healthz` → live shopper actors.
-pub async fn live_shoppers(node: &Target) -> anyhow::Result<u64> {
+/// The node's `/healthz` answer.
+pub async fn health(node: &Target) -> anyhow::Result<Value> {
     let mut conn = Conn::new(node.addr);
     let answer = conn.send(|| node.request(Method::GET, "/healthz").body(Body::default()).expect("valid request")).await?;
-    let v: Value = serde_json::from_slice(&answer.body)?;
-    v["liveActors"]["shoppers"].as_u64().context("liveActors.shoppers in /healthz")
+    Ok(serde_json::from_slice(&answer.body)?)
+}
+
+pub async fn live_shoppers(node: &Target) -> anyhow::Result<u64> {
+    health(node).await?["liveActors"]["shoppers"].as_u64().context("liveActors.shoppers in /healthz")
 }

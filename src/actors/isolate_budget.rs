@@ -89,8 +89,9 @@ pub fn set_budget(isolates: usize) {
     BUDGET.store(isolates.max(1), Ordering::Relaxed);
 }
 
-/// Half of physical memory at 4 MiB per isolate (a live one measures ~1.6 MiB; blocks can grow
-/// it up to their heap limit), at least 16: 3,072 isolates on a 24 GiB machine.
+/// Half of physical memory at 4 MiB per isolate, at least 16: 3,072 isolates on a 24 GiB
+/// machine. An isolate measures ~1.6 MiB after one render and ~4.6 MiB after many (its young
+/// generation grown; W1b with 200 shoppers), and blocks may grow it up to their heap limit.
 fn derived_budget() -> usize {
     // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
     let (pages, page_size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
