@@ -1,9 +1,7 @@
-//! Building blocks of a request, measured alone: opening (and creating + migrating) a shopper's
-//! SQLite file — the storage part of an activation — and verifying an HMAC-SHA256 signature over
-//! a 4 KiB body (webhook-sized). The isolate and block render benchmarks are in `engine.rs`.
-//!
-//! Not here yet: consistent-hash ring lookup — the node has no ring until the cluster work
-//! (W4/S1) lands.
+//! Building blocks of a request, measured alone: creating and opening a shopper's SQLite file
+//! (the storage part of an activation), verifying an HMAC-SHA256 signature over a 4 KiB body
+//! (webhook-sized), and finding a key's owner on the consistent-hash ring (every request on a
+//! cluster node does, often twice). The isolate and block render benchmarks are in `engine.rs`.
 //!
 //! Run: `cargo bench --bench building_blocks -- --warm-up-time 1 --measurement-time 3`
 
@@ -12,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use vitrina::storage::{open, SchemaKind};
+use vitrina::cluster::view::Ring;
+use vitrina::ids::{ActorKey, SessionId, StoreId};
+use vitrina::storage::{create_from_template, open, SchemaKind};
 
 fn storage(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -24,6 +24,18 @@ fn storage(c: &mut Criterion) {
         b.iter_batched(
             || dir.path().join(format!("s{}", n.fetch_add(1, Ordering::Relaxed))).join("shopper.db"),
             |path| open(&path, SchemaKind::Shopper).expect("open"),
+            BatchSize::PerIteration,
+        )
+    });
+    // A new shopper as the node makes it: a copy of the migrated template written, fdatasynced
+    // and renamed into place, directories fsynced; then opened.
+    group.bench_function("create_from_template_and_open", |b| {
+        b.iter_batched(
+            || dir.path().join(format!("t{}", n.fetch_add(1, Ordering::Relaxed))).join("shopper.db"),
+            |path| {
+                create_from_template(&path).expect("create");
+                open(&path, SchemaKind::Shopper).expect("open")
+            },
             BatchSize::PerIteration,
         )
     });
@@ -54,5 +66,24 @@ fn hmac_verify(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(building_blocks, storage, hmac_verify);
+/// The owner of a shopper key on rings of 3 and 100 nodes at the node's 128 virtual nodes each
+/// (`cluster.vnodes`), key formatting included, as the routing middleware does it.
+fn ring_lookup(c: &mut Criterion) {
+    let store = StoreId::parse("demo").expect("valid id");
+    let keys: Vec<ActorKey> = (0..1024).map(|_| ActorKey::Shopper(store.clone(), SessionId::generate())).collect();
+    let mut group = c.benchmark_group("ring");
+    for nodes in [3, 100] {
+        let ring = Ring::from_nodes(1, (0..nodes).map(|i| format!("node-{i}")), 128);
+        let mut next = 0usize;
+        group.bench_function(format!("owner_of_shopper_key/{nodes}_nodes"), |b| {
+            b.iter(|| {
+                next = (next + 1) % keys.len();
+                ring.owner(&keys[next]).map(str::len)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(building_blocks, storage, hmac_verify, ring_lookup);
 criterion_main!(building_blocks);

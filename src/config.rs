@@ -81,7 +81,7 @@ pub struct ActorSettings {
     /// keep their state). 0: a third of the process's open-file limit, less a reserve.
     pub max_open_files: usize,
     /// V8 isolates live at once on the node; past it the least recently rendered actors drop
-    /// theirs (keeping their state). 0: half of physical memory at 4 MiB per isolate.
+    /// theirs (keeping their state). 0: half of physical memory at 6 MiB per isolate.
     pub max_live_isolates: usize,
 }
 

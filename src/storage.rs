@@ -132,7 +132,7 @@ pub fn open(path: &Path, kind: SchemaKind) -> StorageResult<Connection> {
 /// creation was the largest part of a new session's first write). The rename and the new
 /// directories are fsynced, so the acknowledged first write can be found after a power loss
 /// (SQLite syncs the directory of the WAL it creates, not of the database file).
-fn create_from_template(path: &Path) -> StorageResult<()> {
+pub fn create_from_template(path: &Path) -> StorageResult<()> {
     use std::io::Write as _;
     let dir = path.parent().ok_or_else(|| std::io::Error::other("actor file has no directory"))?;
     let mut created_dirs = Vec::new();

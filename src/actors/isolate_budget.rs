@@ -89,9 +89,11 @@ pub fn set_budget(isolates: usize) {
     BUDGET.store(isolates.max(1), Ordering::Relaxed);
 }
 
-/// Half of physical memory at 4 MiB per isolate, at least 16: 3,072 isolates on a 24 GiB
-/// machine. An isolate measures ~1.6 MiB after one render and ~4.6 MiB after many (its young
-/// generation grown; W1b with 200 shoppers), and blocks may grow it up to their heap limit.
+/// Half of physical memory at 6 MiB per isolate, at least 16: 2,048 isolates on a 24 GiB
+/// machine. An isolate measures ~1.6 MiB after one render on a fresh node, but ~4.4 MiB under
+/// churn (isolates created and evicted hundreds of times a second) and ~4.6 MiB after many
+/// renders (`loadtest/RESULTS.md`, session 5). Blocks may grow one up to their heap limit: the
+/// margin is for them.
 fn derived_budget() -> usize {
     // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
     let (pages, page_size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
@@ -99,7 +101,7 @@ fn derived_budget() -> usize {
         return 1024;
     }
     let memory = (pages as u128) * (page_size as u128);
-    ((memory / 2 / (4 << 20)) as usize).max(16)
+    ((memory / 2 / (6 << 20)) as usize).max(16)
 }
 
 pub fn budget() -> usize {
