@@ -109,7 +109,7 @@ struct SuiteArgs {
     #[arg(long)]
     work_dir: PathBuf,
     /// Comma-separated workloads: ceilings,w1,w1b,w2,w3,w2w,w4,s1,w5 (w4 and s1 start local
-    /// clusters).
+    /// clusters; w2 runs W2 and W2p, and w2p is accepted for it).
     #[arg(long, default_value = "ceilings,w1,w1b,w2,w3,w2w,w4,s1,w5", value_delimiter = ',')]
     workloads: Vec<String>,
     /// W4: webhook rounds (one price change each).
@@ -395,7 +395,12 @@ async fn hello_open_loop(common: &Common, dir: &std::path::Path, rate: f64) -> a
 
 async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     let common = &args.common;
-    let wants = |w: &str| args.workloads.iter().any(|x| x == w);
+    const KNOWN: [&str; 10] = ["ceilings", "w1", "w1b", "w2", "w2p", "w3", "w2w", "w4", "s1", "w5"];
+    if let Some(unknown) = args.workloads.iter().find(|w| !KNOWN.contains(&w.as_str())) {
+        bail!("unknown workload {unknown:?}; the suite runs {}", KNOWN.join(","));
+    }
+    // W2 and W2p share their setup and run together.
+    let wants = |w: &str| args.workloads.iter().any(|x| x == w || (w == "w2" && x == "w2p"));
     let bin = std::fs::canonicalize(&args.vitrina_bin).with_context(|| format!("node binary {}", args.vitrina_bin.display()))?;
     std::fs::create_dir_all(&args.work_dir)?;
     let dir = |name: &str| args.work_dir.join(name);
