@@ -125,13 +125,13 @@ pub fn admit(owner: Owner) -> u64 {
     let ticket = NEXT_TICKET.fetch_add(1, Ordering::Relaxed);
     let budget = budget();
     let evicted = LIVE.lock().get_or_insert_with(Lru::new).admit(ticket, owner, budget);
-    // Sent outside the lock: a slow mailbox must not hold up every other admission.
+    // Sent outside the lock, and past a full mailbox (`do_send`): the ticket has already left
+    // the budget, so a release that is not delivered would leave an uncounted isolate.
     for (ticket, owner) in evicted {
         crate::metrics::incr("vitrina_isolates_evicted_total", &[]);
-        if owner.upgrade().is_none_or(|owner| owner.try_send(ReleaseIsolate { ticket }).is_err()) {
-            // The owner is gone (its engine went with it) or its mailbox is full; either way
-            // it no longer counts, and a full mailbox's actor drops it when it idles.
-            tracing::debug!(ticket, "owner of an evicted isolate did not take the release");
+        // An owner that is gone took its engine with it.
+        if let Some(owner) = owner.upgrade() {
+            owner.do_send(ReleaseIsolate { ticket });
         }
     }
     ticket
