@@ -4,6 +4,7 @@
 //! (`store:{store}` or `shopper:{store}:{sid}`), the registry finds or activates that actor on
 //! its arbiter, and the actor — owner of exactly one SQLite file — answers in one turn.
 pub mod actors;
+pub mod budget;
 pub mod catalog;
 pub mod cluster;
 pub mod config;

@@ -535,14 +535,13 @@ pub mod open_files {
     use super::Db;
 
     pub(super) static OPEN: AtomicUsize = AtomicUsize::new(0);
-    static BUDGET: AtomicUsize = AtomicUsize::new(0);
+    static BUDGET: crate::budget::Budget = crate::budget::Budget::derived_by(derived_budget);
     static OPENED: Mutex<VecDeque<Weak<Mutex<Db>>>> = Mutex::new(VecDeque::new());
 
     /// Sets the budget; 0 derives it from the process's open-file limit (a third of it, less a
     /// reserve for sockets and the node's own files).
     pub fn set_budget(files: usize) {
-        let files = if files > 0 { files } else { derived_budget() };
-        BUDGET.store(files.max(1), Ordering::Relaxed);
+        BUDGET.set(files);
     }
 
     fn derived_budget() -> usize {
@@ -553,13 +552,7 @@ pub mod open_files {
     }
 
     fn budget() -> usize {
-        match BUDGET.load(Ordering::Relaxed) {
-            0 => {
-                set_budget(0);
-                BUDGET.load(Ordering::Relaxed)
-            }
-            b => b,
-        }
+        BUDGET.get()
     }
 
     /// Shopper files open now.

@@ -13,7 +13,7 @@
 //! has meanwhile dropped that engine and started another keeps the new one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::prelude::*;
 use actix::WeakRecipient;
@@ -29,7 +29,7 @@ pub struct ReleaseIsolate {
 /// What a live engine's owner is reached by. Weak: the budget must not keep an actor alive.
 pub type Owner = WeakRecipient<ReleaseIsolate>;
 
-static BUDGET: AtomicUsize = AtomicUsize::new(0);
+static BUDGET: crate::budget::Budget = crate::budget::Budget::derived_by(derived_budget);
 static NEXT_TICKET: AtomicU64 = AtomicU64::new(1);
 static LIVE: Mutex<Option<Lru<Owner>>> = Mutex::new(None);
 
@@ -78,6 +78,7 @@ impl<O> Lru<O> {
         }
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.by_use.len()
     }
@@ -85,8 +86,7 @@ impl<O> Lru<O> {
 
 /// Sets the budget; 0 derives it from the machine's memory (see [`derived_budget`]).
 pub fn set_budget(isolates: usize) {
-    let isolates = if isolates > 0 { isolates } else { derived_budget() };
-    BUDGET.store(isolates.max(1), Ordering::Relaxed);
+    BUDGET.set(isolates);
 }
 
 /// Half of physical memory at 6 MiB per isolate, at least 16: 2,048 isolates on a 24 GiB
@@ -105,18 +105,7 @@ fn derived_budget() -> usize {
 }
 
 pub fn budget() -> usize {
-    match BUDGET.load(Ordering::Relaxed) {
-        0 => {
-            set_budget(0);
-            BUDGET.load(Ordering::Relaxed)
-        }
-        b => b,
-    }
-}
-
-/// Live engines holding a ticket now (never above [`budget`]).
-pub fn live() -> usize {
-    LIVE.lock().as_ref().map_or(0, Lru::len)
+    BUDGET.get()
 }
 
 /// Registers a new live engine as the most recently used and evicts the least recently used
