@@ -79,9 +79,8 @@ async fn an_idle_actor_drops_its_isolate_but_keeps_its_state() {
     c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 2})).send().await.unwrap();
     let page = c.get(&base).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
     assert!(page.contains("id=\"v-cart-count\">2<"));
-    let health = || async { node.plain().get(format!("http://{}/healthz", node.addr)).send().await.unwrap().json::<Value>().await.unwrap() };
-    assert!(health().await["liveIsolates"].as_i64().unwrap() >= 1);
-    wait_until("isolates to be dropped", Duration::from_secs(10), || async { health().await["liveIsolates"] == 0 }).await;
+    assert!(node.live_isolates().await >= 1);
+    wait_until("isolates to be dropped", Duration::from_secs(10), || async { node.live_isolates().await == 0 }).await;
     assert_eq!(node.live_shoppers().await, 1, "the actor itself stays live");
     // A render after the drop builds a new isolate; the personal cache must not hide it, so
     // change the cart first.
@@ -99,8 +98,7 @@ async fn a_node_keeps_no_more_isolates_than_its_budget_and_evicted_actors_keep_t
     ]);
     node.seed_store("tight", "Tight").await;
     let base = node.base("tight");
-    let health = || async { node.plain().get(format!("http://{}/healthz", node.addr)).send().await.unwrap().json::<Value>().await.unwrap() };
-    assert_eq!(health().await["isolateBudget"], 3);
+    assert_eq!(node.health().await["isolateBudget"], 3);
     let shoppers: Vec<reqwest::Client> = (0..7).map(|_| node.shopper("tight")).collect();
     for (i, c) in shoppers.iter().enumerate() {
         let added = c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
@@ -108,10 +106,7 @@ async fn a_node_keeps_no_more_isolates_than_its_budget_and_evicted_actors_keep_t
         let page = c.get(&base).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
         assert!(page.contains("id=\"v-cart-count\">1<"), "shopper {i}: {page}");
     }
-    wait_until("evicted isolates to be dropped", Duration::from_secs(10), || async {
-        health().await["liveIsolates"].as_i64().unwrap() <= 3
-    })
-    .await;
+    wait_until("evicted isolates to be dropped", Duration::from_secs(10), || async { node.live_isolates().await <= 3 }).await;
     assert!(node.metric("vitrina_isolates_evicted_total").await >= 4, "seven personal renders under a budget of three");
     assert_eq!(node.live_shoppers().await, 7, "evicting an isolate passivates nothing");
     // The first shopper's isolate was evicted long ago: its state is intact and it renders again.
@@ -119,7 +114,7 @@ async fn a_node_keeps_no_more_isolates_than_its_budget_and_evicted_actors_keep_t
     first.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
     let page = first.get(&base).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
     assert!(page.contains("id=\"v-cart-count\">2<") && page.contains("Welcome to Tight"), "{page}");
-    assert!(health().await["liveIsolates"].as_i64().unwrap() <= 4, "at most one isolate beyond the budget, briefly");
+    assert!(node.live_isolates().await <= 4, "at most one isolate beyond the budget, briefly");
 }
 
 fn shopper_files(node: &TestNode, store: &str) -> usize {

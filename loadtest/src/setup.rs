@@ -151,14 +151,14 @@ pub async fn create_shoppers(target: &Target, store: &Store, sids: &Arc<Vec<Stri
     Ok(())
 }
 
-/// `GET /healthz` → live shopper actors.
-/// The node's `/healthz` answer.
+/// The node's `GET /healthz` answer.
 pub async fn health(node: &Target) -> anyhow::Result<Value> {
     let mut conn = Conn::new(node.addr);
     let answer = conn.send(|| node.request(Method::GET, "/healthz").body(Body::default()).expect("valid request")).await?;
     Ok(serde_json::from_slice(&answer.body)?)
 }
 
+/// `GET /healthz` → live shopper actors.
 pub async fn live_shoppers(node: &Target) -> anyhow::Result<u64> {
     health(node).await?["liveActors"]["shoppers"].as_u64().context("liveActors.shoppers in /healthz")
 }

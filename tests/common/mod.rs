@@ -257,9 +257,17 @@ impl TestNode {
         token
     }
 
+    /// The node's `GET /healthz` answer.
+    pub async fn health(&self) -> Value {
+        self.plain().get(format!("http://{}/healthz", self.addr)).send().await.unwrap().json().await.unwrap()
+    }
+
     pub async fn live_shoppers(&self) -> u64 {
-        let body: Value = self.plain().get(format!("http://{}/healthz", self.addr)).send().await.unwrap().json().await.unwrap();
-        body["liveActors"]["shoppers"].as_u64().unwrap()
+        self.health().await["liveActors"]["shoppers"].as_u64().unwrap()
+    }
+
+    pub async fn live_isolates(&self) -> i64 {
+        self.health().await["liveIsolates"].as_i64().unwrap()
     }
 }
 
