@@ -19,14 +19,14 @@
     return text.replace(/[&<>"']/g, (c) => ESCAPES[c]);
   }
 
-  const numberFormats = new Map();
-
   /** Keeps `value` under `key` in `memo`, which is emptied when it reaches `max` entries. */
   function remember(memo, key, value, max) {
     if (memo.size >= max) memo.clear();
     memo.set(key, value);
     return value;
   }
+
+  const numberFormats = new Map();
   const dateFormats = new Map();
 
   /** Formats an amount in MAJOR units (19.99) as currency, e.g. formatPrice(19.99, 'USD') → "$19.99". */
@@ -62,7 +62,8 @@
   /** Formats a date ('2024-05-01', epoch ms or Date). format: 'long' (default), 'short' or 'iso'. */
   function formatDate(date, format, locale) {
     const style = format === 'iso' ? 'iso' : format === 'short' ? 'short' : 'long';
-    const loc = typeof locale === 'string' && locale ? locale : 'en-US';
+    // ISO dates do not depend on the locale: one memo entry whatever the locale.
+    const loc = style === 'iso' ? '' : typeof locale === 'string' && locale ? locale : 'en-US';
     let input = date;
     if (date instanceof Date) {
       // The Date's own time value, not whatever its (overridable) getTime returns.

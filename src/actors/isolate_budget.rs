@@ -12,7 +12,7 @@
 //! message (after the turn it is in, if any). The message names the ticket, so an owner that
 //! has meanwhile dropped that engine and started another keeps the new one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::prelude::*;
@@ -31,21 +31,21 @@ pub type Owner = WeakRecipient<ReleaseIsolate>;
 
 static BUDGET: crate::budget::Budget = crate::budget::Budget::derived_by(derived_budget);
 static NEXT_TICKET: AtomicU64 = AtomicU64::new(1);
-static LIVE: Mutex<Option<Lru<Owner>>> = Mutex::new(None);
+static LIVE: Mutex<Lru<Owner>> = Mutex::new(Lru::new());
 
 /// Tickets in order of last use. Generic over the owner so its order can be tested without
 /// actors.
 struct Lru<O> {
     /// ticket → (its last use, its owner).
-    owners: HashMap<u64, (u64, O)>,
+    owners: BTreeMap<u64, (u64, O)>,
     /// last use → ticket, oldest first.
     by_use: BTreeMap<u64, u64>,
     uses: u64,
 }
 
 impl<O> Lru<O> {
-    fn new() -> Self {
-        Lru { owners: HashMap::new(), by_use: BTreeMap::new(), uses: 0 }
+    const fn new() -> Self {
+        Lru { owners: BTreeMap::new(), by_use: BTreeMap::new(), uses: 0 }
     }
 
     /// Adds `ticket` as the most recently used; returns the least recently used others that no
@@ -113,7 +113,7 @@ pub fn budget() -> usize {
 pub fn admit(owner: Owner) -> u64 {
     let ticket = NEXT_TICKET.fetch_add(1, Ordering::Relaxed);
     let budget = budget();
-    let evicted = LIVE.lock().get_or_insert_with(Lru::new).admit(ticket, owner, budget);
+    let evicted = LIVE.lock().admit(ticket, owner, budget);
     // Sent outside the lock, and past a full mailbox (`do_send`): the ticket has already left
     // the budget, so a release that is not delivered would leave an uncounted isolate.
     for (ticket, owner) in evicted {
@@ -128,16 +128,12 @@ pub fn admit(owner: Owner) -> u64 {
 
 /// Marks `ticket` as just used. A ticket already evicted stays evicted.
 pub fn touch(ticket: u64) {
-    if let Some(lru) = LIVE.lock().as_mut() {
-        lru.touch(ticket);
-    }
+    LIVE.lock().touch(ticket);
 }
 
 /// Removes `ticket` (its engine was dropped).
 pub fn forget(ticket: u64) {
-    if let Some(lru) = LIVE.lock().as_mut() {
-        lru.forget(ticket);
-    }
+    LIVE.lock().forget(ticket);
 }
 
 #[cfg(test)]
