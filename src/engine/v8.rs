@@ -68,14 +68,23 @@ const MAX_ERROR_MESSAGE: usize = 500;
 
 static V8_INIT: Once = Once::new();
 
+/// V8 flags set before `VITRINA_V8_FLAGS`, which can undo them (`--maglev --turbofan`).
+///
+/// No optimising tiers: an isolate belongs to one shopper and renders a few pages per session,
+/// so the feedback and the Maglev/TurboFan compiles each isolate pays for separately are
+/// rarely paid back. Measured (loadtest/RESULTS.md, session 6): with 1,000 shoppers rendering
+/// (W1b) throughput +25-60 % in three alternating pairs; one isolate rendering the same page
+/// over and over (the engine bench) 1.6 × slower (48 → 77 µs), which is the case this gives up.
+pub const DEFAULT_V8_FLAGS: &str = "--no-maglev --no-turbofan";
+
 /// Initialises the V8 platform for the process. Idempotent; [`V8Engine::new`] calls it too.
 pub fn init() {
     V8_INIT.call_once(|| {
-        // For operators and benchmarks: V8's own flags (e.g. `--no-maglev`), set before the
-        // first isolate; the snapshot is built with them too. `--single-threaded` (no V8
-        // worker threads) cut W1b's CPU per render by 15-35 % and raised W2p by ~20 %, but a
-        // node kept ~0.5 MiB per deleted isolate (W5 hibernated at 1k: 534 vs 24 KiB per
-        // actor), so it is not the default (loadtest/RESULTS.md, session 4).
+        // Set before the first isolate; the snapshot is built with them too. `--single-threaded`
+        // (no V8 worker threads) cut W1b's CPU per render by 15-35 % and raised W2p by ~20 %,
+        // but a node kept ~0.5 MiB per deleted isolate (W5 hibernated at 1k: 534 vs 24 KiB per
+        // actor), so it is not a default (loadtest/RESULTS.md, session 4).
+        ::v8::V8::set_flags_from_string(DEFAULT_V8_FLAGS);
         if let Ok(flags) = std::env::var("VITRINA_V8_FLAGS") {
             ::v8::V8::set_flags_from_string(&flags);
         }
