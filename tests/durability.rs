@@ -117,6 +117,26 @@ async fn a_node_keeps_no_more_isolates_than_its_budget_and_evicted_actors_keep_t
     assert!(node.live_isolates().await <= 4, "at most one isolate beyond the budget, briefly");
 }
 
+#[tokio::test]
+async fn new_shoppers_render_in_isolates_prepared_ahead_and_see_only_their_own_state() {
+    let node = TestNode::start_with(&[("VITRINA_ACTORS__ISOLATE_IDLE_SECS", "600"), ("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", "600")]);
+    node.seed_store("ahead", "Ahead").await;
+    let base = node.base("ahead");
+    // More shoppers than actor threads, one at a time: some land on a thread that has already
+    // rendered and has had time to prepare the next isolate.
+    for i in 0..6 {
+        let quantity = 1 + i % 4;
+        let shopper = node.shopper("ahead");
+        let added =
+            shopper.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": quantity})).send().await.unwrap();
+        assert!(added.status().is_success(), "shopper {quantity}: {}", added.status());
+        let page = shopper.get(&base).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
+        assert!(page.contains(&format!("id=\"v-cart-count\">{quantity}<")), "shopper {quantity}: {page}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(node.metric("vitrina_isolates_prewarmed_total").await >= 1, "no render took a prepared isolate");
+}
+
 fn shopper_files(node: &TestNode, store: &str) -> usize {
     let dir = node.data_dir.join("stores").join(store).join("shoppers");
     let Ok(fanouts) = std::fs::read_dir(dir) else { return 0 };

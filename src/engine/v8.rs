@@ -639,6 +639,82 @@ mod spares {
     }
 }
 
+/// Isolates made ahead of need on each actor thread, with a fresh context that has run nothing
+/// but the library's warm-up, so a new actor's first render does not wait ~2 ms for V8.
+///
+/// Spares (above) save creating an isolate; they exist only where an engine of the same store
+/// was released moments before. A new shopper usually finds none (W2p profile: isolate and
+/// context creation 40 % of the node's CPU, all of it on the request's path). A pooled isolate
+/// has never seen a store's data or a block, so any engine may take it; the pool refills in a
+/// task spawned on the arbiter, which runs after the messages already queued there: the work
+/// is the same, but it happens between requests instead of inside one. Each thread keeps
+/// [`READY_PER_THREAD`] once it has rendered, and keeps them while idle: a node that sees a new
+/// shopper now and then is where waiting for V8 shows most. Outside an arbiter (benchmarks,
+/// unit tests) the pool stays empty.
+mod ready {
+    use super::LiveIsolate;
+    use std::cell::{Cell, RefCell};
+
+    /// Isolates a thread keeps ready (each is ~1.6 MiB).
+    pub const READY_PER_THREAD: usize = 2;
+
+    thread_local! {
+        static READY: RefCell<Vec<LiveIsolate>> = const { RefCell::new(Vec::new()) };
+        static REFILLING: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// A ready isolate with this heap limit, if the thread has one; asks for a refill either way.
+    pub fn take(snapshot: &'static [u8], heap_mb: usize) -> Option<LiveIsolate> {
+        let (taken, other_limit) = READY.with_borrow_mut(|ready| match ready.iter().position(|live| live.core.heap_mb == heap_mb) {
+            Some(at) => (Some(ready.remove(at)), None),
+            // Made for a store with another heap limit: make room for this one's.
+            None if !ready.is_empty() => (None, Some(ready.remove(0))),
+            None => (None, None),
+        });
+        if taken.is_some() {
+            crate::metrics::incr("vitrina_isolates_prewarmed_total", &[]);
+        }
+        if other_limit.is_some() {
+            // Deleted outside the borrow: deleting an isolate can take a millisecond.
+            drop(other_limit);
+            crate::memory::note_released();
+        }
+        refill(snapshot, heap_mb);
+        taken
+    }
+
+    pub fn count() -> usize {
+        READY.with_borrow(Vec::len)
+    }
+
+    /// Fills this thread's pool up to [`READY_PER_THREAD`] isolates of `heap_mb`, one per turn of
+    /// the arbiter's task queue.
+    fn refill(snapshot: &'static [u8], heap_mb: usize) {
+        if REFILLING.get() || count() >= READY_PER_THREAD {
+            return;
+        }
+        let Some(arbiter) = actix_rt::Arbiter::try_current() else { return };
+        REFILLING.set(true);
+        let spawned = arbiter.spawn(async move {
+            while count() < READY_PER_THREAD {
+                // Behind whatever is queued on this thread now: requests first.
+                tokio::task::yield_now().await;
+                match LiveIsolate::create(Some(snapshot), heap_mb) {
+                    Ok(live) => READY.with_borrow_mut(|ready| ready.push(live)),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot prepare a V8 isolate ahead of need");
+                        break;
+                    }
+                }
+            }
+            REFILLING.set(false);
+        });
+        if !spawned {
+            REFILLING.set(false);
+        }
+    }
+}
+
 /// What happened to one block, before it becomes a `BlockOutcome`.
 struct BlockRun {
     outcome: BlockOutcome,
@@ -652,6 +728,8 @@ pub struct EngineStats {
     pub isolates_created: u64,
     /// Isolates taken over from an engine of the same store released on this thread.
     pub isolates_reused: u64,
+    /// Isolates taken ready-made from this thread's pool (see [`ready`]).
+    pub isolates_prewarmed: u64,
     pub compile_hits: u64,
     pub compile_misses: u64,
 }
@@ -726,6 +804,11 @@ impl V8Engine {
         spares::count()
     }
 
+    /// Isolates this thread holds ready for new engines (for tests and debugging).
+    pub fn ready_on_this_thread() -> usize {
+        ready::count()
+    }
+
     pub fn stats(&self) -> EngineStats {
         self.stats
     }
@@ -753,15 +836,15 @@ impl V8Engine {
             (Some(store), Some(_)) => spares::take(store, limits.heap_mb),
             _ => None,
         };
-        match spare {
-            Some(core) => {
-                self.live = Some(LiveIsolate::in_new_context(core, false)?);
-                self.stats.isolates_reused += 1;
-            }
-            None => {
-                self.live = Some(LiveIsolate::create(snapshot, limits.heap_mb)?);
-                self.stats.isolates_created += 1;
-            }
+        if let Some(core) = spare {
+            self.live = Some(LiveIsolate::in_new_context(core, false)?);
+            self.stats.isolates_reused += 1;
+        } else if let Some(live) = snapshot.and_then(|blob| ready::take(blob, limits.heap_mb)) {
+            self.live = Some(live);
+            self.stats.isolates_prewarmed += 1;
+        } else {
+            self.live = Some(LiveIsolate::create(snapshot, limits.heap_mb)?);
+            self.stats.isolates_created += 1;
         }
         Ok(())
     }
