@@ -458,12 +458,29 @@ impl ActorDb {
         E: From<StorageError> + Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
+        self.start_write_as(kind, f).await
+    }
+
+    /// [`write_as`](Self::write_as), started now instead of when first polled: the commit runs
+    /// on the blocking pool while the caller goes on with other work on its own thread (a
+    /// shopper renders the page a product view belongs to while the view commits). The write
+    /// completes even if the returned future is dropped.
+    pub fn start_write_as<T, E, F>(&self, kind: Commit, f: F) -> impl std::future::Future<Output = Result<T, E>> + 'static
+    where
+        T: Send + 'static,
+        E: From<StorageError> + Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    {
         let conn = self.conn.clone();
-        let value = tokio::task::spawn_blocking(move || Self::commit(&conn, kind, f))
-        .await
-        .map_err(|e| StorageError::Join(e.to_string()))??;
-        self.committed();
-        Ok(value)
+        let commit = tokio::task::spawn_blocking(move || Self::commit(&conn, kind, f));
+        let on_commit = self.on_commit.clone();
+        async move {
+            let value = commit.await.map_err(|e| StorageError::Join(e.to_string()))??;
+            if let Some(hook) = &on_commit {
+                hook();
+            }
+            Ok(value)
+        }
     }
 
     /// Same as [`write`](Self::write) but on the caller's thread, for startup and seeding.

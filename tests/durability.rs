@@ -137,6 +137,45 @@ async fn new_shoppers_render_in_isolates_prepared_ahead_and_see_only_their_own_s
     assert!(node.metric("vitrina_isolates_prewarmed_total").await >= 1, "no render took a prepared isolate");
 }
 
+#[tokio::test]
+async fn product_views_show_on_the_next_pages_in_order_and_survive_a_kill() {
+    let node = TestNode::start();
+    node.seed_store("views", "Views").await;
+    let base = node.base("views");
+    let shopper = node.shopper("views");
+    let product_page = |handle: &'static str| {
+        let (shopper, base) = (&shopper, &base);
+        async move {
+            let page = shopper.get(format!("{base}/products/{handle}")).header("accept", "text/html").send().await.unwrap();
+            assert_eq!(page.status(), 200, "{handle}");
+            page.text().await.unwrap()
+        }
+    };
+    // The store's page hands out the session cookie; the first view then creates the shopper's
+    // file while its page renders.
+    let home = shopper.get(&base).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(home.status(), 200);
+    assert_eq!(shopper_files(&node, "views"), 0, "a visit creates nothing");
+    let first = product_page("tent").await;
+    assert!(first.contains("Two-person Tent") && !first.contains("Recently viewed"), "{first}");
+    assert_eq!(shopper_files(&node, "views"), 1, "a product view is a write: the shopper has a file");
+    let second = product_page("mug").await;
+    let recently = &second[second.find("Recently viewed").expect("the tent, viewed before")..];
+    assert!(recently.contains("Two-person Tent") && !recently.contains("Enamel Mug"), "{second}");
+    let third = product_page("wool-socks").await;
+    let recently = &third[third.find("Recently viewed").expect("mug and tent")..];
+    let (mug, tent) = (recently.find("Enamel Mug").expect("mug"), recently.find("Two-person Tent").expect("tent"));
+    assert!(mug < tent, "most recent first: {recently}");
+
+    // Views commit without waiting for the disk, but a killed process loses nothing the OS has.
+    let node = node.kill_and_restart();
+    let again = product_page("tent").await;
+    let recently = &again[again.find("Recently viewed").expect("socks and mug, from the file")..];
+    let (socks, mug) = (recently.find("Wool Socks").expect("socks"), recently.find("Enamel Mug").expect("mug"));
+    assert!(socks < mug && !recently.contains("Two-person Tent"), "{recently}");
+    drop(node);
+}
+
 fn shopper_files(node: &TestNode, store: &str) -> usize {
     let dir = node.data_dir.join("stores").join(store).join("shoppers");
     let Ok(fanouts) = std::fs::read_dir(dir) else { return 0 };

@@ -298,20 +298,25 @@ impl ShopperActor {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, ShopperError> + Send + 'static,
     {
         let db = self.db.clone();
-        let next_version = self.state_version + 1;
+        let f = with_state_version(self.state_version + 1, f);
         async move {
             let db = db.ok_or_else(|| ShopperError::Store("shopper actor is closing".into()))?;
-            db.write_as(kind, move |tx| {
-                let value = f(tx)?;
-                tx.prepare_cached(
-                    "INSERT INTO meta (key, value) VALUES ('state_version', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                )
-                .and_then(|mut insert| insert.execute([next_version.to_string()]))
-                .map_err(StorageError::from)?;
-                Ok(value)
-            })
-            .await
+            db.write_as(kind, f).await
         }
+    }
+
+    /// [`write_as`](Self::write_as), started now: the commit runs on the blocking pool while
+    /// the turn goes on (see [`ActorDb::start_write_as`]). Without a connection (the actor is
+    /// closing) the future fails and nothing is written.
+    fn start_write_as<T, F>(&self, kind: Commit, f: F) -> futures::future::LocalBoxFuture<'static, Result<T, ShopperError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, ShopperError> + Send + 'static,
+    {
+        let Some(db) = self.db.clone() else {
+            return Box::pin(async { Err(ShopperError::Store("shopper actor is closing".into())) });
+        };
+        Box::pin(db.start_write_as(kind, with_state_version(self.state_version + 1, f)))
     }
 
     fn snapshot_future(&self) -> impl std::future::Future<Output = Result<SharedSnapshot, ShopperError>> + 'static {
@@ -698,88 +703,120 @@ impl Handler<SetPreferences> for ShopperActor {
     }
 }
 
+/// `f`, then the shopper's state version recorded as `next_version` in the same transaction.
+fn with_state_version<T, F>(next_version: u64, f: F) -> impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, ShopperError> + Send + 'static
+where
+    T: Send + 'static,
+    F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, ShopperError> + Send + 'static,
+{
+    move |tx| {
+        let value = f(tx)?;
+        tx.prepare_cached("INSERT INTO meta (key, value) VALUES ('state_version', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+            .and_then(|mut insert| insert.execute([next_version.to_string()]))
+            .map_err(StorageError::from)?;
+        Ok(value)
+    }
+}
+
+impl ShopperActor {
+    /// Renders a page for this shopper, as it is or with `pending_view` at the front of its
+    /// history (a view whose commit is under way).
+    fn render_for(&mut self, snap: &StoreSnapshot, msg: &RenderForShopper, pending_view: Option<&ProductId>) -> Result<RenderedPage, ShopperError> {
+        let mut view = self.view(snap, msg.search_results.clone());
+        if let Some(id) = pending_view {
+            view.recently_viewed.retain(|h| h != id);
+            view.recently_viewed.insert(0, id.clone());
+            view.recently_viewed.truncate(self.node.settings.shopper.history_limit);
+        }
+        if let Route::Order(id) = &msg.request.route {
+            view.order = self.order_for_page(id, snap)?;
+        }
+        Ok(render::render_page(&mut self.engine, snap, &msg.request, &view, None)?)
+    }
+
+    /// Search results and an order's delivery status change without a version bump.
+    fn is_cacheable(msg: &RenderForShopper) -> bool {
+        msg.search_results.is_none() && !matches!(msg.request.route, Route::Order(_))
+    }
+
+    /// Keeps a page rendered for the current state version in the personal HTML cache.
+    fn cache_page(&mut self, msg: &RenderForShopper, page: &RenderedPage) {
+        if !Self::is_cacheable(msg) || page.failed_blocks != 0 {
+            return;
+        }
+        let request_key = msg.request.cache_key();
+        let cache_key = PersonalPages::key(&self.key(), &request_key);
+        if !self.cached_pages.contains(&request_key) && self.cached_pages.len() < 32 {
+            self.cached_pages.push(request_key);
+        }
+        let cached = CachedPage { html: page.html.clone(), store_version: page.store_version, state_version: self.state_version, rendered_ms: now_ms() };
+        self.node.personal_pages.insert(cache_key, cached);
+        self.rendered_since_save = true;
+    }
+
+    /// The page for the shopper's current state: the anonymous one, a cached one, or rendered.
+    fn page_for(&mut self, snap: &StoreSnapshot, msg: &RenderForShopper) -> Result<ShopperPage, ShopperError> {
+        if msg.anonymous_available && self.is_pristine() && !matches!(msg.request.route, Route::Order(_)) {
+            return Ok(ShopperPage::SameAsAnonymous);
+        }
+        if Self::is_cacheable(msg) {
+            let cache_key = PersonalPages::key(&self.key(), &msg.request.cache_key());
+            if let Some(html) = self.node.personal_pages.get(&cache_key, snap.version, self.state_version) {
+                return Ok(ShopperPage::Personal(RenderedPage { html, store_version: snap.version, failed_blocks: 0 }));
+            }
+        }
+        let page = self.render_for(snap, msg, None)?;
+        self.cache_page(msg, &page);
+        Ok(ShopperPage::Personal(page))
+    }
+}
+
 impl Handler<RenderForShopper> for ShopperActor {
     type Result = AtomicResponse<Self, Result<ShopperPage, ShopperError>>;
 
     fn handle(&mut self, msg: RenderForShopper, _: &mut Context<Self>) -> Self::Result {
         self.touch();
         let snapshot = self.snapshot_future();
-        let viewed = match &msg.request.route {
-            Route::Product(handle) => Some(handle.clone()),
-            _ => None,
-        };
         AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(snapshot).then(move |snap, act, _| {
             let snap = match snap {
                 Ok(s) => s,
                 Err(e) => return fut::ready(Err(e)).boxed_local(),
             };
-            // A product view is recorded before the page that shows it is rendered, without
-            // waiting for the disk: a page view is not a write anyone was told succeeded, and an
-            // fsync per product page doubled the cost of browsing. A power loss can drop the
-            // last views; the next durable write (a cart change) persists them with it.
-            let viewed = viewed.and_then(|h| snap.product_by_handle(h.as_str()).map(|p| p.id.clone()));
-            let record = match viewed {
-                Some(id) if act.history.front() != Some(&id) => {
-                    let limit = act.node.settings.shopper.history_limit as i64;
-                    let id2 = id.clone();
-                    let fut = act.write_as(Commit::MayBeLost, move |tx| {
-                        tx.execute("INSERT INTO history (product_id, viewed_at) VALUES (?1, ?2)", params![id2.as_str(), now_ms()])
-                            .map_err(StorageError::from)?;
-                        tx.execute(
-                            "DELETE FROM history WHERE seq NOT IN (SELECT seq FROM history ORDER BY seq DESC LIMIT ?1)",
-                            [limit * 4],
-                        )
-                        .map_err(StorageError::from)?;
-                        Ok(())
-                    });
-                    Some((fut, id))
-                }
+            let viewed = match &msg.request.route {
+                Route::Product(handle) => snap.product_by_handle(handle.as_str()).map(|p| p.id.clone()),
                 _ => None,
             };
-            let render = move |act: &mut ShopperActor, snap: SharedSnapshot| -> Result<ShopperPage, ShopperError> {
-                if msg.anonymous_available && act.is_pristine() && !matches!(msg.request.route, Route::Order(_)) {
-                    return Ok(ShopperPage::SameAsAnonymous);
-                }
-                let cache_key = PersonalPages::key(&act.key(), &msg.request.cache_key());
-                // Search results and an order's delivery status change without a version bump.
-                let cacheable = msg.search_results.is_none() && !matches!(msg.request.route, Route::Order(_));
-                if cacheable {
-                    if let Some(html) = act.node.personal_pages.get(&cache_key, snap.version, act.state_version) {
-                        return Ok(ShopperPage::Personal(RenderedPage { html, store_version: snap.version, failed_blocks: 0 }));
-                    }
-                }
-                let mut view = act.view(&snap, msg.search_results.clone());
-                if let Route::Order(id) = &msg.request.route {
-                    view.order = act.order_for_page(id, &snap)?;
-                }
-                let page = render::render_page(&mut act.engine, &snap, &msg.request, &view, None)?;
-                if cacheable && page.failed_blocks == 0 {
-                    let request_key = msg.request.cache_key();
-                    if !act.cached_pages.contains(&request_key) && act.cached_pages.len() < 32 {
-                        act.cached_pages.push(request_key);
-                    }
-                    let cached = CachedPage {
-                        html: page.html.clone(),
-                        store_version: snap.version,
-                        state_version: act.state_version,
-                        rendered_ms: now_ms(),
-                    };
-                    act.node.personal_pages.insert(cache_key, cached);
-                    act.rendered_since_save = true;
-                }
-                Ok(ShopperPage::Personal(page))
+            let Some(id) = viewed.filter(|id| act.history.front() != Some(id)) else {
+                return fut::ready(act.page_for(&snap, &msg)).boxed_local();
             };
-            match record {
-                None => fut::ready(render(act, snap)).boxed_local(),
-                Some((fut, id)) => fut::wrap_future::<_, Self>(fut).map(move |r, act, _| {
-                    r?;
+            // A product view is recorded without waiting for the disk: a page view is not a
+            // write anyone was told succeeded, and an fsync per product page doubled the cost of
+            // browsing. A power loss can drop the last views; the next durable write (a cart
+            // change) persists them with it. The commit (for a new shopper: creating its file)
+            // runs on the blocking pool while the page renders here, against the history as it
+            // will be; memory changes, and the page is cached, only once the commit is done.
+            let limit = act.node.settings.shopper.history_limit as i64;
+            let recorded = id.clone();
+            let commit = act.start_write_as(Commit::MayBeLost, move |tx| {
+                tx.execute("INSERT INTO history (product_id, viewed_at) VALUES (?1, ?2)", params![recorded.as_str(), now_ms()])
+                    .map_err(StorageError::from)?;
+                tx.execute("DELETE FROM history WHERE seq NOT IN (SELECT seq FROM history ORDER BY seq DESC LIMIT ?1)", [limit * 4])
+                    .map_err(StorageError::from)?;
+                Ok(())
+            });
+            let rendered = act.render_for(&snap, &msg, Some(&id));
+            fut::wrap_future::<_, Self>(commit)
+                .map(move |committed, act, _| {
+                    committed?;
                     act.history.retain(|h| h != &id);
                     act.history.push_front(id);
                     act.history.truncate(act.node.settings.shopper.history_limit);
                     act.state_changed();
-                    render(act, snap)
-                }).boxed_local(),
-            }
+                    let page = rendered?;
+                    act.cache_page(&msg, &page);
+                    Ok(ShopperPage::Personal(page))
+                })
+                .boxed_local()
         })))
     }
 }

@@ -646,8 +646,8 @@ mod spares {
 /// was released moments before. A new shopper usually finds none (W2p profile: isolate and
 /// context creation 40 % of the node's CPU, all of it on the request's path). A pooled isolate
 /// has never seen a store's data or a block, so any engine may take it; the pool refills in a
-/// task spawned on the arbiter, which runs after the messages already queued there: the work
-/// is the same, but it happens between requests instead of inside one. Each thread keeps
+/// task spawned on the arbiter a few milliseconds later: the work is the same, but on a node
+/// that is not saturated it happens between requests instead of inside one. Each thread keeps
 /// [`READY_PER_THREAD`] once it has rendered, and keeps them while idle: a node that sees a new
 /// shopper now and then is where waiting for V8 shows most. Outside an arbiter (benchmarks,
 /// unit tests) the pool stays empty.
@@ -657,6 +657,8 @@ mod ready {
 
     /// Isolates a thread keeps ready (each is ~1.6 MiB).
     pub const READY_PER_THREAD: usize = 2;
+    /// Pause before making each one.
+    const REFILL_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
 
     thread_local! {
         static READY: RefCell<Vec<LiveIsolate>> = const { RefCell::new(Vec::new()) };
@@ -697,8 +699,9 @@ mod ready {
         REFILLING.set(true);
         let spawned = arbiter.spawn(async move {
             while count() < READY_PER_THREAD {
-                // Behind whatever is queued on this thread now: requests first.
-                tokio::task::yield_now().await;
+                // Not at the next await of the turn that took the isolate (a shopper awaiting
+                // its commit would then wait for this too): after it has had time to answer.
+                actix_rt::time::sleep(REFILL_DELAY).await;
                 match LiveIsolate::create(Some(snapshot), heap_mb) {
                     Ok(live) => READY.with_borrow_mut(|ready| ready.push(live)),
                     Err(error) => {
