@@ -73,7 +73,7 @@ static V8_INIT: Once = Once::new();
 /// No optimising tiers: an isolate belongs to one shopper and renders a few pages per session,
 /// so the feedback and the Maglev/TurboFan compiles each isolate pays for separately are
 /// rarely paid back. Measured (loadtest/RESULTS.md, session 6): with 1,000 shoppers rendering
-/// (W1b) throughput +25-60 % in three alternating pairs; one isolate rendering the same page
+/// (W1b) throughput +10 to +60 % (median +25 %) in five alternating pairs; one isolate rendering the same page
 /// over and over (the engine bench) 1.6 × slower (48 → 77 µs), which is the case this gives up.
 pub const DEFAULT_V8_FLAGS: &str = "--no-maglev --no-turbofan";
 
