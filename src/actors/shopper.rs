@@ -718,15 +718,22 @@ where
     }
 }
 
+/// Puts `id` first in a browsing history, once, keeping the `limit` most recent.
+fn remember_view(history: &mut VecDeque<ProductId>, id: ProductId, limit: usize) {
+    history.retain(|h| h != &id);
+    history.push_front(id);
+    history.truncate(limit);
+}
+
 impl ShopperActor {
     /// Renders a page for this shopper, as it is or with `pending_view` at the front of its
     /// history (a view whose commit is under way).
     fn render_for(&mut self, snap: &StoreSnapshot, msg: &RenderForShopper, pending_view: Option<&ProductId>) -> Result<RenderedPage, ShopperError> {
         let mut view = self.view(snap, msg.search_results.clone());
         if let Some(id) = pending_view {
-            view.recently_viewed.retain(|h| h != id);
-            view.recently_viewed.insert(0, id.clone());
-            view.recently_viewed.truncate(self.node.settings.shopper.history_limit);
+            let mut history = self.history.clone();
+            remember_view(&mut history, id.clone(), self.node.settings.shopper.history_limit);
+            view.recently_viewed = history.into();
         }
         if let Route::Order(id) = &msg.request.route {
             view.order = self.order_for_page(id, snap)?;
@@ -808,9 +815,7 @@ impl Handler<RenderForShopper> for ShopperActor {
             fut::wrap_future::<_, Self>(commit)
                 .map(move |committed, act, _| {
                     committed?;
-                    act.history.retain(|h| h != &id);
-                    act.history.push_front(id);
-                    act.history.truncate(act.node.settings.shopper.history_limit);
+                    remember_view(&mut act.history, id, act.node.settings.shopper.history_limit);
                     act.state_changed();
                     let page = rendered?;
                     act.cache_page(&msg, &page);

@@ -73,8 +73,9 @@ static V8_INIT: Once = Once::new();
 /// No optimising tiers: an isolate belongs to one shopper and renders a few pages per session,
 /// so the feedback and the Maglev/TurboFan compiles each isolate pays for separately are
 /// rarely paid back. Measured (loadtest/RESULTS.md, session 6): with 1,000 shoppers rendering
-/// (W1b) throughput +10 to +60 % (median +25 %) in five alternating pairs; one isolate rendering the same page
-/// over and over (the engine bench) 1.6 × slower (48 → 77 µs), which is the case this gives up.
+/// (W1b) throughput +10 to +60 % (median +25 %) in five alternating pairs; one isolate
+/// rendering the same page over and over (the engine bench) 1.6 × slower (48 → 77 µs), which
+/// is the case this gives up.
 pub const DEFAULT_V8_FLAGS: &str = "--no-maglev --no-turbofan";
 
 /// Initialises the V8 platform for the process. Idempotent; [`V8Engine::new`] calls it too.
@@ -689,8 +690,8 @@ mod ready {
         READY.with_borrow(Vec::len)
     }
 
-    /// Fills this thread's pool up to [`READY_PER_THREAD`] isolates of `heap_mb`, one per turn of
-    /// the arbiter's task queue.
+    /// Fills this thread's pool up to [`READY_PER_THREAD`] isolates of `heap_mb`, each made
+    /// [`REFILL_DELAY`] after the last.
     fn refill(snapshot: &'static [u8], heap_mb: usize) {
         if REFILLING.get() || count() >= READY_PER_THREAD {
             return;
@@ -805,11 +806,6 @@ impl V8Engine {
     /// Spare isolates this thread holds (for tests and debugging).
     pub fn spares_on_this_thread() -> usize {
         spares::count()
-    }
-
-    /// Isolates this thread holds ready for new engines (for tests and debugging).
-    pub fn ready_on_this_thread() -> usize {
-        ready::count()
     }
 
     pub fn stats(&self) -> EngineStats {
