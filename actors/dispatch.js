@@ -5,6 +5,7 @@
   const V = globalThis.__vitrina;
   const helpers = V.helpers;
   const resetIds = V.resetIds;
+  const setStoreProducts = V.setStoreProducts;
   // Captured now so a block that overwrites built-ins cannot change how later blocks are called.
   const parse = JSON.parse;
   const freeze = Object.freeze;
@@ -45,6 +46,7 @@
     }
     storefront = deepFreeze(isObject(parsedStorefront) ? parsedStorefront : {});
     products = deepFreeze(parsedProducts);
+    setStoreProducts(products);
     byId = ids;
     byHandle = handles;
   }
@@ -129,6 +131,7 @@
     products = freeze([]);
     byId = new Map();
     byHandle = new Map();
+    setStoreProducts([]);
     configs.clear();
   }
 

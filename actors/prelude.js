@@ -161,8 +161,39 @@
     return html;
   }
 
+  // Cards of the store's own products by product and locale. A card is a pure function of its
+  // product's fields, and the products the engine hands to blocks are parsed from JSON and
+  // deep-frozen (dispatch.js registers them here), so a card cannot go stale; a new store
+  // version brings new product objects and the old cards go with the old ones. A page of
+  // cards was most of a render's JavaScript (W1b profile); other objects (a block's own) are
+  // rendered every time.
+  let storeProducts = new WeakSet();
+  let cards = new WeakMap();
+
   /** The product card used by the product grid and recently-viewed blocks. */
   function productCard(product, locale) {
+    if (product === null || typeof product !== 'object' || !storeProducts.has(product)) return productCardUncached(product, locale);
+    const key = typeof locale === 'string' ? locale : '';
+    let byLocale = cards.get(product);
+    if (byLocale === undefined) {
+      byLocale = new Map();
+      cards.set(product, byLocale);
+    }
+    const known = byLocale.get(key);
+    return known !== undefined ? known : remember(byLocale, key, flatten(productCardUncached(product, locale)), 8);
+  }
+
+  /**
+   * A string built with `+` is a tree of pieces that V8 walks again each time the string is
+   * copied (joined into a grid, handed to the engine). Converting it to a number makes V8
+   * flatten it into one buffer in place, so a memoised card is copied with a single memcpy.
+   */
+  function flatten(text) {
+    Number(text);
+    return text;
+  }
+
+  function productCardUncached(product, locale) {
     const name = product.name || product.title || '';
     const image = product.image
       ? '<img class="v-product-card__image" src="' + escapeHtml(safeUrl(product.image)) + '" alt="' + escapeHtml(name) + '" loading="lazy">'
@@ -200,6 +231,14 @@
     warmUp() {
       formatPrice(1, 'USD', 'en-US');
       formatDate(0, 'long', 'en-US');
+    },
+    /** Registers the store's products (parsed from JSON, deep-frozen) for card memoisation. */
+    setStoreProducts(products) {
+      storeProducts = new WeakSet();
+      for (let i = 0; i < products.length; i++) {
+        if (products[i] !== null && typeof products[i] === 'object') storeProducts.add(products[i]);
+      }
+      cards = new WeakMap();
     },
     resetIds(scope) {
       idScope = slugify(scope) || 'v';

@@ -435,3 +435,42 @@ fn format_date_gives_the_same_answer_for_repeated_inputs_and_reads_a_dates_own_t
     let expected = "May 1, 2024=May 1, 2024|2024-05-01=2024-05-01|=|2024-05-01=2024-05-01|1970-01-01=1970-01-01|1. Mai 2024=1. Mai 2024|=|=";
     assert_eq!(render_one(&mut engine, &data, block("d", "custom", Some(code), "{}")), Ok(expected.to_string()));
 }
+
+#[test]
+fn product_cards_follow_the_store_version_and_a_blocks_own_objects() {
+    let mut engine = V8Engine::with_options(EngineOptions { validate: false, ..EngineOptions::default() });
+    let grid = block("g", "product-grid", None, r#"{"limit":1}"#);
+    let first = render_one(&mut engine, &demo_store(), grid).expect("grid");
+    assert!(first.contains("$19.99"), "{first}");
+    assert_eq!(render_one(&mut engine, &demo_store(), grid), Ok(first.clone()), "same version, same card");
+    // A new store version with another price for the same product: the card follows it.
+    let repriced = store(2, vec![product("p1", "Mug", 2450, Some(5))]);
+    let second = render_one(&mut engine, &repriced, grid).expect("grid");
+    assert!(second.contains("$24.50") && !second.contains("$19.99"), "{second}");
+    // Another locale gets its own card.
+    let ctx_de = ctx().replace(r#""locale":"en-US""#, r#""locale":"de-DE""#);
+    let german = engine.render(&repriced, &ctx_de, &[grid], &relaxed()).remove(0).expect("grid");
+    assert!(german.contains("24,50"), "{german}");
+    // A block's own object, changed between calls, is rendered from what it holds each time.
+    let own = "function f(storefront, products, helpers) { \
+        const p = Object.assign({}, products[0]); const a = helpers.productCard(p, 'en-US'); \
+        p.price = 1; p.name = 'Changed'; const b = helpers.productCard(p, 'en-US'); \
+        return [a.includes('$24.50'), b.includes('$1.00'), b.includes('Changed')].join(','); }";
+    assert_eq!(render_one(&mut engine, &repriced, block("o", "custom", Some(own), "{}")), Ok("true,true,true".into()));
+}
+
+#[test]
+fn each_render_sees_its_own_ctx_when_renders_alternate() {
+    let mut engine = V8Engine::new();
+    let data = demo_store();
+    let count = "function f(ctx) { return ctx.cart.count + ':' + ctx.recentlyViewed.map((p) => p.id).join(','); }";
+    let b = block("c", "custom", Some(count), "{}");
+    let other = ctx().replace(r#""count":2"#, r#""count":7"#).replace(r#"["p3","missing","p1"]"#, r#"["p2"]"#);
+    for _ in 0..2 {
+        assert_eq!(engine.render(&data, &ctx(), &[b], &relaxed()).remove(0), Ok("2:p3,p1".into()));
+        assert_eq!(engine.render(&data, &other, &[b], &relaxed()).remove(0), Ok("7:p2".into()));
+    }
+    // The same ctx against a new store version resolves its products again.
+    let renamed = store(2, vec![product("p3", "Cap", 1000, None)]);
+    assert_eq!(engine.render(&renamed, &ctx(), &[b], &relaxed()).remove(0), Ok("2:p3".into()));
+}

@@ -450,8 +450,11 @@ struct LiveIsolate {
     compiled: HashMap<String, CompiledBlock>,
     /// Store data version loaded into the isolate.
     data_version: Option<u64>,
-    /// The current render's parsed ctx (valid for one `render` call).
+    /// The parsed, frozen ctx of the last render and the JSON it was parsed from. A shopper's
+    /// ctx is the same from page to page until its state or the store changes, so a render
+    /// with the same JSON reuses it instead of parsing, resolving and freezing it again.
     base_ctx: Option<::v8::Global<::v8::Value>>,
+    base_ctx_json: String,
     core: IsolateCore,
 }
 
@@ -525,6 +528,7 @@ impl LiveIsolate {
             compiled: HashMap::new(),
             data_version: None,
             base_ctx: None,
+            base_ctx_json: String::new(),
             core,
         })
     }
@@ -899,7 +903,9 @@ impl BlockEngine for V8Engine {
         let clock = ThreadClock::current();
         let page_deadline = CpuDeadline::after(clock, limits.page_cpu());
         if let Some(live) = &mut self.live {
-            live.base_ctx = None;
+            if live.base_ctx_json != ctx_json {
+                live.base_ctx = None;
+            }
         }
         let mut outcomes = Vec::with_capacity(blocks.len());
         for block in blocks {
@@ -949,6 +955,7 @@ fn run_block(
         compiled,
         data_version,
         base_ctx,
+        base_ctx_json,
         core: IsolateCore { isolate, heap_guard, timed_out, .. },
     } = live;
 
@@ -1013,6 +1020,8 @@ fn run_block(
                 let prepare_ctx = ::v8::Local::new(tc, &*prepare_ctx);
                 let ctx = prepare_ctx.call(tc, undefined, &[json.into()]).ok_or(None)?;
                 *base_ctx = Some(::v8::Global::new(tc, ctx));
+                base_ctx_json.clear();
+                base_ctx_json.push_str(ctx_json);
                 ctx
             }
         };
