@@ -289,8 +289,11 @@ async fn a_killed_nodes_actors_are_served_by_the_others_from_object_storage() {
     let failures = AtomicUsize::new(0);
     let shoppers = fill_carts(&nodes, &failures).await;
     let owners = check_carts(&shoppers, &nodes.iter().collect::<Vec<_>>(), &failures).await;
-    // Older than the RPO (snapshot interval 300 ms + upload): wait it out.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Older than the RPO: wait until every node has its actors' commits in object storage
+    // (a fixed wait lost carts when the machine was busy and uploads lagged).
+    for node in &nodes {
+        wait_until("uploads to catch up", Duration::from_secs(60), || async { node.replication_pending().await == Some(0) }).await;
+    }
 
     // Sync-durability writes right before the kill, through every node.
     let vault = |n: &TestNode| Client::builder().resolve("vault.localhost", n.addr).build().unwrap();

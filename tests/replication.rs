@@ -88,9 +88,13 @@ async fn a_passivated_actor_is_uploaded_without_waiting_for_the_interval() {
     let c = node.shopper("nap");
     let base = node.base("nap");
     assert_eq!(add(&c, &base, "socks", 5).await.0, StatusCode::CREATED);
+    // An hour's interval: the acknowledged cart is not in the bucket yet, and the node says so.
+    let pending = node.replication_pending().await;
+    assert!(pending.is_some_and(|n| n >= 1), "pending uploads right after a write: {pending:?}");
     // Both actors passivate after a second idle; each is uploaded as it closes its file.
     wait_until("the passivated actors' uploads", Duration::from_secs(15), || async {
-        node.live_shoppers().await == 0
+        node.replication_pending().await == Some(0)
+            && node.live_shoppers().await == 0
             && node.metric("vitrina_replication_uploads_total{kind=\"shopper\"}").await >= 1
             && node.metric("vitrina_replication_uploads_total{kind=\"store\"}").await >= 1
     })

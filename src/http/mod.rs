@@ -95,6 +95,9 @@ async fn metrics(node: web::Data<Node>) -> HttpResponse {
     text.push_str(&format!("vitrina_live_actors{{kind=\"store\"}} {stores}\nvitrina_live_actors{{kind=\"shopper\"}} {shoppers}\n"));
     text.push_str(&format!("vitrina_live_isolates {}\n", crate::render::live_engines()));
     text.push_str(&format!("vitrina_isolate_budget {}\n", crate::actors::isolate_budget::budget()));
+    if let Some(replicator) = &node.replicator {
+        text.push_str(&format!("vitrina_replication_pending_actors {}\n", replicator.pending()));
+    }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
 }
 

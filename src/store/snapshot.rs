@@ -28,6 +28,8 @@ pub struct StoreSnapshot {
     by_id: HashMap<ProductId, usize>,
     by_handle: HashMap<String, usize>,
     pub render_data: StoreRenderData,
+    /// The page shell's store-wide parts (stylesheet per region, navigation).
+    pub chrome: crate::render::Chrome,
     /// Where checkouts are handed over (the store's commerce backend), if configured.
     pub orders_url: Option<String>,
 }
@@ -63,7 +65,8 @@ impl StoreSnapshot {
         let by_id = products.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
         let by_handle = products.iter().enumerate().map(|(i, p)| (p.handle.as_str().to_string(), i)).collect();
         let render_data = render_data(&store, version, &settings, &theme, &products, &posts, &pages);
-        StoreSnapshot { store, version, settings, theme, products, posts, pages, by_id, by_handle, render_data, orders_url: None }
+        let chrome = crate::render::Chrome::build(&theme, &pages);
+        StoreSnapshot { store, version, settings, theme, products, posts, pages, by_id, by_handle, render_data, chrome, orders_url: None }
     }
 
     pub fn product(&self, id: &ProductId) -> Option<&Product> {

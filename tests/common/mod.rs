@@ -166,6 +166,12 @@ impl TestNode {
             .unwrap_or(0)
     }
 
+    /// `vitrina_replication_pending_actors`; `None` when the node does not report it.
+    pub async fn replication_pending(&self) -> Option<u64> {
+        let text = self.plain().get(format!("http://{}/metrics", self.addr)).send().await.ok()?.text().await.ok()?;
+        text.lines().find_map(|l| l.strip_prefix("vitrina_replication_pending_actors ")).and_then(|v| v.trim().parse().ok())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
