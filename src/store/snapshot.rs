@@ -81,9 +81,6 @@ impl StoreSnapshot {
     pub fn post(&self, slug: &str) -> Option<&Post> {
         self.posts.iter().find(|p| p.slug.as_str() == slug)
     }
-    pub fn page_slugs(&self) -> impl Iterator<Item = &str> {
-        self.pages.keys().map(|s| s.as_str())
-    }
 }
 
 pub type SharedSnapshot = Arc<StoreSnapshot>;
