@@ -78,7 +78,8 @@ pub struct ActorSettings {
     /// How often the node looks for due alarms of passivated actors.
     pub alarm_poll_ms: u64,
     /// Shopper files open at once; past it the oldest-opened idle ones are closed (their actors
-    /// keep their state). 0: a third of the process's open-file limit, less a reserve.
+    /// keep their state). 0: a third of the process's open-file limit, less a reserve, at most
+    /// 1,024 (SQLite's cost to open a file grows with the files open).
     pub max_open_files: usize,
     /// V8 isolates live at once on the node; past it the least recently rendered actors drop
     /// theirs (keeping their state). 0: half of physical memory at 6 MiB per isolate.
