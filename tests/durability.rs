@@ -176,6 +176,59 @@ async fn product_views_show_on_the_next_pages_in_order_and_survive_a_kill() {
     drop(node);
 }
 
+#[tokio::test]
+async fn the_product_a_visitor_lands_on_before_it_has_a_session_becomes_its_first_view_when_it_comes_back() {
+    let node = TestNode::start();
+    node.seed_store("landing", "Landing").await;
+    let base = node.base("landing");
+    let shopper = node.shopper("landing");
+    let set_cookies = |res: &reqwest::Response| -> Vec<String> {
+        res.headers().get_all(reqwest::header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).collect()
+    };
+    let recently_viewed = |page: &str| -> String {
+        page.find("Recently viewed").map(|at| page[at..].to_string()).unwrap_or_default()
+    };
+    // Arriving on a product page without a session: the store's page, a session, and the
+    // landing product in a cookie; no shopper file for a visitor who may never come back.
+    let landed = shopper.get(format!("{base}/products/tent")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(landed.status(), 200);
+    let cookies = set_cookies(&landed);
+    assert!(cookies.iter().any(|c| c.starts_with("vitrina_landing=tent;")), "{cookies:?}");
+    let sid = cookies.iter().find_map(|c| c.strip_prefix("sid=")).and_then(|c| c.split(';').next()).expect("a session").to_string();
+    assert_eq!(shopper_files(&node, "landing"), 0, "a first page creates nothing");
+
+    // Back, on another product: the tent is its first view, and the cookie is cleared.
+    let back = shopper.get(format!("{base}/products/mug")).header("accept", "text/html").send().await.unwrap();
+    assert!(set_cookies(&back).iter().any(|c| c.starts_with("vitrina_landing=;")), "{:?}", set_cookies(&back));
+    let page = back.text().await.unwrap();
+    let recently = recently_viewed(&page);
+    assert!(recently.contains("Two-person Tent") && !recently.contains("Enamel Mug"), "{page}");
+    assert_eq!(shopper_files(&node, "landing"), 1);
+    let page = shopper.get(format!("{base}/products/wool-socks")).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
+    let recently = recently_viewed(&page);
+    let (mug, tent) = (recently.find("Enamel Mug").expect("mug"), recently.find("Two-person Tent").expect("tent, once"));
+    assert!(mug < tent && recently.matches("Two-person Tent").count() == 1, "{recently}");
+
+    // A landing cookie that comes again (a client that kept it) adds nothing to a history.
+    let plain = reqwest::Client::builder().resolve("landing.localhost", node.addr).build().unwrap();
+    let page = plain
+        .get(format!("{base}/products/tent"))
+        .header("accept", "text/html")
+        .header("cookie", format!("sid={sid}; vitrina_landing=mug"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let recently = recently_viewed(&page);
+    let (socks, mug) = (recently.find("Wool Socks").expect("socks"), recently.find("Enamel Mug").expect("mug"));
+    assert!(socks < mug && !recently.contains("Two-person Tent"), "{recently}");
+    // A landing cookie naming no product (or no valid handle) is ignored.
+    let res = plain.get(format!("{base}/products/mug")).header("accept", "text/html").header("cookie", "sid=fresh-visitor-1; vitrina_landing=../../etc").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
 fn shopper_files(node: &TestNode, store: &str) -> usize {
     let dir = node.data_dir.join("stores").join(store).join("shoppers");
     let Ok(fanouts) = std::fs::read_dir(dir) else { return 0 };

@@ -17,7 +17,7 @@ pub use orders::{Checkout, DeliverOrders, GetOrder, IdempotencyKey};
 
 use super::registry::Lease;
 use super::{alarms, watch_idleness, Passivating};
-use crate::ids::{ActorKey, ProductId, SessionId, StoreId};
+use crate::ids::{ActorKey, ProductId, SessionId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::cache::{CachedPage, PersonalPages};
 use crate::render::{self, PageRequest, RenderError, RenderedPage, Route, ShopperView};
@@ -79,6 +79,9 @@ pub struct RenderForShopper {
     /// The caller can serve the store's anonymous page (the store's actor is on this node);
     /// otherwise an empty shopper's page is rendered like any other.
     pub anonymous_available: bool,
+    /// The product (handle) this visitor's first page showed, before it had a session
+    /// (`http::tenant::LANDING_COOKIE`). Recorded as its first view if its history is empty.
+    pub landing_view: Option<Slug>,
 }
 
 /// What a shopper's page request gets.
@@ -726,13 +729,15 @@ fn remember_view(history: &mut VecDeque<ProductId>, id: ProductId, limit: usize)
 }
 
 impl ShopperActor {
-    /// Renders a page for this shopper, as it is or with `pending_view` at the front of its
-    /// history (a view whose commit is under way).
-    fn render_for(&mut self, snap: &StoreSnapshot, msg: &RenderForShopper, pending_view: Option<&ProductId>) -> Result<RenderedPage, ShopperError> {
+    /// Renders a page for this shopper, as it is or with `pending_views` (oldest first) added
+    /// to its history (views whose commit is under way).
+    fn render_for(&mut self, snap: &StoreSnapshot, msg: &RenderForShopper, pending_views: &[ProductId]) -> Result<RenderedPage, ShopperError> {
         let mut view = self.view(snap, msg.search_results.clone());
-        if let Some(id) = pending_view {
+        if !pending_views.is_empty() {
             let mut history = self.history.clone();
-            remember_view(&mut history, id.clone(), self.node.settings.shopper.history_limit);
+            for id in pending_views {
+                remember_view(&mut history, id.clone(), self.node.settings.shopper.history_limit);
+            }
             view.recently_viewed = history.into();
         }
         if let Route::Order(id) = &msg.request.route {
@@ -772,7 +777,7 @@ impl ShopperActor {
                 return Ok(ShopperPage::Personal(RenderedPage { html, store_version: snap.version, failed_blocks: 0 }));
             }
         }
-        let page = self.render_for(snap, msg, None)?;
+        let page = self.render_for(snap, msg, &[])?;
         self.cache_page(msg, &page);
         Ok(ShopperPage::Personal(page))
     }
@@ -789,13 +794,24 @@ impl Handler<RenderForShopper> for ShopperActor {
                 Ok(s) => s,
                 Err(e) => return fut::ready(Err(e)).boxed_local(),
             };
-            let viewed = match &msg.request.route {
-                Route::Product(handle) => snap.product_by_handle(handle.as_str()).map(|p| p.id.clone()),
-                _ => None,
-            };
-            let Some(id) = viewed.filter(|id| act.history.front() != Some(id)) else {
+            // Views to record, oldest first: the product a cookie-less first visit landed on
+            // (only into an empty history: the cookie may arrive more than once), then this
+            // page's product unless it is already the latest view.
+            let mut views: Vec<ProductId> = Vec::new();
+            let landed = msg.landing_view.as_ref().filter(|_| act.history.is_empty()).and_then(|h| snap.product_by_handle(h.as_str()));
+            if let Some(product) = landed {
+                views.push(product.id.clone());
+            }
+            if let Route::Product(handle) = &msg.request.route {
+                if let Some(product) = snap.product_by_handle(handle.as_str()) {
+                    if views.last().or(act.history.front()) != Some(&product.id) {
+                        views.push(product.id.clone());
+                    }
+                }
+            }
+            if views.is_empty() {
                 return fut::ready(act.page_for(&snap, &msg)).boxed_local();
-            };
+            }
             // A product view is recorded without waiting for the disk: a page view is not a
             // write anyone was told succeeded, and an fsync per product page doubled the cost of
             // browsing. A power loss can drop the last views; the next durable write (a cart
@@ -803,19 +819,24 @@ impl Handler<RenderForShopper> for ShopperActor {
             // runs on the blocking pool while the page renders here, against the history as it
             // will be; memory changes, and the page is cached, only once the commit is done.
             let limit = act.node.settings.shopper.history_limit as i64;
-            let recorded = id.clone();
+            let recorded = views.clone();
             let commit = act.start_write_as(Commit::MayBeLost, move |tx| {
-                tx.execute("INSERT INTO history (product_id, viewed_at) VALUES (?1, ?2)", params![recorded.as_str(), now_ms()])
-                    .map_err(StorageError::from)?;
+                let at = now_ms();
+                for id in &recorded {
+                    tx.execute("INSERT INTO history (product_id, viewed_at) VALUES (?1, ?2)", params![id.as_str(), at])
+                        .map_err(StorageError::from)?;
+                }
                 tx.execute("DELETE FROM history WHERE seq NOT IN (SELECT seq FROM history ORDER BY seq DESC LIMIT ?1)", [limit * 4])
                     .map_err(StorageError::from)?;
                 Ok(())
             });
-            let rendered = act.render_for(&snap, &msg, Some(&id));
+            let rendered = act.render_for(&snap, &msg, &views);
             fut::wrap_future::<_, Self>(commit)
                 .map(move |committed, act, _| {
                     committed?;
-                    remember_view(&mut act.history, id, act.node.settings.shopper.history_limit);
+                    for id in views {
+                        remember_view(&mut act.history, id, act.node.settings.shopper.history_limit);
+                    }
                     act.state_changed();
                     let page = rendered?;
                     act.cache_page(&msg, &page);

@@ -145,10 +145,18 @@ async fn serve_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> Re
     };
 
     if is_new {
-        return serve_anonymous(&ctx, &req, page_req, search_results, Some(&sid)).await;
+        let mut res = serve_anonymous(&ctx, &req, page_req, search_results, Some(&sid)).await?;
+        if let Route::Product(handle) = &route {
+            // Recorded by this visitor's next request, if there is one (tenant::LANDING_COOKIE).
+            let _ = res.add_cookie(&tenant::landing_cookie(handle));
+        }
+        return Ok(res);
     }
 
-    if search_results.is_none() {
+    // The product this visitor landed on before it had a session: its view is recorded now.
+    let landing_view = tenant::landing_of(&req);
+    let has_landing_cookie = req.cookie(tenant::LANDING_COOKIE).is_some();
+    if search_results.is_none() && landing_view.is_none() {
         if let Some(html) = cached_personal_page(&ctx, &sid, &page_req).await {
             return Ok(html_response(html, None, "personal"));
         }
@@ -157,12 +165,16 @@ async fn serve_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> Re
     // (this request was routed to the shopper's owner).
     let store_key = ActorKey::Store(ctx.store.clone());
     let anonymous_available = matches!(ctx.node.cluster.placement(&store_key), crate::cluster::Placement::Local);
-    let msg = RenderForShopper { request: page_req.clone(), search_results: search_results.clone(), anonymous_available };
+    let msg = RenderForShopper { request: page_req.clone(), search_results: search_results.clone(), anonymous_available, landing_view };
     let page = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
-    match page.map_err(|e| ctx.err(e))? {
-        ShopperPage::Personal(page) => Ok(html_response(page.html, None, "personal")),
-        ShopperPage::SameAsAnonymous => serve_anonymous(&ctx, &req, page_req, search_results, None).await,
+    let mut res = match page.map_err(|e| ctx.err(e))? {
+        ShopperPage::Personal(page) => html_response(page.html, None, "personal"),
+        ShopperPage::SameAsAnonymous => serve_anonymous(&ctx, &req, page_req, search_results, None).await?,
+    };
+    if has_landing_cookie {
+        let _ = res.add_cookie(&tenant::clear_landing_cookie());
     }
+    Ok(res)
 }
 
 /// The shopper's page from the node's personal cache, without a message to its actor: only

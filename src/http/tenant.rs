@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::HttpRequest;
 
 use crate::error::ApiError;
-use crate::ids::{SessionId, StoreId};
+use crate::ids::{SessionId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::{PageRequest, Route};
 use crate::store::model::Device;
@@ -64,6 +64,31 @@ pub fn session_cookie(sid: &SessionId) -> Cookie<'static> {
         .same_site(SameSite::Lax)
         .max_age(CookieDuration::days(365))
         .finish()
+}
+
+/// The product a visitor without a session landed on. Its page was the store's anonymous page
+/// (no shopper actor, no file, for a visitor who may never come back); the view waits here and
+/// is recorded in the shopper's history by its first request with the new session.
+pub const LANDING_COOKIE: &str = "vitrina_landing";
+
+pub fn landing_cookie(product: &Slug) -> Cookie<'static> {
+    Cookie::build(LANDING_COOKIE, product.to_string())
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(CookieDuration::days(1))
+        .finish()
+}
+
+pub fn clear_landing_cookie() -> Cookie<'static> {
+    let mut c = Cookie::build(LANDING_COOKIE, "").path("/").http_only(true).same_site(SameSite::Lax).finish();
+    c.make_removal();
+    c
+}
+
+/// The product handle in the landing cookie; an invalid value counts as none.
+pub fn landing_of(req: &HttpRequest) -> Option<Slug> {
+    req.cookie(LANDING_COOKIE).and_then(|c| Slug::parse(c.value()).ok())
 }
 
 pub fn clear_session_cookie() -> Cookie<'static> {
