@@ -519,6 +519,22 @@ pub async fn acknowledge(node: &Node, key: &ActorKey, durability: Durability) ->
     }
 }
 
+/// Counts one upload in flight for as long as it lives (also when the upload future is dropped).
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,21 +581,5 @@ mod tests {
         assert_eq!(region, "EU");
         drop(conn);
         assert!(!storage::consistent_copy(&dir.path().join("missing.db"), &copy).unwrap());
-    }
-}
-
-/// Counts one upload in flight for as long as it lives (also when the upload future is dropped).
-struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
-
-impl<'a> InFlight<'a> {
-    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Self {
-        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        InFlight(count)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
