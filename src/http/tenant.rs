@@ -58,12 +58,11 @@ pub fn session_of(req: &HttpRequest) -> Result<Option<SessionId>, ApiError> {
 }
 
 pub fn session_cookie(sid: &SessionId) -> Cookie<'static> {
-    Cookie::build(SESSION_COOKIE, sid.to_string())
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .max_age(CookieDuration::days(365))
-        .finish()
+    private_cookie(SESSION_COOKIE, sid.to_string(), CookieDuration::days(365))
+}
+
+pub fn clear_session_cookie() -> Cookie<'static> {
+    removal(SESSION_COOKIE)
 }
 
 /// The product a visitor without a session landed on. Its page was the store's anonymous page
@@ -72,18 +71,11 @@ pub fn session_cookie(sid: &SessionId) -> Cookie<'static> {
 pub const LANDING_COOKIE: &str = "vitrina_landing";
 
 pub fn landing_cookie(product: &Slug) -> Cookie<'static> {
-    Cookie::build(LANDING_COOKIE, product.to_string())
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .max_age(CookieDuration::days(1))
-        .finish()
+    private_cookie(LANDING_COOKIE, product.to_string(), CookieDuration::days(1))
 }
 
 pub fn clear_landing_cookie() -> Cookie<'static> {
-    let mut c = Cookie::build(LANDING_COOKIE, "").path("/").http_only(true).same_site(SameSite::Lax).finish();
-    c.make_removal();
-    c
+    removal(LANDING_COOKIE)
 }
 
 /// The product handle in the landing cookie; an invalid value counts as none.
@@ -91,8 +83,14 @@ pub fn landing_of(req: &HttpRequest) -> Option<Slug> {
     req.cookie(LANDING_COOKIE).and_then(|c| Slug::parse(c.value()).ok())
 }
 
-pub fn clear_session_cookie() -> Cookie<'static> {
-    let mut c = Cookie::build(SESSION_COOKIE, "").path("/").http_only(true).same_site(SameSite::Lax).finish();
+/// A cookie only the server reads (HttpOnly), for the whole site, sent on top-level navigation.
+fn private_cookie(name: &'static str, value: String, max_age: CookieDuration) -> Cookie<'static> {
+    Cookie::build(name, value).path("/").http_only(true).same_site(SameSite::Lax).max_age(max_age).finish()
+}
+
+/// Tells the browser to drop `name` (same path and attributes as it was set with).
+fn removal(name: &'static str) -> Cookie<'static> {
+    let mut c = Cookie::build(name, "").path("/").http_only(true).same_site(SameSite::Lax).finish();
     c.make_removal();
     c
 }
