@@ -278,6 +278,12 @@ fn migrate(conn: &mut Connection, kind: SchemaKind) -> StorageResult<()> {
 /// it to mark the actor dirty; it must be cheap and must not block.
 pub type CommitHook = Arc<dyn Fn() + Send + Sync>;
 
+fn run_commit_hook(hook: Option<&CommitHook>) {
+    if let Some(hook) = hook {
+        hook();
+    }
+}
+
 /// An actor's connection. Only the owning actor touches it, one turn at a time, so the mutex
 /// is never contended; it exists so a commit can run on the blocking pool.
 #[derive(Clone)]
@@ -424,9 +430,7 @@ impl ActorDb {
     }
 
     fn committed(&self) {
-        if let Some(hook) = &self.on_commit {
-            hook();
-        }
+        run_commit_hook(self.on_commit.as_ref());
     }
 
     /// Runs a read on the caller's thread.
@@ -448,20 +452,11 @@ impl ActorDb {
         E: From<StorageError> + Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
-        self.write_as(Commit::Durable, f).await
+        self.start_write_as(Commit::Durable, f).await
     }
 
-    /// [`write`](Self::write) with the given durability.
-    pub async fn write_as<T, E, F>(&self, kind: Commit, f: F) -> Result<T, E>
-    where
-        T: Send + 'static,
-        E: From<StorageError> + Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
-    {
-        self.start_write_as(kind, f).await
-    }
-
-    /// [`write_as`](Self::write_as), started now instead of when first polled: the commit runs
+    /// [`write`](Self::write) with the given durability, started now instead of when first
+    /// polled: the commit runs
     /// on the blocking pool while the caller goes on with other work on its own thread (a
     /// shopper renders the page a product view belongs to while the view commits). The write
     /// completes even if the returned future is dropped.
@@ -476,9 +471,7 @@ impl ActorDb {
         let on_commit = self.on_commit.clone();
         async move {
             let value = commit.await.map_err(|e| StorageError::Join(e.to_string()))??;
-            if let Some(hook) = &on_commit {
-                hook();
-            }
+            run_commit_hook(on_commit.as_ref());
             Ok(value)
         }
     }

@@ -286,31 +286,17 @@ impl ShopperActor {
 
     /// Runs a durable write for this shopper: `f` runs in one transaction with the state
     /// version bump; the turn waits for the commit.
-    fn write<T, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, ShopperError>> + 'static
+    fn write<T, F>(&self, f: F) -> futures::future::LocalBoxFuture<'static, Result<T, ShopperError>>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, ShopperError> + Send + 'static,
     {
-        self.write_as(Commit::Durable, f)
+        self.start_write_as(Commit::Durable, f)
     }
 
-    /// [`write`](Self::write) with the given durability.
-    fn write_as<T, F>(&self, kind: Commit, f: F) -> impl std::future::Future<Output = Result<T, ShopperError>> + 'static
-    where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, ShopperError> + Send + 'static,
-    {
-        let db = self.db.clone();
-        let f = with_state_version(self.state_version + 1, f);
-        async move {
-            let db = db.ok_or_else(|| ShopperError::Store("shopper actor is closing".into()))?;
-            db.write_as(kind, f).await
-        }
-    }
-
-    /// [`write_as`](Self::write_as), started now: the commit runs on the blocking pool while
-    /// the turn goes on (see [`ActorDb::start_write_as`]). Without a connection (the actor is
-    /// closing) the future fails and nothing is written.
+    /// A write with the given durability, started now: the commit runs on the blocking pool
+    /// while the turn goes on (see [`ActorDb::start_write_as`]). Without a connection (the
+    /// actor is closing) the future fails and nothing is written.
     fn start_write_as<T, F>(&self, kind: Commit, f: F) -> futures::future::LocalBoxFuture<'static, Result<T, ShopperError>>
     where
         T: Send + 'static,
