@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Alternating A/B pairs of one workload, each on a fresh single node, for changes too small to
+# see across suite runs (this VM's run-to-run spread is ±25 %). Prints one line per run:
+# setting, closed-loop req/s, node CPU µs per request, and the node's minor page faults per
+# request while loaded. Session 7's W1b, W2p and churn pairs in RESULTS.md were run this way.
+#
+#   loadtest/pairs.sh w1b "" "VITRINA_V8_FLAGS='--no-maglev --no-turbofan --single-threaded-gc'"
+#   ROUNDS=2 loadtest/pairs.sh w2p VITRINA_ACTORS__MAX_OPEN_FILES=6325 VITRINA_ACTORS__MAX_OPEN_FILES=0
+#   BIN_A=/tmp/vitrina-before BIN_B=target/release/vitrina loadtest/pairs.sh w1b "" ""   # two builds
+#
+# Each side is ENV=VALUE words as on a shell command line, values with spaces quoted inside
+# the argument ("" for none).
+# W1b runs with the personal HTML cache off. EXTRA passes flags to `vitrina-load run`
+# (e.g. EXTRA="--shoppers 10000" with A and B setting VITRINA_ACTORS__MAX_LIVE_ISOLATES=2000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+workload=$1 a=$2 b=$3
+rounds=${ROUNDS:-3} duration=${DURATION:-6} port=${PORT:-18090}
+bin_a=${BIN_A:-target/release/vitrina} bin_b=${BIN_B:-target/release/vitrina}
+load=target/release/vitrina-load
+[ -x "$bin_a" ] && [ -x "$bin_b" ] && [ -x "$load" ] || { echo "build first: cargo build --release --locked" >&2; exit 2; }
+export VITRINA_OPERATOR_TOKEN=optok-pairs-0123456789abcdef
+cache_off=""
+[ "$workload" = w1b ] && cache_off="VITRINA_CACHE__PERSONAL_HTML_TTL_SECS=0"
+
+one() { # $1 label, $2 binary, $3 settings
+  local dir pid loader f0 f1 t0 t1 line
+  dir=$(mktemp -d "${TMPDIR:-/var/tmp}/pairs.XXXX")
+  eval "exec env $3 $cache_off \"\$2\" serve --listen "127.0.0.1:$port" --data-dir \"\$dir/data\"" >"$dir/node.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do curl -sf -o /dev/null "127.0.0.1:$port/healthz" && break; sleep 0.1; done
+  # shellcheck disable=SC2086
+  "$load" run --nodes "http://127.0.0.1:$port" --pid "$pid" --workloads "$workload" --duration "$duration" \
+    --warmup 1 ${EXTRA:-} --markdown "$dir/r.md" >"$dir/out.txt" 2>&1 &
+  loader=$!
+  # Faults are sampled over the middle of the closed-loop phase (after setup and warm-up).
+  sleep "${FAULTS_AFTER:-4}"; f0=$(awk '{print $10}' "/proc/$pid/stat" 2>/dev/null || echo 0); t0=$(date +%s.%N)
+  sleep 2; f1=$(awk '{print $10}' "/proc/$pid/stat" 2>/dev/null || echo "$f0"); t1=$(date +%s.%N)
+  wait "$loader" || true
+  line=$(grep "closed loop" "$dir/r.md" | head -1 || true)
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  python3 - "$1" "$line" "$f0" "$f1" "$t0" "$t1" <<'PY'
+import sys
+label, line, f0, f1, t0, t1 = sys.argv[1:]
+cells = [c.strip() for c in line.split('|')]
+if len(cells) < 11:
+    print(f"{label}: no closed-loop row (see the node's log)"); sys.exit()
+rps, cpu = float(cells[4]), cells[9]
+faults = (int(f1) - int(f0)) / (float(t1) - float(t0))
+print(f"{label}: {rps:.0f} req/s, {cpu} µs CPU/req, {faults / rps if rps else 0:.1f} faults/req")
+PY
+  rm -rf "$dir"
+}
+
+for round in $(seq "$rounds"); do
+  one "round $round A [$a]" "$bin_a" "$a"
+  one "round $round B [$b]" "$bin_b" "$b"
+done
