@@ -187,6 +187,26 @@ fn hostile_product_names_are_escaped() {
 }
 
 #[test]
+fn html_comes_out_as_the_same_text_whatever_v8_stores_it_as() {
+    let mut engine = V8Engine::new();
+    let data = demo_store();
+    // Strings built with `+` are trees of pieces; Latin-1 text is stored one byte per
+    // character, anything beyond it two bytes per character.
+    let cases = [
+        ("ascii", "const parts = ['<p>', 'plain', '</p>']; let s = ''; for (const p of parts) s += p; return s;", "<p>plain</p>"),
+        ("latin1", "let s = '<p>Caf'; s += '\\u00e9 cr\\u00e8me'; return s + ' \\u00a3' + 5 + '</p>';", "<p>Café crème £5</p>"),
+        ("latin1-bytes-that-look-like-utf8", "return '<p>' + '\\u00c3\\u00a9' + '</p>';", "<p>Ã©</p>"),
+        ("two-byte", "let s = '<p>'; s += '\\u20ac 9 \\u2014 '; return s + '\\ud83d\\uded2 \\u00e9</p>';", "<p>€ 9 — 🛒 é</p>"),
+        ("empty", "return '' + '';", ""),
+    ];
+    for (id, body, expected) in cases {
+        let code = format!("function () {{ {body} }}");
+        let code = format!("({code})");
+        assert_eq!(render_one(&mut engine, &data, block(id, "custom", Some(&code), "{}")), Ok(expected.to_string()), "{id}");
+    }
+}
+
+#[test]
 fn arguments_are_bound_by_name_or_position() {
     let mut engine = V8Engine::new();
     let data = demo_store();

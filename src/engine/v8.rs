@@ -1118,5 +1118,25 @@ fn classify_return(scope: &::v8::PinScope<'_, '_>, value: ::v8::Local<::v8::Valu
     if units > max_bytes || (units.saturating_mul(3) > max_bytes && html.utf8_length(scope) > max_bytes) {
         return Err(BlockFailure::OutputTooLarge);
     }
-    Ok(html.to_rust_string_lossy(scope))
+    Ok(copy_out(scope, html))
+}
+
+/// The string as UTF-8. A block's HTML is usually a tree of `+`-joined pieces; `to_rust_string_lossy`
+/// flattens such a tree into a new string on the isolate's heap first (a copy of every page's
+/// HTML in garbage, 2.2 % of the node's CPU under W1b, and more scavenges). One-byte strings are
+/// instead copied piece by piece straight into Rust's buffer.
+fn copy_out(scope: &::v8::PinScope<'_, '_>, html: ::v8::Local<::v8::String>) -> String {
+    if !html.is_onebyte() {
+        return html.to_rust_string_lossy(scope);
+    }
+    let mut latin1: Vec<u8> = Vec::with_capacity(html.length());
+    html.write_one_byte_uninit_v2(scope, 0, latin1.spare_capacity_mut(), ::v8::WriteFlags::empty());
+    // SAFETY: V8 wrote exactly `length()` bytes (the buffer holds that many).
+    unsafe { latin1.set_len(html.length()) };
+    if latin1.is_ascii() {
+        String::from_utf8(latin1).unwrap_or_default()
+    } else {
+        // Latin-1 bytes 0x80..=0xFF are the code points U+0080..=U+00FF.
+        latin1.into_iter().map(char::from).collect()
+    }
 }
