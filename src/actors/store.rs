@@ -222,7 +222,7 @@ impl Handler<RenderForStore> for StoreActor {
     type Result = Result<render::RenderedPage, RenderError>;
     fn handle(&mut self, msg: RenderForStore, _: &mut Context<Self>) -> Self::Result {
         self.touch();
-        let empty_cart = crate::actors::shopper::empty_cart_for_blocks(&self.snapshot);
+        let empty_cart = crate::actors::shopper::empty_cart_for_blocks(&self.snapshot).map_err(|e| RenderError::Internal(e.to_string()))?;
         let view = ShopperView { search_results: msg.search_results.clone(), ..ShopperView::guest(empty_cart) };
         if !msg.preview_drafts {
             return render::render_page(&mut self.engine, &self.snapshot, &msg.request, &view, None);

@@ -8,6 +8,7 @@ pub mod cache;
 
 use std::fmt::Write as _;
 
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -119,10 +120,10 @@ impl PageRequest {
 }
 
 /// The shopper state a page shows.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ShopperView {
-    /// `{count, subtotal, subtotalMinor, currency, items: [...]}`
-    pub cart: Value,
+    /// `{count, subtotal, subtotalMinor, currency, items: [...]}`, serialised.
+    pub cart: Box<RawValue>,
     pub cart_count: u64,
     pub recently_viewed: Vec<ProductId>,
     pub customer: bool,
@@ -136,8 +137,16 @@ pub struct ShopperView {
 impl ShopperView {
     /// A visitor without a session. `empty_cart` must be what an empty shopper's cart renders
     /// as (`actors::shopper::empty_cart_for_blocks`): guests and empty shoppers see the same page.
-    pub fn guest(empty_cart: Value) -> ShopperView {
-        ShopperView { cart: empty_cart, ..Default::default() }
+    pub fn guest(empty_cart: Box<RawValue>) -> ShopperView {
+        ShopperView {
+            cart: empty_cart,
+            cart_count: 0,
+            recently_viewed: Vec::new(),
+            customer: false,
+            locale: None,
+            search_results: None,
+            order: None,
+        }
     }
 }
 
@@ -427,7 +436,7 @@ pub fn render_page(
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PageCtx<'a> {
-    cart: &'a Value,
+    cart: &'a RawValue,
     recently_viewed: &'a [ProductId],
     device: &'a str,
     user_type: &'a str,
