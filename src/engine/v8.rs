@@ -293,6 +293,22 @@ impl Watchdog {
 #[derive(Debug, Clone, Copy)]
 struct ThreadClock(libc::clockid_t);
 
+/// How long a reading of the calling thread's CPU clock stands in for a new one (see
+/// [`ThreadClock::bounds`]): a block may use up to this much CPU time beyond its budget.
+const CPU_READING_FRESH_FOR: Duration = Duration::from_micros(250);
+
+thread_local! {
+    /// The calling thread's last CPU clock reading: (clock, CPU time, wall time taken).
+    static LAST_CPU_READING: std::cell::Cell<Option<(libc::clockid_t, Duration, Instant)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Where a thread's CPU clock stands, known to within `high - low`.
+#[derive(Debug, Clone, Copy)]
+struct CpuBounds {
+    low: Duration,
+    high: Duration,
+}
+
 impl ThreadClock {
     /// The calling thread's CPU clock.
     fn current() -> ThreadClock {
@@ -316,6 +332,27 @@ impl ThreadClock {
         }
         Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
     }
+
+    /// This clock, which must be the calling thread's ([`ThreadClock::current`]), without a
+    /// system call when it was read less than [`CPU_READING_FRESH_FOR`] ago. Reading a running
+    /// thread's CPU clock locks its CPU's run queue; one read per block was 4 % of the node's
+    /// CPU under W1b. A thread's CPU time advances no faster than wall time, so the last reading
+    /// bounds it from below and that reading plus the wall time since from above.
+    fn bounds(self) -> CpuBounds {
+        let wall = Instant::now();
+        // The process clock counts every thread: only a thread's own clock is bounded so.
+        if self.0 != libc::CLOCK_PROCESS_CPUTIME_ID {
+            if let Some((clock, cpu, taken)) = LAST_CPU_READING.get() {
+                let since = wall.saturating_duration_since(taken);
+                if clock == self.0 && since < CPU_READING_FRESH_FOR {
+                    return CpuBounds { low: cpu, high: cpu.saturating_add(since) };
+                }
+            }
+        }
+        let cpu = self.now();
+        LAST_CPU_READING.set(Some((self.0, cpu, wall)));
+        CpuBounds { low: cpu, high: cpu }
+    }
 }
 
 /// A point on one thread's CPU clock.
@@ -326,9 +363,6 @@ struct CpuDeadline {
 }
 
 impl CpuDeadline {
-    fn after(clock: ThreadClock, budget: Duration) -> CpuDeadline {
-        Self::after_reading(clock, clock.now(), budget)
-    }
     /// `budget` after `now`, a reading of `clock` the caller already has.
     fn after_reading(clock: ThreadClock, now: Duration, budget: Duration) -> CpuDeadline {
         CpuDeadline { clock, at: now.saturating_add(budget) }
@@ -907,7 +941,9 @@ impl BlockEngine for V8Engine {
         limits: &RenderLimits,
     ) -> Vec<BlockOutcome> {
         let clock = ThreadClock::current();
-        let page_deadline = CpuDeadline::after(clock, limits.page_cpu());
+        // Deadlines start from the upper bound of the clock (a block gets its whole budget),
+        // the page is over when the lower bound has passed its deadline (never skipped early).
+        let page_deadline = CpuDeadline::after_reading(clock, clock.bounds().high, limits.page_cpu());
         if let Some(live) = &mut self.live {
             if live.base_ctx_json != ctx_json {
                 live.base_ctx = None;
@@ -915,13 +951,11 @@ impl BlockEngine for V8Engine {
         }
         let mut outcomes = Vec::with_capacity(blocks.len());
         for block in blocks {
-            // One read of the thread's CPU clock per block: each read is a system call that
-            // locks the CPU's run queue (the W1b profile: 6 % of the node's CPU with three).
-            let now = clock.now();
-            let outcome = if now >= page_deadline.at {
+            let now = clock.bounds();
+            let outcome = if now.low >= page_deadline.at {
                 Err(BlockFailure::Skipped)
             } else {
-                let deadline = page_deadline.min(CpuDeadline::after_reading(clock, now, limits.block_cpu()));
+                let deadline = page_deadline.min(CpuDeadline::after_reading(clock, now.high, limits.block_cpu()));
                 self.render_one(data, ctx_json, block, limits, deadline, page_deadline)
             };
             if let Err(failure) = &outcome {
