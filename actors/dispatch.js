@@ -69,28 +69,32 @@
     return deepFreeze(ctx);
   }
 
-  // Parsed, frozen block configs by block id: a block's config only changes with a publish, and
-  // parsing it again for every render was a visible share of the render path (W1b profile).
-  // Frozen objects are safe to hand to every later render.
-  const configs = new Map();
-
-  function blockConfig(id, configJson) {
-    const cached = configs.get(id);
-    if (cached !== undefined && cached.json === configJson) return cached.config;
+  /** A block's config, parsed and frozen; the engine keeps it per block while it is unchanged. */
+  function parseConfig(configJson) {
     const parsed = configJson ? parse(configJson) : {};
-    const config = deepFreeze(isObject(parsed) ? parsed : {});
-    if (configs.size >= 256) configs.clear();
-    configs.set(id, { json: configJson, config });
-    return config;
+    return deepFreeze(isObject(parsed) ? parsed : {});
+  }
+
+  // The ctx each block was last called with, by block id: while the page's ctx (reused by the
+  // engine for as long as the shopper's ctx JSON is the same) and the block's config are the
+  // same objects, the block gets the same frozen ctx instead of a new copy per render.
+  const blockCtxs = new Map();
+
+  function blockCtx(baseCtx, config, id, type) {
+    const kept = blockCtxs.get(id);
+    if (kept !== undefined && kept.base === baseCtx && kept.config === config && kept.type === type) return kept.ctx;
+    const ctx = freeze(Object.assign({}, baseCtx, { config, block: freeze({ id, type }) }));
+    if (blockCtxs.size >= 256) blockCtxs.clear();
+    blockCtxs.set(id, { base: baseCtx, config, type, ctx });
+    return ctx;
   }
 
   /**
-   * Calls one block. `argNames` is null for positional (storefront, products, helpers, ctx),
-   * else the list of values to pass by parameter name.
+   * Calls one block with its parsed `config`. `argNames` is null for positional (storefront,
+   * products, helpers, ctx), else the list of values to pass by parameter name.
    */
-  function renderBlock(fn, argNames, baseCtx, configJson, id, type) {
-    const config = blockConfig(id, configJson);
-    const ctx = freeze(Object.assign({}, baseCtx, { config, block: freeze({ id, type }) }));
+  function renderBlock(fn, argNames, baseCtx, config, id, type) {
+    const ctx = blockCtx(baseCtx, config, id, type);
     resetIds(id);
     let args;
     if (argNames === null || argNames === undefined) {
@@ -122,7 +126,7 @@
     const types = keys(V.blocks);
     for (let i = 0; i < types.length; i++) {
       try {
-        renderBlock(V.blocks[types[i]], null, base, '{}', 'sample-' + types[i], types[i]);
+        renderBlock(V.blocks[types[i]], null, base, parseConfig('{}'), 'sample-' + types[i], types[i]);
       } catch (_) {
         // A block that needs richer data compiles on its first real render instead.
       }
@@ -132,13 +136,14 @@
     byId = new Map();
     byHandle = new Map();
     setStoreProducts([]);
-    configs.clear();
+    blockCtxs.clear();
   }
 
   compileDefaultBlocks();
   V.setData = setData;
   V.prepareCtx = prepareCtx;
   V.renderBlock = renderBlock;
+  V.parseConfig = parseConfig;
   freeze(V.blocks);
   freeze(V);
 })();

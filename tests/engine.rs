@@ -207,6 +207,31 @@ fn html_comes_out_as_the_same_text_whatever_v8_stores_it_as() {
 }
 
 #[test]
+fn a_block_sees_its_current_type_config_and_code_on_every_render() {
+    let mut engine = V8Engine::new();
+    let data = demo_store();
+    let heading = |out: &BlockOutcome| out.clone().unwrap_or_else(|e| panic!("{e:?}"));
+    let render = |engine: &mut V8Engine, b: BlockToRender<'_>| heading(&render_one(engine, &data, b));
+
+    assert!(render(&mut engine, block("b1", "text", None, r#"{"heading":"First"}"#)).contains(">First</h2>"));
+    // The same config again, then a new one: each render shows the config it was given.
+    assert!(render(&mut engine, block("b1", "text", None, r#"{"heading":"First"}"#)).contains(">First</h2>"));
+    assert!(render(&mut engine, block("b1", "text", None, r#"{"heading":"Second"}"#)).contains(">Second</h2>"));
+    // Same id, another library type with the same config.
+    let hero = render(&mut engine, block("b1", "hero", None, r#"{"heading":"Second"}"#));
+    assert!(hero.contains("v-hero") && hero.contains("Second"), "{hero}");
+    // Merchant code for the id, then the code removed: the library block renders again.
+    let code = "(ctx) => `custom:${ctx.config.heading}:${ctx.block.type}`";
+    assert_eq!(render(&mut engine, block("b1", "hero", Some(code), r#"{"heading":"Second"}"#)), "custom:Second:hero");
+    assert!(render(&mut engine, block("b1", "hero", None, r#"{"heading":"Third"}"#)).contains("Third"));
+    // A block id shared by two pages' blocks with different configs alternates correctly.
+    for heading in ["A", "B", "A"] {
+        let config = format!(r#"{{"heading":"{heading}"}}"#);
+        assert!(render(&mut engine, block("shared", "text", None, &config)).contains(&format!(">{heading}</h2>")));
+    }
+}
+
+#[test]
 fn arguments_are_bound_by_name_or_position() {
     let mut engine = V8Engine::new();
     let data = demo_store();
