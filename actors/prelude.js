@@ -168,21 +168,35 @@
   // deep-frozen (dispatch.js registers them here), so a card cannot go stale; a new store
   // version brings new product objects and the old cards go with the old ones. A page of
   // cards was most of a render's JavaScript (W1b profile); other objects (a block's own) are
-  // rendered every time.
-  let storeProducts = new WeakSet();
+  // rendered every time. Each store product has an entry from the start: {locale, card} of the
+  // last card asked for (pages mostly use one locale) and `others`, every locale's card: one
+  // WeakMap lookup per card on the way that matters.
   let cards = new WeakMap();
 
   /** The product card used by the product grid and recently-viewed blocks. */
   function productCard(product, locale) {
-    if (product === null || typeof product !== 'object' || !storeProducts.has(product)) return productCardUncached(product, locale);
+    const memo = product !== null && typeof product === 'object' ? cards.get(product) : undefined;
+    if (memo === undefined) return productCardUncached(product, locale);
     const key = typeof locale === 'string' ? locale : '';
-    let byLocale = cards.get(product);
-    if (byLocale === undefined) {
-      byLocale = new Map();
-      cards.set(product, byLocale);
-    }
-    const known = byLocale.get(key);
-    return known !== undefined ? known : remember(byLocale, key, flatten(productCardUncached(product, locale)), 8);
+    if (memo.locale === key) return memo.card;
+    if (memo.others === null) memo.others = new Map();
+    let card = memo.others.get(key);
+    if (card === undefined) card = remember(memo.others, key, flatten(productCardUncached(product, locale)), 8);
+    memo.locale = key;
+    memo.card = card;
+    return card;
+  }
+
+  /**
+   * The cards of `list` (an array of products) one after another. Appending builds a tree of
+   * the (memoised) cards that the engine copies out piece by piece, where `map(...).join('')`
+   * copied every card into a new string first.
+   */
+  function productCards(list, locale) {
+    let html = '';
+    if (!Array.isArray(list)) return html;
+    for (let i = 0; i < list.length; i++) html += productCard(list[i], locale);
+    return html;
   }
 
   /**
@@ -221,7 +235,7 @@
 
   const helpers = Object.freeze({
     escapeHtml, formatPrice, formatDate, slugify, generateId, safeUrl,
-    addToCartForm, productCard, productUrl, priceHtml, paragraphs, isSoldOut,
+    addToCartForm, productCard, productCards, productUrl, priceHtml, paragraphs, isSoldOut,
   });
 
   // Internal hand-off to dispatch.js; the engine deletes this global before any block runs.
@@ -236,11 +250,10 @@
     },
     /** Registers the store's products (parsed from JSON, deep-frozen) for card memoisation. */
     setStoreProducts(products) {
-      storeProducts = new WeakSet();
-      for (let i = 0; i < products.length; i++) {
-        if (products[i] !== null && typeof products[i] === 'object') storeProducts.add(products[i]);
-      }
       cards = new WeakMap();
+      for (let i = 0; i < products.length; i++) {
+        if (products[i] !== null && typeof products[i] === 'object') cards.set(products[i], { locale: null, card: '', others: null });
+      }
     },
     resetIds(scope) {
       // Once per block per render: slugify's normalize and three regex replaces were 3.6 % of

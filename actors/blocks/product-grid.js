@@ -6,13 +6,14 @@ function productGrid(storefront, products, helpers, ctx) {
   const columns = Math.max(1, Math.min(6, Number.isInteger(config.columns) ? config.columns : 3));
   const locale = ctx.locale || storefront.locale;
   const tag = typeof config.tag === 'string' && config.tag ? config.tag : null;
-  const shown = products
-    .filter((p) => !tag || (Array.isArray(p.tags) && p.tags.includes(tag)))
-    .slice(0, limit);
+  const shown = [];
+  for (let i = 0; i < products.length && shown.length < limit; i++) {
+    const p = products[i];
+    if (!tag || (Array.isArray(p.tags) && p.tags.includes(tag))) shown.push(p);
+  }
   const title = config.title ? '<h2 class="v-section__title">' + h.escapeHtml(config.title) + '</h2>' : '';
   const body = shown.length
-    ? '<div class="v-product-grid" style="--v-columns:' + columns + '">' +
-      shown.map((p) => h.productCard(p, locale)).join('') + '</div>'
+    ? '<div class="v-product-grid" style="--v-columns:' + columns + '">' + h.productCards(shown, locale) + '</div>'
     : '<p class="v-empty">No products yet.</p>';
   return '<section class="v-section v-product-grid-section">' + title + body + '</section>';
 }

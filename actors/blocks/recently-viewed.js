@@ -9,5 +9,5 @@ function recentlyViewed(storefront, products, helpers, ctx) {
   const locale = ctx.locale || storefront.locale;
   return '<section class="v-section v-recently-viewed">' +
     '<h2 class="v-section__title">' + h.escapeHtml(config.title || 'Recently viewed') + '</h2>' +
-    '<div class="v-product-grid" style="--v-columns:4">' + viewed.map((p) => h.productCard(p, locale)).join('') + '</div></section>';
+    '<div class="v-product-grid" style="--v-columns:4">' + h.productCards(viewed, locale) + '</div></section>';
 }

@@ -13,7 +13,7 @@ function searchResults(storefront, products, helpers, ctx) {
   const heading = '<h1 class="v-section__title">' +
     (query ? 'Results for “' + h.escapeHtml(query) + '”' : 'Search') + '</h1>';
   const body = found.length
-    ? '<div class="v-product-grid" style="--v-columns:4">' + found.map((p) => h.productCard(p, locale)).join('') + '</div>'
+    ? '<div class="v-product-grid" style="--v-columns:4">' + h.productCards(found, locale) + '</div>'
     : (query ? '<p class="v-empty">Nothing matches “' + h.escapeHtml(query) + '”.</p>' : '');
   return '<section class="v-section v-search-results">' + heading + form + body + '</section>';
 }
