@@ -123,6 +123,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let app = Application::build(settings)?;
         let port = app.port();
         let node = app.node().clone();
+        node.set_starting(args.demo);
         // The server only accepts once its future runs: start it before joining, since the
         // seed answers a join by pushing the new view to this node.
         let server = actix_web::rt::spawn(app.run_until_stopped());
@@ -135,6 +136,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         if args.demo {
             let token = vitrina::demo::seed(&node).await?;
+            node.set_starting(false);
             println!("demo store: http://demo.{}:{port}/", node.catalog.base_domain());
             println!("demo admin token: {token}");
             println!("  (also in {})", node.layout.root().join("demo-admin-token").display());

@@ -36,6 +36,9 @@ pub struct Node {
     /// Copies of actor files in object storage; `None` when not configured. Node-level hooks
     /// (restore on activation, commit tracking, passivation) live in `replication.rs`.
     pub replicator: Option<Arc<Replicator>>,
+    /// Set while the node has startup work that requests depend on (seeding the demo store):
+    /// `/healthz` answers 503 `starting` meanwhile, so "healthy" means ready to serve.
+    starting: std::sync::atomic::AtomicBool,
 }
 
 /// How long a snapshot of a store owned by another node is used without asking the owner for
@@ -58,7 +61,17 @@ impl Node {
             cluster,
             remote_checked: moka::sync::Cache::builder().max_capacity(10_000).build(),
             replicator,
+            starting: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Marks startup work under way (`true`) or done (`false`); see `/healthz`.
+    pub fn set_starting(&self, starting: bool) {
+        self.starting.store(starting, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_starting(&self) -> bool {
+        self.starting.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The bearer token that may administer every store of this node and create new ones.

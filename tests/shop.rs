@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, SET_COOKIE};
 use reqwest::StatusCode;
+use std::time::Duration;
 use serde_json::{json, Value};
 
 const HTML: &str = "text/html,application/xhtml+xml";
@@ -33,6 +34,28 @@ async fn each_host_serves_its_own_store_and_unknown_hosts_get_404() {
     assert_eq!(page.status(), StatusCode::NOT_FOUND);
     assert!(page.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
     assert!(page.text().await.unwrap().contains("request id"));
+}
+
+#[tokio::test]
+async fn a_demo_node_is_healthy_only_once_its_demo_store_answers() {
+    let node = TestNode::start_demo_listening();
+    let client = node.plain();
+    let health = format!("http://{}/healthz", node.addr);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = json_of(client.get(&health).send().await.expect("healthz")).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_error_body(&body, "starting");
+        assert!(std::time::Instant::now() < deadline, "never healthy");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Healthy means ready: the demo store answers at once.
+    let res = node.shopper("demo").get(node.base("demo")).header(ACCEPT, "text/html").send().await.expect("demo page");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.expect("body").contains("Northwind Provisions"));
 }
 
 #[tokio::test]
@@ -325,7 +348,7 @@ async fn an_idle_shopper_closes_its_file_and_reopens_it_for_the_next_write() {
     let shopper_files = || node.open_data_files().into_iter().filter(|f| f.contains("/shoppers/")).count();
     assert!(shopper_files() > 0, "the shopper's file is open while it is busy");
 
-    wait_until("the idle shopper to close its file", std::time::Duration::from_secs(15), || async { shopper_files() == 0 }).await;
+    wait_until("the idle shopper to close its file", Duration::from_secs(15), || async { shopper_files() == 0 }).await;
     // Its state stayed in memory, and the next write reopens the file.
     let (_, body) = json_of(c.get(format!("{base}/cart")).header(sid.0, sid.1).send().await.unwrap()).await;
     assert_eq!(body["cart"]["count"], 1, "{body}");

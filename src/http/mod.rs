@@ -7,7 +7,7 @@ pub mod shop;
 pub mod tenant;
 pub mod webhooks;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{http::StatusCode, web, HttpResponse};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -79,14 +79,19 @@ fn admin_scope() -> actix_web::Scope {
         .route(&format!("{store}/domains/{{host}}"), web::delete().to(remove_domain))
 }
 
-async fn healthz(node: web::Data<Node>) -> HttpResponse {
+async fn healthz(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+    if node.is_starting() {
+        // Scripts wait for a healthy node before calling it: with `--demo`, the demo store
+        // answered 404 for the first moments after the server was up.
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "starting", "the node is still seeding the demo store"));
+    }
     let (stores, shoppers) = node.registry.live_counts();
-    HttpResponse::Ok().json(json!({
+    Ok(HttpResponse::Ok().json(json!({
         "status": "ok",
         "liveActors": {"stores": stores, "shoppers": shoppers},
         "liveIsolates": crate::render::live_engines(),
         "isolateBudget": crate::actors::isolate_budget::budget(),
-    }))
+    })))
 }
 
 async fn metrics(node: web::Data<Node>) -> HttpResponse {

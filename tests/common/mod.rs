@@ -46,6 +46,15 @@ impl TestNode {
         node
     }
 
+    /// A demo node returned as soon as it prints its address, before the demo store is seeded.
+    pub fn start_demo_listening() -> TestNode {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut node = Self::spawn_reading(&dir, &[], &["--demo"], "127.0.0.1:0", false);
+        node._temp = Some(temp);
+        node
+    }
+
     /// A cluster node `id`, joining through `seed` (none for the first node).
     pub fn start_cluster_node(id: &str, seed: Option<SocketAddr>, env: &[(&str, &str)]) -> TestNode {
         let temp = tempfile::tempdir().expect("temp dir");
@@ -76,6 +85,12 @@ impl TestNode {
     }
 
     fn spawn(dir: &Path, env: &[(String, String)], extra: &[&str], listen: &str) -> TestNode {
+        Self::spawn_reading(dir, env, extra, listen, true)
+    }
+
+    /// Starts the binary; with `read_startup`, also waits for what a demo node prints after its
+    /// address (the demo store's token, printed once it is seeded).
+    fn spawn_reading(dir: &Path, env: &[(String, String)], extra: &[&str], listen: &str, read_startup: bool) -> TestNode {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitrina"));
         cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(dir)
@@ -108,9 +123,10 @@ impl TestNode {
             }
         };
         // Keep reading what the node prints (the demo token comes after the address).
-        let extra_wait = if extra.contains(&"--demo") { Duration::from_secs(60) } else { Duration::from_millis(0) };
+        let demo = read_startup && extra.contains(&"--demo");
+        let extra_wait = if demo { Duration::from_secs(60) } else { Duration::from_millis(0) };
         let until = Instant::now() + extra_wait;
-        while extra.contains(&"--demo") && Instant::now() < until {
+        while demo && Instant::now() < until {
             match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
                 Ok(line) => {
                     let done = line.starts_with("operator token");
