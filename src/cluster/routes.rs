@@ -194,9 +194,20 @@ async fn adopt(node: web::Data<Node>, req: HttpRequest, body: Bytes, q: web::Que
     if !node.cluster.owns(&key) {
         return Err(ApiError::conflict("not_owner", format!("{} does not own {key}", node.cluster.id)));
     }
-    // Serialise with activation of the same key: wait out a busy slot, never install under a live actor.
+    // Never install under a live actor (serialised with activation of the same key).
     if node.registry.is_live(&key) {
-        return Ok(HttpResponse::Ok().json(json!({"installed": false, "reason": "already live here"})));
+        // Live with a file: it was pulled here (the old owner's acknowledgement may have been
+        // late or lost) and may have moved on since; the pushed copy is older, and the old
+        // owner may drop it.
+        if node.layout.actor_db(&key).exists() {
+            return Ok(HttpResponse::Ok().json(json!({"installed": false, "reason": "already live here"})));
+        }
+        // Live without a file: it has only read. It went live empty because its activation
+        // ran before this push arrived and found no earlier holder to pull from; answering
+        // "not installed" made the old owner delete the only copy (a cart lost under a join).
+        // The pushed file is the actor's state: stop that instance (without a file it writes
+        // nothing on the way out) and install it; the next request opens it.
+        node.registry.evict(&key).await;
     }
     let installed = handoff::install(&node, &key, body.to_vec(), q.sha256.as_deref())
         .await
