@@ -456,10 +456,9 @@ impl ActorDb {
     }
 
     /// [`write`](Self::write) with the given durability, started now instead of when first
-    /// polled: the commit runs
-    /// on the blocking pool while the caller goes on with other work on its own thread (a
-    /// shopper renders the page a product view belongs to while the view commits). The write
-    /// completes even if the returned future is dropped.
+    /// polled: the commit runs on the blocking pool while the caller goes on with other work on
+    /// its own thread (a shopper renders the page a product view belongs to while the view
+    /// commits). The write completes even if the returned future is dropped.
     pub fn start_write_as<T, E, F>(&self, kind: Commit, f: F) -> impl std::future::Future<Output = Result<T, E>> + 'static
     where
         T: Send + 'static,

@@ -210,8 +210,7 @@ fn html_comes_out_as_the_same_text_whatever_v8_stores_it_as() {
 fn a_block_sees_its_current_type_config_and_code_on_every_render() {
     let mut engine = V8Engine::new();
     let data = demo_store();
-    let heading = |out: &BlockOutcome| out.clone().unwrap_or_else(|e| panic!("{e:?}"));
-    let render = |engine: &mut V8Engine, b: BlockToRender<'_>| heading(&render_one(engine, &data, b));
+    let render = |engine: &mut V8Engine, b: BlockToRender<'_>| render_one(engine, &data, b).unwrap_or_else(|e| panic!("{e:?}"));
 
     assert!(render(&mut engine, block("b1", "text", None, r#"{"heading":"First"}"#)).contains(">First</h2>"));
     // The same config again, then a new one: each render shows the config it was given.
