@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod objects;
+pub mod table;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
