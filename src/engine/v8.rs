@@ -1179,16 +1179,19 @@ fn run_block(
     drop(guard);
     let timed_out = timed_out.load(Ordering::SeqCst);
     let heap_hit = heap_guard.hit.load(Ordering::SeqCst);
-    let discard = timed_out || heap_hit || tc.has_terminated();
+    let terminated = tc.has_terminated();
+    let discard = timed_out || heap_hit || terminated;
     if discard {
         // The isolate is dropped right after, but leave it in a callable state regardless.
         tc.cancel_terminate_execution();
     }
 
+    // A block can return and still be terminated afterwards, in the microtasks it queued (they
+    // run as its call returns, under its deadline): what it returned does not count then.
     let outcome = match result {
         _ if heap_hit => Err(BlockFailure::HeapLimit),
+        _ if timed_out || terminated => Err(BlockFailure::Timeout),
         Ok(value) => classify_return(tc, value, limits.output_bytes()),
-        Err(_) if timed_out || tc.has_terminated() => Err(BlockFailure::Timeout),
         Err(Some(message)) => Err(BlockFailure::Error(message)),
         Err(None) => Err(BlockFailure::Error(exception_message(tc))),
     };

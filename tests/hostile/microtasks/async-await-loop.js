@@ -1,0 +1,5 @@
+// expect: placeholder timeout
+function render(ctx) {
+  (async () => { for (;;) await null; })();
+  return '<p>returned before the flood</p>';
+}
