@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod fuzzing;
 pub mod error;
 pub mod feed;
 pub mod http;
