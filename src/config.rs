@@ -27,6 +27,95 @@ pub struct Settings {
     pub cluster: crate::cluster::ClusterSettings,
     pub feed: FeedSettings,
     pub replication: ReplicationSettings,
+    pub egress: EgressSettings,
+    pub domains: DomainSettings,
+}
+
+/// Outbound HTTP to merchant-configured URLs (catalog sync, order delivery, domain checks):
+/// see `src/egress/`. Replication and cluster traffic go to operator-configured addresses and
+/// do not pass through it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EgressSettings {
+    /// CIDR ranges that may be reached although they are loopback, private, link-local, ...
+    /// (e.g. `["127.0.0.0/8"]` for an upstream on this machine). Addresses in them may use any
+    /// port. `VITRINA_EGRESS__ALLOW=127.0.0.0/8,10.0.0.0/8` works too.
+    #[serde(deserialize_with = "string_list")]
+    pub allow: Vec<String>,
+    /// Ports merchant URLs may use on other addresses; empty: any port.
+    #[serde(deserialize_with = "port_list")]
+    pub ports: Vec<u16>,
+    /// Names resolved without DNS, `"name=address"` (still subject to the ranges above).
+    #[serde(deserialize_with = "string_list")]
+    pub resolve: Vec<String>,
+    /// Redirects followed per request, each re-checked; more fails the request.
+    pub max_redirects: usize,
+    pub connect_timeout_ms: u64,
+    /// Largest response body read; a larger one is cut off and the request fails.
+    pub max_response_bytes: u64,
+}
+
+impl Default for EgressSettings {
+    fn default() -> Self {
+        EgressSettings {
+            allow: Vec::new(),
+            ports: vec![80, 443, 8080, 8443],
+            resolve: Vec::new(),
+            max_redirects: 3,
+            connect_timeout_ms: 5_000,
+            max_response_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Custom domains of stores: how ownership is verified before one serves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DomainSettings {
+    /// Port of `http://{domain}/.well-known/vitrina-verification/{token}` (80 but in tests).
+    pub verify_port: u16,
+    /// Deadline of one verification fetch.
+    pub verify_timeout_ms: u64,
+}
+
+impl Default for DomainSettings {
+    fn default() -> Self {
+        DomainSettings { verify_port: 80, verify_timeout_ms: 5_000 }
+    }
+}
+
+/// A list given as a TOML array or, from the environment, as one comma-separated string.
+fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        Raw::Many(v) => v,
+    })
+}
+
+fn port_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Port(u16),
+        Text(String),
+        Many(Vec<u16>),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Port(p) => Ok(vec![p]),
+        Raw::Many(v) => Ok(v),
+        Raw::Text(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|p| p.parse().map_err(|_| serde::de::Error::custom(format!("{p:?} is not a port"))))
+            .collect(),
+    }
 }
 
 /// Upstream catalog sync and order delivery: timeouts, retries, the circuit breaker.
@@ -206,6 +295,8 @@ impl Default for Settings {
             cluster: Default::default(),
             feed: FeedSettings::default(),
             replication: ReplicationSettings::default(),
+            egress: EgressSettings::default(),
+            domains: DomainSettings::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod egress;
 pub mod engine;
 pub mod fuzzing;
 pub mod error;

@@ -39,6 +39,7 @@ impl Application {
         };
         let bound = listener.local_addr()?.to_string();
         let cluster = crate::cluster::Cluster::new(&settings.cluster, &bound, &settings.data_dir)?;
+        crate::egress::install(crate::egress::Egress::new(&settings.egress).map_err(anyhow::Error::msg).context("invalid [egress] settings")?);
         let replicator = Replicator::from_settings(&settings.replication, &layout).context("invalid [replication] settings")?;
         let node = Node::new(settings, catalog, operator_token, cluster, replicator);
         let data = web::Data::from(node.clone());

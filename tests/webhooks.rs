@@ -308,6 +308,7 @@ async fn upstream_sync_pages_in_and_a_down_upstream_keeps_pages_served() {
     let upstream = fake::serve(handler).await;
 
     let node = TestNode::start_with(&[
+        ("VITRINA_EGRESS__ALLOW", "127.0.0.0/8"),
         ("VITRINA_FEED__PAGE_LIMIT", "2"),
         ("VITRINA_FEED__RETRIES", "1"),
         ("VITRINA_FEED__BACKOFF_BASE_MS", "10"),
@@ -385,6 +386,7 @@ async fn checkout_with_the_backend_down_keeps_the_order_and_delivers_it_exactly_
     let backend = fake::serve(handler).await;
 
     let node = TestNode::start_with(&[
+        ("VITRINA_EGRESS__ALLOW", "127.0.0.0/8"),
         ("VITRINA_ACTORS__ALARM_POLL_MS", "100"),
         ("VITRINA_FEED__ORDER_RETRY_BASE_MS", "200"),
         ("VITRINA_FEED__ORDER_RETRY_MAX_MS", "800"),

@@ -1,11 +1,11 @@
-//! HTTP to the outside: upstream catalog pages and order handoff to a commerce backend.
+//! HTTP to the outside: upstream catalog pages and order handoff to a commerce backend, both
+//! through the egress client (`crate::egress`): merchants configure these URLs.
 //!
 //! Paging is `?page=N&limit=L` (1-based); a page with fewer than `L` products is the last.
 //! Incremental runs add `updated_at_min=<RFC 3339>`. Each page request has a timeout and is
 //! retried with exponential backoff and full jitter; a page that still fails fails the run (the
 //! circuit breaker counts runs, see `breaker`).
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use rand::Rng;
@@ -14,19 +14,6 @@ use serde_json::Value;
 
 use super::{ms_rfc3339, shopify, CatalogChange};
 use crate::config::FeedSettings;
-
-/// One client per process: connection pooling across stores, timeouts set per request.
-pub fn client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .user_agent(concat!("vitrina/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new())
-    })
-}
 
 /// Delay before retry `attempt` (0-based): base·2^attempt, capped, with full jitter in
 /// [d/2, d] so stores whose upstream fails together do not retry in lockstep.
@@ -79,18 +66,17 @@ pub async fn fetch_page(settings: &FeedSettings, base: &str, page: u32, updated_
 }
 
 async fn fetch_once(url: &str, timeout_ms: u64) -> Result<PageBody, String> {
-    let res = client()
-        .get(url)
+    let egress = crate::egress::global();
+    let request = egress
+        .request(reqwest::Method::GET, url)
+        .map_err(|e| e.to_string())?
         .timeout(Duration::from_millis(timeout_ms))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
-    let status = res.status();
+        .header("accept", "application/json");
+    let (status, body) = egress.execute(request, None).await.map_err(|e| e.to_string())?;
     if !status.is_success() {
         return Err(format!("upstream answered {status}"));
     }
-    res.json::<PageBody>().await.map_err(|e| format!("invalid products page: {e}"))
+    serde_json::from_slice::<PageBody>(&body).map_err(|e| format!("invalid products page: {e}"))
 }
 
 fn parse_page(body: PageBody, now_ms: i64) -> Page {
@@ -126,17 +112,15 @@ pub enum Delivery {
 /// POSTs an order with its id as `Idempotency-Key`, so redeliveries after a lost answer are
 /// recognised by the backend: exactly once from its point of view.
 pub async fn deliver_order(url: &str, order_id: &str, order: &Value, timeout_ms: u64) -> Delivery {
-    let sent = client()
-        .post(url)
-        .timeout(Duration::from_millis(timeout_ms))
-        .header("idempotency-key", order_id)
-        .json(order)
-        .send()
-        .await;
-    match sent {
-        Err(e) => Delivery::Failed(format!("request failed: {e}")),
-        Ok(res) if res.status().is_success() => Delivery::Accepted(res.json::<Value>().await.ok()),
-        Ok(res) => Delivery::Failed(format!("backend answered {}", res.status())),
+    let egress = crate::egress::global();
+    let request = match egress.request(reqwest::Method::POST, url) {
+        Ok(r) => r.timeout(Duration::from_millis(timeout_ms)).header("idempotency-key", order_id).json(order),
+        Err(e) => return Delivery::Failed(e.to_string()),
+    };
+    match egress.execute(request, None).await {
+        Err(e) => Delivery::Failed(e.to_string()),
+        Ok((status, body)) if status.is_success() => Delivery::Accepted(serde_json::from_slice::<Value>(&body).ok()),
+        Ok((status, _)) => Delivery::Failed(format!("backend answered {status}")),
     }
 }
 

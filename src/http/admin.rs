@@ -384,8 +384,16 @@ store_route!(
     let body = body::json(&req, &bytes)?;
     let url = str_field(&body, "ordersUrl").ok_or_else(|| ApiError::bad_request("invalid_request", "ordersUrl is required"))?;
     crate::store::feed::check_endpoint(&url).map_err(|m| ApiError::bad_request("validation_failed", m))?;
+    check_egress(&url).await?;
     Ok(HttpResponse::Ok().json(run_feed(&node, &store, FeedAdminOp::SetBackend(url)).await?))
 });
+
+/// Refuses, at configuration time, a URL the egress policy would refuse on every request.
+async fn check_egress(url: &str) -> Result<(), ApiError> {
+    crate::egress::global().check_configured(url).await.map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "egress_refused", format!("this URL is {e}: the node does not connect to loopback, private, link-local or metadata addresses, or to ports outside its allowed list"))
+    })
+}
 
 async fn run_sync(node: &Arc<Node>, store: &StoreId, op: SyncAdminOp) -> Result<Value, ApiError> {
     node.registry.ask_store(node, store, SyncAdmin(op)).await.map_err(actor_error)?.map_err(store_error)
@@ -402,6 +410,7 @@ store_route!(
     let body = body::json(&req, &bytes)?;
     let url = str_field(&body, "url").ok_or_else(|| ApiError::bad_request("invalid_request", "url is required"))?;
     crate::store::feed::check_endpoint(&url).map_err(|m| ApiError::bad_request("validation_failed", m))?;
+    check_egress(&url).await?;
     let interval_secs = body.get("intervalSecs").and_then(Value::as_i64).unwrap_or(300);
     if !(10..=7 * 24 * 3600).contains(&interval_secs) {
         return Err(ApiError::bad_request("validation_failed", "intervalSecs must be 10 to 604800"));

@@ -2,6 +2,7 @@
 //! data directory and talks to it over HTTP, with `{store}.localhost` resolved to the node.
 #![allow(dead_code)]
 
+pub mod fake_http;
 pub mod objects;
 pub mod table;
 
