@@ -24,6 +24,18 @@
       .then(function (data) { updateCount(data.cart); return data.cart; })
       .catch(function (err) { alert(err.message); });
   };
+  // The page's Content-Security-Policy does not run inline handlers (onclick="..."), so the
+  // seed's documented onclick="addToCart('id', n)" is read and run from here instead; the
+  // handler itself is cleared so a browser without CSP does not add twice.
+  var ADD = /^\s*addToCart\(\s*(['"])([A-Za-z0-9_-]{1,64})\1\s*(?:,\s*(\d{1,3})\s*)?\)\s*;?\s*$/;
+  document.addEventListener('click', function (ev) {
+    var el = ev.target && ev.target.closest ? ev.target.closest('[onclick]') : null;
+    var m = el && ADD.exec(el.getAttribute('onclick') || '');
+    if (!m) return;
+    el.onclick = null;
+    ev.preventDefault();
+    window.addToCart(m[2], m[3] ? parseInt(m[3], 10) : 1);
+  }, true);
   document.addEventListener('submit', function (ev) {
     var form = ev.target;
     if (!form || form.getAttribute('action') !== '/cart/items' || !window.fetch) return;

@@ -29,6 +29,7 @@ pub struct Settings {
     pub replication: ReplicationSettings,
     pub egress: EgressSettings,
     pub domains: DomainSettings,
+    pub limits: LimitSettings,
 }
 
 /// Outbound HTTP to merchant-configured URLs (catalog sync, order delivery, domain checks):
@@ -193,6 +194,80 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// Actix worker threads; 0 means one per CPU core.
     pub workers: usize,
+    /// Key that signs session ids (any string; keep it secret). Unset: derived from
+    /// `cluster.secret` in a cluster (every node must verify every node's sessions), else
+    /// generated once into `{data_dir}/node/session-key`.
+    pub session_key: Option<String>,
+    /// `Secure` on cookies: `auto` (when a trusted proxy says `X-Forwarded-Proto: https`),
+    /// `always` (a TLS-terminating proxy in front of every request) or `never`.
+    pub secure_cookies: SecureCookies,
+    /// Proxies (IPs or CIDRs) whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed;
+    /// from anyone else they are ignored and the peer address is the client.
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureCookies {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Rate limits at the edge (`src/http/limits.rs`). Rates are per second unless named otherwise;
+/// a burst is how many requests may come at once before the rate applies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitSettings {
+    /// Off: no request is ever refused with 429 (benchmarks of one client machine).
+    pub enabled: bool,
+    /// New sessions per client IP per minute. Past it, a read is served without a session
+    /// and a write without a session gets 429.
+    pub sessions_per_minute_per_ip: u32,
+    pub sessions_burst_per_ip: u32,
+    /// Shopper writes (cart, preferences, consent, checkout) per client IP.
+    pub writes_per_sec_per_ip: u32,
+    pub writes_burst_per_ip: u32,
+    /// Shopper writes per session.
+    pub writes_per_sec_per_session: u32,
+    pub writes_burst_per_session: u32,
+    /// Admin API requests per bearer token.
+    pub admin_per_sec_per_token: u32,
+    pub admin_burst_per_token: u32,
+    /// Failed authentications (admin API, `/metrics`, `/cluster/status`) a client IP may make
+    /// before it is locked out; every further failure doubles the lockout, from
+    /// `lockout_base_secs` up to `lockout_max_secs`. A locked IP is refused even the right token.
+    pub auth_failures_before_lockout: u32,
+    pub lockout_base_secs: u64,
+    pub lockout_max_secs: u64,
+    /// Webhook deliveries per source (client IP and the store it names).
+    pub webhooks_per_sec_per_source: u32,
+    pub webhooks_burst_per_source: u32,
+    /// Clients tracked per limiter: swept every 10 s (clients back to a full allowance are
+    /// dropped); a limiter still holding more starts over empty (fails open, never closed).
+    pub max_tracked_keys: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            enabled: true,
+            sessions_per_minute_per_ip: 120,
+            sessions_burst_per_ip: 60,
+            writes_per_sec_per_ip: 50,
+            writes_burst_per_ip: 200,
+            writes_per_sec_per_session: 10,
+            writes_burst_per_session: 40,
+            admin_per_sec_per_token: 100,
+            admin_burst_per_token: 400,
+            auth_failures_before_lockout: 10,
+            lockout_base_secs: 1,
+            lockout_max_secs: 900,
+            webhooks_per_sec_per_source: 50,
+            webhooks_burst_per_source: 200,
+            max_tracked_keys: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -297,6 +372,7 @@ impl Default for Settings {
             replication: ReplicationSettings::default(),
             egress: EgressSettings::default(),
             domains: DomainSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -315,7 +391,13 @@ impl Default for ShopperSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { body_limit_bytes: 256 * 1024, workers: 0 }
+        HttpSettings {
+            body_limit_bytes: 256 * 1024,
+            workers: 0,
+            session_key: None,
+            secure_cookies: SecureCookies::Auto,
+            trusted_proxies: Vec::new(),
+        }
     }
 }
 

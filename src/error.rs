@@ -84,6 +84,18 @@ impl ApiError {
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
+    /// Too many requests in `scope`; the response carries `Retry-After: retry_after_secs`.
+    pub fn rate_limited(scope: &'static str, retry_after_secs: u64) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests ({scope}); retry in {retry_after_secs} s"))
+            .with_details(json!({"scope": scope, "retryAfterSecs": retry_after_secs}))
+    }
+    /// A state-changing request that a page of another site (or no page) made a browser send.
+    pub fn csrf_rejected(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "csrf_rejected", message)
+    }
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
+    }
     /// An internal failure: logged in full, reported to the client without internals.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error");
@@ -115,9 +127,12 @@ impl ResponseError for ApiError {
     }
     fn error_response(&self) -> HttpResponse {
         let id = RequestId::current();
-        HttpResponse::build(self.status)
-            .insert_header(("x-request-id", id.0.clone()))
-            .json(self.body(&id))
+        let mut res = HttpResponse::build(self.status);
+        res.insert_header(("x-request-id", id.0.clone()));
+        if let Some(secs) = self.details.get("retryAfterSecs").and_then(Value::as_u64) {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        res.json(self.body(&id))
     }
 }
 

@@ -158,7 +158,12 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
             ClusterCommand::Remove { node } => (reqwest::Method::POST, "/internal/propose".to_string(), serde_json::to_vec(&serde_json::json!({"op": "remove", "node": node}))?),
         };
         let mut req = client.request(method.clone(), format!("http://{}{path}", args.via)).header("content-type", "application/json");
-        if method != reqwest::Method::GET {
+        if method == reqwest::Method::GET {
+            // The status is the operator's: the operator token (configuration or environment).
+            let token = settings.operator_token.clone().filter(|t| !t.is_empty()).or_else(|| std::env::var("VITRINA_OPERATOR_TOKEN").ok());
+            let token = token.context("cluster status needs the operator token (VITRINA_OPERATOR_TOKEN or operator_token)")?;
+            req = req.bearer_auth(token);
+        } else {
             let secret = secret.context("changing the cluster needs the cluster secret (VITRINA_CLUSTER__SECRET or cluster.secret)")?;
             let (ts, sig) = vitrina::cluster::auth::sign(secret.as_bytes(), method.as_str(), &path, &body);
             req = req.header(vitrina::cluster::auth::TS_HEADER, ts).header(vitrina::cluster::auth::AUTH_HEADER, sig);

@@ -31,6 +31,9 @@ impl Application {
         let layout = DataLayout::new(settings.data_dir.clone());
         let catalog = NodeCatalog::open(&layout, &settings.base_domain).context("cannot open the node catalog")?;
         let operator_token = operator_token(&layout, &settings)?;
+        crate::http::session::set_key(session_key(&layout, &settings)?);
+        crate::http::proxy::init(&settings.http)?;
+        crate::http::limits::init(&settings.limits);
         let listener = TcpListener::bind(&settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let workers = match settings.http.workers {
@@ -50,7 +53,10 @@ impl Application {
             let data = data.clone();
             App::new()
                 .wrap(from_fn(crate::cluster::forward::route_to_owner))
+                .wrap(from_fn(crate::http::csrf::check_origin))
+                .wrap(from_fn(crate::http::limits::limit_requests))
                 .wrap(from_fn(request_id_middleware))
+                .wrap(from_fn(crate::http::headers::security_headers))
                 .wrap(actix_web::middleware::Condition::new(
                     access_log,
                     actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("vitrina::access"),
@@ -99,6 +105,32 @@ fn operator_token(layout: &DataLayout, settings: &Settings) -> anyhow::Result<St
     let token = AdminToken::generate().0;
     write_secret(&path, &token)?;
     Ok(token)
+}
+
+/// The key that signs session tokens (`http::session`): configured, else derived from the
+/// cluster secret (every node verifies every node's tokens), else generated once into
+/// `node/session-key`.
+fn session_key(layout: &DataLayout, settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    use hmac::Mac;
+    if let Some(key) = settings.http.session_key.as_ref().filter(|k| !k.is_empty()) {
+        return Ok(key.as_bytes().to_vec());
+    }
+    if let Some(secret) = settings.cluster.secret.as_ref().filter(|s| settings.cluster.enabled && !s.is_empty()) {
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).context("HMAC key")?;
+        mac.update(b"vitrina session key v1");
+        return Ok(mac.finalize().into_bytes().to_vec());
+    }
+    let path = layout.root().join("node").join("session-key");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if let Ok(key) = hex::decode(existing.trim()) {
+            if key.len() >= 32 {
+                return Ok(key);
+            }
+        }
+    }
+    let key: [u8; 32] = rand::random();
+    write_secret(&path, &hex::encode(key))?;
+    Ok(key.to_vec())
 }
 
 /// Writes a secret readable only by its owner.

@@ -234,7 +234,7 @@ async fn hostile_blocks_cost_only_their_own_placeholder() {
         assert!(html.contains("(custom) failed: heap-limit"), "{html}");
         assert!(html.contains("(custom) failed: output-too-large"), "{html}");
     }
-    let metrics = node.plain().get(format!("http://{}/metrics", node.addr)).send().await.unwrap().text().await.unwrap();
+    let metrics = node.metrics_text().await;
     assert!(metrics.contains("vitrina_block_failures_total{reason=\"timeout\"}"), "{metrics}");
 }
 

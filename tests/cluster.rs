@@ -219,6 +219,7 @@ async fn any_node_serves_a_request_through_the_owner() {
     // The CLI prints the ring.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitrina"))
         .args(["cluster", "status", "--config", "/nonexistent.toml", "--via", &nodes[2].addr.to_string()])
+        .env("VITRINA_OPERATOR_TOKEN", OPERATOR_TOKEN)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -355,7 +355,7 @@ async fn upstream_sync_pages_in_and_a_down_upstream_keeps_pages_served() {
     let res = node.shopper("synced").get(node.base("synced")).header("accept", HTML).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("Synced Item 1"));
-    let metrics = node.plain().get(format!("http://{}/metrics", node.addr)).send().await.unwrap().text().await.unwrap();
+    let metrics = node.metrics_text().await;
     assert!(metrics.contains("vitrina_sync_runs_total{outcome=\"failure\"} 2"), "{metrics}");
 }
 

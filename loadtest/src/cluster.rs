@@ -107,7 +107,9 @@ impl Cluster {
 async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
     let t = admin_target(addr);
     let mut conn = Conn::new(addr);
-    let a = conn.send(|| t.request(Method::GET, path).body(Body::default()).expect("valid request")).await?;
+    // `/cluster/status` and `/metrics` are the operator's.
+    let bearer = format!("Bearer {}", crate::spawn::OPERATOR_TOKEN);
+    let a = conn.send(|| t.request(Method::GET, path).header("authorization", bearer.as_str()).body(Body::default()).expect("valid request")).await?;
     ensure!(a.status == 200, "GET {path}: HTTP {}", a.status);
     Ok(serde_json::from_slice(&a.body)?)
 }

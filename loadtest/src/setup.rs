@@ -94,6 +94,11 @@ pub fn session_ids(tag: &str, count: usize) -> Arc<Vec<String>> {
     Arc::new((0..count).map(|i| format!("lt-{tag}-{run:08x}-{i}")).collect())
 }
 
+/// The `Cookie` header of the suite's shopper `sid`: its token signed with the nodes' key.
+pub fn session_cookie(sid: &str) -> String {
+    format!("sid={}", vitrina::http::session::encode_with(crate::spawn::SESSION_KEY.as_bytes(), sid, 0))
+}
+
 /// A browser-like page request for shopper `sid`.
 pub fn page_request(target: &Target, path: &str, sid: Option<&str>) -> Request<Body> {
     let mut b = target
@@ -101,7 +106,7 @@ pub fn page_request(target: &Target, path: &str, sid: Option<&str>) -> Request<B
         .header("accept", "text/html")
         .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) vitrina-load");
     if let Some(sid) = sid {
-        b = b.header("cookie", format!("sid={sid}"));
+        b = b.header("cookie", session_cookie(sid));
     }
     b.body(Body::default()).expect("valid page request")
 }
@@ -112,7 +117,7 @@ pub fn cart_json_request(target: &Target, sid: &str) -> Request<Body> {
     target
         .request(Method::GET, "/cart")
         .header("accept", "application/json")
-        .header("cookie", format!("sid={sid}"))
+        .header("cookie", session_cookie(sid))
         .body(Body::default())
         .expect("valid cart request")
 }
@@ -123,7 +128,7 @@ pub fn add_to_cart_request(target: &Target, sid: &str, product: &str) -> Request
         .request(Method::POST, "/cart/items")
         .header("accept", "application/json")
         .header("content-type", "application/json")
-        .header("cookie", format!("sid={sid}"))
+        .header("cookie", session_cookie(sid))
         .body(Body::new(Bytes::from(format!(r#"{{"productId":"{product}","quantity":1}}"#))))
         .expect("valid cart request")
 }

@@ -10,6 +10,10 @@ use anyhow::{bail, Context as _};
 
 /// The operator token the suite's nodes are started with.
 pub const OPERATOR_TOKEN: &str = "loadtest-operator-token";
+/// The key the suite's nodes sign session ids with (`http.session_key`): the suite names its
+/// own shoppers (`lt-…`) and signs their tokens itself (`setup::session_cookie`), as if the
+/// node had minted them.
+pub const SESSION_KEY: &str = "loadtest-session-key";
 /// The cluster secret the suite's cluster nodes share.
 pub const CLUSTER_SECRET: &str = "loadtest-cluster-secret";
 
@@ -77,6 +81,10 @@ impl Spawned {
             .arg(dir.join("data"))
             .args(args)
             .env("VITRINA_OPERATOR_TOKEN", OPERATOR_TOKEN)
+            .env("VITRINA_HTTP__SESSION_KEY", SESSION_KEY)
+            // Every load comes from one address at rates no single client reaches: the
+            // per-IP and per-session limits would measure themselves (`[limits]`).
+            .env("VITRINA_LIMITS__ENABLED", "false")
             .env("VITRINA_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);

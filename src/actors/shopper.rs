@@ -119,6 +119,8 @@ pub struct ShopperActor {
     preferences: BTreeMap<String, String>,
     /// Bumped (durably) by every change that alters what this shopper's pages show.
     state_version: u64,
+    /// The session-token generation that reaches this shopper (bumped by `RotateSession`).
+    generation: u64,
     /// Where `state_version` is published for pages served without a message (see `pulse`).
     pulse: Arc<ShopperPulse>,
     /// Request keys of this shopper's pages in the node cache, saved at passivation.
@@ -158,6 +160,7 @@ impl ShopperActor {
             history: VecDeque::new(),
             preferences: BTreeMap::new(),
             state_version: 0,
+            generation: 0,
             pulse,
             cached_pages: Vec::new(),
             delivering: Default::default(),
@@ -174,6 +177,7 @@ impl ShopperActor {
         }
         actor.saved_pages_version = actor.state_version;
         actor.pulse.publish(actor.state_version);
+        actor.pulse.publish_generation(actor.generation);
         actor.db = Some(db);
         actor
     }
@@ -206,6 +210,11 @@ impl ShopperActor {
         }
         self.state_version = c
             .query_row("SELECT value FROM meta WHERE key = 'state_version'", [], |r| r.get::<_, String>(0))
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        self.generation = c
+            .query_row("SELECT value FROM meta WHERE key = 'session_generation'", [], |r| r.get::<_, String>(0))
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
@@ -560,6 +569,51 @@ impl Actor for ShopperActor {
         // The file is closed: upload it now if it has unreplicated commits.
         node.actor_passivated(self.key());
         node.registry.finish_passivation(&mut self.lease);
+    }
+}
+
+/// The session-token generation that currently reaches this shopper.
+#[derive(Message, Clone)]
+#[rtype(result = "u64")]
+pub struct SessionGeneration;
+
+impl Handler<SessionGeneration> for ShopperActor {
+    type Result = u64;
+    fn handle(&mut self, _: SessionGeneration, _: &mut Context<Self>) -> u64 {
+        self.generation
+    }
+}
+
+/// Moves this shopper to the next session-token generation (checkout): tokens of earlier
+/// generations stop reaching it once this is acknowledged. Answers the new generation.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<u64, ShopperError>")]
+pub struct RotateSession;
+
+impl Handler<RotateSession> for ShopperActor {
+    type Result = AtomicResponse<Self, Result<u64, ShopperError>>;
+    fn handle(&mut self, _: RotateSession, _: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        let next = self.generation + 1;
+        let commit = self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('session_generation', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [next.to_string()],
+            )
+            .map_err(StorageError::from)?;
+            Ok(())
+        });
+        AtomicResponse::new(Box::pin(
+            fut::wrap_future::<_, Self>(commit)
+                .map(move |committed, act, _| {
+                    committed?;
+                    act.generation = next;
+                    act.pulse.publish_generation(next);
+                    act.state_changed();
+                    Ok(next)
+                })
+                .then(|result, act, _| act.acknowledged(result, None)),
+        ))
     }
 }
 

@@ -17,14 +17,16 @@ use futures::StreamExt;
 
 use super::{auth, Placement};
 use crate::error::{ApiError, RequestId};
+use crate::http::proxy::{self, VerifiedHop};
+use crate::http::session::SessionToken;
 use crate::http::tenant::{self, SESSION_COOKIE};
-use crate::ids::{ActorKey, SessionId, StoreId};
+use crate::ids::{ActorKey, StoreId};
 use crate::node::Node;
 
 /// A session id minted at the edge for a request that changes shopper state without a cookie;
 /// the edge routes by it and sets the cookie on the way out.
 #[derive(Debug, Clone)]
-pub struct MintedSession(pub SessionId);
+pub struct MintedSession(pub SessionToken);
 
 /// Hop-by-hop headers are not forwarded (RFC 9110 §7.6.1).
 fn hop_by_hop(name: &HeaderName) -> bool {
@@ -99,13 +101,12 @@ fn owner_key(node: &Node, req: &ServiceRequest, body: &Bytes) -> Result<Option<A
         _ => return Ok(None),
     };
     if let Some(minted) = req.extensions().get::<MintedSession>() {
-        return Ok(Some(ActorKey::Shopper(store, minted.0.clone())));
+        return Ok(Some(ActorKey::Shopper(store, minted.0.sid.clone())));
     }
     Ok(match tenant::session_of(http_req) {
-        Ok(Some(sid)) => Some(ActorKey::Shopper(store, sid)),
-        // No session: the store's generic page, rendered by the store's owner.
-        Ok(None) => Some(ActorKey::Store(store)),
-        Err(e) => return Err(e),
+        Some(token) => Some(ActorKey::Shopper(store, token.sid)),
+        // No (valid) session: the store's generic page, rendered by the store's owner.
+        None => Some(ActorKey::Store(store)),
     })
 }
 
@@ -125,15 +126,17 @@ pub async fn route_to_owner(
 
     // A write without a session gets its session id here, so every node agrees on the shopper
     // actor it belongs to before anything is routed.
-    let is_shop_write = !matches!(*req.method(), Method::GET | Method::HEAD) && !path.starts_with("/admin/") && !path.starts_with("/webhooks/");
+    // A forwarded request was minted for by the node it entered (its cookie is valid).
+    let is_shop_write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) && !path.starts_with("/admin/") && !path.starts_with("/webhooks/");
     let mut minted = None;
-    if is_shop_write && req.cookie(SESSION_COOKIE).is_none() {
-        let sid = SessionId::generate();
-        if let Ok(value) = HeaderValue::from_str(&format!("{SESSION_COOKIE}={sid}")) {
-            req.headers_mut().append(header::COOKIE, value);
+    if is_shop_write && !req.headers().contains_key(auth::HOP_HEADER) && tenant::session_of(req.request()).is_none() {
+        if let Err(e) = crate::http::limits::allow_new_session(req.request()) {
+            return Ok(stamp_node(error_response(req, e), &node));
         }
-        req.extensions_mut().insert(MintedSession(sid.clone()));
-        minted = Some(sid);
+        let token = SessionToken::mint();
+        replace_session_cookie(&mut req, &token);
+        req.extensions_mut().insert(MintedSession(token.clone()));
+        minted = Some(token);
     }
 
     let res = if !node.cluster.enabled() {
@@ -151,6 +154,7 @@ pub async fn route_to_owner(
             if let Err(why) = auth::verify(node.cluster.secret(), req.method().as_str(), &pq, &body, header(auth::TS_HEADER).as_deref(), header(auth::AUTH_HEADER).as_deref()) {
                 return Ok(error_response(req, ApiError::unauthorized(format!("forwarded request refused: {why}"))));
             }
+            req.extensions_mut().insert(VerifiedHop);
         }
         let key = match owner_key(&node, &req, &body) {
             Ok(k) => k,
@@ -188,6 +192,24 @@ pub async fn route_to_owner(
     Ok(stamp_node(with_session(res, minted.as_ref()), &node))
 }
 
+/// Puts `token` in the request's `Cookie` header in place of any `sid` it had (a forged or
+/// malformed one), for the handler here or the owner the request is forwarded to.
+fn replace_session_cookie(req: &mut ServiceRequest, token: &SessionToken) {
+    let mut pairs: Vec<String> = req
+        .headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && p.split('=').next().map(str::trim) != Some(SESSION_COOKIE))
+        .map(str::to_string)
+        .collect();
+    pairs.push(format!("{SESSION_COOKIE}={}", token.encode()));
+    if let Ok(value) = HeaderValue::from_str(&pairs.join("; ")) {
+        req.headers_mut().insert(header::COOKIE, value);
+    }
+}
+
 /// Names the node that served a response (a forwarded response already names its owner).
 fn stamp_node(mut res: ServiceResponse<BoxBody>, node: &Node) -> ServiceResponse<BoxBody> {
     if !res.headers().contains_key(auth::NODE_HEADER) {
@@ -198,10 +220,11 @@ fn stamp_node(mut res: ServiceResponse<BoxBody>, node: &Node) -> ServiceResponse
     res
 }
 
-fn with_session(mut res: ServiceResponse<BoxBody>, minted: Option<&SessionId>) -> ServiceResponse<BoxBody> {
-    if let Some(sid) = minted {
+fn with_session(mut res: ServiceResponse<BoxBody>, minted: Option<&SessionToken>) -> ServiceResponse<BoxBody> {
+    if let Some(token) = minted {
         if res.status().is_success() || res.status().is_redirection() {
-            if let Ok(value) = HeaderValue::from_str(&tenant::session_cookie(sid).to_string()) {
+            let cookie = tenant::session_cookie(res.request(), token);
+            if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
                 res.headers_mut().append(header::SET_COOKIE, value);
             }
         }
@@ -222,8 +245,13 @@ async fn forward(node: &Node, req: &ServiceRequest, addr: &str, body: Bytes) -> 
         }
     }
     let host = tenant::host_of(req.request());
+    if let Some(ip) = proxy::client_ip(req.request()) {
+        out = out.header(proxy::CLIENT_IP_HEADER, ip.to_string());
+    }
+    let secure = if proxy::secure_cookies(req.request()) { "1" } else { "0" };
     let response = out
         .header("host", host)
+        .header(proxy::SECURE_HEADER, secure)
         .header(auth::HOP_HEADER, "1")
         .header(auth::NODE_HEADER, node.cluster.id.as_str())
         .header(auth::EPOCH_HEADER, node.cluster.epoch().to_string())

@@ -35,7 +35,8 @@ use view::{Member, MemberState, NodeId, Ring, View};
 pub struct ClusterSettings {
     /// Off: a single node that owns every actor.
     pub enabled: bool,
-    /// This node's id; defaults to one derived from the advertised address.
+    /// This node's id; defaults to one generated once into `{data_dir}/node/node-id` (never
+    /// the address: it is sent to clients in `x-vitrina-node`).
     pub node_id: Option<String>,
     /// `host:port` other nodes reach this node at; defaults to the listen address.
     pub advertise: Option<String>,
@@ -63,6 +64,21 @@ impl Default for ClusterSettings {
             down_after_ms: 3000,
         }
     }
+}
+
+/// The id a node without `cluster.node_id` goes by: generated at its first start, kept in the
+/// data directory so it survives restarts.
+fn stable_node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node").join("node-id");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let id = existing.trim();
+        if NodeId::parse(id).is_ok() {
+            return Ok(id.to_string());
+        }
+    }
+    let id = format!("n-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    crate::startup::write_secret(&path, &id)?;
+    Ok(id)
 }
 
 /// Where an actor lives under the current view.
@@ -157,11 +173,10 @@ impl Cluster {
     /// `bound_addr` is the address the HTTP server actually listens on.
     pub fn new(settings: &ClusterSettings, bound_addr: &str, data_dir: &std::path::Path) -> anyhow::Result<Cluster> {
         let addr = settings.advertise.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| bound_addr.to_string());
-        let id_text = settings
-            .node_id
-            .clone()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| format!("n-{}", addr.replace(['.', ':', '[', ']'], "-")));
+        let id_text = match settings.node_id.clone().filter(|s| !s.is_empty()) {
+            Some(id) => id,
+            None => stable_node_id(data_dir)?,
+        };
         let id = NodeId::parse(&id_text).map_err(|e| anyhow::anyhow!("cluster.node_id: {e}"))?;
         let secret = match (&settings.secret, settings.enabled) {
             (Some(s), _) if !s.is_empty() => s.as_bytes().to_vec(),

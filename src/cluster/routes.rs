@@ -1,5 +1,5 @@
 //! Endpoints nodes call on each other (`/internal/*`, signed with the cluster secret) and the
-//! public `GET /cluster/status`.
+//! operator's `GET /cluster/status` (operator token).
 
 use std::sync::Arc;
 
@@ -47,10 +47,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/internal/stores/{store}/stock", web::post().to(store_stock));
 }
 
-async fn status(node: web::Data<Node>) -> HttpResponse {
+async fn status(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    crate::http::operator_only(&node, &req)?;
     let view = node.cluster.view();
     let local = node.registry.live_counts();
-    HttpResponse::Ok().json(json!({
+    Ok(HttpResponse::Ok().json(json!({
         "node": node.cluster.id,
         "enabled": node.cluster.enabled(),
         "epoch": view.epoch,
@@ -59,7 +60,7 @@ async fn status(node: web::Data<Node>) -> HttpResponse {
         "vnodes": node.cluster.settings.vnodes,
         "liveActors": {"stores": local.0, "shoppers": local.1},
         "localActorFiles": handoff::local_actor_keys(&node).len(),
-    }))
+    })))
 }
 
 async fn get_view(node: web::Data<Node>, req: HttpRequest, body: Bytes) -> Result<HttpResponse, ApiError> {

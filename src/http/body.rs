@@ -55,6 +55,16 @@ pub fn object(req: &HttpRequest, bytes: &Bytes) -> Result<(BodyKind, Map<String,
     Ok((kind, map))
 }
 
+/// A JSON object for a route only scripts call (`PUT /preferences`, `PATCH /cart/items/…`):
+/// `Content-Type: application/json` is required (415 otherwise), which a page of another site
+/// cannot send without a CORS preflight.
+pub fn json_object(req: &HttpRequest, bytes: &Bytes) -> Result<(BodyKind, Map<String, Value>), ApiError> {
+    if kind_of(req) != Some(BodyKind::Json) {
+        return Err(ApiError::unsupported_media_type("send a JSON body with Content-Type: application/json"));
+    }
+    object(req, bytes)
+}
+
 /// A JSON body that must be present and well-formed, for admin routes.
 pub fn json(req: &HttpRequest, bytes: &Bytes) -> Result<Value, ApiError> {
     if kind_of(req) != Some(BodyKind::Json) {

@@ -3,6 +3,11 @@
 
 pub mod admin;
 pub mod body;
+pub mod csrf;
+pub mod headers;
+pub mod limits;
+pub mod proxy;
+pub mod session;
 pub mod shop;
 pub mod tenant;
 pub mod webhooks;
@@ -94,7 +99,27 @@ async fn healthz(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     })))
 }
 
-async fn metrics(node: web::Data<Node>) -> HttpResponse {
+/// Refuses callers without the operator token (`Authorization: Bearer …`): the node's own
+/// endpoints (`/metrics`, `/cluster/status`) answer on every host, stores' included.
+pub fn operator_only(node: &Node, req: &actix_web::HttpRequest) -> Result<(), ApiError> {
+    use subtle::ConstantTimeEq;
+    let token = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.get(7..).filter(|_| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ")))
+        .map(str::trim)
+        .unwrap_or("");
+    let expected = node.operator_token();
+    if !token.is_empty() && expected.len() == token.len() && bool::from(expected.as_bytes().ct_eq(token.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("this endpoint needs the operator token (Authorization: Bearer …)"))
+    }
+}
+
+async fn metrics(node: web::Data<Node>, req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    operator_only(&node, &req)?;
     let (stores, shoppers) = node.registry.live_counts();
     let mut text = crate::metrics::render_prometheus();
     text.push_str(&format!("vitrina_live_actors{{kind=\"store\"}} {stores}\nvitrina_live_actors{{kind=\"shopper\"}} {shoppers}\n"));
@@ -103,7 +128,7 @@ async fn metrics(node: web::Data<Node>) -> HttpResponse {
     if let Some(replicator) = &node.replicator {
         text.push_str(&format!("vitrina_replication_pending_actors {}\n", replicator.pending()));
     }
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text))
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, shop::ShopError> {

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use actix_web::cookie::Cookie;
 use actix_web::http::{header, StatusCode};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder};
@@ -13,7 +12,10 @@ use serde_json::json;
 use super::body::{self, BodyKind};
 use super::tenant::{self, page_request, resolve_store, session_of, wants_html};
 use crate::actors::registry::ActorError;
-use crate::actors::shopper::{CartOp, ChangeCart, Checkout, GetCart, GetOrder, IdempotencyKey, RenderForShopper, SetPreferences, ShopperError, ShopperPage};
+use super::session::SessionToken;
+use crate::actors::shopper::{
+    CartOp, ChangeCart, Checkout, GetCart, GetOrder, IdempotencyKey, RenderForShopper, RotateSession, SessionGeneration, SetPreferences, ShopperError, ShopperPage,
+};
 use crate::actors::store::RenderForStore;
 use crate::error::{ApiError, RequestId};
 use crate::ids::{ActorKey, ProductId, SessionId, Slug, StoreId};
@@ -29,11 +31,13 @@ pub struct ShopError {
     api: ApiError,
     html: bool,
     clear_session: bool,
+    /// Whether a cookie that clears the session is `Secure` (the request came over HTTPS).
+    secure: bool,
 }
 
 impl ShopError {
     pub fn new(api: ApiError, html: bool) -> ShopError {
-        ShopError { api, html, clear_session: false }
+        ShopError { api, html, clear_session: false, secure: false }
     }
 }
 
@@ -65,7 +69,14 @@ impl actix_web::ResponseError for ShopError {
             self.api.error_response()
         };
         if self.clear_session {
-            let _ = res.add_cookie(&tenant::clear_session_cookie());
+            let mut c = actix_web::cookie::Cookie::build(tenant::SESSION_COOKIE, "")
+                .path("/")
+                .http_only(true)
+                .same_site(actix_web::cookie::SameSite::Lax)
+                .secure(self.secure)
+                .finish();
+            c.make_removal();
+            let _ = res.add_cookie(&c);
         }
         res
     }
@@ -79,27 +90,67 @@ struct Ctx {
 
 impl Ctx {
     fn err(&self, e: impl Into<ApiError>) -> ShopError {
-        ShopError { api: e.into(), html: self.html, clear_session: false }
+        ShopError::new(e.into(), self.html)
     }
 }
 
 fn context(node: &web::Data<Node>, req: &HttpRequest) -> Result<Ctx, ShopError> {
     let html = wants_html(req);
-    let store = resolve_store(node, req).map_err(|api| ShopError { api, html, clear_session: false })?;
+    let store = resolve_store(node, req).map_err(|api| ShopError::new(api, html))?;
     Ok(Ctx { node: node.clone().into_inner(), store, html })
 }
 
-/// The session of the request, or a new one (then `true`: the response must set the cookie).
-fn session(ctx: &Ctx, req: &HttpRequest) -> Result<(SessionId, bool), ShopError> {
+/// The session a request acts as.
+struct Session {
+    token: SessionToken,
+    /// No shopper state can exist for it yet: a read is the store's anonymous page.
+    is_new: bool,
+    /// The response sets the cookie (a new session the client's IP may have; see `limits`).
+    set_cookie: bool,
+}
+
+impl Session {
+    fn sid(&self) -> &SessionId {
+        &self.token.sid
+    }
+
+    fn cookie(&self, req: &HttpRequest) -> Option<actix_web::cookie::Cookie<'static>> {
+        self.set_cookie.then(|| tenant::session_cookie(req, &self.token))
+    }
+}
+
+/// The session of the request: its verified, current token, or a new one. A token of an
+/// earlier generation (rotated away at checkout) counts as none for a read; a write with it is
+/// refused (409 `session_expired`, cookie cleared) rather than applied to a new shopper here,
+/// since in a cluster the new shopper may live on another node.
+async fn session(ctx: &Ctx, req: &HttpRequest, write: bool) -> Result<Session, ShopError> {
     // Minted by the routing middleware, which also sets the cookie on the response.
     if let Some(minted) = req.extensions().get::<crate::cluster::forward::MintedSession>() {
-        return Ok((minted.0.clone(), false));
+        return Ok(Session { token: minted.0.clone(), is_new: false, set_cookie: false });
     }
-    match session_of(req) {
-        Ok(Some(sid)) => Ok((sid, false)),
-        Ok(None) => Ok((SessionId::generate(), true)),
-        Err(api) => Err(ShopError { api, html: ctx.html, clear_session: true }),
+    if let Some(token) = session_of(req) {
+        if current_generation(ctx, &token.sid).await? == token.generation {
+            return Ok(Session { token, is_new: false, set_cookie: false });
+        }
+        if write {
+            let api = ApiError::conflict("session_expired", "this session was replaced (after a checkout); retry without the old cookie");
+            return Err(ShopError { api, html: ctx.html, clear_session: true, secure: super::proxy::secure_cookies(req) });
+        }
     }
+    // Minting costs nothing until the session's first write; the cookie is withheld from an IP
+    // past its session limit, so it cannot collect ids to spend on writes later.
+    let set_cookie = super::limits::allow_new_session(req).is_ok();
+    Ok(Session { token: SessionToken::mint(), is_new: true, set_cookie })
+}
+
+/// The generation of `sid`'s tokens that reaches the shopper: from its pulse while it is live
+/// here, else from the actor (which activates it; reads create no file).
+async fn current_generation(ctx: &Ctx, sid: &SessionId) -> Result<u64, ShopError> {
+    let key = ActorKey::Shopper(ctx.store.clone(), sid.clone());
+    if let Some(generation) = ctx.node.registry.shopper_pulse(&key).and_then(|p| p.generation()) {
+        return Ok(generation);
+    }
+    ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, sid, SessionGeneration).await.map_err(|e| ctx.err(actor_error(e)))
 }
 
 pub fn actor_error(e: ActorError) -> ApiError {
@@ -123,11 +174,11 @@ fn render_error(e: RenderError) -> ApiError {
     }
 }
 
-fn html_response(html: Bytes, new_session: Option<&SessionId>, cache: &'static str) -> HttpResponse {
+fn html_response(html: Bytes, cookie: Option<actix_web::cookie::Cookie<'static>>, cache: &'static str) -> HttpResponse {
     let mut builder = HttpResponse::Ok();
     builder.content_type("text/html; charset=utf-8").insert_header((header::CACHE_CONTROL, "private, no-store")).insert_header(("x-vitrina-cache", cache));
-    if let Some(sid) = new_session {
-        builder.cookie(tenant::session_cookie(sid));
+    if let Some(cookie) = cookie {
+        builder.cookie(cookie);
     }
     builder.body(html)
 }
@@ -135,8 +186,20 @@ fn html_response(html: Bytes, new_session: Option<&SessionId>, cache: &'static s
 /// Renders `route` for this request: personalised by the shopper's actor, or — for a first
 /// visit without a session — the store's generic page from the node's shared cache.
 async fn serve_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> Result<HttpResponse, ShopError> {
+    let mut res = render_page(node.clone(), req.clone(), route).await?;
+    // The policy names the inline styles and scripts of this store's pages (see `headers`).
+    if let Ok(store) = resolve_store(&node, &req) {
+        if let Ok(snap) = node.clone().into_inner().snapshot(&store).await {
+            super::headers::set_page_policy(&mut res, &snap.chrome);
+        }
+    }
+    Ok(res)
+}
+
+async fn render_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> Result<HttpResponse, ShopError> {
     let ctx = context(&node, &req)?;
-    let (sid, is_new) = session(&ctx, &req)?;
+    let session = session(&ctx, &req, false).await?;
+    let sid = session.sid().clone();
     let page_req = page_request(&req, route.clone());
 
     let search_results = match &route {
@@ -144,11 +207,11 @@ async fn serve_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> Re
         _ => None,
     };
 
-    if is_new {
-        let mut res = serve_anonymous(&ctx, &req, page_req, search_results, Some(&sid)).await?;
-        if let Route::Product(handle) = &route {
+    if session.is_new {
+        let mut res = serve_anonymous(&ctx, &req, page_req, search_results, session.cookie(&req)).await?;
+        if let (Route::Product(handle), true) = (&route, session.set_cookie) {
             // Recorded by this visitor's next request, if there is one (tenant::LANDING_COOKIE).
-            let _ = res.add_cookie(&tenant::landing_cookie(handle));
+            let _ = res.add_cookie(&tenant::landing_cookie(&req, handle));
         }
         return Ok(res);
     }
@@ -172,7 +235,7 @@ async fn serve_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> Re
         ShopperPage::SameAsAnonymous => serve_anonymous(&ctx, &req, page_req, search_results, None).await?,
     };
     if has_landing_cookie {
-        let _ = res.add_cookie(&tenant::clear_landing_cookie());
+        let _ = res.add_cookie(&tenant::clear_landing_cookie(&req));
     }
     Ok(res)
 }
@@ -200,7 +263,7 @@ async fn serve_anonymous(
     req: &HttpRequest,
     page_req: render::PageRequest,
     search_results: Option<Vec<ProductId>>,
-    new_session: Option<&SessionId>,
+    new_session: Option<actix_web::cookie::Cookie<'static>>,
 ) -> Result<HttpResponse, ShopError> {
     let cacheable = search_results.is_none();
     let host = tenant::host_of(req);
@@ -226,7 +289,7 @@ async fn search_ids(ctx: &Ctx, query: &str) -> Result<Vec<ProductId>, ShopError>
 }
 
 fn slug(ctx_html: bool, raw: &str) -> Result<Slug, ShopError> {
-    Slug::parse(raw).map_err(|e| ShopError { api: e.into(), html: ctx_html, clear_session: false })
+    Slug::parse(raw).map_err(|e| ShopError::new(e.into(), ctx_html))
 }
 
 pub async fn home(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse, ShopError> {
@@ -275,24 +338,23 @@ pub async fn cart(node: web::Data<Node>, req: HttpRequest) -> Result<HttpRespons
         return serve_page(node, req, Route::Cart).await;
     }
     let ctx = context(&node, &req)?;
-    let (sid, is_new) = session(&ctx, &req)?;
-    if is_new {
+    let session = session(&ctx, &req, false).await?;
+    if session.is_new {
         // No session yet: the cart is empty; no actor (and no file) is created just to say so.
         let snap = ctx.node.snapshot(&ctx.store).await.map_err(|e| ctx.err(actor_error(e)))?;
         let currency = &snap.settings.currency;
         let empty = json!({"items": [], "count": 0, "subtotal": currency.format_plain(0), "subtotalMinor": 0, "currency": currency.code()});
-        return Ok(HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "private, no-store"))
-            .cookie(tenant::session_cookie(&sid))
-            .json(json!({"cart": empty})));
+        let mut res = HttpResponse::Ok();
+        res.insert_header((header::CACHE_CONTROL, "private, no-store"));
+        if let Some(cookie) = session.cookie(&req) {
+            res.cookie(cookie);
+        }
+        return Ok(res.json(json!({"cart": empty})));
     }
-    let cart = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, GetCart).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let cart = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, session.sid(), GetCart).await.map_err(|e| ctx.err(actor_error(e)))?;
     let cart = cart.map_err(|e| ctx.err(e))?;
     let mut res = HttpResponse::Ok();
     res.insert_header((header::CACHE_CONTROL, "private, no-store"));
-    if is_new {
-        res.cookie(tenant::session_cookie(&sid));
-    }
     Ok(res.json(CartBody { cart: &cart }))
 }
 
@@ -309,8 +371,8 @@ fn product_id(ctx: &Ctx, raw: Option<&str>) -> Result<ProductId, ShopError> {
 
 /// Sends a cart change and answers as the client expects: JSON, or a redirect for a form.
 async fn change_cart(ctx: Ctx, req: &HttpRequest, kind: BodyKind, op: CartOp, status: StatusCode) -> Result<HttpResponse, ShopError> {
-    let (sid, is_new) = session(&ctx, req)?;
-    let result = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, ChangeCart(op)).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let session = session(&ctx, req, true).await?;
+    let result = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, session.sid(), ChangeCart(op)).await.map_err(|e| ctx.err(actor_error(e)))?;
     let cart = result.map_err(|e| ctx.err(e))?;
     let mut res = if kind == BodyKind::Form {
         let mut b = HttpResponse::SeeOther();
@@ -320,8 +382,8 @@ async fn change_cart(ctx: Ctx, req: &HttpRequest, kind: BodyKind, op: CartOp, st
         HttpResponseBuilder::new(status)
     };
     res.insert_header((header::CACHE_CONTROL, "private, no-store"));
-    if is_new {
-        res.cookie(tenant::session_cookie(&sid));
+    if let Some(cookie) = session.cookie(req) {
+        res.cookie(cookie);
     }
     Ok(if kind == BodyKind::Form { res.finish() } else { res.json(CartBody { cart: &cart }) })
 }
@@ -339,7 +401,7 @@ pub async fn add_item(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) -> 
 pub async fn set_item(node: web::Data<Node>, req: HttpRequest, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse, ShopError> {
     let ctx = context(&node, &req)?;
     let product = product_id(&ctx, Some(&path))?;
-    let (kind, map) = body::object(&req, &bytes).map_err(|e| ctx.err(e))?;
+    let (kind, map) = body::json_object(&req, &bytes).map_err(|e| ctx.err(e))?;
     let quantity = body::integer(body::field(&map, &["quantity", "qty"]), "quantity")
         .map_err(|e| ctx.err(e))?
         .ok_or_else(|| ctx.err(ApiError::bad_request("invalid_request", "quantity is required")))?;
@@ -376,8 +438,8 @@ pub async fn form_item(node: web::Data<Node>, req: HttpRequest, path: web::Path<
 /// because it changes the theme of pages rendered before the actor is asked.
 pub async fn preferences(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) -> Result<HttpResponse, ShopError> {
     let ctx = context(&node, &req)?;
-    let (sid, is_new) = session(&ctx, &req)?;
-    let (_, map) = body::object(&req, &bytes).map_err(|e| ctx.err(e))?;
+    let (_, map) = body::json_object(&req, &bytes).map_err(|e| ctx.err(e))?;
+    let session = session(&ctx, &req, true).await?;
     let mut prefs = std::collections::BTreeMap::new();
     for (k, v) in map {
         let allowed = ["region", "locale"].contains(&k.as_str());
@@ -389,14 +451,14 @@ pub async fn preferences(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) 
         prefs.insert(k, value);
     }
     let region = prefs.get("region").cloned();
-    let out = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, SetPreferences(prefs)).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let out = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, session.sid(), SetPreferences(prefs)).await.map_err(|e| ctx.err(actor_error(e)))?;
     let out = out.map_err(|e| ctx.err(e))?;
     let mut res = HttpResponse::Ok();
-    if is_new {
-        res.cookie(tenant::session_cookie(&sid));
+    if let Some(cookie) = session.cookie(&req) {
+        res.cookie(cookie);
     }
     if let Some(region) = region {
-        res.cookie(Cookie::build(tenant::REGION_COOKIE, region).path("/").same_site(actix_web::cookie::SameSite::Lax).finish());
+        res.cookie(tenant::site_cookie(&req, tenant::REGION_COOKIE, region));
     }
     Ok(res.json(out))
 }
@@ -404,19 +466,16 @@ pub async fn preferences(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) 
 /// `POST /consent` — `analytics=declined|granted`, from the footer form.
 pub async fn consent(req: HttpRequest, bytes: Bytes) -> Result<HttpResponse, ShopError> {
     let html = wants_html(&req);
-    let (kind, map) = body::object(&req, &bytes).map_err(|api| ShopError { api, html, clear_session: false })?;
+    let (kind, map) = body::object(&req, &bytes).map_err(|api| ShopError::new(api, html))?;
     let value = match body::string(body::field(&map, &["analytics"])) {
         Some("declined") => "declined",
         Some("granted") => "granted",
         _ => {
-            return Err(ShopError { api: ApiError::bad_request("invalid_request", "analytics must be declined or granted"), html, clear_session: false })
+            return Err(ShopError::new(ApiError::bad_request("invalid_request", "analytics must be declined or granted"), html))
         }
     };
-    let cookie = Cookie::build(tenant::CONSENT_COOKIE, value)
-        .path("/")
-        .same_site(actix_web::cookie::SameSite::Lax)
-        .max_age(actix_web::cookie::time::Duration::days(365))
-        .finish();
+    let mut cookie = tenant::site_cookie(&req, tenant::CONSENT_COOKIE, value.to_string());
+    cookie.set_max_age(actix_web::cookie::time::Duration::days(365));
     Ok(if kind == BodyKind::Form {
         HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).cookie(cookie).finish()
     } else {
@@ -442,21 +501,46 @@ pub async fn checkout(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) -> 
             .ok_or_else(|| ctx.err(ApiError::bad_request("invalid_request", "Idempotency-Key must be 1-128 printable ASCII characters")))?,
         None => IdempotencyKey::generate(),
     };
-    let (sid, is_new) = session(&ctx, &req)?;
-    if is_new {
+    let session = session(&ctx, &req, true).await?;
+    if session.is_new {
         return Err(ctx.err(ApiError::conflict("cart_empty", "the cart is empty")));
     }
-    let placed = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, Checkout(key)).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let sid = session.sid();
+    let placed = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, sid, Checkout(key)).await.map_err(|e| ctx.err(actor_error(e)))?;
     let (order, created) = placed.map_err(|e| match e {
         ShopperError::Invalid(m) => ctx.err(ApiError::conflict("cart_empty", m)),
         other => ctx.err(other),
     })?;
-    if kind == BodyKind::Form {
+    // A new order moves the shopper to a new session token: whoever held (or planted) the one
+    // it was placed under cannot read it. The order stands even if rotation fails.
+    let rotated = if created {
+        match ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, sid, RotateSession).await {
+            Ok(Ok(generation)) => Some(tenant::session_cookie(&req, &session.token.at(generation))),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "session rotation after checkout failed");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "session rotation after checkout failed");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut res = if kind == BodyKind::Form {
         let location = format!("/orders/{}", order["id"].as_str().unwrap_or(""));
-        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish());
+        let mut b = HttpResponse::SeeOther();
+        b.insert_header((header::LOCATION, location));
+        b
+    } else {
+        HttpResponseBuilder::new(if created { StatusCode::CREATED } else { StatusCode::OK })
+    };
+    res.insert_header((header::CACHE_CONTROL, "private, no-store"));
+    if let Some(cookie) = rotated {
+        res.cookie(cookie);
     }
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok(HttpResponseBuilder::new(status).insert_header((header::CACHE_CONTROL, "private, no-store")).json(json!({"order": order, "created": created})))
+    Ok(if kind == BodyKind::Form { res.finish() } else { res.json(json!({"order": order, "created": created})) })
 }
 
 /// `GET /orders/{id}` — an order of this session, with its delivery status.
@@ -467,14 +551,14 @@ pub async fn order(node: web::Data<Node>, req: HttpRequest, path: web::Path<Stri
     if !(1..=64).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(not_found());
     }
-    if ctx.html && session_of(&req).ok().flatten().is_some() {
+    if ctx.html && session_of(&req).is_some() {
         return serve_page(node, req, Route::Order(id)).await;
     }
-    let (sid, is_new) = session(&ctx, &req)?;
-    if is_new {
+    let session = session(&ctx, &req, false).await?;
+    if session.is_new {
         return Err(not_found());
     }
-    let found = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, GetOrder(id)).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let found = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, session.sid(), GetOrder(id)).await.map_err(|e| ctx.err(actor_error(e)))?;
     let order = found.map_err(|e| ctx.err(e))?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "private, no-store")).json(json!({"order": order})))
 }

@@ -6,7 +6,8 @@ use actix_web::http::header;
 use actix_web::HttpRequest;
 
 use crate::error::ApiError;
-use crate::ids::{SessionId, Slug, StoreId};
+use super::session::SessionToken;
+use crate::ids::{Slug, StoreId};
 use crate::node::Node;
 use crate::render::{PageRequest, Route};
 use crate::store::model::Device;
@@ -46,23 +47,25 @@ pub fn resolve_store(node: &Node, req: &HttpRequest) -> Result<StoreId, ApiError
     }
 }
 
-/// The session of this request; `Ok(None)` when there is no cookie yet.
-/// A cookie that is not a valid id is refused (400) rather than used to build a path.
-pub fn session_of(req: &HttpRequest) -> Result<Option<SessionId>, ApiError> {
-    match req.cookie(SESSION_COOKIE) {
-        None => Ok(None),
-        Some(c) => SessionId::parse(c.value()).map(Some).map_err(|e| {
-            ApiError::bad_request("invalid_session", format!("{e}; the cookie has been cleared, retry the request"))
-        }),
-    }
+/// The session this request's cookie names, if this node's key signed it. A missing,
+/// malformed or forged cookie is no session (nothing on disk or in an actor is consulted); the
+/// caller mints a new one when it needs one. Whether the token is still the shopper's current
+/// one (not rotated away) is checked against the actor (`http::shop`).
+pub fn session_of(req: &HttpRequest) -> Option<SessionToken> {
+    req.cookie(SESSION_COOKIE).and_then(|c| SessionToken::decode(c.value()))
 }
 
-pub fn session_cookie(sid: &SessionId) -> Cookie<'static> {
-    private_cookie(SESSION_COOKIE, sid.to_string(), CookieDuration::days(365))
+/// Whether the request carries a `sid` cookie at all (valid or not).
+pub fn has_session_cookie(req: &HttpRequest) -> bool {
+    req.cookie(SESSION_COOKIE).is_some()
 }
 
-pub fn clear_session_cookie() -> Cookie<'static> {
-    removal(SESSION_COOKIE)
+pub fn session_cookie(req: &HttpRequest, token: &SessionToken) -> Cookie<'static> {
+    private_cookie(req, SESSION_COOKIE, token.encode(), CookieDuration::days(365))
+}
+
+pub fn clear_session_cookie(req: &HttpRequest) -> Cookie<'static> {
+    removal(req, SESSION_COOKIE)
 }
 
 /// The product a visitor without a session landed on. Its page was the store's anonymous page
@@ -70,12 +73,12 @@ pub fn clear_session_cookie() -> Cookie<'static> {
 /// is recorded in the shopper's history by its first request with the new session.
 pub const LANDING_COOKIE: &str = "vitrina_landing";
 
-pub fn landing_cookie(product: &Slug) -> Cookie<'static> {
-    private_cookie(LANDING_COOKIE, product.to_string(), CookieDuration::days(1))
+pub fn landing_cookie(req: &HttpRequest, product: &Slug) -> Cookie<'static> {
+    private_cookie(req, LANDING_COOKIE, product.to_string(), CookieDuration::days(1))
 }
 
-pub fn clear_landing_cookie() -> Cookie<'static> {
-    removal(LANDING_COOKIE)
+pub fn clear_landing_cookie(req: &HttpRequest) -> Cookie<'static> {
+    removal(req, LANDING_COOKIE)
 }
 
 /// The product handle in the landing cookie; an invalid value counts as none.
@@ -83,14 +86,24 @@ pub fn landing_of(req: &HttpRequest) -> Option<Slug> {
     req.cookie(LANDING_COOKIE).and_then(|c| Slug::parse(c.value()).ok())
 }
 
-/// A cookie only the server reads (HttpOnly), for the whole site, sent on top-level navigation.
-fn private_cookie(name: &'static str, value: String, max_age: CookieDuration) -> Cookie<'static> {
-    Cookie::build(name, value).path("/").http_only(true).same_site(SameSite::Lax).max_age(max_age).finish()
+/// A cookie only the server reads (HttpOnly), for the whole site, sent on top-level navigation,
+/// `Secure` when the node is served over HTTPS (`http.secure_cookies`).
+fn private_cookie(req: &HttpRequest, name: &'static str, value: String, max_age: CookieDuration) -> Cookie<'static> {
+    let mut c = site_cookie(req, name, value);
+    c.set_http_only(true);
+    c.set_max_age(max_age);
+    c
+}
+
+/// A cookie for the whole site: `SameSite=Lax`, `Secure` over HTTPS.
+pub fn site_cookie(req: &HttpRequest, name: &'static str, value: String) -> Cookie<'static> {
+    Cookie::build(name, value).path("/").same_site(SameSite::Lax).secure(super::proxy::secure_cookies(req)).finish()
 }
 
 /// Tells the browser to drop `name` (same path and attributes as it was set with).
-fn removal(name: &'static str) -> Cookie<'static> {
-    let mut c = Cookie::build(name, "").path("/").http_only(true).same_site(SameSite::Lax).finish();
+fn removal(req: &HttpRequest, name: &'static str) -> Cookie<'static> {
+    let mut c = site_cookie(req, name, String::new());
+    c.set_http_only(true);
     c.make_removal();
     c
 }

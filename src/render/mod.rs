@@ -30,17 +30,42 @@ pub struct Chrome {
     style_by_region: std::collections::HashMap<String, String>,
     /// Links to the store's own pages.
     nav: String,
+    /// Content-Security-Policy sources (`'sha256-…'`) of the inline `<style>`s (every region's)
+    /// and `<script>`s (the shell's, the analytics snippet's) this store's pages can carry.
+    pub style_hashes: Vec<String>,
+    pub script_hashes: Vec<String>,
+    /// The store loads the analytics snippet's script and sends it data (`http::headers`).
+    pub analytics: bool,
+    /// The policy built from the above, kept by the HTTP layer once per snapshot.
+    pub policy: std::sync::OnceLock<String>,
+}
+
+/// A CSP hash source of an inline element's text.
+pub fn csp_hash(text: &str) -> String {
+    use base64::Engine as _;
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
+    format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest))
+}
+
+/// The analytics snippet's script (Microsoft Clarity), for a validated project id.
+fn analytics_script(id: &str) -> String {
+    format!(
+        "(function(c,l,a,r,i,t,y){{c[a]=c[a]||function(){{(c[a].q=c[a].q||[]).push(arguments)}};t=l.createElement(r);t.async=1;t.src=\"https://www.clarity.ms/tag/\"+i;y=l.getElementsByTagName(r)[0];y.parentNode.insertBefore(t,y);}})(window,document,\"clarity\",\"script\",\"{id}\");"
+    )
 }
 
 impl Chrome {
-    pub fn build(theme: &crate::store::model::Theme, pages: &std::collections::HashMap<String, PageVersion>) -> Chrome {
-        let style = |region: Option<&str>| {
+    pub fn build(theme: &crate::store::model::Theme, pages: &std::collections::HashMap<String, PageVersion>, analytics_id: Option<&str>) -> Chrome {
+        let mut style_hashes = Vec::new();
+        let mut style = |region: Option<&str>| {
             let mut css_vars = String::new();
             for (k, v) in theme.resolve(region) {
                 // Tokens were validated on save: no characters that could leave the declaration.
                 let _ = write!(css_vars, "--v-{k}:{v};");
             }
-            format!("<style>:root{{{css_vars}}}\n{SHELL_CSS}\n{BLOCKS_CSS}</style>\n")
+            let css = format!(":root{{{css_vars}}}\n{SHELL_CSS}\n{BLOCKS_CSS}");
+            style_hashes.push(csp_hash(&css));
+            format!("<style>{css}</style>\n")
         };
         let mut nav = String::new();
         let mut slugs: Vec<&str> =
@@ -49,10 +74,18 @@ impl Chrome {
         for slug in slugs {
             let _ = write!(nav, "<a href=\"/pages/{}\">{}</a>", escape_html(slug), escape_html(&pages[slug].title));
         }
+        let default_style = style(None);
+        let style_by_region = theme.regions.keys().map(|r| (r.clone(), style(Some(r)))).collect();
+        let mut script_hashes = vec![shell_script_hash().to_string()];
+        script_hashes.extend(analytics_id.map(|id| csp_hash(&analytics_script(id))));
         Chrome {
-            style: style(None),
-            style_by_region: theme.regions.keys().map(|r| (r.clone(), style(Some(r)))).collect(),
+            style: default_style,
+            style_by_region,
             nav,
+            style_hashes,
+            script_hashes,
+            analytics: analytics_id.is_some(),
+            policy: Default::default(),
         }
     }
 
@@ -66,6 +99,14 @@ const SHELL_CSS: &str = include_str!("../../actors/shell.css");
 const BLOCKS_CSS: &str = include_str!("../../actors/blocks/blocks.css");
 /// Progressive enhancement only: forms work without it.
 const SHELL_JS: &str = include_str!("../../actors/shell.js");
+
+fn shell_script_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| csp_hash(SHELL_JS))
+}
+
+/// The error page's stylesheet (inline; its hash is in the default policy).
+pub const ERROR_PAGE_CSS: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#111}code{color:#555}";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Route {
@@ -460,9 +501,7 @@ fn shell_top(out: &mut String, snap: &StoreSnapshot, req: &PageRequest, view: &S
     let s = &snap.settings;
     let analytics = match &s.analytics.clarity_project_id {
         // Project ids are validated as alphanumeric on save.
-        Some(id) if !req.analytics_declined => format!(
-            "<script>(function(c,l,a,r,i,t,y){{c[a]=c[a]||function(){{(c[a].q=c[a].q||[]).push(arguments)}};t=l.createElement(r);t.async=1;t.src=\"https://www.clarity.ms/tag/\"+i;y=l.getElementsByTagName(r)[0];y.parentNode.insertBefore(t,y);}})(window,document,\"clarity\",\"script\",\"{id}\");</script>"
-        ),
+        Some(id) if !req.analytics_declined => format!("<script>{}</script>", analytics_script(id)),
         _ => String::new(),
     };
     let _ = write!(
@@ -499,7 +538,7 @@ fn shell_bottom(out: &mut String, snap: &StoreSnapshot, req: &PageRequest) {
 /// A plain HTML error page for shoppers' browsers (API clients get the JSON error body).
 pub fn error_page(status: u16, title: &str, message: &str, request_id: &str) -> String {
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{status} {title}</title><style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#111}}code{{color:#555}}</style></head><body><h1>{title}</h1><p>{message}</p><p><a href=\"/\">Back to the shop</a></p><p><code>request id: {id}</code></p></body></html>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{status} {title}</title><style>{ERROR_PAGE_CSS}</style></head><body><h1>{title}</h1><p>{message}</p><p><a href=\"/\">Back to the shop</a></p><p><code>request id: {id}</code></p></body></html>\n",
         title = escape_html(title),
         message = escape_html(message),
         id = escape_html(request_id),

@@ -65,7 +65,7 @@ impl StoreSnapshot {
         let by_id = products.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
         let by_handle = products.iter().enumerate().map(|(i, p)| (p.handle.as_str().to_string(), i)).collect();
         let render_data = render_data(&store, version, &settings, &theme, &products, &posts, &pages);
-        let chrome = crate::render::Chrome::build(&theme, &pages);
+        let chrome = crate::render::Chrome::build(&theme, &pages, settings.analytics.clarity_project_id.as_deref());
         StoreSnapshot { store, version, settings, theme, products, posts, pages, by_id, by_handle, render_data, chrome, orders_url: None }
     }
 

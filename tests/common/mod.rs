@@ -15,6 +15,17 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
+/// The operator token every test node is started with.
+pub const OPERATOR_TOKEN: &str = "test-operator-token";
+/// The key test nodes sign session ids with (`http.session_key`), so a test can hold a session
+/// of its own choosing, as a browser holds one the node minted.
+pub const SESSION_KEY: &str = "test-session-key";
+
+/// A `Cookie` header value for session `sid` (an id the node would have minted).
+pub fn session_cookie(sid: &str) -> String {
+    format!("sid={}", vitrina::http::session::encode_with(SESSION_KEY.as_bytes(), sid, 0))
+}
+
 pub struct TestNode {
     child: Child,
     pub addr: SocketAddr,
@@ -65,6 +76,8 @@ impl TestNode {
         env.push(("VITRINA_CLUSTER__SECRET".into(), "test-cluster-secret".into()));
         env.push(("VITRINA_CLUSTER__HEARTBEAT_MS".into(), "200".into()));
         env.push(("VITRINA_CLUSTER__DOWN_AFTER_MS".into(), "2000".into()));
+        // Hundreds of shoppers from one address in seconds: past any sane per-IP limit.
+        env.push(("VITRINA_LIMITS__ENABLED".into(), "false".into()));
         let seed = seed.map(|s| s.to_string());
         let mut extra = vec!["--cluster", "--node-id", id];
         if let Some(seed) = &seed {
@@ -82,8 +95,14 @@ impl TestNode {
         let _ = self.child.wait();
     }
 
+    /// `GET /cluster/status` with the operator token.
     pub async fn cluster_status(&self) -> Value {
-        self.plain().get(format!("http://{}/cluster/status", self.addr)).send().await.unwrap().json().await.unwrap()
+        self.plain().get(format!("http://{}/cluster/status", self.addr)).bearer_auth(OPERATOR_TOKEN).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// `GET /metrics` with the operator token, as text.
+    pub async fn metrics_text(&self) -> String {
+        self.plain().get(format!("http://{}/metrics", self.addr)).bearer_auth(OPERATOR_TOKEN).send().await.unwrap().text().await.unwrap()
     }
 
     fn spawn(dir: &Path, env: &[(String, String)], extra: &[&str], listen: &str) -> TestNode {
@@ -98,7 +117,8 @@ impl TestNode {
             .arg(dir)
             .args(["--config", "/nonexistent/vitrina.toml"])
             .args(extra)
-            .env("VITRINA_OPERATOR_TOKEN", "test-operator-token")
+            .env("VITRINA_OPERATOR_TOKEN", OPERATOR_TOKEN)
+            .env("VITRINA_HTTP__SESSION_KEY", SESSION_KEY)
             .env("VITRINA_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -176,7 +196,7 @@ impl TestNode {
 
     /// Value of one series in `GET /metrics` (0 when absent).
     pub async fn metric(&self, series: &str) -> u64 {
-        let text = self.plain().get(format!("http://{}/metrics", self.addr)).send().await.unwrap().text().await.unwrap();
+        let text = self.metrics_text().await;
         text.lines()
             .filter_map(|l| l.rsplit_once(' '))
             .find(|(name, _)| *name == series)
@@ -186,7 +206,7 @@ impl TestNode {
 
     /// `vitrina_replication_pending_actors`; `None` when the node does not report it.
     pub async fn replication_pending(&self) -> Option<u64> {
-        let text = self.plain().get(format!("http://{}/metrics", self.addr)).send().await.ok()?.text().await.ok()?;
+        let text = self.plain().get(format!("http://{}/metrics", self.addr)).bearer_auth(OPERATOR_TOKEN).send().await.ok()?.text().await.ok()?;
         text.lines().find_map(|l| l.strip_prefix("vitrina_replication_pending_actors ")).and_then(|v| v.trim().parse().ok())
     }
 

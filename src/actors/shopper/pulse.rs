@@ -21,13 +21,16 @@ const UNKNOWN: u64 = u64::MAX;
 #[derive(Debug)]
 pub struct ShopperPulse {
     state_version: AtomicU64,
+    /// The shopper's current session-token generation (`http::session`): tokens of an older
+    /// generation were rotated away and no longer reach this shopper.
+    generation: AtomicU64,
     /// Milliseconds since [`epoch`] of the last page served from cache without the actor.
     last_hit_ms: AtomicU64,
 }
 
 impl Default for ShopperPulse {
     fn default() -> Self {
-        ShopperPulse { state_version: AtomicU64::new(UNKNOWN), last_hit_ms: AtomicU64::new(0) }
+        ShopperPulse { state_version: AtomicU64::new(UNKNOWN), generation: AtomicU64::new(UNKNOWN), last_hit_ms: AtomicU64::new(0) }
     }
 }
 
@@ -48,6 +51,19 @@ impl ShopperPulse {
     /// Called by the actor only.
     pub(super) fn publish(&self, state_version: u64) {
         self.state_version.store(state_version, Ordering::Release);
+    }
+
+    /// The shopper's current session generation, once the actor has loaded it.
+    pub fn generation(&self) -> Option<u64> {
+        match self.generation.load(Ordering::Acquire) {
+            UNKNOWN => None,
+            g => Some(g),
+        }
+    }
+
+    /// Called by the actor only, before the rotation is acknowledged.
+    pub(super) fn publish_generation(&self, generation: u64) {
+        self.generation.store(generation, Ordering::Release);
     }
 
     /// A page was served for this shopper without its actor: it counts as activity, so a
