@@ -8,6 +8,7 @@
 //! Engines are not `Send` (a V8 isolate lives and dies on one thread), so each actor creates
 //! its engine lazily on its own arbiter thread and drops it when it passivates.
 
+pub mod external;
 pub mod v8;
 pub mod validate;
 
@@ -123,6 +124,12 @@ pub trait BlockEngine {
         blocks: &[BlockToRender<'_>],
         limits: &RenderLimits,
     ) -> Vec<BlockOutcome>;
+
+    /// Bytes the engine's isolate held when last measured, once per measurement: the engine
+    /// measures after some renders (not every one), and `None` means no new measurement.
+    fn take_measured_bytes(&mut self) -> Option<usize> {
+        None
+    }
 }
 
 /// Process-wide V8 initialisation; idempotent.

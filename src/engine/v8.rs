@@ -18,8 +18,11 @@
 //! on the render thread's own CPU clock (`pthread_getcpuclockid`), not the wall clock: a
 //! render thread that is descheduled because the machine is busy does not use up its blocks'
 //! budgets, so load never turns healthy blocks into timeouts. The heap limit is V8's own, with a
-//! near-heap-limit callback that terminates the block and grants headroom so V8 does not abort
-//! the process.
+//! near-heap-limit callback that terminates the block and raises the limit by enough for the
+//! largest object V8 allocates at once ([`HEAP_GRANT`]), so V8 never aborts the process; a
+//! merchant block that leaves the heap above its limit anyway (V8 lets a first large young
+//! object through unchecked) is a `heap-limit` too. ArrayBuffer memory has a budget of the same
+//! size per isolate (`external.rs`). Either way the isolate is discarded.
 //!
 //! ## Multiple isolates on one thread
 //! `rusty_v8` enters an isolate when it is created and requires isolates to be dropped in
@@ -37,11 +40,30 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::external::ExternalBudget;
 use super::validate::{analyse_block, extract_block_function, BlockFunction};
 use super::{BlockEngine, BlockFailure, BlockOutcome, BlockToRender, RenderLimits, StoreRenderData};
 
 const PRELUDE_JS: &str = include_str!("../../actors/prelude.js");
 const DISPATCH_JS: &str = include_str!("../../actors/dispatch.js");
+
+/// Runs before the library. Resizable ArrayBuffers (`maxByteLength`) reserve and commit memory
+/// through V8's page allocator, outside the isolate's ArrayBuffer budget (`external.rs`): the
+/// constructor blocks see drops its options argument, so every ArrayBuffer a block makes is
+/// fixed-length and allocated against the budget (`resize` then throws a TypeError). The
+/// original constructor stays reachable only through the proxy, whose `construct` trap is the
+/// only way into it; `ArrayBuffer.prototype.constructor` names the proxy too.
+const CONTAINMENT_JS: &str = r#"(() => {
+  const NativeArrayBuffer = ArrayBuffer;
+  const construct = Reflect.construct;
+  const FixedArrayBuffer = new Proxy(NativeArrayBuffer, {
+    construct(target, args, newTarget) {
+      return construct(target, [args[0]], newTarget === FixedArrayBuffer ? target : newTarget);
+    },
+  });
+  Object.defineProperty(NativeArrayBuffer.prototype, 'constructor', { value: FixedArrayBuffer, writable: true, enumerable: false, configurable: true });
+  Object.defineProperty(globalThis, 'ArrayBuffer', { value: FixedArrayBuffer, writable: true, enumerable: false, configurable: true });
+})();"#;
 
 /// The default block library: (block type, source). One function per file.
 pub const DEFAULT_BLOCKS: &[(&str, &str)] = &[
@@ -59,9 +81,20 @@ pub const DEFAULT_BLOCKS: &[(&str, &str)] = &[
     ("order-confirmation", include_str!("../../actors/blocks/order-confirmation.js")),
 ];
 
-/// How many times the near-heap-limit callback doubles the limit before giving up. Each grant
-/// only buys time for the termination to land; the isolate is discarded right after.
-const MAX_HEAP_GRANTS: u32 = 3;
+/// What the near-heap-limit callback adds to the limit each time V8 reaches it: room for the
+/// largest object V8 allocates in one piece (a FixedArray or a two-byte string of maximal
+/// length, 1 GiB) and the allocation that triggered the GC besides. V8 aborts the process
+/// when the callback cannot make the allocation in flight fit, so a grant must always fit it;
+/// the block is terminated at the same time and its isolate discarded.
+const HEAP_GRANT: usize = (1024 + 128) << 20;
+
+/// Grants one block can receive. A grant lasts until V8 reaches the next interrupt check (a
+/// loop back-edge, a call); past this many V8 aborts the process, which would take a builtin
+/// allocating gigabytes without ever checking for termination.
+const MAX_HEAP_GRANTS: u32 = 8;
+
+/// The engine measures its isolate's memory after this many renders (and after the first).
+const MEASURE_EVERY: u32 = 8;
 
 /// Longest exception message kept in a `BlockFailure::Error`.
 const MAX_ERROR_MESSAGE: usize = 500;
@@ -142,6 +175,7 @@ fn build_snapshot() -> Result<Vec<u8>, String> {
 
 /// Runs prelude, default blocks and dispatch in the current context.
 fn load_library(scope: &mut ::v8::PinScope<'_, '_>) -> Result<(), String> {
+    run_script(scope, "vitrina:containment.js", CONTAINMENT_JS)?;
     run_script(scope, "vitrina:prelude.js", PRELUDE_JS)?;
     for (block_type, source) in DEFAULT_BLOCKS {
         let function = extract_block_function(source)
@@ -392,9 +426,11 @@ unsafe extern "C" fn near_heap_limit(data: *mut c_void, current_heap_limit: usiz
     let guard = unsafe { &*(data as *const HeapGuard) };
     guard.hit.store(true, Ordering::SeqCst);
     guard.isolate.terminate_execution();
-    if guard.grants.fetch_add(1, Ordering::SeqCst) < MAX_HEAP_GRANTS {
-        current_heap_limit.saturating_mul(2)
+    let grants = guard.grants.fetch_add(1, Ordering::SeqCst);
+    if grants < MAX_HEAP_GRANTS {
+        current_heap_limit.saturating_add(HEAP_GRANT)
     } else {
+        tracing::error!(grants, "a block kept allocating past its heap limit after termination; V8 will abort");
         current_heap_limit
     }
 }
@@ -468,12 +504,16 @@ struct IsolateCore {
     isolate: ParkedIsolate,
     heap_guard: Box<HeapGuard>,
     timed_out: Arc<AtomicBool>,
+    /// ArrayBuffer memory, allocated against a budget the size of the heap limit.
+    external: Arc<ExternalBudget>,
     heap_mb: usize,
 }
 
 impl IsolateCore {
     fn create(snapshot: Option<&'static [u8]>, heap_mb: usize) -> Self {
-        let mut params = ::v8::CreateParams::default().heap_limits(0, heap_mb.max(1).saturating_mul(1024 * 1024));
+        let heap_bytes = heap_mb.max(1).saturating_mul(1024 * 1024);
+        let external = ExternalBudget::new(heap_bytes);
+        let mut params = ::v8::CreateParams::default().heap_limits(0, heap_bytes).array_buffer_allocator(super::external::allocator(&external));
         if let Some(blob) = snapshot {
             params = params.snapshot_blob(::v8::StartupData::from(blob));
         }
@@ -484,7 +524,15 @@ impl IsolateCore {
             grants: AtomicU32::new(0),
         });
         isolate.0.add_near_heap_limit_callback(near_heap_limit, &*heap_guard as *const HeapGuard as *mut c_void);
-        Self { isolate, heap_guard, timed_out: Arc::new(AtomicBool::new(false)), heap_mb }
+        Self { isolate, heap_guard, timed_out: Arc::new(AtomicBool::new(false)), external, heap_mb }
+    }
+
+    /// Bytes the isolate holds: its heap's committed pages, V8's own malloc'd memory and the
+    /// ArrayBuffers' backing stores.
+    fn measure(&mut self) -> usize {
+        let entered = self.isolate.enter();
+        let stats = entered.0.get_heap_statistics();
+        stats.total_physical_size().saturating_add(stats.malloced_memory()).saturating_add(self.external.used())
     }
 
     /// Never terminated and never near its heap limit: nothing of a limit break can linger.
@@ -492,6 +540,7 @@ impl IsolateCore {
         !self.timed_out.load(Ordering::SeqCst)
             && !self.heap_guard.hit.load(Ordering::SeqCst)
             && self.heap_guard.grants.load(Ordering::SeqCst) == 0
+            && !self.external.refused()
             && !self.isolate.0.is_execution_terminating()
     }
 }
@@ -833,6 +882,10 @@ pub struct V8Engine {
     /// (see [`spares`]); `None`: its isolates are created fresh and deleted with it.
     store: Option<Arc<str>>,
     stats: EngineStats,
+    /// Renders since the isolate's memory was last measured; `None`: not measured yet.
+    renders_unmeasured: Option<u32>,
+    /// The last measurement not yet taken by [`BlockEngine::take_measured_bytes`].
+    measured: Option<usize>,
     _not_send: PhantomData<Rc<()>>,
 }
 
@@ -857,7 +910,7 @@ impl V8Engine {
 
     pub fn with_options(options: EngineOptions) -> Self {
         init();
-        Self { live: None, options, store: None, stats: EngineStats::default(), _not_send: PhantomData }
+        Self { live: None, options, store: None, stats: EngineStats::default(), renders_unmeasured: None, measured: None, _not_send: PhantomData }
     }
 
     /// The engine of an actor of `store`: its isolate may be a spare left on this thread by
@@ -905,6 +958,7 @@ impl V8Engine {
             (Some(store), Some(_)) => spares::take(store, limits.heap_mb),
             _ => None,
         };
+        self.renders_unmeasured = None;
         if let Some(core) = spare {
             self.live = Some(LiveIsolate::in_new_context(core, false)?);
             self.stats.isolates_reused += 1;
@@ -994,7 +1048,35 @@ impl BlockEngine for V8Engine {
             }
             outcomes.push(outcome);
         }
+        self.measure_now_and_then();
         outcomes
+    }
+
+    fn take_measured_bytes(&mut self) -> Option<usize> {
+        self.measured.take()
+    }
+}
+
+impl V8Engine {
+    /// Measures the isolate after its first render and every [`MEASURE_EVERY`] renders after.
+    fn measure_now_and_then(&mut self) {
+        let Some(live) = self.live.as_mut() else { return };
+        let due = match self.renders_unmeasured {
+            None => true,
+            Some(n) => n + 1 >= MEASURE_EVERY,
+        };
+        if due {
+            self.measured = Some(live.core.measure());
+            self.renders_unmeasured = Some(0);
+        } else {
+            self.renders_unmeasured = self.renders_unmeasured.map(|n| n + 1);
+        }
+    }
+
+    /// The isolate's memory now (heap pages, V8's malloc'd memory, ArrayBuffers); `None`
+    /// without an isolate.
+    pub fn memory_bytes(&mut self) -> Option<usize> {
+        self.live.as_mut().map(|live| live.core.measure())
     }
 }
 
@@ -1024,7 +1106,7 @@ fn run_block(
         data_version,
         base_ctx,
         base_ctx_json,
-        core: IsolateCore { isolate, heap_guard, timed_out, .. },
+        core: IsolateCore { isolate, heap_guard, timed_out, external, .. },
     } = live;
 
     // Merchant code is parsed before any JS runs, so a validation failure costs no isolate time.
@@ -1178,7 +1260,13 @@ fn run_block(
 
     drop(guard);
     let timed_out = timed_out.load(Ordering::SeqCst);
-    let heap_hit = heap_guard.hit.load(Ordering::SeqCst);
+    // Over the limit also when V8 let a single large object through without reaching its
+    // near-heap-limit callback (a first young large object always fits), or when the block
+    // was refused ArrayBuffer memory (even if it caught the RangeError). Library blocks are
+    // trusted not to, and are not measured.
+    let heap_hit = heap_guard.hit.load(Ordering::SeqCst)
+        || external.refused()
+        || (block.code.is_some() && tc.get_heap_statistics().used_heap_size() > limits.heap_bytes());
     let terminated = tc.has_terminated();
     let discard = timed_out || heap_hit || terminated;
     if discard {
