@@ -30,6 +30,111 @@ pub struct Settings {
     pub egress: EgressSettings,
     pub domains: DomainSettings,
     pub limits: LimitSettings,
+    pub render: RenderSettings,
+    pub store_limits: StoreLimitSettings,
+}
+
+/// Where renders run and what one store may take of them. Block code is the merchant's; these
+/// bounds are the operator's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RenderSettings {
+    /// Render threads, apart from the actor threads: a block never runs on a thread that runs
+    /// actor turns (cart writes). 0: one per core.
+    pub threads: usize,
+    /// Operator maxima of the limits a store may set (`settings.limits`): a PATCH above one is
+    /// refused (422 `limit_above_maximum`), and a stored value above one is clamped at render.
+    pub max_block_cpu_ms: u64,
+    pub max_page_cpu_ms: u64,
+    pub max_heap_mb: usize,
+    pub max_output_kb: usize,
+    /// Renders of one store in flight at once on this node; past it that store gets 503
+    /// `render_capacity`. 0: half the render threads, at least 1.
+    pub store_max_concurrent: usize,
+    /// Render CPU one store may use per second on this node (a token bucket refilled at this
+    /// rate); a store in debt gets 503 `render_capacity` with Retry-After. 0: no bound.
+    pub store_cpu_ms_per_sec: u64,
+    /// Size of that bucket: the CPU a quiet store may spend at once.
+    pub store_cpu_burst_ms: u64,
+    /// How long a page whose blocks hit a CPU or heap limit is served as it rendered (with
+    /// placeholders) instead of running the same blocks on the same inputs again. 0: off.
+    pub failed_page_ttl_secs: u64,
+    /// Recent block failures kept per store for `GET …/block-failures`.
+    pub failures_kept_per_store: usize,
+    /// Stores named in the `store` label of `vitrina_block_failures_total`; failures of any
+    /// further store count under `store="other"` (bounded label cardinality).
+    pub failure_metric_stores: usize,
+}
+
+impl Default for RenderSettings {
+    fn default() -> Self {
+        RenderSettings {
+            threads: 0,
+            max_block_cpu_ms: 200,
+            max_page_cpu_ms: 1000,
+            max_heap_mb: 128,
+            max_output_kb: 1024,
+            store_max_concurrent: 0,
+            store_cpu_ms_per_sec: 500,
+            store_cpu_burst_ms: 2000,
+            failed_page_ttl_secs: 10,
+            failures_kept_per_store: 50,
+            failure_metric_stores: 50,
+        }
+    }
+}
+
+impl RenderSettings {
+    pub fn thread_count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            n => n,
+        }
+    }
+
+    pub fn store_concurrency(&self) -> usize {
+        match self.store_max_concurrent {
+            0 => (self.thread_count() / 2).max(1),
+            n => n,
+        }
+    }
+
+    /// The store's own limits, each capped by the operator's maximum.
+    pub fn clamp(&self, limits: &crate::engine::RenderLimits) -> crate::engine::RenderLimits {
+        crate::engine::RenderLimits {
+            block_cpu_ms: limits.block_cpu_ms.min(self.max_block_cpu_ms),
+            page_cpu_ms: limits.page_cpu_ms.min(self.max_page_cpu_ms),
+            heap_mb: limits.heap_mb.min(self.max_heap_mb),
+            output_kb: limits.output_kb.min(self.max_output_kb),
+        }
+    }
+
+    /// The maxima as the API shows them (camelCase, like `settings.limits`).
+    pub fn maxima(&self) -> crate::engine::RenderLimits {
+        crate::engine::RenderLimits {
+            block_cpu_ms: self.max_block_cpu_ms,
+            page_cpu_ms: self.max_page_cpu_ms,
+            heap_mb: self.max_heap_mb,
+            output_kb: self.max_output_kb,
+        }
+    }
+}
+
+/// How much one store may keep. A write that would pass a limit is refused whole (422 on the
+/// admin API and sync, 413 on webhooks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreLimitSettings {
+    /// Products (not deleted) one store may hold.
+    pub max_products_per_store: usize,
+    /// Bytes of a store's published snapshot as blocks see it (storefront and products JSON).
+    pub max_snapshot_bytes: usize,
+}
+
+impl Default for StoreLimitSettings {
+    fn default() -> Self {
+        StoreLimitSettings { max_products_per_store: 5_000, max_snapshot_bytes: 8 * 1024 * 1024 }
+    }
 }
 
 /// Outbound HTTP to merchant-configured URLs (catalog sync, order delivery, domain checks):
@@ -373,6 +478,8 @@ impl Default for Settings {
             egress: EgressSettings::default(),
             domains: DomainSettings::default(),
             limits: LimitSettings::default(),
+            render: RenderSettings::default(),
+            store_limits: StoreLimitSettings::default(),
         }
     }
 }

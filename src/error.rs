@@ -102,6 +102,12 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log for this request id")
     }
 
+    /// When to retry, for an answer that names it (`details.retryAfterSecs`): sent as
+    /// `Retry-After` (any other 503 gets 1 s, `request_id_middleware`).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.details.get("retryAfterSecs").and_then(Value::as_u64)
+    }
+
     pub fn body(&self, request_id: &RequestId) -> Value {
         json!({
             "error": {
@@ -129,7 +135,7 @@ impl ResponseError for ApiError {
         let id = RequestId::current();
         let mut res = HttpResponse::build(self.status);
         res.insert_header(("x-request-id", id.0.clone()));
-        if let Some(secs) = self.details.get("retryAfterSecs").and_then(Value::as_u64) {
+        if let Some(secs) = self.retry_after_secs() {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         res.json(self.body(&id))

@@ -29,6 +29,8 @@ pub struct Node {
     snapshots: moka::sync::Cache<StoreId, SharedSnapshot>,
     pub personal_pages: PersonalPages,
     pub anonymous_pages: AnonymousPages,
+    /// Render threads, per-store render bounds, remembered failed pages, block failures.
+    pub renderer: Arc<crate::render::Renderer>,
     operator_token: String,
     pub cluster: Cluster,
     /// When each remote store's snapshot was last confirmed current with its owner.
@@ -52,6 +54,7 @@ impl Node {
         Arc::new(Node {
             personal_pages: PersonalPages::new(&settings.cache),
             anonymous_pages: AnonymousPages::new(&settings.cache),
+            renderer: Arc::new(crate::render::Renderer::new(&settings.render)),
             snapshots: moka::sync::Cache::builder().max_capacity(10_000).build(),
             settings,
             layout,

@@ -208,7 +208,8 @@ async fn settings_theme_and_posts_reach_the_pages() {
 
 #[tokio::test]
 async fn hostile_blocks_cost_only_their_own_placeholder() {
-    let node = TestNode::start();
+    // The operator allows this store's long budgets (the default maxima are 200 ms / 1 s).
+    let node = TestNode::start_with(&[("VITRINA_RENDER__MAX_BLOCK_CPU_MS", "1000"), ("VITRINA_RENDER__MAX_PAGE_CPU_MS", "10000")]);
     let token = node.seed_store("hostile", "Hostile").await;
     let blocks = json!([
         {"type": "text", "config": {"heading": "Before", "body": "first"}},
@@ -235,7 +236,7 @@ async fn hostile_blocks_cost_only_their_own_placeholder() {
         assert!(html.contains("(custom) failed: output-too-large"), "{html}");
     }
     let metrics = node.metrics_text().await;
-    assert!(metrics.contains("vitrina_block_failures_total{reason=\"timeout\"}"), "{metrics}");
+    assert!(metrics.contains("vitrina_block_failures_total{store=\"hostile\",reason=\"timeout\"}"), "{metrics}");
 }
 
 #[tokio::test]

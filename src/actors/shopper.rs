@@ -765,8 +765,20 @@ fn remember_view(history: &mut VecDeque<ProductId>, id: ProductId, limit: usize)
 
 impl ShopperActor {
     /// Renders a page for this shopper, as it is or with `pending_views` (oldest first) added
-    /// to its history (views whose commit is under way).
-    fn render_for(&mut self, snap: &StoreSnapshot, msg: &RenderForShopper, pending_views: &[ProductId]) -> Result<RenderedPage, ShopperError> {
+    /// to its history (views whose commit is under way). The blocks run on a render thread
+    /// while this turn waits.
+    fn render_for(&mut self, snap: &SharedSnapshot, msg: &RenderForShopper, pending_views: &[ProductId]) -> PendingShopperPage<RenderedPage> {
+        let view = match self.view_for(snap, msg, pending_views) {
+            Ok(view) => view,
+            Err(e) => return fut::ready(Err(e)).boxed_local(),
+        };
+        let renderer = self.node.renderer.clone();
+        render::render_page(&renderer, <Self as Passivating>::engine, snap, &msg.request, &view, None)
+            .map(|rendered, _, _| rendered.map_err(ShopperError::from))
+            .boxed_local()
+    }
+
+    fn view_for(&mut self, snap: &StoreSnapshot, msg: &RenderForShopper, pending_views: &[ProductId]) -> Result<ShopperView, ShopperError> {
         let mut view = self.view(snap, msg.search_results.clone())?;
         if !pending_views.is_empty() {
             let mut history = self.history.clone();
@@ -778,7 +790,7 @@ impl ShopperActor {
         if let Route::Order(id) = &msg.request.route {
             view.order = self.order_for_page(id, snap)?;
         }
-        Ok(render::render_page(&mut self.engine, snap, &msg.request, &view, None)?)
+        Ok(view)
     }
 
     /// Search results and an order's delivery status change without a version bump.
@@ -802,21 +814,28 @@ impl ShopperActor {
     }
 
     /// The page for the shopper's current state: the anonymous one, a cached one, or rendered.
-    fn page_for(&mut self, snap: &StoreSnapshot, msg: &RenderForShopper) -> Result<ShopperPage, ShopperError> {
+    fn page_for(&mut self, snap: &SharedSnapshot, msg: RenderForShopper) -> PendingShopperPage<ShopperPage> {
         if msg.anonymous_available && self.is_pristine() && !matches!(msg.request.route, Route::Order(_)) {
-            return Ok(ShopperPage::SameAsAnonymous);
+            return fut::ready(Ok(ShopperPage::SameAsAnonymous)).boxed_local();
         }
-        if Self::is_cacheable(msg) {
+        if Self::is_cacheable(&msg) {
             let cache_key = PersonalPages::key(&self.key(), &msg.request.cache_key());
             if let Some(html) = self.node.personal_pages.get(&cache_key, snap.version, self.state_version) {
-                return Ok(ShopperPage::Personal(RenderedPage { html, store_version: snap.version, failed_blocks: 0 }));
+                return fut::ready(Ok(ShopperPage::Personal(RenderedPage { html, store_version: snap.version, failed_blocks: 0 }))).boxed_local();
             }
         }
-        let page = self.render_for(snap, msg, &[])?;
-        self.cache_page(msg, &page);
-        Ok(ShopperPage::Personal(page))
+        self.render_for(snap, &msg, &[])
+            .map(move |page, act, _| {
+                let page = page?;
+                act.cache_page(&msg, &page);
+                Ok(ShopperPage::Personal(page))
+            })
+            .boxed_local()
     }
 }
+
+/// What a shopper's turn awaits while its page renders.
+type PendingShopperPage<T> = actix::fut::future::LocalBoxActorFuture<ShopperActor, Result<T, ShopperError>>;
 
 impl Handler<RenderForShopper> for ShopperActor {
     type Result = AtomicResponse<Self, Result<ShopperPage, ShopperError>>;
@@ -845,7 +864,7 @@ impl Handler<RenderForShopper> for ShopperActor {
                 }
             }
             if views.is_empty() {
-                return fut::ready(act.page_for(&snap, &msg)).boxed_local();
+                return act.page_for(&snap, msg);
             }
             // A product view is recorded without waiting for the disk: a page view is not a
             // write anyone was told succeeded, and an fsync per product page doubled the cost of
@@ -865,17 +884,18 @@ impl Handler<RenderForShopper> for ShopperActor {
                     .map_err(StorageError::from)?;
                 Ok(())
             });
-            let rendered = act.render_for(&snap, &msg, &views);
-            fut::wrap_future::<_, Self>(commit)
-                .map(move |committed, act, _| {
-                    committed?;
-                    for id in views {
-                        remember_view(&mut act.history, id, act.node.settings.shopper.history_limit);
-                    }
-                    act.state_changed();
-                    let page = rendered?;
-                    act.cache_page(&msg, &page);
-                    Ok(ShopperPage::Personal(page))
+            act.render_for(&snap, &msg, &views)
+                .then(move |rendered, _, _| {
+                    fut::wrap_future::<_, Self>(commit).map(move |committed, act: &mut Self, _| {
+                        committed?;
+                        for id in views {
+                            remember_view(&mut act.history, id, act.node.settings.shopper.history_limit);
+                        }
+                        act.state_changed();
+                        let page = rendered?;
+                        act.cache_page(&msg, &page);
+                        Ok(ShopperPage::Personal(page))
+                    })
                 })
                 .boxed_local()
         })))
@@ -937,8 +957,7 @@ impl From<ShopperError> for crate::error::ApiError {
             }
             ShopperError::Invalid(m) => ApiError::bad_request("invalid_request", m),
             ShopperError::Store(m) => ApiError::unavailable(m),
-            ShopperError::Render(RenderError::NotFound(m)) => ApiError::not_found(m),
-            ShopperError::Render(RenderError::Internal(m)) => ApiError::internal(m),
+            ShopperError::Render(e) => crate::http::shop::render_error(e),
             ShopperError::Storage(e) => ApiError::internal(e),
             ShopperError::Replication(_) => replication_failed(e.to_string()),
         }

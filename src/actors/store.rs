@@ -32,6 +32,10 @@ pub enum StoreError {
     Conflict(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The change would pass an operator limit (products, snapshot bytes, render limits); the
+    /// whole change is refused.
+    #[error("{code}: {message}")]
+    Limit { code: &'static str, message: String, details: Value },
     /// Committed on this node, not acknowledged: the store is `durability = "sync"` and the
     /// upload to object storage failed.
     #[error("the change was saved on this node but could not be replicated: {0}")]
@@ -218,14 +222,27 @@ impl Handler<Search> for StoreActor {
     }
 }
 
+/// Not a turn of its own: the render runs on a render thread while the actor goes on with
+/// other messages (admin writes, snapshots, searches), against the snapshot it started with.
 impl Handler<RenderForStore> for StoreActor {
-    type Result = Result<render::RenderedPage, RenderError>;
+    type Result = ResponseActFuture<Self, Result<render::RenderedPage, RenderError>>;
     fn handle(&mut self, msg: RenderForStore, _: &mut Context<Self>) -> Self::Result {
         self.touch();
+        match self.render_for_store(&msg) {
+            Ok(pending) => pending,
+            Err(e) => Box::pin(fut::ready(Err(e))),
+        }
+    }
+}
+
+impl StoreActor {
+    fn render_for_store(&mut self, msg: &RenderForStore) -> Result<render::PendingPage<Self>, RenderError> {
         let empty_cart = crate::actors::shopper::empty_cart_for_blocks(&self.snapshot).map_err(|e| RenderError::Internal(e.to_string()))?;
         let view = ShopperView { search_results: msg.search_results.clone(), ..ShopperView::guest(empty_cart) };
+        let renderer = self.node.renderer.clone();
+        let slot = <Self as Passivating>::engine;
         if !msg.preview_drafts {
-            return render::render_page(&mut self.engine, &self.snapshot, &msg.request, &view, None);
+            return Ok(render::render_page(&renderer, slot, &self.snapshot, &msg.request, &view, None));
         }
         let render::Route::Page(slug) = &msg.request.route else {
             return Err(RenderError::NotFound("only pages can be previewed".into()));
@@ -245,7 +262,7 @@ impl Handler<RenderForStore> for StoreActor {
             blocks,
             published_at: now_ms(),
         };
-        render::render_page(&mut self.engine, &self.snapshot, &msg.request, &view, Some(&draft))
+        Ok(render::render_page(&renderer, slot, &self.snapshot, &msg.request, &view, Some(&draft)))
     }
 }
 
@@ -331,7 +348,8 @@ impl Handler<Admin> for StoreActor {
             write_op => {
                 let currency = snapshot.settings.currency.clone();
                 let settings = snapshot.settings.clone();
-                let fut = async move { db.write(move |tx| apply_write(tx, write_op, &settings, &currency)).await };
+                let bounds = Bounds::of(&self.node, &self.store);
+                let fut = async move { db.write(move |tx| apply_write(tx, write_op, &settings, &currency, &bounds)).await };
                 AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(fut).map(|result, act, _ctx| {
                     let written: Written = result?;
                     if written.visible {
@@ -376,21 +394,62 @@ fn draft_warnings(blocks: &[Block]) -> Vec<Value> {
         .collect()
 }
 
+/// The operator's bounds a write is checked against, taken from the node's settings.
+pub(crate) struct Bounds {
+    store: StoreId,
+    limits: crate::config::StoreLimitSettings,
+    render: crate::config::RenderSettings,
+}
+
+impl Bounds {
+    pub(crate) fn of(node: &Node, store: &StoreId) -> Bounds {
+        Bounds { store: store.clone(), limits: node.settings.store_limits.clone(), render: node.settings.render.clone() }
+    }
+
+    /// Refuses the transaction's state if it passes the store limits (`store::limits`).
+    pub(crate) fn check(&self, tx: &rusqlite::Connection) -> Result<(), StoreError> {
+        crate::store::limits::check(tx, &self.store, &self.limits).map_err(|e| match e {
+            crate::store::limits::LimitError::Exceeded { code, message, details } => StoreError::Limit { code, message, details },
+            crate::store::limits::LimitError::Storage(e) => StoreError::Storage(e),
+        })
+    }
+
+    /// Refuses render limits above the operator's maxima (never clamps silently on write: the
+    /// merchant learns what the node allows).
+    fn check_render_limits(&self, limits: &crate::engine::RenderLimits) -> Result<(), StoreError> {
+        let max = self.render.maxima();
+        let above = limits.block_cpu_ms > max.block_cpu_ms || limits.page_cpu_ms > max.page_cpu_ms || limits.heap_mb > max.heap_mb || limits.output_kb > max.output_kb;
+        if above {
+            return Err(StoreError::Limit {
+                code: "limit_above_maximum",
+                message: "settings.limits may not exceed this node's maxima (details.maximum)".into(),
+                details: json!({"maximum": max, "requested": limits}),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Runs inside the write transaction; any `Err` rolls the whole transaction back.
 fn apply_write(
     tx: &rusqlite::Transaction<'_>,
     op: AdminOp,
     settings: &StoreSettings,
     currency: &Currency,
+    bounds: &Bounds,
 ) -> Result<Written, StoreError> {
     let now = now_ms();
     let visible = |tx: &rusqlite::Transaction<'_>, body: Value| -> Result<Written, StoreError> {
+        bounds.check(tx)?;
         repo::bump_version(tx)?;
         Ok(Written { body, visible: true })
     };
     match op {
         AdminOp::PatchSettings(patch) => {
             let patch: SettingsPatch = parse(patch, "settings")?;
+            if let Some(limits) = &patch.limits {
+                bounds.check_render_limits(limits)?;
+            }
             let next = patch.apply(settings.clone()).map_err(StoreError::Invalid)?;
             repo::save_settings(tx, &next, now)?;
             visible(tx, json!({"settings": next}))

@@ -1044,7 +1044,6 @@ impl BlockEngine for V8Engine {
                     _ => "",
                 };
                 tracing::warn!(block_id = block.id, block_type = block.block_type, reason = failure.code(), message, "block failed");
-                crate::metrics::incr("vitrina_block_failures_total", &[("reason", failure.code())]);
             }
             outcomes.push(outcome);
         }

@@ -19,13 +19,14 @@ use crate::catalog::{AdminToken, CatalogError};
 use crate::error::ApiError;
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
 use crate::node::Node;
-use crate::render::{RenderError, Route};
+use crate::render::Route;
 
 pub fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Invalid(m) => ApiError::bad_request("validation_failed", m),
         StoreError::NotFound(m) => ApiError::not_found(m),
         StoreError::Conflict(m) => ApiError::conflict("conflict", m),
+        StoreError::Limit { code, message, details } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_details(details),
         StoreError::Storage(e) => ApiError::internal(e),
         StoreError::Replication(_) => crate::actors::shopper::replication_failed(e.to_string()),
     }
@@ -286,10 +287,7 @@ store_route!(
         .ask_store(&node, &store, RenderForStore { request, preview_drafts: true, search_results: None })
         .await
         .map_err(actor_error)?
-        .map_err(|e| match e {
-            RenderError::NotFound(m) => ApiError::not_found(m),
-            RenderError::Internal(m) => ApiError::internal(m),
-        })?;
+        .map_err(crate::http::shop::render_error)?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "private, no-store"))
@@ -316,6 +314,13 @@ store_route!(put_post, |node, store, req, rest, bytes: Bytes| async move {
 store_route!(delete_post, |node, store, req, rest| async move {
     let slug = seg(&rest, 0, Slug::parse)?;
     respond(&node, &store, AdminOp::DeletePost(slug), StatusCode::OK).await
+});
+store_route!(
+    /// `GET …/block-failures` — the store's recent block failures on this node, newest first
+    /// (kept in memory, `render.failures_kept_per_store` per store): what broke, where, why.
+    block_failures, |node, store, req, rest| async move {
+    let failures = node.renderer.failures.recent(&store);
+    Ok::<_, ApiError>(HttpResponse::Ok().json(json!({"failures": failures})))
 });
 store_route!(list_domains, |node, store, req, rest| async move {
     let hosts = node.catalog.hosts_of(&store).map_err(ApiError::internal)?;

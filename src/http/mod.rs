@@ -79,6 +79,7 @@ fn admin_scope() -> actix_web::Scope {
         .route(&format!("{store}/posts"), web::get().to(list_posts))
         .route(&format!("{store}/posts/{{slug}}"), web::put().to(put_post))
         .route(&format!("{store}/posts/{{slug}}"), web::delete().to(delete_post))
+        .route(&format!("{store}/block-failures"), web::get().to(block_failures))
         .route(&format!("{store}/domains"), web::get().to(list_domains))
         .route(&format!("{store}/domains"), web::post().to(add_domain))
         .route(&format!("{store}/domains/{{host}}"), web::delete().to(remove_domain))

@@ -61,10 +61,12 @@ impl actix_web::ResponseError for ShopError {
                 503 => "Temporarily unavailable",
                 _ => "Something went wrong",
             };
-            HttpResponse::build(self.api.status)
-                .content_type("text/html; charset=utf-8")
-                .insert_header(("x-request-id", id.0.clone()))
-                .body(render::error_page(self.api.status.as_u16(), title, &self.api.message, &id.0))
+            let mut builder = HttpResponse::build(self.api.status);
+            builder.content_type("text/html; charset=utf-8").insert_header(("x-request-id", id.0.clone()));
+            if let Some(secs) = self.api.retry_after_secs() {
+                builder.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            builder.body(render::error_page(self.api.status.as_u16(), title, &self.api.message, &id.0))
         } else {
             self.api.error_response()
         };
@@ -167,10 +169,13 @@ pub fn actor_error(e: ActorError) -> ApiError {
     }
 }
 
-fn render_error(e: RenderError) -> ApiError {
+pub fn render_error(e: RenderError) -> ApiError {
     match e {
         RenderError::NotFound(m) => ApiError::not_found(m),
         RenderError::Internal(m) => ApiError::internal(m),
+        RenderError::Capacity { retry_after_secs, bound } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "render_capacity", e.to_string()).with_details(json!({"retryAfterSecs": retry_after_secs, "bound": bound}))
+        }
     }
 }
 

@@ -5,6 +5,10 @@
 //! customer, date range) is decided here; the engine only ever runs visible blocks.
 
 pub mod cache;
+pub mod failed;
+pub mod failures;
+pub mod gate;
+pub mod threads;
 
 use std::fmt::Write as _;
 
@@ -12,11 +16,15 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::actors::isolate_budget;
-use crate::engine::{self, BlockEngine, BlockToRender};
-use crate::ids::{ProductId, Slug, StoreId};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::config::RenderSettings;
+use crate::engine::BlockOutcome;
+use crate::ids::{ProductId, Slug};
 use crate::store::model::{Block, Device, PageVersion, UserType, Visibility};
-use crate::store::snapshot::StoreSnapshot;
+use crate::store::snapshot::{SharedSnapshot, StoreSnapshot};
 
 /// The parts of the page shell that depend only on the store's published state, built once per
 /// snapshot: every page of every shopper carries the same stylesheet and navigation, and
@@ -205,70 +213,32 @@ pub enum RenderError {
     NotFound(String),
     #[error("{0}")]
     Internal(String),
+    /// The store has used its share of the render threads (`gate`); it alone is refused.
+    #[error("this store's pages are using all the render capacity it may use ({bound}); retry in {retry_after_secs} s")]
+    Capacity { retry_after_secs: u64, bound: &'static str },
 }
 
-/// Engines currently held by actors on this node (each owns at most one isolate).
-static LIVE_ENGINES: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+pub use threads::{live_engines, EngineSlot};
 
-pub fn live_engines() -> i64 {
-    LIVE_ENGINES.load(std::sync::atomic::Ordering::Relaxed)
+/// What renders share on a node: the render threads, each store's admission gate, remembered
+/// failed pages and the record of block failures.
+pub struct Renderer {
+    pub threads: Arc<threads::RenderThreads>,
+    pub gates: Arc<gate::StoreGates>,
+    pub failed_pages: failed::FailedPages,
+    pub failures: failures::FailureLog,
+    settings: RenderSettings,
 }
 
-
-/// An actor's engine, created on first use on the actor's own thread. An actor that names
-/// itself as the owner ([`EngineSlot::owned_by`]) counts against the node's isolate budget
-/// (`actors::isolate_budget`).
-#[derive(Default)]
-pub struct EngineSlot {
-    engine: Option<Box<dyn BlockEngine>>,
-    owner: Option<isolate_budget::Owner>,
-    ticket: Option<u64>,
-}
-
-impl EngineSlot {
-    /// A slot whose engines are admitted to the node's isolate budget, evicted through `owner`.
-    pub fn owned_by(owner: isolate_budget::Owner) -> Self {
-        EngineSlot { engine: None, owner: Some(owner), ticket: None }
-    }
-
-    fn get(&mut self, store: &StoreId) -> &mut dyn BlockEngine {
-        match (&self.engine, self.ticket) {
-            (Some(_), Some(ticket)) => isolate_budget::touch(ticket),
-            (Some(_), None) => {}
-            (None, _) => {
-                LIVE_ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.ticket = self.owner.clone().map(isolate_budget::admit);
-            }
+impl Renderer {
+    pub fn new(settings: &RenderSettings) -> Renderer {
+        Renderer {
+            threads: Arc::new(threads::RenderThreads::new(settings.thread_count())),
+            gates: Arc::new(gate::StoreGates::new(settings)),
+            failed_pages: failed::FailedPages::new(settings.failed_page_ttl_secs),
+            failures: failures::FailureLog::new(settings.failures_kept_per_store, settings.failure_metric_stores),
+            settings: settings.clone(),
         }
-        self.engine.get_or_insert_with(|| engine::new_engine(store.as_str())).as_mut()
-    }
-
-    /// Drops the isolate (the actor keeps its state); the next render creates a fresh one.
-    pub fn drop_engine(&mut self) {
-        if self.engine.take().is_some() {
-            LIVE_ENGINES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            crate::memory::note_released();
-        }
-        if let Some(ticket) = self.ticket.take() {
-            isolate_budget::forget(ticket);
-        }
-    }
-
-    /// Drops the engine the budget evicted, unless it has already been replaced.
-    pub fn release_evicted(&mut self, ticket: u64) {
-        if self.ticket == Some(ticket) {
-            self.drop_engine();
-        }
-    }
-
-    pub fn is_live(&self) -> bool {
-        self.engine.is_some()
-    }
-}
-
-impl Drop for EngineSlot {
-    fn drop(&mut self) {
-        self.drop_engine();
     }
 }
 
@@ -393,14 +363,107 @@ fn plan<'a>(snap: &'a StoreSnapshot, route: &Route, draft: Option<&'a PageVersio
     })
 }
 
+/// A page rendered by an actor: its outcome, once the render thread is done.
+pub type PendingPage<A> = actix::fut::future::LocalBoxActorFuture<A, Result<RenderedPage, RenderError>>;
+
 /// Renders a full page for one shopper (or a guest). `draft` previews an unpublished page.
-pub fn render_page(
-    engine_slot: &mut EngineSlot,
-    snap: &StoreSnapshot,
+///
+/// Everything but the blocks happens on the actor's thread; the blocks run on the engine of
+/// `slot(actor)` on a render thread, once the store's gate admits the render. A page that hit a
+/// limit on the same inputs moments ago is answered as it rendered then (`failed`).
+pub fn render_page<A: Actor>(
+    renderer: &Arc<Renderer>,
+    slot: fn(&mut A) -> &mut EngineSlot,
+    snap: &SharedSnapshot,
     req: &PageRequest,
     view: &ShopperView,
     draft: Option<&PageVersion>,
-) -> Result<RenderedPage, RenderError> {
+) -> PendingPage<A>
+where
+    A::Context: AsyncContext<A>,
+{
+    let (prepared, job) = match prepare(&renderer.settings, snap, req, view, draft) {
+        Ok(p) => p,
+        Err(e) => return fut::ready(Err(e)).boxed_local(),
+    };
+    let assemble_with = {
+        let (snap, req, view) = (snap.clone(), req.clone(), view.clone());
+        move |prepared: &Prepared, outcomes: &[BlockOutcome]| assemble(&snap, &req, &view, prepared, outcomes)
+    };
+    if job.blocks.is_empty() {
+        return fut::ready(Ok(assemble_with(&prepared, &[]))).boxed_local();
+    }
+    let key = inputs_key(snap, &job);
+    if let Some(outcomes) = renderer.failed_pages.get(&key) {
+        return fut::ready(Ok(assemble_with(&prepared, &outcomes))).boxed_local();
+    }
+    let renderer = renderer.clone();
+    let store = snap.store.clone();
+    let gates = renderer.gates.clone();
+    let admitted = {
+        let store = store.clone();
+        async move { gates.admit(&store).await }
+    };
+    fut::wrap_future::<_, A>(admitted)
+        .then(move |admitted, act: &mut A, _ctx| {
+            let permit = match admitted {
+                Ok(permit) => permit,
+                Err(refused) => {
+                    crate::metrics::incr("vitrina_render_refused_total", &[("bound", refused.bound)]);
+                    let refused = RenderError::Capacity { retry_after_secs: refused.retry_after_secs, bound: refused.bound };
+                    return fut::ready(Err(refused)).boxed_local();
+                }
+            };
+            let done = slot(act).run(&renderer.threads, &store, job);
+            fut::wrap_future::<_, A>(done)
+                .map(move |result, _act: &mut A, _ctx| {
+                    let result = result.map_err(|_| RenderError::Internal("the render thread is gone".into()))?;
+                    permit.charge(result.cpu);
+                    drop(permit);
+                    for ((id, block_type), outcome) in prepared.blocks.iter().zip(&result.outcomes) {
+                        if let Err(failure) = outcome {
+                            renderer.failures.record(&store, &prepared.page_slug, id, block_type, failure);
+                        }
+                    }
+                    if failed::FailedPages::worth_remembering(&result.outcomes) {
+                        renderer.failed_pages.insert(key, result.outcomes.clone());
+                    }
+                    Ok(assemble_with(&prepared, &result.outcomes))
+                })
+                .boxed_local()
+        })
+        .boxed_local()
+}
+
+/// A page up to its blocks: what the shell needs around the engine's outcomes.
+struct Prepared {
+    title: String,
+    description: String,
+    page_slug: String,
+    /// (id, type) of each visible block, in order.
+    blocks: Vec<(String, String)>,
+}
+
+/// Everything a page's block outcomes depend on (`failed`): the store version, the limits, each
+/// block's id, code version (new for every code change), type and config, and the ctx.
+fn inputs_key(snap: &StoreSnapshot, job: &threads::EngineJob) -> String {
+    let l = &job.limits;
+    let mut key = format!("{}|{}|{}.{}.{}.{}", snap.store, snap.version, l.block_cpu_ms, l.page_cpu_ms, l.heap_mb, l.output_kb);
+    for b in &job.blocks {
+        let _ = write!(key, "|{}:{}:{}:{}", b.id, b.code_version, b.block_type, b.config_json);
+    }
+    key.push('|');
+    key.push_str(&job.ctx_json);
+    key
+}
+
+fn prepare(
+    settings: &RenderSettings,
+    snap: &SharedSnapshot,
+    req: &PageRequest,
+    view: &ShopperView,
+    draft: Option<&PageVersion>,
+) -> Result<(Prepared, threads::EngineJob), RenderError> {
     let plan = plan(snap, &req.route, draft, view)?;
     let now = OffsetDateTime::now_utc();
     let user_type = if view.customer { UserType::Customer } else { UserType::Guest };
@@ -423,37 +486,35 @@ pub fn render_page(
         extra: &plan.extra_ctx,
     };
     let ctx_json = serde_json::to_string(&ctx).map_err(|e| RenderError::Internal(format!("cannot serialise the page context: {e}")))?;
-    let configs: Vec<String> = visible.iter().map(|b| b.config.to_string()).collect();
-    let to_render: Vec<BlockToRender<'_>> = visible
+    let job_blocks = visible
         .iter()
-        .zip(&configs)
-        .map(|(b, config)| BlockToRender {
-            id: b.id.as_str(),
-            block_type: &b.block_type,
-            code: b.code.as_deref(),
+        .map(|b| threads::JobBlock {
+            id: b.id.as_str().to_string(),
+            block_type: b.block_type.clone(),
+            code: b.code.clone(),
             code_version: b.code_version,
-            config_json: config,
+            config_json: b.config.to_string(),
         })
         .collect();
-    let outcomes = if to_render.is_empty() {
-        Vec::new()
-    } else {
-        engine_slot.get(&snap.store).render(&snap.render_data, &ctx_json, &to_render, &snap.settings.limits)
+    let prepared = Prepared {
+        blocks: visible.iter().map(|b| (b.id.as_str().to_string(), b.block_type.clone())).collect(),
+        title: plan.title,
+        description: plan.description,
+        page_slug: plan.page_slug,
     };
+    Ok((prepared, threads::EngineJob { snapshot: snap.clone(), ctx_json, blocks: job_blocks, limits: settings.clamp(&snap.settings.limits) }))
+}
 
+/// The page around the blocks' outcomes.
+fn assemble(snap: &StoreSnapshot, req: &PageRequest, view: &ShopperView, prepared: &Prepared, outcomes: &[BlockOutcome]) -> RenderedPage {
     let blocks_len: usize = outcomes.iter().map(|o| o.as_ref().map_or(128, |html| html.len() + 64)).sum();
     let mut html = String::with_capacity(blocks_len + SHELL_CSS.len() + BLOCKS_CSS.len() + SHELL_JS.len() + 4096);
-    shell_top(&mut html, snap, req, view, &plan.title, &plan.description);
+    shell_top(&mut html, snap, req, view, &prepared.title, &prepared.description);
     let mut failed = 0;
-    for (block, outcome) in visible.iter().zip(outcomes) {
+    for ((id, block_type), outcome) in prepared.blocks.iter().zip(outcomes) {
         match outcome {
             Ok(block_html) => {
-                let _ = writeln!(
-                    html,
-                    "<div class=\"v-block\" data-block=\"{}\" data-type=\"{}\">{block_html}</div>",
-                    escape_html(block.id.as_str()),
-                    escape_html(&block.block_type)
-                );
+                let _ = writeln!(html, "<div class=\"v-block\" data-block=\"{}\" data-type=\"{}\">{block_html}</div>", escape_html(id), escape_html(block_type));
             }
             Err(failure) => {
                 failed += 1;
@@ -461,16 +522,16 @@ pub fn render_page(
                 let _ = writeln!(
                     html,
                     "<div class=\"v-block v-block-failed\" data-block=\"{}\"><!-- block {} ({}) failed: {} --></div>",
-                    escape_html(block.id.as_str()),
-                    block.id.as_str().replace("--", "- -"),
-                    escape_html(&block.block_type).replace("--", "- -"),
+                    escape_html(id),
+                    id.replace("--", "- -"),
+                    escape_html(block_type).replace("--", "- -"),
                     failure.code()
                 );
             }
         }
     }
     shell_bottom(&mut html, snap, req);
-    Ok(RenderedPage { html: html.into(), store_version: snap.version, failed_blocks: failed })
+    RenderedPage { html: html.into(), store_version: snap.version, failed_blocks: failed }
 }
 
 /// The shopper context blocks see (`ctx`), serialised straight from borrowed state.

@@ -67,7 +67,8 @@ impl Handler<ApplyCatalogChanges> for StoreActor {
             Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
         };
         let currency = self.snapshot.settings.currency.clone();
-        let commit = async move { db.write(move |tx| apply_batch(tx, &msg.source, &msg.changes, &currency)).await };
+        let bounds = super::Bounds::of(&self.node, &self.store);
+        let commit = async move { db.write(move |tx| apply_batch(tx, &msg.source, &msg.changes, &currency, &bounds)).await };
         AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(commit).map(|result, act, _| {
             let (mut report, changed) = result?;
             if changed {
@@ -85,6 +86,7 @@ pub(super) fn apply_batch(
     source: &ChangeSource,
     changes: &[CatalogChange],
     currency: &Currency,
+    bounds: &super::Bounds,
 ) -> Result<(FeedReport, bool), StoreError> {
     let now = now_ms();
     if let ChangeSource::Webhook { id, .. } = source {
@@ -120,6 +122,11 @@ pub(super) fn apply_batch(
         }
     }
     let changed = outcomes.contains(&ChangeOutcome::Applied);
+    if changed {
+        // Past a store limit the whole batch is refused (a sync page, a webhook): nothing of it
+        // is applied, and a webhook's id is not recorded, so a retry after room was made applies.
+        bounds.check(tx)?;
+    }
     let version = if changed {
         let v = repo::bump_version(tx)?;
         let payload = json!({"version": v, "source": source.label(), "products": touched});

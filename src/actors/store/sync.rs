@@ -218,7 +218,8 @@ impl Handler<ApplySyncPage> for StoreActor {
         };
         let currency = self.snapshot.settings.currency.clone();
         let source = ChangeSource::Sync { run: msg.run };
-        let commit = async move { db.write(move |tx| apply_batch(tx, &source, &msg.changes, &currency)).await };
+        let bounds = super::Bounds::of(&self.node, &self.store);
+        let commit = async move { db.write(move |tx| apply_batch(tx, &source, &msg.changes, &currency, &bounds)).await };
         AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(commit).map(|result, act, _| {
             let (mut report, changed) = result?;
             if changed {

@@ -1,0 +1,228 @@
+//! Render threads: where blocks run, apart from the threads that run actor turns.
+//!
+//! A page of looping blocks runs for up to its CPU budget. On an actor thread that time is taken
+//! from every actor placed there (other stores' cart writes included); here it is taken only
+//! from renders queued on the same render thread. An actor's engine (its V8 isolate) is placed
+//! on one render thread when it is created and stays there until the actor drops it: isolates
+//! never change threads. The actor keeps an [`EngineSlot`] naming where its engine lives; the
+//! engine itself is in that thread's table.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::actors::isolate_budget;
+use crate::engine::{self, BlockEngine, BlockOutcome, BlockToRender, RenderLimits};
+use crate::ids::StoreId;
+use crate::store::snapshot::SharedSnapshot;
+
+/// One block of a job, owned so that it can travel to the render thread.
+#[derive(Debug, Clone)]
+pub struct JobBlock {
+    pub id: String,
+    pub block_type: String,
+    pub code: Option<String>,
+    pub code_version: u64,
+    pub config_json: String,
+}
+
+/// What an engine runs for one page.
+pub struct EngineJob {
+    pub snapshot: SharedSnapshot,
+    pub ctx_json: String,
+    pub blocks: Vec<JobBlock>,
+    pub limits: RenderLimits,
+}
+
+/// The outcomes, one per block, and the render thread's CPU time they took.
+pub struct EngineResult {
+    pub outcomes: Vec<BlockOutcome>,
+    pub cpu: Duration,
+}
+
+pub struct RenderThreads {
+    arbiters: Vec<ArbiterHandle>,
+    /// Jobs queued or running per thread, for placing new engines on the least busy one.
+    queued: Vec<Arc<AtomicUsize>>,
+    _owned: Vec<Arbiter>,
+}
+
+thread_local! {
+    /// The engines placed on this render thread, by placement id.
+    static ENGINES: RefCell<HashMap<u64, Box<dyn BlockEngine>>> = RefCell::new(HashMap::new());
+}
+
+static NEXT_PLACEMENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Engines currently held by actors on this node (each owns at most one isolate).
+static LIVE_ENGINES: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+pub fn live_engines() -> i64 {
+    LIVE_ENGINES.load(Ordering::Relaxed)
+}
+
+impl RenderThreads {
+    pub fn new(count: usize) -> RenderThreads {
+        let owned: Vec<Arbiter> = (0..count.max(1)).map(|_| Arbiter::new()).collect();
+        RenderThreads {
+            arbiters: owned.iter().map(|a| a.handle()).collect(),
+            queued: (0..owned.len()).map(|_| Arc::new(AtomicUsize::new(0))).collect(),
+            _owned: owned,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.arbiters.len()
+    }
+
+    /// A thread for a new engine of `store`: the store's own thread while it is idle (a released
+    /// isolate waits there for the store's next engine), else the least busy.
+    fn place(&self, store: &StoreId) -> usize {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        store.hash(&mut h);
+        let preferred = (h.finish() % self.arbiters.len() as u64) as usize;
+        if self.queued[preferred].load(Ordering::Relaxed) == 0 {
+            return preferred;
+        }
+        (0..self.arbiters.len()).min_by_key(|&i| self.queued[i].load(Ordering::Relaxed)).unwrap_or(preferred)
+    }
+}
+
+/// Where an actor's engine lives.
+struct Placement {
+    threads: Arc<RenderThreads>,
+    thread: usize,
+    id: u64,
+    /// Cleared when the actor lets go of the engine: a job still queued then renders with a
+    /// throwaway engine instead of creating one nobody would drop.
+    held: Arc<AtomicBool>,
+}
+
+/// An actor's engine, created on first use on a render thread. An actor that names itself as
+/// the owner ([`EngineSlot::owned_by`]) counts against the node's isolate budget
+/// (`actors::isolate_budget`).
+#[derive(Default)]
+pub struct EngineSlot {
+    placed: Option<Placement>,
+    owner: Option<isolate_budget::Owner>,
+    ticket: Option<u64>,
+}
+
+impl EngineSlot {
+    /// A slot whose engines are admitted to the node's isolate budget, evicted through `owner`.
+    pub fn owned_by(owner: isolate_budget::Owner) -> Self {
+        EngineSlot { placed: None, owner: Some(owner), ticket: None }
+    }
+
+    /// Runs `job` on this actor's engine (placing one on a render thread first if it has none).
+    /// The receiver fails if the render thread is gone.
+    pub fn run(&mut self, threads: &Arc<RenderThreads>, store: &StoreId, job: EngineJob) -> futures::channel::oneshot::Receiver<EngineResult> {
+        match (&self.placed, self.ticket) {
+            (Some(_), Some(ticket)) => isolate_budget::touch(ticket),
+            (Some(_), None) => {}
+            (None, _) => {
+                LIVE_ENGINES.fetch_add(1, Ordering::Relaxed);
+                self.ticket = self.owner.clone().map(isolate_budget::admit);
+                let thread = threads.place(store);
+                let id = NEXT_PLACEMENT.fetch_add(1, Ordering::Relaxed);
+                self.placed = Some(Placement { threads: threads.clone(), thread, id, held: Arc::new(AtomicBool::new(true)) });
+            }
+        }
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let Some(placed) = &self.placed else { return rx };
+        let (id, held, store) = (placed.id, placed.held.clone(), store.clone());
+        let queued = placed.threads.queued[placed.thread].clone();
+        queued.fetch_add(1, Ordering::Relaxed);
+        let spawned = placed.threads.arbiters[placed.thread].spawn_fn(move || {
+            let result = run_job(id, &held, &store, &job);
+            queued.fetch_sub(1, Ordering::Relaxed);
+            let _ = tx.send(result);
+        });
+        if !spawned {
+            placed.threads.queued[placed.thread].fetch_sub(1, Ordering::Relaxed);
+            tracing::error!("a render thread is gone");
+        }
+        rx
+    }
+
+    /// Drops the isolate (the actor keeps its state); the next render creates a fresh one.
+    pub fn drop_engine(&mut self) {
+        if let Some(placed) = self.placed.take() {
+            LIVE_ENGINES.fetch_sub(1, Ordering::Relaxed);
+            placed.held.store(false, Ordering::SeqCst);
+            let id = placed.id;
+            placed.threads.arbiters[placed.thread].spawn_fn(move || {
+                let engine = ENGINES.with_borrow_mut(|engines| engines.remove(&id));
+                if engine.is_some() {
+                    drop(engine);
+                    crate::memory::note_released();
+                }
+            });
+        }
+        if let Some(ticket) = self.ticket.take() {
+            isolate_budget::forget(ticket);
+        }
+    }
+
+    /// Drops the engine the budget evicted, unless it has already been replaced.
+    pub fn release_evicted(&mut self, ticket: u64) {
+        if self.ticket == Some(ticket) {
+            self.drop_engine();
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.placed.is_some()
+    }
+}
+
+impl Drop for EngineSlot {
+    fn drop(&mut self) {
+        self.drop_engine();
+    }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec; CLOCK_THREAD_CPUTIME_ID is always available on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+}
+
+/// Runs one job on the render thread, on the placement's engine.
+fn run_job(id: u64, held: &AtomicBool, store: &StoreId, job: &EngineJob) -> EngineResult {
+    let started = thread_cpu();
+    let blocks: Vec<BlockToRender<'_>> = job
+        .blocks
+        .iter()
+        .map(|b| BlockToRender { id: &b.id, block_type: &b.block_type, code: b.code.as_deref(), code_version: b.code_version, config_json: &b.config_json })
+        .collect();
+    // The engine leaves the table while it renders, so nothing it does can find the table borrowed.
+    let mut engine = match ENGINES.with_borrow_mut(|engines| engines.remove(&id)) {
+        Some(engine) => engine,
+        None => engine::new_engine(store.as_str()),
+    };
+    let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        engine.render(&job.snapshot.render_data, &job.ctx_json, &blocks, &job.limits)
+    }));
+    let outcomes = match rendered {
+        Ok(outcomes) => {
+            if held.load(Ordering::SeqCst) {
+                ENGINES.with_borrow_mut(|engines| engines.insert(id, engine));
+            }
+            outcomes
+        }
+        Err(_) => {
+            // The engine's state is unknown after a panic: it is not kept.
+            tracing::error!(%store, "the block engine panicked; its isolate is dropped");
+            blocks.iter().map(|_| Err(engine::BlockFailure::Error("engine failure".into()))).collect()
+        }
+    };
+    EngineResult { outcomes, cpu: thread_cpu().saturating_sub(started) }
+}
