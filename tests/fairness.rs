@@ -1,0 +1,220 @@
+//! Containment between stores, black-box: a store whose pages are all looping blocks, hammered,
+//! must not cost another store an error; a store's limits are the operator's to cap; catalog
+//! writes past a store's limits are refused whole; block failures are attributed to their store.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use hmac::{Hmac, Mac};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const LOOP: &str = "function spin() { while (true) {} }";
+
+/// A page (and the search page) of 20 looping blocks, published.
+async fn publish_loops(node: &TestNode, token: &str, store: &str) {
+    let blocks: Vec<Value> = (0..20).map(|_| json!({"type": "custom", "code": LOOP})).collect();
+    for slug in ["loop", "search"] {
+        let (s, b) = node.admin(token, Method::PUT, &format!("/stores/{store}/pages/{slug}"), Some(json!({"title": "Loops", "blocks": blocks}))).await;
+        assert_eq!(s, 200, "{b}");
+        let (s, b) = node.admin(token, Method::POST, &format!("/stores/{store}/pages/{slug}/publish"), None).await;
+        assert_eq!(s, 200, "{b}");
+    }
+}
+
+#[tokio::test]
+async fn a_store_of_looping_blocks_hammered_costs_other_stores_no_error() {
+    let node = Arc::new(TestNode::start());
+    let hostile = node.seed_store("hostile", "Hostile").await;
+    publish_loops(&node, &hostile, "hostile").await;
+    node.seed_store("calm", "Calm").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // Hostile traffic: first visits to the loop page (the same inputs: remembered as failed)
+    // and searches with a new query each time (new inputs: bounded by the store's gate).
+    let mut attackers = Vec::new();
+    for a in 0..6 {
+        let (node, stop) = (node.clone(), stop.clone());
+        attackers.push(tokio::spawn(async move {
+            let mut statuses: Vec<(u16, Option<String>, Option<String>)> = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let url = if a % 2 == 0 { format!("{}/pages/loop", node.base("hostile")) } else { format!("{}/search?q=x{a}-{i}", node.base("hostile")) };
+                let res = node.shopper("hostile").get(url).header("accept", "application/json").send().await.unwrap();
+                let status = res.status().as_u16();
+                let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+                let code = if status == 503 { res.json::<Value>().await.ok().and_then(|b| b["error"]["code"].as_str().map(str::to_string)) } else { None };
+                statuses.push((status, retry_after, code));
+            }
+            statuses
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The other store: shoppers adding to their carts (durable writes) and reading pages.
+    let mut shoppers = Vec::new();
+    for _ in 0..4 {
+        let node = node.clone();
+        shoppers.push(tokio::spawn(async move {
+            let c = node.shopper("calm");
+            let mut outcomes = Vec::new();
+            let until = Instant::now() + Duration::from_secs(8);
+            let mut quantity = 0;
+            while Instant::now() < until {
+                quantity = quantity % 5 + 1;
+                let started = Instant::now();
+                let res = c.patch(format!("{}/cart/items/socks", node.base("calm"))).json(&json!({"quantity": quantity})).send().await.unwrap();
+                let res = if res.status() == StatusCode::BAD_REQUEST || res.status() == StatusCode::NOT_FOUND {
+                    c.post(format!("{}/cart/items", node.base("calm"))).json(&json!({"productId": "socks", "quantity": quantity})).send().await.unwrap()
+                } else {
+                    res
+                };
+                outcomes.push(("cart", res.status().as_u16(), started.elapsed()));
+                let started = Instant::now();
+                let res = c.get(node.base("calm")).header("accept", "text/html").send().await.unwrap();
+                outcomes.push(("page", res.status().as_u16(), started.elapsed()));
+            }
+            outcomes
+        }));
+    }
+    let mut calm = Vec::new();
+    for s in shoppers {
+        calm.extend(s.await.unwrap());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut hostile_statuses = Vec::new();
+    for a in attackers {
+        hostile_statuses.extend(a.await.unwrap());
+    }
+
+    let carts = calm.iter().filter(|o| o.0 == "cart").count();
+    assert!(carts >= 8, "the other store's shoppers got {carts} cart writes through in 8 s");
+    for (what, status, took) in &calm {
+        assert!((200..300).contains(status), "the other store's {what} answered {status}");
+        assert!(*took < Duration::from_secs(5), "the other store's {what} took {took:?}");
+    }
+    // The hostile store itself: pages with placeholders, or 503 render_capacity with Retry-After.
+    assert!(!hostile_statuses.is_empty());
+    for (status, retry_after, code) in &hostile_statuses {
+        match status {
+            200 => {}
+            503 => {
+                assert_eq!(code.as_deref(), Some("render_capacity"));
+                assert!(retry_after.as_deref().and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| (1..=60).contains(&s)), "{retry_after:?}");
+            }
+            other => panic!("the hostile store answered {other}"),
+        }
+    }
+    assert!(node.metric("vitrina_failed_page_hits_total").await > 0, "a failed page was rendered again for the same inputs");
+    common::table::record("containment", "cpu-fairness", "20 looping blocks hammered: other store's cart writes", "bounded");
+    common::table::record("containment", "cpu-fairness", "20 looping blocks hammered: other store's pages", "bounded");
+    common::table::record("containment", "cpu-fairness", "looping page, same inputs again: remembered as failed", "bounded");
+    common::table::record("containment", "cpu-fairness", "looping search page, new inputs each time: per-store gate", "bounded");
+
+    // Attribution: by store in /metrics, and listed for the store's admin.
+    let metrics = node.plain().get(format!("http://{}/metrics", node.addr)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("vitrina_block_failures_total{store=\"hostile\",reason=\"timeout\"}"), "{metrics}");
+    assert!(!metrics.contains("store=\"calm\""), "{metrics}");
+    let (s, body) = node.admin(&hostile, Method::GET, "/stores/hostile/block-failures", None).await;
+    assert_eq!(s, 200, "{body}");
+    let first = &body["failures"][0];
+    assert!(first["blockId"].as_str().is_some_and(|b| !b.is_empty()), "{body}");
+    assert!(["loop", "search"].contains(&first["page"].as_str().unwrap_or("")), "{body}");
+    assert!(["timeout", "page-budget-exhausted"].contains(&first["reason"].as_str().unwrap_or("")), "{body}");
+    assert!(first["at"].as_str().is_some(), "{body}");
+    let (s, body) = node.admin(&hostile, Method::GET, "/stores/calm/block-failures", None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+}
+
+#[tokio::test]
+async fn render_limits_above_the_operators_maxima_are_refused() {
+    let node = TestNode::start_with(&[("VITRINA_RENDER__MAX_BLOCK_CPU_MS", "100")]);
+    let token = node.seed_store("greedy", "Greedy").await;
+    for limits in [json!({"blockCpuMs": 10000, "pageCpuMs": 1000}), json!({"blockCpuMs": 50, "pageCpuMs": 30000})] {
+        let (s, body) = node.admin(&token, Method::PATCH, "/stores/greedy/settings", Some(json!({"limits": limits}))).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_error_body(&body, "limit_above_maximum");
+        assert_eq!(body["error"]["details"]["maximum"]["blockCpuMs"], 100, "{body}");
+        assert_eq!(body["error"]["details"]["maximum"]["pageCpuMs"], 1000, "{body}");
+    }
+    let (_, settings) = node.admin(&token, Method::GET, "/stores/greedy/settings", None).await;
+    assert_eq!(settings["limits"]["blockCpuMs"], 50, "{settings}");
+    let (s, body) = node.admin(&token, Method::PATCH, "/stores/greedy/settings", Some(json!({"limits": {"blockCpuMs": 100, "pageCpuMs": 1000}}))).await;
+    assert_eq!(s, 200, "{body}");
+    common::table::record("containment", "cpu-fairness", "merchant raises its own CPU limits past the operator maximum", "refused");
+}
+
+fn sign_generic(secret: &str, t: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    for p in [t.to_string().as_bytes(), b".", body.as_bytes()] {
+        mac.update(p);
+    }
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn catalog_writes_past_a_store_limit_are_refused_whole() {
+    let node = TestNode::start_with(&[("VITRINA_LIMITS__MAX_PRODUCTS_PER_STORE", "4"), ("VITRINA_LIMITS__MAX_SNAPSHOT_BYTES", "20000")]);
+    let token = node.seed_store("full", "Full").await; // 3 products
+    let products = |n: usize| -> Value { json!({"products": (0..n).map(|i| json!({"id": format!("p{i}"), "handle": format!("p{i}"), "title": "P", "price": "1.00", "stock": 1})).collect::<Vec<_>>()}) };
+    let (s, body) = node.admin(&token, Method::POST, "/stores/full/products", Some(products(2))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_error_body(&body, "product_limit");
+    assert_eq!(body["error"]["details"]["limit"], 4);
+    let (_, listed) = node.admin(&token, Method::GET, "/stores/full/products", None).await;
+    assert_eq!(listed["products"].as_array().unwrap().len(), 3, "nothing of the refused batch was applied");
+    let (s, body) = node.admin(&token, Method::POST, "/stores/full/products", Some(products(1))).await;
+    assert_eq!(s, 200, "{body}");
+    common::table::record("containment", "store-limits", "admin product batch past max_products_per_store", "refused");
+
+    // Snapshot bytes: one product with a description that would pass the store's budget.
+    let big = json!({"title": "Big", "price": "1.00", "stock": 1, "description": "d".repeat(19_000)});
+    let (s, body) = node.admin(&token, Method::PUT, "/stores/full/products/p0", Some(big)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_error_body(&body, "snapshot_limit");
+    let (_, p0) = node.admin(&token, Method::GET, "/stores/full/products/p0", None).await;
+    assert_eq!(p0["title"], "P", "{p0}");
+    common::table::record("containment", "store-limits", "admin product past max_snapshot_bytes", "refused");
+
+    // A webhook that would add a fifth product: 422, not applied; its id is not recorded, so a
+    // delivery retried after room was made applies.
+    let secret = "whsec_fair_0123456789abcdef";
+    let (s, b) = node.admin(&token, Method::PUT, "/stores/full/webhooks", Some(json!({"secret": secret}))).await;
+    assert_eq!(s, 200, "{b}");
+    let t = SystemTimeNow::secs();
+    let body = json!({"id": "wh-fifth", "store": "full", "type": "product.upsert",
+        "data": {"id": "fifth", "handle": "fifth", "title": "Fifth", "price": "2.00", "stock": 1, "updatedAt": "2024-05-01T00:00:00Z"}})
+    .to_string();
+    let send = || {
+        node.plain()
+            .post(format!("http://{}/webhooks/generic", node.addr))
+            .header("content-type", "application/json")
+            .header("vitrina-store", "full")
+            .header("vitrina-signature", sign_generic(secret, t, &body))
+            .body(body.clone())
+            .send()
+    };
+    let (s, b) = json_of(send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_error_body(&b, "product_limit");
+    let (s, _) = node.admin(&token, Method::GET, "/stores/full/products/fifth", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = node.admin(&token, Method::DELETE, "/stores/full/products/p0", None).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = json_of(send().await.unwrap()).await;
+    assert_eq!(s, 200, "{b}");
+    common::table::record("containment", "store-limits", "webhook past max_products_per_store", "refused");
+}
+
+struct SystemTimeNow;
+impl SystemTimeNow {
+    fn secs() -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    }
+}
