@@ -186,7 +186,13 @@ struct ClassNode {
 const OTHER: &str = "calm";
 
 async fn start_class_node(class: &str) -> ClassNode {
-    let node = TestNode::start();
+    // Cases may raise their store's limits past the default operator maxima, and run back to
+    // back on one store: the node allows both (per-store CPU fairness is tests/fairness.rs).
+    let node = TestNode::start_with(&[
+        ("VITRINA_RENDER__MAX_BLOCK_CPU_MS", "10000"),
+        ("VITRINA_RENDER__MAX_PAGE_CPU_MS", "30000"),
+        ("VITRINA_RENDER__STORE_CPU_MS_PER_SEC", "0"),
+    ]);
     let store = format!("h-{}", class.replace('_', "-")).chars().take(60).collect::<String>();
     let token = node.seed_store(&store, "Hostile Host").await;
     node.seed_store(OTHER, "Calm Neighbour").await;

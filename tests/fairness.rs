@@ -118,7 +118,7 @@ async fn a_store_of_looping_blocks_hammered_costs_other_stores_no_error() {
     common::table::record("containment", "cpu-fairness", "looping search page, new inputs each time: per-store gate", "bounded");
 
     // Attribution: by store in /metrics, and listed for the store's admin.
-    let metrics = node.plain().get(format!("http://{}/metrics", node.addr)).send().await.unwrap().text().await.unwrap();
+    let metrics = node.metrics_text().await;
     assert!(metrics.contains("vitrina_block_failures_total{store=\"hostile\",reason=\"timeout\"}"), "{metrics}");
     assert!(!metrics.contains("store=\"calm\""), "{metrics}");
     let (s, body) = node.admin(&hostile, Method::GET, "/stores/hostile/block-failures", None).await;
@@ -160,7 +160,7 @@ fn sign_generic(secret: &str, t: i64, body: &str) -> String {
 
 #[tokio::test]
 async fn catalog_writes_past_a_store_limit_are_refused_whole() {
-    let node = TestNode::start_with(&[("VITRINA_LIMITS__MAX_PRODUCTS_PER_STORE", "4"), ("VITRINA_LIMITS__MAX_SNAPSHOT_BYTES", "20000")]);
+    let node = TestNode::start_with(&[("VITRINA_STORE_LIMITS__MAX_PRODUCTS_PER_STORE", "4"), ("VITRINA_STORE_LIMITS__MAX_SNAPSHOT_BYTES", "20000")]);
     let token = node.seed_store("full", "Full").await; // 3 products
     let products = |n: usize| -> Value { json!({"products": (0..n).map(|i| json!({"id": format!("p{i}"), "handle": format!("p{i}"), "title": "P", "price": "1.00", "stock": 1})).collect::<Vec<_>>()}) };
     let (s, body) = node.admin(&token, Method::POST, "/stores/full/products", Some(products(2))).await;
