@@ -60,9 +60,7 @@ pub const CLIENT_IP_HEADER: &str = "x-vitrina-client-ip";
 pub const SECURE_HEADER: &str = "x-vitrina-secure";
 
 fn hop_header(req: &HttpRequest, name: &str) -> Option<String> {
-    if req.extensions().get::<VerifiedHop>().is_none() {
-        return None;
-    }
+    req.extensions().get::<VerifiedHop>()?;
     req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
