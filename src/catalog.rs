@@ -13,12 +13,19 @@ use sha2::{Digest, Sha256};
 use crate::ids::{ActorKey, StoreId};
 use crate::storage::{self, now_ms, DataLayout, SchemaKind, StorageError, StorageResult};
 
+pub mod domain_check;
+pub mod host_policy;
+
+use host_policy::{HostKind, HostRefusal};
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("store {0} already exists")]
     StoreExists(StoreId),
     #[error("host {0} is already mapped to another store")]
     HostTaken(String),
+    #[error("{}", .0.message)]
+    HostRefused(HostRefusal),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("connection pool: {0}")]
@@ -66,9 +73,11 @@ impl NodeCatalog {
             c.busy_timeout(Duration::from_secs(5))
         });
         let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
+        let base_domain = base_domain.trim_matches('.').to_ascii_lowercase();
+        drop_unservable_hosts(&*pool.get()?, &base_domain)?;
         Ok(NodeCatalog {
             pool,
-            base_domain: base_domain.trim_matches('.').to_ascii_lowercase(),
+            base_domain,
             hosts: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(30))
@@ -146,39 +155,115 @@ impl NodeCatalog {
         Ok(id.and_then(|s| StoreId::parse(&s).ok()))
     }
 
-    /// Maps a custom domain to a store.
-    pub fn map_host(&self, host: &str, store: &StoreId) -> Result<(), CatalogError> {
+    /// A store claims a custom domain: `Verified` when it already serves it (or is the store's
+    /// default host), else a pending claim with the token that proves control of the domain.
+    pub fn claim_host(&self, host: &str, store: &StoreId) -> Result<HostStatus, CatalogError> {
         let host = normalise_host(host);
+        if host_policy::check_claim(&host, store, &self.base_domain).map_err(CatalogError::HostRefused)? == HostKind::OwnDefault {
+            return Ok(HostStatus::Verified);
+        }
         let conn = self.pool.get()?;
         let owner: Option<String> =
             conn.query_row("SELECT store_id FROM hosts WHERE host = ?1", [&host], |r| r.get(0)).optional()?;
+        match owner {
+            Some(o) if o == store.as_str() => return Ok(HostStatus::Verified),
+            Some(_) => return Err(CatalogError::HostTaken(host)),
+            None => {}
+        }
+        conn.execute(
+            "INSERT INTO host_claims (host, store_id, token, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(host, store_id) DO NOTHING",
+            params![host, store.as_str(), verification_token(), now_ms()],
+        )?;
+        let token: String =
+            conn.query_row("SELECT token FROM host_claims WHERE host = ?1 AND store_id = ?2", params![host, store.as_str()], |r| r.get(0))?;
+        Ok(HostStatus::Pending { token })
+    }
+
+    /// The token of `store`'s pending claim on `host`.
+    pub fn claim_token(&self, host: &str, store: &StoreId) -> Result<Option<String>, CatalogError> {
+        let conn = self.pool.get()?;
+        Ok(conn
+            .query_row("SELECT token FROM host_claims WHERE host = ?1 AND store_id = ?2", params![normalise_host(host), store.as_str()], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// `store` proved control of `host`: it serves from now on, and every claim on it ends.
+    pub fn confirm_host(&self, host: &str, store: &StoreId) -> Result<(), CatalogError> {
+        let host = normalise_host(host);
+        host_policy::check_claim(&host, store, &self.base_domain).map_err(CatalogError::HostRefused)?;
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        let owner: Option<String> = tx.query_row("SELECT store_id FROM hosts WHERE host = ?1", [&host], |r| r.get(0)).optional()?;
         if owner.as_deref().is_some_and(|o| o != store.as_str()) {
             return Err(CatalogError::HostTaken(host));
         }
-        conn.execute(
-            "INSERT INTO hosts (host, store_id) VALUES (?1, ?2) ON CONFLICT(host) DO NOTHING",
-            params![host, store.as_str()],
-        )?;
+        tx.execute("INSERT INTO hosts (host, store_id) VALUES (?1, ?2) ON CONFLICT(host) DO NOTHING", params![host, store.as_str()])?;
+        tx.execute("DELETE FROM host_claims WHERE host = ?1", [&host])?;
+        tx.commit()?;
         self.hosts.invalidate(&host);
         Ok(())
     }
 
-    pub fn unmap_host(&self, host: &str, store: &StoreId) -> Result<bool, CatalogError> {
+    /// The operator maps `host` to `store`, verified, taking it from any other store.
+    pub fn assign_host(&self, host: &str, store: &StoreId) -> Result<(), CatalogError> {
         let host = normalise_host(host);
-        let conn = self.pool.get()?;
-        let n = conn.execute("DELETE FROM hosts WHERE host = ?1 AND store_id = ?2", params![host, store.as_str()])?;
+        host_policy::check_claim(&host, store, &self.base_domain).map_err(CatalogError::HostRefused)?;
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO hosts (host, store_id) VALUES (?1, ?2) ON CONFLICT(host) DO UPDATE SET store_id = excluded.store_id",
+            params![host, store.as_str()],
+        )?;
+        tx.execute("DELETE FROM host_claims WHERE host = ?1", [&host])?;
+        tx.commit()?;
+        self.hosts.invalidate(&host);
+        Ok(())
+    }
+
+    /// The operator removes `host` from whichever store holds or claims it.
+    pub fn revoke_host(&self, host: &str) -> Result<bool, CatalogError> {
+        let host = normalise_host(host);
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        let n = tx.execute("DELETE FROM hosts WHERE host = ?1", [&host])? + tx.execute("DELETE FROM host_claims WHERE host = ?1", [&host])?;
+        tx.commit()?;
         self.hosts.invalidate(&host);
         Ok(n > 0)
     }
 
-    pub fn hosts_of(&self, store: &StoreId) -> Result<Vec<String>, CatalogError> {
+    /// Who serves `host` and which stores claim it.
+    pub fn host_owner(&self, host: &str) -> Result<(Option<StoreId>, Vec<StoreId>), CatalogError> {
+        let host = normalise_host(host);
+        let conn = self.pool.get()?;
+        let owner: Option<String> = conn.query_row("SELECT store_id FROM hosts WHERE host = ?1", [&host], |r| r.get(0)).optional()?;
+        let mut stmt = conn.prepare("SELECT store_id FROM host_claims WHERE host = ?1 ORDER BY created_at")?;
+        let claims = stmt.query_map([&host], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()).filter_map(|s| StoreId::parse(&s).ok()).collect();
+        Ok((owner.and_then(|s| StoreId::parse(&s).ok()), claims))
+    }
+
+    /// A store gives up `host`, verified or claimed.
+    pub fn unmap_host(&self, host: &str, store: &StoreId) -> Result<bool, CatalogError> {
+        let host = normalise_host(host);
+        let conn = self.pool.get()?;
+        let n = conn.execute("DELETE FROM hosts WHERE host = ?1 AND store_id = ?2", params![host, store.as_str()])?
+            + conn.execute("DELETE FROM host_claims WHERE host = ?1 AND store_id = ?2", params![host, store.as_str()])?;
+        self.hosts.invalidate(&host);
+        Ok(n > 0)
+    }
+
+    /// A store's custom domains: (host, status), verified ones first.
+    pub fn hosts_of(&self, store: &StoreId) -> Result<Vec<(String, HostStatus)>, CatalogError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare("SELECT host FROM hosts WHERE store_id = ?1 ORDER BY host")?;
-        let hosts = stmt.query_map([store.as_str()], |r| r.get(0))?.filter_map(|r| r.ok()).collect();
+        let mut hosts: Vec<(String, HostStatus)> =
+            stmt.query_map([store.as_str()], |r| r.get(0))?.filter_map(|r| r.ok()).map(|h| (h, HostStatus::Verified)).collect();
+        let mut stmt = conn.prepare("SELECT host, token FROM host_claims WHERE store_id = ?1 ORDER BY host")?;
+        let claims = stmt.query_map([store.as_str()], |r| Ok((r.get(0)?, HostStatus::Pending { token: r.get(1)? })))?;
+        hosts.extend(claims.filter_map(|r| r.ok()));
         Ok(hosts)
     }
 
-    /// Resolves a `Host` header to a store: a mapped custom domain, or `{store}.{base_domain}`.
+    /// Resolves a `Host` header to a store: `{store}.{base_domain}`, or a verified custom domain.
     pub fn resolve_host(&self, host_header: &str) -> Result<Option<StoreId>, CatalogError> {
         let host = normalise_host(host_header);
         if let Some(hit) = self.hosts.get(&host) {
@@ -190,17 +275,20 @@ impl NodeCatalog {
     }
 
     fn resolve_uncached(&self, host: &str) -> Result<Option<StoreId>, CatalogError> {
+        // The base domain first: a default host is its store's even if a row says otherwise.
+        if host == self.base_domain || host.ends_with(&format!(".{}", self.base_domain)) {
+            return match host_policy::default_host_store(host, &self.base_domain) {
+                Some(store) => Ok(self.store_exists(&store)?.then_some(store)),
+                None => Ok(None),
+            };
+        }
+        if host_policy::check_shared(host, &self.base_domain).is_err() {
+            return Ok(None);
+        }
         let conn = self.pool.get()?;
         let mapped: Option<String> =
             conn.query_row("SELECT store_id FROM hosts WHERE host = ?1", [host], |r| r.get(0)).optional()?;
-        if let Some(store) = mapped {
-            return Ok(StoreId::parse(&store).ok());
-        }
-        let Some(label) = host.strip_suffix(&self.base_domain).and_then(|rest| rest.strip_suffix('.')) else {
-            return Ok(None);
-        };
-        let Ok(store) = StoreId::parse(label) else { return Ok(None) };
-        Ok(self.store_exists(&store)?.then_some(store))
+        Ok(mapped.and_then(|store| StoreId::parse(&store).ok()))
     }
 
     /// Maps a Shopify shop domain (`x.myshopify.com`) to the store its webhooks update,
@@ -271,6 +359,34 @@ impl NodeCatalog {
     }
 }
 
+/// Whether a custom domain serves yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostStatus {
+    Verified,
+    /// Claimed; serves once `token` is found at the domain.
+    Pending { token: String },
+}
+
+fn verification_token() -> String {
+    let mut bytes = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("vv_{}", hex::encode(bytes))
+}
+
+/// Deletes host mappings the host rules forbid (made before they existed, or under a base
+/// domain that changed): they would never be served, and a store could not add them again.
+fn drop_unservable_hosts(conn: &rusqlite::Connection, base: &str) -> Result<(), CatalogError> {
+    let mut stmt = conn.prepare("SELECT host, store_id FROM hosts")?;
+    let rows: Vec<(String, String)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.filter_map(|r| r.ok()).collect();
+    for (host, store) in rows {
+        if let Err(refusal) = host_policy::check_shared(&host, base) {
+            tracing::warn!(%host, %store, reason = %refusal.message, "custom host mapping dropped: it is not a claimable domain");
+            conn.execute("DELETE FROM hosts WHERE host = ?1", [&host])?;
+        }
+    }
+    Ok(())
+}
+
 /// Lower-cases and strips the port and any trailing dot.
 pub fn normalise_host(host: &str) -> String {
     let host = host.trim();
@@ -311,6 +427,9 @@ pub struct CatalogDump {
     /// (Shopify shop domain, store id)
     #[serde(default)]
     pub shopify_domains: Vec<(String, String)>,
+    /// Pending custom-domain claims: (host, store id, token, created_ms)
+    #[serde(default)]
+    pub host_claims: Vec<(String, String, String, i64)>,
 }
 
 impl NodeCatalog {
@@ -322,7 +441,9 @@ impl NodeCatalog {
         let hosts = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.filter_map(|r| r.ok()).collect();
         let mut stmt = conn.prepare("SELECT domain, store_id FROM shopify_domains ORDER BY domain")?;
         let shopify_domains = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.filter_map(|r| r.ok()).collect();
-        Ok(CatalogDump { stores, hosts, shopify_domains })
+        let mut stmt = conn.prepare("SELECT host, store_id, token, created_at FROM host_claims ORDER BY host, store_id")?;
+        let host_claims = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.filter_map(|r| r.ok()).collect();
+        Ok(CatalogDump { stores, hosts, shopify_domains, host_claims })
     }
 
     /// Merges another node's catalog: stores and their tokens are upserted; each listed store's
@@ -341,6 +462,13 @@ impl NodeCatalog {
             )?;
             tx.execute("DELETE FROM hosts WHERE store_id = ?1", [id])?;
             tx.execute("DELETE FROM shopify_domains WHERE store_id = ?1", [id])?;
+            tx.execute("DELETE FROM host_claims WHERE store_id = ?1", [id])?;
+        }
+        for (host, store, token, created) in &dump.host_claims {
+            tx.execute(
+                "INSERT INTO host_claims (host, store_id, token, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(host, store_id) DO NOTHING",
+                params![normalise_host(host), store, token, created],
+            )?;
         }
         for (domain, store) in &dump.shopify_domains {
             tx.execute(

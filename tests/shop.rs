@@ -62,15 +62,16 @@ async fn a_demo_node_is_healthy_only_once_its_demo_store_answers() {
 async fn custom_domains_map_to_their_store() {
     let node = TestNode::start();
     let token = node.seed_store("gamma", "Gamma Goods").await;
+    let client = reqwest::Client::builder().resolve("shop.gamma-goods.test", node.addr).build().unwrap();
+    let home = || client.get(format!("http://shop.gamma-goods.test:{}/", node.addr.port())).header(ACCEPT, HTML).send();
+    // A store's own claim is pending until verified (tests/hosts.rs); the operator assigns at once.
     let (s, b) = node.admin(&token, reqwest::Method::POST, "/stores/gamma/domains", Some(json!({"host": "shop.gamma-goods.test"}))).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let client = reqwest::Client::builder().resolve("shop.gamma-goods.test", node.addr).build().unwrap();
-    let res = client
-        .get(format!("http://shop.gamma-goods.test:{}/", node.addr.port()))
-        .header(ACCEPT, HTML)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(b["status"], "pending", "{b}");
+    assert_eq!(home().await.unwrap().status(), 404);
+    let (s, b) = node.admin("test-operator-token", reqwest::Method::PUT, "/hosts/shop.gamma-goods.test", Some(json!({"store": "gamma"}))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let res = home().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("Welcome to Gamma Goods"));
 }

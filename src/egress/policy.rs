@@ -130,9 +130,16 @@ impl Policy {
                 .ok_or_else(|| format!("egress.resolve: {entry:?} is not name=address"))?;
             let ip = ip.trim().trim_start_matches('[').trim_end_matches(']');
             let ip: IpAddr = ip.parse().map_err(|_| format!("egress.resolve: {ip:?} is not an IP address"))?;
-            overrides.entry(name.trim().trim_end_matches('.').to_ascii_lowercase()).or_default().push(ip);
+            overrides
+                .entry(name.trim().trim_end_matches('.').to_ascii_lowercase())
+                .or_default()
+                .push(ip);
         }
-        Ok(Policy { allow, ports: settings.ports.clone(), overrides })
+        Ok(Policy {
+            allow,
+            ports: settings.ports.clone(),
+            overrides,
+        })
     }
 
     fn allowed(&self, ip: IpAddr) -> bool {
@@ -140,13 +147,18 @@ impl Policy {
             IpAddr::V6(v6) => embedded_v4(v6).map(IpAddr::V4),
             IpAddr::V4(_) => None,
         };
-        self.allow.iter().any(|net| net.contains(&ip) || v4.is_some_and(|v4| net.contains(&v4)))
+        self.allow
+            .iter()
+            .any(|net| net.contains(&ip) || v4.is_some_and(|v4| net.contains(&v4)))
     }
 
     /// Refuses an address in a special-purpose range the operator did not allow.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), Refusal> {
         match classify(ip) {
-            Some(reason) if !self.allowed(ip) => Err(Refusal { reason, target: ip.to_string() }),
+            Some(reason) if !self.allowed(ip) => Err(Refusal {
+                reason,
+                target: ip.to_string(),
+            }),
             _ => Ok(()),
         }
     }
@@ -160,14 +172,21 @@ impl Policy {
     /// address when the host is an IP literal (any spelling: the URL parser normalises `0x7f.1`,
     /// `2130706433` and `127.1` to `127.0.0.1`). Names are checked when resolved.
     pub fn check_url(&self, url: &Url) -> Result<(), Refusal> {
-        let refuse = |reason| Err(Refusal { reason, target: redacted(url) });
+        let refuse = |reason| {
+            Err(Refusal {
+                reason,
+                target: redacted(url),
+            })
+        };
         if !matches!(url.scheme(), "http" | "https") {
             return refuse("scheme other than http(s)");
         }
         if !url.username().is_empty() || url.password().is_some() {
             return refuse("credentials in the URL");
         }
-        let Some(port) = url.port_or_known_default() else { return refuse("no port") };
+        let Some(port) = url.port_or_known_default() else {
+            return refuse("no port");
+        };
         // The addresses the host stands for, when known without DNS.
         let known: Vec<IpAddr> = match url.host() {
             None => return refuse("no host"),
@@ -198,7 +217,12 @@ impl Policy {
 
 /// A URL as it may be logged: without query (tokens) or credentials.
 pub fn redacted(url: &Url) -> String {
-    format!("{}://{}{}", url.scheme(), url.host_str().unwrap_or(""), url.port().map(|p| format!(":{p}")).unwrap_or_default())
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    )
 }
 
 #[cfg(test)]
@@ -206,7 +230,10 @@ mod tests {
     use super::*;
 
     fn policy(allow: &[&str]) -> Policy {
-        let settings = EgressSettings { allow: allow.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+        let settings = EgressSettings {
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
         Policy::from_settings(&settings).expect("valid policy")
     }
 
@@ -267,7 +294,17 @@ mod tests {
 
     #[test]
     fn public_addresses_pass() {
-        for ip in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "192.169.0.1", "2606:4700::1111", "2a00:1450::1", "::ffff:8.8.8.8", "64:ff9b::808:808"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "192.169.0.1",
+            "2606:4700::1111",
+            "2a00:1450::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+        ] {
             assert_eq!(classify(ip.parse().expect(ip)), None, "{ip} is public");
         }
         assert_eq!(classify("169.254.169.254".parse().expect("ip")), Some("cloud metadata"));
@@ -317,6 +354,10 @@ mod tests {
         assert!(p.check_url(&Url::parse("http://localhost:4567/").expect("url")).is_ok());
         assert!(p.check_url(&Url::parse("http://10.0.0.1/").expect("url")).is_err());
         assert!(p.check_ip("::1".parse().expect("ip")).is_err(), "IPv6 loopback is not in 127/8");
-        assert!(Policy::from_settings(&EgressSettings { allow: vec!["nonsense".into()], ..Default::default() }).is_err());
+        assert!(Policy::from_settings(&EgressSettings {
+            allow: vec!["nonsense".into()],
+            ..Default::default()
+        })
+        .is_err());
     }
 }

@@ -15,7 +15,8 @@ use super::shop::actor_error;
 use super::tenant::page_request;
 use crate::actors::store::{Admin, AdminOp, FeedAdmin, FeedAdminOp, RenderForStore, StoreError, SyncAdmin, SyncAdminOp};
 use crate::feed::signature::WebhookSecret;
-use crate::catalog::{AdminToken, CatalogError};
+use crate::catalog::host_policy::{self, HostRefusal};
+use crate::catalog::{domain_check, normalise_host, AdminToken, CatalogError, HostStatus};
 use crate::error::ApiError;
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
 use crate::node::Node;
@@ -36,8 +37,15 @@ fn catalog_error(e: CatalogError) -> ApiError {
     match e {
         CatalogError::StoreExists(s) => ApiError::conflict("store_exists", format!("store {s} already exists")),
         CatalogError::HostTaken(h) => ApiError::conflict("host_taken", format!("host {h} is mapped to another store")),
+        CatalogError::HostRefused(r) => host_refused(r),
         other => ApiError::internal(other),
     }
+}
+
+/// A host no store may claim: 400 when it is not a host name at all, else 422 with its code.
+fn host_refused(r: HostRefusal) -> ApiError {
+    let status = if r.code == "invalid_host" { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
+    ApiError::new(status, r.code, r.message)
 }
 
 fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
@@ -137,8 +145,9 @@ pub async fn create_store_with(node: &Arc<Node>, id: &StoreId, body: &Value) -> 
         None => Vec::new(),
         Some(v) => serde_json::from_value(v.clone()).map_err(|_| ApiError::bad_request("validation_failed", "hosts must be a list of host names"))?,
     };
+    let hosts: Vec<String> = hosts.iter().map(|h| normalise_host(h)).collect();
     for h in &hosts {
-        validate_host(h)?;
+        host_policy::check_claim(h, id, node.catalog.base_domain()).map_err(host_refused)?;
     }
     let token = AdminToken::generate();
     let catalog_node = node.clone();
@@ -147,8 +156,9 @@ pub async fn create_store_with(node: &Arc<Node>, id: &StoreId, body: &Value) -> 
         .await
         .map_err(ApiError::internal)?
         .map_err(catalog_error)?;
+    // The operator names them: verified, unless another store already serves one.
     for h in &hosts {
-        node.catalog.map_host(h, id).map_err(catalog_error)?;
+        node.catalog.confirm_host(h, id).map_err(catalog_error)?;
     }
     crate::cluster::routes::push_catalog(node).await;
     let result = run(node, id, AdminOp::PatchSettings(Value::Object(settings))).await?;
@@ -322,28 +332,120 @@ store_route!(
     let failures = node.renderer.failures.recent(&store);
     Ok::<_, ApiError>(HttpResponse::Ok().json(json!({"failures": failures})))
 });
+fn domain_json(node: &Node, store: &StoreId, host: &str, status: &HostStatus) -> Value {
+    match status {
+        HostStatus::Verified => json!({"host": host, "store": store, "status": "verified"}),
+        HostStatus::Pending { token } => json!({
+            "host": host,
+            "store": store,
+            "status": "pending",
+            "verification": {
+                "method": "http",
+                "url": domain_check::verification_url(host, token, &node.settings.domains),
+                "body": token,
+                "then": "POST this domain's /verify",
+            },
+        }),
+    }
+}
+
 store_route!(list_domains, |node, store, req, rest| async move {
     let hosts = node.catalog.hosts_of(&store).map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(json!({"domains": hosts, "default": format!("{}.{}", store, node.catalog.base_domain())})))
+    let domains: Vec<Value> = hosts.iter().map(|(h, st)| domain_json(&node, &store, h, st)).collect();
+    Ok(HttpResponse::Ok().json(json!({"domains": domains, "default": format!("{}.{}", store, node.catalog.base_domain())})))
 });
 store_route!(
-    /// `POST …/domains` — `{"host": "shop.example.com"}` maps a custom domain to the store.
+    /// `POST …/domains` — `{"host": "shop.example.com"}` claims a custom domain. It serves once
+    /// verified (`POST …/domains/{host}/verify`); until then it is `pending` (201).
     add_domain, |node, store, req, rest, bytes: Bytes| async move {
     let body = body::json(&req, &bytes)?;
     let host = str_field(&body, "host").ok_or_else(|| ApiError::bad_request("invalid_request", "host is required"))?;
-    validate_host(&host)?;
-    node.catalog.map_host(&host, &store).map_err(catalog_error)?;
+    let host = normalise_host(&host);
+    let status = node.catalog.claim_host(&host, &store).map_err(catalog_error)?;
     crate::cluster::routes::push_catalog(&node).await;
-    Ok(HttpResponse::Created().json(json!({"host": crate::catalog::normalise_host(&host), "store": store})))
+    let code = if status == HostStatus::Verified { StatusCode::OK } else { StatusCode::CREATED };
+    Ok(HttpResponse::build(code).json(domain_json(&node, &store, &host, &status)))
 });
-store_route!(remove_domain, |node, store, req, rest| async move {
-    let host = rest.first().cloned().unwrap_or_default();
+store_route!(
+    /// `POST …/domains/{host}/verify` — fetches the claim's token from the domain (through the
+    /// egress client); on success the domain serves this store.
+    verify_domain, |node, store, req, rest| async move {
+    let host = normalise_host(rest.first().map(String::as_str).unwrap_or(""));
+    let Some(token) = node.catalog.claim_token(&host, &store).map_err(ApiError::internal)? else {
+        let hosts = node.catalog.hosts_of(&store).map_err(ApiError::internal)?;
+        if hosts.iter().any(|(h, st)| h == &host && st == &HostStatus::Verified) {
+            return Ok(HttpResponse::Ok().json(domain_json(&node, &store, &host, &HostStatus::Verified)));
+        }
+        return Err(ApiError::not_found(format!("store {store} has no claim on {host}; POST …/domains first")));
+    };
+    if let Err(failed) = domain_check::check_http(&host, &token, &node.settings.domains).await {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "verification_failed", failed.to_string())
+            .with_details(json!({"url": domain_check::verification_url(&host, &token, &node.settings.domains)})));
+    }
+    node.catalog.confirm_host(&host, &store).map_err(catalog_error)?;
+    crate::cluster::routes::push_catalog(&node).await;
+    Ok(HttpResponse::Ok().json(domain_json(&node, &store, &host, &HostStatus::Verified)))
+});
+store_route!(
+    /// `DELETE …/domains/{host}` — the store gives up a domain it serves or claims.
+    remove_domain, |node, store, req, rest| async move {
+    let host = normalise_host(rest.first().map(String::as_str).unwrap_or(""));
     if !node.catalog.unmap_host(&host, &store).map_err(ApiError::internal)? {
         return Err(ApiError::not_found(format!("{host} is not mapped to store {store}")));
     }
     crate::cluster::routes::push_catalog(&node).await;
     Ok(HttpResponse::Ok().json(json!({"deleted": host})))
 });
+
+// ---- hosts, for the operator: assign, revoke, settle conflicts ----
+
+fn require_operator(node: &Node, req: &HttpRequest) -> Result<(), ApiError> {
+    let token = bearer(req)?;
+    if is_operator(node, token) {
+        return Ok(());
+    }
+    Err(match node.catalog.store_for_token(token).map_err(ApiError::internal)? {
+        Some(_) => ApiError::forbidden("only the operator token can manage hosts across stores"),
+        None => ApiError::unauthorized("unknown or revoked token"),
+    })
+}
+
+/// `GET /admin/api/v1/hosts/{host}` — which store serves the host and which stores claim it.
+pub async fn get_host(node: web::Data<Node>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    require_operator(&node, &req)?;
+    let host = normalise_host(&path.into_inner());
+    let (owner, claims) = node.catalog.host_owner(&host).map_err(ApiError::internal)?;
+    let default_of = host_policy::default_host_store(&host, node.catalog.base_domain());
+    Ok(HttpResponse::Ok().json(json!({"host": host, "store": owner.or(default_of.clone()), "default": default_of.is_some(), "claims": claims})))
+}
+
+/// `PUT /admin/api/v1/hosts/{host}` — `{"store": "id"}`: the host serves that store, verified,
+/// whoever held or claimed it before.
+pub async fn assign_host(node: web::Data<Node>, req: HttpRequest, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse, ApiError> {
+    let node = node.into_inner();
+    require_operator(&node, &req)?;
+    let host = normalise_host(&path.into_inner());
+    let body = body::json(&req, &bytes)?;
+    let store = StoreId::parse(&str_field(&body, "store").ok_or_else(|| ApiError::bad_request("invalid_request", "store is required"))?)?;
+    if !node.catalog.store_exists(&store).map_err(ApiError::internal)? {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "store_not_found", format!("store {store} does not exist")));
+    }
+    node.catalog.assign_host(&host, &store).map_err(catalog_error)?;
+    crate::cluster::routes::push_catalog(&node).await;
+    Ok(HttpResponse::Ok().json(domain_json(&node, &store, &host, &HostStatus::Verified)))
+}
+
+/// `DELETE /admin/api/v1/hosts/{host}` — the host serves no store; every claim on it ends.
+pub async fn revoke_host(node: web::Data<Node>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let node = node.into_inner();
+    require_operator(&node, &req)?;
+    let host = normalise_host(&path.into_inner());
+    if !node.catalog.revoke_host(&host).map_err(ApiError::internal)? {
+        return Err(ApiError::not_found(format!("no store serves or claims {host}")));
+    }
+    crate::cluster::routes::push_catalog(&node).await;
+    Ok(HttpResponse::Ok().json(json!({"revoked": host})))
+}
 
 // ---- catalog feed: webhooks, commerce backend, upstream sync ----
 

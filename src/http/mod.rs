@@ -83,6 +83,10 @@ fn admin_scope() -> actix_web::Scope {
         .route(&format!("{store}/domains"), web::get().to(list_domains))
         .route(&format!("{store}/domains"), web::post().to(add_domain))
         .route(&format!("{store}/domains/{{host}}"), web::delete().to(remove_domain))
+        .route(&format!("{store}/domains/{{host}}/verify"), web::post().to(verify_domain))
+        .route("/hosts/{host}", web::get().to(get_host))
+        .route("/hosts/{host}", web::put().to(assign_host))
+        .route("/hosts/{host}", web::delete().to(revoke_host))
 }
 
 async fn healthz(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {

@@ -213,7 +213,7 @@ async fn render_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> R
     };
 
     if session.is_new {
-        let mut res = serve_anonymous(&ctx, &req, page_req, search_results, session.cookie(&req)).await?;
+        let mut res = serve_anonymous(&ctx, page_req, search_results, session.cookie(&req)).await?;
         if let (Route::Product(handle), true) = (&route, session.set_cookie) {
             // Recorded by this visitor's next request, if there is one (tenant::LANDING_COOKIE).
             let _ = res.add_cookie(&tenant::landing_cookie(&req, handle));
@@ -237,7 +237,7 @@ async fn render_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> R
     let page = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
     let mut res = match page.map_err(|e| ctx.err(e))? {
         ShopperPage::Personal(page) => html_response(page.html, None, "personal"),
-        ShopperPage::SameAsAnonymous => serve_anonymous(&ctx, &req, page_req, search_results, None).await?,
+        ShopperPage::SameAsAnonymous => serve_anonymous(&ctx, page_req, search_results, None).await?,
     };
     if has_landing_cookie {
         let _ = res.add_cookie(&tenant::clear_landing_cookie(&req));
@@ -265,15 +265,13 @@ async fn cached_personal_page(ctx: &Ctx, sid: &SessionId, page_req: &render::Pag
 /// with empty state): from the node's shared cache, else rendered by the store actor.
 async fn serve_anonymous(
     ctx: &Ctx,
-    req: &HttpRequest,
     page_req: render::PageRequest,
     search_results: Option<Vec<ProductId>>,
     new_session: Option<actix_web::cookie::Cookie<'static>>,
 ) -> Result<HttpResponse, ShopError> {
     let cacheable = search_results.is_none();
-    let host = tenant::host_of(req);
     let snap = ctx.node.snapshot(&ctx.store).await.map_err(|e| ctx.err(actor_error(e)))?;
-    let key = AnonymousPages::key(&host, snap.version, &page_req.cache_key());
+    let key = AnonymousPages::key(&ctx.store, snap.version, &page_req.cache_key());
     if cacheable {
         if let Some(html) = ctx.node.anonymous_pages.get(&key) {
             return Ok(html_response(html, new_session, "anonymous-hit"));
@@ -283,7 +281,7 @@ async fn serve_anonymous(
     let page = ctx.node.registry.ask_store(&ctx.node, &ctx.store, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
     let page = page.map_err(|e| ctx.err(render_error(e)))?;
     if cacheable && page.failed_blocks == 0 {
-        let key = AnonymousPages::key(&host, page.store_version, &page_req.cache_key());
+        let key = AnonymousPages::key(&ctx.store, page.store_version, &page_req.cache_key());
         ctx.node.anonymous_pages.insert(key, page.html.clone());
     }
     Ok(html_response(page.html, new_session, "anonymous-miss"))

@@ -3,8 +3,9 @@
 //! - Personal pages: one shopper's rendered page, valid while neither the store's version nor
 //!   the shopper's state version changed, for at most the configured TTL (60 s). Never shared.
 //!   A TTL of 0 disables it (every page is rendered), for benchmarking the render path.
-//! - Anonymous pages: the generic page a first visit (no session yet) gets, keyed by host, path,
-//!   device class and the store's published version, so a publish makes old entries unreachable.
+//! - Anonymous pages: the generic page a first visit (no session yet) gets, keyed by store id,
+//!   path, device class and the store's published version, so a publish makes old entries
+//!   unreachable, and a host that moves to another store never serves the old store's page.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,8 +100,8 @@ impl AnonymousPages {
         }
     }
 
-    pub fn key(host: &str, store_version: u64, request_key: &str) -> String {
-        format!("{host}|{store_version}|{request_key}")
+    pub fn key(store: &crate::ids::StoreId, store_version: u64, request_key: &str) -> String {
+        format!("{store}|{store_version}|{request_key}")
     }
 
     pub fn get(&self, key: &str) -> Option<Bytes> {

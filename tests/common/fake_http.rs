@@ -18,13 +18,25 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(body: impl Into<String>) -> Reply {
-        Reply { status: 200, headers: Vec::new(), body: body.into() }
+        Reply {
+            status: 200,
+            headers: Vec::new(),
+            body: body.into(),
+        }
     }
     pub fn redirect(location: impl Into<String>) -> Reply {
-        Reply { status: 302, headers: vec![("location".into(), location.into())], body: String::new() }
+        Reply {
+            status: 302,
+            headers: vec![("location".into(), location.into())],
+            body: String::new(),
+        }
     }
     pub fn status(status: u16) -> Reply {
-        Reply { status, headers: Vec::new(), body: "{}".into() }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: "{}".into(),
+        }
     }
 }
 
@@ -70,7 +82,11 @@ pub async fn serve(bind: &str, handler: Handler) -> FakeServer {
                 let mut first = head.lines().next().unwrap_or("").split(' ');
                 let (method, target) = (first.next().unwrap_or("").to_string(), first.next().unwrap_or("").to_string());
                 let reply = handler(&method, &target);
-                let mut res = format!("HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n", reply.status, reply.body.len());
+                let mut res = format!(
+                    "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                    reply.status,
+                    reply.body.len()
+                );
                 for (k, v) in &reply.headers {
                     res.push_str(&format!("{k}: {v}\r\n"));
                 }
