@@ -2,7 +2,7 @@
 //!
 //! - `vitrina-load suite --vitrina-bin target/release/vitrina` measures the ceilings (hello-world
 //!   HTTP, serial and parallel fsync), then starts a fresh node per workload with the settings
-//!   that workload needs and runs W1, W1b, W2, W3, W2w and W5, then starts local clusters
+//!   that workload needs and runs W1, W1b, W2, W3, W2w, W5 and F1 (CPU fairness between stores), then starts local clusters
 //!   (`serve --cluster` / `--join` on 127.0.0.1) for W4 (webhook → fresh page on 3 nodes) and
 //!   S1 (3 → 4 nodes under load); it writes JSON and a Markdown table (`loadtest/run.sh`
 //!   appends that to `loadtest/RESULTS.md`).
@@ -16,6 +16,7 @@ mod ceilings;
 mod client;
 mod cluster;
 mod driver;
+mod fairness;
 mod procfs;
 mod report;
 mod setup;
@@ -108,9 +109,9 @@ struct SuiteArgs {
     /// slows later file creation on some disks (see `spawn.rs`).
     #[arg(long)]
     work_dir: PathBuf,
-    /// Comma-separated workloads: ceilings,w1,w1b,w2,w3,w2w,w4,s1,w5 (w4 and s1 start local
+    /// Comma-separated workloads: ceilings,w1,w1b,w2,w3,w2w,w4,s1,w5,f1 (w4 and s1 start local
     /// clusters; w2 runs W2 and W2p, and w2p is accepted for it).
-    #[arg(long, default_value = "ceilings,w1,w1b,w2,w3,w2w,w4,s1,w5", value_delimiter = ',')]
+    #[arg(long, default_value = "ceilings,w1,w1b,w2,w3,w2w,w4,s1,w5,f1", value_delimiter = ',')]
     workloads: Vec<String>,
     /// W4: webhook rounds (one price change each).
     #[arg(long, default_value_t = 50)]
@@ -395,7 +396,7 @@ async fn hello_open_loop(common: &Common, dir: &std::path::Path, rate: f64) -> a
 
 async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     let common = &args.common;
-    const KNOWN: [&str; 10] = ["ceilings", "w1", "w1b", "w2", "w2p", "w3", "w2w", "w4", "s1", "w5"];
+    const KNOWN: [&str; 11] = ["ceilings", "w1", "w1b", "w2", "w2p", "w3", "w2w", "w4", "s1", "w5", "f1"];
     if let Some(unknown) = args.workloads.iter().find(|w| !KNOWN.contains(&w.as_str())) {
         bail!("unknown workload {unknown:?}; the suite runs {}", KNOWN.join(","));
     }
@@ -499,6 +500,14 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                 report.rows.push(lat.against(fsync_parallel.as_ref(), None));
             }
             Err(e) => report.skipped.push(format!("W3 failed: {e:#}")),
+        }
+    }
+    if wants("f1") {
+        let env = [("VITRINA_SHOPPER__MAX_QUANTITY", "1000000000".to_string())];
+        let node = Spawned::node(&bin, &dir("node-f1"), &env)?;
+        match fairness::f1(common, &NodeRef::of(&node)).await {
+            Ok(rows) => report.rows.extend(rows),
+            Err(e) => report.skipped.push(format!("F1 failed: {e:#}")),
         }
     }
     if wants("w2w") {
@@ -712,6 +721,7 @@ async fn run_external(args: RunArgs) -> anyhow::Result<()> {
                 report.rows.extend([max, lat]);
             }
             "w2w" => report.rows.push(wake(common, &node).await?),
+            "f1" => report.rows.extend(fairness::f1(common, &node).await?),
             other => bail!("unknown workload {other:?} for run (suite runs ceilings, w4, s1 and w5)"),
         }
     }

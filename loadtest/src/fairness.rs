@@ -1,0 +1,83 @@
+//! F1: CPU fairness between stores. A victim store's durable add-to-cart (W3's requests) is
+//! measured alone, then again while a hostile store is hammered at full rate with pages of 20
+//! looping blocks: first visits to one page (the same inputs every time) and searches with a
+//! new query each time (new inputs: every request would run the loops again). Target: the
+//! victim keeps ≥ 80 % of its solo throughput with no error.
+
+use std::sync::Arc;
+
+use hyper::Method;
+use serde_json::json;
+
+use crate::client::{Answer, Conn};
+use crate::driver::{self, MakeRequest};
+use crate::report::Row;
+use crate::setup;
+use crate::{closed_mode, Common, NodeRef};
+
+const LOOP: &str = "function spin() { while (true) {} }";
+
+/// Publishes the pages `loop` and `search` of the hostile store: 20 looping blocks each.
+async fn publish_loops(node: &NodeRef, store: &str) -> anyhow::Result<()> {
+    let admin = node.admin()?;
+    let mut conn = Conn::new(admin.addr);
+    let blocks: Vec<_> = (0..20).map(|_| json!({"type": "custom", "code": LOOP})).collect();
+    for slug in ["loop", "search"] {
+        let page = json!({"title": "Loops", "blocks": blocks});
+        setup::admin(&mut conn, &admin, &node.token, Method::PUT, &format!("/stores/{store}/pages/{slug}"), Some(&page)).await?;
+        setup::admin(&mut conn, &admin, &node.token, Method::POST, &format!("/stores/{store}/pages/{slug}/publish"), None).await?;
+    }
+    Ok(())
+}
+
+fn page_served(a: &Answer) -> bool {
+    a.status == 200
+}
+
+/// Rows: the victim alone, the victim beside the hostile store (target ≥ 0.8 × alone, 0 errors),
+/// and the hostile store's own answers (pages served; errors = 503 `render_capacity`).
+pub async fn f1(common: &Common, node: &NodeRef) -> anyhow::Result<Vec<Row>> {
+    let victim = setup::seed_store(&node.admin()?, &node.token, "f1v").await?;
+    let hostile = setup::seed_store(&node.admin()?, &node.token, "f1h").await?;
+    publish_loops(node, &hostile.id).await?;
+    let target = node.shop(&victim)?;
+    let sids = setup::session_ids("f1", common.shoppers);
+    eprintln!("[f1] creating {} shoppers with carts", sids.len());
+    setup::create_shoppers(&target, &victim, &sids, false, common.connections).await?;
+    let (t, products) = (target.clone(), victim.products.clone());
+    let add: MakeRequest = Arc::new(move |i| {
+        let n = sids.len() as u64;
+        let product = &products[((i / n) as usize) % products.len()];
+        setup::add_to_cart_request(&t, &sids[(i % n) as usize], product)
+    });
+    let phase = common.phase();
+
+    eprintln!("[f1] victim alone, closed loop {:?}", phase.duration);
+    let solo = driver::run(&target, &phase, add.clone(), |a| a.status == 201, node.pid).await;
+    let solo = Row::from_measured("f1-solo", "F1 victim add-to-cart, alone", closed_mode(&phase), &solo);
+
+    let hostile_target = node.shop(&hostile)?;
+    let ht = hostile_target.clone();
+    let run: u32 = rand::random();
+    let hammer: MakeRequest = Arc::new(move |i| {
+        let path = if i % 2 == 0 { "/pages/loop".to_string() } else { format!("/search?q=f1-{run:08x}-{i}") };
+        setup::page_request(&ht, &path, None)
+    });
+    eprintln!("[f1] victim beside the hostile store, closed loop {:?}", phase.duration);
+    let hostile_phase = phase.clone();
+    let attack = tokio::spawn(async move { driver::run(&hostile_target, &hostile_phase, hammer, page_served, None).await });
+    let mixed = driver::run(&target, &phase, add, |a| a.status == 201, node.pid).await;
+    let attacked = attack.await?;
+
+    let mut mixed = Row::from_measured("f1-mixed", "F1 victim add-to-cart, hostile store hammered", closed_mode(&phase), &mixed).against(Some(&solo), Some(0.8));
+    mixed.target = format!("{}, 0 errors", mixed.target);
+    mixed.meets_target = Some(mixed.meets_target.unwrap_or(false) && mixed.errors == 0);
+    let mut hostile_row = Row::from_measured(
+        "f1-hostile",
+        "F1 hostile store: 20 looping blocks (page + new searches)",
+        closed_mode(&phase),
+        &attacked,
+    );
+    hostile_row.notes = format!("errors = 503 render_capacity (refused); {}", hostile_row.notes);
+    Ok(vec![solo, mixed, hostile_row])
+}
