@@ -503,7 +503,12 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         }
     }
     if wants("f1") {
-        let env = [("VITRINA_SHOPPER__MAX_QUANTITY", "1000000000".to_string())];
+        let env = [
+            ("VITRINA_SHOPPER__MAX_QUANTITY", "1000000000".to_string()),
+            // The node's own per-store render bounds (the other workloads lift them).
+            ("VITRINA_RENDER__STORE_MAX_CONCURRENT", "0".to_string()),
+            ("VITRINA_RENDER__STORE_CPU_MS_PER_SEC", "500".to_string()),
+        ];
         let node = Spawned::node(&bin, &dir("node-f1"), &env)?;
         match fairness::f1(common, &NodeRef::of(&node)).await {
             Ok(rows) => report.rows.extend(rows),

@@ -85,6 +85,10 @@ impl Spawned {
             // Every load comes from one address at rates no single client reaches: the
             // per-IP and per-session limits would measure themselves (`[limits]`).
             .env("VITRINA_LIMITS__ENABLED", "false")
+            // Every workload but F1 has one store: a store's share of the render threads
+            // (`[render]`) would cap the node's render throughput. F1 sets the defaults back.
+            .env("VITRINA_RENDER__STORE_MAX_CONCURRENT", "1024")
+            .env("VITRINA_RENDER__STORE_CPU_MS_PER_SEC", "0")
             .env("VITRINA_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
