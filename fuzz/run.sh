@@ -31,9 +31,9 @@ for t in "${targets[@]}"; do
     >"$logdir/$t.log" 2>&1
   status=$?
   set -e
-  runs=$(grep -oE 'Done [0-9]+ runs' "$logdir/$t.log" | awk '{print $2}' | tail -1)
+  runs=$(grep -oE "Done [0-9]+ runs" "$logdir/$t.log" | awk "{print \$2}" | tail -1 || true)
   if [ -z "$runs" ]; then
-    runs=$(grep -oE '^#[0-9]+' "$logdir/$t.log" | tail -1 | tr -d '#')
+    runs=$(grep -oE '^#[0-9]+' "$logdir/$t.log" | tail -1 | tr -d '#' || true)
   fi
   corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
   if [ "$status" -eq 0 ]; then outcome="no crash"; else outcome="CRASH (exit $status, see $logdir/$t.log)"; fi

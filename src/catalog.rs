@@ -387,22 +387,35 @@ fn drop_unservable_hosts(conn: &rusqlite::Connection, base: &str) -> Result<(), 
     Ok(())
 }
 
-/// Lower-cases and strips the port and any trailing dot.
+/// Lower-cases and strips the port and any trailing dot. A header that is not a host name (or a
+/// bracketed IPv6 literal) with an optional numeric port normalises to "", which no store
+/// serves: `a:1:2`, `[::1]x` or `a b` must not be half-parsed into something that might match.
 pub fn normalise_host(host: &str) -> String {
     let host = host.trim();
-    let without_port = if host.starts_with('[') {
+    let (name, port) = if host.starts_with('[') {
         // IPv6 literal: `[::1]:8080` → `[::1]`
         match host.find(']') {
-            Some(end) => &host[..=end],
-            None => host,
+            Some(end) => (&host[..=end], &host[end + 1..]),
+            None => return String::new(),
         }
     } else {
-        match host.rsplit_once(':') {
-            Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => host,
+        match host.split_once(':') {
+            Some((name, port)) => (name, host.get(name.len()..).unwrap_or(port)),
+            None => (host, ""),
         }
     };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    let port_ok = port.is_empty() || port.strip_prefix(':').is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let name = name.trim_end_matches('.');
+    let name_ok = if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    } else {
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+    };
+    if port_ok && name_ok {
+        name.to_ascii_lowercase()
+    } else {
+        String::new()
+    }
 }
 
 #[cfg(test)]
@@ -414,6 +427,16 @@ mod tests {
         assert_eq!(normalise_host("Demo.LocalHost:8080"), "demo.localhost");
         assert_eq!(normalise_host("shop.example.com."), "shop.example.com");
         assert_eq!(normalise_host("shop.example.com"), "shop.example.com");
+        assert_eq!(normalise_host("[::1]:8080"), "[::1]");
+        assert_eq!(normalise_host("shop.example.com.:443"), "shop.example.com");
+    }
+
+    #[test]
+    fn what_is_not_a_host_normalises_to_nothing() {
+        // Found by fuzzing: `a:8080:8080` became `a:8080`, which normalised again to `a`.
+        for bad in ["DocalLost:8080:8080", "a:", "a:x", "[::1]x", "[::1", "a b", "a/b", "", "...", "[]", "a:8080:"] {
+            assert_eq!(normalise_host(bad), "", "{bad:?}");
+        }
     }
 }
 

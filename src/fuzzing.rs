@@ -25,6 +25,11 @@ pub fn host_header(data: &[u8]) {
     let once = crate::catalog::normalise_host(text);
     assert_eq!(crate::catalog::normalise_host(&once), once, "normalising twice changed {text:?}");
     assert!(!once.bytes().any(|b| b.is_ascii_uppercase()), "upper case left in {once:?}");
+    // A host a store may claim is a DNS name, never an address in any spelling.
+    if crate::catalog::host_policy::check_shared(&once, "localhost").is_ok() {
+        assert!(!crate::catalog::host_policy::is_ip_literal(&once), "IP literal {once:?} passed the host policy");
+        assert!(once.parse::<std::net::IpAddr>().is_err(), "address {once:?} passed the host policy");
+    }
 }
 
 /// Path segments and cookie values parsed into ids: whatever is accepted is safe in a file path.
