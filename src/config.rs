@@ -279,6 +279,10 @@ pub struct ActorSettings {
     /// V8 isolates live at once on the node; past it the least recently rendered actors drop
     /// theirs (keeping their state). 0: half of physical memory at 6 MiB per isolate.
     pub max_live_isolates: usize,
+    /// Bytes (MiB) the live isolates may hold together, as measured (heap, V8's malloc'd
+    /// memory, ArrayBuffers); past it the least recently rendered actors drop theirs. 0: half
+    /// of physical memory.
+    pub isolate_memory_mb: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -486,7 +490,7 @@ impl Default for Settings {
 
 impl Default for ActorSettings {
     fn default() -> Self {
-        ActorSettings { arbiters: 0, idle_timeout_secs: 120, isolate_idle_secs: 30, alarm_poll_ms: 1000, max_open_files: 0, max_live_isolates: 0 }
+        ActorSettings { arbiters: 0, idle_timeout_secs: 120, isolate_idle_secs: 30, alarm_poll_ms: 1000, max_open_files: 0, max_live_isolates: 0, isolate_memory_mb: 0 }
     }
 }
 

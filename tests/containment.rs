@@ -450,3 +450,43 @@ async fn hostile_blocks_are_contained() {
         failures.join("\n")
     );
 }
+
+/// Isolates are accounted by what they measure, not by a fixed estimate: six shoppers whose
+/// page keeps a 16 MB typed array in each isolate do not fit a 64 MiB budget, so the least
+/// recently rendered drop theirs although the count budget is far away.
+#[tokio::test]
+async fn isolates_are_evicted_by_their_measured_bytes() {
+    let node = TestNode::start_with(&[("VITRINA_ACTORS__ISOLATE_MEMORY_MB", "64")]);
+    let store = "fat";
+    let token = node.seed_store(store, "Fat Blocks").await;
+    let (s, b) = node.admin(&token, Method::PATCH, &format!("/stores/{store}/settings"), Some(json!({"limits": {"blockCpuMs": 200, "pageCpuMs": 1000, "heapMb": 128, "outputKb": 1024}}))).await;
+    assert!(s.is_success(), "{b}");
+    // The block's own function object keeps 2M doubles (16 MB of ArrayBuffer) alive between renders.
+    let code = "function render(ctx) {\n  render.kept = render.kept || new Float64Array(2000000).fill(0.5);\n  return '<p>kept ' + render.kept.length + '</p>';\n}";
+    let page = json!({"title": "Home", "blocks": [{"type": "custom", "code": code, "config": {}}]});
+    let (s, b) = node.admin(&token, Method::PUT, &format!("/stores/{store}/pages/home"), Some(page)).await;
+    assert!(s.is_success(), "{b}");
+    let (s, b) = node.admin(&token, Method::POST, &format!("/stores/{store}/pages/home/publish"), None).await;
+    assert!(s.is_success(), "{b}");
+    let health = node.health().await;
+    assert_eq!(health["isolateByteBudget"], 64 << 20, "{health}");
+    let evicted_before = node.metric("vitrina_isolates_evicted_total").await;
+
+    let base = node.base(store);
+    for i in 0..6 {
+        let shopper = node.shopper(store);
+        let res = shopper.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.expect("add");
+        assert_eq!(res.status(), StatusCode::CREATED, "shopper {i}");
+        let (status, html) = get_html(&shopper, &base).await;
+        assert_eq!(status, StatusCode::OK, "shopper {i}");
+        assert!(html.contains("<p>kept 2000000</p>"), "shopper {i}: the block did not render");
+    }
+    let evicted = node.metric("vitrina_isolates_evicted_total").await - evicted_before;
+    assert!(evicted >= 3, "only {evicted} isolates evicted: six of ~18 MB each cannot fit 64 MiB");
+    let health = node.health().await;
+    let bytes = health["isolateBytes"].as_u64().expect("isolateBytes");
+    assert!(bytes <= 64 << 20, "{health}");
+    assert!(bytes >= 16 << 20, "the live isolates should measure their kept arrays: {health}");
+    wait_until("evicted isolates to be dropped", Duration::from_secs(10), || async { node.live_isolates().await <= 3 }).await;
+    assert!(node.metric("vitrina_isolate_bytes").await <= 64 << 20);
+}

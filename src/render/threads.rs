@@ -135,11 +135,11 @@ impl EngineSlot {
         }
         let (tx, rx) = futures::channel::oneshot::channel();
         let Some(placed) = &self.placed else { return rx };
-        let (id, held, store) = (placed.id, placed.held.clone(), store.clone());
+        let (id, held, store, ticket) = (placed.id, placed.held.clone(), store.clone(), self.ticket);
         let queued = placed.threads.queued[placed.thread].clone();
         queued.fetch_add(1, Ordering::Relaxed);
         let spawned = placed.threads.arbiters[placed.thread].spawn_fn(move || {
-            let result = run_job(id, &held, &store, &job);
+            let result = run_job(id, &held, &store, ticket, &job);
             queued.fetch_sub(1, Ordering::Relaxed);
             let _ = tx.send(result);
         });
@@ -195,8 +195,9 @@ fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
 }
 
-/// Runs one job on the render thread, on the placement's engine.
-fn run_job(id: u64, held: &AtomicBool, store: &StoreId, job: &EngineJob) -> EngineResult {
+/// Runs one job on the render thread, on the placement's engine; hands the engine's measurement
+/// of its isolate, when it took one, to the isolate budget under the slot's `ticket`.
+fn run_job(id: u64, held: &AtomicBool, store: &StoreId, ticket: Option<u64>, job: &EngineJob) -> EngineResult {
     let started = thread_cpu();
     let blocks: Vec<BlockToRender<'_>> = job
         .blocks
@@ -214,6 +215,9 @@ fn run_job(id: u64, held: &AtomicBool, store: &StoreId, job: &EngineJob) -> Engi
     let outcomes = match rendered {
         Ok(outcomes) => {
             if held.load(Ordering::SeqCst) {
+                if let (Some(ticket), Some(bytes)) = (ticket, engine.take_measured_bytes()) {
+                    isolate_budget::measured(ticket, bytes);
+                }
                 ENGINES.with_borrow_mut(|engines| engines.insert(id, engine));
             }
             outcomes
