@@ -148,7 +148,8 @@ pub struct EgressSettings {
     /// port. `VITRINA_EGRESS__ALLOW=127.0.0.0/8,10.0.0.0/8` works too.
     #[serde(deserialize_with = "string_list")]
     pub allow: Vec<String>,
-    /// Ports merchant URLs may use on other addresses; empty: any port.
+    /// Ports merchant URLs may use on other addresses; empty: any port. A name counts as
+    /// "other" unless pinned in `resolve` (ports are checked before DNS, on every hop).
     #[serde(deserialize_with = "port_list")]
     pub ports: Vec<u16>,
     /// Names resolved without DNS, `"name=address"` (still subject to the ranges above).
@@ -157,6 +158,8 @@ pub struct EgressSettings {
     /// Redirects followed per request, each re-checked; more fails the request.
     pub max_redirects: usize,
     pub connect_timeout_ms: u64,
+    /// Deadline of a whole request (connect, redirects, body) when its caller sets none shorter.
+    pub total_timeout_ms: u64,
     /// Largest response body read; a larger one is cut off and the request fails.
     pub max_response_bytes: u64,
 }
@@ -169,6 +172,7 @@ impl Default for EgressSettings {
             resolve: Vec::new(),
             max_redirects: 3,
             connect_timeout_ms: 5_000,
+            total_timeout_ms: 30_000,
             max_response_bytes: 16 * 1024 * 1024,
         }
     }
@@ -180,13 +184,17 @@ impl Default for EgressSettings {
 pub struct DomainSettings {
     /// Port of `http://{domain}/.well-known/vitrina-verification/{token}` (80 but in tests).
     pub verify_port: u16,
-    /// Deadline of one verification fetch.
+    /// Deadline of one verification fetch or DNS query.
     pub verify_timeout_ms: u64,
+    /// Resolvers asked for `_vitrina-verification.{domain}` TXT records (`"ip"` or
+    /// `"ip:port"`); empty: the system's (`/etc/resolv.conf`).
+    #[serde(deserialize_with = "string_list")]
+    pub dns_servers: Vec<String>,
 }
 
 impl Default for DomainSettings {
     fn default() -> Self {
-        DomainSettings { verify_port: 80, verify_timeout_ms: 5_000 }
+        DomainSettings { verify_port: 80, verify_timeout_ms: 5_000, dns_servers: Vec::new() }
     }
 }
 

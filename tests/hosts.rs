@@ -133,7 +133,9 @@ async fn custom_domains_serve_once_verified_and_the_operator_settles() {
     };
     let owner_site = fake_http::serve("127.0.0.3:0", handler).await;
     let port = owner_site.addr.port().to_string();
+    let dns = fake_http::serve_dns(Default::default()).await.to_string();
     let node = TestNode::start_with(&[
+        ("VITRINA_DOMAINS__DNS_SERVERS", dns.as_str()),
         ("VITRINA_EGRESS__ALLOW", "127.0.0.3/32"),
         ("VITRINA_EGRESS__RESOLVE", "shop.victim-goods.test=127.0.0.3,inside.test=127.0.0.1"),
         ("VITRINA_DOMAINS__VERIFY_PORT", port.as_str()),
@@ -146,9 +148,10 @@ async fn custom_domains_serve_once_verified_and_the_operator_settles() {
     let (s, b) = claim(&node, &attacker, "attacker", domain).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(b["status"], "pending");
-    let attacker_token = b["verification"]["body"].as_str().expect("token").to_string();
+    let attacker_token = b["verification"]["token"].as_str().expect("token").to_string();
+    assert_eq!(b["verification"]["dns"]["name"], format!("_vitrina-verification.{domain}"), "{b}");
     assert!(
-        b["verification"]["url"].as_str().is_some_and(|u| u.ends_with(&attacker_token)),
+        b["verification"]["http"]["url"].as_str().is_some_and(|u| u.ends_with(&attacker_token)),
         "{b}"
     );
     let (s, _) = home_at(&node, domain).await;
@@ -168,7 +171,7 @@ async fn custom_domains_serve_once_verified_and_the_operator_settles() {
     // The domain's owner claims it too, serves its token, verifies: the domain is its.
     let (s, b) = claim(&node, &victim, "victim", domain).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let victim_token = b["verification"]["body"].as_str().expect("token").to_string();
+    let victim_token = b["verification"]["token"].as_str().expect("token").to_string();
     assert_ne!(victim_token, attacker_token);
     *served.lock().expect("lock") = victim_token;
     let (s, b) = node
@@ -272,6 +275,43 @@ async fn custom_domains_serve_once_verified_and_the_operator_settles() {
     assert_eq!(home_at(&node, domain).await.0, 404);
     let (_, list) = node.admin(&victim, Method::GET, "/stores/victim/domains", None).await;
     assert_eq!(list["domains"], json!([]), "{list}");
+}
+
+#[tokio::test]
+async fn a_dns_txt_record_verifies_a_domain() {
+    let records: fake_http::TxtRecords = Default::default();
+    let dns = fake_http::serve_dns(records.clone()).await.to_string();
+    // No egress.allow: the HTTP check of this name cannot succeed, only the TXT record can.
+    let node = TestNode::start_with(&[("VITRINA_DOMAINS__DNS_SERVERS", dns.as_str())]);
+    let owner = node.seed_store("owner", "Owner").await;
+    let other = node.seed_store("other", "Other").await;
+    let domain = "www.owner-goods.test";
+    let (s, b) = claim(&node, &owner, "owner", domain).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let token = b["verification"]["dns"]["value"].as_str().expect("token").to_string();
+    let (s, b) = claim(&node, &other, "other", domain).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let other_token = b["verification"]["token"].as_str().expect("token").to_string();
+
+    // No record yet: refused, and the answer says where to put it.
+    let (s, b) = node.admin(&owner, Method::POST, &format!("/stores/owner/domains/{domain}/verify"), None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_error_body(&b, "verification_failed");
+    assert_eq!(b["error"]["details"]["txt"], format!("_vitrina-verification.{domain}"));
+    // A record with another store's token proves nothing for this one.
+    records.lock().expect("lock").insert(format!("_vitrina-verification.{domain}"), token.clone());
+    let (s, b) = node.admin(&other, Method::POST, &format!("/stores/other/domains/{domain}/verify"), None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_ne!(token, other_token);
+    assert_eq!(home_at(&node, domain).await.0, 404);
+    record(TABLE, "host-takeover", "DNS TXT record holding another store's token", "refused");
+
+    let (s, b) = node.admin(&owner, Method::POST, &format!("/stores/owner/domains/{domain}/verify"), None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, page) = home_at(&node, domain).await;
+    assert_eq!(s, 200);
+    assert!(page.contains("Welcome to Owner"));
+    record(TABLE, "host-takeover", "custom domain verified by a DNS TXT record", "verified");
 }
 
 #[tokio::test]

@@ -97,6 +97,7 @@ impl Egress {
         });
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(settings.connect_timeout_ms.max(1)))
+            .timeout(Duration::from_millis(settings.total_timeout_ms.max(1)))
             .redirect(redirects)
             // A proxy from the environment would be connected to instead of the checked address.
             .no_proxy()

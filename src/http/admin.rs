@@ -340,9 +340,9 @@ fn domain_json(node: &Node, store: &StoreId, host: &str, status: &HostStatus) ->
             "store": store,
             "status": "pending",
             "verification": {
-                "method": "http",
-                "url": domain_check::verification_url(host, token, &node.settings.domains),
-                "body": token,
+                "token": token,
+                "dns": {"name": domain_check::txt_name(host), "type": "TXT", "value": token},
+                "http": {"url": domain_check::verification_url(host, token, &node.settings.domains), "body": token},
                 "then": "POST this domain's /verify",
             },
         }),
@@ -378,9 +378,11 @@ store_route!(
         }
         return Err(ApiError::not_found(format!("store {store} has no claim on {host}; POST …/domains first")));
     };
-    if let Err(failed) = domain_check::check_http(&host, &token, &node.settings.domains).await {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "verification_failed", failed.to_string())
-            .with_details(json!({"url": domain_check::verification_url(&host, &token, &node.settings.domains)})));
+    if let Err(failed) = domain_check::check(&host, &token, &node.settings.domains).await {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "verification_failed", failed).with_details(json!({
+            "url": domain_check::verification_url(&host, &token, &node.settings.domains),
+            "txt": domain_check::txt_name(&host),
+        })));
     }
     node.catalog.confirm_host(&host, &store).map_err(catalog_error)?;
     crate::cluster::routes::push_catalog(&node).await;

@@ -117,3 +117,53 @@ pub fn loopback_names_from_etc_hosts() -> Vec<String> {
     names.dedup();
     names
 }
+
+/// TXT records served by [`serve_dns`]: name (no trailing dot) → value.
+pub type TxtRecords = Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>;
+
+/// A DNS server on UDP answering TXT queries from `records` (NXDOMAIN otherwise).
+pub async fn serve_dns(records: TxtRecords) -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind dns");
+    let addr = socket.local_addr().expect("dns addr");
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        loop {
+            let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
+            if let Some(answer) = dns_answer(&buf[..n], &records) {
+                let _ = socket.send_to(&answer, peer).await;
+            }
+        }
+    });
+    addr
+}
+
+fn dns_answer(query: &[u8], records: &TxtRecords) -> Option<Vec<u8>> {
+    // Header (12 bytes), then the first question: labels, type, class.
+    let mut pos = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = *query.get(pos)? as usize;
+        pos += 1;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(pos..pos + len)?).to_ascii_lowercase());
+        pos += len;
+    }
+    let qtype = u16::from_be_bytes([*query.get(pos)?, *query.get(pos + 1)?]);
+    let question_end = pos + 4;
+    let value = records.lock().ok()?.get(&labels.join(".")).cloned().filter(|_| qtype == 16);
+    let mut out = Vec::new();
+    out.extend_from_slice(&query[..2]);
+    out.extend_from_slice(if value.is_some() { &[0x81, 0x80] } else { &[0x81, 0x83] });
+    out.extend_from_slice(&[0, 1, 0, value.is_some() as u8, 0, 0, 0, 0]);
+    out.extend_from_slice(query.get(12..question_end)?);
+    if let Some(value) = value {
+        let text = value.as_bytes();
+        out.extend_from_slice(&[0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 0, 60]);
+        out.extend_from_slice(&((text.len() + 1) as u16).to_be_bytes());
+        out.push(text.len() as u8);
+        out.extend_from_slice(text);
+    }
+    Some(out)
+}
