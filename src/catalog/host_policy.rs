@@ -50,6 +50,20 @@ pub fn is_ip_literal(host: &str) -> bool {
     !last.is_empty() && (last.bytes().all(|b| b.is_ascii_digit()) || hex)
 }
 
+/// A host as a merchant typed it, normalised for a claim: an IPv6 literal without brackets
+/// (which `normalise_host` reduces to nothing) is named as the address it is.
+pub fn normalise_claim(raw: &str) -> Result<String, HostRefusal> {
+    let raw = raw.trim();
+    let host = super::normalise_host(raw);
+    if raw.parse::<IpAddr>().is_ok() || is_ip_literal(&host) {
+        return Err(HostRefusal { code: "host_ip_literal", message: format!("{raw:?} is an IP address; a custom domain must be a DNS name") });
+    }
+    if host.is_empty() {
+        return Err(HostRefusal { code: "invalid_host", message: format!("{raw:?} is not a valid host name") });
+    }
+    Ok(host)
+}
+
 /// The store whose default host `host` is, if `host` is `{label}.{base}` with a valid id.
 pub fn default_host_store(host: &str, base: &str) -> Option<StoreId> {
     let label = host.strip_suffix(base)?.strip_suffix('.')?;

@@ -145,7 +145,7 @@ pub async fn create_store_with(node: &Arc<Node>, id: &StoreId, body: &Value) -> 
         None => Vec::new(),
         Some(v) => serde_json::from_value(v.clone()).map_err(|_| ApiError::bad_request("validation_failed", "hosts must be a list of host names"))?,
     };
-    let hosts: Vec<String> = hosts.iter().map(|h| normalise_host(h)).collect();
+    let hosts: Vec<String> = hosts.iter().map(|h| host_policy::normalise_claim(h)).collect::<Result<_, _>>().map_err(host_refused)?;
     for h in &hosts {
         host_policy::check_claim(h, id, node.catalog.base_domain()).map_err(host_refused)?;
     }
@@ -360,7 +360,7 @@ store_route!(
     add_domain, |node, store, req, rest, bytes: Bytes| async move {
     let body = body::json(&req, &bytes)?;
     let host = str_field(&body, "host").ok_or_else(|| ApiError::bad_request("invalid_request", "host is required"))?;
-    let host = normalise_host(&host);
+    let host = host_policy::normalise_claim(&host).map_err(host_refused)?;
     let status = node.catalog.claim_host(&host, &store).map_err(catalog_error)?;
     crate::cluster::routes::push_catalog(&node).await;
     let code = if status == HostStatus::Verified { StatusCode::OK } else { StatusCode::CREATED };
@@ -426,7 +426,7 @@ pub async fn get_host(node: web::Data<Node>, req: HttpRequest, path: web::Path<S
 pub async fn assign_host(node: web::Data<Node>, req: HttpRequest, path: web::Path<String>, bytes: Bytes) -> Result<HttpResponse, ApiError> {
     let node = node.into_inner();
     require_operator(&node, &req)?;
-    let host = normalise_host(&path.into_inner());
+    let host = host_policy::normalise_claim(&path.into_inner()).map_err(host_refused)?;
     let body = body::json(&req, &bytes)?;
     let store = StoreId::parse(&str_field(&body, "store").ok_or_else(|| ApiError::bad_request("invalid_request", "store is required"))?)?;
     if !node.catalog.store_exists(&store).map_err(ApiError::internal)? {
