@@ -212,6 +212,56 @@ async fn catalog_writes_past_a_store_limit_are_refused_whole() {
     common::table::record("containment", "store-limits", "webhook past max_products_per_store", "refused");
 }
 
+/// An upstream catalog answering every request with `body` (one page: fewer than the limit).
+async fn upstream(body: String) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = sock.read(&mut buf).await;
+                let res = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = sock.write_all(res.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_sync_page_past_a_store_limit_is_refused_whole_and_says_why() {
+    let node = TestNode::start_with(&[("VITRINA_STORE_LIMITS__MAX_PRODUCTS_PER_STORE", "4"), ("VITRINA_EGRESS__ALLOW", "127.0.0.0/8"), ("VITRINA_FEED__RETRIES", "0")]);
+    let token = node.seed_store("synced", "Synced").await; // 3 products
+    let products: Vec<String> = (1..=2)
+        .map(|i| {
+            json!({"id": 7000 + i, "title": format!("Synced {i}"), "handle": format!("synced-{i}"), "body_html": "", "tags": "", "updated_at": "2024-05-01T10:00:00Z",
+                "variants": [{"id": 70 + i, "price": "1.00", "inventory_quantity": 1, "inventory_item_id": 700 + i}], "images": []})
+            .to_string()
+        })
+        .collect();
+    let addr = upstream(format!(r#"{{"products":[{}]}}"#, products.join(","))).await;
+    let config = json!({"url": format!("http://{addr}/products.json"), "intervalSecs": 3600});
+    let (s, b) = node.admin(&token, Method::PUT, "/stores/synced/sync", Some(config)).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = node.admin(&token, Method::POST, "/stores/synced/sync/run", None).await;
+    assert_eq!(s, 202, "{b}");
+    let status = || async { node.admin(&token, Method::GET, "/stores/synced/sync", None).await.1 };
+    wait_until("the sync run to fail", Duration::from_secs(15), || async {
+        let st = status().await;
+        st["running"] == false && !st["lastError"].is_null()
+    })
+    .await;
+    let st = status().await;
+    assert!(st["lastError"].as_str().is_some_and(|e| e.contains("product_limit")), "{st}");
+    let (_, listed) = node.admin(&token, Method::GET, "/stores/synced/products", None).await;
+    assert_eq!(listed["products"].as_array().unwrap().len(), 3, "nothing of the refused page was applied: {listed}");
+    common::table::record("containment", "store-limits", "sync page past max_products_per_store", "refused");
+}
+
 struct SystemTimeNow;
 impl SystemTimeNow {
     fn secs() -> i64 {
