@@ -227,7 +227,7 @@ async fn redirects_names_and_answers_are_checked_when_fetched() {
         TABLE,
         "ssrf",
         "allowed upstream (egress.allow 127.0.0.2/32) still syncs",
-        "verified",
+        "allowed-by-config",
     );
 
     let (_, before) = node.admin(&token, Method::GET, "/stores/merchant/products", None).await;
@@ -277,4 +277,22 @@ async fn redirects_names_and_answers_are_checked_when_fetched() {
     let reached = run_sync(&node, &token, &format!("{base}/unauthorized")).await;
     assert!(reached["lastError"].as_str().is_some_and(|e| e.contains("401")), "{reached}");
     drop(silent);
+
+    // Order delivery goes through the same client: a backend that redirects inside is refused,
+    // and the order's status says only that.
+    let (s, b) = node.admin(&token, Method::PUT, "/stores/merchant/backend", Some(json!({"ordersUrl": format!("{base}/to-node-admin")}))).await;
+    assert_eq!(s, 200, "{b}");
+    let shopper = node.shopper("merchant");
+    let shop = node.base("merchant");
+    let res = shopper.post(format!("{shop}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.expect("add");
+    assert_eq!(res.status(), 201);
+    let (s, order) = json_of(shopper.post(format!("{shop}/checkout")).header("idempotency-key", "egress-1").json(&json!({})).send().await.expect("checkout")).await;
+    assert_eq!(s, 201, "{order}");
+    let order_id = order["order"]["id"].as_str().expect("order id").to_string();
+    let delivery = || async { json_of(shopper.get(format!("{shop}/orders/{order_id}")).send().await.expect("order")).await.1["order"]["delivery"].clone() };
+    wait_until("a delivery attempt", Duration::from_secs(15), || async { !delivery().await["lastError"].is_null() }).await;
+    let d = delivery().await;
+    assert_eq!(d["lastError"], "refused by policy", "{d}");
+    assert_eq!(d["status"], "pending", "{d}");
+    record(TABLE, "ssrf", "order delivery redirected to the node's admin API", "refused");
 }
