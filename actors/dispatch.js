@@ -6,18 +6,19 @@
   const helpers = V.helpers;
   const resetIds = V.resetIds;
   const setStoreProducts = V.setStoreProducts;
-  // Captured now so a block that overwrites built-ins cannot change how later blocks are called.
-  const parse = JSON.parse;
-  const freeze = Object.freeze;
-  const isFrozen = Object.isFrozen;
-  const keys = Object.keys;
-  const isArray = Array.isArray;
-  const apply = Reflect.apply;
+  // The prelude's primordials: a block that overwrites built-ins cannot change how later
+  // blocks are called (see prelude.js).
+  const {
+    ArrayIsArray: isArray, ArrayPrototypePush, JSONParse: parse, JSONStringify, MapCtor, MapPrototypeClear, MapPrototypeGet,
+    MapPrototypeGetSize, MapPrototypeSet, ObjectAssign, ObjectDefineProperty, ObjectFreeze: freeze, ObjectGetPrototypeOf,
+    ObjectIsFrozen: isFrozen, ObjectKeys: keys, ReflectApply: apply, ReflectGetOwnPropertyDescriptor, ReflectOwnKeys, SetCtor,
+    SetPrototypeAdd, SetPrototypeHas, StringCtor,
+  } = V.primordials;
 
   let storefront = freeze({});
   let products = freeze([]);
-  let byId = new Map();
-  let byHandle = new Map();
+  let byId = new MapCtor();
+  let byHandle = new MapCtor();
 
   function deepFreeze(value) {
     if (value === null || typeof value !== 'object' || isFrozen(value)) return value;
@@ -36,13 +37,13 @@
     const parsedStorefront = parse(storefrontJson);
     const parsedProducts = parse(productsJson);
     if (!isArray(parsedProducts)) throw new TypeError('products must be a JSON array');
-    const ids = new Map();
-    const handles = new Map();
+    const ids = new MapCtor();
+    const handles = new MapCtor();
     for (let i = 0; i < parsedProducts.length; i++) {
       const product = parsedProducts[i];
       if (!isObject(product)) continue;
-      if (product.id !== undefined && product.id !== null) ids.set(String(product.id), product);
-      if (product.handle !== undefined && product.handle !== null) handles.set(String(product.handle), product);
+      if (product.id !== undefined && product.id !== null) MapPrototypeSet(ids, StringCtor(product.id), product);
+      if (product.handle !== undefined && product.handle !== null) MapPrototypeSet(handles, StringCtor(product.handle), product);
     }
     storefront = deepFreeze(isObject(parsedStorefront) ? parsedStorefront : {});
     products = deepFreeze(parsedProducts);
@@ -58,12 +59,12 @@
     const viewed = isArray(ctx.recentlyViewed) ? ctx.recentlyViewed : [];
     const resolved = [];
     for (let i = 0; i < viewed.length; i++) {
-      const product = byId.get(String(viewed[i]));
-      if (product !== undefined) resolved.push(product);
+      const product = MapPrototypeGet(byId, StringCtor(viewed[i]));
+      if (product !== undefined) ArrayPrototypePush(resolved, product);
     }
     ctx.recentlyViewed = resolved;
     if (ctx.productHandle !== undefined && ctx.productHandle !== null) {
-      const product = byHandle.get(String(ctx.productHandle));
+      const product = MapPrototypeGet(byHandle, StringCtor(ctx.productHandle));
       ctx.product = product !== undefined ? product : null;
     }
     return deepFreeze(ctx);
@@ -78,14 +79,14 @@
   // The ctx each block was last called with, by block id: while the page's ctx (reused by the
   // engine for as long as the shopper's ctx JSON is the same) and the block's config are the
   // same objects, the block gets the same frozen ctx instead of a new copy per render.
-  const blockCtxs = new Map();
+  const blockCtxs = new MapCtor();
 
   function blockCtx(baseCtx, config, id, type) {
-    const kept = blockCtxs.get(id);
+    const kept = MapPrototypeGet(blockCtxs, id);
     if (kept !== undefined && kept.base === baseCtx && kept.config === config && kept.type === type) return kept.ctx;
-    const ctx = freeze(Object.assign({}, baseCtx, { config, block: freeze({ id, type }) }));
-    if (blockCtxs.size >= 256) blockCtxs.clear();
-    blockCtxs.set(id, { base: baseCtx, config, type, ctx });
+    const ctx = freeze(ObjectAssign({}, baseCtx, { config, block: freeze({ id, type }) }));
+    if (MapPrototypeGetSize(blockCtxs) >= 256) MapPrototypeClear(blockCtxs);
+    MapPrototypeSet(blockCtxs, id, { __proto__: null, base: baseCtx, config, type, ctx });
     return ctx;
   }
 
@@ -100,9 +101,9 @@
     if (argNames === null || argNames === undefined) {
       args = [storefront, products, helpers, ctx];
     } else {
-      const values = { storefront, products, helpers, ctx, config, cart: ctx.cart };
+      const values = { __proto__: null, storefront, products, helpers, ctx, config, cart: ctx.cart };
       args = [];
-      for (let i = 0; i < argNames.length; i++) args.push(values[argNames[i]]);
+      for (let i = 0; i < argNames.length; i++) ArrayPrototypePush(args, values[argNames[i]]);
     }
     return apply(fn, undefined, args);
   }
@@ -117,9 +118,9 @@
   function compileDefaultBlocks() {
     const sample = { id: 'sample', handle: 'sample', name: 'Sample', title: 'Sample', description: 'Sample.',
       tags: ['sample'], images: [], image: '', stock: 1, url: '/products/sample' };
-    setData(JSON.stringify({ id: 'sample', name: 'Sample', tagline: '', pages: [], posts: [] }), JSON.stringify([sample]));
+    setData(JSONStringify({ id: 'sample', name: 'Sample', tagline: '', pages: [], posts: [] }), JSONStringify([sample]));
     const cart = { count: 1, items: [{ productId: 'sample', handle: 'sample', title: 'Sample', quantity: 1, available: true }] };
-    const base = prepareCtx(JSON.stringify({ cart, recentlyViewed: ['sample'], device: 'desktop', userType: 'guest',
+    const base = prepareCtx(JSONStringify({ cart, recentlyViewed: ['sample'], device: 'desktop', userType: 'guest',
       customer: false, page: { slug: 'home', title: 'Sample' }, productHandle: 'sample',
       post: { slug: 'sample', title: 'Sample', excerpt: '', body: 'Sample.\n\nText.' },
       search: { query: 'sample', productIds: ['sample'] }, order: { id: 'sample', status: 'pending', lines: [] } }));
@@ -133,10 +134,140 @@
     }
     storefront = freeze({});
     products = freeze([]);
-    byId = new Map();
-    byHandle = new Map();
+    byId = new MapCtor();
+    byHandle = new MapCtor();
     setStoreProducts([]);
-    blockCtxs.clear();
+    MapPrototypeClear(blockCtxs);
+  }
+
+  // Globals the engine deletes after it creates a context (so they must stay configurable):
+  // this hand-off object, and the capabilities blocks do not get.
+  const REMOVED_GLOBALS = ['__vitrina', 'WebAssembly', 'SharedArrayBuffer', 'Atomics'];
+  // RegExp's legacy static properties (`RegExp.$1`, `RegExp.input`, …) would show a block the
+  // text of the last regular expression match of the previous block or helper.
+  const LEGACY_REGEXP_STATICS = ['$1', '$2', '$3', '$4', '$5', '$6', '$7', '$8', '$9', 'input', '$_', 'lastMatch', '$&',
+    'lastParen', '$+', 'leftContext', '$`', 'rightContext', "$'"];
+
+  /**
+   * Data properties of frozen prototypes that code commonly assigns on its own objects
+   * (`obj.toString = …`). A frozen, non-writable inherited property makes such an
+   * assignment fail (it throws in strict code). Each becomes an accessor that answers the
+   * original value and defines an own property on the object assigned to, never on the prototype.
+   */
+  function allowOverride(proto, name) {
+    const descriptor = ReflectGetOwnPropertyDescriptor(proto, name);
+    if (descriptor === undefined || !('value' in descriptor)) return;
+    const value = descriptor.value;
+    ObjectDefineProperty(proto, name, {
+      __proto__: null,
+      get() {
+        return value;
+      },
+      set(replacement) {
+        if (this === proto) throw new TypeError('Cannot assign to read only property \'' + name + '\' of a built-in prototype');
+        ObjectDefineProperty(this, name, { __proto__: null, value: replacement, writable: true, enumerable: true, configurable: true });
+      },
+      enumerable: descriptor.enumerable,
+      configurable: false,
+    });
+  }
+
+  /**
+   * Freezes every built-in a block can reach: the global constructors and namespaces, their
+   * prototypes and everything reachable from them (methods, accessors, prototype chains), the
+   * intrinsics only syntax reaches (generator and async function prototypes, iterator
+   * prototypes), and the helpers. Global bindings become read-only and non-configurable; the
+   * global object stays extensible, so a sloppy block's implicit global still works. Runs once
+   * per context, after the library and before any block: a block can no longer replace a
+   * method, add a getter to `Object.prototype` or `Array.prototype`, or swap a global
+   * constructor for the blocks after it.
+   */
+  function lockdown() {
+    const global = globalThis;
+    for (let i = 0; i < LEGACY_REGEXP_STATICS.length; i++) delete RegExp[LEGACY_REGEXP_STATICS[i]];
+    allowOverride(Object.prototype, 'toString');
+    allowOverride(Object.prototype, 'valueOf');
+
+    const seen = new SetCtor();
+    const pending = [];
+    const visit = (value) => {
+      if ((typeof value !== 'object' || value === null) && typeof value !== 'function') return;
+      if (SetPrototypeHas(seen, value)) return;
+      SetPrototypeAdd(seen, value);
+      ArrayPrototypePush(pending, value);
+    };
+    SetPrototypeAdd(seen, global); // stays extensible; its bindings are locked one by one
+    SetPrototypeAdd(seen, Error); // locked below, not frozen
+    const names = ReflectOwnKeys(global);
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i];
+      let removed = false;
+      for (let j = 0; j < REMOVED_GLOBALS.length; j++) removed = removed || name === REMOVED_GLOBALS[j];
+      if (removed) continue;
+      const descriptor = ReflectGetOwnPropertyDescriptor(global, name);
+      if ('value' in descriptor) {
+        visit(descriptor.value);
+        ObjectDefineProperty(global, name, { __proto__: null, writable: false, configurable: false });
+      } else {
+        visit(descriptor.get);
+        visit(descriptor.set);
+        ObjectDefineProperty(global, name, { __proto__: null, configurable: false });
+      }
+    }
+    visit(ObjectGetPrototypeOf(global));
+    // Intrinsics no global names: reached from instances, which are frozen along (harmless).
+    visit(function* () {});
+    visit(async function () {});
+    visit(async function* () {});
+    visit([][Symbol.iterator]());
+    visit(new MapCtor()[Symbol.iterator]());
+    visit(new SetCtor()[Symbol.iterator]());
+    visit(''[Symbol.iterator]());
+    visit(/x/[Symbol.matchAll](''));
+    if (typeof Iterator === 'function' && typeof Iterator.prototype.map === 'function') {
+      visit([].values().map((x) => x));
+      visit(Iterator.from({ next() { return { done: true }; } }));
+    }
+    if (typeof Intl.Segmenter === 'function') {
+      const segments = new Intl.Segmenter('en').segment('');
+      visit(segments);
+      visit(segments[Symbol.iterator]());
+    }
+    visit(V);
+    // V8 adds `Error.stackTraceLimit` to every context it makes from the snapshot, so the Error
+    // constructor stays extensible: its properties are locked one by one instead, and the V8
+    // hook `Error.prepareStackTrace` (called with every later error's stack frames) is taken
+    // first, as a read-only `undefined`.
+    ObjectDefineProperty(Error, 'prepareStackTrace', { __proto__: null, value: undefined, writable: false, enumerable: false, configurable: false });
+    visit(ObjectGetPrototypeOf(Error));
+    const errorKeys = ReflectOwnKeys(Error);
+    for (let i = 0; i < errorKeys.length; i++) {
+      const descriptor = ReflectGetOwnPropertyDescriptor(Error, errorKeys[i]);
+      if ('value' in descriptor) {
+        visit(descriptor.value);
+        ObjectDefineProperty(Error, errorKeys[i], { __proto__: null, writable: false, configurable: false });
+      } else {
+        visit(descriptor.get);
+        visit(descriptor.set);
+        ObjectDefineProperty(Error, errorKeys[i], { __proto__: null, configurable: false });
+      }
+    }
+    while (pending.length > 0) {
+      const object = pending.pop();
+      freeze(object);
+      visit(ObjectGetPrototypeOf(object));
+      const keysOfObject = ReflectOwnKeys(object);
+      for (let i = 0; i < keysOfObject.length; i++) {
+        const descriptor = ReflectGetOwnPropertyDescriptor(object, keysOfObject[i]);
+        if (descriptor === undefined) continue;
+        if ('value' in descriptor) {
+          visit(descriptor.value);
+        } else {
+          visit(descriptor.get);
+          visit(descriptor.set);
+        }
+      }
+    }
   }
 
   compileDefaultBlocks();
@@ -144,6 +275,15 @@
   V.prepareCtx = prepareCtx;
   V.renderBlock = renderBlock;
   V.parseConfig = parseConfig;
+  // V8 installs some built-ins into every context it makes from the snapshot (shipped language
+  // features, `Error.stackTraceLimit`), and fails on a frozen object; so the built-ins are
+  // frozen in each new context instead of in the snapshot, when the engine warms it up, before
+  // any block runs.
+  const warmUp = V.warmUp;
+  V.warmUp = function () {
+    warmUp();
+    lockdown();
+  };
   freeze(V.blocks);
   freeze(V);
 })();

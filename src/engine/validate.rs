@@ -11,13 +11,16 @@
 
 use oxc_allocator::Allocator;
 use oxc_ast::ast::{
-    ArrowFunctionExpression, BindingPattern, ComputedMemberExpression, Expression,
-    FormalParameters, IdentifierReference, ImportExpression, ModuleDeclaration, ObjectProperty,
-    PropertyKey, Statement, StaticMemberExpression, WithStatement,
+    ArrowFunctionExpression, AssignmentTargetPropertyIdentifier, AssignmentTargetPropertyProperty, BinaryExpression,
+    BinaryOperator, BindingIdentifier, BindingPattern, BindingProperty, Class, ComputedMemberExpression, Expression,
+    FormalParameters, IdentifierReference, ImportExpression, ImportMeta, MethodDefinition, MethodDefinitionKind,
+    ModuleDeclaration, ObjectProperty, PropertyDefinition, PropertyKey, Statement, StaticMemberExpression, StringLiteral,
+    TemplateLiteral, ThisExpression, WithStatement,
 };
 use oxc_ast_visit::{walk, Visit};
 use oxc_parser::Parser;
 use oxc_span::{GetSpan, SourceType, Span};
+use oxc_syntax::scope::ScopeFlags;
 use serde::Serialize;
 
 /// One finding, positioned at the offending construct.
@@ -166,8 +169,13 @@ fn analyse(code: &str, apply_rules: bool) -> (BlockValidation, Option<BlockFunct
     }
 
     if apply_rules {
-        let mut rules = RuleVisitor { positions: &positions, errors: Vec::new() };
+        let mut declarations = Declarations(std::collections::HashSet::new());
+        declarations.visit_program(&parsed.program);
+        let mut rules = RuleVisitor { positions: &positions, errors: Vec::new(), declared: declarations.0, scopes: Vec::new() };
         rules.visit_program(&parsed.program);
+        // One finding per rule and position (a literal key is both a key and a literal).
+        rules.errors.sort_by_key(|d| (d.line, d.column));
+        rules.errors.dedup_by(|a, b| a.rule == b.rule && a.line == b.line && a.column == b.column);
         validation.errors.extend(rules.errors);
     }
 
@@ -273,10 +281,81 @@ fn span_range(span: Span) -> std::ops::Range<usize> {
     span.start as usize..span.end as usize
 }
 
+/// Globals that reach code generation, machine code, shared memory or the global object:
+/// refused wherever the name appears, a local of the same name included (shadowing one would
+/// hide a real use elsewhere in the block).
+const FORBIDDEN_GLOBALS: &[(&str, &str, &str)] = &[
+    ("eval", "no-eval", "`eval` is not allowed"),
+    ("Function", "no-function-constructor", "the `Function` constructor is not allowed"),
+    ("WebAssembly", "no-wasm", "`WebAssembly` is not available in blocks"),
+    ("Atomics", "no-atomics", "`Atomics` is not available in blocks"),
+    ("SharedArrayBuffer", "no-atomics", "`SharedArrayBuffer` is not available in blocks"),
+    ("Reflect", "no-reflect", "`Reflect` is not allowed (it reaches prototypes and constructors)"),
+    ("globalThis", "no-globalthis", "`globalThis` is not allowed"),
+    ("require", "no-import", "`require` is not available in blocks"),
+];
+
+/// Names of the global object and of host APIs a browser, Node or Deno would have. Blocks get
+/// none of them; refused unless the block declares a binding of that name itself.
+const HOST_GLOBALS: &[(&str, &str)] = &[
+    ("self", "no-globalthis"),
+    ("window", "no-globalthis"),
+    ("global", "no-globalthis"),
+    ("frames", "no-globalthis"),
+    ("fetch", "no-host-objects"),
+    ("XMLHttpRequest", "no-host-objects"),
+    ("WebSocket", "no-host-objects"),
+    ("EventSource", "no-host-objects"),
+    ("setTimeout", "no-host-objects"),
+    ("setInterval", "no-host-objects"),
+    ("setImmediate", "no-host-objects"),
+    ("queueMicrotask", "no-host-objects"),
+    ("requestAnimationFrame", "no-host-objects"),
+    ("process", "no-host-objects"),
+    ("Deno", "no-host-objects"),
+    ("Bun", "no-host-objects"),
+    ("importScripts", "no-host-objects"),
+    ("Worker", "no-host-objects"),
+    ("SharedWorker", "no-host-objects"),
+    ("document", "no-host-objects"),
+    ("navigator", "no-host-objects"),
+    ("location", "no-host-objects"),
+    ("localStorage", "no-host-objects"),
+    ("sessionStorage", "no-host-objects"),
+    ("indexedDB", "no-host-objects"),
+];
+
+/// Property names refused however they are reached: `a.name`, `a['name']`, `a['na' + 'me']`,
+/// `{name} = a`, or the name as a string constant anywhere (`Reflect.get(a, 'name')`).
+const FORBIDDEN_PROPERTIES: &[(&str, &str, &str)] = &[
+    ("constructor", "no-constructor-chain", "`constructor` reaches the Function constructor through a function's constructor chain and is not allowed"),
+    ("__proto__", "no-proto", "`__proto__` is not allowed"),
+    ("setPrototypeOf", "no-proto", "changing prototypes is not allowed"),
+    ("getPrototypeOf", "no-proto", "`getPrototypeOf` reaches built-in prototypes and constructors and is not allowed"),
+    ("__defineGetter__", "no-proto", "legacy accessor methods are not allowed"),
+    ("__defineSetter__", "no-proto", "legacy accessor methods are not allowed"),
+    ("__lookupGetter__", "no-proto", "legacy accessor methods are not allowed"),
+    ("__lookupSetter__", "no-proto", "legacy accessor methods are not allowed"),
+    ("getOwnPropertyDescriptor", "no-reflect", "property descriptors reach built-in accessors and constructors and are not allowed"),
+    ("getOwnPropertyDescriptors", "no-reflect", "property descriptors reach built-in accessors and constructors and are not allowed"),
+    ("callee", "no-callee", "`arguments.callee` is not allowed"),
+    ("caller", "no-callee", "`caller` is not allowed"),
+    ("prepareStackTrace", "no-host-objects", "V8's stack trace hooks are not available in blocks"),
+];
+
+fn forbidden_property(name: &str) -> Option<(&'static str, &'static str)> {
+    FORBIDDEN_PROPERTIES.iter().find(|(n, _, _)| *n == name).map(|(_, rule, message)| (*rule, *message))
+}
+
 /// Walks the whole program and records forbidden constructs.
 struct RuleVisitor<'p> {
     positions: &'p LineIndex<'p>,
     errors: Vec<Diagnostic>,
+    /// Every name the block binds itself (an over-approximation of scoping: a name declared
+    /// anywhere counts as declared everywhere), for [`HOST_GLOBALS`].
+    declared: std::collections::HashSet<String>,
+    /// The scopes the walk is in, innermost last.
+    scopes: Vec<ScopeFlags>,
 }
 
 impl RuleVisitor<'_> {
@@ -284,64 +363,126 @@ impl RuleVisitor<'_> {
         self.errors.push(self.positions.diagnostic(rule, message.to_string(), span.start));
     }
 
-    /// Records `__proto__` and `constructor.constructor` for a member access whose property
-    /// name is statically known.
-    fn check_member(&mut self, object: &Expression<'_>, property: &str, span: Span) {
-        if property == "__proto__" {
-            self.error("no-proto", "`__proto__` is not allowed", span);
+    fn check_property(&mut self, name: &str, span: Span) {
+        if let Some((rule, message)) = forbidden_property(name) {
+            self.error(rule, message, span);
         }
-        if property == "constructor" && static_property_name(object) == Some("constructor") {
-            self.error(
-                "no-constructor-chain",
-                "`constructor.constructor` reaches the Function constructor and is not allowed",
-                span,
-            );
-        }
+    }
+
+    /// Whether `this` here is bound by a strict function (never the global object): the nearest
+    /// enclosing non-arrow function is strict, or inside a class. The program's own directives
+    /// do not count: the engine compiles the block's function alone.
+    fn this_is_safe(&self) -> Option<bool> {
+        let function = self.scopes.iter().rposition(|flags| {
+            flags.contains(ScopeFlags::Function) && !flags.contains(ScopeFlags::Arrow)
+                || flags.contains(ScopeFlags::ClassStaticBlock)
+                || (flags.contains(ScopeFlags::StrictMode) && !flags.contains(ScopeFlags::Top) && !flags.intersects(ScopeFlags::Function))
+        })?;
+        Some(self.scopes[..=function].iter().any(|flags| flags.contains(ScopeFlags::StrictMode) && !flags.contains(ScopeFlags::Top)))
     }
 }
 
-/// The property name of `object` if it is itself a member access with a static name
-/// (`a.b`, `a["b"]`, ``a[`b`]``).
-fn static_property_name<'e>(expression: &'e Expression<'_>) -> Option<&'e str> {
+/// The value of a string constant: a string literal, a template literal without
+/// substitutions, or `+` of such constants (`'constr' + 'uctor'`).
+fn constant_string(expression: &Expression<'_>) -> Option<String> {
     match expression {
-        Expression::StaticMemberExpression(member) => Some(member.property.name.as_str()),
-        Expression::ComputedMemberExpression(member) => constant_string(&member.expression),
-        Expression::ParenthesizedExpression(inner) => static_property_name(&inner.expression),
-        Expression::ChainExpression(chain) => chain.expression.as_member_expression().and_then(|m| match m {
-            oxc_ast::ast::MemberExpression::StaticMemberExpression(s) => Some(s.property.name.as_str()),
-            oxc_ast::ast::MemberExpression::ComputedMemberExpression(c) => constant_string(&c.expression),
-            _ => None,
-        }),
-        _ => None,
-    }
-}
-
-/// The value of a string literal or a template literal without substitutions.
-fn constant_string<'e>(expression: &'e Expression<'_>) -> Option<&'e str> {
-    match expression {
-        Expression::StringLiteral(literal) => Some(literal.value.as_str()),
+        Expression::StringLiteral(literal) => Some(literal.value.to_string()),
         Expression::TemplateLiteral(template) if template.expressions.is_empty() => {
-            template.quasis.first().and_then(|q| q.value.cooked.as_ref()).map(|s| s.as_str())
+            template.quasis.first().and_then(|q| q.value.cooked.as_ref()).map(|s| s.to_string())
         }
         Expression::ParenthesizedExpression(inner) => constant_string(&inner.expression),
+        Expression::BinaryExpression(binary) => constant_concatenation(binary),
         _ => None,
+    }
+}
+
+fn constant_concatenation(binary: &BinaryExpression<'_>) -> Option<String> {
+    if binary.operator != BinaryOperator::Addition {
+        return None;
+    }
+    let mut left = constant_string(&binary.left)?;
+    left.push_str(&constant_string(&binary.right)?);
+    Some(left)
+}
+
+/// A function, arrow or class written in place: its members reach the constructor chain.
+fn is_function_literal(expression: &Expression<'_>) -> bool {
+    match expression {
+        Expression::FunctionExpression(_) | Expression::ArrowFunctionExpression(_) | Expression::ClassExpression(_) => true,
+        Expression::ParenthesizedExpression(inner) => is_function_literal(&inner.expression),
+        _ => false,
+    }
+}
+
+fn property_key_name(key: &PropertyKey<'_>) -> Option<String> {
+    match key {
+        PropertyKey::StaticIdentifier(id) => Some(id.name.to_string()),
+        PropertyKey::PrivateIdentifier(_) => None,
+        other => other.as_expression().and_then(constant_string),
+    }
+}
+
+/// Collects every name the block binds.
+struct Declarations(std::collections::HashSet<String>);
+
+impl<'a> Visit<'a> for Declarations {
+    fn visit_binding_identifier(&mut self, it: &BindingIdentifier<'a>) {
+        self.0.insert(it.name.to_string());
     }
 }
 
 impl<'a> Visit<'a> for RuleVisitor<'_> {
+    fn enter_scope(&mut self, flags: ScopeFlags, _scope_id: &std::cell::Cell<Option<oxc_syntax::scope::ScopeId>>) {
+        self.scopes.push(flags);
+    }
+
+    fn leave_scope(&mut self) {
+        self.scopes.pop();
+    }
+
     fn visit_identifier_reference(&mut self, it: &IdentifierReference<'a>) {
-        match it.name.as_str() {
-            "eval" => self.error("no-eval", "`eval` is not allowed", it.span),
-            "Function" => self.error("no-function-constructor", "the `Function` constructor is not allowed", it.span),
-            "require" => self.error("no-import", "`require` is not available in blocks", it.span),
-            "globalThis" => self.error("no-globalthis", "`globalThis` is not allowed", it.span),
-            _ => {}
+        let name = it.name.as_str();
+        if let Some((_, rule, message)) = FORBIDDEN_GLOBALS.iter().find(|(n, _, _)| *n == name) {
+            self.error(rule, message, it.span);
+        } else if let Some((_, rule)) = HOST_GLOBALS.iter().find(|(n, _)| *n == name) {
+            if !self.declared.contains(name) {
+                self.error(rule, &format!("`{name}` is not available in blocks"), it.span);
+            }
         }
+    }
+
+    fn visit_this_expression(&mut self, it: &ThisExpression) {
+        match self.this_is_safe() {
+            None => self.error("no-this", "top-level `this` is the global object and is not allowed", it.span),
+            Some(false) => self.error(
+                "no-this",
+                "`this` in a function that is not strict can be the global object; use it in a class, or add 'use strict'",
+                it.span,
+            ),
+            Some(true) => {}
+        }
+    }
+
+    fn visit_class(&mut self, it: &Class<'a>) {
+        // The heritage expression is evaluated outside the class's (strict) scope.
+        if let Some(heritage) = &it.heritage {
+            self.visit_expression(&heritage.expression);
+        }
+        if let Some(id) = &it.id {
+            self.visit_binding_identifier(id);
+        }
+        self.scopes.push(ScopeFlags::StrictMode);
+        self.visit_class_body(&it.body);
+        self.scopes.pop();
     }
 
     fn visit_import_expression(&mut self, it: &ImportExpression<'a>) {
         self.error("no-import", "dynamic `import()` is not available in blocks", it.span);
         walk::walk_import_expression(self, it);
+    }
+
+    fn visit_import_meta(&mut self, it: &ImportMeta) {
+        self.error("no-import", "`import.meta` is not available in blocks", it.span);
     }
 
     fn visit_module_declaration(&mut self, it: &ModuleDeclaration<'a>) {
@@ -355,27 +496,102 @@ impl<'a> Visit<'a> for RuleVisitor<'_> {
     }
 
     fn visit_static_member_expression(&mut self, it: &StaticMemberExpression<'a>) {
-        self.check_member(&it.object, it.property.name.as_str(), it.property.span);
+        self.check_property(it.property.name.as_str(), it.property.span);
         walk::walk_static_member_expression(self, it);
     }
 
     fn visit_computed_member_expression(&mut self, it: &ComputedMemberExpression<'a>) {
-        if let Some(property) = constant_string(&it.expression) {
-            self.check_member(&it.object, property, it.expression.span());
+        // Constant keys are checked as the expressions they are (string literal, template,
+        // concatenation). A key known only at run time is left to the isolate, which refuses to
+        // compile strings, except on a function written in place, whose members are its
+        // constructor chain.
+        let key = it.expression.without_parentheses();
+        if is_function_literal(&it.object) && constant_string(key).is_none() && !matches!(key, Expression::NumericLiteral(_)) {
+            self.error("no-constructor-chain", "a computed member of a function can reach the Function constructor and is not allowed", key.span());
         }
         walk::walk_computed_member_expression(self, it);
     }
 
+    fn visit_binary_expression(&mut self, it: &BinaryExpression<'a>) {
+        // A string built from constants is checked as a whole (`'constr' + 'uctor'`); its parts
+        // are constants too, so there is nothing else inside to check.
+        match constant_concatenation(it) {
+            Some(name) => self.check_property(&name, it.span),
+            None => walk::walk_binary_expression(self, it),
+        }
+    }
+
+    fn visit_string_literal(&mut self, it: &StringLiteral<'a>) {
+        self.check_property(it.value.as_str(), it.span);
+    }
+
+    fn visit_template_literal(&mut self, it: &TemplateLiteral<'a>) {
+        if it.expressions.is_empty() {
+            if let Some(cooked) = it.quasis.first().and_then(|q| q.value.cooked.as_ref()) {
+                self.check_property(cooked.as_str(), it.span);
+            }
+        }
+        walk::walk_template_literal(self, it);
+    }
+
     fn visit_object_property(&mut self, it: &ObjectProperty<'a>) {
-        let key = match &it.key {
-            PropertyKey::StaticIdentifier(id) => Some(id.name.as_str()),
-            PropertyKey::StringLiteral(literal) => Some(literal.value.as_str()),
-            _ => None,
-        };
-        if key == Some("__proto__") {
+        // Defining a property of one's own object is harmless, except `__proto__` (which sets
+        // the prototype); computed keys are evaluated and checked like any expression.
+        if it.computed {
+            self.visit_property_key(&it.key);
+        } else if property_key_name(&it.key).as_deref() == Some("__proto__") {
             self.error("no-proto", "`__proto__` is not allowed", it.key.span());
         }
-        walk::walk_object_property(self, it);
+        self.visit_expression(&it.value);
+    }
+
+    fn visit_method_definition(&mut self, it: &MethodDefinition<'a>) {
+        if it.computed {
+            self.visit_property_key(&it.key);
+        }
+        let flags = match it.kind {
+            MethodDefinitionKind::Get => ScopeFlags::Function | ScopeFlags::GetAccessor,
+            MethodDefinitionKind::Set => ScopeFlags::Function | ScopeFlags::SetAccessor,
+            MethodDefinitionKind::Constructor => ScopeFlags::Function | ScopeFlags::Constructor,
+            MethodDefinitionKind::Method => ScopeFlags::Function,
+        };
+        self.visit_function(&it.value, flags);
+    }
+
+    fn visit_property_definition(&mut self, it: &PropertyDefinition<'a>) {
+        if it.computed {
+            self.visit_property_key(&it.key);
+        }
+        if let Some(value) = &it.value {
+            self.visit_expression(value);
+        }
+    }
+
+    fn visit_binding_property(&mut self, it: &BindingProperty<'a>) {
+        // Destructuring reads the property: `const {constructor} = f`.
+        if let Some(name) = property_key_name(&it.key) {
+            self.check_property(&name, it.key.span());
+        }
+        if it.computed {
+            self.visit_property_key(&it.key);
+        }
+        self.visit_binding_pattern(&it.value);
+    }
+
+    fn visit_assignment_target_property_identifier(&mut self, it: &AssignmentTargetPropertyIdentifier<'a>) {
+        // `({constructor} = f)`
+        self.check_property(it.binding.name.as_str(), it.binding.span);
+        walk::walk_assignment_target_property_identifier(self, it);
+    }
+
+    fn visit_assignment_target_property_property(&mut self, it: &AssignmentTargetPropertyProperty<'a>) {
+        if let Some(name) = property_key_name(&it.name) {
+            self.check_property(&name, it.name.span());
+        }
+        if it.computed {
+            self.visit_property_key(&it.name);
+        }
+        self.visit_assignment_target_maybe_default(&it.binding);
     }
 }
 
@@ -428,8 +644,81 @@ mod tests {
 
     #[test]
     fn finds_forbidden_constructs() {
-        assert_eq!(rules("function f() {\n  return obj.constructor.constructor('x')();\n}"), [("no-constructor-chain", 2, 26)]);
-        assert_eq!(rules("function f() { return a['constructor'][`constructor`]; }"), [("no-constructor-chain", 1, 40)]);
+        assert_eq!(rules("function f() {\n  return obj.constructor.constructor('x')();\n}"), [("no-constructor-chain", 2, 14), ("no-constructor-chain", 2, 26)]);
+        assert_eq!(rules("function f() { return a['constructor'][`constructor`]; }"), [("no-constructor-chain", 1, 25), ("no-constructor-chain", 1, 40)]);
+    }
+
+    /// Every route to the Function constructor, code generation or the global object a block
+    /// could write, with the rule that refuses it (body of `function f(ctx) { … }`, line 2).
+    #[test]
+    fn refuses_every_route_to_code_generation_and_host_objects() {
+        let cases: &[(&str, &str)] = &[
+            ("return (function () {}).constructor('return 1')();", "no-constructor-chain"),
+            ("return (async () => {}).constructor('return 1');", "no-constructor-chain"),
+            ("return (function* () {}).constructor('yield 1');", "no-constructor-chain"),
+            ("return (async function* () {}).constructor('yield 1');", "no-constructor-chain"),
+            ("return ctx['constr' + 'uctor'];", "no-constructor-chain"),
+            ("return ctx[`constr` + 'uctor'];", "no-constructor-chain"),
+            ("const { constructor } = () => 1; return constructor;", "no-constructor-chain"),
+            ("const { constructor: c } = () => 1; return c;", "no-constructor-chain"),
+            ("const { ['constr' + 'uctor']: c } = () => 1; return c;", "no-constructor-chain"),
+            ("let c; ({ constructor: c } = () => 1); return c;", "no-constructor-chain"),
+            ("let constructor; ({ constructor } = () => 1); return constructor;", "no-constructor-chain"),
+            ("const k = 'constructor'; return ctx[k];", "no-constructor-chain"),
+            ("const k = ctx.block.id; return (() => 1)[k];", "no-constructor-chain"),
+            ("return Object.getPrototypeOf(async () => {});", "no-proto"),
+            ("return Object.setPrototypeOf(ctx, null);", "no-proto"),
+            ("return ctx.__proto__;", "no-proto"),
+            ("return ({}).__lookupGetter__('x');", "no-proto"),
+            ("return Reflect.construct(Array, []);", "no-reflect"),
+            ("return Object.getOwnPropertyDescriptors(ctx);", "no-reflect"),
+            ("return eval('1');", "no-eval"),
+            ("const e = eval; return e('1');", "no-eval"),
+            ("return (0, eval)('1');", "no-eval"),
+            ("return new Function('return 1')();", "no-function-constructor"),
+            ("return typeof WebAssembly;", "no-wasm"),
+            ("return Atomics.wait(ctx, 0, 0);", "no-atomics"),
+            ("return new SharedArrayBuffer(8);", "no-atomics"),
+            ("return import('x');", "no-import"),
+            ("return import.meta.url;", "no-import"),
+            ("return globalThis.fetch;", "no-globalthis"),
+            ("return self.fetch;", "no-globalthis"),
+            ("return window;", "no-globalthis"),
+            ("return fetch('http://x');", "no-host-objects"),
+            ("setTimeout(() => 1, 0); return '';", "no-host-objects"),
+            ("return this;", "no-this"),
+            ("function g() { return this; } return g();", "no-this"),
+            ("const o = { m() { return this; } }; const m = o.m; return m();", "no-this"),
+            ("return arguments.callee;", "no-callee"),
+            ("return f.caller;", "no-callee"),
+            ("with (ctx) { return a; }", "no-with"),
+            ("Error.prepareStackTrace = (e, s) => s; return '';", "no-host-objects"),
+        ];
+        for (body, rule) in cases {
+            let found = rules(&format!("function f(ctx) {{\n  {body}\n}}"));
+            assert!(found.iter().any(|(r, line, _)| r == rule && *line == 2), "{body}: {found:?}");
+        }
+        // Top-level `this`: an arrow at the top level gets the script's, the global object.
+        assert_eq!(rules("(ctx) => this"), [("no-this", 1, 10)]);
+    }
+
+    #[test]
+    fn accepts_ordinary_code() {
+        for body in [
+            "'use strict'; function g() { return this; } return String(g());",
+            "class A { constructor() { this.x = 1; } get y() { return this.x; } static make() { return new this(); } } return String(A.make().y);",
+            "const self = { name: 'x' }; const top = 1; return self.name + top;",
+            "const o = { constructor: 1, 'toString': 2 }; return String(o.toString);",
+            "const arr = [1, 2]; let s = 0; for (let i = 0; i < arr.length; i++) s += arr[i]; return String(s + arr['length']);",
+            "const key = 'item_' + ctx.block.id; return String(ctx.config[key]);",
+            "return Array.prototype.map.call([1], (x) => x * 2).join(',');",
+            "return `<p>${ctx.config.text}</p>`;",
+            "return (function () { 'use strict'; return this === undefined; })() ? 'y' : 'n';",
+            "const fn = () => 1; return String(fn[0]);",
+        ] {
+            let code = format!("function f(ctx) {{\n  {body}\n}}");
+            assert!(validate_block(&code).is_ok(), "{body}: {:?}", validate_block(&code));
+        }
     }
 
     #[test]

@@ -1,0 +1,4 @@
+// expect: refused no-eval
+function hostile(ctx) {
+  return String(eval('1 + 1'));
+}

@@ -1,0 +1,4 @@
+// expect: refused no-eval
+function hostile(ctx) {
+  return String((0, eval)('1 + 1'));
+}

@@ -1,0 +1,4 @@
+// expect: refused no-function-constructor
+function hostile(ctx) {
+  return new Function('return "x"')();
+}

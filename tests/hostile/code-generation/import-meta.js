@@ -1,0 +1,4 @@
+// expect: refused no-import
+function hostile(ctx) {
+  return String(import.meta);
+}

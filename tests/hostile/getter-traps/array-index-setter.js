@@ -1,0 +1,5 @@
+// expect: placeholder error
+function hostile(ctx) {
+  Object.defineProperty(Array.prototype, '0', { set() { throw new Error('trap'); } });
+  return 'trapped';
+}

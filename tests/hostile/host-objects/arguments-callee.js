@@ -1,0 +1,4 @@
+// expect: refused no-callee
+function hostile(ctx) {
+  return String(arguments.callee);
+}

@@ -1,0 +1,4 @@
+// expect: refused no-globalthis
+function hostile(ctx) {
+  return Object.keys(globalThis).join(',');
+}

@@ -1,0 +1,4 @@
+// expect: refused no-host-objects
+function hostile(ctx) {
+  return String(process.env);
+}

@@ -1,0 +1,5 @@
+// expect: refused no-host-objects
+function hostile(ctx) {
+  setTimeout(() => {}, 0);
+  return '';
+}

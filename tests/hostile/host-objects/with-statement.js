@@ -1,0 +1,4 @@
+// expect: refused no-with
+function hostile(ctx) {
+  with (ctx) { return String(cart); }
+}

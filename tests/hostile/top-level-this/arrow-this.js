@@ -1,0 +1,2 @@
+// expect: refused no-this
+(ctx) => String(this)

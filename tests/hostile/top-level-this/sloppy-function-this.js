@@ -1,0 +1,5 @@
+// expect: refused no-this
+function hostile(ctx) {
+  function inner() { return this; }
+  return String(inner());
+}
