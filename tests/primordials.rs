@@ -6,11 +6,12 @@
 //! Black-box: a store publishes a page of hostile blocks beside library blocks; one shopper
 //! renders a control page, the hostile page, the control page again (byte-identical) and the
 //! search page with `?q=<script>…` (escaped), all in its own isolate. An engine-level test shows
-//! the run-time layer alone refusing code generation for code the validator cannot see.
+//! the run-time layer alone refusing code generation for code the validator cannot see. The
+//! refusals at publish are cases of the corpus (tests/hostile/, run by tests/containment.rs).
 
 mod common;
 
-use common::{json_of, table, TestNode};
+use common::{table, TestNode};
 use reqwest::header::ACCEPT;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -404,161 +405,4 @@ fn the_isolate_refuses_code_generation_the_validator_cannot_see() {
         "constructor-via-runtime-computed-key",
         "contained",
     );
-}
-
-#[tokio::test]
-async fn publishing_code_that_reaches_code_generation_is_refused_with_rule_line_and_column() {
-    let node = TestNode::start();
-    let token = node.create_store("gen", "Gen").await;
-    let cases = [
-        (
-            "code-generation",
-            "function-literal-constructor",
-            "function f(ctx) {\n  return (function () {}).constructor('return 1')();\n}",
-            "no-constructor-chain",
-            2,
-            27,
-        ),
-        (
-            "code-generation",
-            "async-arrow-constructor",
-            "function f(ctx) {\n  return (async () => {}).constructor('return 1');\n}",
-            "no-constructor-chain",
-            2,
-            27,
-        ),
-        (
-            "code-generation",
-            "concatenated-key",
-            "function f(ctx) {\n  return ctx['constr' + 'uctor'];\n}",
-            "no-constructor-chain",
-            2,
-            14,
-        ),
-        (
-            "wasm",
-            "webassembly-global",
-            "function f(ctx) {\n  return String(typeof WebAssembly);\n}",
-            "no-wasm",
-            2,
-            24,
-        ),
-        (
-            "atomics",
-            "atomics-wait",
-            "function f(ctx) {\n  return String(Atomics.wait(new Int32Array(4), 0, 0));\n}",
-            "no-atomics",
-            2,
-            17,
-        ),
-        ("top-level-this", "arrow-this", "(ctx) => String(this)", "no-this", 1, 17),
-    ];
-    for (class, case, code, rule, line, column) in cases {
-        let (s, body) = node
-            .admin(&token, Method::POST, "/stores/gen/blocks/validate", Some(json!({"code": code})))
-            .await;
-        assert_eq!(s, StatusCode::OK, "{body}");
-        let errors = body["errors"].as_array().expect("errors");
-        assert!(
-            errors
-                .iter()
-                .any(|e| e["rule"] == rule && e["line"] == line && e["column"] == column),
-            "{case}: {body}"
-        );
-        // A draft keeps it with the same finding as a warning; publishing it is refused.
-        let (s, body) = node
-            .admin(
-                &token,
-                Method::PUT,
-                "/stores/gen/pages/home",
-                Some(json!({"title": "Home", "blocks": [{"type": "custom", "code": code}]})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{case}: {body}");
-        assert!(body["draft"]["warnings"].to_string().contains(rule), "{case}: {body}");
-        let (s, body) = node.admin(&token, Method::POST, "/stores/gen/pages/home/publish", None).await;
-        assert!(s.is_client_error(), "{case}: {s} {body}");
-        let code = body["error"]["code"].as_str().unwrap_or("?").to_string();
-        common::assert_error_body(&body, &code);
-        assert!(body.to_string().contains(rule), "{case}: {body}");
-        table::record("containment", class, case, "refused");
-    }
-    let (s, _) = json_of(
-        node.plain()
-            .get(format!("http://{}/healthz", node.addr))
-            .send()
-            .await
-            .expect("health"),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-}
-
-/// The case files of this suite's classes under `tests/hostile/` say what they expect on their
-/// first line; the black-box corpus (tests/containment.rs) publishes them beside good blocks.
-/// Here each is checked where it is decided: the validator for `refused <rule>` (the first
-/// finding, with a line and column in the file), the isolate for `placeholder <reason>`.
-#[test]
-fn hostile_case_files_are_refused_or_fail_as_they_say() {
-    use vitrina::engine::v8::V8Engine;
-    use vitrina::engine::{BlockEngine, BlockToRender, RenderLimits, StoreRenderData};
-    let data = StoreRenderData {
-        version: 1,
-        storefront_json: "{\"name\":\"S\"}".into(),
-        products_json: "[]".into(),
-    };
-    let limits = RenderLimits {
-        block_cpu_ms: 5_000,
-        page_cpu_ms: 10_000,
-        ..RenderLimits::default()
-    };
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile");
-    let mut checked = 0;
-    for class in [
-        "code-generation",
-        "wasm",
-        "atomics",
-        "top-level-this",
-        "host-objects",
-        "prototype-poisoning",
-        "getter-traps",
-    ] {
-        let mut files: Vec<_> = std::fs::read_dir(root.join(class))
-            .expect(class)
-            .map(|e| e.expect("entry").path())
-            .collect();
-        files.sort();
-        for path in files {
-            let code = std::fs::read_to_string(&path).expect("case file");
-            let expect = code
-                .lines()
-                .next()
-                .and_then(|l| l.strip_prefix("// expect: "))
-                .expect("expect header");
-            let validation = vitrina::engine::validate::validate_block(&code);
-            match expect.split_once(' ') {
-                Some(("refused", rule)) => {
-                    let first = validation.errors.first().unwrap_or_else(|| panic!("{path:?} passed the validator"));
-                    assert_eq!(first.rule, rule, "{path:?}: {validation:?}");
-                    assert!(first.line >= 2 && first.column >= 1, "{path:?}: {first:?}");
-                }
-                Some(("placeholder", reason)) => {
-                    assert!(validation.is_ok(), "{path:?}: {validation:?}");
-                    let mut engine = V8Engine::new();
-                    let block = BlockToRender {
-                        id: "h",
-                        block_type: "custom",
-                        code: Some(&code),
-                        code_version: 1,
-                        config_json: "{}",
-                    };
-                    let outcome = engine.render(&data, "{\"cart\":{\"items\":[]}}", &[block], &limits).remove(0);
-                    assert_eq!(outcome.as_ref().map_err(|f| f.code()), Err(reason), "{path:?}: {outcome:?}");
-                }
-                _ => panic!("{path:?}: unknown expectation {expect:?}"),
-            }
-            checked += 1;
-        }
-    }
-    assert!(checked >= 30, "{checked}");
 }

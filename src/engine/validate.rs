@@ -12,7 +12,7 @@
 use oxc_allocator::Allocator;
 use oxc_ast::ast::{
     ArrowFunctionExpression, AssignmentTargetPropertyIdentifier, AssignmentTargetPropertyProperty, BinaryExpression,
-    BinaryOperator, BindingIdentifier, BindingPattern, BindingProperty, Class, ComputedMemberExpression, Expression,
+    BinaryOperator, BindingPattern, BindingProperty, Class, ComputedMemberExpression, Expression,
     FormalParameters, IdentifierReference, ImportExpression, ImportMeta, MethodDefinition, MethodDefinitionKind,
     ModuleDeclaration, ObjectProperty, PropertyDefinition, PropertyKey, Statement, StaticMemberExpression, StringLiteral,
     TemplateLiteral, ThisExpression, WithStatement,
@@ -169,9 +169,7 @@ fn analyse(code: &str, apply_rules: bool) -> (BlockValidation, Option<BlockFunct
     }
 
     if apply_rules {
-        let mut declarations = Declarations(std::collections::HashSet::new());
-        declarations.visit_program(&parsed.program);
-        let mut rules = RuleVisitor { positions: &positions, errors: Vec::new(), declared: declarations.0, scopes: Vec::new() };
+        let mut rules = RuleVisitor { positions: &positions, errors: Vec::new(), scopes: Vec::new() };
         rules.visit_program(&parsed.program);
         // One finding per rule and position (a literal key is both a key and a literal).
         rules.errors.sort_by_key(|d| (d.line, d.column));
@@ -283,7 +281,8 @@ fn span_range(span: Span) -> std::ops::Range<usize> {
 
 /// Globals that reach code generation, machine code, shared memory or the global object:
 /// refused wherever the name appears, a local of the same name included (shadowing one would
-/// hide a real use elsewhere in the block).
+/// hide a real use elsewhere in the block). Host APIs (`fetch`, timers, `window`, `process`, …)
+/// do not exist in the isolate at all: using one fails at run time with a `ReferenceError`.
 const FORBIDDEN_GLOBALS: &[(&str, &str, &str)] = &[
     ("eval", "no-eval", "`eval` is not allowed"),
     ("Function", "no-function-constructor", "the `Function` constructor is not allowed"),
@@ -293,36 +292,6 @@ const FORBIDDEN_GLOBALS: &[(&str, &str, &str)] = &[
     ("Reflect", "no-reflect", "`Reflect` is not allowed (it reaches prototypes and constructors)"),
     ("globalThis", "no-globalthis", "`globalThis` is not allowed"),
     ("require", "no-import", "`require` is not available in blocks"),
-];
-
-/// Names of the global object and of host APIs a browser, Node or Deno would have. Blocks get
-/// none of them; refused unless the block declares a binding of that name itself.
-const HOST_GLOBALS: &[(&str, &str)] = &[
-    ("self", "no-globalthis"),
-    ("window", "no-globalthis"),
-    ("global", "no-globalthis"),
-    ("frames", "no-globalthis"),
-    ("fetch", "no-host-objects"),
-    ("XMLHttpRequest", "no-host-objects"),
-    ("WebSocket", "no-host-objects"),
-    ("EventSource", "no-host-objects"),
-    ("setTimeout", "no-host-objects"),
-    ("setInterval", "no-host-objects"),
-    ("setImmediate", "no-host-objects"),
-    ("queueMicrotask", "no-host-objects"),
-    ("requestAnimationFrame", "no-host-objects"),
-    ("process", "no-host-objects"),
-    ("Deno", "no-host-objects"),
-    ("Bun", "no-host-objects"),
-    ("importScripts", "no-host-objects"),
-    ("Worker", "no-host-objects"),
-    ("SharedWorker", "no-host-objects"),
-    ("document", "no-host-objects"),
-    ("navigator", "no-host-objects"),
-    ("location", "no-host-objects"),
-    ("localStorage", "no-host-objects"),
-    ("sessionStorage", "no-host-objects"),
-    ("indexedDB", "no-host-objects"),
 ];
 
 /// Property names refused however they are reached: `a.name`, `a['name']`, `a['na' + 'me']`,
@@ -351,9 +320,6 @@ fn forbidden_property(name: &str) -> Option<(&'static str, &'static str)> {
 struct RuleVisitor<'p> {
     positions: &'p LineIndex<'p>,
     errors: Vec<Diagnostic>,
-    /// Every name the block binds itself (an over-approximation of scoping: a name declared
-    /// anywhere counts as declared everywhere), for [`HOST_GLOBALS`].
-    declared: std::collections::HashSet<String>,
     /// The scopes the walk is in, innermost last.
     scopes: Vec<ScopeFlags>,
 }
@@ -422,15 +388,6 @@ fn property_key_name(key: &PropertyKey<'_>) -> Option<String> {
     }
 }
 
-/// Collects every name the block binds.
-struct Declarations(std::collections::HashSet<String>);
-
-impl<'a> Visit<'a> for Declarations {
-    fn visit_binding_identifier(&mut self, it: &BindingIdentifier<'a>) {
-        self.0.insert(it.name.to_string());
-    }
-}
-
 impl<'a> Visit<'a> for RuleVisitor<'_> {
     fn enter_scope(&mut self, flags: ScopeFlags, _scope_id: &std::cell::Cell<Option<oxc_syntax::scope::ScopeId>>) {
         self.scopes.push(flags);
@@ -444,10 +401,6 @@ impl<'a> Visit<'a> for RuleVisitor<'_> {
         let name = it.name.as_str();
         if let Some((_, rule, message)) = FORBIDDEN_GLOBALS.iter().find(|(n, _, _)| *n == name) {
             self.error(rule, message, it.span);
-        } else if let Some((_, rule)) = HOST_GLOBALS.iter().find(|(n, _)| *n == name) {
-            if !self.declared.contains(name) {
-                self.error(rule, &format!("`{name}` is not available in blocks"), it.span);
-            }
         }
     }
 
@@ -682,10 +635,6 @@ mod tests {
             ("return import('x');", "no-import"),
             ("return import.meta.url;", "no-import"),
             ("return globalThis.fetch;", "no-globalthis"),
-            ("return self.fetch;", "no-globalthis"),
-            ("return window;", "no-globalthis"),
-            ("return fetch('http://x');", "no-host-objects"),
-            ("setTimeout(() => 1, 0); return '';", "no-host-objects"),
             ("return this;", "no-this"),
             ("function g() { return this; } return g();", "no-this"),
             ("const o = { m() { return this; } }; const m = o.m; return m();", "no-this"),
@@ -707,7 +656,7 @@ mod tests {
         for body in [
             "'use strict'; function g() { return this; } return String(g());",
             "class A { constructor() { this.x = 1; } get y() { return this.x; } static make() { return new this(); } } return String(A.make().y);",
-            "const self = { name: 'x' }; const top = 1; return self.name + top;",
+            "const self = { name: 'x' }; const top = 1; return self.name + top + typeof fetch + typeof window;",
             "const o = { constructor: 1, 'toString': 2 }; return String(o.toString);",
             "const arr = [1, 2]; let s = 0; for (let i = 0; i < arr.length; i++) s += arr[i]; return String(s + arr['length']);",
             "const key = 'item_' + ctx.block.id; return String(ctx.config[key]);",

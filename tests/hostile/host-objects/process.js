@@ -1,4 +1,0 @@
-// expect: refused no-host-objects
-function hostile(ctx) {
-  return String(process.env);
-}

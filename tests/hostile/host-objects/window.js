@@ -1,4 +1,0 @@
-// expect: refused no-globalthis
-function hostile(ctx) {
-  return String(window.location);
-}
