@@ -399,10 +399,20 @@ fn the_isolate_refuses_code_generation_the_validator_cannot_see() {
         engine.render(&data, "{}", &[block], &limits).remove(0),
         Ok("undefined,undefined,undefined,true,true,true,true,true,true,true,true,false,true,undefined,undefined".to_string())
     );
-    table::record(
-        "containment",
-        "code-generation",
-        "constructor-via-runtime-computed-key",
-        "contained",
-    );
+    // The global object, reached as a sloppy function's `this` (refused at publish: no-this):
+    // its own names are all ECMAScript's.
+    let globals = "function f(ctx) { const g = (function () { return this; })(); \
+        const allowed = new Set(['Object', 'Function', 'Array', 'Number', 'parseFloat', 'parseInt', 'Infinity', 'NaN', \
+        'undefined', 'Boolean', 'String', 'Symbol', 'Date', 'Promise', 'RegExp', 'Error', 'AggregateError', 'EvalError', \
+        'RangeError', 'ReferenceError', 'SyntaxError', 'TypeError', 'URIError', 'globalThis', 'JSON', 'Math', 'Intl', \
+        'ArrayBuffer', 'Uint8Array', 'Int8Array', 'Uint16Array', 'Int16Array', 'Uint32Array', 'Int32Array', 'Float16Array', \
+        'Float32Array', 'Float64Array', 'Uint8ClampedArray', 'BigUint64Array', 'BigInt64Array', 'DataView', 'Map', 'BigInt', \
+        'Set', 'WeakMap', 'WeakSet', 'Proxy', 'Reflect', 'FinalizationRegistry', 'WeakRef', 'decodeURI', 'decodeURIComponent', \
+        'encodeURI', 'encodeURIComponent', 'escape', 'unescape', 'eval', 'isFinite', 'isNaN', 'console', 'Iterator', \
+        'SuppressedError', 'DisposableStack', 'AsyncDisposableStack', 'Temporal']); \
+        return 'extra:' + Object.getOwnPropertyNames(g).filter((n) => !allowed.has(n)).join(','); }";
+    assert!(vitrina::engine::validate::validate_block(globals).errors.iter().any(|d| d.rule == "no-this"));
+    let block = BlockToRender { id: "g", block_type: "custom", code: Some(globals), code_version: 1, config_json: "{}" };
+    assert_eq!(engine.render(&data, "{}", &[block], &limits).remove(0), Ok("extra:".to_string()));
+    table::record("containment", "code-generation", "constructor-via-runtime-computed-key", "contained");
 }
