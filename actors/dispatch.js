@@ -12,7 +12,7 @@
     ArrayIsArray: isArray, ArrayPrototypePush, JSONParse: parse, JSONStringify, MapCtor, MapPrototypeClear, MapPrototypeGet,
     MapPrototypeGetSize, MapPrototypeSet, ObjectAssign, ObjectDefineProperty, ObjectFreeze: freeze, ObjectGetPrototypeOf,
     ObjectIsFrozen: isFrozen, ObjectKeys: keys, ReflectApply: apply, ReflectGetOwnPropertyDescriptor, ReflectOwnKeys, SetCtor,
-    SetPrototypeAdd, SetPrototypeHas, StringCtor,
+    StringCtor,
   } = V.primordials;
 
   let storefront = freeze({});
@@ -173,14 +173,19 @@
   }
 
   /**
-   * Freezes every built-in a block can reach: the global constructors and namespaces, their
-   * prototypes and everything reachable from them (methods, accessors, prototype chains), the
+   * Freezes every built-in a block can reach: each global constructor, function and namespace
+   * (`Math`, `JSON`, `Intl` and the constructors in it, …) with its `prototype`, and the
    * intrinsics only syntax reaches (generator and async function prototypes, iterator
-   * prototypes), and the helpers. Global bindings become read-only and non-configurable; the
+   * prototypes, %TypedArray%). Global bindings become read-only and non-configurable; the
    * global object stays extensible, so a sloppy block's implicit global still works. Runs once
    * per context, after the library and before any block: a block can no longer replace a
    * method, add a getter to `Object.prototype` or `Array.prototype`, or swap a global
    * constructor for the blocks after it.
+   *
+   * An explicit list, not a walk of everything reachable: the walk froze ~1,500 built-in
+   * methods one by one (their own `name` and `length` only, which nothing calls through) and
+   * made a descriptor object per property, which made every new context markedly slower and
+   * larger (loadtest/RESULTS.md, "Frozen built-ins per context").
    */
   function lockdown() {
     const global = globalThis;
@@ -188,86 +193,75 @@
     allowOverride(Object.prototype, 'toString');
     allowOverride(Object.prototype, 'valueOf');
 
-    const seen = new SetCtor();
-    const pending = [];
-    const visit = (value) => {
-      if ((typeof value !== 'object' || value === null) && typeof value !== 'function') return;
-      if (SetPrototypeHas(seen, value)) return;
-      SetPrototypeAdd(seen, value);
-      ArrayPrototypePush(pending, value);
+    const freezeOne = (value) => {
+      if ((typeof value === 'object' && value !== null) || typeof value === 'function') freeze(value);
     };
-    SetPrototypeAdd(seen, global); // stays extensible; its bindings are locked one by one
-    SetPrototypeAdd(seen, Error); // locked below, not frozen
-    const names = ReflectOwnKeys(global);
-    for (let i = 0; i < names.length; i++) {
-      const name = names[i];
-      let removed = false;
-      for (let j = 0; j < REMOVED_GLOBALS.length; j++) removed = removed || name === REMOVED_GLOBALS[j];
-      if (removed) continue;
-      const descriptor = ReflectGetOwnPropertyDescriptor(global, name);
-      if ('value' in descriptor) {
-        visit(descriptor.value);
-        ObjectDefineProperty(global, name, { __proto__: null, writable: false, configurable: false });
-      } else {
-        visit(descriptor.get);
-        visit(descriptor.set);
-        ObjectDefineProperty(global, name, { __proto__: null, configurable: false });
-      }
-    }
-    visit(ObjectGetPrototypeOf(global));
-    // Intrinsics no global names: reached from instances, which are frozen along (harmless).
-    visit(function* () {});
-    visit(async function () {});
-    visit(async function* () {});
-    visit([][Symbol.iterator]());
-    visit(new MapCtor()[Symbol.iterator]());
-    visit(new SetCtor()[Symbol.iterator]());
-    visit(''[Symbol.iterator]());
-    visit(/x/[Symbol.matchAll](''));
-    if (typeof Iterator === 'function' && typeof Iterator.prototype.map === 'function') {
-      visit([].values().map((x) => x));
-      visit(Iterator.from({ next() { return { done: true }; } }));
-    }
-    if (typeof Intl.Segmenter === 'function') {
-      const segments = new Intl.Segmenter('en').segment('');
-      visit(segments);
-      visit(segments[Symbol.iterator]());
-    }
-    visit(V);
+    const freezeWithPrototype = (value) => {
+      freezeOne(value);
+      if (typeof value === 'function') freezeOne(value.prototype);
+    };
     // V8 adds `Error.stackTraceLimit` to every context it makes from the snapshot, so the Error
     // constructor stays extensible: its properties are locked one by one instead, and the V8
     // hook `Error.prepareStackTrace` (called with every later error's stack frames) is taken
     // first, as a read-only `undefined`.
     ObjectDefineProperty(Error, 'prepareStackTrace', { __proto__: null, value: undefined, writable: false, enumerable: false, configurable: false });
-    visit(ObjectGetPrototypeOf(Error));
-    const errorKeys = ReflectOwnKeys(Error);
-    for (let i = 0; i < errorKeys.length; i++) {
-      const descriptor = ReflectGetOwnPropertyDescriptor(Error, errorKeys[i]);
-      if ('value' in descriptor) {
-        visit(descriptor.value);
-        ObjectDefineProperty(Error, errorKeys[i], { __proto__: null, writable: false, configurable: false });
-      } else {
-        visit(descriptor.get);
-        visit(descriptor.set);
-        ObjectDefineProperty(Error, errorKeys[i], { __proto__: null, configurable: false });
-      }
-    }
-    while (pending.length > 0) {
-      const object = pending.pop();
-      freeze(object);
-      visit(ObjectGetPrototypeOf(object));
-      const keysOfObject = ReflectOwnKeys(object);
-      for (let i = 0; i < keysOfObject.length; i++) {
-        const descriptor = ReflectGetOwnPropertyDescriptor(object, keysOfObject[i]);
-        if (descriptor === undefined) continue;
-        if ('value' in descriptor) {
-          visit(descriptor.value);
-        } else {
-          visit(descriptor.get);
-          visit(descriptor.set);
+    lockBindings(Error);
+    freezeOne(Error.prototype);
+
+    const names = lockBindings(global);
+    for (let i = 0; i < names.length; i++) {
+      const value = global[names[i]];
+      if (value === global || value === Error) continue;
+      freezeWithPrototype(value);
+      // Namespaces: the constructors in them (Intl.NumberFormat, …) and their prototypes.
+      if (typeof value === 'object' && value !== null) {
+        const members = ReflectOwnKeys(value);
+        for (let j = 0; j < members.length; j++) {
+          const member = value[members[j]];
+          if (typeof member === 'function' && typeof member.prototype === 'object') freezeWithPrototype(member);
         }
       }
     }
+    const protoOf = ObjectGetPrototypeOf;
+    freezeWithPrototype(protoOf(Int8Array)); // %TypedArray%
+    const functionKinds = [function* () {}, async function () {}, async function* () {}];
+    for (let i = 0; i < functionKinds.length; i++) {
+      const kind = protoOf(functionKinds[i]); // %GeneratorFunction.prototype%, …
+      freezeOne(kind);
+      freezeOne(kind.constructor);
+      freezeOne(kind.prototype); // %GeneratorPrototype%, %AsyncGeneratorPrototype%
+      if (kind.prototype) freezeOne(protoOf(kind.prototype)); // %IteratorPrototype%, %AsyncIteratorPrototype%
+    }
+    const iterators = [[][Symbol.iterator](), new MapCtor()[Symbol.iterator](), new SetCtor()[Symbol.iterator](), ''[Symbol.iterator](),
+      /x/[Symbol.matchAll]('')];
+    if (typeof Iterator === 'function' && typeof Iterator.prototype.map === 'function') {
+      ArrayPrototypePush(iterators, [].values().map((x) => x), Iterator.from({ next() { return { done: true }; } }));
+    }
+    if (typeof Intl.Segmenter === 'function') {
+      const segments = new Intl.Segmenter('en').segment('');
+      ArrayPrototypePush(iterators, segments, segments[Symbol.iterator]());
+    }
+    for (let i = 0; i < iterators.length; i++) freezeOne(protoOf(iterators[i]));
+  }
+
+  /** Makes every own property of `object` read-only and non-configurable; returns their keys. */
+  function lockBindings(object) {
+    const keysOfObject = ReflectOwnKeys(object);
+    const kept = [];
+    for (let i = 0; i < keysOfObject.length; i++) {
+      const key = keysOfObject[i];
+      let removed = false;
+      for (let j = 0; j < REMOVED_GLOBALS.length; j++) removed = removed || key === REMOVED_GLOBALS[j];
+      if (removed) continue;
+      const descriptor = ReflectGetOwnPropertyDescriptor(object, key);
+      if (descriptor.configurable || descriptor.writable) {
+        ObjectDefineProperty(object, key, 'value' in descriptor
+          ? { __proto__: null, writable: false, configurable: false }
+          : { __proto__: null, configurable: false });
+      }
+      ArrayPrototypePush(kept, key);
+    }
+    return kept;
   }
 
   compileDefaultBlocks();
