@@ -105,7 +105,8 @@ impl NodeCatalog {
         Ok(())
     }
 
-    /// Replaces a store's admin token (used by `--demo` to hand out a known token again).
+    /// Replaces a store's admin token (the rotate route; `--demo` hands out a known token
+    /// again). Token lookups are not cached, so the old token is refused from the commit on.
     pub fn rotate_token(&self, store: &StoreId, token: &AdminToken) -> Result<(), CatalogError> {
         let conn = self.pool.get()?;
         conn.execute(

@@ -32,6 +32,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub render: RenderSettings,
     pub store_limits: StoreLimitSettings,
+    pub secrets: SecretsSettings,
 }
 
 /// Where renders run and what one store may take of them. Block code is the merchant's; these
@@ -232,6 +233,24 @@ fn port_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Erro
     }
 }
 
+/// The key that encrypts secrets kept in actor files (webhook secrets), see `src/secrets.rs`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecretsSettings {
+    /// 32 bytes, base64. Unset: derived from `cluster.secret` when clustered (every node then
+    /// has the same key, as a store's file moves between nodes), else generated once into
+    /// `{data_dir}/node/secret-key`. Set it when replication is on: a node that lost its disk
+    /// lost its key file too, and the restored stores' secrets could not be read.
+    pub key: Option<String>,
+}
+
+/// Written by hand so the key never reaches a log line.
+impl std::fmt::Debug for SecretsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsSettings").field("key", &self.key.as_ref().map(|_| "<redacted>")).finish()
+    }
+}
+
 /// Upstream catalog sync and order delivery: timeouts, retries, the circuit breaker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -302,6 +321,12 @@ pub struct ShopperSettings {
     pub history_limit: usize,
     /// Largest quantity of one product in a cart.
     pub max_quantity: u32,
+    /// Shopper files one store may have on this node; past it a new shopper's first write is
+    /// refused (507 `shopper_limit_reached`) and existing shoppers keep working. 0: no limit.
+    pub max_per_store: usize,
+    /// A shopper file without a commit for this long (and without an undelivered order) is
+    /// deleted by the sweeper, with its WAL and its copy in object storage. 0: never.
+    pub idle_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -492,6 +517,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             render: RenderSettings::default(),
             store_limits: StoreLimitSettings::default(),
+            secrets: SecretsSettings::default(),
         }
     }
 }
@@ -504,7 +530,7 @@ impl Default for ActorSettings {
 
 impl Default for ShopperSettings {
     fn default() -> Self {
-        ShopperSettings { cart_idle_ttl_secs: 7 * 24 * 3600, history_limit: 50, max_quantity: 99 }
+        ShopperSettings { cart_idle_ttl_secs: 7 * 24 * 3600, history_limit: 50, max_quantity: 99, max_per_store: 100_000, idle_ttl_secs: 30 * 24 * 3600 }
     }
 }
 

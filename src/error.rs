@@ -96,6 +96,10 @@ impl ApiError {
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
     }
+    /// 507: the node had no room to save the change (nothing was saved; reads still work).
+    pub fn insufficient_storage(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INSUFFICIENT_STORAGE, code, message)
+    }
     /// An internal failure: logged in full, reported to the client without internals.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error");
@@ -161,6 +165,7 @@ fn code_for_status(status: StatusCode) -> &'static str {
         422 => "unprocessable",
         429 => "too_many_requests",
         503 => "unavailable",
+        507 => "insufficient_storage",
         s if s >= 500 => "internal",
         _ => "error",
     }

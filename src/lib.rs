@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod node;
 pub mod render;
 pub mod replication;
+pub mod secrets;
 pub mod startup;
 pub mod storage;
 pub mod store;

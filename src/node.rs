@@ -41,6 +41,10 @@ pub struct Node {
     /// Set while the node has startup work that requests depend on (seeding the demo store):
     /// `/healthz` answers 503 `starting` meanwhile, so "healthy" means ready to serve.
     starting: std::sync::atomic::AtomicBool,
+    /// Seals and opens secrets kept in actor files (`secrets.rs`).
+    pub secrets: crate::secrets::SecretBox,
+    /// Shopper files per store on this node, for `shopper.max_per_store` (`storage::shopper_files`).
+    pub shopper_files: Arc<crate::storage::ShopperFiles>,
 }
 
 /// How long a snapshot of a store owned by another node is used without asking the owner for
@@ -48,8 +52,16 @@ pub struct Node {
 const REMOTE_REVALIDATE: Duration = Duration::from_millis(1000);
 
 impl Node {
-    pub fn new(settings: Settings, catalog: NodeCatalog, operator_token: String, cluster: Cluster, replicator: Option<Arc<Replicator>>) -> Arc<Node> {
+    pub fn new(
+        settings: Settings,
+        catalog: NodeCatalog,
+        operator_token: String,
+        cluster: Cluster,
+        replicator: Option<Arc<Replicator>>,
+        secrets: crate::secrets::SecretBox,
+    ) -> Arc<Node> {
         let layout = DataLayout::new(settings.data_dir.clone());
+        let shopper_files = Arc::new(crate::storage::ShopperFiles::new(settings.shopper.max_per_store));
         let registry = Registry::new(settings.arbiter_count(), Duration::from_secs(15));
         Arc::new(Node {
             personal_pages: PersonalPages::new(&settings.cache),
@@ -65,6 +77,8 @@ impl Node {
             remote_checked: moka::sync::Cache::builder().max_capacity(10_000).build(),
             replicator,
             starting: std::sync::atomic::AtomicBool::new(false),
+            secrets,
+            shopper_files,
         })
     }
 

@@ -26,9 +26,14 @@ pub struct Application {
 
 impl Application {
     pub fn build(settings: Settings) -> anyhow::Result<Application> {
-        std::fs::create_dir_all(&settings.data_dir)
+        // Everything the node writes is its own: files 0600, directories 0700 (SQLite's
+        // databases, WAL and shared memory take their mode from the umask).
+        // SAFETY: umask only swaps the process's file mode creation mask.
+        unsafe { libc::umask(0o077) };
+        crate::storage::create_private_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
         let layout = DataLayout::new(settings.data_dir.clone());
+        tighten_node_files(&layout);
         let catalog = NodeCatalog::open(&layout, &settings.base_domain).context("cannot open the node catalog")?;
         let operator_token = operator_token(&layout, &settings)?;
         crate::http::session::set_key(session_key(&layout, &settings)?);
@@ -44,7 +49,15 @@ impl Application {
         let cluster = crate::cluster::Cluster::new(&settings.cluster, &bound, &settings.data_dir)?;
         crate::egress::install(crate::egress::Egress::new(&settings.egress).map_err(anyhow::Error::msg).context("invalid [egress] settings")?);
         let replicator = Replicator::from_settings(&settings.replication, &layout).context("invalid [replication] settings")?;
-        let node = Node::new(settings, catalog, operator_token, cluster, replicator);
+        let cluster_secret = cluster.enabled().then(|| cluster.secret().to_vec());
+        let secrets = crate::secrets::SecretBox::for_node(
+            settings.secrets.key.as_deref(),
+            cluster_secret.as_deref(),
+            &layout.root().join("node").join("secret-key"),
+        )
+        .context("invalid [secrets] settings")?;
+        let node = Node::new(settings, catalog, operator_token, cluster, replicator, secrets);
+        crate::actors::sweeper::count_at_startup(&node);
         let data = web::Data::from(node.clone());
         // The access log formats every request before the log filter sees it: only install it
         // when its lines would be written (`VITRINA_LOG` at info for `vitrina::access`).
@@ -71,6 +84,7 @@ impl Application {
         crate::actors::isolate_budget::set_budget(node.settings.actors.max_live_isolates);
         crate::actors::isolate_budget::set_byte_budget_mb(node.settings.actors.isolate_memory_mb);
         spawn_alarm_poller(node.clone());
+        crate::actors::sweeper::spawn(node.clone());
         crate::memory::spawn_trimmer();
         if let Some(replicator) = &node.replicator {
             replicator.spawn_snapshot_loop();
@@ -134,13 +148,24 @@ fn session_key(layout: &DataLayout, settings: &Settings) -> anyhow::Result<Vec<u
     Ok(key.to_vec())
 }
 
+/// Makes the data directory and the node's own files (catalog, tokens, keys) owner-only, where
+/// an older version left them readable by others; shopper and store files are tightened by the
+/// sweeper's first walk.
+fn tighten_node_files(layout: &DataLayout) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(layout.root(), std::fs::Permissions::from_mode(0o700));
+    if let Err(e) = crate::storage::walk_private(&layout.root().join("node"), &mut |_, _| {}) {
+        tracing::warn!(error = %e, "cannot tighten the modes of the node's files");
+    }
+}
+
 /// Writes a secret readable only by its owner.
 pub fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        crate::storage::create_private_dir_all(parent)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -7,6 +7,9 @@
 //! stores/{store}/store.db                      the store actor
 //! stores/{store}/shoppers/{xx}/{sid}.db        a shopper actor; xx = first byte of sha256(sid)
 //! ```
+//! Files are 0600 and directories 0700: the node sets its umask to 077 at startup (SQLite's
+//! files, WAL and shared memory included), creates its own with explicit modes, and tightens
+//! what an older version left readable ([`walk_private`]).
 //!
 //! Durability: WAL with `synchronous=FULL`, so a commit returns only after the WAL is fsynced.
 //! `NORMAL` would let a power loss drop the last acknowledged commits, which breaks the rule that
@@ -40,6 +43,28 @@ pub enum StorageError {
     /// start an empty actor whose next upload would overwrite the good copy.
     #[error("restore from object storage failed: {0}")]
     Restore(String),
+    /// A new shopper's file was not created: its store has `shopper.max_per_store` files here.
+    #[error("this store has reached its limit of {limit} shopper sessions on this node")]
+    ShopperLimit { limit: usize },
+}
+
+impl StorageError {
+    /// The filesystem or SQLite reported no space (ENOSPC, EDQUOT, SQLITE_FULL, or shared
+    /// memory that could not grow). The write was rolled back; reads still work.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StorageError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull || e.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE
+            }
+            StorageError::Io(e) => matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)),
+            _ => false,
+        }
+    }
+
+    /// Nothing was written for lack of room: a full disk or the store's shopper limit.
+    pub fn is_capacity(&self) -> bool {
+        matches!(self, StorageError::ShopperLimit { .. }) || self.is_disk_full()
+    }
 }
 
 pub type StorageResult<T> = Result<T, StorageError>;
@@ -112,7 +137,7 @@ impl DataLayout {
 /// applies pending migrations.
 pub fn open(path: &Path, kind: SchemaKind) -> StorageResult<Connection> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        create_private_dir_all(parent)?;
     }
     let mut conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -141,13 +166,19 @@ pub fn create_from_template(path: &Path) -> StorageResult<()> {
         created_dirs.push(d.to_path_buf());
         missing = d.parent();
     }
-    std::fs::create_dir_all(dir)?;
+    create_private_dir_all(dir)?;
     let Some(template) = shopper_template(dir) else { return Ok(()) };
     let tmp = path.with_extension("db.new");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
+    let written = (|| {
+        let mut file = private_file(&tmp)?;
         file.write_all(template)?;
-        file.sync_data()?;
+        file.sync_data()
+    })();
+    if let Err(e) = written {
+        // A full disk leaves a partial copy: remove it so it neither wastes the space nor is
+        // mistaken for a database.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
     }
     // A WAL beside the path would belong to an older database of the same name.
     remove_sidecars(path)?;
@@ -161,31 +192,75 @@ pub fn create_from_template(path: &Path) -> StorageResult<()> {
     Ok(())
 }
 
+/// Creates `dir` and its missing parents with mode 0700.
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Creates (or truncates) a file with mode 0600, for writing.
+pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
+}
+
+/// Walks `root` recursively: every directory is made 0700 and every file 0600 where an older
+/// version (or another umask) left them readable by others; `each_file` sees every file with its
+/// metadata. Entries that vanish meanwhile are skipped.
+pub fn walk_private(root: &Path, each_file: &mut dyn FnMut(&Path, &std::fs::Metadata)) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            let mode = meta.permissions().mode();
+            if meta.is_dir() {
+                if mode & 0o077 != 0 {
+                    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700));
+                }
+                pending.push(path);
+            } else if meta.is_file() {
+                if mode & 0o077 != 0 {
+                    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+                }
+                each_file(&path, &meta);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The bytes of an empty shopper database with every migration applied and WAL mode set in
 /// its header; built once per process, in `scratch` (a directory on the same disk). `None` if
-/// it could not be built (logged once): files are then created by running the migrations.
+/// it could not be built (logged): that file is created by running the migrations, and the next
+/// new file tries again (a full disk must not cost the fast path for the rest of the process).
 fn shopper_template(scratch: &Path) -> Option<&'static [u8]> {
-    static TEMPLATE: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
-    TEMPLATE
-        .get_or_init(|| {
-            let path = scratch.join(format!(".template-{}-{:016x}.db", std::process::id(), rand::random::<u64>()));
-            let built = (|| -> StorageResult<Vec<u8>> {
-                let conn = open(&path, SchemaKind::Shopper)?;
-                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-                drop(conn);
-                Ok(std::fs::read(&path)?)
-            })();
-            let _ = std::fs::remove_file(&path);
-            let _ = remove_sidecars(&path);
-            match built {
-                Ok(bytes) => Some(bytes),
-                Err(error) => {
-                    tracing::warn!(%error, "no shopper database template; new files run the migrations");
-                    None
-                }
-            }
-        })
-        .as_deref()
+    static TEMPLATE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    if let Some(bytes) = TEMPLATE.get() {
+        return Some(bytes);
+    }
+    let path = scratch.join(format!(".template-{}-{:016x}.db", std::process::id(), rand::random::<u64>()));
+    let built = (|| -> StorageResult<Vec<u8>> {
+        let conn = open(&path, SchemaKind::Shopper)?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        drop(conn);
+        Ok(std::fs::read(&path)?)
+    })();
+    let _ = std::fs::remove_file(&path);
+    let _ = remove_sidecars(&path);
+    match built {
+        Ok(bytes) => Some(TEMPLATE.get_or_init(|| bytes)),
+        Err(error) => {
+            tracing::warn!(%error, "no shopper database template; this new file runs the migrations");
+            None
+        }
+    }
 }
 
 /// Checkpoints every frame of the WAL of the database at `path` into the file and switches it
@@ -305,6 +380,11 @@ struct Db {
     /// A file connection was opened since the handle last looked: it must be admitted to the
     /// node's open-file budget ([`open_files`]) once this lock is released.
     newly_opened: bool,
+    /// For a shopper: the per-store count a new file is admitted against.
+    quota: Option<(Arc<ShopperFiles>, StoreId)>,
+    /// The file was created for a write that has not committed yet: if that write fails, the
+    /// file goes again, so a refused first write (a full disk) leaves no file behind.
+    fresh: bool,
 }
 
 impl Db {
@@ -331,6 +411,19 @@ impl Db {
         }
     }
 
+    /// Removes a file created for a first write that did not commit (nothing in it was
+    /// acknowledged) and gives its place in the store's count back.
+    fn discard_fresh_file(&mut self) {
+        self.close_file();
+        self.fresh = false;
+        self.file_exists = false;
+        let _ = std::fs::remove_file(&self.path);
+        let _ = remove_sidecars(&self.path);
+        if let Some((files, store)) = &self.quota {
+            files.release(store);
+        }
+    }
+
     /// The connection reads go to: the file's (reopened if it was closed), or for an actor
     /// without a file an empty, migrated in-memory database (made on the first read; most
     /// such actors never read).
@@ -350,10 +443,20 @@ impl Db {
     /// The file's connection, creating the file first if it does not exist yet.
     fn writable(&mut self) -> StorageResult<&mut Connection> {
         if !self.conn_is_file {
-            if !self.file_exists && self.kind == SchemaKind::Shopper && !self.path.exists() {
-                create_from_template(&self.path)?;
+            let creates = !self.file_exists && self.kind == SchemaKind::Shopper && !self.path.exists();
+            if creates {
+                if let Some((files, store)) = &self.quota {
+                    files.admit(store)?;
+                }
             }
-            self.open_file()?;
+            let opened = if creates { create_from_template(&self.path).and_then(|()| self.open_file()) } else { self.open_file() };
+            if let Err(e) = opened {
+                if creates {
+                    self.discard_fresh_file();
+                }
+                return Err(e);
+            }
+            self.fresh = creates;
         }
         self.conn.as_mut().ok_or_else(|| StorageError::Io(std::io::Error::other("actor database is not open")))
     }
@@ -371,7 +474,7 @@ impl ActorDb {
     }
 
     pub fn open(path: &Path, kind: SchemaKind) -> StorageResult<ActorDb> {
-        let db = Self::with_db(Db { conn: None, conn_is_file: false, file_exists: true, path: path.to_path_buf(), kind, newly_opened: false });
+        let db = Self::with_db(Db { conn: None, conn_is_file: false, file_exists: true, path: path.to_path_buf(), kind, newly_opened: false, quota: None, fresh: false });
         let opened = {
             let mut inner = db.conn.lock();
             inner.open_file()?;
@@ -398,7 +501,7 @@ impl ActorDb {
         if path.exists() {
             return Self::open(path, kind);
         }
-        Ok(Self::with_db(Db { conn: None, conn_is_file: false, file_exists: false, path: path.to_path_buf(), kind, newly_opened: false }))
+        Ok(Self::with_db(Db { conn: None, conn_is_file: false, file_exists: false, path: path.to_path_buf(), kind, newly_opened: false, quota: None, fresh: false }))
     }
 
     /// Closes the file's connection (its page cache, file descriptors and shared memory) until
@@ -421,6 +524,13 @@ impl ActorDb {
     /// Whether the actor has a file yet.
     pub fn exists(&self) -> bool {
         self.conn.lock().file_exists
+    }
+
+    /// Counts the file this (shopper) handle creates against its store's limit (see
+    /// [`ShopperFiles`]); a first write past the limit fails with [`StorageError::ShopperLimit`].
+    pub fn with_file_quota(self, files: Arc<ShopperFiles>, store: StoreId) -> ActorDb {
+        self.conn.lock().quota = Some((files, store));
+        self
     }
 
     /// Runs `hook` after every commit made through this handle (and its clones made later).
@@ -509,10 +619,85 @@ impl ActorDb {
                 }
                 committed
             })();
+            if result.is_ok() {
+                db.fresh = false;
+            } else if db.fresh {
+                db.discard_fresh_file();
+            }
             (result, std::mem::take(&mut db.newly_opened))
         };
         Self::admit_if_opened(conn, opened);
         result
+    }
+}
+
+/// Shopper files per store on this node, against `shopper.max_per_store`: a new shopper's first
+/// write is admitted here before its file is created. Counted at startup from the directory and
+/// re-counted at every sweep (`actors::sweeper`), which also corrects for files that came in by
+/// hand-off or restore (not admitted here: they are existing shoppers).
+pub struct ShopperFiles {
+    /// 0: no limit (files are still counted).
+    limit: usize,
+    counts: Mutex<FileCounts>,
+}
+
+#[derive(Default)]
+struct FileCounts {
+    per_store: std::collections::HashMap<StoreId, usize>,
+    /// While a recount walks the directory: admissions and releases since it started, added to
+    /// what it finds (a file created during the walk may be counted twice until the next
+    /// recount; never missed).
+    since_walk: Option<std::collections::HashMap<StoreId, isize>>,
+}
+
+impl ShopperFiles {
+    pub fn new(limit: usize) -> ShopperFiles {
+        ShopperFiles { limit, counts: Default::default() }
+    }
+
+    /// Counts one more file for `store`, or refuses it past the limit.
+    pub fn admit(&self, store: &StoreId) -> StorageResult<()> {
+        let mut counts = self.counts.lock();
+        let count = counts.per_store.entry(store.clone()).or_default();
+        if self.limit != 0 && *count >= self.limit {
+            crate::metrics::incr("vitrina_shopper_files_refused_total", &[]);
+            return Err(StorageError::ShopperLimit { limit: self.limit });
+        }
+        *count += 1;
+        if let Some(since) = counts.since_walk.as_mut() {
+            *since.entry(store.clone()).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    /// One file of `store` fewer (deleted, or its creation failed).
+    pub fn release(&self, store: &StoreId) {
+        let mut counts = self.counts.lock();
+        if let Some(count) = counts.per_store.get_mut(store) {
+            *count = count.saturating_sub(1);
+        }
+        if let Some(since) = counts.since_walk.as_mut() {
+            *since.entry(store.clone()).or_default() -= 1;
+        }
+    }
+
+    /// A walk of the data directory starts: changes from now on are added to what it finds.
+    pub fn begin_recount(&self) {
+        self.counts.lock().since_walk = Some(Default::default());
+    }
+
+    /// The walk found `found` files per store.
+    pub fn finish_recount(&self, mut found: std::collections::HashMap<StoreId, usize>) {
+        let mut counts = self.counts.lock();
+        for (store, delta) in counts.since_walk.take().unwrap_or_default() {
+            let n = found.entry(store).or_default();
+            *n = n.saturating_add_signed(delta);
+        }
+        counts.per_store = found;
+    }
+
+    pub fn count(&self, store: &StoreId) -> usize {
+        self.counts.lock().per_store.get(store).copied().unwrap_or(0)
     }
 }
 

@@ -89,7 +89,9 @@ impl Spawned {
             // (`[render]`) would cap the node's render throughput. F1 sets the defaults back.
             .env("VITRINA_RENDER__STORE_MAX_CONCURRENT", "1024")
             .env("VITRINA_RENDER__STORE_CPU_MS_PER_SEC", "0")
-            .env("VITRINA_LOG", "warn");
+            .env("VITRINA_LOG", "warn")
+            // New-session workloads create more shopper files than the default per-store cap.
+            .env("VITRINA_SHOPPER__MAX_PER_STORE", "0");
         for (k, v) in env {
             cmd.env(k, v);
         }

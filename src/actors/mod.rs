@@ -9,6 +9,7 @@ pub mod isolate_budget;
 pub mod registry;
 pub mod shopper;
 pub mod store;
+pub mod sweeper;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -61,6 +61,21 @@ pub struct Lease {
     closing: Option<watch::Sender<()>>,
 }
 
+/// A key held busy with no instance (see [`Registry::try_reserve`]).
+pub struct Reservation<'a> {
+    registry: &'a Registry,
+    key: ActorKey,
+    busy: Option<watch::Sender<()>>,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        // The slot goes first: waiters woken by the sender's drop must find it free.
+        self.registry.slots.lock().remove(&self.key);
+        self.busy.take();
+    }
+}
+
 pub struct Registry {
     arbiters: Vec<ArbiterHandle>,
     slots: Mutex<HashMap<ActorKey, Slot>>,
@@ -129,6 +144,19 @@ impl Registry {
             tokio::task::yield_now().await;
         }
         tracing::warn!(%key, "actor did not passivate for a hand-off");
+    }
+
+    /// Reserves `key` while no instance of it is live or changing: its slot is marked busy, so
+    /// requests for it wait, until the reservation is dropped (then they activate it afresh).
+    /// For work on an idle actor's file (the sweeper deleting it). `None`: live or busy.
+    pub fn try_reserve(&self, key: &ActorKey) -> Option<Reservation<'_>> {
+        let mut slots = self.slots.lock();
+        if slots.contains_key(key) {
+            return None;
+        }
+        let (tx, rx) = watch::channel(());
+        slots.insert(key.clone(), Slot::Busy(rx));
+        Some(Reservation { registry: self, key: key.clone(), busy: Some(tx) })
     }
 
     pub fn is_live(&self, key: &ActorKey) -> bool {
@@ -314,7 +342,13 @@ async fn activate(node: Arc<Node>, key: ActorKey, busy: watch::Sender<()>, gener
         .await
     };
     let db = match opened {
-        Ok(Ok(db)) => node.track_commits(&key, db),
+        Ok(Ok(db)) => {
+            let db = node.track_commits(&key, db);
+            match &key {
+                ActorKey::Shopper(store, _) => db.with_file_quota(node.shopper_files.clone(), store.clone()),
+                ActorKey::Store(_) => db,
+            }
+        }
         Ok(Err(e)) => {
             registry.abandon(&key);
             return Err(ActorError::Activation(key, e));

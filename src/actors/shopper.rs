@@ -886,15 +886,27 @@ impl Handler<RenderForShopper> for ShopperActor {
             });
             act.render_for(&snap, &msg, &views)
                 .then(move |rendered, _, _| {
-                    fut::wrap_future::<_, Self>(commit).map(move |committed, act: &mut Self, _| {
-                        committed?;
+                    fut::wrap_future::<_, Self>(commit).then(move |committed, act: &mut Self, _| {
+                        match committed {
+                            // No room to record the view (a full disk, or a new shopper past its
+                            // store's limit): a read goes on, the page is served as the
+                            // shopper's state stands.
+                            Err(ShopperError::Storage(e)) if e.is_capacity() => {
+                                tracing::debug!(key = %act.key(), error = %e, "product view not recorded");
+                                return act.page_for(&snap, msg);
+                            }
+                            Err(e) => return fut::ready(Err(e)).boxed_local(),
+                            Ok(()) => {}
+                        }
                         for id in views {
                             remember_view(&mut act.history, id, act.node.settings.shopper.history_limit);
                         }
                         act.state_changed();
-                        let page = rendered?;
-                        act.cache_page(&msg, &page);
-                        Ok(ShopperPage::Personal(page))
+                        let page = rendered.map(|page| {
+                            act.cache_page(&msg, &page);
+                            ShopperPage::Personal(page)
+                        });
+                        fut::ready(page).boxed_local()
                     })
                 })
                 .boxed_local()
@@ -907,6 +919,14 @@ impl Handler<FireAlarms> for ShopperActor {
     fn handle(&mut self, _: FireAlarms, _: &mut Context<Self>) -> Self::Result {
         // The hint is replaced below: forget what this instance knew of it.
         self.alarm_hint_ms = None;
+        // No file (never written, or deleted by the sweeper): no alarm is set, and writing the
+        // alarm table would create a file for nothing.
+        if self.db.as_ref().is_some_and(|db| !db.exists()) {
+            let (node, key) = (self.node.clone(), self.key());
+            return AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(async move {
+                let _ = tokio::task::spawn_blocking(move || node.catalog.reset_alarm_hint(&key, None)).await;
+            })));
+        }
         let ttl_ms = self.node.settings.shopper.cart_idle_ttl_secs as i64 * 1000;
         let last_cart_change = self.cart.values().map(|l| l.updated_at).max();
         let expire = last_cart_change.is_some_and(|t| now_ms() - t >= ttl_ms);
@@ -958,7 +978,7 @@ impl From<ShopperError> for crate::error::ApiError {
             ShopperError::Invalid(m) => ApiError::bad_request("invalid_request", m),
             ShopperError::Store(m) => ApiError::unavailable(m),
             ShopperError::Render(e) => crate::http::shop::render_error(e),
-            ShopperError::Storage(e) => ApiError::internal(e),
+            ShopperError::Storage(e) => crate::http::admin::storage_error(e),
             ShopperError::Replication(_) => replication_failed(e.to_string()),
         }
     }

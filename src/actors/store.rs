@@ -123,13 +123,7 @@ impl StoreActor {
             }
         };
         node.publish_snapshot(snapshot.clone());
-        let feed = feed::FeedState {
-            webhook_secret: db.read(crate::store::feed::webhook_secret).unwrap_or_else(|e| {
-                tracing::error!(%store, error = %e, "webhook secret failed to load; webhooks will be refused");
-                None
-            }),
-            sync_running: None,
-        };
+        let feed = feed::FeedState { webhook_secret: feed::load_webhook_secret(&node, &store, &db), sync_running: None };
         StoreActor { node, store, db: Some(db), lease, snapshot, engine: Default::default(), last_active: Instant::now(), feed }
     }
 

@@ -21,6 +21,23 @@ use crate::error::ApiError;
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::Route;
+use crate::storage::StorageError;
+
+/// A storage failure: 507 when there was no room (a full disk, or the store's shopper limit),
+/// with nothing saved; otherwise internal.
+pub fn storage_error(e: StorageError) -> ApiError {
+    match e {
+        StorageError::ShopperLimit { limit } => {
+            ApiError::insufficient_storage("shopper_limit_reached", e.to_string()).with_details(json!({"limit": limit, "saved": false}))
+        }
+        e if e.is_disk_full() => {
+            tracing::warn!(error = %e, "a write was refused: no space left");
+            ApiError::insufficient_storage("insufficient_storage", "the node has no space left to save this change; nothing was saved")
+                .with_details(json!({"saved": false}))
+        }
+        e => ApiError::internal(e),
+    }
+}
 
 pub fn store_error(e: StoreError) -> ApiError {
     match e {
@@ -28,7 +45,7 @@ pub fn store_error(e: StoreError) -> ApiError {
         StoreError::NotFound(m) => ApiError::not_found(m),
         StoreError::Conflict(m) => ApiError::conflict("conflict", m),
         StoreError::Limit { code, message, details } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_details(details),
-        StoreError::Storage(e) => ApiError::internal(e),
+        StoreError::Storage(e) => storage_error(e),
         StoreError::Replication(_) => crate::actors::shopper::replication_failed(e.to_string()),
     }
 }
@@ -38,6 +55,7 @@ fn catalog_error(e: CatalogError) -> ApiError {
         CatalogError::StoreExists(s) => ApiError::conflict("store_exists", format!("store {s} already exists")),
         CatalogError::HostTaken(h) => ApiError::conflict("host_taken", format!("host {h} is mapped to another store")),
         CatalogError::HostRefused(r) => host_refused(r),
+        CatalogError::Storage(e) => storage_error(e),
         other => ApiError::internal(other),
     }
 }
@@ -448,6 +466,18 @@ pub async fn revoke_host(node: web::Data<Node>, req: HttpRequest, path: web::Pat
     crate::cluster::routes::push_catalog(&node).await;
     Ok(HttpResponse::Ok().json(json!({"revoked": host})))
 }
+store_route!(
+    /// `POST …/token/rotate` (the store's token or the operator's) — a new admin token for the
+    /// store; the old one is refused from this answer on, on every node (the catalog change is
+    /// pushed to all members before the answer).
+    rotate_token, |node, store, req, rest| async move {
+    let token = AdminToken::generate();
+    let (catalog_node, id, hashed) = (node.clone(), store.clone(), AdminToken(token.0.clone()));
+    web::block(move || catalog_node.catalog.rotate_token(&id, &hashed)).await.map_err(ApiError::internal)?.map_err(catalog_error)?;
+    crate::cluster::routes::push_catalog(&node).await;
+    crate::metrics::incr("vitrina_admin_tokens_rotated_total", &[]);
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({"store": store, "adminToken": token.0})))
+});
 
 // ---- catalog feed: webhooks, commerce backend, upstream sync ----
 

@@ -87,6 +87,7 @@ fn admin_scope() -> actix_web::Scope {
         .route("/hosts/{host}", web::get().to(get_host))
         .route("/hosts/{host}", web::put().to(assign_host))
         .route("/hosts/{host}", web::delete().to(revoke_host))
+        .route(&format!("{store}/token/rotate"), web::post().to(rotate_token))
 }
 
 async fn healthz(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {

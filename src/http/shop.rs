@@ -164,6 +164,7 @@ pub fn actor_error(e: ActorError) -> ApiError {
             "replication_failed",
             format!("this actor's state could not be restored from object storage: {m}"),
         ),
+        ActorError::Activation(_, e) if e.is_capacity() => super::admin::storage_error(e),
         ActorError::Activation(..) => ApiError::internal(e),
         ActorError::NotOwner(_) | ActorError::Moving(..) => crate::cluster::routes::moving(e.to_string()),
     }

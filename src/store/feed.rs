@@ -11,6 +11,7 @@ use super::repo::{self, UpsertOutcome};
 use crate::feed::signature::WebhookSecret;
 use crate::feed::{product_item, CatalogChange, ChangeOutcome, ProductUpsert, WebhookId};
 use crate::ids::{ProductId, Slug};
+use crate::secrets::{Opened, SecretBox};
 use crate::storage::{StorageError, StorageResult};
 
 /// Webhook ids are remembered this long …
@@ -36,17 +37,41 @@ impl From<rusqlite::Error> for FeedError {
 
 // ---- webhook secret and id log ----
 
-pub fn webhook_secret(conn: &Connection) -> StorageResult<Option<WebhookSecret>> {
+/// The store's webhook secret, opened with the node's keys (`secrets.rs`), and whether it must
+/// be re-sealed (stored in plaintext by an older version, or sealed with an older key). A value
+/// no key opens is logged and treated as no secret: webhooks are refused until it is set again.
+pub fn webhook_secret(conn: &Connection, keys: &SecretBox) -> StorageResult<Option<(WebhookSecret, bool)>> {
     let raw: Option<String> = conn.query_row("SELECT secret FROM webhook_config WHERE id = 1", [], |r| r.get(0)).optional()?;
-    Ok(raw.and_then(|s| WebhookSecret::parse(&s).ok()))
+    let Some(raw) = raw else { return Ok(None) };
+    let opened = match keys.open(&raw) {
+        Ok(opened) => opened,
+        Err(error) => {
+            tracing::error!(%error, "the webhook secret cannot be opened; webhooks are refused until it is set again");
+            return Ok(None);
+        }
+    };
+    let stale = matches!(opened, Opened::Stale(_));
+    Ok(WebhookSecret::parse(opened.value()).ok().map(|secret| (secret, stale)))
 }
 
-pub fn set_webhook_secret(tx: &Transaction<'_>, secret: &WebhookSecret, now: i64) -> StorageResult<()> {
+/// Stores the webhook secret sealed with the node's primary key. The store's file keeps no
+/// plaintext copy: `secure_delete` zeroes the replaced row's bytes, and the caller truncates the
+/// WAL after the commit ([`scrub_wal`]) so no earlier frame keeps an old value.
+pub fn set_webhook_secret(tx: &Transaction<'_>, secret: &WebhookSecret, keys: &SecretBox, now: i64) -> StorageResult<()> {
+    let sealed = keys.seal(secret.expose()).map_err(|e| StorageError::Io(std::io::Error::other(e.to_string())))?;
+    tx.pragma_update(None, "secure_delete", "ON")?;
     tx.execute(
         "INSERT INTO webhook_config (id, secret, updated_ms) VALUES (1, ?1, ?2)
          ON CONFLICT(id) DO UPDATE SET secret = excluded.secret, updated_ms = excluded.updated_ms",
-        params![secret.expose(), now],
+        params![sealed, now],
     )?;
+    Ok(())
+}
+
+/// Checkpoints the store's WAL into its file and truncates it, so frames written before a
+/// secret was (re-)sealed do not keep its old value on disk.
+pub fn scrub_wal(conn: &Connection) -> StorageResult<()> {
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     Ok(())
 }
 

@@ -51,6 +51,12 @@ impl TestNode {
         node
     }
 
+    /// Starts a node on a data directory the caller provides (and removes).
+    pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> TestNode {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::spawn(dir, &env, &[], "127.0.0.1:0")
+    }
+
     pub fn start_demo() -> TestNode {
         let temp = tempfile::tempdir().expect("temp dir");
         let dir = temp.path().to_path_buf();

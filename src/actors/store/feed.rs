@@ -23,6 +23,29 @@ pub struct FeedState {
     pub sync_running: Option<i64>,
 }
 
+/// Reads the store's webhook secret at activation. One stored in plaintext (by a version before
+/// secrets were sealed) or sealed with an older key is re-sealed now and the WAL truncated, so
+/// the file keeps no readable copy; if that fails it is still served and retried next time.
+pub fn load_webhook_secret(node: &crate::node::Node, store: &crate::ids::StoreId, db: &crate::storage::ActorDb) -> Option<WebhookSecret> {
+    let (secret, stale) = match db.read(|c| sql::webhook_secret(c, &node.secrets)) {
+        Ok(found) => found?,
+        Err(e) => {
+            tracing::error!(%store, error = %e, "webhook secret failed to load; webhooks will be refused");
+            return None;
+        }
+    };
+    if stale {
+        let sealed = db
+            .write_now(|tx| sql::set_webhook_secret(tx, &secret, &node.secrets, now_ms()))
+            .and_then(|()| db.read(sql::scrub_wal));
+        match sealed {
+            Ok(()) => tracing::info!(%store, "webhook secret sealed with the node's key"),
+            Err(e) => tracing::warn!(%store, error = %e, "webhook secret could not be re-sealed; will retry at the next activation"),
+        }
+    }
+    Some(secret)
+}
+
 impl From<FeedError> for StoreError {
     fn from(e: FeedError) -> Self {
         match e {
@@ -168,7 +191,16 @@ impl Handler<FeedAdmin> for StoreActor {
             FeedAdminOp::GetBackend => ready(db.read(sql::orders_url).map(|u| json!({"ordersUrl": u})).map_err(StoreError::from)),
             FeedAdminOp::SetWebhookSecret(secret) => {
                 let s2 = secret.clone();
-                let commit = async move { db.write(move |tx| sql::set_webhook_secret(tx, &s2, now_ms()).map_err(StoreError::from)).await };
+                let node = self.node.clone();
+                let commit = async move {
+                    let scrub = db.clone();
+                    db.write(move |tx| sql::set_webhook_secret(tx, &s2, &node.secrets, now_ms()).map_err(StoreError::from)).await?;
+                    // An older value's frames must not stay in the WAL; the secret is set either way.
+                    if let Err(e) = scrub.read(sql::scrub_wal) {
+                        tracing::warn!(error = %e, "could not truncate the store's WAL after setting its webhook secret");
+                    }
+                    Ok::<(), StoreError>(())
+                };
                 AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(commit).map(move |r, act, _| {
                     r?;
                     act.feed.webhook_secret = Some(secret);
