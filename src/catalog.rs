@@ -110,8 +110,8 @@ impl NodeCatalog {
     pub fn rotate_token(&self, store: &StoreId, token: &AdminToken) -> Result<(), CatalogError> {
         let conn = self.pool.get()?;
         conn.execute(
-            "UPDATE stores SET admin_token_hash = ?2 WHERE id = ?1",
-            params![store.as_str(), hash_token(&token.0)],
+            "UPDATE stores SET admin_token_hash = ?2, token_version = max(?3, token_version + 1) WHERE id = ?1",
+            params![store.as_str(), hash_token(&token.0), now_ms()],
         )?;
         Ok(())
     }
@@ -454,6 +454,10 @@ pub struct CatalogDump {
     /// Pending custom-domain claims: (host, store id, token, created_ms)
     #[serde(default)]
     pub host_claims: Vec<(String, String, String, i64)>,
+    /// (store id, token version): when each store's admin token was last rotated. A dump's
+    /// token replaces a node's only if it is at least as new.
+    #[serde(default)]
+    pub token_versions: Vec<(String, i64)>,
 }
 
 impl NodeCatalog {
@@ -467,7 +471,9 @@ impl NodeCatalog {
         let shopify_domains = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.filter_map(|r| r.ok()).collect();
         let mut stmt = conn.prepare("SELECT host, store_id, token, created_at FROM host_claims ORDER BY host, store_id")?;
         let host_claims = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.filter_map(|r| r.ok()).collect();
-        Ok(CatalogDump { stores, hosts, shopify_domains, host_claims })
+        let mut stmt = conn.prepare("SELECT id, token_version FROM stores WHERE token_version > 0 ORDER BY id")?;
+        let token_versions = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.filter_map(|r| r.ok()).collect();
+        Ok(CatalogDump { stores, hosts, shopify_domains, host_claims, token_versions })
     }
 
     /// Merges another node's catalog: stores and their tokens are upserted; each listed store's
@@ -475,14 +481,17 @@ impl NodeCatalog {
     pub fn apply(&self, dump: &CatalogDump) -> Result<(), CatalogError> {
         let mut conn = self.pool.get()?;
         let tx = conn.transaction()?;
+        let versions: std::collections::HashMap<&str, i64> = dump.token_versions.iter().map(|(id, v)| (id.as_str(), *v)).collect();
         for (id, hash, created) in &dump.stores {
             if StoreId::parse(id).is_err() {
                 continue;
             }
+            // An older token (a node that had not heard of a rotation yet) never replaces a newer one.
             tx.execute(
-                "INSERT INTO stores (id, admin_token_hash, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(id) DO UPDATE SET admin_token_hash = excluded.admin_token_hash",
-                params![id, hash, created],
+                "INSERT INTO stores (id, admin_token_hash, created_at, token_version) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET admin_token_hash = excluded.admin_token_hash, token_version = excluded.token_version
+                 WHERE excluded.token_version >= stores.token_version",
+                params![id, hash, created, versions.get(id.as_str()).copied().unwrap_or(0)],
             )?;
             tx.execute("DELETE FROM hosts WHERE store_id = ?1", [id])?;
             tx.execute("DELETE FROM shopify_domains WHERE store_id = ?1", [id])?;

@@ -513,6 +513,9 @@ async fn a_rotated_token_is_refused_on_every_node_of_a_cluster() {
         n2.admin(&old, Method::GET, "/stores/clrot/settings", None).await.0 == StatusCode::OK
     })
     .await;
+    // The catalog as a node that has not heard of the rotation yet will push it.
+    let (s, stale) = internal_call(&n2, Method::GET, "/internal/catalog", "").await;
+    assert_eq!(s, StatusCode::OK, "{stale}");
     let (s, b) = n1.admin(&old, Method::POST, "/stores/clrot/token/rotate", None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let new = b["adminToken"].as_str().unwrap().to_string();
@@ -524,4 +527,35 @@ async fn a_rotated_token_is_refused_on_every_node_of_a_cluster() {
         assert_eq!(s, StatusCode::OK, "new token on {}: {b}", node.addr);
     }
     record_with(TABLE, "exposure", "admin token after rotation, on another cluster node", "rotated", "old token 401 at once");
+
+    // A node pushing its catalog from before the rotation does not bring the old token back.
+    for node in [&n1, &n2] {
+        let (s, b) = internal_call(node, Method::POST, "/internal/catalog", &stale.to_string()).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (s, b) = node.admin(&old, Method::GET, "/stores/clrot/settings", None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "a stale catalog push revived the old token on {}: {b}", node.addr);
+        let (s, _) = node.admin(&new, Method::GET, "/stores/clrot/settings", None).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    record_with(TABLE, "exposure", "admin token after a stale catalog push from a peer", "rotated", "old token stays 401");
+}
+
+/// An internal call signed with the test cluster's secret, as another node makes it.
+async fn internal_call(node: &TestNode, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
+    let ts = unix_now();
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"test-cluster-secret").unwrap();
+    mac.update(format!("{method}\n{path}\n{ts}\n{}", hex::encode(<Sha256 as sha2::Digest>::digest(body.as_bytes()))).as_bytes());
+    let sig = hex::encode(mac.finalize().into_bytes());
+    let res = node
+        .plain()
+        .request(method, format!("http://{}{path}", node.addr))
+        .header("content-type", "application/json")
+        .header("x-vitrina-ts", ts.to_string())
+        .header("x-vitrina-auth", sig)
+        .header("x-vitrina-node", "test")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    json_of(res).await
 }
