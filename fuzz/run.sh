@@ -6,7 +6,7 @@
 # Needs cargo-fuzz (`cargo install cargo-fuzz`); libFuzzer's build needs nightly features, which
 # RUSTC_BOOTSTRAP enables on the stable toolchain. No sanitizer: the targets are safe Rust, and
 # the static V8 library the crate links is not built for ASan. New interesting inputs are added to
-# fuzz/corpus/{target}/ (commit them: `cargo test` replays them); a crash stops its target and
+# fuzz/corpus/{target}/, which is then minimised (commit it: `cargo test` replays it); a crash stops its target and
 # leaves the input in fuzz/artifacts/{target}/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,11 +35,15 @@ for t in "${targets[@]}"; do
   if [ -z "$runs" ]; then
     runs=$(grep -oE '^#[0-9]+' "$logdir/$t.log" | tail -1 | tr -d '#' || true)
   fi
+  # Keep only the inputs that add edge coverage (hit counts ignored): the corpus is committed and
+  # replayed by cargo test.
+  cargo fuzz cmin --sanitizer none "$t" "fuzz/corpus/$t" -- -use_counters=0 >"$logdir/$t.cmin.log" 2>&1 || echo "   (cmin failed: $logdir/$t.cmin.log)"
   corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
   if [ "$status" -eq 0 ]; then outcome="no crash"; else outcome="CRASH (exit $status, see $logdir/$t.log)"; fi
   echo "   runs=${runs:-0} corpus=$corpus $outcome"
   rows+=("| $t | ${runs:-0} | $budget | $corpus | $outcome |")
 done
+mkdir -p docs
 {
   echo "# Fuzzing runs"
   echo

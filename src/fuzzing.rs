@@ -8,8 +8,11 @@
 use crate::feed::signature::{self, WebhookSecret};
 use crate::ids;
 
+/// One fuzz target: arbitrary bytes in, a panic on a broken property.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, as `fuzz/fuzz_targets/*.rs` and the corpus directories name them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("host_header", host_header),
     ("ids", id_parsing),
     ("cookie_header", cookie_header),
