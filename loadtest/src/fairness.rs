@@ -63,21 +63,31 @@ pub async fn f1(common: &Common, node: &NodeRef) -> anyhow::Result<Vec<Row>> {
         let path = if i % 2 == 0 { "/pages/loop".to_string() } else { format!("/search?q=f1-{run:08x}-{i}") };
         setup::page_request(&ht, &path, None)
     });
-    eprintln!("[f1] victim beside the hostile store, closed loop {:?}", phase.duration);
-    let hostile_phase = phase.clone();
-    let attack = tokio::spawn(async move { driver::run(&hostile_target, &hostile_phase, hammer, page_served, None).await });
-    let mixed = driver::run(&target, &phase, add, |a| a.status == 201, node.pid).await;
-    let attacked = attack.await?;
-
-    let mut mixed = Row::from_measured("f1-mixed", "F1 victim add-to-cart, hostile store hammered", closed_mode(&phase), &mixed).against(Some(&solo), Some(0.8));
-    mixed.target = format!("{}, 0 errors", mixed.target);
-    mixed.meets_target = Some(mixed.meets_target.unwrap_or(false) && mixed.errors == 0);
-    let mut hostile_row = Row::from_measured(
-        "f1-hostile",
-        "F1 hostile store: 20 looping blocks (page + new searches)",
-        closed_mode(&phase),
-        &attacked,
-    );
-    hostile_row.notes = format!("errors = 503 render_capacity (refused); {}", hostile_row.notes);
-    Ok(vec![solo, mixed, hostile_row])
+    // The hostile store at a quarter of the victim's solo request rate (each of its requests
+    // would run 20 looping blocks: ~1 s of CPU before the render bounds), then as fast as its
+    // clients can send (a closed loop: then it is plain request volume that both stores share).
+    let mut rows = vec![solo.clone()];
+    for (id, rate) in [("f1-mixed", Some((solo.throughput_rps * 0.25).max(1.0))), ("f1-mixed-closed", None)] {
+        let hostile_phase = crate::driver::Phase { rate, ..phase.clone() };
+        let mode = match rate {
+            Some(r) => format!("open loop {r:.0}/s"),
+            None => closed_mode(&phase),
+        };
+        eprintln!("[{id}] victim beside the hostile store ({mode}), closed loop {:?}", phase.duration);
+        let (target, add, hostile_target, hammer) = (target.clone(), add.clone(), hostile_target.clone(), hammer.clone());
+        let attack = tokio::spawn(async move { driver::run(&hostile_target, &hostile_phase, hammer, page_served, None).await });
+        let mixed = driver::run(&target, &phase, add, |a| a.status == 201, node.pid).await;
+        let attacked = attack.await?;
+        let name = format!("F1 victim add-to-cart, hostile store at {mode}");
+        let mut mixed = Row::from_measured(id, &name, closed_mode(&phase), &mixed).against(Some(&solo), rate.map(|_| 0.8));
+        if rate.is_some() {
+            mixed.target = format!("{}, 0 errors", mixed.target);
+            mixed.meets_target = Some(mixed.meets_target.unwrap_or(false) && mixed.errors == 0);
+        }
+        let mut hostile_row = Row::from_measured(&format!("{id}-hostile"), "F1 hostile store: 20 looping blocks (page + new searches)", mode, &attacked);
+        hostile_row.notes = format!("errors = 503 render_capacity (refused); {}", hostile_row.notes);
+        rows.push(mixed);
+        rows.push(hostile_row);
+    }
+    Ok(rows)
 }

@@ -505,9 +505,10 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     if wants("f1") {
         let env = [
             ("VITRINA_SHOPPER__MAX_QUANTITY", "1000000000".to_string()),
-            // The node's own per-store render bounds (the other workloads lift them).
+            // Per-store render bounds (the other workloads lift them): the default concurrency,
+            // and render CPU per store set by `VITRINA_F1_STORE_CPU_MS_PER_SEC` (default 100).
             ("VITRINA_RENDER__STORE_MAX_CONCURRENT", "0".to_string()),
-            ("VITRINA_RENDER__STORE_CPU_MS_PER_SEC", "500".to_string()),
+            ("VITRINA_RENDER__STORE_CPU_MS_PER_SEC", std::env::var("VITRINA_F1_STORE_CPU_MS_PER_SEC").unwrap_or_else(|_| "100".into())),
         ];
         let node = Spawned::node(&bin, &dir("node-f1"), &env)?;
         match fairness::f1(common, &NodeRef::of(&node)).await {
