@@ -5,8 +5,9 @@
 //! this shopper. The engine never sees another store's data: an engine instance belongs to
 //! exactly one actor, and every actor belongs to exactly one store.
 //!
-//! Engines are not `Send` (a V8 isolate lives and dies on one thread), so each actor creates
-//! its engine lazily on its own arbiter thread and drops it when it passivates.
+//! Engines are not `Send` (a V8 isolate lives and dies on one thread), so an actor's engine is
+//! created lazily on the render thread it is placed on (`crate::render::threads`), used only
+//! there, and dropped there when the actor passivates.
 
 pub mod external;
 pub mod v8;
