@@ -558,12 +558,14 @@ impl Default for CacheSettings {
 
 impl Settings {
     /// Loads defaults ← file ← environment ← `overrides` (flags given on the command line).
-    pub fn load(file: &Path, overrides: &figment::value::Dict) -> Result<Settings, figment::Error> {
+    /// The error is boxed: figment's is large, and it is only ever reported.
+    pub fn load(file: &Path, overrides: &figment::value::Dict) -> Result<Settings, Box<figment::Error>> {
         Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(file))
             .merge(Env::prefixed("VITRINA_").split("__"))
             .merge(Serialized::defaults(overrides.clone()))
             .extract()
+            .map_err(Box::new)
     }
 
     pub fn arbiter_count(&self) -> usize {

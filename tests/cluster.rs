@@ -15,10 +15,12 @@ use serde_json::{json, Value};
 const SHOPPERS: usize = 1000;
 
 /// Each test runs a whole cluster; two at once on a two-core machine only measure contention.
-static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// An async mutex: the guard is held across the test's awaits (each test has its own runtime),
+/// and a failed test releases it without poisoning the others.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+async fn one_cluster_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER_AT_A_TIME.lock().await
 }
 
 #[derive(Clone)]
@@ -182,7 +184,7 @@ async fn verify_background(acked: &[(String, i64)], node: &TestNode, failures: &
 
 #[tokio::test]
 async fn any_node_serves_a_request_through_the_owner() {
-    let _cluster = one_cluster_at_a_time();
+    let _cluster = one_cluster_at_a_time().await;
     let nodes = start_cluster(3).await;
     seed_store(&nodes[1]).await;
     let failures = AtomicUsize::new(0);
@@ -228,7 +230,7 @@ async fn any_node_serves_a_request_through_the_owner() {
 
 #[tokio::test]
 async fn a_fourth_node_joins_and_a_node_drains_under_load_without_losing_a_cart() {
-    let _cluster = one_cluster_at_a_time();
+    let _cluster = one_cluster_at_a_time().await;
     let mut nodes = start_cluster(3).await;
     seed_store(&nodes[0]).await;
     let failures = Arc::new(AtomicUsize::new(0));
@@ -273,7 +275,7 @@ async fn a_fourth_node_joins_and_a_node_drains_under_load_without_losing_a_cart(
 
 #[tokio::test]
 async fn a_killed_nodes_actors_are_served_by_the_others_from_object_storage() {
-    let _cluster = one_cluster_at_a_time();
+    let _cluster = one_cluster_at_a_time().await;
     let Some(endpoint) = common::objects::s3_endpoint() else { return };
     let bucket = common::objects::new_bucket(&endpoint).await;
     let env_owned = common::objects::replication_env(&endpoint, &bucket, 300);
@@ -353,7 +355,7 @@ fn shopify_signature(secret: &str, body: &str) -> String {
 
 #[tokio::test]
 async fn a_webhook_sent_to_one_node_changes_the_price_shown_by_every_node() {
-    let _cluster = one_cluster_at_a_time();
+    let _cluster = one_cluster_at_a_time().await;
     let nodes = start_cluster(3).await;
     let token = nodes[0].create_store("shop", "Cluster Shop").await;
     let page = json!({"title": "Home", "blocks": [{"type": "product-grid", "config": {"title": "All", "limit": 10}}]});

@@ -109,6 +109,13 @@ impl Handler<GetOrder> for ShopperActor {
     }
 }
 
+/// What a checkout found before committing anything: the order an earlier request with the same
+/// idempotency key placed, or the order to place now.
+enum CheckoutPlan {
+    Placed(Value),
+    New { order_id: String, lines: Value, subtotal: i64, currency: String },
+}
+
 impl Handler<Checkout> for ShopperActor {
     type Result = AtomicResponse<Self, Result<(Value, bool), ShopperError>>;
 
@@ -116,7 +123,7 @@ impl Handler<Checkout> for ShopperActor {
         self.touch();
         let snapshot = self.snapshot_future();
         AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(snapshot).then(move |snap, act, _| {
-            let planned = (|| -> Result<Result<(Value, bool), (String, Value, i64, String)>, ShopperError> {
+            let planned = (|| -> Result<CheckoutPlan, ShopperError> {
                 let snap = snap?;
                 let db = act.db.clone().ok_or_else(|| ShopperError::Store("shopper actor is closing".into()))?;
                 let existing: Option<String> = db.read(|c| {
@@ -124,7 +131,7 @@ impl Handler<Checkout> for ShopperActor {
                 })?;
                 if let Some(id) = existing {
                     let order = db.read(|c| order_json(c, &id))?.unwrap_or(Value::Null);
-                    return Ok(Ok((order, false)));
+                    return Ok(CheckoutPlan::Placed(order));
                 }
                 if act.cart.is_empty() {
                     return Err(ShopperError::Invalid("the cart is empty".into()));
@@ -141,12 +148,12 @@ impl Handler<Checkout> for ShopperActor {
                     lines.push(json!({"productId": id, "title": p.title, "quantity": line.quantity, "unitPriceMinor": p.price_minor, "lineTotalMinor": total}));
                 }
                 let order_id = format!("ord_{}", uuid::Uuid::new_v4().simple());
-                Ok(Err((order_id, Value::Array(lines), subtotal, snap.settings.currency.code().to_string())))
+                Ok(CheckoutPlan::New { order_id, lines: Value::Array(lines), subtotal, currency: snap.settings.currency.code().to_string() })
             })();
             let (order_id, lines, subtotal, currency) = match planned {
                 Err(e) => return fut::ready(Err(e)).boxed_local(),
-                Ok(Ok(existing)) => return fut::ready(Ok(existing)).boxed_local(),
-                Ok(Err(plan)) => plan,
+                Ok(CheckoutPlan::Placed(order)) => return fut::ready(Ok((order, false))).boxed_local(),
+                Ok(CheckoutPlan::New { order_id, lines, subtotal, currency }) => (order_id, lines, subtotal, currency),
             };
             let node = act.node.clone();
             let key_for_alarm = act.key();
