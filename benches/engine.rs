@@ -23,8 +23,10 @@ fn demo_store() -> StoreRenderData {
         })
         .collect();
     let posts: Vec<_> = (0..5)
-        .map(|i| json!({"slug": format!("post-{i}"), "title": format!("Post {i}"), "excerpt": "Short", "body": "Body",
-                         "publishedAt": "2024-05-01T00:00:00Z", "image": ""}))
+        .map(|i| {
+            json!({"slug": format!("post-{i}"), "title": format!("Post {i}"), "excerpt": "Short", "body": "Body",
+                         "publishedAt": "2024-05-01T00:00:00Z", "image": ""})
+        })
         .collect();
     let storefront = json!({"id": "s1", "name": "Demo", "tagline": "Everything", "currency": "USD", "locale": "en-US",
                             "theme": {}, "pages": [{"slug": "home", "title": "Home"}], "posts": posts});

@@ -78,10 +78,7 @@ impl NodeCatalog {
         Ok(NodeCatalog {
             pool,
             base_domain,
-            hosts: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(30))
-                .build(),
+            hosts: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(30)).build(),
             existing_stores: Default::default(),
         })
     }
@@ -121,11 +118,8 @@ impl NodeCatalog {
             return Ok(true);
         }
         let conn = self.pool.get()?;
-        let exists = conn
-            .prepare_cached("SELECT 1 FROM stores WHERE id = ?1")?
-            .query_row([store.as_str()], |_| Ok(()))
-            .optional()?
-            .is_some();
+        let exists =
+            conn.prepare_cached("SELECT 1 FROM stores WHERE id = ?1")?.query_row([store.as_str()], |_| Ok(())).optional()?.is_some();
         if exists {
             self.existing_stores.write().insert(store.clone());
         }
@@ -135,24 +129,16 @@ impl NodeCatalog {
     pub fn stores(&self) -> Result<Vec<StoreId>, CatalogError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare("SELECT id FROM stores ORDER BY id")?;
-        let ids = stmt
-            .query_map([], |row| row.get::<_, String>(0))?
-            .filter_map(|r| r.ok())
-            .filter_map(|s| StoreId::parse(&s).ok())
-            .collect();
+        let ids =
+            stmt.query_map([], |row| row.get::<_, String>(0))?.filter_map(|r| r.ok()).filter_map(|s| StoreId::parse(&s).ok()).collect();
         Ok(ids)
     }
 
     /// The store whose admin token this is, if any.
     pub fn store_for_token(&self, token: &str) -> Result<Option<StoreId>, CatalogError> {
         let conn = self.pool.get()?;
-        let id: Option<String> = conn
-            .query_row(
-                "SELECT id FROM stores WHERE admin_token_hash = ?1",
-                [hash_token(token)],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let id: Option<String> =
+            conn.query_row("SELECT id FROM stores WHERE admin_token_hash = ?1", [hash_token(token)], |row| row.get(0)).optional()?;
         Ok(id.and_then(|s| StoreId::parse(&s).ok()))
     }
 
@@ -164,8 +150,7 @@ impl NodeCatalog {
             return Ok(HostStatus::Verified);
         }
         let conn = self.pool.get()?;
-        let owner: Option<String> =
-            conn.query_row("SELECT store_id FROM hosts WHERE host = ?1", [&host], |r| r.get(0)).optional()?;
+        let owner: Option<String> = conn.query_row("SELECT store_id FROM hosts WHERE host = ?1", [&host], |r| r.get(0)).optional()?;
         match owner {
             Some(o) if o == store.as_str() => return Ok(HostStatus::Verified),
             Some(_) => return Err(CatalogError::HostTaken(host)),
@@ -184,7 +169,11 @@ impl NodeCatalog {
     pub fn claim_token(&self, host: &str, store: &StoreId) -> Result<Option<String>, CatalogError> {
         let conn = self.pool.get()?;
         Ok(conn
-            .query_row("SELECT token FROM host_claims WHERE host = ?1 AND store_id = ?2", params![normalise_host(host), store.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT token FROM host_claims WHERE host = ?1 AND store_id = ?2",
+                params![normalise_host(host), store.as_str()],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 
@@ -226,7 +215,8 @@ impl NodeCatalog {
         let host = normalise_host(host);
         let mut conn = self.pool.get()?;
         let tx = conn.transaction()?;
-        let n = tx.execute("DELETE FROM hosts WHERE host = ?1", [&host])? + tx.execute("DELETE FROM host_claims WHERE host = ?1", [&host])?;
+        let n =
+            tx.execute("DELETE FROM hosts WHERE host = ?1", [&host])? + tx.execute("DELETE FROM host_claims WHERE host = ?1", [&host])?;
         tx.commit()?;
         self.hosts.invalidate(&host);
         Ok(n > 0)
@@ -238,7 +228,8 @@ impl NodeCatalog {
         let conn = self.pool.get()?;
         let owner: Option<String> = conn.query_row("SELECT store_id FROM hosts WHERE host = ?1", [&host], |r| r.get(0)).optional()?;
         let mut stmt = conn.prepare("SELECT store_id FROM host_claims WHERE host = ?1 ORDER BY created_at")?;
-        let claims = stmt.query_map([&host], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()).filter_map(|s| StoreId::parse(&s).ok()).collect();
+        let claims =
+            stmt.query_map([&host], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()).filter_map(|s| StoreId::parse(&s).ok()).collect();
         Ok((owner.and_then(|s| StoreId::parse(&s).ok()), claims))
     }
 
@@ -287,8 +278,7 @@ impl NodeCatalog {
             return Ok(None);
         }
         let conn = self.pool.get()?;
-        let mapped: Option<String> =
-            conn.query_row("SELECT store_id FROM hosts WHERE host = ?1", [host], |r| r.get(0)).optional()?;
+        let mapped: Option<String> = conn.query_row("SELECT store_id FROM hosts WHERE host = ?1", [host], |r| r.get(0)).optional()?;
         Ok(mapped.and_then(|store| StoreId::parse(&store).ok()))
     }
 
@@ -311,9 +301,8 @@ impl NodeCatalog {
 
     pub fn store_for_shopify_domain(&self, domain: &str) -> Result<Option<StoreId>, CatalogError> {
         let conn = self.pool.get()?;
-        let id: Option<String> = conn
-            .query_row("SELECT store_id FROM shopify_domains WHERE domain = ?1", [normalise_host(domain)], |r| r.get(0))
-            .optional()?;
+        let id: Option<String> =
+            conn.query_row("SELECT store_id FROM shopify_domains WHERE domain = ?1", [normalise_host(domain)], |r| r.get(0)).optional()?;
         Ok(id.and_then(|s| StoreId::parse(&s).ok()))
     }
 
@@ -365,7 +354,9 @@ impl NodeCatalog {
 pub enum HostStatus {
     Verified,
     /// Claimed; serves once `token` is found at the domain.
-    Pending { token: String },
+    Pending {
+        token: String,
+    },
 }
 
 fn verification_token() -> String {

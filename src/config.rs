@@ -524,13 +524,27 @@ impl Default for Settings {
 
 impl Default for ActorSettings {
     fn default() -> Self {
-        ActorSettings { arbiters: 0, idle_timeout_secs: 120, isolate_idle_secs: 30, alarm_poll_ms: 1000, max_open_files: 0, max_live_isolates: 0, isolate_memory_mb: 0 }
+        ActorSettings {
+            arbiters: 0,
+            idle_timeout_secs: 120,
+            isolate_idle_secs: 30,
+            alarm_poll_ms: 1000,
+            max_open_files: 0,
+            max_live_isolates: 0,
+            isolate_memory_mb: 0,
+        }
     }
 }
 
 impl Default for ShopperSettings {
     fn default() -> Self {
-        ShopperSettings { cart_idle_ttl_secs: 7 * 24 * 3600, history_limit: 50, max_quantity: 99, max_per_store: 100_000, idle_ttl_secs: 30 * 24 * 3600 }
+        ShopperSettings {
+            cart_idle_ttl_secs: 7 * 24 * 3600,
+            history_limit: 50,
+            max_quantity: 99,
+            max_per_store: 100_000,
+            idle_ttl_secs: 30 * 24 * 3600,
+        }
     }
 }
 
@@ -548,11 +562,7 @@ impl Default for HttpSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        CacheSettings {
-            personal_html_ttl_secs: 60,
-            personal_html_max_bytes: 256 * 1024 * 1024,
-            anonymous_page_max_bytes: 64 * 1024 * 1024,
-        }
+        CacheSettings { personal_html_ttl_secs: 60, personal_html_max_bytes: 256 * 1024 * 1024, anonymous_page_max_bytes: 64 * 1024 * 1024 }
     }
 }
 

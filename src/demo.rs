@@ -40,19 +40,13 @@ pub async fn seed(node: &Arc<Node>) -> anyhow::Result<String> {
         let node = node.clone();
         let id = id.clone();
         async move {
-            node.registry
-                .ask_store(&node, &id, Admin(op))
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .map_err(|e| anyhow::anyhow!("{e}"))
+            node.registry.ask_store(&node, &id, Admin(op)).await.map_err(|e| anyhow::anyhow!("{e}"))?.map_err(|e| anyhow::anyhow!("{e}"))
         }
     };
     run(AdminOp::PutTheme(serde_json::from_value(seed["theme"].clone())?)).await?;
 
-    let products: Vec<(Option<_>, Value)> = seed["products"]
-        .as_array()
-        .map(|list| list.iter().map(|p| (None, demo_product(p))).collect())
-        .unwrap_or_default();
+    let products: Vec<(Option<_>, Value)> =
+        seed["products"].as_array().map(|list| list.iter().map(|p| (None, demo_product(p))).collect()).unwrap_or_default();
     run(AdminOp::UpsertProducts(products)).await?;
 
     for page in seed["pages"].as_array().into_iter().flatten() {
@@ -82,7 +76,8 @@ pub async fn seed(node: &Arc<Node>) -> anyhow::Result<String> {
 fn demo_product(p: &Value) -> Value {
     let mut out = p.clone();
     let swatch = p["swatch"].as_str().unwrap_or("#888888");
-    let swatch = if swatch.len() == 7 && swatch.starts_with('#') && swatch[1..].bytes().all(|b| b.is_ascii_hexdigit()) { swatch } else { "#888888" };
+    let swatch =
+        if swatch.len() == 7 && swatch.starts_with('#') && swatch[1..].bytes().all(|b| b.is_ascii_hexdigit()) { swatch } else { "#888888" };
     let emoji = crate::render::escape_html(p["emoji"].as_str().unwrap_or("🛍️"));
     let title = crate::render::escape_html(p["title"].as_str().unwrap_or_default());
     let svg = format!(

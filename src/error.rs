@@ -36,8 +36,7 @@ impl RequestId {
     /// Accept a caller's id (a proxy's, another node's) only when it is short and printable.
     fn from_header(value: &HeaderValue) -> Option<RequestId> {
         let s = value.to_str().ok()?;
-        let ok = (1..=128).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        let ok = (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
         ok.then(|| RequestId(s.to_string()))
     }
 }
@@ -126,9 +125,7 @@ impl ApiError {
 }
 
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 impl ResponseError for ApiError {
@@ -177,11 +174,7 @@ pub async fn request_id_middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(RequestId::from_header)
-        .unwrap_or_else(RequestId::generate);
+    let id = req.headers().get("x-request-id").and_then(RequestId::from_header).unwrap_or_else(RequestId::generate);
     req.extensions_mut().insert(id.clone());
     // Handlers' errors arrive here as responses; an `Err` from deeper middleware is rendered by
     // actix itself (keeping a clone of the request to render it would break actix's
@@ -190,12 +183,7 @@ pub async fn request_id_middleware(
     let status = res.status();
     if status.is_client_error() || status.is_server_error() {
         let ours = res.response().error().is_some_and(|e| e.as_error::<ApiError>().is_some());
-        let content_type = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let content_type = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let is_page = content_type.starts_with("text/html");
         if !ours && !is_page && !content_type.starts_with("application/json") {
             let message = match res.response().error() {

@@ -110,9 +110,7 @@ impl ActorKey {
         let mut parts = s.split(':');
         let key = match (parts.next()?, parts.next()?, parts.next()) {
             ("store", store, None) => ActorKey::Store(StoreId::parse(store).ok()?),
-            ("shopper", store, Some(sid)) => {
-                ActorKey::Shopper(StoreId::parse(store).ok()?, SessionId::parse(sid).ok()?)
-            }
+            ("shopper", store, Some(sid)) => ActorKey::Shopper(StoreId::parse(store).ok()?, SessionId::parse(sid).ok()?),
             _ => return None,
         };
         parts.next().is_none().then_some(key)

@@ -154,8 +154,16 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
         let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
         let (method, path, body) = match &args.command {
             ClusterCommand::Status => (reqwest::Method::GET, "/cluster/status".to_string(), Vec::new()),
-            ClusterCommand::Drain { node } => (reqwest::Method::POST, "/internal/propose".to_string(), serde_json::to_vec(&serde_json::json!({"op": "drain", "node": node}))?),
-            ClusterCommand::Remove { node } => (reqwest::Method::POST, "/internal/propose".to_string(), serde_json::to_vec(&serde_json::json!({"op": "remove", "node": node}))?),
+            ClusterCommand::Drain { node } => (
+                reqwest::Method::POST,
+                "/internal/propose".to_string(),
+                serde_json::to_vec(&serde_json::json!({"op": "drain", "node": node}))?,
+            ),
+            ClusterCommand::Remove { node } => (
+                reqwest::Method::POST,
+                "/internal/propose".to_string(),
+                serde_json::to_vec(&serde_json::json!({"op": "remove", "node": node}))?,
+            ),
         };
         let mut req = client.request(method.clone(), format!("http://{}{path}", args.via)).header("content-type", "application/json");
         if method == reqwest::Method::GET {

@@ -7,17 +7,17 @@ use std::time::Instant;
 
 use crate::actors::registry::{ActorError, Registry};
 use crate::actors::store::{GetSnapshot, Search};
+use crate::catalog::NodeCatalog;
 use crate::cluster::{Cluster, Placement};
+use crate::config::Settings;
 use crate::error::ApiError;
 use crate::ids::ProductId;
-use crate::store::snapshot::{SnapshotParts, StoreSnapshot};
-use crate::catalog::NodeCatalog;
-use crate::config::Settings;
 use crate::ids::StoreId;
 use crate::render::cache::{AnonymousPages, PersonalPages};
 use crate::replication::Replicator;
-use crate::store::snapshot::SharedSnapshot;
 use crate::storage::DataLayout;
+use crate::store::snapshot::SharedSnapshot;
+use crate::store::snapshot::{SnapshotParts, StoreSnapshot};
 
 pub struct Node {
     pub settings: Settings,
@@ -138,14 +138,10 @@ impl Node {
             }
         }
         let path = format!("/internal/stores/{store}/snapshot");
-        let parts: SnapshotParts = self
-            .cluster
-            .call_json(addr, reqwest::Method::GET, &path, &())
-            .await
-            .map_err(|e| {
-                tracing::warn!(%store, error = %e, "cannot fetch the store snapshot from its owner");
-                ActorError::Unavailable(key.clone())
-            })?;
+        let parts: SnapshotParts = self.cluster.call_json(addr, reqwest::Method::GET, &path, &()).await.map_err(|e| {
+            tracing::warn!(%store, error = %e, "cannot fetch the store snapshot from its owner");
+            ActorError::Unavailable(key.clone())
+        })?;
         let snap = Arc::new(StoreSnapshot::from_parts(store.clone(), parts));
         self.snapshots.insert(store.clone(), snap.clone());
         self.remote_checked.insert(store.clone(), Instant::now());
@@ -172,7 +168,8 @@ impl Node {
             let body = serde_json::json!({"version": version});
             let path = format!("/internal/stores/{store}/published");
             let peers = node.cluster.peers();
-            let calls = peers.iter().map(|(_, addr)| node.cluster.call_json::<serde_json::Value>(addr, reqwest::Method::POST, &path, &body));
+            let calls =
+                peers.iter().map(|(_, addr)| node.cluster.call_json::<serde_json::Value>(addr, reqwest::Method::POST, &path, &body));
             futures::future::join_all(calls).await;
         });
     }
@@ -182,7 +179,11 @@ impl Node {
         match self.cluster.placement(&crate::ids::ActorKey::Store(store.clone())) {
             Placement::Remote { addr, .. } => {
                 let path = format!("/internal/stores/{store}/search?q={}&limit={limit}", crate::cluster::handoff::urlencode(query));
-                let v: serde_json::Value = self.cluster.call_json(&addr, reqwest::Method::GET, &path, &()).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+                let v: serde_json::Value = self
+                    .cluster
+                    .call_json(&addr, reqwest::Method::GET, &path, &())
+                    .await
+                    .map_err(|e| ApiError::unavailable(e.to_string()))?;
                 Ok(v["ids"].as_array().into_iter().flatten().filter_map(|i| i.as_str()).filter_map(|i| ProductId::parse(i).ok()).collect())
             }
             _ => self.search_local(store, query, limit).await,
@@ -191,11 +192,7 @@ impl Node {
 
     pub async fn search_local(self: &Arc<Self>, store: &StoreId, query: &str, limit: usize) -> Result<Vec<ProductId>, ApiError> {
         let msg = Search { query: query.to_string(), limit };
-        self.registry
-            .ask_store(self, store, msg)
-            .await
-            .map_err(crate::http::shop::actor_error)?
-            .map_err(crate::http::admin::store_error)
+        self.registry.ask_store(self, store, msg).await.map_err(crate::http::shop::actor_error)?.map_err(crate::http::admin::store_error)
     }
 
     /// Installs a snapshot of a store owned here unless a newer one is already there.

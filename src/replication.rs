@@ -238,10 +238,8 @@ impl Replicator {
         let mut headers = http::HeaderMap::new();
         let value = http::HeaderValue::from_str(&sha256).map_err(|e| ReplicationError::Config(e.to_string()))?;
         headers.insert(http::HeaderName::from_static(CHECKSUM_HEADER), value);
-        let response = self
-            .bucket
-            .put_object_with_content_type_and_headers(format!("/{object}"), &bytes, CONTENT_TYPE, Some(headers))
-            .await?;
+        let response =
+            self.bucket.put_object_with_content_type_and_headers(format!("/{object}"), &bytes, CONTENT_TYPE, Some(headers)).await?;
         if !(200..300).contains(&response.status_code()) {
             return Err(ReplicationError::Status { operation: "PUT", object, status: response.status_code() });
         }

@@ -128,7 +128,8 @@ fn read_key_file(path: &Path) -> anyhow::Result<Option<[u8; 32]>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let bytes = base64::engine::general_purpose::STANDARD.decode(raw.trim()).with_context(|| format!("{} is not base64", path.display()))?;
+    let bytes =
+        base64::engine::general_purpose::STANDARD.decode(raw.trim()).with_context(|| format!("{} is not base64", path.display()))?;
     let key: [u8; 32] = bytes.try_into().map_err(|_| anyhow::anyhow!("{} must hold 32 bytes (base64)", path.display()))?;
     Ok(Some(key))
 }

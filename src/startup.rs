@@ -47,7 +47,9 @@ impl Application {
         };
         let bound = listener.local_addr()?.to_string();
         let cluster = crate::cluster::Cluster::new(&settings.cluster, &bound, &settings.data_dir)?;
-        crate::egress::install(crate::egress::Egress::new(&settings.egress).map_err(anyhow::Error::msg).context("invalid [egress] settings")?);
+        crate::egress::install(
+            crate::egress::Egress::new(&settings.egress).map_err(anyhow::Error::msg).context("invalid [egress] settings")?,
+        );
         let replicator = Replicator::from_settings(&settings.replication, &layout).context("invalid [replication] settings")?;
         let cluster_secret = cluster.enabled().then(|| cluster.secret().to_vec());
         let secrets = crate::secrets::SecretBox::for_node(

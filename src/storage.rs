@@ -94,7 +94,9 @@ impl SchemaKind {
         match self {
             SchemaKind::Store => migrations![1 => "store/0001_init.sql", 2 => "store/0002_webhooks.sql", 3 => "store/0003_durability.sql"],
             SchemaKind::Shopper => migrations![1 => "shopper/0001_init.sql", 2 => "shopper/0002_orders.sql"],
-            SchemaKind::Catalog => migrations![1 => "catalog/0001_init.sql", 2 => "catalog/0002_shopify_domains.sql", 3 => "catalog/0003_host_claims.sql", 4 => "catalog/0004_token_versions.sql"],
+            SchemaKind::Catalog => {
+                migrations![1 => "catalog/0001_init.sql", 2 => "catalog/0002_shopify_domains.sql", 3 => "catalog/0003_host_claims.sql", 4 => "catalog/0004_token_versions.sql"]
+            }
         }
     }
 }
@@ -474,7 +476,16 @@ impl ActorDb {
     }
 
     pub fn open(path: &Path, kind: SchemaKind) -> StorageResult<ActorDb> {
-        let db = Self::with_db(Db { conn: None, conn_is_file: false, file_exists: true, path: path.to_path_buf(), kind, newly_opened: false, quota: None, fresh: false });
+        let db = Self::with_db(Db {
+            conn: None,
+            conn_is_file: false,
+            file_exists: true,
+            path: path.to_path_buf(),
+            kind,
+            newly_opened: false,
+            quota: None,
+            fresh: false,
+        });
         let opened = {
             let mut inner = db.conn.lock();
             inner.open_file()?;
@@ -501,7 +512,16 @@ impl ActorDb {
         if path.exists() {
             return Self::open(path, kind);
         }
-        Ok(Self::with_db(Db { conn: None, conn_is_file: false, file_exists: false, path: path.to_path_buf(), kind, newly_opened: false, quota: None, fresh: false }))
+        Ok(Self::with_db(Db {
+            conn: None,
+            conn_is_file: false,
+            file_exists: false,
+            path: path.to_path_buf(),
+            kind,
+            newly_opened: false,
+            quota: None,
+            fresh: false,
+        }))
     }
 
     /// Closes the file's connection (its page cache, file descriptors and shared memory) until
@@ -600,7 +620,11 @@ impl ActorDb {
     /// Runs `f` in an IMMEDIATE transaction on the file (created if needed) and commits it, on
     /// the calling thread; a file opened for it is admitted to the budget after the lock is
     /// released.
-    fn commit<T, E: From<StorageError>>(conn: &Arc<Mutex<Db>>, kind: Commit, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
+    fn commit<T, E: From<StorageError>>(
+        conn: &Arc<Mutex<Db>>,
+        kind: Commit,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let (result, opened) = {
             let mut db = conn.lock();
             let result = (|| {
@@ -827,8 +851,5 @@ pub fn integrity_problems(path: &Path) -> StorageResult<Option<String>> {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

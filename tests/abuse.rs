@@ -27,7 +27,12 @@ fn shopper_files(node: &TestNode, store: &str) -> usize {
 }
 
 fn bare(node: &TestNode, store: &str) -> reqwest::Client {
-    reqwest::Client::builder().resolve(&format!("{store}.localhost"), node.addr).pool_max_idle_per_host(0).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    reqwest::Client::builder()
+        .resolve(&format!("{store}.localhost"), node.addr)
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 fn retry_after(res: &reqwest::Response) -> Option<u64> {
@@ -43,25 +48,49 @@ async fn cross_site_form_posts_are_refused_and_change_nothing() {
     let c = bare(&node, "shop");
     // A shopper with a cart.
     let res = c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
-    let cookie = res.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find(|c| c.starts_with("sid=")).unwrap().split(';').next().unwrap().to_string();
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("sid="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let count = || {
         let (c, base, cookie) = (c.clone(), base.clone(), cookie.clone());
         async move { json_of(c.get(format!("{base}/cart")).header("cookie", cookie).send().await.unwrap()).await.1["cart"]["count"].as_u64() }
     };
     let other = node.base("other");
-    let form = |path: &str, body: &'static str| c.post(format!("{base}{path}")).header("cookie", &cookie).header(CONTENT_TYPE, "application/x-www-form-urlencoded").body(body);
+    let form = |path: &str, body: &'static str| {
+        c.post(format!("{base}{path}")).header("cookie", &cookie).header(CONTENT_TYPE, "application/x-www-form-urlencoded").body(body)
+    };
     let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
         ("form add, Origin of another site", form("/cart/items", "product_id=tent&quantity=1").header("origin", "https://evil.example")),
         ("form add, Origin of another store on the node", form("/cart/items", "product_id=tent&quantity=1").header("origin", &other)),
         ("form add, Origin null", form("/cart/items", "product_id=tent&quantity=1").header("origin", "null")),
-        ("form add, foreign Referer and no Origin", form("/cart/items", "product_id=tent&quantity=1").header("referer", "https://evil.example/page")),
+        (
+            "form add, foreign Referer and no Origin",
+            form("/cart/items", "product_id=tent&quantity=1").header("referer", "https://evil.example/page"),
+        ),
         ("form add, neither Origin nor Referer", form("/cart/items", "product_id=tent&quantity=1")),
         ("form quantity change, foreign Origin", form("/cart/items/mug", "quantity=9").header("origin", "https://evil.example")),
         ("form removal, foreign Origin", form("/cart/items/mug", "_method=DELETE").header("origin", "https://evil.example")),
         ("form checkout, foreign Origin", form("/checkout", "").header("origin", "https://evil.example")),
         ("form consent, foreign Origin", form("/consent", "analytics=granted").header("origin", "https://evil.example")),
-        ("JSON add, foreign Origin", c.post(format!("{base}/cart/items")).header("cookie", &cookie).header("origin", "https://evil.example").json(&json!({"productId": "tent", "quantity": 1}))),
-        ("DELETE line, foreign Origin", c.delete(format!("{base}/cart/items/mug")).header("cookie", &cookie).header("origin", "https://evil.example")),
+        (
+            "JSON add, foreign Origin",
+            c.post(format!("{base}/cart/items"))
+                .header("cookie", &cookie)
+                .header("origin", "https://evil.example")
+                .json(&json!({"productId": "tent", "quantity": 1})),
+        ),
+        (
+            "DELETE line, foreign Origin",
+            c.delete(format!("{base}/cart/items/mug")).header("cookie", &cookie).header("origin", "https://evil.example"),
+        ),
     ];
     for (case, req) in cases {
         let (s, body) = json_of(req.header(ACCEPT, "application/json").send().await.unwrap()).await;
@@ -73,16 +102,40 @@ async fn cross_site_form_posts_are_refused_and_change_nothing() {
     // The store's own pages, and scripts' JSON without Origin, go through.
     let res = form("/cart/items", "product_id=socks&quantity=1").header("origin", &base).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let res = form("/cart/items", "product_id=socks&quantity=1").header("referer", format!("{base}/products/wool-socks")).send().await.unwrap();
+    let res =
+        form("/cart/items", "product_id=socks&quantity=1").header("referer", format!("{base}/products/wool-socks")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let res = c.post(format!("{base}/cart/items")).header("cookie", &cookie).json(&json!({"productId": "socks", "quantity": 1})).send().await.unwrap();
+    let res = c
+        .post(format!("{base}/cart/items"))
+        .header("cookie", &cookie)
+        .json(&json!({"productId": "socks", "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     assert_eq!(count().await, Some(4));
     // JSON routes take JSON only.
     for (case, req) in [
-        ("PUT /preferences as text/plain", c.put(format!("{base}/preferences")).header("cookie", &cookie).header(CONTENT_TYPE, "text/plain").body(r#"{"locale":"de-DE"}"#)),
-        ("PUT /preferences as a form", c.put(format!("{base}/preferences")).header("cookie", &cookie).header("origin", &base).header(CONTENT_TYPE, "application/x-www-form-urlencoded").body("locale=de-DE")),
-        ("PATCH a cart line as a form", c.patch(format!("{base}/cart/items/mug")).header("cookie", &cookie).header("origin", &base).header(CONTENT_TYPE, "application/x-www-form-urlencoded").body("quantity=5")),
+        (
+            "PUT /preferences as text/plain",
+            c.put(format!("{base}/preferences")).header("cookie", &cookie).header(CONTENT_TYPE, "text/plain").body(r#"{"locale":"de-DE"}"#),
+        ),
+        (
+            "PUT /preferences as a form",
+            c.put(format!("{base}/preferences"))
+                .header("cookie", &cookie)
+                .header("origin", &base)
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body("locale=de-DE"),
+        ),
+        (
+            "PATCH a cart line as a form",
+            c.patch(format!("{base}/cart/items/mug"))
+                .header("cookie", &cookie)
+                .header("origin", &base)
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body("quantity=5"),
+        ),
     ] {
         let (s, body) = json_of(req.send().await.unwrap()).await;
         assert!(s == StatusCode::UNSUPPORTED_MEDIA_TYPE || s == StatusCode::FORBIDDEN, "{case}: {s} {body}");
@@ -120,7 +173,8 @@ async fn cookie_less_cart_writes_from_one_ip_are_limited_and_bounded() {
     // Default: 60 new sessions at once, then 2 a second per IP.
     assert!(limited > 1_500, "most of 2,000 cookie-less writes are refused: {limited} refused, {created} created");
     assert!(files <= 60 + 2 * secs as usize + 5 && files == created, "{files} files in {secs} s");
-    let counted = node.metric("vitrina_rate_limited_total{scope=\"session\"}").await + node.metric("vitrina_rate_limited_total{scope=\"write_ip\"}").await;
+    let counted = node.metric("vitrina_rate_limited_total{scope=\"session\"}").await
+        + node.metric("vitrina_rate_limited_total{scope=\"write_ip\"}").await;
     assert_eq!(counted, limited as u64, "every 429 is counted");
     record_with(TABLE, "rate-limits", "2,000 cookie-less cart writes from one IP", "bounded", &format!("{limited} × 429, {files} files"));
 }
@@ -180,7 +234,13 @@ async fn wrong_admin_tokens_lock_the_ip_out_for_growing_times() {
     assert_eq!(waits.len(), 3, "lockouts within 200 wrong tokens: {waits:?}");
     assert!(waits.windows(2).all(|w| w[1] > w[0]), "each lockout is longer: {waits:?}");
     assert!(node.metric("vitrina_rate_limited_total{scope=\"auth\"}").await >= 3);
-    record_with(TABLE, "rate-limits", "wrong admin tokens from one IP", "refused", &format!("locked out for {waits:?} s; right token refused while locked"));
+    record_with(
+        TABLE,
+        "rate-limits",
+        "wrong admin tokens from one IP",
+        "refused",
+        &format!("locked out for {waits:?} s; right token refused while locked"),
+    );
 
     // /metrics guesses count the same way (the IP is still locked or locks again).
     let res = c.get(format!("http://{}/metrics", node.addr)).bearer_auth("guess").send().await.unwrap();

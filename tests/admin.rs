@@ -60,20 +60,41 @@ async fn bad_ids_and_bodies_get_4xx_with_the_error_body() {
     assert_error_body(&body, "invalid_id");
 
     // Malformed JSON, wrong content type, invalid values, oversized body.
-    let res = node.plain().put(node.admin_url("/stores/shop/products/p1")).bearer_auth(&token)
-        .header("content-type", "application/json").body("{\"title\": ").send().await.unwrap();
+    let res = node
+        .plain()
+        .put(node.admin_url("/stores/shop/products/p1"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{\"title\": ")
+        .send()
+        .await
+        .unwrap();
     let (s, body) = json_of(res).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_error_body(&body, "invalid_json");
-    let res = node.plain().put(node.admin_url("/stores/shop/products/p1")).bearer_auth(&token)
-        .header("content-type", "text/plain").body("hello").send().await.unwrap();
+    let res = node
+        .plain()
+        .put(node.admin_url("/stores/shop/products/p1"))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
     let (s, body) = json_of(res).await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_error_body(&body, "unsupported_media_type");
     let (s, body) = node.admin(&token, Method::PUT, "/stores/shop/products/p1", Some(json!({"title": "Mug", "price": "1.005"}))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_error_body(&body, "validation_failed");
-    let (s, body) = node.admin(&token, Method::PUT, "/stores/shop/products/p1", Some(json!({"title": "Mug", "price": "2.00", "images": ["javascript:alert(1)"]}))).await;
+    let (s, body) = node
+        .admin(
+            &token,
+            Method::PUT,
+            "/stores/shop/products/p1",
+            Some(json!({"title": "Mug", "price": "2.00", "images": ["javascript:alert(1)"]})),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_error_body(&body, "validation_failed");
     let big = json!({"title": "Mug", "price": "1.00", "description": "x".repeat(300 * 1024)});
@@ -126,10 +147,22 @@ async fn drafts_are_invisible_until_publish_and_rollback_restores_the_old_page()
     let (_, page) = node.admin(&token, Method::GET, "/stores/pages/pages/home", None).await;
     let hero_id = page["draft"]["blocks"][0]["id"].as_str().unwrap().to_string();
     let (s, body) = node
-        .admin(&token, Method::PATCH, &format!("/stores/pages/pages/home/blocks/{hero_id}"), Some(json!({"config": {"heading": "Autumn sale"}})))
+        .admin(
+            &token,
+            Method::PATCH,
+            &format!("/stores/pages/pages/home/blocks/{hero_id}"),
+            Some(json!({"config": {"heading": "Autumn sale"}})),
+        )
         .await;
     assert_eq!(s, 200, "{body}");
-    let (s, body) = node.admin(&token, Method::POST, "/stores/pages/pages/home/blocks", Some(json!({"type": "text", "config": {"heading": "Draft-only text", "body": "soon"}}))).await;
+    let (s, body) = node
+        .admin(
+            &token,
+            Method::POST,
+            "/stores/pages/pages/home/blocks",
+            Some(json!({"type": "text", "config": {"heading": "Draft-only text", "body": "soon"}})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
     let live = home_html(&node, "pages").await;
     assert!(live.contains("Welcome to Pages") && !live.contains("Autumn sale") && !live.contains("Draft-only text"));
@@ -167,20 +200,42 @@ async fn drafts_are_invisible_until_publish_and_rollback_restores_the_old_page()
 async fn settings_theme_and_posts_reach_the_pages() {
     let node = TestNode::start();
     let token = node.seed_store("themed", "Themed").await;
-    let (s, _) = node.admin(&token, Method::PATCH, "/stores/themed/settings", Some(json!({
-        "name": "Themed & Co <b>", "seo": {"title": "Best <shop>", "description": "Fine things"},
-        "analytics": {"clarityProjectId": "abc123"}
-    }))).await;
+    let (s, _) = node
+        .admin(
+            &token,
+            Method::PATCH,
+            "/stores/themed/settings",
+            Some(json!({
+                "name": "Themed & Co <b>", "seo": {"title": "Best <shop>", "description": "Fine things"},
+                "analytics": {"clarityProjectId": "abc123"}
+            })),
+        )
+        .await;
     assert_eq!(s, 200);
-    let (s, body) = node.admin(&token, Method::PUT, "/stores/themed/theme", Some(json!({
-        "template": "bold", "tokens": {"color-primary": "#123456"}, "regions": {"EU": {"color-primary": "#654321"}}
-    }))).await;
+    let (s, body) = node
+        .admin(
+            &token,
+            Method::PUT,
+            "/stores/themed/theme",
+            Some(json!({
+                "template": "bold", "tokens": {"color-primary": "#123456"}, "regions": {"EU": {"color-primary": "#654321"}}
+            })),
+        )
+        .await;
     assert_eq!(s, 200, "{body}");
-    let (s, body) = node.admin(&token, Method::PUT, "/stores/themed/theme", Some(json!({"tokens": {"color-primary": "red;}</style><script>"}}))).await;
+    let (s, body) =
+        node.admin(&token, Method::PUT, "/stores/themed/theme", Some(json!({"tokens": {"color-primary": "red;}</style><script>"}}))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
-    let (s, _) = node.admin(&token, Method::PUT, "/stores/themed/posts/first-light", Some(json!({
-        "title": "First light", "excerpt": "Dawn", "body": "Para one.\n\nPara <two>.", "publishedAt": "2026-10-01T08:00:00Z"
-    }))).await;
+    let (s, _) = node
+        .admin(
+            &token,
+            Method::PUT,
+            "/stores/themed/posts/first-light",
+            Some(json!({
+                "title": "First light", "excerpt": "Dawn", "body": "Para one.\n\nPara <two>.", "publishedAt": "2026-10-01T08:00:00Z"
+            })),
+        )
+        .await;
     assert_eq!(s, 200);
 
     let html = home_html(&node, "themed").await;
@@ -223,7 +278,14 @@ async fn hostile_blocks_cost_only_their_own_placeholder() {
     assert_eq!(s, 200, "{body}");
     // A CPU budget the heap bomb cannot outlast before it reaches the 32 MB heap (on a busy
     // machine a 50 ms budget sometimes ended it as a timeout first).
-    let (s, body) = node.admin(&token, Method::PATCH, "/stores/hostile/settings", Some(json!({"limits": {"heapMb": 32, "blockCpuMs": 1000, "pageCpuMs": 10000}}))).await;
+    let (s, body) = node
+        .admin(
+            &token,
+            Method::PATCH,
+            "/stores/hostile/settings",
+            Some(json!({"limits": {"heapMb": 32, "blockCpuMs": 1000, "pageCpuMs": 10000}})),
+        )
+        .await;
     assert_eq!(s, 200, "{body}");
     let (s, body) = node.admin(&token, Method::POST, "/stores/hostile/pages/home/publish", None).await;
     assert_eq!(s, 200, "{body}");
@@ -252,7 +314,14 @@ async fn block_code_is_validated_with_positions_and_refused_at_publish() {
     assert_eq!((err["line"].as_u64(), err["column"].as_u64()), (Some(2), Some(10)), "{body}");
 
     // Saving a bad draft is allowed with warnings; publishing it is refused and nothing changes.
-    let (s, body) = node.admin(&token, Method::POST, "/stores/valid/pages/home/blocks", Some(json!({"type": "custom", "code": "function g() { return globalThis.x; }"}))).await;
+    let (s, body) = node
+        .admin(
+            &token,
+            Method::POST,
+            "/stores/valid/pages/home/blocks",
+            Some(json!({"type": "custom", "code": "function g() { return globalThis.x; }"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     assert!(!body["warnings"].as_array().unwrap().is_empty(), "{body}");
     let (s, body) = node.admin(&token, Method::POST, "/stores/valid/pages/home/publish", None).await;

@@ -96,9 +96,11 @@ async fn seed_store(node: &TestNode) {
 }
 
 fn sid_of(res: &reqwest::Response) -> Option<String> {
-    res.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
-        c.strip_prefix("sid=").map(|rest| rest.split(';').next().unwrap_or_default().to_string())
-    })
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("sid=").map(|rest| rest.split(';').next().unwrap_or_default().to_string()))
 }
 
 /// Creates `SHOPPERS` carts, each through a different entry node.
@@ -110,7 +112,10 @@ async fn fill_carts(nodes: &[TestNode], failures: &AtomicUsize) -> Vec<Shopper> 
             let (client, base) = clients[i % clients.len()].clone();
             async move {
                 let quantity = (i % 5 + 1) as i64;
-                let res = with_retry(failures, || client.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": quantity}))).await;
+                let res = with_retry(failures, || {
+                    client.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": quantity}))
+                })
+                .await;
                 assert_eq!(res.status(), StatusCode::CREATED);
                 Shopper { sid: sid_of(&res).expect("a new session cookie"), quantity }
             }
@@ -152,7 +157,9 @@ fn background_load(nodes: &[&TestNode], stop: Arc<AtomicBool>, failures: Arc<Ato
         while !stop.load(Ordering::Relaxed) {
             let (client, base) = &clients[round % clients.len()];
             if acked.len() < 40 {
-                let res = with_retry(&failures, || client.post(format!("{base}/cart/items")).json(&json!({"productId": "tent", "quantity": 1}))).await;
+                let res =
+                    with_retry(&failures, || client.post(format!("{base}/cart/items")).json(&json!({"productId": "tent", "quantity": 1})))
+                        .await;
                 if res.status() == StatusCode::CREATED {
                     acked.push((sid_of(&res).unwrap_or_default(), 1));
                 }
@@ -160,7 +167,10 @@ fn background_load(nodes: &[&TestNode], stop: Arc<AtomicBool>, failures: Arc<Ato
                 let i = round % acked.len();
                 let sid = acked[i].0.clone();
                 let res = with_retry(&failures, || {
-                    client.post(format!("{base}/cart/items")).header("cookie", format!("sid={sid}")).json(&json!({"productId": "tent", "quantity": 1}))
+                    client
+                        .post(format!("{base}/cart/items"))
+                        .header("cookie", format!("sid={sid}"))
+                        .json(&json!({"productId": "tent", "quantity": 1}))
                 })
                 .await;
                 if res.status() == StatusCode::CREATED {
@@ -189,7 +199,8 @@ async fn any_node_serves_a_request_through_the_owner() {
     seed_store(&nodes[1]).await;
     let failures = AtomicUsize::new(0);
     let a = client_for(nodes[0].addr);
-    let res = with_retry(&failures, || a.post(format!("{}/cart/items", base(&nodes[0]))).json(&json!({"productId": "mug", "quantity": 2}))).await;
+    let res =
+        with_retry(&failures, || a.post(format!("{}/cart/items", base(&nodes[0]))).json(&json!({"productId": "mug", "quantity": 2}))).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let sid = sid_of(&res).unwrap();
     let mut served_by = Vec::new();
@@ -202,14 +213,29 @@ async fn any_node_serves_a_request_through_the_owner() {
     assert!(served_by.iter().all(|n| n == &served_by[0]), "one owner serves every entry node: {served_by:?}");
     // The store's pages render on every node, from the store owner's snapshot.
     for node in &nodes {
-        let html = client_for(node.addr).get(base(node)).header("accept", "text/html").header("cookie", format!("sid={sid}")).send().await.unwrap().text().await.unwrap();
+        let html = client_for(node.addr)
+            .get(base(node))
+            .header("accept", "text/html")
+            .header("cookie", format!("sid={sid}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(html.contains("Cluster home"));
     }
     // Sessions with nothing in them get the store's page wherever their owner is (the store's
     // anonymous page is only at hand on the store's node; elsewhere the shopper renders it).
     for i in 0..12 {
         let node = &nodes[i % nodes.len()];
-        let res = client_for(node.addr).get(base(node)).header("accept", "text/html").header("cookie", format!("sid=empty-session-{i}")).send().await.unwrap();
+        let res = client_for(node.addr)
+            .get(base(node))
+            .header("accept", "text/html")
+            .header("cookie", format!("sid=empty-session-{i}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::OK, "empty session {i} through {}", node.addr);
         assert!(res.text().await.unwrap().contains("Cluster home"));
     }
@@ -246,7 +272,12 @@ async fn a_fourth_node_joins_and_a_node_drains_under_load_without_losing_a_cart(
     let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
     let fraction = moved as f64 / shoppers.len() as f64;
     assert!(after.iter().zip(&before).all(|(a, b)| a == b || a == "n4"), "only keys owned by the new node moved");
-    println!("join: {moved} of {} shoppers moved ({:.1}%), {} failed requests retried", shoppers.len(), fraction * 100.0, failures.load(Ordering::Relaxed));
+    println!(
+        "join: {moved} of {} shoppers moved ({:.1}%), {} failed requests retried",
+        shoppers.len(),
+        fraction * 100.0,
+        failures.load(Ordering::Relaxed)
+    );
     assert!((0.15..0.35).contains(&fraction), "moved fraction {fraction}");
 
     // Drain n2 under load: every cart must survive and n2 must end up `left` owning nothing.
@@ -269,7 +300,12 @@ async fn a_fourth_node_joins_and_a_node_drains_under_load_without_losing_a_cart(
     let owners = check_carts(&shoppers, &remaining, &failures).await;
     assert!(owners.iter().all(|o| o != "n2"));
     verify_background(&acked, remaining[0], &failures).await;
-    println!("drain: {} carts intact, {} carts written under load intact, {} failed requests retried", shoppers.len(), acked.len(), failures.load(Ordering::Relaxed));
+    println!(
+        "drain: {} carts intact, {} carts written under load intact, {} failed requests retried",
+        shoppers.len(),
+        acked.len(),
+        failures.load(Ordering::Relaxed)
+    );
     nodes[1].kill();
 }
 
@@ -284,7 +320,14 @@ async fn a_killed_nodes_actors_are_served_by_the_others_from_object_storage() {
     seed_store(&nodes[0]).await;
     // A second store acknowledges a write only once it is in object storage.
     let sync_token = nodes[0].create_store("vault", "Vault").await;
-    let (s, b) = nodes[0].admin(&sync_token, reqwest::Method::POST, "/stores/vault/products", Some(json!({"id": "gold", "title": "Gold", "price": "99.00", "stock": 100000}))).await;
+    let (s, b) = nodes[0]
+        .admin(
+            &sync_token,
+            reqwest::Method::POST,
+            "/stores/vault/products",
+            Some(json!({"id": "gold", "title": "Gold", "price": "99.00", "stock": 100000})),
+        )
+        .await;
     assert_eq!(s, 200, "{b}");
     let (s, b) = nodes[0].admin(&sync_token, reqwest::Method::PATCH, "/stores/vault/settings", Some(json!({"durability": "sync"}))).await;
     assert_eq!(s, 200, "{b}");
@@ -303,7 +346,10 @@ async fn a_killed_nodes_actors_are_served_by_the_others_from_object_storage() {
     let mut vault_carts = Vec::new();
     for i in 0..30 {
         let n = &nodes[i % 3];
-        let res = with_retry(&failures, || vault(n).post(format!("http://vault.localhost:{}/cart/items", n.addr.port())).json(&json!({"productId": "gold", "quantity": 1}))).await;
+        let res = with_retry(&failures, || {
+            vault(n).post(format!("http://vault.localhost:{}/cart/items", n.addr.port())).json(&json!({"productId": "gold", "quantity": 1}))
+        })
+        .await;
         assert_eq!(res.status(), StatusCode::CREATED);
         vault_carts.push(sid_of(&res).unwrap());
     }
@@ -321,18 +367,30 @@ async fn a_killed_nodes_actors_are_served_by_the_others_from_object_storage() {
     assert!(after.iter().all(|o| o != "n2"));
     for sid in &vault_carts {
         let n = survivors[0];
-        let res = with_retry(&failures, || vault(n).get(format!("http://vault.localhost:{}/cart", n.addr.port())).header("cookie", format!("sid={sid}"))).await;
+        let res = with_retry(&failures, || {
+            vault(n).get(format!("http://vault.localhost:{}/cart", n.addr.port())).header("cookie", format!("sid={sid}"))
+        })
+        .await;
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["cart"]["count"], 1, "an acknowledged sync write was lost: {body}");
     }
-    println!("kill -9: {lost_node_shoppers} shoppers of the killed node restored from object storage; {} failed requests retried", failures.load(Ordering::Relaxed));
+    println!(
+        "kill -9: {lost_node_shoppers} shoppers of the killed node restored from object storage; {} failed requests retried",
+        failures.load(Ordering::Relaxed)
+    );
 
     // Carts change while n2 is down; then n2 comes back on its old disk. It must not serve its
     // stale files: every cart reads as the survivors last wrote it.
     let bumped: Vec<Shopper> = shoppers.iter().take(200).cloned().map(|s| Shopper { quantity: s.quantity + 1, ..s }).collect();
     for s in &bumped {
         let n = survivors[0];
-        let res = with_retry(&failures, || client_for(n.addr).post(format!("{}/cart/items", base(n))).header("cookie", format!("sid={}", s.sid)).json(&json!({"productId": "mug", "quantity": 1}))).await;
+        let res = with_retry(&failures, || {
+            client_for(n.addr)
+                .post(format!("{}/cart/items", base(n)))
+                .header("cookie", format!("sid={}", s.sid))
+                .json(&json!({"productId": "mug", "quantity": 1}))
+        })
+        .await;
         assert_eq!(res.status(), StatusCode::CREATED);
     }
     let killed = nodes.remove(1);
@@ -363,7 +421,12 @@ async fn a_webhook_sent_to_one_node_changes_the_price_shown_by_every_node() {
     assert_eq!(s, 200, "{b}");
     nodes[0].admin(&token, reqwest::Method::POST, "/stores/shop/pages/home/publish", None).await;
     let (s, b) = nodes[1]
-        .admin(&token, reqwest::Method::PUT, "/stores/shop/webhooks", Some(json!({"secret": "whsec-cluster-test-secret", "shopifyDomain": "cluster-shop.myshopify.com"})))
+        .admin(
+            &token,
+            reqwest::Method::PUT,
+            "/stores/shop/webhooks",
+            Some(json!({"secret": "whsec-cluster-test-secret", "shopifyDomain": "cluster-shop.myshopify.com"})),
+        )
         .await;
     assert_eq!(s, 200, "{b}");
     let product = |price: &str, updated: &str| {
@@ -398,7 +461,10 @@ async fn a_webhook_sent_to_one_node_changes_the_price_shown_by_every_node() {
     let mut shoppers: Vec<(String, String)> = Vec::new();
     while shoppers.len() < 3 {
         let n = &nodes[shoppers.len() % 3];
-        let res = with_retry(&failures, || client_for(n.addr).post(format!("{}/cart/items", base(n))).json(&json!({"productId": "42", "quantity": 1}))).await;
+        let res = with_retry(&failures, || {
+            client_for(n.addr).post(format!("{}/cart/items", base(n))).json(&json!({"productId": "42", "quantity": 1}))
+        })
+        .await;
         let owner = res.headers()["x-vitrina-node"].to_str().unwrap().to_string();
         let sid = sid_of(&res).unwrap();
         if !shoppers.iter().any(|(o, _)| o == &owner) {

@@ -55,10 +55,8 @@ fn parse_case(class: &str, path: &Path) -> Result<Case, String> {
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
     let mut lines = code.lines();
     let first = lines.next().unwrap_or_default();
-    let expect = first
-        .strip_prefix("// expect:")
-        .map(str::trim)
-        .ok_or_else(|| format!("{}: first line must be `// expect: …`", path.display()))?;
+    let expect =
+        first.strip_prefix("// expect:").map(str::trim).ok_or_else(|| format!("{}: first line must be `// expect: …`", path.display()))?;
     let expect = match expect.split_once(' ') {
         Some(("placeholder", reasons)) => {
             let reasons: Vec<String> = reasons.trim().split('|').map(|r| r.trim().to_string()).collect();
@@ -71,15 +69,10 @@ fn parse_case(class: &str, path: &Path) -> Result<Case, String> {
         }
         Some(("refused", rest)) => {
             let mut words = rest.split_whitespace();
-            let rule = words
-                .next()
-                .ok_or_else(|| format!("{}: refused needs a rule", path.display()))?
-                .to_string();
+            let rule = words.next().ok_or_else(|| format!("{}: refused needs a rule", path.display()))?.to_string();
             let at = match (words.next(), words.next()) {
                 (Some("at"), Some(pos)) => {
-                    let (l, c) = pos
-                        .split_once(':')
-                        .ok_or_else(|| format!("{}: position must be line:column", path.display()))?;
+                    let (l, c) = pos.split_once(':').ok_or_else(|| format!("{}: position must be line:column", path.display()))?;
                     Some((
                         l.parse().map_err(|_| format!("{}: bad line", path.display()))?,
                         c.parse().map_err(|_| format!("{}: bad column", path.display()))?,
@@ -90,34 +83,20 @@ fn parse_case(class: &str, path: &Path) -> Result<Case, String> {
             };
             Expect::Refused { rule, at }
         }
-        _ => {
-            return Err(format!(
-                "{}: expected `placeholder <reason>` or `refused <rule>`, got {expect:?}",
-                path.display()
-            ))
-        }
+        _ => return Err(format!("{}: expected `placeholder <reason>` or `refused <rule>`, got {expect:?}", path.display())),
     };
     let limits = match lines.next().and_then(|l| l.strip_prefix("// limits:")) {
         Some(json) => Some(serde_json::from_str(json.trim()).map_err(|e| format!("{}: limits: {e}", path.display()))?),
         None => None,
     };
-    Ok(Case {
-        class: class.to_string(),
-        name,
-        code,
-        expect,
-        limits,
-    })
+    Ok(Case { class: class.to_string(), name, code, expect, limits })
 }
 
 /// Every class directory and its cases, sorted.
 fn corpus() -> Vec<(String, Vec<Case>)> {
     let only = std::env::var("CONTAINMENT_CLASS").ok();
-    let mut classes: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .expect("tests/hostile")
-        .filter_map(|e| Some(e.ok()?.path()))
-        .filter(|p| p.is_dir())
-        .collect();
+    let mut classes: Vec<PathBuf> =
+        std::fs::read_dir(corpus_dir()).expect("tests/hostile").filter_map(|e| Some(e.ok()?.path())).filter(|p| p.is_dir()).collect();
     classes.sort();
     let mut out = Vec::new();
     for dir in classes {
@@ -131,10 +110,7 @@ fn corpus() -> Vec<(String, Vec<Case>)> {
             .filter(|p| p.extension().is_some_and(|x| x == "js"))
             .collect();
         files.sort();
-        let cases = files
-            .iter()
-            .map(|f| parse_case(&class, f).unwrap_or_else(|e| panic!("{e}")))
-            .collect();
+        let cases = files.iter().map(|f| parse_case(&class, f).unwrap_or_else(|e| panic!("{e}"))).collect();
         out.push((class, cases));
     }
     out
@@ -143,23 +119,14 @@ fn corpus() -> Vec<(String, Vec<Case>)> {
 #[test]
 fn every_case_file_states_its_expectation() {
     let corpus = corpus();
-    assert!(
-        corpus.iter().map(|(_, cases)| cases.len()).sum::<usize>() > 0,
-        "no cases under {}",
-        corpus_dir().display()
-    );
+    assert!(corpus.iter().map(|(_, cases)| cases.len()).sum::<usize>() > 0, "no cases under {}", corpus_dir().display());
 }
 
 /// Resident and peak resident set of `pid`, in KiB.
 fn rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
+    let field =
+        |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
     (field("VmRSS:"), field("VmHWM:"))
 }
 
@@ -170,10 +137,7 @@ fn reset_peak(pid: u32) {
 
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("State:") && !l.contains("zombie") && !l.contains("dead"))
-        })
+        .map(|s| s.lines().any(|l| l.starts_with("State:") && !l.contains("zombie") && !l.contains("dead")))
         .unwrap_or(false)
 }
 
@@ -200,12 +164,7 @@ async fn start_class_node(class: &str) -> ClassNode {
 }
 
 async fn get_html(client: &reqwest::Client, url: &str) -> (StatusCode, String) {
-    let res = client
-        .get(url)
-        .header(ACCEPT, HTML)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let res = client.get(url).header(ACCEPT, HTML).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = res.status();
     (status, res.text().await.unwrap_or_default())
 }
@@ -224,23 +183,12 @@ fn check_page(who: &str, status: StatusCode, html: &str, reasons: &[String]) -> 
     }
     let failed = html.matches("class=\"v-block v-block-failed\"").count();
     if failed != 1 {
-        let custom = html
-            .find("data-type=\"custom\"")
-            .map(|at| html[at..].chars().take(300).collect::<String>())
-            .unwrap_or_default();
+        let custom = html.find("data-type=\"custom\"").map(|at| html[at..].chars().take(300).collect::<String>()).unwrap_or_default();
         return Err(format!("{who}: {failed} failed blocks, expected exactly the hostile one: {custom}"));
     }
-    let seen = html
-        .split("(custom) failed: ")
-        .nth(1)
-        .and_then(|rest| rest.split(" -->").next())
-        .unwrap_or("")
-        .to_string();
+    let seen = html.split("(custom) failed: ").nth(1).and_then(|rest| rest.split(" -->").next()).unwrap_or("").to_string();
     if !reasons.contains(&seen) {
-        let custom = html
-            .find("data-type=\"custom\"")
-            .map(|at| html[at..].chars().take(300).collect::<String>())
-            .unwrap_or_default();
+        let custom = html.find("data-type=\"custom\"").map(|at| html[at..].chars().take(300).collect::<String>()).unwrap_or_default();
         return Err(format!("{who}: placeholder reason {seen:?}, expected one of {reasons:?}: {custom}"));
     }
     Ok(seen)
@@ -252,26 +200,13 @@ async fn publish(cn: &ClassNode, case: &Case) -> (StatusCode, Value) {
         {"type": "custom", "code": case.code, "config": {}},
         {"type": "product-grid", "config": {"title": "Everything", "limit": 12}},
     ]});
-    let (s, b) = cn
-        .node
-        .admin(&cn.token, Method::PUT, &format!("/stores/{}/pages/home", cn.store), Some(page))
-        .await;
+    let (s, b) = cn.node.admin(&cn.token, Method::PUT, &format!("/stores/{}/pages/home", cn.store), Some(page)).await;
     assert!(s.is_success(), "{}/{}: PUT page: {s} {b}", case.class, case.name);
-    cn.node
-        .admin(&cn.token, Method::POST, &format!("/stores/{}/pages/home/publish", cn.store), None)
-        .await
+    cn.node.admin(&cn.token, Method::POST, &format!("/stores/{}/pages/home/publish", cn.store), None).await
 }
 
 async fn set_limits(cn: &ClassNode, limits: Value) -> Result<(), String> {
-    let (s, b) = cn
-        .node
-        .admin(
-            &cn.token,
-            Method::PATCH,
-            &format!("/stores/{}/settings", cn.store),
-            Some(json!({"limits": limits})),
-        )
-        .await;
+    let (s, b) = cn.node.admin(&cn.token, Method::PATCH, &format!("/stores/{}/settings", cn.store), Some(json!({"limits": limits}))).await;
     if s.is_success() {
         Ok(())
     } else {
@@ -331,13 +266,7 @@ async fn run_placeholder(cn: &ClassNode, case: &Case, reasons: &[String]) -> Res
     if !alive(pid) {
         return Err("the node process is gone".into());
     }
-    let health = cn
-        .node
-        .plain()
-        .get(format!("http://{}/healthz", cn.node.addr))
-        .send()
-        .await
-        .map_err(|e| format!("healthz: {e}"))?;
+    let health = cn.node.plain().get(format!("http://{}/healthz", cn.node.addr)).send().await.map_err(|e| format!("healthz: {e}"))?;
     if health.status() != StatusCode::OK {
         return Err(format!("healthz: {}", health.status()));
     }
@@ -353,41 +282,22 @@ async fn run_placeholder(cn: &ClassNode, case: &Case, reasons: &[String]) -> Res
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     if rss_after > bound {
-        return Err(format!(
-            "RSS {} MiB after the case, bound {} MiB ({} MiB before)",
-            rss_after / 1024,
-            bound / 1024,
-            rss_before / 1024
-        ));
+        return Err(format!("RSS {} MiB after the case, bound {} MiB ({} MiB before)", rss_after / 1024, bound / 1024, rss_before / 1024));
     }
     set_limits(cn, defaults).await?;
-    let reason = if guest_reason == shopper_reason {
-        guest_reason
-    } else {
-        format!("{guest_reason}/{shopper_reason}")
-    };
+    let reason = if guest_reason == shopper_reason { guest_reason } else { format!("{guest_reason}/{shopper_reason}") };
     Ok(format!("{reason}; peak RSS {} MiB; {} ms", peak / 1024, elapsed.as_millis()))
 }
 
 /// Runs one refused case; `Ok(detail)` when publishing was refused with the rule and position.
 async fn run_refused(cn: &ClassNode, case: &Case, rule: &str, at: Option<(u64, u64)>) -> Result<String, String> {
-    let (s, b) = cn
-        .node
-        .admin(
-            &cn.token,
-            Method::POST,
-            &format!("/stores/{}/blocks/validate", cn.store),
-            Some(json!({"code": case.code})),
-        )
-        .await;
+    let (s, b) =
+        cn.node.admin(&cn.token, Method::POST, &format!("/stores/{}/blocks/validate", cn.store), Some(json!({"code": case.code}))).await;
     if s != StatusCode::OK {
         return Err(format!("validate: {s} {b}"));
     }
     let errors = b["errors"].as_array().cloned().unwrap_or_default();
-    let found = errors
-        .iter()
-        .find(|e| e["rule"] == rule)
-        .ok_or_else(|| format!("validate did not name rule {rule}: {b}"))?;
+    let found = errors.iter().find(|e| e["rule"] == rule).ok_or_else(|| format!("validate did not name rule {rule}: {b}"))?;
     let (line, column) = (found["line"].as_u64().unwrap_or(0), found["column"].as_u64().unwrap_or(0));
     if line == 0 || column == 0 {
         return Err(format!("rule {rule} without a line and column: {found}"));
@@ -425,11 +335,7 @@ async fn hostile_blocks_are_contained() {
             };
             match result {
                 Ok((outcome, detail)) => {
-                    eprintln!(
-                        "containment {class}/{}: {outcome} ({detail}) in {} ms",
-                        case.name,
-                        started.elapsed().as_millis()
-                    );
+                    eprintln!("containment {class}/{}: {outcome} ({detail}) in {} ms", case.name, started.elapsed().as_millis());
                     common::table::record_with("containment", &class, &case.name, outcome, &detail);
                 }
                 Err(error) => {
@@ -443,12 +349,7 @@ async fn hostile_blocks_are_contained() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} case(s) not contained:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} case(s) not contained:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// Isolates are accounted by what they measure, not by a fixed estimate: six shoppers whose
@@ -459,7 +360,14 @@ async fn isolates_are_evicted_by_their_measured_bytes() {
     let node = TestNode::start_with(&[("VITRINA_ACTORS__ISOLATE_MEMORY_MB", "64")]);
     let store = "fat";
     let token = node.seed_store(store, "Fat Blocks").await;
-    let (s, b) = node.admin(&token, Method::PATCH, &format!("/stores/{store}/settings"), Some(json!({"limits": {"blockCpuMs": 200, "pageCpuMs": 1000, "heapMb": 128, "outputKb": 1024}}))).await;
+    let (s, b) = node
+        .admin(
+            &token,
+            Method::PATCH,
+            &format!("/stores/{store}/settings"),
+            Some(json!({"limits": {"blockCpuMs": 200, "pageCpuMs": 1000, "heapMb": 128, "outputKb": 1024}})),
+        )
+        .await;
     assert!(s.is_success(), "{b}");
     // The block's own function object keeps 2M doubles (16 MB of ArrayBuffer) alive between renders.
     let code = "function render(ctx) {\n  render.kept = render.kept || new Float64Array(2000000).fill(0.5);\n  return '<p>kept ' + render.kept.length + '</p>';\n}";

@@ -185,9 +185,7 @@ async fn the_product_a_visitor_lands_on_before_it_has_a_session_becomes_its_firs
     let set_cookies = |res: &reqwest::Response| -> Vec<String> {
         res.headers().get_all(reqwest::header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).collect()
     };
-    let recently_viewed = |page: &str| -> String {
-        page.find("Recently viewed").map(|at| page[at..].to_string()).unwrap_or_default()
-    };
+    let recently_viewed = |page: &str| -> String { page.find("Recently viewed").map(|at| page[at..].to_string()).unwrap_or_default() };
     // Arriving on a product page without a session: the store's page, a session, and the
     // landing product in a cookie; no shopper file for a visitor who may never come back.
     let landed = shopper.get(format!("{base}/products/tent")).header("accept", "text/html").send().await.unwrap();
@@ -225,7 +223,13 @@ async fn the_product_a_visitor_lands_on_before_it_has_a_session_becomes_its_firs
     let (socks, mug) = (recently.find("Wool Socks").expect("socks"), recently.find("Enamel Mug").expect("mug"));
     assert!(socks < mug && !recently.contains("Two-person Tent"), "{recently}");
     // A landing cookie naming no product (or no valid handle) is ignored.
-    let res = plain.get(format!("{base}/products/mug")).header("accept", "text/html").header("cookie", "sid=fresh-visitor-1; vitrina_landing=../../etc").send().await.unwrap();
+    let res = plain
+        .get(format!("{base}/products/mug"))
+        .header("accept", "text/html")
+        .header("cookie", "sid=fresh-visitor-1; vitrina_landing=../../etc")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
 }
 
@@ -247,7 +251,8 @@ async fn a_visit_that_changes_nothing_creates_no_file() {
     let base = node.base("quiet");
     // Made-up but well-formed session ids, as a crawler or a scripted client would send.
     for i in 0..20 {
-        let res = node.shopper("quiet").get(&base).header("accept", "text/html").header("cookie", format!("sid=madeup{i}")).send().await.unwrap();
+        let res =
+            node.shopper("quiet").get(&base).header("accept", "text/html").header("cookie", format!("sid=madeup{i}")).send().await.unwrap();
         assert_eq!(res.status(), 200);
         let res = node.shopper("quiet").get(format!("{base}/cart")).header("cookie", format!("sid=madeup{i}")).send().await.unwrap();
         assert_eq!(res.status(), 200);

@@ -38,36 +38,15 @@ async fn urls_into_the_nodes_network_are_refused_when_configured() {
         ("loopback 127.0.0.1".into(), format!("http://127.0.0.1:{p}/products.json")),
         ("loopback 127.1 (short form)".into(), format!("http://127.1:{p}/products.json")),
         ("loopback 0x7f.1 (hex)".into(), format!("http://0x7f.1:{p}/products.json")),
-        (
-            "loopback 0x7f000001 (hex integer)".into(),
-            format!("http://0x7f000001:{p}/products.json"),
-        ),
-        (
-            "loopback 2130706433 (decimal integer)".into(),
-            format!("http://2130706433:{p}/products.json"),
-        ),
+        ("loopback 0x7f000001 (hex integer)".into(), format!("http://0x7f000001:{p}/products.json")),
+        ("loopback 2130706433 (decimal integer)".into(), format!("http://2130706433:{p}/products.json")),
         ("loopback 0177.0.0.1 (octal)".into(), format!("http://0177.0.0.1:{p}/products.json")),
-        (
-            "loopback 127.0.0.1 with trailing dot".into(),
-            format!("http://127.0.0.1.:{p}/products.json"),
-        ),
+        ("loopback 127.0.0.1 with trailing dot".into(), format!("http://127.0.0.1.:{p}/products.json")),
         ("loopback [::1]".into(), format!("http://[::1]:{p}/products.json")),
-        (
-            "loopback [::ffff:127.0.0.1] (IPv4-mapped)".into(),
-            format!("http://[::ffff:127.0.0.1]:{p}/products.json"),
-        ),
-        (
-            "loopback [::127.0.0.1] (IPv4-compatible)".into(),
-            format!("http://[::127.0.0.1]:{p}/products.json"),
-        ),
-        (
-            "loopback [64:ff9b::7f00:1] (NAT64)".into(),
-            format!("http://[64:ff9b::7f00:1]:{p}/products.json"),
-        ),
-        (
-            "loopback [2002:7f00:1::] (6to4)".into(),
-            format!("http://[2002:7f00:1::]:{p}/products.json"),
-        ),
+        ("loopback [::ffff:127.0.0.1] (IPv4-mapped)".into(), format!("http://[::ffff:127.0.0.1]:{p}/products.json")),
+        ("loopback [::127.0.0.1] (IPv4-compatible)".into(), format!("http://[::127.0.0.1]:{p}/products.json")),
+        ("loopback [64:ff9b::7f00:1] (NAT64)".into(), format!("http://[64:ff9b::7f00:1]:{p}/products.json")),
+        ("loopback [2002:7f00:1::] (6to4)".into(), format!("http://[2002:7f00:1::]:{p}/products.json")),
         ("unspecified 0.0.0.0".into(), format!("http://0.0.0.0:{p}/products.json")),
         ("unspecified 0 (integer)".into(), format!("http://0:{p}/products.json")),
         ("name localhost".into(), format!("http://localhost:{p}/products.json")),
@@ -85,39 +64,19 @@ async fn urls_into_the_nodes_network_are_refused_when_configured() {
         ("broadcast 255.255.255.255".into(), "http://255.255.255.255/".into()),
         ("documentation 192.0.2.1".into(), "http://192.0.2.1/".into()),
         ("benchmarking 198.18.0.1".into(), "http://198.18.0.1/".into()),
-        (
-            "node's own admin API".into(),
-            format!("http://{own}/admin/api/v1/stores/merchant/products"),
-        ),
+        ("node's own admin API".into(), format!("http://{own}/admin/api/v1/stores/merchant/products")),
         ("node's own /metrics".into(), format!("http://{own}/metrics")),
         ("node's own /internal/catalog".into(), format!("http://{own}/internal/catalog")),
         ("public name on a non-web port (22)".into(), "http://example.com:22/".into()),
-        (
-            "credentials in the URL".into(),
-            "http://user:secret@example.com/products.json".into(),
-        ),
+        ("credentials in the URL".into(), "http://user:secret@example.com/products.json".into()),
     ];
     for name in fake_http::loopback_names_from_etc_hosts() {
         // Port 80: refused for the address its name resolves to, not for the port.
-        cases.push((
-            format!("/etc/hosts name {name:?} (loopback)"),
-            format!("http://{name}/products.json"),
-        ));
+        cases.push((format!("/etc/hosts name {name:?} (loopback)"), format!("http://{name}/products.json")));
     }
     for (case, url) in &cases {
-        let (s, b) = node
-            .admin(
-                &token,
-                Method::PUT,
-                "/stores/merchant/sync",
-                Some(json!({"url": url, "intervalSecs": 3600})),
-            )
-            .await;
-        let expected = if case.starts_with("credentials") {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        };
+        let (s, b) = node.admin(&token, Method::PUT, "/stores/merchant/sync", Some(json!({"url": url, "intervalSecs": 3600}))).await;
+        let expected = if case.starts_with("credentials") { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
         assert_eq!(s, expected, "{case}: {url}: {b}");
         if s == StatusCode::UNPROCESSABLE_ENTITY {
             assert_error_body(&b, "egress_refused");
@@ -126,13 +85,8 @@ async fn urls_into_the_nodes_network_are_refused_when_configured() {
         }
         record(TABLE, "ssrf", &format!("sync URL: {case}"), "refused");
     }
-    for (case, url) in cases
-        .iter()
-        .filter(|(c, _)| c.starts_with("loopback") || c.starts_with("metadata") || c.starts_with("node's"))
-    {
-        let (s, b) = node
-            .admin(&token, Method::PUT, "/stores/merchant/backend", Some(json!({"ordersUrl": url})))
-            .await;
+    for (case, url) in cases.iter().filter(|(c, _)| c.starts_with("loopback") || c.starts_with("metadata") || c.starts_with("node's")) {
+        let (s, b) = node.admin(&token, Method::PUT, "/stores/merchant/backend", Some(json!({"ordersUrl": url}))).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{case}: {url}: {b}");
         assert_error_body(&b, "egress_refused");
         record(TABLE, "ssrf", &format!("orders URL: {case}"), "refused");
@@ -148,14 +102,7 @@ async fn sync_status(node: &TestNode, token: &str) -> Value {
 
 /// Configures `url` as the sync URL, runs a sync and returns its status once finished.
 async fn run_sync(node: &TestNode, token: &str, url: &str) -> Value {
-    let (s, b) = node
-        .admin(
-            token,
-            Method::PUT,
-            "/stores/merchant/sync",
-            Some(json!({"url": url, "intervalSecs": 3600})),
-        )
-        .await;
+    let (s, b) = node.admin(token, Method::PUT, "/stores/merchant/sync", Some(json!({"url": url, "intervalSecs": 3600}))).await;
     assert_eq!(s, 200, "{url}: {b}");
     let before = sync_status(node, token).await;
     let (failures, successes) = (before["consecutiveFailures"].as_i64().unwrap_or(0), before["lastSuccess"].clone());
@@ -200,11 +147,7 @@ async fn redirects_names_and_answers_are_checked_when_fetched() {
     // An upstream that accepts and never answers, and a port nobody listens on.
     let silent = tokio::net::TcpListener::bind("127.0.0.2:0").await.expect("bind");
     let silent_addr = silent.local_addr().expect("addr");
-    let closed_port = std::net::TcpListener::bind("127.0.0.2:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let closed_port = std::net::TcpListener::bind("127.0.0.2:0").expect("bind").local_addr().expect("addr").port();
 
     let node = TestNode::start_with(&[
         // Only the fake upstream's address is opened; the node itself listens on 127.0.0.1.
@@ -223,12 +166,7 @@ async fn redirects_names_and_answers_are_checked_when_fetched() {
     assert!(!st["lastSuccess"].is_null(), "{st}");
     let (s, p) = node.admin(&token, Method::GET, "/stores/merchant/products/7001", None).await;
     assert_eq!(s, 200, "{p}");
-    record(
-        TABLE,
-        "ssrf",
-        "allowed upstream (egress.allow 127.0.0.2/32) still syncs",
-        "allowed-by-config",
-    );
+    record(TABLE, "ssrf", "allowed upstream (egress.allow 127.0.0.2/32) still syncs", "allowed-by-config");
 
     let (_, before) = node.admin(&token, Method::GET, "/stores/merchant/products", None).await;
     let mut refused = vec![
@@ -259,13 +197,7 @@ async fn redirects_names_and_answers_are_checked_when_fetched() {
     let st = run_sync(&node, &token, &format!("{base}/big")).await;
     let error = st["lastError"].as_str().unwrap_or("");
     assert!(error.contains("response larger than 16384 bytes"), "{st}");
-    record_with(
-        TABLE,
-        "ssrf",
-        "oversized upstream answer (64 KiB, cap 16 KiB)",
-        "bounded",
-        "16384 bytes",
-    );
+    record_with(TABLE, "ssrf", "oversized upstream answer (64 KiB, cap 16 KiB)", "bounded", "16384 bytes");
 
     // What a merchant learns: a closed port and a silent one look the same; a reached upstream
     // shows its status, nothing about connections.
@@ -280,16 +212,22 @@ async fn redirects_names_and_answers_are_checked_when_fetched() {
 
     // Order delivery goes through the same client: a backend that redirects inside is refused,
     // and the order's status says only that.
-    let (s, b) = node.admin(&token, Method::PUT, "/stores/merchant/backend", Some(json!({"ordersUrl": format!("{base}/to-node-admin")}))).await;
+    let (s, b) =
+        node.admin(&token, Method::PUT, "/stores/merchant/backend", Some(json!({"ordersUrl": format!("{base}/to-node-admin")}))).await;
     assert_eq!(s, 200, "{b}");
     let shopper = node.shopper("merchant");
     let shop = node.base("merchant");
     let res = shopper.post(format!("{shop}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.expect("add");
     assert_eq!(res.status(), 201);
-    let (s, order) = json_of(shopper.post(format!("{shop}/checkout")).header("idempotency-key", "egress-1").json(&json!({})).send().await.expect("checkout")).await;
+    let (s, order) = json_of(
+        shopper.post(format!("{shop}/checkout")).header("idempotency-key", "egress-1").json(&json!({})).send().await.expect("checkout"),
+    )
+    .await;
     assert_eq!(s, 201, "{order}");
     let order_id = order["order"]["id"].as_str().expect("order id").to_string();
-    let delivery = || async { json_of(shopper.get(format!("{shop}/orders/{order_id}")).send().await.expect("order")).await.1["order"]["delivery"].clone() };
+    let delivery = || async {
+        json_of(shopper.get(format!("{shop}/orders/{order_id}")).send().await.expect("order")).await.1["order"]["delivery"].clone()
+    };
     wait_until("a delivery attempt", Duration::from_secs(15), || async { !delivery().await["lastError"].is_null() }).await;
     let d = delivery().await;
     assert_eq!(d["lastError"], "refused by policy", "{d}");

@@ -123,7 +123,12 @@ fn default_blocks_render_demo_data() {
     let mut engine = V8Engine::new();
     let data = demo_store();
     let blocks = [
-        block("hero", "hero", None, r#"{"heading":"Welcome","subheading":"Fresh stuff","ctaText":"Browse","ctaHref":"javascript:alert(1)"}"#),
+        block(
+            "hero",
+            "hero",
+            None,
+            r#"{"heading":"Welcome","subheading":"Fresh stuff","ctaText":"Browse","ctaHref":"javascript:alert(1)"}"#,
+        ),
         block("grid", "product-grid", None, r#"{"title":"New","limit":2}"#),
         block("detail", "product-detail", None, "{}"),
         block("text", "text", None, r#"{"heading":"About","body":"Line <one>\n\nLine two"}"#),
@@ -176,7 +181,8 @@ fn default_blocks_render_demo_data() {
 #[test]
 fn hostile_product_names_are_escaped() {
     let mut engine = V8Engine::new();
-    let data = store(1, vec![product("p\"1", "<script>alert(1)</script>", 100, Some(1)), product("p2", "\" onmouseover=\"x", 100, Some(1))]);
+    let data =
+        store(1, vec![product("p\"1", "<script>alert(1)</script>", 100, Some(1)), product("p2", "\" onmouseover=\"x", 100, Some(1))]);
     let grid = render_one(&mut engine, &data, block("g", "product-grid", None, "{}")).expect("grid");
     assert!(!grid.contains("<script>"), "{grid}");
     assert!(grid.contains("<h3 class=\"v-product-card__title\">&lt;script&gt;alert(1)&lt;/script&gt;</h3>"), "{grid}");
@@ -280,7 +286,12 @@ fn heap_bomb_with_default_heap_does_not_kill_the_process() {
     let data = demo_store();
     let limits = RenderLimits { block_cpu_ms: 10_000, page_cpu_ms: 20_000, ..RenderLimits::default() };
     let bomb = "function f() { const a = []; while (true) a.push(new Array(100000).fill('x' + a.length)); }";
-    let out = engine.render(&data, &ctx(), &[block("bomb", "custom", Some(bomb), "{}"), block("t", "text", None, r#"{"body":"after"}"#)], &limits);
+    let out = engine.render(
+        &data,
+        &ctx(),
+        &[block("bomb", "custom", Some(bomb), "{}"), block("t", "text", None, r#"{"body":"after"}"#)],
+        &limits,
+    );
     assert_eq!(out[0], Err(BlockFailure::HeapLimit));
     assert!(out[1].as_ref().is_ok_and(|h| h.contains("<p>after</p>")), "{:?}", out[1]);
 }
@@ -303,7 +314,11 @@ fn page_budget_skips_remaining_blocks() {
 fn code_generation_from_strings_is_refused_at_run_time() {
     let mut engine = V8Engine::with_options(EngineOptions { validate: false, ..EngineOptions::default() });
     let data = demo_store();
-    for code in ["function f() { return eval('1 + 1'); }", "function f() { return new Function('return 1')(); }", "function f(h) { return h.constructor.constructor('return 1')(); }"] {
+    for code in [
+        "function f() { return eval('1 + 1'); }",
+        "function f() { return new Function('return 1')(); }",
+        "function f(h) { return h.constructor.constructor('return 1')(); }",
+    ] {
         match render_one(&mut engine, &data, block("e", "custom", Some(code), "{}")) {
             Err(BlockFailure::Error(message)) => assert!(message.contains("Code generation from strings disallowed"), "{code}: {message}"),
             other => panic!("{code}: {other:?}"),
@@ -324,10 +339,16 @@ fn sandbox_has_no_host_apis_and_frozen_helpers() {
     // The validator refuses these names; the isolate does not have them either.
     let probe = "function f(helpers, storefront) { return [typeof WebAssembly, typeof fetch, typeof setTimeout, typeof __vitrina, typeof SharedArrayBuffer, typeof Atomics, Object.isFrozen(helpers), Object.isFrozen(storefront.theme)].join(','); }";
     let mut unchecked = V8Engine::with_options(EngineOptions { validate: false, ..EngineOptions::default() });
-    assert_eq!(render_one(&mut unchecked, &data, block("p", "custom", Some(probe), "{}")), Ok("undefined,undefined,undefined,undefined,undefined,undefined,true,true".into()));
+    assert_eq!(
+        render_one(&mut unchecked, &data, block("p", "custom", Some(probe), "{}")),
+        Ok("undefined,undefined,undefined,undefined,undefined,undefined,true,true".into())
+    );
     let poison = "function f(helpers) { 'use strict'; helpers.escapeHtml = () => 'pwned'; return 'x'; }";
     assert!(matches!(render_one(&mut engine, &data, block("q", "custom", Some(poison), "{}")), Err(BlockFailure::Error(_))));
-    assert_eq!(render_one(&mut engine, &data, block("r", "text", None, r#"{"body":"<b>"}"#)), Ok("<section class=\"v-section v-text\"><div class=\"v-text__body\"><p>&lt;b&gt;</p></div></section>".into()));
+    assert_eq!(
+        render_one(&mut engine, &data, block("r", "text", None, r#"{"body":"<b>"}"#)),
+        Ok("<section class=\"v-section v-text\"><div class=\"v-text__body\"><p>&lt;b&gt;</p></div></section>".into())
+    );
 }
 
 #[test]
@@ -348,7 +369,10 @@ fn data_reloads_when_the_version_changes() {
     let mut engine = V8Engine::new();
     let count = "function f(products) { return String(products.length); }";
     assert_eq!(render_one(&mut engine, &demo_store(), block("n", "custom", Some(count), "{}")), Ok("3".into()));
-    assert_eq!(render_one(&mut engine, &store(2, vec![product("z", "Z", 1, None)]), block("n", "custom", Some(count), "{}")), Ok("1".into()));
+    assert_eq!(
+        render_one(&mut engine, &store(2, vec![product("z", "Z", 1, None)]), block("n", "custom", Some(count), "{}")),
+        Ok("1".into())
+    );
 }
 
 #[test]
@@ -402,11 +426,11 @@ fn validation_rejects_forbidden_constructs_with_positions() {
         assert_eq!(rules(&wrap(body)), vec![(rule.to_string(), 2, *column)], "{body}");
     }
     // Each step of a chain is its own finding.
-    assert_eq!(rules(&wrap("return ctx['constructor'][\"constructor\"];")), vec![("no-constructor-chain".to_string(), 2, 14), ("no-constructor-chain".to_string(), 2, 29)]);
     assert_eq!(
-        rules("import x from 'y';\nfunction f() {}"),
-        vec![("no-import".to_string(), 1, 1), ("single-function".to_string(), 1, 1)]
+        rules(&wrap("return ctx['constructor'][\"constructor\"];")),
+        vec![("no-constructor-chain".to_string(), 2, 14), ("no-constructor-chain".to_string(), 2, 29)]
     );
+    assert_eq!(rules("import x from 'y';\nfunction f() {}"), vec![("no-import".to_string(), 1, 1), ("single-function".to_string(), 1, 1)]);
     assert_eq!(rules("function f() {}\nfunction g() {}"), vec![("single-function".to_string(), 2, 1)]);
     assert_eq!(rules("const x = 1;"), vec![("single-function".to_string(), 1, 1)]);
     assert_eq!(rules(""), vec![("single-function".to_string(), 1, 1)]);
@@ -485,7 +509,8 @@ fn format_date_gives_the_same_answer_for_repeated_inputs_and_reads_a_dates_own_t
         const ms = Date.UTC(2024, 4, 1); const liar = new Date(ms); liar.getTime = () => 0; \
         const inputs = [['2024-05-01'], [ms, 'iso'], [String(ms)], [liar, 'iso'], [0, 'iso'], [ms, 'short', 'de-DE'], [null], ['not a date']]; \
         return inputs.map((args) => helpers.formatDate(...args) + '=' + helpers.formatDate(...args)).join('|'); }";
-    let expected = "May 1, 2024=May 1, 2024|2024-05-01=2024-05-01|=|2024-05-01=2024-05-01|1970-01-01=1970-01-01|1. Mai 2024=1. Mai 2024|=|=";
+    let expected =
+        "May 1, 2024=May 1, 2024|2024-05-01=2024-05-01|=|2024-05-01=2024-05-01|1970-01-01=1970-01-01|1. Mai 2024=1. Mai 2024|=|=";
     assert_eq!(render_one(&mut engine, &data, block("d", "custom", Some(code), "{}")), Ok(expected.to_string()));
 }
 

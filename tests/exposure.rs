@@ -106,7 +106,8 @@ async fn the_page_policy_allows_the_shell_and_the_opted_in_analytics_only() {
     record_with(TABLE, "exposure", "a <script> in a merchant block", "refused", "not in the page's CSP hashes");
 
     // Opting into analytics adds its snippet's hash and origin, and nothing else.
-    let (s, b) = node.admin(&token, Method::PATCH, "/stores/csp/settings", Some(json!({"analytics": {"clarityProjectId": "abc123"}}))).await;
+    let (s, b) =
+        node.admin(&token, Method::PATCH, "/stores/csp/settings", Some(json!({"analytics": {"clarityProjectId": "abc123"}}))).await;
     assert_eq!(s, 200, "{b}");
     let res = c.get(&base).header(ACCEPT, HTML).send().await.unwrap();
     let csp = header(&res, "content-security-policy");
@@ -125,7 +126,9 @@ async fn metrics_and_cluster_status_need_the_operator_token() {
     let hosts = [format!("{}", node.addr), format!("peek.localhost:{}", node.addr.port())];
     for path in ["/metrics", "/cluster/status"] {
         for host in &hosts {
-            for (who, bearer) in [("no token", None), ("a store's admin token", Some(store_token.as_str())), ("a wrong token", Some("nope"))] {
+            for (who, bearer) in
+                [("no token", None), ("a store's admin token", Some(store_token.as_str())), ("a wrong token", Some("nope"))]
+            {
                 let mut req = node.plain().get(format!("http://{}{path}", node.addr)).header("host", host);
                 if let Some(b) = bearer {
                     req = req.bearer_auth(b);
@@ -133,7 +136,13 @@ async fn metrics_and_cluster_status_need_the_operator_token() {
                 let (s, body) = json_of(req.send().await.unwrap()).await;
                 assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} on {host} with {who}: {body}");
                 assert_error_body(&body, "unauthorized");
-                record_with(TABLE, "exposure", &format!("{path} on {} with {who}", if host.starts_with("peek") { "a store host" } else { "the node address" }), "refused", "401");
+                record_with(
+                    TABLE,
+                    "exposure",
+                    &format!("{path} on {} with {who}", if host.starts_with("peek") { "a store host" } else { "the node address" }),
+                    "refused",
+                    "401",
+                );
             }
         }
         let res = node.plain().get(format!("http://{}{path}", node.addr)).bearer_auth(OPERATOR_TOKEN).send().await.unwrap();

@@ -20,7 +20,9 @@ const LOOP: &str = "function spin() { while (true) {} }";
 async fn publish_loops(node: &TestNode, token: &str, store: &str) {
     let blocks: Vec<Value> = (0..20).map(|_| json!({"type": "custom", "code": LOOP})).collect();
     for slug in ["loop", "search"] {
-        let (s, b) = node.admin(token, Method::PUT, &format!("/stores/{store}/pages/{slug}"), Some(json!({"title": "Loops", "blocks": blocks}))).await;
+        let (s, b) = node
+            .admin(token, Method::PUT, &format!("/stores/{store}/pages/{slug}"), Some(json!({"title": "Loops", "blocks": blocks})))
+            .await;
         assert_eq!(s, 200, "{b}");
         let (s, b) = node.admin(token, Method::POST, &format!("/stores/{store}/pages/{slug}/publish"), None).await;
         assert_eq!(s, 200, "{b}");
@@ -47,11 +49,19 @@ async fn a_store_of_looping_blocks_hammered_costs_other_stores_no_error() {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let url = if a % 2 == 0 { format!("{}/pages/loop", node.base("hostile")) } else { format!("{}/search?q=x{a}-{i}", node.base("hostile")) };
+                let url = if a % 2 == 0 {
+                    format!("{}/pages/loop", node.base("hostile"))
+                } else {
+                    format!("{}/search?q=x{a}-{i}", node.base("hostile"))
+                };
                 let res = node.shopper("hostile").get(url).header("accept", "application/json").send().await.unwrap();
                 let status = res.status().as_u16();
                 let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
-                let code = if status == 503 { res.json::<Value>().await.ok().and_then(|b| b["error"]["code"].as_str().map(str::to_string)) } else { None };
+                let code = if status == 503 {
+                    res.json::<Value>().await.ok().and_then(|b| b["error"]["code"].as_str().map(str::to_string))
+                } else {
+                    None
+                };
                 statuses.push((status, retry_after, code));
             }
             statuses
@@ -71,9 +81,14 @@ async fn a_store_of_looping_blocks_hammered_costs_other_stores_no_error() {
             while Instant::now() < until {
                 quantity = quantity % 5 + 1;
                 let started = Instant::now();
-                let res = c.patch(format!("{}/cart/items/socks", node.base("calm"))).json(&json!({"quantity": quantity})).send().await.unwrap();
+                let res =
+                    c.patch(format!("{}/cart/items/socks", node.base("calm"))).json(&json!({"quantity": quantity})).send().await.unwrap();
                 let res = if res.status() == StatusCode::BAD_REQUEST || res.status() == StatusCode::NOT_FOUND {
-                    c.post(format!("{}/cart/items", node.base("calm"))).json(&json!({"productId": "socks", "quantity": quantity})).send().await.unwrap()
+                    c.post(format!("{}/cart/items", node.base("calm")))
+                        .json(&json!({"productId": "socks", "quantity": quantity}))
+                        .send()
+                        .await
+                        .unwrap()
                 } else {
                     res
                 };
@@ -108,7 +123,10 @@ async fn a_store_of_looping_blocks_hammered_costs_other_stores_no_error() {
             200 => {}
             503 => {
                 assert_eq!(code.as_deref(), Some("render_capacity"));
-                assert!(retry_after.as_deref().and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| (1..=60).contains(&s)), "{retry_after:?}");
+                assert!(
+                    retry_after.as_deref().and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| (1..=60).contains(&s)),
+                    "{retry_after:?}"
+                );
             }
             other => panic!("the hostile store answered {other}"),
         }
@@ -147,7 +165,8 @@ async fn render_limits_above_the_operators_maxima_are_refused() {
     }
     let (_, settings) = node.admin(&token, Method::GET, "/stores/greedy/settings", None).await;
     assert_eq!(settings["limits"]["blockCpuMs"], 50, "{settings}");
-    let (s, body) = node.admin(&token, Method::PATCH, "/stores/greedy/settings", Some(json!({"limits": {"blockCpuMs": 100, "pageCpuMs": 1000}}))).await;
+    let (s, body) =
+        node.admin(&token, Method::PATCH, "/stores/greedy/settings", Some(json!({"limits": {"blockCpuMs": 100, "pageCpuMs": 1000}}))).await;
     assert_eq!(s, 200, "{body}");
     common::table::record("containment", "cpu-fairness", "merchant raises its own CPU limits past the operator maximum", "refused");
 }
@@ -162,9 +181,14 @@ fn sign_generic(secret: &str, t: i64, body: &str) -> String {
 
 #[tokio::test]
 async fn catalog_writes_past_a_store_limit_are_refused_whole() {
-    let node = TestNode::start_with(&[("VITRINA_STORE_LIMITS__MAX_PRODUCTS_PER_STORE", "4"), ("VITRINA_STORE_LIMITS__MAX_SNAPSHOT_BYTES", "20000")]);
+    let node = TestNode::start_with(&[
+        ("VITRINA_STORE_LIMITS__MAX_PRODUCTS_PER_STORE", "4"),
+        ("VITRINA_STORE_LIMITS__MAX_SNAPSHOT_BYTES", "20000"),
+    ]);
     let token = node.seed_store("full", "Full").await; // 3 products
-    let products = |n: usize| -> Value { json!({"products": (0..n).map(|i| json!({"id": format!("p{i}"), "handle": format!("p{i}"), "title": "P", "price": "1.00", "stock": 1})).collect::<Vec<_>>()}) };
+    let products = |n: usize| -> Value {
+        json!({"products": (0..n).map(|i| json!({"id": format!("p{i}"), "handle": format!("p{i}"), "title": "P", "price": "1.00", "stock": 1})).collect::<Vec<_>>()})
+    };
     let (s, body) = node.admin(&token, Method::POST, "/stores/full/products", Some(products(2))).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_error_body(&body, "product_limit");
@@ -225,7 +249,10 @@ async fn upstream(body: String) -> std::net::SocketAddr {
             tokio::spawn(async move {
                 let mut buf = [0u8; 8192];
                 let _ = sock.read(&mut buf).await;
-                let res = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let res = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
                 let _ = sock.write_all(res.as_bytes()).await;
                 let _ = sock.shutdown().await;
             });
@@ -236,7 +263,11 @@ async fn upstream(body: String) -> std::net::SocketAddr {
 
 #[tokio::test]
 async fn a_sync_page_past_a_store_limit_is_refused_whole_and_says_why() {
-    let node = TestNode::start_with(&[("VITRINA_STORE_LIMITS__MAX_PRODUCTS_PER_STORE", "4"), ("VITRINA_EGRESS__ALLOW", "127.0.0.0/8"), ("VITRINA_FEED__RETRIES", "0")]);
+    let node = TestNode::start_with(&[
+        ("VITRINA_STORE_LIMITS__MAX_PRODUCTS_PER_STORE", "4"),
+        ("VITRINA_EGRESS__ALLOW", "127.0.0.0/8"),
+        ("VITRINA_FEED__RETRIES", "0"),
+    ]);
     let token = node.seed_store("synced", "Synced").await; // 3 products
     let products: Vec<String> = (1..=2)
         .map(|i| {

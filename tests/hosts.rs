@@ -20,23 +20,12 @@ const OPERATOR: &str = "test-operator-token";
 /// The home page served at `host` (sent to the node whatever the name resolves to).
 async fn home_at(node: &TestNode, host: &str) -> (StatusCode, String) {
     let client = reqwest::Client::builder().resolve(host, node.addr).build().expect("client");
-    let res = client
-        .get(format!("http://{host}:{}/", node.addr.port()))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .expect("page");
+    let res = client.get(format!("http://{host}:{}/", node.addr.port())).header("accept", "text/html").send().await.expect("page");
     (res.status(), res.text().await.unwrap_or_default())
 }
 
 async fn claim(node: &TestNode, token: &str, store: &str, host: &str) -> (StatusCode, serde_json::Value) {
-    node.admin(
-        token,
-        Method::POST,
-        &format!("/stores/{store}/domains"),
-        Some(json!({"host": host})),
-    )
-    .await
+    node.admin(token, Method::POST, &format!("/stores/{store}/domains"), Some(json!({"host": host}))).await
 }
 
 #[tokio::test]
@@ -47,11 +36,7 @@ async fn default_hosts_localhost_and_ip_literals_cannot_be_claimed() {
 
     for (case, host, code) in [
         ("another store's default host", "victim.localhost", "host_reserved"),
-        (
-            "another store's default host, upper case with port and dot",
-            "VICTIM.localhost.:8080",
-            "host_reserved",
-        ),
+        ("another store's default host, upper case with port and dot", "VICTIM.localhost.:8080", "host_reserved"),
         ("default host of a store not yet created", "future.localhost", "host_reserved"),
         ("name under another store's default host", "www.victim.localhost", "host_reserved"),
         ("the base domain itself (localhost)", "localhost", "host_reserved"),
@@ -84,34 +69,17 @@ async fn default_hosts_localhost_and_ip_literals_cannot_be_claimed() {
     node.seed_store("future", "Future").await;
     let (s, page) = home_at(&node, "future.localhost").await;
     assert_eq!(s, 200);
-    assert!(
-        page.contains("Welcome to Future") && !page.contains("Attacker"),
-        "the new store's own page"
-    );
-    record(
-        TABLE,
-        "host-takeover",
-        "store created after another store tried its host serves itself",
-        "refused",
-    );
+    assert!(page.contains("Welcome to Future") && !page.contains("Attacker"), "the new store's own page");
+    record(TABLE, "host-takeover", "store created after another store tried its host serves itself", "refused");
 
     // The operator API is the operator's.
-    let (s, b) = node
-        .admin(
-            &attacker,
-            Method::PUT,
-            "/hosts/victim-shop.test",
-            Some(json!({"store": "attacker"})),
-        )
-        .await;
+    let (s, b) = node.admin(&attacker, Method::PUT, "/hosts/victim-shop.test", Some(json!({"store": "attacker"}))).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     let (s, b) = node.admin(&attacker, Method::DELETE, "/hosts/victim.localhost", None).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     record(TABLE, "host-takeover", "store token on the operator's host API", "refused");
     // Nor can the operator hand one store's default host to another.
-    let (s, b) = node
-        .admin(OPERATOR, Method::PUT, "/hosts/victim.localhost", Some(json!({"store": "attacker"})))
-        .await;
+    let (s, b) = node.admin(OPERATOR, Method::PUT, "/hosts/victim.localhost", Some(json!({"store": "attacker"}))).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert_error_body(&b, "host_reserved");
 }
@@ -150,18 +118,13 @@ async fn custom_domains_serve_once_verified_and_the_operator_settles() {
     assert_eq!(b["status"], "pending");
     let attacker_token = b["verification"]["token"].as_str().expect("token").to_string();
     assert_eq!(b["verification"]["dns"]["name"], format!("_vitrina-verification.{domain}"), "{b}");
-    assert!(
-        b["verification"]["http"]["url"].as_str().is_some_and(|u| u.ends_with(&attacker_token)),
-        "{b}"
-    );
+    assert!(b["verification"]["http"]["url"].as_str().is_some_and(|u| u.ends_with(&attacker_token)), "{b}");
     let (s, _) = home_at(&node, domain).await;
     assert_eq!(s, 404, "a pending domain serves no store");
     record(TABLE, "host-takeover", "unverified claim of another merchant's domain", "refused");
 
     // The attacker cannot produce the token at the domain.
-    let (s, b) = node
-        .admin(&attacker, Method::POST, &format!("/stores/attacker/domains/{domain}/verify"), None)
-        .await;
+    let (s, b) = node.admin(&attacker, Method::POST, &format!("/stores/attacker/domains/{domain}/verify"), None).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert_error_body(&b, "verification_failed");
     let (s, _) = home_at(&node, domain).await;
@@ -174,101 +137,56 @@ async fn custom_domains_serve_once_verified_and_the_operator_settles() {
     let victim_token = b["verification"]["token"].as_str().expect("token").to_string();
     assert_ne!(victim_token, attacker_token);
     *served.lock().expect("lock") = victim_token;
-    let (s, b) = node
-        .admin(&victim, Method::POST, &format!("/stores/victim/domains/{domain}/verify"), None)
-        .await;
+    let (s, b) = node.admin(&victim, Method::POST, &format!("/stores/victim/domains/{domain}/verify"), None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["status"], "verified");
     let (s, page) = home_at(&node, domain).await;
     assert_eq!(s, 200);
     assert!(page.contains("Welcome to Victim"));
-    record(
-        TABLE,
-        "host-takeover",
-        "custom domain verified by an HTTP token through the egress client",
-        "verified",
-    );
+    record(TABLE, "host-takeover", "custom domain verified by an HTTP token through the egress client", "verified");
 
     // The attacker's claim ended; it can neither claim, verify nor remove the domain now.
     let (s, b) = claim(&node, &attacker, "attacker", domain).await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
     assert_error_body(&b, "host_taken");
-    let (s, _) = node
-        .admin(&attacker, Method::POST, &format!("/stores/attacker/domains/{domain}/verify"), None)
-        .await;
+    let (s, _) = node.admin(&attacker, Method::POST, &format!("/stores/attacker/domains/{domain}/verify"), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = node
-        .admin(&attacker, Method::DELETE, &format!("/stores/attacker/domains/{domain}"), None)
-        .await;
+    let (s, _) = node.admin(&attacker, Method::DELETE, &format!("/stores/attacker/domains/{domain}"), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, page) = home_at(&node, domain).await;
     assert!(s == 200 && page.contains("Welcome to Victim"));
-    record(
-        TABLE,
-        "host-takeover",
-        "removing or re-claiming another store's verified domain",
-        "refused",
-    );
+    record(TABLE, "host-takeover", "removing or re-claiming another store's verified domain", "refused");
 
     // Verification goes through the egress policy: a domain resolving inside is refused.
     let (s, b) = claim(&node, &attacker, "attacker", "inside.test").await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let (s, b) = node
-        .admin(&attacker, Method::POST, "/stores/attacker/domains/inside.test/verify", None)
-        .await;
+    let (s, b) = node.admin(&attacker, Method::POST, "/stores/attacker/domains/inside.test/verify", None).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert!(
-        b["error"]["message"].as_str().is_some_and(|m| m.contains("refused by policy")),
-        "{b}"
-    );
+    assert!(b["error"]["message"].as_str().is_some_and(|m| m.contains("refused by policy")), "{b}");
     record(TABLE, "ssrf", "domain verification of a name resolving to loopback", "refused");
 
     // The operator settles a dispute by moving the domain: the anonymous page cache is keyed
     // by store, so the moved host serves the new store's page at once.
     let (s, page) = home_at(&node, domain).await;
-    assert!(
-        s == 200 && page.contains("Welcome to Victim"),
-        "cache warmed with the victim's page"
-    );
+    assert!(s == 200 && page.contains("Welcome to Victim"), "cache warmed with the victim's page");
     let (s, b) = node.admin(OPERATOR, Method::GET, &format!("/hosts/{domain}"), None).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["store"], "victim");
-    let (s, b) = node
-        .admin(
-            OPERATOR,
-            Method::PUT,
-            &format!("/hosts/{domain}"),
-            Some(json!({"store": "attacker"})),
-        )
-        .await;
+    let (s, b) = node.admin(OPERATOR, Method::PUT, &format!("/hosts/{domain}"), Some(json!({"store": "attacker"}))).await;
     assert_eq!(s, 200, "{b}");
     let (s, page) = home_at(&node, domain).await;
     assert_eq!(s, 200);
-    assert!(
-        page.contains("Welcome to Attacker") && !page.contains("Welcome to Victim"),
-        "no page of the old store after the move"
-    );
-    record(
-        TABLE,
-        "host-takeover",
-        "anonymous page cache after a host moves between stores",
-        "refused",
-    );
+    assert!(page.contains("Welcome to Attacker") && !page.contains("Welcome to Victim"), "no page of the old store after the move");
+    record(TABLE, "host-takeover", "anonymous page cache after a host moves between stores", "refused");
 
     // Back to the victim; the owning store can always remove its own domain.
-    let (s, _) = node
-        .admin(OPERATOR, Method::PUT, &format!("/hosts/{domain}"), Some(json!({"store": "victim"})))
-        .await;
+    let (s, _) = node.admin(OPERATOR, Method::PUT, &format!("/hosts/{domain}"), Some(json!({"store": "victim"}))).await;
     assert_eq!(s, 200);
-    let (s, b) = node
-        .admin(&victim, Method::DELETE, &format!("/stores/victim/domains/{domain}"), None)
-        .await;
+    let (s, b) = node.admin(&victim, Method::DELETE, &format!("/stores/victim/domains/{domain}"), None).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(home_at(&node, domain).await.0, 404);
     // And the operator can revoke.
-    let (s, _) = node
-        .admin(OPERATOR, Method::PUT, &format!("/hosts/{domain}"), Some(json!({"store": "victim"})))
-        .await;
+    let (s, _) = node.admin(OPERATOR, Method::PUT, &format!("/hosts/{domain}"), Some(json!({"store": "victim"}))).await;
     assert_eq!(s, 200);
     let (s, b) = node.admin(OPERATOR, Method::DELETE, &format!("/hosts/{domain}"), None).await;
     assert_eq!(s, 200, "{b}");
@@ -335,20 +253,10 @@ async fn catalogs_from_before_verification_keep_their_hosts_and_lose_hijacked_on
     };
     let (s, page) = home_at(&node, "shop.legacy-goods.test").await;
     assert_eq!(s, 200);
-    assert!(
-        page.contains("Welcome to Legacy"),
-        "a host mapped before verification stays verified"
-    );
+    assert!(page.contains("Welcome to Legacy"), "a host mapped before verification stays verified");
     let (_, list) = node.admin(OPERATOR, Method::GET, "/stores/legacy/domains", None).await;
-    assert_eq!(
-        list["domains"],
-        json!([{"host": "shop.legacy-goods.test", "store": "legacy", "status": "verified"}]),
-        "{list}"
-    );
+    assert_eq!(list["domains"], json!([{"host": "shop.legacy-goods.test", "store": "legacy", "status": "verified"}]), "{list}");
     let (s, page) = home_at(&node, "victim.localhost").await;
-    assert!(
-        s == 200 && page.contains("Welcome to Victim"),
-        "a hijacked default host is its store's again"
-    );
+    assert!(s == 200 && page.contains("Welcome to Victim"), "a hijacked default host is its store's again");
     record(TABLE, "host-takeover", "default host hijacked before the upgrade", "refused");
 }

@@ -60,11 +60,7 @@ const HOSTILE: &[(&str, &str, &[&str])] = &[
         "object-keys-assign-freeze",
         &["Object.keys = () => []", "Object.assign = (t) => t", "Object.freeze = (o) => o"],
     ),
-    (
-        "prototype-poisoning",
-        "json-stringify-parse",
-        &["JSON.stringify = () => '{}'", "JSON.parse = () => ({ cart: { items: [] } })"],
-    ),
+    ("prototype-poisoning", "json-stringify-parse", &["JSON.stringify = () => '{}'", "JSON.parse = () => ({ cart: { items: [] } })"]),
     (
         "prototype-poisoning",
         "symbol-iterator",
@@ -183,13 +179,9 @@ fn library_blocks() -> Vec<serde_json::Value> {
 
 async fn publish(node: &TestNode, token: &str, store: &str, slug: &str, blocks: Vec<serde_json::Value>) {
     let page = json!({"title": slug, "blocks": blocks});
-    let (s, b) = node
-        .admin(token, Method::PUT, &format!("/stores/{store}/pages/{slug}"), Some(page))
-        .await;
+    let (s, b) = node.admin(token, Method::PUT, &format!("/stores/{store}/pages/{slug}"), Some(page)).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let (s, b) = node
-        .admin(token, Method::POST, &format!("/stores/{store}/pages/{slug}/publish"), None)
-        .await;
+    let (s, b) = node.admin(token, Method::POST, &format!("/stores/{store}/pages/{slug}/publish"), None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
 }
 
@@ -227,10 +219,7 @@ async fn hostile_blocks_change_nothing_for_the_next_blocks_and_renders() {
     for (_, case, statements) in HOSTILE {
         let code = hostile_block(case, statements);
         let validation = vitrina::engine::validate::validate_block(&code);
-        assert!(
-            validation.is_ok(),
-            "{case} must pass the validator to test the run-time layer: {validation:?}"
-        );
+        assert!(validation.is_ok(), "{case} must pass the validator to test the run-time layer: {validation:?}");
         hostile.push(json!({"type": "custom", "code": code}));
     }
     let mut blocks = hostile.clone();
@@ -242,25 +231,14 @@ async fn hostile_blocks_change_nothing_for_the_next_blocks_and_renders() {
     let base = node.base(store);
     let shopper = node.shopper(store);
     // A cart and a viewed product: the shopper renders in its own isolate, with personal blocks.
-    let res = shopper
-        .post(format!("{base}/cart/items"))
-        .json(&json!({"productId": "mug", "quantity": 2}))
-        .send()
-        .await
-        .expect("add");
+    let res = shopper.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 2})).send().await.expect("add");
     assert!(res.status().is_success(), "{}", res.status());
     page(&shopper, &format!("{base}/products/tent")).await;
 
     let control = page(&shopper, &format!("{base}/pages/control")).await;
     let library = blocks_of(&control).to_string();
-    assert!(
-        library.contains("Fish &amp; &lt;Chips&gt;") && library.contains("We &lt;b&gt;sell&lt;/b&gt; things."),
-        "{library}"
-    );
-    assert!(
-        library.contains("Enamel Mug") && library.contains("Two-person Tent") && library.contains("$12.50"),
-        "{library}"
-    );
+    assert!(library.contains("Fish &amp; &lt;Chips&gt;") && library.contains("We &lt;b&gt;sell&lt;/b&gt; things."), "{library}");
+    assert!(library.contains("Enamel Mug") && library.contains("Two-person Tent") && library.contains("$12.50"), "{library}");
     let search_before = page(&shopper, &format!("{base}/search?q=%3Cscript%3Ealert(0)%3C%2Fscript%3E")).await;
     assert!(search_before.contains("&lt;script&gt;alert(0)&lt;/script&gt;"), "{search_before}");
 
@@ -268,53 +246,22 @@ async fn hostile_blocks_change_nothing_for_the_next_blocks_and_renders() {
         let hostile_page = page(&shopper, &format!("{base}/pages/hostile")).await;
         let main = blocks_of(&hostile_page);
         for (_, case, _) in HOSTILE {
-            assert_eq!(
-                main.matches(&format!("<p class=\"hostile\">{case}</p>")).count(),
-                2,
-                "round {round}: {case} ran twice\n{main}"
-            );
+            assert_eq!(main.matches(&format!("<p class=\"hostile\">{case}</p>")).count(), 2, "round {round}: {case} ran twice\n{main}");
         }
         // The library blocks between and after the hostile ones render as on the control page.
-        for piece in [
-            "Fish &amp; &lt;Chips&gt;",
-            "We &lt;b&gt;sell&lt;/b&gt; things.",
-            "Hello &lt;World&gt;",
-            "$12.50",
-            "Enamel Mug",
-        ] {
-            assert_eq!(
-                main.matches(piece).count(),
-                library.matches(piece).count() * 2,
-                "round {round}: {piece}\n{main}"
-            );
+        for piece in ["Fish &amp; &lt;Chips&gt;", "We &lt;b&gt;sell&lt;/b&gt; things.", "Hello &lt;World&gt;", "$12.50", "Enamel Mug"] {
+            assert_eq!(main.matches(piece).count(), library.matches(piece).count() * 2, "round {round}: {piece}\n{main}");
         }
-        assert!(
-            !main.contains("pwned") && !main.contains("v-block-placeholder"),
-            "round {round}\n{main}"
-        );
+        assert!(!main.contains("pwned") && !main.contains("v-block-placeholder"), "round {round}\n{main}");
 
         // The next renders in the same isolate: the control page byte for byte, and the search
         // page's reflected query escaped.
         let again = page(&shopper, &format!("{base}/pages/control")).await;
-        assert_eq!(
-            blocks_of(&again),
-            library,
-            "round {round}: the control page changed after the hostile page"
-        );
+        assert_eq!(blocks_of(&again), library, "round {round}: the control page changed after the hostile page");
         let search = page(&shopper, &format!("{base}/search?q=%3Cscript%3Ealert({round})%3C%2Fscript%3E")).await;
-        assert!(
-            search.contains(&format!("&lt;script&gt;alert({round})&lt;/script&gt;")),
-            "round {round}\n{search}"
-        );
-        assert!(
-            !search.contains(&format!("<script>alert({round})")) && !search.contains("pwned"),
-            "round {round}\n{search}"
-        );
-        assert_eq!(
-            search.replace(&format!("alert({round})"), "alert(0)"),
-            search_before,
-            "round {round}: search page changed"
-        );
+        assert!(search.contains(&format!("&lt;script&gt;alert({round})&lt;/script&gt;")), "round {round}\n{search}");
+        assert!(!search.contains(&format!("<script>alert({round})")) && !search.contains("pwned"), "round {round}\n{search}");
+        assert_eq!(search.replace(&format!("alert({round})"), "alert(0)"), search_before, "round {round}: search page changed");
     }
 
     // Another store on the node is untouched.
@@ -334,16 +281,8 @@ async fn hostile_blocks_change_nothing_for_the_next_blocks_and_renders() {
 fn the_isolate_refuses_code_generation_the_validator_cannot_see() {
     use vitrina::engine::v8::{EngineOptions, V8Engine};
     use vitrina::engine::{BlockEngine, BlockFailure, BlockToRender, RenderLimits, StoreRenderData};
-    let data = StoreRenderData {
-        version: 1,
-        storefront_json: "{\"name\":\"S\"}".into(),
-        products_json: "[]".into(),
-    };
-    let limits = RenderLimits {
-        block_cpu_ms: 5_000,
-        page_cpu_ms: 10_000,
-        ..RenderLimits::default()
-    };
+    let data = StoreRenderData { version: 1, storefront_json: "{\"name\":\"S\"}".into(), products_json: "[]".into() };
+    let limits = RenderLimits { block_cpu_ms: 5_000, page_cpu_ms: 10_000, ..RenderLimits::default() };
     let key = "const k = ['constr', 'uctor'].join('');";
     let cases = [
         format!("function f(ctx) {{ {key} const g = () => 1; return g[k]('return 1')(); }}"),
@@ -353,22 +292,10 @@ fn the_isolate_refuses_code_generation_the_validator_cannot_see() {
         format!("function f(ctx) {{ {key} const g = () => 1; const e = g[k]('return eval')(); return String(e('1')); }}"),
     ];
     for code in &cases {
-        assert!(
-            vitrina::engine::validate::validate_block(code).is_ok(),
-            "the validator cannot decide this one: {code}"
-        );
+        assert!(vitrina::engine::validate::validate_block(code).is_ok(), "the validator cannot decide this one: {code}");
         for validate in [true, false] {
-            let mut engine = V8Engine::with_options(EngineOptions {
-                validate,
-                ..EngineOptions::default()
-            });
-            let block = BlockToRender {
-                id: "b",
-                block_type: "custom",
-                code: Some(code),
-                code_version: 1,
-                config_json: "{}",
-            };
+            let mut engine = V8Engine::with_options(EngineOptions { validate, ..EngineOptions::default() });
+            let block = BlockToRender { id: "b", block_type: "custom", code: Some(code), code_version: 1, config_json: "{}" };
             match engine.render(&data, "{}", &[block], &limits).remove(0) {
                 Err(BlockFailure::Error(message)) => {
                     assert!(message.contains("Code generation from strings disallowed"), "{code}: {message}")
@@ -384,17 +311,8 @@ fn the_isolate_refuses_code_generation_the_validator_cannot_see() {
                  Object.isFrozen(RegExp.prototype), Object.isFrozen(Function.prototype), Object.isFrozen(Object.getPrototypeOf(async () => {})), \
                  Object.isFrozen(Object.getPrototypeOf(function* () {}).prototype), Object.isFrozen(Object.getPrototypeOf([][Symbol.iterator]())), \
                  Object.getOwnPropertyDescriptor(globalThis, 'String').writable, Object.isExtensible(globalThis), typeof RegExp.$1, typeof Error.prepareStackTrace].join(','); }";
-    let mut engine = V8Engine::with_options(EngineOptions {
-        validate: false,
-        ..EngineOptions::default()
-    });
-    let block = BlockToRender {
-        id: "p",
-        block_type: "custom",
-        code: Some(probe),
-        code_version: 1,
-        config_json: "{}",
-    };
+    let mut engine = V8Engine::with_options(EngineOptions { validate: false, ..EngineOptions::default() });
+    let block = BlockToRender { id: "p", block_type: "custom", code: Some(probe), code_version: 1, config_json: "{}" };
     assert_eq!(
         engine.render(&data, "{}", &[block], &limits).remove(0),
         Ok("undefined,undefined,undefined,true,true,true,true,true,true,true,true,false,true,undefined,undefined".to_string())

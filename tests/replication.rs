@@ -113,9 +113,7 @@ async fn sync_durability_keeps_every_acknowledged_write_even_when_killed_right_a
     // An interval far beyond the test: only the sync barrier can have uploaded anything.
     let node = start(&replication_env(&endpoint, &bucket, 3_600_000));
     let sync_token = node.seed_store("strict", "Strict").await;
-    let (status, body) = node
-        .admin(&sync_token, Method::PATCH, "/stores/strict/settings", Some(json!({"durability": "sync"})))
-        .await;
+    let (status, body) = node.admin(&sync_token, Method::PATCH, "/stores/strict/settings", Some(json!({"durability": "sync"}))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["settings"]["durability"], "sync");
     // Control: a store left on async durability, on the same node.
@@ -125,14 +123,16 @@ async fn sync_durability_keeps_every_acknowledged_write_even_when_killed_right_a
     let (sb, rb) = (node.base("strict"), node.base("relaxed"));
     assert_eq!(add(&strict, &sb, "mug", 2).await.0, StatusCode::CREATED);
     assert_eq!(add(&strict, &sb, "socks", 4).await.0, StatusCode::CREATED);
-    let (status, body) = json_of(
-        strict.patch(format!("{sb}/cart/items/mug")).json(&json!({"quantity": 3})).send().await.unwrap(),
-    )
-    .await;
+    let (status, body) = json_of(strict.patch(format!("{sb}/cart/items/mug")).json(&json!({"quantity": 3})).send().await.unwrap()).await;
     assert_eq!(status, 200, "{body}");
     // An admin write of the sync store, acknowledged last.
     let (status, body) = node
-        .admin(&sync_token, Method::PUT, "/stores/strict/products/kettle", Some(json!({"title": "Camp Kettle", "price": "39.00", "stock": 4})))
+        .admin(
+            &sync_token,
+            Method::PUT,
+            "/stores/strict/products/kettle",
+            Some(json!({"title": "Camp Kettle", "price": "39.00", "stock": 4})),
+        )
         .await;
     assert!(status.is_success(), "{body}");
     assert_eq!(add(&relaxed, &rb, "mug", 1).await.0, StatusCode::CREATED);
@@ -260,17 +260,11 @@ async fn a_tampered_copy_is_refused_on_restore_rather_than_served() {
 async fn put_with_checksum(bucket: &Bucket, object: &str, bytes: &[u8], sha: &str) {
     let mut headers = http::HeaderMap::new();
     headers.insert("x-amz-meta-sha256", http::HeaderValue::from_str(sha).unwrap());
-    let res = bucket
-        .put_object_with_content_type_and_headers(object, bytes, "application/vnd.sqlite3", Some(headers))
-        .await
-        .expect("put");
+    let res = bucket.put_object_with_content_type_and_headers(object, bytes, "application/vnd.sqlite3", Some(headers)).await.expect("put");
     assert_eq!(res.status_code(), 200);
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    entries
-        .filter_map(Result::ok)
-        .flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] })
-        .collect()
+    entries.filter_map(Result::ok).flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
 }

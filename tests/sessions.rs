@@ -31,16 +31,30 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// The `sid` value a response sets, if any.
 fn set_sid(res: &reqwest::Response) -> Option<String> {
-    res.headers().get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|c| c.strip_prefix("sid=").map(|r| r.split(';').next().unwrap_or("").to_string()))
+    res.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("sid=").map(|r| r.split(';').next().unwrap_or("").to_string()))
 }
 
 fn set_cookie_line(res: &reqwest::Response, name: &str) -> Option<String> {
-    res.headers().get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).find(|c| c.starts_with(&format!("{name}="))).map(str::to_string)
+    res.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(str::to_string)
 }
 
 /// A client without a cookie jar: every cookie is the test's choice.
 fn bare(node: &TestNode, store: &str) -> reqwest::Client {
-    reqwest::Client::builder().resolve(&format!("{store}.localhost"), node.addr).pool_max_idle_per_host(0).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    reqwest::Client::builder()
+        .resolve(&format!("{store}.localhost"), node.addr)
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -110,7 +124,13 @@ async fn a_forged_but_well_formed_token_is_replaced_and_reaches_nobody() {
         let (s, body) = json_of(res).await;
         assert_eq!((s, body["cart"]["count"].as_u64()), (StatusCode::OK, Some(0)), "{case}: {body}");
         // A write with the forgery lands in a new shopper, never the victim's cart.
-        let res = c.post(format!("{base}/cart/items")).header("cookie", format!("sid={forged}")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+        let res = c
+            .post(format!("{base}/cart/items"))
+            .header("cookie", format!("sid={forged}"))
+            .json(&json!({"productId": "mug", "quantity": 1}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::CREATED, "{case}");
         assert!(set_sid(&res).is_some_and(|s| !s.starts_with(id)), "{case}");
         record_with(TABLE, "sessions", &format!("forged sid: {case}"), "refused", "replaced by a new session");
@@ -144,7 +164,8 @@ async fn checkout_rotates_the_session_and_the_old_token_reaches_nothing() {
 
     // The new token reaches the order and the shopper's preferences; the old one nothing.
     let check = |node: &TestNode| {
-        let (c, base, order, old_cookie, new_cookie) = (c.clone(), node.base("rotate"), order.clone(), old_cookie.clone(), new_cookie.clone());
+        let (c, base, order, old_cookie, new_cookie) =
+            (c.clone(), node.base("rotate"), order.clone(), old_cookie.clone(), new_cookie.clone());
         async move {
             let res = c.get(format!("{base}/orders/{order}")).header("cookie", &new_cookie).send().await.unwrap();
             assert_eq!(res.status(), 200, "the new token reaches the order");
@@ -158,13 +179,27 @@ async fn checkout_rotates_the_session_and_the_old_token_reaches_nothing() {
             assert!(status == 404 || !html.contains(&order), "the order page is not shown to the old token");
             let html = c.get(&base).header(ACCEPT, HTML).header("cookie", &old_cookie).send().await.unwrap().text().await.unwrap();
             assert!(!html.contains("lang=\"de-DE\""), "the old token sees a guest's page");
-            let (s, body) = json_of(c.post(format!("{base}/cart/items")).header("cookie", &old_cookie).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap()).await;
+            let (s, body) = json_of(
+                c.post(format!("{base}/cart/items"))
+                    .header("cookie", &old_cookie)
+                    .json(&json!({"productId": "mug", "quantity": 1}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
             assert_eq!(s, StatusCode::CONFLICT, "{body}");
             assert_error_body(&body, "session_expired");
         }
     };
     check(&node).await;
-    record_with(TABLE, "sessions", "checkout: the pre-checkout sid reads the order", "rotated", "404; new sid reaches order and preferences");
+    record_with(
+        TABLE,
+        "sessions",
+        "checkout: the pre-checkout sid reads the order",
+        "rotated",
+        "404; new sid reaches order and preferences",
+    );
     // The rotation is durable: after a crash the old token is still refused.
     let node = node.kill_and_restart();
     check(&node).await;
@@ -196,7 +231,12 @@ async fn cookies_are_http_only_lax_and_secure_only_when_served_over_https() {
 
     let node = TestNode::start_with(&[("VITRINA_HTTP__SECURE_COOKIES", "always")]);
     node.seed_store("always", "Always").await;
-    let res = bare(&node, "always").post(format!("{}/cart/items", node.base("always"))).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+    let res = bare(&node, "always")
+        .post(format!("{}/cart/items", node.base("always")))
+        .json(&json!({"productId": "mug", "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     let line = set_cookie_line(&res, "sid").unwrap();
     assert!(line.contains("Secure") && line.contains("HttpOnly"), "{line}");

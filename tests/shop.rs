@@ -5,8 +5,8 @@ mod common;
 use common::*;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, SET_COOKIE};
 use reqwest::StatusCode;
-use std::time::Duration;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 const HTML: &str = "text/html,application/xhtml+xml";
 
@@ -69,7 +69,8 @@ async fn custom_domains_map_to_their_store() {
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(b["status"], "pending", "{b}");
     assert_eq!(home().await.unwrap().status(), 404);
-    let (s, b) = node.admin("test-operator-token", reqwest::Method::PUT, "/hosts/shop.gamma-goods.test", Some(json!({"store": "gamma"}))).await;
+    let (s, b) =
+        node.admin("test-operator-token", reqwest::Method::PUT, "/hosts/shop.gamma-goods.test", Some(json!({"store": "gamma"}))).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let res = home().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -114,7 +115,8 @@ async fn cart_add_set_remove_with_totals_in_minor_units_and_stock_checks() {
     assert_eq!(body["cart"]["items"].as_array().unwrap().len(), 1);
 
     // Stock: 5 mugs exist; 4 in the cart + 2 is too many. Nothing changes.
-    let (s, body) = json_of(c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 2})).send().await.unwrap()).await;
+    let (s, body) =
+        json_of(c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 2})).send().await.unwrap()).await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_error_body(&body, "insufficient_stock");
     assert_eq!(body["error"]["details"]["available"], 5);
@@ -124,7 +126,8 @@ async fn cart_add_set_remove_with_totals_in_minor_units_and_stock_checks() {
     let (s, body) = json_of(c.post(format!("{base}/cart/items")).json(&json!({"productId": "ghost"})).send().await.unwrap()).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_error_body(&body, "product_not_found");
-    let (s, body) = json_of(c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 0})).send().await.unwrap()).await;
+    let (s, body) =
+        json_of(c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 0})).send().await.unwrap()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_error_body(&body, "invalid_request");
     let (s, body) = json_of(c.patch(format!("{base}/cart/items/..%2Fetc")).json(&json!({"quantity": 1})).send().await.unwrap()).await;
@@ -141,11 +144,14 @@ async fn concurrent_adds_to_one_cart_all_land() {
     let base = node.base("busy");
     // Establish the session first so every request goes to the same shopper actor.
     c.get(format!("{base}/cart")).send().await.unwrap();
-    let adds = (0..20).map(|_| {
-        let c = c.clone();
-        let base = base.clone();
-        async move { c.post(format!("{base}/cart/items")).json(&json!({"productId": "socks", "quantity": 1})).send().await.unwrap().status() }
-    });
+    let adds =
+        (0..20).map(|_| {
+            let c = c.clone();
+            let base = base.clone();
+            async move {
+                c.post(format!("{base}/cart/items")).json(&json!({"productId": "socks", "quantity": 1})).send().await.unwrap().status()
+            }
+        });
     let statuses = futures::future::join_all(adds).await;
     assert!(statuses.iter().all(|s| *s == StatusCode::CREATED), "{statuses:?}");
     let cart = cart(&c, &base).await;
@@ -351,7 +357,9 @@ async fn an_idle_shopper_closes_its_file_and_reopens_it_for_the_next_write() {
     // A fixed session: the same shopper after the restart.
     let cookie = session_cookie("idle-shopper-1");
     let sid = ("cookie", cookie.as_str());
-    let add = |product: &'static str| c.post(format!("{base}/cart/items")).header(sid.0, sid.1).json(&json!({"productId": product, "quantity": 1})).send();
+    let add = |product: &'static str| {
+        c.post(format!("{base}/cart/items")).header(sid.0, sid.1).json(&json!({"productId": product, "quantity": 1})).send()
+    };
     assert_eq!(add("mug").await.unwrap().status(), StatusCode::CREATED);
     let shopper_files = || node.open_data_files().into_iter().filter(|f| f.contains("/shoppers/")).count();
     assert!(shopper_files() > 0, "the shopper's file is open while it is busy");
@@ -392,7 +400,12 @@ async fn past_the_open_file_budget_the_oldest_files_close_and_nothing_is_lost() 
     let node = node.kill_and_restart();
     let c = node.shopper("many");
     for i in 0..12 {
-        let res = c.get(format!("{}/cart", node.base("many"))).header("cookie", session_cookie(&format!("budget-shopper-{i}"))).send().await.unwrap();
+        let res = c
+            .get(format!("{}/cart", node.base("many")))
+            .header("cookie", session_cookie(&format!("budget-shopper-{i}")))
+            .send()
+            .await
+            .unwrap();
         let (_, body) = json_of(res).await;
         assert_eq!(body["cart"]["count"], 2, "shopper {i}: {body}");
     }

@@ -61,7 +61,12 @@ async fn cart(c: &reqwest::Client, base: &str) -> Value {
 }
 
 fn cart_quantities(cart: &Value) -> Vec<(String, i64)> {
-    cart["items"].as_array().unwrap().iter().map(|i| (i["productId"].as_str().unwrap().to_string(), i["quantity"].as_i64().unwrap())).collect()
+    cart["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["productId"].as_str().unwrap().to_string(), i["quantity"].as_i64().unwrap()))
+        .collect()
 }
 
 #[tokio::test]
@@ -129,7 +134,9 @@ async fn idle_shopper_files_are_deleted_but_not_undelivered_orders_or_live_shopp
     let ordering = node.shopper("idle");
     let (s, b) = add_to_cart(&ordering, &base, "tent", 1).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let (s, b) = json_of(ordering.post(format!("{base}/checkout")).header("idempotency-key", "order-1").json(&json!({})).send().await.unwrap()).await;
+    let (s, b) =
+        json_of(ordering.post(format!("{base}/checkout")).header("idempotency-key", "order-1").json(&json!({})).send().await.unwrap())
+            .await;
     assert!(s.is_success(), "{s} {b}");
     let order_id = b["order"]["id"].as_str().map(str::to_string).or_else(|| b["id"].as_str().map(str::to_string)).expect("order id");
     let files = shopper_files(&node.data_dir, "idle");
@@ -159,14 +166,18 @@ async fn idle_shopper_files_are_deleted_but_not_undelivered_orders_or_live_shopp
 
     // The order's shopper still has its order; the expired one starts empty, and reading its
     // session creates nothing.
-    let (s, b) = json_of(ordering.get(format!("{base}/orders/{order_id}")).header("accept", "application/json").send().await.unwrap()).await;
+    let (s, b) =
+        json_of(ordering.get(format!("{base}/orders/{order_id}")).header("accept", "application/json").send().await.unwrap()).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     record_with(TABLE, "bounded-state", "idle shopper with an undelivered order", "bounded", "kept until delivered");
     assert_eq!(cart(&idle, &base).await["items"], json!([]));
     assert_eq!(shopper_files(&node.data_dir, "idle").len(), 2);
     let (s, b) = add_to_cart(&busy, &base, "socks", 1).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    assert!(cart_quantities(&cart(&busy, &base).await).iter().any(|(p, q)| p == "socks" && *q >= 2), "a shopper that kept writing lost its cart");
+    assert!(
+        cart_quantities(&cart(&busy, &base).await).iter().any(|(p, q)| p == "socks" && *q >= 2),
+        "a shopper that kept writing lost its cart"
+    );
     record_with(TABLE, "bounded-state", "shopper writing more often than the TTL", "bounded", "kept");
 }
 
@@ -197,8 +208,12 @@ async fn an_expired_shoppers_copy_in_object_storage_is_deleted_too() {
         let pages = bucket.list("vitrina/stores/copies/shoppers/".to_string(), None).await.expect("list objects");
         pages.into_iter().flat_map(|p| p.contents).map(|o| o.key).collect::<Vec<String>>()
     };
-    wait_until("the shopper's copy to be uploaded", Duration::from_secs(20), || async { listed(bucket.clone()).await.contains(&object) }).await;
-    wait_until("the idle shopper to expire", Duration::from_secs(30), || async { node.metric("vitrina_shoppers_expired_total").await >= 1 }).await;
+    wait_until("the shopper's copy to be uploaded", Duration::from_secs(20), || async { listed(bucket.clone()).await.contains(&object) })
+        .await;
+    wait_until("the idle shopper to expire", Duration::from_secs(30), || async {
+        node.metric("vitrina_shoppers_expired_total").await >= 1
+    })
+    .await;
     assert!(!file.exists());
     assert!(!listed(bucket.clone()).await.contains(&object), "the object-storage copy of an expired shopper is still there");
     // And it is not restored: the session starts empty.
@@ -215,7 +230,10 @@ struct SmallDisk {
 impl SmallDisk {
     fn mount(size: &str) -> Option<SmallDisk> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let out = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"]).arg(dir.path()).output();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir.path())
+            .output();
         match out {
             Ok(o) if o.status.success() => Some(SmallDisk { dir }),
             other => {
@@ -320,7 +338,14 @@ async fn a_full_disk_refuses_writes_with_507_serves_reads_and_loses_nothing() {
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let (s, b) = add_to_cart(&before, &base, "tent", 2).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let (s, b) = node.admin(&token, Method::POST, "/stores/full/products", Some(json!({"products": [{"id": "after", "handle": "after", "title": "After", "price": "2.00", "stock": 1}]}))).await;
+    let (s, b) = node
+        .admin(
+            &token,
+            Method::POST,
+            "/stores/full/products",
+            Some(json!({"products": [{"id": "after", "handle": "after", "title": "After", "price": "2.00", "stock": 1}]})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let node = node.kill_and_restart();
     let mut after = vec![("mug".to_string(), 2), ("socks".to_string(), 1), ("tent".to_string(), 2)];

@@ -80,9 +80,8 @@ fn shopify_product(id: u64, title: &str, price: &str, qty: i64, updated_at: &str
 
 async fn setup_store(node: &TestNode, store: &str) -> String {
     let token = node.seed_store(store, "Hooks").await;
-    let (s, b) = node
-        .admin(&token, Method::PUT, &format!("/stores/{store}/webhooks"), Some(json!({"secret": SECRET, "shopifyDomain": SHOP})))
-        .await;
+    let (s, b) =
+        node.admin(&token, Method::PUT, &format!("/stores/{store}/webhooks"), Some(json!({"secret": SECRET, "shopifyDomain": SHOP}))).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["secretConfigured"], true);
     token
@@ -154,11 +153,20 @@ async fn signed_webhooks_apply_and_forgeries_change_nothing() {
     assert_eq!(p["priceMinor"], 3000);
 
     // An older update after a newer one is stale.
-    let (s, b) = send_shopify(&node, SECRET, "products/update", "wh-5", &shopify_product(1001, "Trail Lantern", "5.00", 1, "2024-05-01T12:00:00Z")).await;
+    let (s, b) =
+        send_shopify(&node, SECRET, "products/update", "wh-5", &shopify_product(1001, "Trail Lantern", "5.00", 1, "2024-05-01T12:00:00Z"))
+            .await;
     assert_eq!((s, b["status"].clone()), (StatusCode::OK, json!("stale")), "{b}");
 
     // inventory_levels/update sets the stock of the product owning the item; delete removes it.
-    let (s, b) = send_shopify(&node, SECRET, "products/update", "wh-5b", &shopify_product(1001, "Trail Lantern", "29.00", 1, "2024-05-05T00:00:00Z")).await;
+    let (s, b) = send_shopify(
+        &node,
+        SECRET,
+        "products/update",
+        "wh-5b",
+        &shopify_product(1001, "Trail Lantern", "29.00", 1, "2024-05-05T00:00:00Z"),
+    )
+    .await;
     assert_eq!((s, b["status"].clone()), (StatusCode::OK, json!("applied")), "{b}");
     let inv = json!({"inventory_item_id": 100100, "available": 42, "updated_at": "2024-06-01T00:00:00Z"}).to_string();
     let (s, b) = send_shopify(&node, SECRET, "inventory_levels/update", "wh-6", &inv).await;
@@ -261,9 +269,8 @@ mod fake {
                     let mut lines = head.lines();
                     let mut first = lines.next().unwrap_or("").split(' ');
                     let (method, target) = (first.next().unwrap_or("").to_string(), first.next().unwrap_or("").to_string());
-                    let headers: Vec<(String, String)> = lines
-                        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string())))
-                        .collect();
+                    let headers: Vec<(String, String)> =
+                        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))).collect();
                     let body_end = (head_end + content_length).min(buf.len());
                     let (status, body) = handler(&method, &target, &headers, &buf[head_end..body_end]);
                     let res = format!(
@@ -392,7 +399,8 @@ async fn checkout_with_the_backend_down_keeps_the_order_and_delivers_it_exactly_
         ("VITRINA_FEED__ORDER_RETRY_MAX_MS", "800"),
     ]);
     let token = node.seed_store("orders", "Orders").await;
-    let (s, b) = node.admin(&token, Method::PUT, "/stores/orders/backend", Some(json!({"ordersUrl": format!("http://{backend}/orders")}))).await;
+    let (s, b) =
+        node.admin(&token, Method::PUT, "/stores/orders/backend", Some(json!({"ordersUrl": format!("http://{backend}/orders")}))).await;
     assert_eq!(s, 200, "{b}");
 
     let c = node.shopper("orders");
@@ -411,15 +419,13 @@ async fn checkout_with_the_backend_down_keeps_the_order_and_delivers_it_exactly_
     assert_eq!(first["order"]["subtotalMinor"], 2 * 1250);
     let (_, cart) = json_of(c.get(format!("{base}/cart")).send().await.unwrap()).await;
     assert_eq!(cart["cart"]["count"], 0, "the order emptied the cart");
-    let (s, _) = json_of(c.post(format!("{base}/checkout")).header("idempotency-key", "click-2").json(&json!({})).send().await.unwrap()).await;
+    let (s, _) =
+        json_of(c.post(format!("{base}/checkout")).header("idempotency-key", "click-2").json(&json!({})).send().await.unwrap()).await;
     assert_eq!(s, 409, "an empty cart cannot be checked out");
 
     // The backend is down: the order is kept, retried, and its status says why.
     let order = || async { json_of(c.get(format!("{base}/orders/{order_id}")).send().await.unwrap()).await.1 };
-    wait_until("a failed delivery attempt", std::time::Duration::from_secs(10), || async {
-        refused.load(Ordering::SeqCst) >= 2
-    })
-    .await;
+    wait_until("a failed delivery attempt", std::time::Duration::from_secs(10), || async { refused.load(Ordering::SeqCst) >= 2 }).await;
     let o = order().await;
     assert_eq!(o["order"]["delivery"]["status"], "pending", "{o}");
     assert!(o["order"]["delivery"]["lastError"].as_str().is_some_and(|e| e.contains("503")), "{o}");

@@ -109,7 +109,9 @@ async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
     let mut conn = Conn::new(addr);
     // `/cluster/status` and `/metrics` are the operator's.
     let bearer = format!("Bearer {}", crate::spawn::OPERATOR_TOKEN);
-    let a = conn.send(|| t.request(Method::GET, path).header("authorization", bearer.as_str()).body(Body::default()).expect("valid request")).await?;
+    let a = conn
+        .send(|| t.request(Method::GET, path).header("authorization", bearer.as_str()).body(Body::default()).expect("valid request"))
+        .await?;
     ensure!(a.status == 200, "GET {path}: HTTP {}", a.status);
     Ok(serde_json::from_slice(&a.body)?)
 }
@@ -176,7 +178,15 @@ pub async fn w4(bin: &Path, dir: &Path, opts: &W4) -> anyhow::Result<Row> {
     let domain = format!("{store}.myshopify.com");
     let admin0 = admin_target(cluster.addrs[0]);
     let mut conn = Conn::new(cluster.addrs[0]);
-    let created = setup::admin(&mut conn, &admin0, OPERATOR_TOKEN, Method::POST, "/stores", Some(&json!({"id": store, "name": "W4 Shop", "currency": "USD"}))).await?;
+    let created = setup::admin(
+        &mut conn,
+        &admin0,
+        OPERATOR_TOKEN,
+        Method::POST,
+        "/stores",
+        Some(&json!({"id": store, "name": "W4 Shop", "currency": "USD"})),
+    )
+    .await?;
     let token = created["adminToken"].as_str().context("adminToken")?.to_string();
     let page = json!({"title": "Home", "blocks": [
         {"type": "hero", "config": {"heading": "W4 home"}},
@@ -186,7 +196,15 @@ pub async fn w4(bin: &Path, dir: &Path, opts: &W4) -> anyhow::Result<Row> {
     setup::admin(&mut conn, &admin0, &token, Method::POST, &format!("/stores/{store}/pages/home/publish"), None).await?;
     let admin1 = admin_target(cluster.addrs[1 % n]);
     let mut conn1 = Conn::new(admin1.addr);
-    setup::admin(&mut conn1, &admin1, &token, Method::PUT, &format!("/stores/{store}/webhooks"), Some(&json!({"secret": WEBHOOK_SECRET, "shopifyDomain": domain}))).await?;
+    setup::admin(
+        &mut conn1,
+        &admin1,
+        &token,
+        Method::PUT,
+        &format!("/stores/{store}/webhooks"),
+        Some(&json!({"secret": WEBHOOK_SECRET, "shopifyDomain": domain})),
+    )
+    .await?;
 
     let mut hook_conns: Vec<Conn> = cluster.addrs.iter().map(|a| Conn::new(*a)).collect();
     let run: u32 = rand::random();
@@ -212,7 +230,11 @@ pub async fn w4(bin: &Path, dir: &Path, opts: &W4) -> anyhow::Result<Row> {
             break;
         }
     }
-    let shoppers: Vec<String> = shoppers.into_iter().enumerate().map(|(k, s)| s.with_context(|| format!("no shopper owned by n{}", k + 1))).collect::<anyhow::Result<_>>()?;
+    let shoppers: Vec<String> = shoppers
+        .into_iter()
+        .enumerate()
+        .map(|(k, s)| s.with_context(|| format!("no shopper owned by n{}", k + 1)))
+        .collect::<anyhow::Result<_>>()?;
     // Every (shopper, entry) pair gets its own keep-alive connection, opened and warmed now.
     let mut conns: Vec<Vec<Conn>> = shoppers.iter().map(|_| cluster.addrs.iter().map(|a| Conn::new(*a)).collect()).collect();
     for (s, sid) in shoppers.iter().enumerate() {
@@ -273,7 +295,11 @@ pub async fn w4(bin: &Path, dir: &Path, opts: &W4) -> anyhow::Result<Row> {
                 }
                 None => {
                     round_ok = false;
-                    first_error.get_or_insert(format!("round {round}: n{}'s shopper still showed the old price after {:?}", s + 1, opts.timeout));
+                    first_error.get_or_insert(format!(
+                        "round {round}: n{}'s shopper still showed the old price after {:?}",
+                        s + 1,
+                        opts.timeout
+                    ));
                 }
             }
         }
@@ -287,12 +313,13 @@ pub async fn w4(bin: &Path, dir: &Path, opts: &W4) -> anyhow::Result<Row> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
-    let mut notes = vec![format!(
-        "webhook 200 itself: p50 {:.2} ms, p99 {:.2} ms; {polls} page polls in all",
-        ms(&hook, 0.5),
-        ms(&hook, 0.99)
-    )];
-    let owners: Vec<String> = per_owner.iter().enumerate().map(|(k, h)| format!("n{}: p50 {:.2} / p99 {:.2} / max {:.2} ms", k + 1, ms(h, 0.5), ms(h, 0.99), h.max() as f64 / 1e3)).collect();
+    let mut notes =
+        vec![format!("webhook 200 itself: p50 {:.2} ms, p99 {:.2} ms; {polls} page polls in all", ms(&hook, 0.5), ms(&hook, 0.99))];
+    let owners: Vec<String> = per_owner
+        .iter()
+        .enumerate()
+        .map(|(k, h)| format!("n{}: p50 {:.2} / p99 {:.2} / max {:.2} ms", k + 1, ms(h, 0.5), ms(h, 0.99), h.max() as f64 / 1e3))
+        .collect();
     notes.push(format!("per shopper (by owner) {}", owners.join(", ")));
     if let Some(e) = first_error {
         notes.push(format!("first error: {e}"));
@@ -525,7 +552,11 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
     let odd_moves = before_owners.iter().zip(&after_owners).filter(|(b, a)| b != a && **a != 4).count();
     // Settled: no failed answer or 503 retry since, and every shopper served by its new owner
     // once after the join.
-    let last_error = events.iter().filter(|e| e.t >= join && (e.retried_503 > 0 || !(200..300).contains(&e.status))).map(|e| e.t).fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+    let last_error = events
+        .iter()
+        .filter(|e| e.t >= join && (e.retried_503 > 0 || !(200..300).contains(&e.status)))
+        .map(|e| e.t)
+        .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
     let mut first_by_new_owner: Vec<Option<f64>> = vec![None; sids.len()];
     for e in events.iter().filter(|e| e.t >= join && (200..300).contains(&e.status)) {
         let s = e.shopper as usize;
@@ -615,7 +646,8 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
     );
     match settled_at {
         Some(t) => {
-            let _ = writeln!(s, "- settled {:.2} s after n4's start (no error or 503 since, every shopper served by its new owner)", t - join);
+            let _ =
+                writeln!(s, "- settled {:.2} s after n4's start (no error or 503 since, every shopper served by its new owner)", t - join);
         }
         None => {
             let never = first_by_new_owner.iter().filter(|t| t.is_none()).count();
@@ -626,7 +658,8 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
         let _ = writeln!(s, "- every shopper served by its new owner {:.2} s after n4's start", t - join);
     }
     // When after the join things went wrong: 503 retries, failures and answers slower than 1 s.
-    let mut late: Vec<&Event> = events.iter().filter(|e| e.t >= join && (e.retried_503 > 0 || !(200..300).contains(&e.status) || e.us > 1_000_000)).collect();
+    let mut late: Vec<&Event> =
+        events.iter().filter(|e| e.t >= join && (e.retried_503 > 0 || !(200..300).contains(&e.status) || e.us > 1_000_000)).collect();
     late.sort_by(|a, b| a.t.total_cmp(&b.t));
     let mut late: Vec<String> = late
         .into_iter()
@@ -638,13 +671,19 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
     if !late.is_empty() {
         let more = late.len().saturating_sub(12);
         late.truncate(12);
-        let _ = writeln!(s, "- after the join, answers with a 503 retry, an error or over 1 s (answer time after n4's start): {}{}", late.join("; "), if more > 0 { format!("; … {more} more") } else { String::new() });
+        let _ = writeln!(
+            s,
+            "- after the join, answers with a 503 retry, an error or over 1 s (answer time after n4's start): {}{}",
+            late.join("; "),
+            if more > 0 { format!("; … {more} more") } else { String::new() }
+        );
     }
     let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
     for e in events.iter().filter(|e| !(200..300).contains(&e.status)) {
         *statuses.entry(e.status).or_default() += 1;
     }
-    let statuses: Vec<String> = statuses.iter().map(|(k, v)| if *k == 0 { format!("{v}× connection error") } else { format!("{v}× HTTP {k}") }).collect();
+    let statuses: Vec<String> =
+        statuses.iter().map(|(k, v)| if *k == 0 { format!("{v}× connection error") } else { format!("{v}× HTTP {k}") }).collect();
     let _ = writeln!(
         s,
         "- after the join: {errors} errors{}, {retries} answers 503 retried{}",
@@ -661,7 +700,16 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
     }
     s.push_str("\n| second after n4's start | ok | errors | 503 retried | p50 | p99 | max (ms) |\n|---|---|---|---|---|---|---|\n");
     for (k, b) in &seconds {
-        let _ = writeln!(s, "| {k} | {} | {} | {} | {:.2} | {:.2} | {:.2} |", b.ok, b.errors, b.retries_503, ms(&b.hist, 0.5), ms(&b.hist, 0.99), b.hist.max() as f64 / 1e3);
+        let _ = writeln!(
+            s,
+            "| {k} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+            b.ok,
+            b.errors,
+            b.retries_503,
+            ms(&b.hist, 0.5),
+            ms(&b.hist, 0.99),
+            b.hist.max() as f64 / 1e3
+        );
     }
     drop(cluster);
     Ok((rows, s))

@@ -136,15 +136,8 @@ pub async fn run(target: &Target, phase: &Phase, make: MakeRequest, check: Check
         let (target, make, next, phase, schedule) = (target.clone(), make.clone(), next.clone(), phase.clone(), schedule.clone());
         workers.push(tokio::spawn(async move {
             let mut conn = Conn::new(target.addr);
-            let mut out = WorkerOut {
-                hist: histogram(),
-                ok: 0,
-                errors: 0,
-                first_error: None,
-                cache: BTreeMap::new(),
-                opened: 0,
-                last_done: None,
-            };
+            let mut out =
+                WorkerOut { hist: histogram(), ok: 0, errors: 0, first_error: None, cache: BTreeMap::new(), opened: 0, last_done: None };
             loop {
                 let (i, intended) = match &schedule {
                     Some(released) => {

@@ -84,7 +84,8 @@ pub async fn f1(common: &Common, node: &NodeRef) -> anyhow::Result<Vec<Row>> {
             mixed.target = format!("{}, 0 errors", mixed.target);
             mixed.meets_target = Some(mixed.meets_target.unwrap_or(false) && mixed.errors == 0);
         }
-        let mut hostile_row = Row::from_measured(&format!("{id}-hostile"), "F1 hostile store: 20 looping blocks (page + new searches)", mode, &attacked);
+        let mut hostile_row =
+            Row::from_measured(&format!("{id}-hostile"), "F1 hostile store: 20 looping blocks (page + new searches)", mode, &attacked);
         hostile_row.notes = format!("errors = 503 render_capacity (refused); {}", hostile_row.notes);
         rows.push(mixed);
         rows.push(hostile_row);

@@ -176,7 +176,9 @@ fn main() -> anyhow::Result<()> {
         Command::Hello { listen } => ceilings::serve_hello(&listen),
         Command::Fsync { dir, files, seconds } => {
             let d = Duration::from_secs_f64(seconds);
-            for (n, kind, what) in [(1, SyncKind::Overwrite, "overwrite"), (files, SyncKind::Overwrite, "overwrite"), (files, SyncKind::Create, "create")] {
+            for (n, kind, what) in
+                [(1, SyncKind::Overwrite, "overwrite"), (files, SyncKind::Overwrite, "overwrite"), (files, SyncKind::Create, "create")]
+            {
                 let c = ceilings::fsync_ceiling(&dir, n, d, kind)?;
                 println!(
                     "fsync {what} {n} thread(s): {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
@@ -303,11 +305,8 @@ async fn cold_actor(common: &Common, node: &NodeRef, first_write: bool) -> anyho
         let path = if first_write { format!("/products/{}", handles[n as usize % handles.len()]) } else { "/".to_string() };
         setup::page_request(&t, &path, Some(&format!("cold-{run:08x}-{n}")))
     });
-    let (name, check): (&str, Check) = if first_write {
-        ("W2p cold actor, first request writes", personal_page)
-    } else {
-        ("W2 cold actor (new session)", any_page)
-    };
+    let (name, check): (&str, Check) =
+        if first_write { ("W2p cold actor, first request writes", personal_page) } else { ("W2 cold actor (new session)", any_page) };
     Ok(throughput_and_latency(common, id, name, &target, node.pid, make, check).await)
 }
 
@@ -608,7 +607,8 @@ async fn memory(args: &SuiteArgs, bin: &std::path::Path, count: usize) -> anyhow
     let baseline = procfs::rss_kib(pid).context("node RSS")?;
 
     let sids = setup::session_ids("w5", count);
-    let pass = Phase { connections, warmup: Duration::ZERO, duration: Duration::from_secs(600), rate: None, max_requests: Some(count as u64) };
+    let pass =
+        Phase { connections, warmup: Duration::ZERO, duration: Duration::from_secs(600), rate: None, max_requests: Some(count as u64) };
     let started = Instant::now();
     // A cart line each: the actor has state, its file and an open connection, and has never
     // rendered (a session without state would cost no file and no connection at all).
@@ -658,7 +658,14 @@ async fn memory(args: &SuiteArgs, bin: &std::path::Path, count: usize) -> anyhow
     let rendered_in = rendering.elapsed().as_secs_f64();
     let live = setup::live_shoppers(&node.admin()?).await?;
     if !capped {
-        rows.push(row("live isolate", "≤ 2048 KiB", Some(2048.0), live, live, "after GET / (isolate + its rendered page in the personal HTML cache)".into()));
+        rows.push(row(
+            "live isolate",
+            "≤ 2048 KiB",
+            Some(2048.0),
+            live,
+            live,
+            "after GET / (isolate + its rendered page in the personal HTML cache)".into(),
+        ));
     } else {
         // Measured after the node's malloc trim, like the other rows, with the budget's worth
         // of isolates still live: the most recently rendered shoppers (the last of `sids`) are

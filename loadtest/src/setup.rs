@@ -135,7 +135,13 @@ pub fn add_to_cart_request(target: &Target, sid: &str, product: &str) -> Request
 
 /// Gives every shopper in `sids` one cart line (a durable write) and, if `render`, renders
 /// their home page once (creates the isolate, fills the personal HTML cache).
-pub async fn create_shoppers(target: &Target, store: &Store, sids: &Arc<Vec<String>>, render: bool, connections: usize) -> anyhow::Result<()> {
+pub async fn create_shoppers(
+    target: &Target,
+    store: &Store,
+    sids: &Arc<Vec<String>>,
+    render: bool,
+    connections: usize,
+) -> anyhow::Result<()> {
     let pass = Phase {
         connections,
         warmup: Duration::ZERO,

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use actix::dev::ToEnvelope;
+use actix::prelude::*;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -48,7 +48,11 @@ enum LiveAddr {
 }
 
 enum Slot {
-    Live { addr: LiveAddr, generation: u64, pulse: Option<Arc<ShopperPulse>> },
+    Live {
+        addr: LiveAddr,
+        generation: u64,
+        pulse: Option<Arc<ShopperPulse>>,
+    },
     /// Being activated or passivated; the sender is dropped when the transition ends.
     Busy(watch::Receiver<()>),
 }
@@ -368,9 +372,7 @@ async fn activate(node: Arc<Node>, key: ActorKey, busy: watch::Sender<()>, gener
         }
         ActorKey::Shopper(store, sid) => {
             let (store, sid, node2, pulse) = (store.clone(), sid.clone(), node.clone(), pulse.clone().unwrap_or_default());
-            LiveAddr::Shopper(ShopperActor::start_in_arbiter(arbiter, move |_| {
-                ShopperActor::new(node2, store, sid, db, lease, pulse)
-            }))
+            LiveAddr::Shopper(ShopperActor::start_in_arbiter(arbiter, move |_| ShopperActor::new(node2, store, sid, db, lease, pulse)))
         }
     };
     registry.install(&key, addr.clone(), generation, pulse);

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 mod orders;
 mod pulse;
-pub use pulse::ShopperPulse;
 pub use orders::{Checkout, DeliverOrders, GetOrder, IdempotencyKey};
+pub use pulse::ShopperPulse;
 
 use super::registry::Lease;
 use super::{alarms, watch_idleness, Passivating};
@@ -21,10 +21,10 @@ use crate::ids::{ActorKey, ProductId, SessionId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::cache::{CachedPage, PersonalPages};
 use crate::render::{self, PageRequest, RenderError, RenderedPage, Route, ShopperView};
-use crate::store::snapshot::{SharedSnapshot, StoreSnapshot};
 use crate::replication::{self, ReplicationError};
 use crate::storage::{now_ms, ActorDb, Commit, StorageError};
 use crate::store::model::Durability;
+use crate::store::snapshot::{SharedSnapshot, StoreSnapshot};
 
 const CART_EXPIRY_ALARM: &str = "cart-expiry";
 
@@ -372,7 +372,12 @@ impl ShopperActor {
     /// an earlier hint is known to be there: the catalog is one SQLite file for the whole node,
     /// and writing it on every cart change serialised all add-to-cart commits behind its write
     /// lock (found by the W3 profile). Returns the hint now in the index.
-    fn schedule_cart_expiry(node: &Arc<Node>, key: &ActorKey, tx: &rusqlite::Transaction<'_>, known_hint: Option<i64>) -> Result<i64, StorageError> {
+    fn schedule_cart_expiry(
+        node: &Arc<Node>,
+        key: &ActorKey,
+        tx: &rusqlite::Transaction<'_>,
+        known_hint: Option<i64>,
+    ) -> Result<i64, StorageError> {
         let due = now_ms() + node.settings.shopper.cart_idle_ttl_secs as i64 * 1000;
         let hint = match known_hint {
             Some(hint) if hint <= due => hint,
@@ -482,7 +487,11 @@ fn api_cart(cart: &BTreeMap<ProductId, CartLine>, snap: &StoreSnapshot) -> Resul
 }
 
 /// A cart as blocks see it, and its item count. Blocks get amounts in major units as numbers.
-fn blocks_cart(cart: &BTreeMap<ProductId, CartLine>, snap: &StoreSnapshot, checkout_key: Option<String>) -> Result<(CartJson, u64), ShopperError> {
+fn blocks_cart(
+    cart: &BTreeMap<ProductId, CartLine>,
+    snap: &StoreSnapshot,
+    checkout_key: Option<String>,
+) -> Result<(CartJson, u64), ShopperError> {
     let currency = &snap.settings.currency;
     let body = CartBody { checkout_key, ..cart_body(cart, snap, |minor| currency.to_major(minor)) };
     Ok((to_json(&body)?, body.count.max(0) as u64))
@@ -555,7 +564,11 @@ impl Actor for ShopperActor {
                     for (request_key, page) in &pages {
                         tx.execute(
                             "INSERT INTO html_cache (cache_key, html, rendered_ms) VALUES (?1, ?2, ?3)",
-                            params![format!("{}.{}#{}", page.store_version, page.state_version, request_key), std::str::from_utf8(&page.html).unwrap_or_default(), page.rendered_ms],
+                            params![
+                                format!("{}.{}#{}", page.store_version, page.state_version, request_key),
+                                std::str::from_utf8(&page.html).unwrap_or_default(),
+                                page.rendered_ms
+                            ],
                         )?;
                     }
                     Ok(())
@@ -621,12 +634,10 @@ impl Handler<GetCart> for ShopperActor {
     type Result = AtomicResponse<Self, Result<CartJson, ShopperError>>;
     fn handle(&mut self, _: GetCart, _: &mut Context<Self>) -> Self::Result {
         self.touch();
-        AtomicResponse::new(Box::pin(
-            fut::wrap_future::<_, Self>(self.snapshot_future()).map(|snap, act, _| {
-                let snap = snap?;
-                act.cart_view(&snap)
-            }),
-        ))
+        AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(self.snapshot_future()).map(|snap, act, _| {
+            let snap = snap?;
+            act.cart_view(&snap)
+        })))
     }
 }
 
@@ -638,41 +649,42 @@ impl Handler<ChangeCart> for ShopperActor {
         let snapshot = self.snapshot_future();
         // Check against the catalog, then commit, then apply to memory: memory never runs
         // ahead of the disk.
-        let plan = fut::wrap_future::<_, Self>(snapshot).map(move |snap, act, _| -> Result<(SharedSnapshot, ProductId, i64), ShopperError> {
-            let snap = snap?;
-            let max = act.node.settings.shopper.max_quantity as i64;
-            let current = |p: &ProductId| act.cart.get(p).map(|l| l.quantity).unwrap_or(0);
-            let (product, quantity) = match &op {
-                CartOp::Add { product, quantity } => {
-                    if *quantity < 1 {
-                        return Err(ShopperError::Invalid("quantity must be at least 1".into()));
+        let plan =
+            fut::wrap_future::<_, Self>(snapshot).map(move |snap, act, _| -> Result<(SharedSnapshot, ProductId, i64), ShopperError> {
+                let snap = snap?;
+                let max = act.node.settings.shopper.max_quantity as i64;
+                let current = |p: &ProductId| act.cart.get(p).map(|l| l.quantity).unwrap_or(0);
+                let (product, quantity) = match &op {
+                    CartOp::Add { product, quantity } => {
+                        if *quantity < 1 {
+                            return Err(ShopperError::Invalid("quantity must be at least 1".into()));
+                        }
+                        (product.clone(), current(product).saturating_add(*quantity))
                     }
-                    (product.clone(), current(product).saturating_add(*quantity))
-                }
-                CartOp::Set { product, quantity } => {
-                    if *quantity < 0 {
-                        return Err(ShopperError::Invalid("quantity must not be negative".into()));
+                    CartOp::Set { product, quantity } => {
+                        if *quantity < 0 {
+                            return Err(ShopperError::Invalid("quantity must not be negative".into()));
+                        }
+                        if !act.cart.contains_key(product) && *quantity > 0 && snap.product(product).is_none() {
+                            return Err(ShopperError::NoSuchProduct(product.clone()));
+                        }
+                        (product.clone(), *quantity)
                     }
-                    if !act.cart.contains_key(product) && *quantity > 0 && snap.product(product).is_none() {
-                        return Err(ShopperError::NoSuchProduct(product.clone()));
+                    CartOp::Remove { product } => (product.clone(), 0),
+                };
+                if quantity > 0 {
+                    let p = snap.product(&product).ok_or_else(|| ShopperError::NoSuchProduct(product.clone()))?;
+                    if quantity > max {
+                        return Err(ShopperError::Invalid(format!("at most {max} of one product per cart")));
                     }
-                    (product.clone(), *quantity)
+                    if quantity > p.stock {
+                        return Err(ShopperError::InsufficientStock { product, available: p.stock, requested: quantity });
+                    }
+                } else if !act.cart.contains_key(&product) {
+                    return Err(ShopperError::Invalid(format!("product {product} is not in the cart")));
                 }
-                CartOp::Remove { product } => (product.clone(), 0),
-            };
-            if quantity > 0 {
-                let p = snap.product(&product).ok_or_else(|| ShopperError::NoSuchProduct(product.clone()))?;
-                if quantity > max {
-                    return Err(ShopperError::Invalid(format!("at most {max} of one product per cart")));
-                }
-                if quantity > p.stock {
-                    return Err(ShopperError::InsufficientStock { product, available: p.stock, requested: quantity });
-                }
-            } else if !act.cart.contains_key(&product) {
-                return Err(ShopperError::Invalid(format!("product {product} is not in the cart")));
-            }
-            Ok((snap, product, quantity))
-        });
+                Ok((snap, product, quantity))
+            });
         AtomicResponse::new(Box::pin(plan.then(|planned, act, _| match planned {
             Err(e) => fut::ready(Err(e)).boxed_local(),
             Ok((snap, product, quantity)) => {
@@ -696,18 +708,19 @@ impl Handler<ChangeCart> for ShopperActor {
                     Ok(ShopperActor::schedule_cart_expiry(&node, &key, tx, known_hint)?)
                 });
                 let durability = snap.settings.durability;
-                fut::wrap_future::<_, Self>(commit).map(move |committed, act, _| {
-                    act.alarm_hint_ms = Some(committed?);
-                    if quantity == 0 {
-                        act.cart.remove(&product);
-                    } else {
-                        act.cart.insert(product, CartLine { quantity, updated_at: now });
-                    }
-                    act.state_changed();
-                    act.cart_view(&snap)
-                })
-                .then(move |result, act, _| act.acknowledged(result, Some(durability)))
-                .boxed_local()
+                fut::wrap_future::<_, Self>(commit)
+                    .map(move |committed, act, _| {
+                        act.alarm_hint_ms = Some(committed?);
+                        if quantity == 0 {
+                            act.cart.remove(&product);
+                        } else {
+                            act.cart.insert(product, CartLine { quantity, updated_at: now });
+                        }
+                        act.state_changed();
+                        act.cart_view(&snap)
+                    })
+                    .then(move |result, act, _| act.acknowledged(result, Some(durability)))
+                    .boxed_local()
             }
         })))
     }
@@ -749,9 +762,11 @@ where
 {
     move |tx| {
         let value = f(tx)?;
-        tx.prepare_cached("INSERT INTO meta (key, value) VALUES ('state_version', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-            .and_then(|mut insert| insert.execute([next_version.to_string()]))
-            .map_err(StorageError::from)?;
+        tx.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES ('state_version', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )
+        .and_then(|mut insert| insert.execute([next_version.to_string()]))
+        .map_err(StorageError::from)?;
         Ok(value)
     }
 }
@@ -767,7 +782,12 @@ impl ShopperActor {
     /// Renders a page for this shopper, as it is or with `pending_views` (oldest first) added
     /// to its history (views whose commit is under way). The blocks run on a render thread
     /// while this turn waits.
-    fn render_for(&mut self, snap: &SharedSnapshot, msg: &RenderForShopper, pending_views: &[ProductId]) -> PendingShopperPage<RenderedPage> {
+    fn render_for(
+        &mut self,
+        snap: &SharedSnapshot,
+        msg: &RenderForShopper,
+        pending_views: &[ProductId],
+    ) -> PendingShopperPage<RenderedPage> {
         let view = match self.view_for(snap, msg, pending_views) {
             Ok(view) => view,
             Err(e) => return fut::ready(Err(e)).boxed_local(),
@@ -808,7 +828,12 @@ impl ShopperActor {
         if !self.cached_pages.contains(&request_key) && self.cached_pages.len() < 32 {
             self.cached_pages.push(request_key);
         }
-        let cached = CachedPage { html: page.html.clone(), store_version: page.store_version, state_version: self.state_version, rendered_ms: now_ms() };
+        let cached = CachedPage {
+            html: page.html.clone(),
+            store_version: page.store_version,
+            state_version: self.state_version,
+            rendered_ms: now_ms(),
+        };
         self.node.personal_pages.insert(cache_key, cached);
         self.rendered_since_save = true;
     }
@@ -821,7 +846,8 @@ impl ShopperActor {
         if Self::is_cacheable(&msg) {
             let cache_key = PersonalPages::key(&self.key(), &msg.request.cache_key());
             if let Some(html) = self.node.personal_pages.get(&cache_key, snap.version, self.state_version) {
-                return fut::ready(Ok(ShopperPage::Personal(RenderedPage { html, store_version: snap.version, failed_blocks: 0 }))).boxed_local();
+                return fut::ready(Ok(ShopperPage::Personal(RenderedPage { html, store_version: snap.version, failed_blocks: 0 })))
+                    .boxed_local();
             }
         }
         self.render_for(snap, &msg, &[])

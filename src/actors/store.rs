@@ -17,10 +17,10 @@ use super::{watch_idleness, Passivating};
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::{self, PageRequest, RenderError, ShopperView};
+use crate::storage::{now_ms, ActorDb, StorageError};
 use crate::store::model::*;
 use crate::store::repo::{self, UpsertOutcome};
 use crate::store::snapshot::{SharedSnapshot, StoreSnapshot};
-use crate::storage::{now_ms, ActorDb, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -344,29 +344,32 @@ impl Handler<Admin> for StoreActor {
                 let settings = snapshot.settings.clone();
                 let bounds = Bounds::of(&self.node, &self.store);
                 let fut = async move { db.write(move |tx| apply_write(tx, write_op, &settings, &currency, &bounds)).await };
-                AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(fut).map(|result, act, _ctx| {
-                    let written: Written = result?;
-                    if written.visible {
-                        act.refresh_snapshot();
-                    }
-                    let mut body = written.body;
-                    if let Value::Object(map) = &mut body {
-                        map.insert("storeVersion".into(), json!(act.snapshot.version));
-                    }
-                    Ok(body)
-                })
-                .then(|result: Result<Value, StoreError>, act, _ctx| {
-                    // Acknowledged only once as durable as the store demands (settings as of
-                    // this write: a store switching to "sync" has that very write uploaded).
-                    let node = act.node.clone();
-                    let key = crate::ids::ActorKey::Store(act.store.clone());
-                    let durability = act.snapshot.settings.durability;
-                    fut::wrap_future::<_, Self>(async move {
-                        let body = result?;
-                        crate::replication::acknowledge(&node, &key, durability).await?;
-                        Ok(body)
-                    })
-                })))
+                AtomicResponse::new(Box::pin(
+                    fut::wrap_future::<_, Self>(fut)
+                        .map(|result, act, _ctx| {
+                            let written: Written = result?;
+                            if written.visible {
+                                act.refresh_snapshot();
+                            }
+                            let mut body = written.body;
+                            if let Value::Object(map) = &mut body {
+                                map.insert("storeVersion".into(), json!(act.snapshot.version));
+                            }
+                            Ok(body)
+                        })
+                        .then(|result: Result<Value, StoreError>, act, _ctx| {
+                            // Acknowledged only once as durable as the store demands (settings as of
+                            // this write: a store switching to "sync" has that very write uploaded).
+                            let node = act.node.clone();
+                            let key = crate::ids::ActorKey::Store(act.store.clone());
+                            let durability = act.snapshot.settings.durability;
+                            fut::wrap_future::<_, Self>(async move {
+                                let body = result?;
+                                crate::replication::acknowledge(&node, &key, durability).await?;
+                                Ok(body)
+                            })
+                        }),
+                ))
             }
         }
     }
@@ -412,7 +415,10 @@ impl Bounds {
     /// merchant learns what the node allows).
     fn check_render_limits(&self, limits: &crate::engine::RenderLimits) -> Result<(), StoreError> {
         let max = self.render.maxima();
-        let above = limits.block_cpu_ms > max.block_cpu_ms || limits.page_cpu_ms > max.page_cpu_ms || limits.heap_mb > max.heap_mb || limits.output_kb > max.output_kb;
+        let above = limits.block_cpu_ms > max.block_cpu_ms
+            || limits.page_cpu_ms > max.page_cpu_ms
+            || limits.heap_mb > max.heap_mb
+            || limits.output_kb > max.output_kb;
         if above {
             return Err(StoreError::Limit {
                 code: "limit_above_maximum",
@@ -457,7 +463,8 @@ fn apply_write(
             let mut products = Vec::with_capacity(items.len());
             for (i, (path_id, raw)) in items.into_iter().enumerate() {
                 let input: ProductInput = parse(raw, &format!("product #{i}"))?;
-                let p = input.into_product(path_id.as_ref(), currency, now).map_err(|e| StoreError::Invalid(format!("product #{i}: {e}")))?;
+                let p =
+                    input.into_product(path_id.as_ref(), currency, now).map_err(|e| StoreError::Invalid(format!("product #{i}: {e}")))?;
                 products.push(p);
             }
             let (mut created, mut updated) = (0, 0);
@@ -579,10 +586,7 @@ fn apply_write(
             let blocks = repo::draft_blocks(tx, &page)?;
             let problems = draft_warnings(&blocks);
             if !problems.is_empty() {
-                return Err(StoreError::Invalid(format!(
-                    "page {page} has blocks that fail validation: {}",
-                    Value::Array(problems)
-                )));
+                return Err(StoreError::Invalid(format!("page {page} has blocks that fail validation: {}", Value::Array(problems))));
             }
             let version = repo::publish_version(tx, &page, &blocks, "publish", now)?;
             visible(tx, json!({"page": page, "version": version}))

@@ -136,7 +136,8 @@ fn sidecar(db: &Path, suffix: &str) -> PathBuf {
 fn has_undelivered_orders(path: &Path) -> Result<bool, storage::StorageError> {
     use rusqlite::OpenFlags;
     let conn = rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    let has_outbox: bool = conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'order_outbox'", [], |r| r.get(0))?;
+    let has_outbox: bool =
+        conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'order_outbox'", [], |r| r.get(0))?;
     if !has_outbox {
         return Ok(false);
     }

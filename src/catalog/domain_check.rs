@@ -58,10 +58,7 @@ pub async fn check_dns(host: &str, token: &str, settings: &DomainSettings) -> Re
     builder.options_mut().timeout = Duration::from_millis(settings.verify_timeout_ms.max(1));
     builder.options_mut().attempts = 1;
     let resolver = builder.build().map_err(|e| format!("resolver: {e}"))?;
-    let lookup = resolver
-        .txt_lookup(format!("{}.", txt_name(host)))
-        .await
-        .map_err(|e| format!("no TXT record: {e}"))?;
+    let lookup = resolver.txt_lookup(format!("{}.", txt_name(host))).await.map_err(|e| format!("no TXT record: {e}"))?;
     let found = lookup.answers().iter().any(|record| match &record.data {
         RData::TXT(txt) => {
             let text: Vec<u8> = txt.txt_data.iter().flat_map(|s| s.iter().copied()).collect();
@@ -78,11 +75,7 @@ pub async fn check_dns(host: &str, token: &str, settings: &DomainSettings) -> Re
 
 /// The URL the token must be served at.
 pub fn verification_url(host: &str, token: &str, settings: &DomainSettings) -> String {
-    let port = if settings.verify_port == 80 {
-        String::new()
-    } else {
-        format!(":{}", settings.verify_port)
-    };
+    let port = if settings.verify_port == 80 { String::new() } else { format!(":{}", settings.verify_port) };
     format!("http://{host}{port}{WELL_KNOWN}{token}")
 }
 

@@ -56,7 +56,10 @@ pub fn normalise_claim(raw: &str) -> Result<String, HostRefusal> {
     let raw = raw.trim();
     let host = super::normalise_host(raw);
     if raw.parse::<IpAddr>().is_ok() || is_ip_literal(&host) {
-        return Err(HostRefusal { code: "host_ip_literal", message: format!("{raw:?} is an IP address; a custom domain must be a DNS name") });
+        return Err(HostRefusal {
+            code: "host_ip_literal",
+            message: format!("{raw:?} is an IP address; a custom domain must be a DNS name"),
+        });
     }
     if host.is_empty() {
         return Err(HostRefusal { code: "invalid_host", message: format!("{raw:?} is not a valid host name") });
@@ -80,10 +83,7 @@ pub fn check_shared(host: &str, base: &str) -> Result<(), HostRefusal> {
         });
     }
     if !is_valid_name(host) {
-        return Err(HostRefusal {
-            code: "invalid_host",
-            message: format!("{host:?} is not a valid host name"),
-        });
+        return Err(HostRefusal { code: "invalid_host", message: format!("{host:?} is not a valid host name") });
     }
     if host == "localhost" || host.ends_with(".localhost") {
         return Err(HostRefusal {
@@ -124,27 +124,15 @@ mod tests {
         assert_eq!(claim("www.victim.localhost", "attacker"), Err("host_reserved"));
         assert_eq!(claim("localhost", "attacker"), Err("host_reserved"));
         assert_eq!(claim("attacker.localhost", "attacker"), Ok(HostKind::OwnDefault));
-        for ip in [
-            "127.0.0.1",
-            "127.1",
-            "2130706433",
-            "0x7f.1",
-            "0x7f000001",
-            "0177.0.0.1",
-            "[::1]",
-            "::1",
-            "[::ffff:127.0.0.1]",
-            "10.0.0.1",
-        ] {
+        for ip in
+            ["127.0.0.1", "127.1", "2130706433", "0x7f.1", "0x7f000001", "0177.0.0.1", "[::1]", "::1", "[::ffff:127.0.0.1]", "10.0.0.1"]
+        {
             assert_eq!(claim(ip, "attacker"), Err("host_ip_literal"), "{ip}");
         }
         assert_eq!(claim("shop.example.com", "attacker"), Ok(HostKind::Custom));
         assert_eq!(claim("-bad-.example.com", "attacker"), Err("invalid_host"));
         let base = check_claim("x.shops.example", &StoreId::parse("y").expect("id"), "shops.example");
         assert_eq!(base.map_err(|r| r.code), Err("host_reserved"));
-        assert_eq!(
-            check_claim("localhost", &StoreId::parse("y").expect("id"), "shops.example").map_err(|r| r.code),
-            Err("host_reserved")
-        );
+        assert_eq!(check_claim("localhost", &StoreId::parse("y").expect("id"), "shops.example").map_err(|r| r.code), Err("host_reserved"));
     }
 }

@@ -46,7 +46,11 @@ async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<Bytes, ApiE
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
         if body.len() + chunk.len() > limit {
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request bodies are limited to {limit} bytes")));
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request bodies are limited to {limit} bytes"),
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -127,7 +131,9 @@ pub async fn route_to_owner(
     // A write without a session gets its session id here, so every node agrees on the shopper
     // actor it belongs to before anything is routed.
     // A forwarded request was minted for by the node it entered (its cookie is valid).
-    let is_shop_write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) && !path.starts_with("/admin/") && !path.starts_with("/webhooks/");
+    let is_shop_write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && !path.starts_with("/admin/")
+        && !path.starts_with("/webhooks/");
     let mut minted = None;
     if is_shop_write && !req.headers().contains_key(auth::HOP_HEADER) && tenant::session_of(req.request()).is_none() {
         if let Err(e) = crate::http::limits::allow_new_session(req.request()) {
@@ -151,7 +157,14 @@ pub async fn route_to_owner(
         if forwarded {
             let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
             let pq = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
-            if let Err(why) = auth::verify(node.cluster.secret(), req.method().as_str(), &pq, &body, header(auth::TS_HEADER).as_deref(), header(auth::AUTH_HEADER).as_deref()) {
+            if let Err(why) = auth::verify(
+                node.cluster.secret(),
+                req.method().as_str(),
+                &pq,
+                &body,
+                header(auth::TS_HEADER).as_deref(),
+                header(auth::AUTH_HEADER).as_deref(),
+            ) {
                 return Ok(error_response(req, ApiError::unauthorized(format!("forwarded request refused: {why}"))));
             }
             req.extensions_mut().insert(VerifiedHop);

@@ -27,7 +27,8 @@ fn handoff_path(path: &Path) -> PathBuf {
 
 /// One release at a time per key (a pull and a push can race for the same file).
 fn release_lock(key: &ActorKey) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = std::sync::OnceLock::new();
+    static LOCKS: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+        std::sync::OnceLock::new();
     let mut locks = LOCKS.get_or_init(Default::default).lock();
     locks.retain(|_, l| Arc::strong_count(l) > 1);
     locks.entry(key.to_string()).or_default().clone()

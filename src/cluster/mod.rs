@@ -85,7 +85,10 @@ fn stable_node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
     Local,
-    Remote { node: NodeId, addr: String },
+    Remote {
+        node: NodeId,
+        addr: String,
+    },
     /// No active member (a cluster whose every node is draining).
     Nowhere,
 }
@@ -105,29 +108,35 @@ impl Proposal {
     fn apply(&self, view: &View) -> Option<View> {
         let set = |node: &NodeId, state: MemberState| {
             let current = view.members.get(node)?;
-            (current.state != state).then(|| view.with(|m| {
-                if let Some(member) = m.get_mut(node) {
-                    member.state = state;
-                }
-            }))
+            (current.state != state).then(|| {
+                view.with(|m| {
+                    if let Some(member) = m.get_mut(node) {
+                        member.state = state;
+                    }
+                })
+            })
         };
         match self {
             Proposal::Join { node, addr } => {
                 let same = view.members.get(node).is_some_and(|m| &m.addr == addr && m.state == MemberState::Active);
-                (!same).then(|| view.with(|m| {
-                    m.insert(node.clone(), Member { addr: addr.clone(), state: MemberState::Active });
-                }))
+                (!same).then(|| {
+                    view.with(|m| {
+                        m.insert(node.clone(), Member { addr: addr.clone(), state: MemberState::Active });
+                    })
+                })
             }
             Proposal::Drain { node } => set(node, MemberState::Draining),
             Proposal::Left { node } | Proposal::Remove { node } => set(node, MemberState::Left),
             Proposal::Down { node } => {
                 // Only an active or draining member can go down; a left one is already out.
                 let m = view.members.get(node)?;
-                matches!(m.state, MemberState::Active | MemberState::Draining).then(|| view.with(|ms| {
-                    if let Some(member) = ms.get_mut(node) {
-                        member.state = MemberState::Down;
-                    }
-                }))
+                matches!(m.state, MemberState::Active | MemberState::Draining).then(|| {
+                    view.with(|ms| {
+                        if let Some(member) = ms.get_mut(node) {
+                            member.state = MemberState::Down;
+                        }
+                    })
+                })
             }
         }
     }
@@ -141,10 +150,7 @@ struct State {
 }
 
 fn previous_rings(view: &View, vnodes: usize) -> Vec<Arc<Ring>> {
-    view.previous
-        .iter()
-        .map(|ids| Arc::new(Ring::from_nodes(0, ids.iter().map(|id| id.as_str().to_string()), vnodes)))
-        .collect()
+    view.previous.iter().map(|ids| Arc::new(Ring::from_nodes(0, ids.iter().map(|id| id.as_str().to_string()), vnodes))).collect()
 }
 
 pub struct Cluster {
@@ -159,7 +165,6 @@ pub struct Cluster {
     pub changed: tokio::sync::Notify,
     view_file: std::path::PathBuf,
 }
-
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -323,7 +328,13 @@ impl Cluster {
             .map_err(|e| ClusterError::Call(addr.to_string(), e.to_string()))
     }
 
-    pub async fn call_json<T: serde::de::DeserializeOwned>(&self, addr: &str, method: reqwest::Method, path: &str, body: &impl Serialize) -> Result<T, ClusterError> {
+    pub async fn call_json<T: serde::de::DeserializeOwned>(
+        &self,
+        addr: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClusterError> {
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         let res = self.call(addr, method, path, bytes).await?;
         let status = res.status();

@@ -91,7 +91,11 @@ async fn propose(node: web::Data<Node>, req: HttpRequest, body: Bytes) -> Result
     verify(&node, &req, &body)?;
     let proposal: Proposal = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_proposal", e.to_string()))?;
     let target = match &proposal {
-        Proposal::Join { node, .. } | Proposal::Drain { node } | Proposal::Left { node } | Proposal::Remove { node } | Proposal::Down { node } => node.clone(),
+        Proposal::Join { node, .. }
+        | Proposal::Drain { node }
+        | Proposal::Left { node }
+        | Proposal::Remove { node }
+        | Proposal::Down { node } => node.clone(),
     };
     let known = node.cluster.view().members.contains_key(&target);
     if !known && !matches!(proposal, Proposal::Join { .. }) {
@@ -127,7 +131,8 @@ pub async fn push_catalog(node: &Arc<Node>) {
     }
     let Ok(dump) = node.catalog.dump() else { return };
     let peers = node.cluster.peers();
-    let calls = peers.iter().map(|(_, addr)| node.cluster.call_json::<serde_json::Value>(addr, reqwest::Method::POST, "/internal/catalog", &dump));
+    let calls =
+        peers.iter().map(|(_, addr)| node.cluster.call_json::<serde_json::Value>(addr, reqwest::Method::POST, "/internal/catalog", &dump));
     for r in futures::future::join_all(calls).await {
         if let Err(e) = r {
             tracing::warn!(error = %e, "catalog push failed");
@@ -152,7 +157,9 @@ async fn catch_up(node: &Arc<Node>, req: &HttpRequest) {
     if their_epoch <= node.cluster.epoch() {
         return;
     }
-    let Some(caller) = req.headers().get(auth::NODE_HEADER).and_then(|v| v.to_str().ok()).and_then(|s| NodeId::parse(s).ok()) else { return };
+    let Some(caller) = req.headers().get(auth::NODE_HEADER).and_then(|v| v.to_str().ok()).and_then(|s| NodeId::parse(s).ok()) else {
+        return;
+    };
     let addr = node.cluster.view().addr_of(&caller).map(str::to_string);
     let addr = match addr {
         Some(a) => a,
@@ -256,7 +263,13 @@ struct SearchQuery {
     limit: Option<usize>,
 }
 
-async fn store_search(node: web::Data<Node>, req: HttpRequest, body: Bytes, path: web::Path<String>, q: web::Query<SearchQuery>) -> Result<HttpResponse, ApiError> {
+async fn store_search(
+    node: web::Data<Node>,
+    req: HttpRequest,
+    body: Bytes,
+    path: web::Path<String>,
+    q: web::Query<SearchQuery>,
+) -> Result<HttpResponse, ApiError> {
     verify(&node, &req, &body)?;
     let node = node.into_inner();
     let store = store_param(&path)?;
@@ -269,7 +282,6 @@ pub fn moving(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "actor_moving", message)
 }
 
-
 /// Stock levels a commerce backend reported to a shopper on another node: `{"stock": {id: n}}`.
 async fn store_stock(node: web::Data<Node>, req: HttpRequest, body: Bytes, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     verify(&node, &req, &body)?;
@@ -280,7 +292,9 @@ async fn store_stock(node: web::Data<Node>, req: HttpRequest, body: Bytes, path:
         .as_object()
         .into_iter()
         .flatten()
-        .filter_map(|(id, n)| Some(crate::feed::CatalogChange::SetStock { product: crate::ids::ProductId::parse(id).ok()?, stock: n.as_i64()?.max(0) }))
+        .filter_map(|(id, n)| {
+            Some(crate::feed::CatalogChange::SetStock { product: crate::ids::ProductId::parse(id).ok()?, stock: n.as_i64()?.max(0) })
+        })
         .collect();
     let msg = crate::actors::store::ApplyCatalogChanges { source: crate::feed::ChangeSource::Backend, changes };
     let outcome = node.registry.ask_store(&node, &store, msg).await.map_err(crate::http::shop::actor_error)?;

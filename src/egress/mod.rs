@@ -60,10 +60,7 @@ async fn resolve_checked(policy: &Policy, host: &str) -> Result<Vec<IpAddr>, Box
         None => tokio::net::lookup_host((host, 0)).await?.map(|a| a.ip()).collect(),
     };
     for ip in &ips {
-        policy.check_ip(*ip).map_err(|r| Refusal {
-            reason: r.reason,
-            target: format!("{host} -> {}", r.target),
-        })?;
+        policy.check_ip(*ip).map_err(|r| Refusal { reason: r.reason, target: format!("{host} -> {}", r.target) })?;
     }
     if ips.is_empty() {
         return Err(format!("{host} has no address").into());
@@ -85,10 +82,7 @@ impl Egress {
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() > max_redirects {
                 let target = policy::redacted(attempt.url());
-                return attempt.error(Refusal {
-                    reason: "too many redirects",
-                    target,
-                });
+                return attempt.error(Refusal { reason: "too many redirects", target });
             }
             match hop_policy.check_url(attempt.url()) {
                 Ok(()) => attempt.follow(),
@@ -105,11 +99,7 @@ impl Egress {
             .user_agent(concat!("vitrina/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the egress HTTP client: {e}"))?;
-        Ok(Egress {
-            client,
-            policy,
-            max_bytes: settings.max_response_bytes,
-        })
+        Ok(Egress { client, policy, max_bytes: settings.max_response_bytes })
     }
 
     /// A request to a merchant URL, its URL already checked.

@@ -125,21 +125,12 @@ impl Policy {
             .collect::<Result<Vec<_>, _>>()?;
         let mut overrides: HashMap<String, Vec<IpAddr>> = HashMap::new();
         for entry in &settings.resolve {
-            let (name, ip) = entry
-                .split_once('=')
-                .ok_or_else(|| format!("egress.resolve: {entry:?} is not name=address"))?;
+            let (name, ip) = entry.split_once('=').ok_or_else(|| format!("egress.resolve: {entry:?} is not name=address"))?;
             let ip = ip.trim().trim_start_matches('[').trim_end_matches(']');
             let ip: IpAddr = ip.parse().map_err(|_| format!("egress.resolve: {ip:?} is not an IP address"))?;
-            overrides
-                .entry(name.trim().trim_end_matches('.').to_ascii_lowercase())
-                .or_default()
-                .push(ip);
+            overrides.entry(name.trim().trim_end_matches('.').to_ascii_lowercase()).or_default().push(ip);
         }
-        Ok(Policy {
-            allow,
-            ports: settings.ports.clone(),
-            overrides,
-        })
+        Ok(Policy { allow, ports: settings.ports.clone(), overrides })
     }
 
     fn allowed(&self, ip: IpAddr) -> bool {
@@ -147,18 +138,13 @@ impl Policy {
             IpAddr::V6(v6) => embedded_v4(v6).map(IpAddr::V4),
             IpAddr::V4(_) => None,
         };
-        self.allow
-            .iter()
-            .any(|net| net.contains(&ip) || v4.is_some_and(|v4| net.contains(&v4)))
+        self.allow.iter().any(|net| net.contains(&ip) || v4.is_some_and(|v4| net.contains(&v4)))
     }
 
     /// Refuses an address in a special-purpose range the operator did not allow.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), Refusal> {
         match classify(ip) {
-            Some(reason) if !self.allowed(ip) => Err(Refusal {
-                reason,
-                target: ip.to_string(),
-            }),
+            Some(reason) if !self.allowed(ip) => Err(Refusal { reason, target: ip.to_string() }),
             _ => Ok(()),
         }
     }
@@ -172,12 +158,7 @@ impl Policy {
     /// address when the host is an IP literal (any spelling: the URL parser normalises `0x7f.1`,
     /// `2130706433` and `127.1` to `127.0.0.1`). Names are checked when resolved.
     pub fn check_url(&self, url: &Url) -> Result<(), Refusal> {
-        let refuse = |reason| {
-            Err(Refusal {
-                reason,
-                target: redacted(url),
-            })
-        };
+        let refuse = |reason| Err(Refusal { reason, target: redacted(url) });
         if !matches!(url.scheme(), "http" | "https") {
             return refuse("scheme other than http(s)");
         }
@@ -217,12 +198,7 @@ impl Policy {
 
 /// A URL as it may be logged: without query (tokens) or credentials.
 pub fn redacted(url: &Url) -> String {
-    format!(
-        "{}://{}{}",
-        url.scheme(),
-        url.host_str().unwrap_or(""),
-        url.port().map(|p| format!(":{p}")).unwrap_or_default()
-    )
+    format!("{}://{}{}", url.scheme(), url.host_str().unwrap_or(""), url.port().map(|p| format!(":{p}")).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -230,10 +206,7 @@ mod tests {
     use super::*;
 
     fn policy(allow: &[&str]) -> Policy {
-        let settings = EgressSettings {
-            allow: allow.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        };
+        let settings = EgressSettings { allow: allow.iter().map(|s| s.to_string()).collect(), ..Default::default() };
         Policy::from_settings(&settings).expect("valid policy")
     }
 
@@ -354,10 +327,6 @@ mod tests {
         assert!(p.check_url(&Url::parse("http://localhost:4567/").expect("url")).is_ok());
         assert!(p.check_url(&Url::parse("http://10.0.0.1/").expect("url")).is_err());
         assert!(p.check_ip("::1".parse().expect("ip")).is_err(), "IPv6 loopback is not in 127/8");
-        assert!(Policy::from_settings(&EgressSettings {
-            allow: vec!["nonsense".into()],
-            ..Default::default()
-        })
-        .is_err());
+        assert!(Policy::from_settings(&EgressSettings { allow: vec!["nonsense".into()], ..Default::default() }).is_err());
     }
 }

@@ -118,13 +118,7 @@ pub trait BlockEngine {
     /// page (`{cart, recentlyViewed, device, userType, customer, locale, region, page, product?,
     /// post?}`); the engine adds each block's `config` and `block` ({id, type}) to it.
     /// Returns exactly one outcome per block, in order. Never panics on merchant code.
-    fn render(
-        &mut self,
-        data: &StoreRenderData,
-        ctx_json: &str,
-        blocks: &[BlockToRender<'_>],
-        limits: &RenderLimits,
-    ) -> Vec<BlockOutcome>;
+    fn render(&mut self, data: &StoreRenderData, ctx_json: &str, blocks: &[BlockToRender<'_>], limits: &RenderLimits) -> Vec<BlockOutcome>;
 
     /// Bytes the engine's isolate held when last measured, once per measurement: the engine
     /// measures after some renders (not every one), and `None` means no new measurement.

@@ -178,8 +178,7 @@ fn load_library(scope: &mut ::v8::PinScope<'_, '_>) -> Result<(), String> {
     run_script(scope, "vitrina:containment.js", CONTAINMENT_JS)?;
     run_script(scope, "vitrina:prelude.js", PRELUDE_JS)?;
     for (block_type, source) in DEFAULT_BLOCKS {
-        let function = extract_block_function(source)
-            .map_err(|v| format!("default block {block_type}: {}", v.error_summary()))?;
+        let function = extract_block_function(source).map_err(|v| format!("default block {block_type}: {}", v.error_summary()))?;
         let body = source.get(function.span.clone()).unwrap_or_default();
         let type_json = serde_json::to_string(block_type).unwrap_or_default();
         let script = format!("globalThis.__vitrina.blocks[{type_json}] = (\n{body}\n);");
@@ -402,7 +401,11 @@ impl CpuDeadline {
         CpuDeadline { clock, at: now.saturating_add(budget) }
     }
     fn min(self, other: CpuDeadline) -> CpuDeadline {
-        if other.at < self.at { other } else { self }
+        if other.at < self.at {
+            other
+        } else {
+            self
+        }
     }
     fn remaining(&self) -> Duration {
         self.at.saturating_sub(self.clock.now())
@@ -513,16 +516,14 @@ impl IsolateCore {
     fn create(snapshot: Option<&'static [u8]>, heap_mb: usize) -> Self {
         let heap_bytes = heap_mb.max(1).saturating_mul(1024 * 1024);
         let external = ExternalBudget::new(heap_bytes);
-        let mut params = ::v8::CreateParams::default().heap_limits(0, heap_bytes).array_buffer_allocator(super::external::allocator(&external));
+        let mut params =
+            ::v8::CreateParams::default().heap_limits(0, heap_bytes).array_buffer_allocator(super::external::allocator(&external));
         if let Some(blob) = snapshot {
             params = params.snapshot_blob(::v8::StartupData::from(blob));
         }
         let mut isolate = ParkedIsolate::new(::v8::Isolate::new(params));
-        let heap_guard = Box::new(HeapGuard {
-            isolate: isolate.0.thread_safe_handle(),
-            hit: AtomicBool::new(false),
-            grants: AtomicU32::new(0),
-        });
+        let heap_guard =
+            Box::new(HeapGuard { isolate: isolate.0.thread_safe_handle(), hit: AtomicBool::new(false), grants: AtomicU32::new(0) });
         isolate.0.add_near_heap_limit_callback(near_heap_limit, &*heap_guard as *const HeapGuard as *mut c_void);
         Self { isolate, heap_guard, timed_out: Arc::new(AtomicBool::new(false)), external, heap_mb }
     }
@@ -588,10 +589,8 @@ impl LiveIsolate {
             context.set_allow_generation_from_strings(false);
             let global = context.global(scope);
             let key = ::v8::String::new(scope, "__vitrina").ok_or("cannot allocate key")?;
-            let vitrina: ::v8::Local<::v8::Object> = global
-                .get(scope, key.into())
-                .and_then(|v| v.try_into().ok())
-                .ok_or("library did not define __vitrina")?;
+            let vitrina: ::v8::Local<::v8::Object> =
+                global.get(scope, key.into()).and_then(|v| v.try_into().ok()).ok_or("library did not define __vitrina")?;
             let function = |scope: &mut ::v8::PinScope<'_, '_>, name: &str| -> Result<::v8::Global<::v8::Function>, String> {
                 let key = ::v8::String::new(scope, name).ok_or("cannot allocate key")?;
                 let value: ::v8::Local<::v8::Function> = vitrina
@@ -609,10 +608,8 @@ impl LiveIsolate {
             let render_block = function(scope, "renderBlock")?;
             let parse_config = function(scope, "parseConfig")?;
             let blocks_key = ::v8::String::new(scope, "blocks").ok_or("cannot allocate key")?;
-            let blocks: ::v8::Local<::v8::Object> = vitrina
-                .get(scope, blocks_key.into())
-                .and_then(|v| v.try_into().ok())
-                .ok_or("__vitrina.blocks is missing")?;
+            let blocks: ::v8::Local<::v8::Object> =
+                vitrina.get(scope, blocks_key.into()).and_then(|v| v.try_into().ok()).ok_or("__vitrina.blocks is missing")?;
             // Blocks must not reach the dispatcher's entry points, nor capabilities beyond plain
             // ECMAScript: WebAssembly compiles machine code outside the code cache, and
             // SharedArrayBuffer/Atomics could block the thread. V8 installs these while
@@ -621,14 +618,7 @@ impl LiveIsolate {
                 let name = ::v8::String::new(scope, name).ok_or("cannot allocate key")?;
                 global.delete(scope, name.into());
             }
-            (
-                ::v8::Global::new(scope, context),
-                set_data,
-                prepare_ctx,
-                render_block,
-                parse_config,
-                ::v8::Global::new(scope, blocks),
-            )
+            (::v8::Global::new(scope, context), set_data, prepare_ctx, render_block, parse_config, ::v8::Global::new(scope, blocks))
         };
 
         Ok(Self {
@@ -649,8 +639,19 @@ impl LiveIsolate {
 
     /// Drops the context and every handle into it, keeping the isolate.
     fn into_core(self) -> IsolateCore {
-        let LiveIsolate { context, set_data, prepare_ctx, render_block, parse_config, default_blocks, compiled, block_inputs, base_ctx, core, .. } =
-            self;
+        let LiveIsolate {
+            context,
+            set_data,
+            prepare_ctx,
+            render_block,
+            parse_config,
+            default_blocks,
+            compiled,
+            block_inputs,
+            base_ctx,
+            core,
+            ..
+        } = self;
         drop((context, set_data, prepare_ctx, render_block, parse_config, default_blocks, compiled, block_inputs, base_ctx));
         core
     }
@@ -910,7 +911,15 @@ impl V8Engine {
 
     pub fn with_options(options: EngineOptions) -> Self {
         init();
-        Self { live: None, options, store: None, stats: EngineStats::default(), renders_unmeasured: None, measured: None, _not_send: PhantomData }
+        Self {
+            live: None,
+            options,
+            store: None,
+            stats: EngineStats::default(),
+            renders_unmeasured: None,
+            measured: None,
+            _not_send: PhantomData,
+        }
     }
 
     /// The engine of an actor of `store`: its isolate may be a spare left on this thread by
@@ -1013,13 +1022,7 @@ impl Drop for V8Engine {
 }
 
 impl BlockEngine for V8Engine {
-    fn render(
-        &mut self,
-        data: &StoreRenderData,
-        ctx_json: &str,
-        blocks: &[BlockToRender<'_>],
-        limits: &RenderLimits,
-    ) -> Vec<BlockOutcome> {
+    fn render(&mut self, data: &StoreRenderData, ctx_json: &str, blocks: &[BlockToRender<'_>], limits: &RenderLimits) -> Vec<BlockOutcome> {
         let clock = ThreadClock::current();
         // Deadlines start from the upper bound of the clock (a block gets its whole budget),
         // the page is over when the lower bound has passed its deadline (never skipped early).
@@ -1179,41 +1182,40 @@ fn run_block(
         guard = Some(watchdog().arm(handle.clone(), deadline, timed_out.clone()));
 
         // A merchant block's own function; a library block's is found below.
-        let (merchant_function, arg_names): (Option<::v8::Local<::v8::Function>>, ::v8::Local<::v8::Value>) = match (block.code, new_function.take()) {
-            (Some(code), Some(extracted)) => {
-                let body = code.get(extracted.span.clone()).ok_or(Some("function span out of range".to_string()))?;
-                let source = ::v8::String::new(tc, &format!("(\n{body}\n)")).ok_or(Some("block code too large".to_string()))?;
-                let name = ::v8::String::new(tc, &format!("block:{}", block.id)).ok_or(Some("block id too large".to_string()))?;
-                let origin = script_origin(tc, name.into());
-                let value = ::v8::Script::compile(tc, source, Some(&origin)).and_then(|s| s.run(tc)).ok_or(None)?;
-                let function: ::v8::Local<::v8::Function> =
-                    value.try_into().map_err(|_| Some("block code did not evaluate to a function".to_string()))?;
-                let arg_names: ::v8::Local<::v8::Value> = match extracted.argument_binding() {
-                    Some(args) => {
-                        let names: Vec<::v8::Local<::v8::Value>> = args
-                            .iter()
-                            .filter_map(|a| ::v8::String::new(tc, a.js_name()).map(Into::into))
-                            .collect();
-                        ::v8::Array::new_with_elements(tc, &names).into()
-                    }
-                    None => ::v8::null(tc).into(),
-                };
-                compiled.insert(
-                    block.id.to_string(),
-                    CompiledBlock {
-                        code_version: block.code_version,
-                        function: ::v8::Global::new(tc, function),
-                        arg_names: ::v8::Global::new(tc, arg_names),
-                    },
-                );
-                (Some(function), arg_names)
-            }
-            (Some(_), None) => {
-                let cached = compiled.get(block.id).ok_or(Some("compiled block missing".to_string()))?;
-                (Some(::v8::Local::new(tc, &cached.function)), ::v8::Local::new(tc, &cached.arg_names))
-            }
-            (None, _) => (None, ::v8::null(tc).into()),
-        };
+        let (merchant_function, arg_names): (Option<::v8::Local<::v8::Function>>, ::v8::Local<::v8::Value>) =
+            match (block.code, new_function.take()) {
+                (Some(code), Some(extracted)) => {
+                    let body = code.get(extracted.span.clone()).ok_or(Some("function span out of range".to_string()))?;
+                    let source = ::v8::String::new(tc, &format!("(\n{body}\n)")).ok_or(Some("block code too large".to_string()))?;
+                    let name = ::v8::String::new(tc, &format!("block:{}", block.id)).ok_or(Some("block id too large".to_string()))?;
+                    let origin = script_origin(tc, name.into());
+                    let value = ::v8::Script::compile(tc, source, Some(&origin)).and_then(|s| s.run(tc)).ok_or(None)?;
+                    let function: ::v8::Local<::v8::Function> =
+                        value.try_into().map_err(|_| Some("block code did not evaluate to a function".to_string()))?;
+                    let arg_names: ::v8::Local<::v8::Value> = match extracted.argument_binding() {
+                        Some(args) => {
+                            let names: Vec<::v8::Local<::v8::Value>> =
+                                args.iter().filter_map(|a| ::v8::String::new(tc, a.js_name()).map(Into::into)).collect();
+                            ::v8::Array::new_with_elements(tc, &names).into()
+                        }
+                        None => ::v8::null(tc).into(),
+                    };
+                    compiled.insert(
+                        block.id.to_string(),
+                        CompiledBlock {
+                            code_version: block.code_version,
+                            function: ::v8::Global::new(tc, function),
+                            arg_names: ::v8::Global::new(tc, arg_names),
+                        },
+                    );
+                    (Some(function), arg_names)
+                }
+                (Some(_), None) => {
+                    let cached = compiled.get(block.id).ok_or(Some("compiled block missing".to_string()))?;
+                    (Some(::v8::Local::new(tc, &cached.function)), ::v8::Local::new(tc, &cached.arg_names))
+                }
+                (None, _) => (None, ::v8::null(tc).into()),
+            };
 
         let kept = block_inputs.get(block.id).is_some_and(|k| k.block_type == block.block_type && k.config_json == block.config_json);
         if !kept {

@@ -11,11 +11,10 @@
 
 use oxc_allocator::Allocator;
 use oxc_ast::ast::{
-    ArrowFunctionExpression, AssignmentTargetPropertyIdentifier, AssignmentTargetPropertyProperty, BinaryExpression,
-    BinaryOperator, BindingPattern, BindingProperty, Class, ComputedMemberExpression, Expression,
-    FormalParameters, IdentifierReference, ImportExpression, ImportMeta, MethodDefinition, MethodDefinitionKind,
-    ModuleDeclaration, ObjectProperty, PropertyDefinition, PropertyKey, Statement, StaticMemberExpression, StringLiteral,
-    TemplateLiteral, ThisExpression, WithStatement,
+    ArrowFunctionExpression, AssignmentTargetPropertyIdentifier, AssignmentTargetPropertyProperty, BinaryExpression, BinaryOperator,
+    BindingPattern, BindingProperty, Class, ComputedMemberExpression, Expression, FormalParameters, IdentifierReference, ImportExpression,
+    ImportMeta, MethodDefinition, MethodDefinitionKind, ModuleDeclaration, ObjectProperty, PropertyDefinition, PropertyKey, Statement,
+    StaticMemberExpression, StringLiteral, TemplateLiteral, ThisExpression, WithStatement,
 };
 use oxc_ast_visit::{walk, Visit};
 use oxc_parser::Parser;
@@ -51,11 +50,7 @@ impl BlockValidation {
 
     /// All errors in one line, for a `BlockFailure::Error`.
     pub fn error_summary(&self) -> String {
-        self.errors
-            .iter()
-            .map(|d| format!("{} at {}:{}: {}", d.rule, d.line, d.column, d.message))
-            .collect::<Vec<_>>()
-            .join("; ")
+        self.errors.iter().map(|d| format!("{} at {}:{}: {}", d.rule, d.line, d.column, d.message)).collect::<Vec<_>>().join("; ")
     }
 }
 
@@ -123,10 +118,7 @@ impl BlockFunction {
         if self.params.is_empty() || self.has_rest {
             return None;
         }
-        self.params
-            .iter()
-            .map(|p| p.as_deref().and_then(BlockArg::from_param_name))
-            .collect()
+        self.params.iter().map(|p| p.as_deref().and_then(BlockArg::from_param_name)).collect()
     }
 }
 
@@ -188,13 +180,15 @@ fn analyse(code: &str, apply_rules: bool) -> (BlockValidation, Option<BlockFunct
     if let Some(function) = &function {
         let known = function.params.iter().filter(|p| p.as_deref().and_then(BlockArg::from_param_name).is_some()).count();
         if known > 0 && known < function.params.len() {
-            validation.warnings.push(positions.diagnostic(
-                "positional-arguments",
-                "some parameter names are not recognised, so the block is called with \
+            validation.warnings.push(
+                positions.diagnostic(
+                    "positional-arguments",
+                    "some parameter names are not recognised, so the block is called with \
                  (storefront, products, helpers, ctx) in that order"
-                    .into(),
-                u32::try_from(function.span.start).unwrap_or(0),
-            ));
+                        .into(),
+                    u32::try_from(function.span.start).unwrap_or(0),
+                ),
+            );
         }
     }
 
@@ -256,12 +250,7 @@ fn function_expression(expression: &Expression<'_>) -> Option<BlockFunction> {
 }
 
 fn arrow_function(arrow: &ArrowFunctionExpression<'_>) -> BlockFunction {
-    BlockFunction {
-        name: None,
-        params: param_names(&arrow.params),
-        has_rest: arrow.params.rest.is_some(),
-        span: span_range(arrow.span),
-    }
+    BlockFunction { name: None, params: param_names(&arrow.params), has_rest: arrow.params.rest.is_some(), span: span_range(arrow.span) }
 }
 
 fn param_names(params: &FormalParameters<'_>) -> Vec<Option<String>> {
@@ -297,7 +286,11 @@ const FORBIDDEN_GLOBALS: &[(&str, &str, &str)] = &[
 /// Property names refused however they are reached: `a.name`, `a['name']`, `a['na' + 'me']`,
 /// `{name} = a`, or the name as a string constant anywhere (`Reflect.get(a, 'name')`).
 const FORBIDDEN_PROPERTIES: &[(&str, &str, &str)] = &[
-    ("constructor", "no-constructor-chain", "`constructor` reaches the Function constructor through a function's constructor chain and is not allowed"),
+    (
+        "constructor",
+        "no-constructor-chain",
+        "`constructor` reaches the Function constructor through a function's constructor chain and is not allowed",
+    ),
     ("__proto__", "no-proto", "`__proto__` is not allowed"),
     ("setPrototypeOf", "no-proto", "changing prototypes is not allowed"),
     ("getPrototypeOf", "no-proto", "`getPrototypeOf` reaches built-in prototypes and constructors and is not allowed"),
@@ -460,7 +453,11 @@ impl<'a> Visit<'a> for RuleVisitor<'_> {
         // constructor chain.
         let key = it.expression.without_parentheses();
         if is_function_literal(&it.object) && constant_string(key).is_none() && !matches!(key, Expression::NumericLiteral(_)) {
-            self.error("no-constructor-chain", "a computed member of a function can reach the Function constructor and is not allowed", key.span());
+            self.error(
+                "no-constructor-chain",
+                "a computed member of a function can reach the Function constructor and is not allowed",
+                key.span(),
+            );
         }
         walk::walk_computed_member_expression(self, it);
     }
@@ -597,8 +594,14 @@ mod tests {
 
     #[test]
     fn finds_forbidden_constructs() {
-        assert_eq!(rules("function f() {\n  return obj.constructor.constructor('x')();\n}"), [("no-constructor-chain", 2, 14), ("no-constructor-chain", 2, 26)]);
-        assert_eq!(rules("function f() { return a['constructor'][`constructor`]; }"), [("no-constructor-chain", 1, 25), ("no-constructor-chain", 1, 40)]);
+        assert_eq!(
+            rules("function f() {\n  return obj.constructor.constructor('x')();\n}"),
+            [("no-constructor-chain", 2, 14), ("no-constructor-chain", 2, 26)]
+        );
+        assert_eq!(
+            rules("function f() { return a['constructor'][`constructor`]; }"),
+            [("no-constructor-chain", 1, 25), ("no-constructor-chain", 1, 40)]
+        );
     }
 
     /// Every route to the Function constructor, code generation or the global object a block

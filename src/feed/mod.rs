@@ -54,11 +54,21 @@ pub struct ProductUpsert {
 pub enum CatalogChange {
     Upsert(Box<ProductUpsert>),
     /// Deleting leaves a tombstone at `updated_ms`, so an older update arriving later is stale.
-    Delete { product: ProductId, updated_ms: i64 },
+    Delete {
+        product: ProductId,
+        updated_ms: i64,
+    },
     /// Stock of one inventory item; the owning product's stock becomes the sum of its items.
-    InventoryLevel { item: String, available: i64, updated_ms: i64 },
+    InventoryLevel {
+        item: String,
+        available: i64,
+        updated_ms: i64,
+    },
     /// An absolute stock figure from the commerce backend (its answer to an order).
-    SetStock { product: ProductId, stock: i64 },
+    SetStock {
+        product: ProductId,
+        stock: i64,
+    },
 }
 
 impl CatalogChange {
@@ -74,9 +84,14 @@ impl CatalogChange {
 /// Where a batch of changes came from. A webhook carries its id for the idempotency log.
 #[derive(Debug, Clone)]
 pub enum ChangeSource {
-    Webhook { id: WebhookId, format: &'static str },
+    Webhook {
+        id: WebhookId,
+        format: &'static str,
+    },
     /// One page of an upstream sync run.
-    Sync { run: i64 },
+    Sync {
+        run: i64,
+    },
     Backend,
 }
 

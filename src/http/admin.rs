@@ -14,10 +14,10 @@ use super::body;
 use super::shop::actor_error;
 use super::tenant::page_request;
 use crate::actors::store::{Admin, AdminOp, FeedAdmin, FeedAdminOp, RenderForStore, StoreError, SyncAdmin, SyncAdminOp};
-use crate::feed::signature::WebhookSecret;
 use crate::catalog::host_policy::{self, HostRefusal};
 use crate::catalog::{domain_check, normalise_host, AdminToken, CatalogError, HostStatus};
 use crate::error::ApiError;
+use crate::feed::signature::WebhookSecret;
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::Route;
@@ -44,7 +44,9 @@ pub fn store_error(e: StoreError) -> ApiError {
         StoreError::Invalid(m) => ApiError::bad_request("validation_failed", m),
         StoreError::NotFound(m) => ApiError::not_found(m),
         StoreError::Conflict(m) => ApiError::conflict("conflict", m),
-        StoreError::Limit { code, message, details } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_details(details),
+        StoreError::Limit { code, message, details } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_details(details)
+        }
         StoreError::Storage(e) => storage_error(e),
         StoreError::Replication(_) => crate::actors::shopper::replication_failed(e.to_string()),
     }
@@ -67,10 +69,7 @@ fn host_refused(r: HostRefusal) -> ApiError {
 }
 
 fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
+    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
     let value = value.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
     let token = value
         .strip_prefix("Bearer ")
@@ -109,11 +108,7 @@ fn store_path(node: &Node, req: &HttpRequest, raw: &str) -> Result<StoreId, ApiE
 }
 
 async fn run(node: &Arc<Node>, store: &StoreId, op: AdminOp) -> Result<Value, ApiError> {
-    node.registry
-        .ask_store(node, store, Admin(op))
-        .await
-        .map_err(actor_error)?
-        .map_err(store_error)
+    node.registry.ask_store(node, store, Admin(op)).await.map_err(actor_error)?.map_err(store_error)
 }
 
 async fn respond(node: &Arc<Node>, store: &StoreId, op: AdminOp, status: StatusCode) -> Result<HttpResponse, ApiError> {
@@ -161,7 +156,8 @@ pub async fn create_store_with(node: &Arc<Node>, id: &StoreId, body: &Value) -> 
     patch.apply(Default::default()).map_err(|m| ApiError::bad_request("validation_failed", m))?;
     let hosts: Vec<String> = match body.get("hosts") {
         None => Vec::new(),
-        Some(v) => serde_json::from_value(v.clone()).map_err(|_| ApiError::bad_request("validation_failed", "hosts must be a list of host names"))?,
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|_| ApiError::bad_request("validation_failed", "hosts must be a list of host names"))?,
     };
     let hosts: Vec<String> = hosts.iter().map(|h| host_policy::normalise_claim(h)).collect::<Result<_, _>>().map_err(host_refused)?;
     for h in &hosts {
@@ -170,10 +166,7 @@ pub async fn create_store_with(node: &Arc<Node>, id: &StoreId, body: &Value) -> 
     let token = AdminToken::generate();
     let catalog_node = node.clone();
     let (id2, token_clone) = (id.clone(), AdminToken(token.0.clone()));
-    web::block(move || catalog_node.catalog.create_store(&id2, &token_clone))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(catalog_error)?;
+    web::block(move || catalog_node.catalog.create_store(&id2, &token_clone)).await.map_err(ApiError::internal)?.map_err(catalog_error)?;
     // The operator names them: verified, unless another store already serves one.
     for h in &hosts {
         node.catalog.confirm_host(h, id).map_err(catalog_error)?;
@@ -220,7 +213,8 @@ store_route!(patch_settings, |node, store, req, rest, bytes: Bytes| async move {
 });
 store_route!(get_theme, |node, store, req, rest| async move { respond(&node, &store, AdminOp::GetTheme, StatusCode::OK).await });
 store_route!(put_theme, |node, store, req, rest, bytes: Bytes| async move {
-    let theme = serde_json::from_value(body::json(&req, &bytes)?).map_err(|e| ApiError::bad_request("validation_failed", format!("invalid theme: {e}")))?;
+    let theme = serde_json::from_value(body::json(&req, &bytes)?)
+        .map_err(|e| ApiError::bad_request("validation_failed", format!("invalid theme: {e}")))?;
     respond(&node, &store, AdminOp::PutTheme(theme), StatusCode::OK).await
 });
 store_route!(list_products, |node, store, req, rest| async move { respond(&node, &store, AdminOp::ListProducts, StatusCode::OK).await });
@@ -436,7 +430,8 @@ pub async fn get_host(node: web::Data<Node>, req: HttpRequest, path: web::Path<S
     let host = normalise_host(&path.into_inner());
     let (owner, claims) = node.catalog.host_owner(&host).map_err(ApiError::internal)?;
     let default_of = host_policy::default_host_store(&host, node.catalog.base_domain());
-    Ok(HttpResponse::Ok().json(json!({"host": host, "store": owner.or(default_of.clone()), "default": default_of.is_some(), "claims": claims})))
+    Ok(HttpResponse::Ok()
+        .json(json!({"host": host, "store": owner.or(default_of.clone()), "default": default_of.is_some(), "claims": claims})))
 }
 
 /// `PUT /admin/api/v1/hosts/{host}` — `{"store": "id"}`: the host serves that store, verified,

@@ -86,9 +86,13 @@ pub fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Valu
 pub fn integer(value: Option<&Value>, name: &str) -> Result<Option<i64>, ApiError> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| ApiError::bad_request("invalid_request", format!("{name} must be a whole number"))),
+        Some(Value::Number(n)) => {
+            n.as_i64().map(Some).ok_or_else(|| ApiError::bad_request("invalid_request", format!("{name} must be a whole number")))
+        }
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| ApiError::bad_request("invalid_request", format!("{name} must be a whole number"))),
+        Some(Value::String(s)) => {
+            s.trim().parse().map(Some).map_err(|_| ApiError::bad_request("invalid_request", format!("{name} must be a whole number")))
+        }
         Some(_) => Err(ApiError::bad_request("invalid_request", format!("{name} must be a whole number"))),
     }
 }

@@ -69,7 +69,10 @@ fn verdict(node: &Node, req: &ServiceRequest, store: &StoreId) -> Result<(), Str
 
 /// The middleware: runs before the routing middleware, so a refused request is never
 /// forwarded (and a forwarded one is checked again by its owner, from the same headers).
-pub async fn check_origin(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+pub async fn check_origin(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     if !guarded(&req) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }

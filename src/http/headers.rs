@@ -60,7 +60,10 @@ pub fn set_page_policy(res: &mut HttpResponse, chrome: &Chrome) {
 }
 
 /// The middleware: fills in whatever security header a response does not already carry.
-pub async fn security_headers(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+pub async fn security_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let mut res = next.call(req).await?.map_into_boxed_body();
     let headers = res.headers_mut();
     let defaults: [(HeaderName, fn() -> HeaderValue); 4] = [

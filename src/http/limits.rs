@@ -188,7 +188,9 @@ pub fn allow_new_session(req: &HttpRequest) -> Result<(), ApiError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     /// Admin API and the operator's endpoints: bearer tokens, failures counted.
-    Authenticated { admin: bool },
+    Authenticated {
+        admin: bool,
+    },
     Webhook,
     ShopWrite,
     Other,
@@ -233,7 +235,10 @@ fn refuse(req: ServiceRequest, err: ApiError) -> ServiceResponse<BoxBody> {
 
 /// The middleware: refuses over-limit requests before anything else runs, and counts failed
 /// authentications on the way out.
-pub async fn limit_requests(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+pub async fn limit_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(l) = limits() else { return Ok(next.call(req).await?.map_into_boxed_body()) };
     // Counted by the node it entered through (the routing middleware verifies the signature).
     if req.headers().contains_key(crate::cluster::auth::HOP_HEADER) {
@@ -284,7 +289,8 @@ mod tests {
     use super::*;
 
     fn limits(failures: u32) -> Limits {
-        let settings = LimitSettings { auth_failures_before_lockout: failures, lockout_base_secs: 1, lockout_max_secs: 8, ..Default::default() };
+        let settings =
+            LimitSettings { auth_failures_before_lockout: failures, lockout_base_secs: 1, lockout_max_secs: 8, ..Default::default() };
         Limits {
             sessions: Limiter::new(quota_per_sec(1, 1)),
             writes_per_ip: Limiter::new(quota_per_sec(1, 1)),

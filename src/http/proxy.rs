@@ -25,7 +25,9 @@ pub fn init(settings: &HttpSettings) -> anyhow::Result<()> {
         let raw = raw.trim();
         let net = match raw.parse::<IpNet>() {
             Ok(n) => n,
-            Err(_) => IpNet::from(raw.parse::<IpAddr>().map_err(|_| anyhow::anyhow!("http.trusted_proxies: {raw:?} is not an IP or CIDR"))?),
+            Err(_) => {
+                IpNet::from(raw.parse::<IpAddr>().map_err(|_| anyhow::anyhow!("http.trusted_proxies: {raw:?} is not an IP or CIDR"))?)
+            }
         };
         nets.push(net);
     }

@@ -10,11 +10,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::{self, BodyKind};
+use super::session::SessionToken;
 use super::tenant::{self, page_request, resolve_store, session_of, wants_html};
 use crate::actors::registry::ActorError;
-use super::session::SessionToken;
 use crate::actors::shopper::{
-    CartOp, ChangeCart, Checkout, GetCart, GetOrder, IdempotencyKey, RenderForShopper, RotateSession, SessionGeneration, SetPreferences, ShopperError, ShopperPage,
+    CartOp, ChangeCart, Checkout, GetCart, GetOrder, IdempotencyKey, RenderForShopper, RotateSession, SessionGeneration, SetPreferences,
+    ShopperError, ShopperPage,
 };
 use crate::actors::store::RenderForStore;
 use crate::error::{ApiError, RequestId};
@@ -175,14 +176,18 @@ pub fn render_error(e: RenderError) -> ApiError {
         RenderError::NotFound(m) => ApiError::not_found(m),
         RenderError::Internal(m) => ApiError::internal(m),
         RenderError::Capacity { retry_after_secs, bound } => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "render_capacity", e.to_string()).with_details(json!({"retryAfterSecs": retry_after_secs, "bound": bound}))
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "render_capacity", e.to_string())
+                .with_details(json!({"retryAfterSecs": retry_after_secs, "bound": bound}))
         }
     }
 }
 
 fn html_response(html: Bytes, cookie: Option<actix_web::cookie::Cookie<'static>>, cache: &'static str) -> HttpResponse {
     let mut builder = HttpResponse::Ok();
-    builder.content_type("text/html; charset=utf-8").insert_header((header::CACHE_CONTROL, "private, no-store")).insert_header(("x-vitrina-cache", cache));
+    builder
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "private, no-store"))
+        .insert_header(("x-vitrina-cache", cache));
     if let Some(cookie) = cookie {
         builder.cookie(cookie);
     }
@@ -376,7 +381,8 @@ fn product_id(ctx: &Ctx, raw: Option<&str>) -> Result<ProductId, ShopError> {
 /// Sends a cart change and answers as the client expects: JSON, or a redirect for a form.
 async fn change_cart(ctx: Ctx, req: &HttpRequest, kind: BodyKind, op: CartOp, status: StatusCode) -> Result<HttpResponse, ShopError> {
     let session = session(&ctx, req, true).await?;
-    let result = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, session.sid(), ChangeCart(op)).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let result =
+        ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, session.sid(), ChangeCart(op)).await.map_err(|e| ctx.err(actor_error(e)))?;
     let cart = result.map_err(|e| ctx.err(e))?;
     let mut res = if kind == BodyKind::Form {
         let mut b = HttpResponse::SeeOther();
@@ -450,12 +456,20 @@ pub async fn preferences(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) 
         let value = v.as_str().unwrap_or_default().to_string();
         let valid = (1..=35).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !allowed || !valid {
-            return Err(ctx.err(ApiError::bad_request("invalid_preference", format!("unknown preference {k:?} or invalid value; allowed: region, locale"))));
+            return Err(ctx.err(ApiError::bad_request(
+                "invalid_preference",
+                format!("unknown preference {k:?} or invalid value; allowed: region, locale"),
+            )));
         }
         prefs.insert(k, value);
     }
     let region = prefs.get("region").cloned();
-    let out = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, session.sid(), SetPreferences(prefs)).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let out = ctx
+        .node
+        .registry
+        .ask_shopper(&ctx.node, &ctx.store, session.sid(), SetPreferences(prefs))
+        .await
+        .map_err(|e| ctx.err(actor_error(e)))?;
     let out = out.map_err(|e| ctx.err(e))?;
     let mut res = HttpResponse::Ok();
     if let Some(cookie) = session.cookie(&req) {
@@ -474,9 +488,7 @@ pub async fn consent(req: HttpRequest, bytes: Bytes) -> Result<HttpResponse, Sho
     let value = match body::string(body::field(&map, &["analytics"])) {
         Some("declined") => "declined",
         Some("granted") => "granted",
-        _ => {
-            return Err(ShopError::new(ApiError::bad_request("invalid_request", "analytics must be declined or granted"), html))
-        }
+        _ => return Err(ShopError::new(ApiError::bad_request("invalid_request", "analytics must be declined or granted"), html)),
     };
     let mut cookie = tenant::site_cookie(&req, tenant::CONSENT_COOKIE, value.to_string());
     cookie.set_max_age(actix_web::cookie::time::Duration::days(365));
@@ -562,7 +574,8 @@ pub async fn order(node: web::Data<Node>, req: HttpRequest, path: web::Path<Stri
     if session.is_new {
         return Err(not_found());
     }
-    let found = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, session.sid(), GetOrder(id)).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let found =
+        ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, session.sid(), GetOrder(id)).await.map_err(|e| ctx.err(actor_error(e)))?;
     let order = found.map_err(|e| ctx.err(e))?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "private, no-store")).json(json!({"order": order})))
 }

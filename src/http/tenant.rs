@@ -5,8 +5,8 @@ use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::HttpRequest;
 
-use crate::error::ApiError;
 use super::session::SessionToken;
+use crate::error::ApiError;
 use crate::ids::{Slug, StoreId};
 use crate::node::Node;
 use crate::render::{PageRequest, Route};
@@ -18,10 +18,7 @@ pub const REGION_COOKIE: &str = "vitrina_region";
 
 /// Whether the client is a browser that wants HTML (errors then come as a page, not JSON).
 pub fn wants_html(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"))
+    req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
 }
 
 pub fn host_of(req: &HttpRequest) -> String {

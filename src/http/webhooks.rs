@@ -26,8 +26,7 @@ use crate::node::Node;
 use crate::storage::now_ms;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/webhooks/shopify", web::post().to(shopify_webhook))
-        .route("/webhooks/generic", web::post().to(generic_webhook));
+    cfg.route("/webhooks/shopify", web::post().to(shopify_webhook)).route("/webhooks/generic", web::post().to(generic_webhook));
 }
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
@@ -43,7 +42,12 @@ async fn secret_of(node: &Arc<Node>, store: &StoreId) -> Result<Option<WebhookSe
     node.registry.ask_store(node, store, GetWebhookSecret).await.map_err(actor_error)
 }
 
-async fn apply(node: &Arc<Node>, store: &StoreId, source: ChangeSource, change: crate::feed::CatalogChange) -> Result<HttpResponse, ApiError> {
+async fn apply(
+    node: &Arc<Node>,
+    store: &StoreId,
+    source: ChangeSource,
+    change: crate::feed::CatalogChange,
+) -> Result<HttpResponse, ApiError> {
     let format = match &source {
         ChangeSource::Webhook { format, .. } => *format,
         _ => "other",

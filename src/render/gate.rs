@@ -135,7 +135,13 @@ mod tests {
     use super::*;
 
     fn gates(concurrency: usize, rate: u64, burst: u64) -> Arc<StoreGates> {
-        let settings = RenderSettings { store_max_concurrent: concurrency, store_cpu_ms_per_sec: rate, store_cpu_burst_ms: burst, max_page_cpu_ms: 50, ..Default::default() };
+        let settings = RenderSettings {
+            store_max_concurrent: concurrency,
+            store_cpu_ms_per_sec: rate,
+            store_cpu_burst_ms: burst,
+            max_page_cpu_ms: 50,
+            ..Default::default()
+        };
         Arc::new(StoreGates::new(&settings))
     }
 

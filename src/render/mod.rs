@@ -63,7 +63,11 @@ fn analytics_script(id: &str) -> String {
 }
 
 impl Chrome {
-    pub fn build(theme: &crate::store::model::Theme, pages: &std::collections::HashMap<String, PageVersion>, analytics_id: Option<&str>) -> Chrome {
+    pub fn build(
+        theme: &crate::store::model::Theme,
+        pages: &std::collections::HashMap<String, PageVersion>,
+        analytics_id: Option<&str>,
+    ) -> Chrome {
         let mut style_hashes = Vec::new();
         let mut style = |region: Option<&str>| {
             let mut css_vars = String::new();
@@ -76,8 +80,11 @@ impl Chrome {
             format!("<style>{css}</style>\n")
         };
         let mut nav = String::new();
-        let mut slugs: Vec<&str> =
-            pages.keys().map(String::as_str).filter(|p| !["home", "product", "post", "blog", "cart", "search", "order"].contains(p)).collect();
+        let mut slugs: Vec<&str> = pages
+            .keys()
+            .map(String::as_str)
+            .filter(|p| !["home", "product", "post", "blog", "cart", "search", "order"].contains(p))
+            .collect();
         slugs.sort_unstable();
         for slug in slugs {
             let _ = write!(nav, "<a href=\"/pages/{}\">{}</a>", escape_html(slug), escape_html(&pages[slug].title));
@@ -114,7 +121,8 @@ fn shell_script_hash() -> &'static str {
 }
 
 /// The error page's stylesheet (inline; its hash is in the default policy).
-pub const ERROR_PAGE_CSS: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#111}code{color:#555}";
+pub const ERROR_PAGE_CSS: &str =
+    "body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#111}code{color:#555}";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Route {
@@ -293,7 +301,12 @@ fn entries(value: Value) -> serde_json::Map<String, Value> {
 
 /// Decides which page and blocks a route shows. A store can replace the built-in product, post,
 /// cart and search layouts by publishing pages with the slugs `product`, `post`, `cart`, `search`.
-fn plan<'a>(snap: &'a StoreSnapshot, route: &Route, draft: Option<&'a PageVersion>, view: &ShopperView) -> Result<PagePlan<'a>, RenderError> {
+fn plan<'a>(
+    snap: &'a StoreSnapshot,
+    route: &Route,
+    draft: Option<&'a PageVersion>,
+    view: &ShopperView,
+) -> Result<PagePlan<'a>, RenderError> {
     use std::borrow::Cow;
     let name = &snap.settings.name;
     let from_page = |page: &'a PageVersion, title: String, description: String, extra: Value| PagePlan {
@@ -330,11 +343,15 @@ fn plan<'a>(snap: &'a StoreSnapshot, route: &Route, draft: Option<&'a PageVersio
             from_page(page, title, description, json!({}))
         }
         Route::Product(handle) => {
-            let p = snap
-                .product_by_handle(handle.as_str())
-                .ok_or_else(|| RenderError::NotFound(format!("product {handle} not found")))?;
+            let p = snap.product_by_handle(handle.as_str()).ok_or_else(|| RenderError::NotFound(format!("product {handle} not found")))?;
             let description: String = p.description.chars().take(160).collect();
-            template("product", &["product-detail", "recently-viewed"], format!("{} · {name}", p.title), description, json!({"productHandle": p.handle}))
+            template(
+                "product",
+                &["product-detail", "recently-viewed"],
+                format!("{} · {name}", p.title),
+                description,
+                json!({"productHandle": p.handle}),
+            )
         }
         Route::Post(slug) => {
             let post = snap.post(slug.as_str()).ok_or_else(|| RenderError::NotFound(format!("post {slug} not found")))?;
@@ -467,12 +484,7 @@ fn prepare(
     let plan = plan(snap, &req.route, draft, view)?;
     let now = OffsetDateTime::now_utc();
     let user_type = if view.customer { UserType::Customer } else { UserType::Guest };
-    let visible: Vec<&Block> = plan
-        .blocks
-        .iter()
-        .map(|b| b.as_ref())
-        .filter(|b| b.visibility.allows(req.device, user_type, now))
-        .collect();
+    let visible: Vec<&Block> = plan.blocks.iter().map(|b| b.as_ref()).filter(|b| b.visibility.allows(req.device, user_type, now)).collect();
 
     let ctx = PageCtx {
         cart: &view.cart,
@@ -502,7 +514,10 @@ fn prepare(
         description: plan.description,
         page_slug: plan.page_slug,
     };
-    Ok((prepared, threads::EngineJob { snapshot: snap.clone(), ctx_json, blocks: job_blocks, limits: settings.clamp(&snap.settings.limits) }))
+    Ok((
+        prepared,
+        threads::EngineJob { snapshot: snap.clone(), ctx_json, blocks: job_blocks, limits: settings.clamp(&snap.settings.limits) },
+    ))
 }
 
 /// The page around the blocks' outcomes.
@@ -514,7 +529,12 @@ fn assemble(snap: &StoreSnapshot, req: &PageRequest, view: &ShopperView, prepare
     for ((id, block_type), outcome) in prepared.blocks.iter().zip(outcomes) {
         match outcome {
             Ok(block_html) => {
-                let _ = writeln!(html, "<div class=\"v-block\" data-block=\"{}\" data-type=\"{}\">{block_html}</div>", escape_html(id), escape_html(block_type));
+                let _ = writeln!(
+                    html,
+                    "<div class=\"v-block\" data-block=\"{}\" data-type=\"{}\">{block_html}</div>",
+                    escape_html(id),
+                    escape_html(block_type)
+                );
             }
             Err(failure) => {
                 failed += 1;

@@ -121,7 +121,12 @@ impl EngineSlot {
 
     /// Runs `job` on this actor's engine (placing one on a render thread first if it has none).
     /// The receiver fails if the render thread is gone.
-    pub fn run(&mut self, threads: &Arc<RenderThreads>, store: &StoreId, job: EngineJob) -> futures::channel::oneshot::Receiver<EngineResult> {
+    pub fn run(
+        &mut self,
+        threads: &Arc<RenderThreads>,
+        store: &StoreId,
+        job: EngineJob,
+    ) -> futures::channel::oneshot::Receiver<EngineResult> {
         match (&self.placed, self.ticket) {
             (Some(_), Some(ticket)) => isolate_budget::touch(ticket),
             (Some(_), None) => {}
@@ -202,7 +207,13 @@ fn run_job(id: u64, held: &AtomicBool, store: &StoreId, ticket: Option<u64>, job
     let blocks: Vec<BlockToRender<'_>> = job
         .blocks
         .iter()
-        .map(|b| BlockToRender { id: &b.id, block_type: &b.block_type, code: b.code.as_deref(), code_version: b.code_version, config_json: &b.config_json })
+        .map(|b| BlockToRender {
+            id: &b.id,
+            block_type: &b.block_type,
+            code: b.code.as_deref(),
+            code_version: b.code_version,
+            config_json: &b.config_json,
+        })
         .collect();
     // The engine leaves the table while it renders, so nothing it does can find the table borrowed.
     let mut engine = match ENGINES.with_borrow_mut(|engines| engines.remove(&id)) {

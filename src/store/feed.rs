@@ -131,7 +131,13 @@ fn set_stock(tx: &Transaction<'_>, id: &ProductId, stock: i64, now: i64) -> Stor
 /// than what is stored is `Stale` and changes nothing; equal timestamps apply (arrival order
 /// breaks the tie, so a redelivery of the latest version is harmless). `run` marks products a
 /// sync run has seen, for the deletions at the end of a full resync.
-pub fn apply_change(tx: &Transaction<'_>, change: &CatalogChange, currency: &Currency, run: Option<i64>, now: i64) -> Result<ChangeOutcome, FeedError> {
+pub fn apply_change(
+    tx: &Transaction<'_>,
+    change: &CatalogChange,
+    currency: &Currency,
+    run: Option<i64>,
+    now: i64,
+) -> Result<ChangeOutcome, FeedError> {
     match change {
         CatalogChange::Upsert(up) => apply_upsert(tx, up, currency, run, now),
         CatalogChange::Delete { product, updated_ms } => {
@@ -168,7 +174,13 @@ pub fn apply_change(tx: &Transaction<'_>, change: &CatalogChange, currency: &Cur
     }
 }
 
-fn apply_upsert(tx: &Transaction<'_>, up: &ProductUpsert, currency: &Currency, run: Option<i64>, now: i64) -> Result<ChangeOutcome, FeedError> {
+fn apply_upsert(
+    tx: &Transaction<'_>,
+    up: &ProductUpsert,
+    currency: &Currency,
+    run: Option<i64>,
+    now: i64,
+) -> Result<ChangeOutcome, FeedError> {
     let id = &up.id;
     if source_of(tx, id)?.is_some_and(|(u, _)| u > up.updated_ms) {
         // Still seen by this run: an older page does not make a newer product disappear.
@@ -177,7 +189,8 @@ fn apply_upsert(tx: &Transaction<'_>, up: &ProductUpsert, currency: &Currency, r
         }
         return Ok(ChangeOutcome::Stale);
     }
-    let mut product = up.input.clone().into_product(Some(id), currency, now).map_err(|e| FeedError::Invalid(format!("product {id}: {e}")))?;
+    let mut product =
+        up.input.clone().into_product(Some(id), currency, now).map_err(|e| FeedError::Invalid(format!("product {id}: {e}")))?;
 
     // Inventory: each item keeps its own newest figure (an inventory webhook newer than this
     // product version wins); items no longer listed are variants that were removed.
@@ -241,9 +254,8 @@ fn same_content(a: &Product, b: &Product) -> bool {
 /// webhook touched since the run began) are gone upstream; delete them, leaving tombstones.
 pub fn delete_unseen(tx: &Transaction<'_>, run: i64, run_started_ms: i64) -> StorageResult<Vec<ProductId>> {
     let gone: Vec<String> = {
-        let mut stmt = tx.prepare(
-            "SELECT product_id FROM product_sources WHERE deleted = 0 AND seen_run < ?1 AND upstream_updated_ms < ?2",
-        )?;
+        let mut stmt =
+            tx.prepare("SELECT product_id FROM product_sources WHERE deleted = 0 AND seen_run < ?1 AND upstream_updated_ms < ?2")?;
         let rows = stmt.query_map(params![run, run_started_ms], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
@@ -262,10 +274,7 @@ pub fn delete_unseen(tx: &Transaction<'_>, run: i64, run_started_ms: i64) -> Sto
 
 /// One "the catalog changed" event, in the same transaction as the change.
 pub fn record_outbox(tx: &Transaction<'_>, kind: &str, payload: &Value, now: i64) -> StorageResult<i64> {
-    tx.execute(
-        "INSERT INTO outbox (kind, payload, created_ms) VALUES (?1, ?2, ?3)",
-        params![kind, payload.to_string(), now],
-    )?;
+    tx.execute("INSERT INTO outbox (kind, payload, created_ms) VALUES (?1, ?2, ?3)", params![kind, payload.to_string(), now])?;
     let seq = tx.last_insert_rowid();
     tx.execute("DELETE FROM outbox WHERE seq <= ?1", [seq - OUTBOX_LIMIT])?;
     Ok(seq)
@@ -285,7 +294,12 @@ pub fn pending_outbox(conn: &Connection, limit: usize) -> StorageResult<Vec<Outb
     let mut stmt = conn.prepare("SELECT seq, kind, payload, created_ms FROM outbox WHERE delivered_ms IS NULL ORDER BY seq LIMIT ?1")?;
     let rows = stmt.query_map([limit as i64], |r| {
         let payload: String = r.get(2)?;
-        Ok(OutboxEvent { seq: r.get(0)?, kind: r.get(1)?, payload: serde_json::from_str(&payload).unwrap_or(Value::Null), created_ms: r.get(3)? })
+        Ok(OutboxEvent {
+            seq: r.get(0)?,
+            kind: r.get(1)?,
+            payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+            created_ms: r.get(3)?,
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -344,7 +358,9 @@ pub struct SyncState {
 
 pub fn sync_config(conn: &Connection) -> StorageResult<Option<SyncConfig>> {
     Ok(conn
-        .query_row("SELECT url, interval_secs FROM sync_config WHERE id = 1", [], |r| Ok(SyncConfig { url: r.get(0)?, interval_secs: r.get(1)? }))
+        .query_row("SELECT url, interval_secs FROM sync_config WHERE id = 1", [], |r| {
+            Ok(SyncConfig { url: r.get(0)?, interval_secs: r.get(1)? })
+        })
         .optional()?)
 }
 

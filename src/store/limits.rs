@@ -25,7 +25,10 @@ pub fn check(conn: &Connection, store: &StoreId, limits: &StoreLimitSettings) ->
     if products > limits.max_products_per_store {
         return Err(LimitError::Exceeded {
             code: "product_limit",
-            message: format!("a store may hold at most {} products on this node; this change would make {products}", limits.max_products_per_store),
+            message: format!(
+                "a store may hold at most {} products on this node; this change would make {products}",
+                limits.max_products_per_store
+            ),
             details: json!({"limit": limits.max_products_per_store, "wouldBe": products, "retryable": false}),
         });
     }
@@ -34,7 +37,10 @@ pub fn check(conn: &Connection, store: &StoreId, limits: &StoreLimitSettings) ->
     if bytes > limits.max_snapshot_bytes {
         return Err(LimitError::Exceeded {
             code: "snapshot_limit",
-            message: format!("a store's published data may be at most {} bytes on this node; this change would make {bytes}", limits.max_snapshot_bytes),
+            message: format!(
+                "a store's published data may be at most {} bytes on this node; this change would make {bytes}",
+                limits.max_snapshot_bytes
+            ),
             details: json!({"limit": limits.max_snapshot_bytes, "wouldBe": bytes, "retryable": false}),
         });
     }

@@ -37,8 +37,8 @@ impl Currency {
     /// Digits after the decimal point (ISO 4217 minor unit).
     pub fn exponent(&self) -> u32 {
         match self.0.as_str() {
-            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI"
-            | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND" | "VUV" | "XAF"
+            | "XOF" | "XPF" => 0,
             "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
             _ => 2,
         }
@@ -507,15 +507,24 @@ impl Visibility {
     pub fn allows(&self, device: Device, user: UserType, now: OffsetDateTime) -> bool {
         self.devices.as_ref().is_none_or(|d| d.contains(&device))
             && self.user_types.as_ref().is_none_or(|u| u.contains(&user))
-            && self.date_range.as_ref().is_none_or(|r| {
-                r.start.is_none_or(|s| now >= s) && r.end.is_none_or(|e| now <= e)
-            })
+            && self.date_range.as_ref().is_none_or(|r| r.start.is_none_or(|s| now >= s) && r.end.is_none_or(|e| now <= e))
     }
 }
 
 pub const BLOCK_TYPES: &[&str] = &[
-    "hero", "product-grid", "product-detail", "text", "gallery", "blog-list", "blog-post",
-    "cart-summary", "recently-viewed", "cart", "search-results", "order-confirmation", "custom",
+    "hero",
+    "product-grid",
+    "product-detail",
+    "text",
+    "gallery",
+    "blog-list",
+    "blog-post",
+    "cart-summary",
+    "recently-viewed",
+    "cart",
+    "search-results",
+    "order-confirmation",
+    "custom",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

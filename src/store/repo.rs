@@ -12,10 +12,7 @@ pub fn meta_get(conn: &Connection, key: &str) -> StorageResult<Option<String>> {
 }
 
 pub fn meta_set(tx: &Transaction<'_>, key: &str, value: &str) -> StorageResult<()> {
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![key, value],
-    )?;
+    tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", params![key, value])?;
     Ok(())
 }
 
@@ -146,8 +143,7 @@ fn product_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Product>> 
     }))
 }
 
-const PRODUCT_COLUMNS: &str =
-    "id, handle, title, description, price_minor, compare_at_minor, images, stock, tags, position, updated_at";
+const PRODUCT_COLUMNS: &str = "id, handle, title, description, price_minor, compare_at_minor, images, stock, tags, position, updated_at";
 
 pub fn list_products(conn: &Connection) -> StorageResult<Vec<Product>> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY position, id"))?;
@@ -174,8 +170,7 @@ pub enum UpsertOutcome {
 }
 
 pub fn upsert_product(tx: &Transaction<'_>, p: &Product) -> StorageResult<UpsertOutcome> {
-    let owner: Option<String> =
-        tx.query_row("SELECT id FROM products WHERE handle = ?1", [p.handle.as_str()], |r| r.get(0)).optional()?;
+    let owner: Option<String> = tx.query_row("SELECT id FROM products WHERE handle = ?1", [p.handle.as_str()], |r| r.get(0)).optional()?;
     if owner.as_deref().is_some_and(|o| o != p.id.as_str()) {
         return Ok(UpsertOutcome::HandleTaken);
     }
@@ -249,13 +244,7 @@ pub struct PageSummary {
 const PAGE_COLUMNS: &str = "slug, title, description, published_version, updated_at";
 
 fn page_summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PageSummary> {
-    Ok(PageSummary {
-        slug: r.get(0)?,
-        title: r.get(1)?,
-        description: r.get(2)?,
-        published_version: r.get(3)?,
-        updated_at: r.get(4)?,
-    })
+    Ok(PageSummary { slug: r.get(0)?, title: r.get(1)?, description: r.get(2)?, published_version: r.get(3)?, updated_at: r.get(4)? })
 }
 
 pub fn list_pages(conn: &Connection) -> StorageResult<Vec<PageSummary>> {
@@ -345,14 +334,9 @@ pub fn published_page(conn: &Connection, slug: &Slug, version: i64) -> StorageRe
         )
         .optional()?;
     Ok(match row {
-        Some((title, description, blocks, published_at)) => Some(PageVersion {
-            slug: slug.clone(),
-            version,
-            title,
-            description,
-            blocks: serde_json::from_str(&blocks)?,
-            published_at,
-        }),
+        Some((title, description, blocks, published_at)) => {
+            Some(PageVersion { slug: slug.clone(), version, title, description, blocks: serde_json::from_str(&blocks)?, published_at })
+        }
         None => None,
     })
 }
@@ -380,10 +364,8 @@ pub struct VersionSummary {
 }
 
 pub fn page_versions(conn: &Connection, slug: &Slug) -> StorageResult<Vec<VersionSummary>> {
-    let live: Option<i64> = conn
-        .query_row("SELECT published_version FROM pages WHERE slug = ?1", [slug.as_str()], |r| r.get(0))
-        .optional()?
-        .flatten();
+    let live: Option<i64> =
+        conn.query_row("SELECT published_version FROM pages WHERE slug = ?1", [slug.as_str()], |r| r.get(0)).optional()?.flatten();
     let mut stmt = conn.prepare(
         "SELECT version, published_at, source, json_array_length(blocks) FROM page_versions WHERE page_slug = ?1 ORDER BY version",
     )?;
@@ -405,11 +387,8 @@ pub fn page_versions(conn: &Connection, slug: &Slug) -> StorageResult<Vec<Versio
 pub fn publish_version(tx: &Transaction<'_>, slug: &Slug, blocks: &[Block], source: &str, now: i64) -> StorageResult<i64> {
     let (title, description): (String, String) =
         tx.query_row("SELECT title, description FROM pages WHERE slug = ?1", [slug.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let next: i64 = tx.query_row(
-        "SELECT coalesce(max(version), 0) + 1 FROM page_versions WHERE page_slug = ?1",
-        [slug.as_str()],
-        |r| r.get(0),
-    )?;
+    let next: i64 =
+        tx.query_row("SELECT coalesce(max(version), 0) + 1 FROM page_versions WHERE page_slug = ?1", [slug.as_str()], |r| r.get(0))?;
     tx.execute(
         "INSERT INTO page_versions (page_slug, version, title, description, blocks, published_at, source)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -422,9 +401,8 @@ pub fn publish_version(tx: &Transaction<'_>, slug: &Slug, blocks: &[Block], sour
 // ---- posts ----
 
 pub fn list_posts(conn: &Connection) -> StorageResult<Vec<Post>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT slug, title, excerpt, body, author, image, published_at FROM posts ORDER BY published_at DESC, slug",
-    )?;
+    let mut stmt =
+        conn.prepare_cached("SELECT slug, title, excerpt, body, author, image, published_at FROM posts ORDER BY published_at DESC, slug")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,

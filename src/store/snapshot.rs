@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use serde_json::json;
 
-use super::model::{Post, PageVersion, Product, StoreSettings, Theme};
+use super::model::{PageVersion, Post, Product, StoreSettings, Theme};
 use super::repo;
 use crate::engine::StoreRenderData;
 use crate::ids::{ProductId, StoreId};
@@ -41,8 +41,7 @@ impl StoreSnapshot {
         let theme = repo::load_theme(conn)?;
         let products = repo::list_products(conn)?;
         let posts = repo::list_posts(conn)?;
-        let pages: HashMap<String, PageVersion> =
-            repo::live_pages(conn)?.into_iter().map(|p| (p.slug.as_str().to_string(), p)).collect();
+        let pages: HashMap<String, PageVersion> = repo::live_pages(conn)?.into_iter().map(|p| (p.slug.as_str().to_string(), p)).collect();
         let mut snapshot = Self::assemble(store.clone(), version, settings, theme, products, posts, pages);
         snapshot.orders_url = super::feed::orders_url(conn)?;
         Ok(snapshot)

@@ -18,25 +18,13 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(body: impl Into<String>) -> Reply {
-        Reply {
-            status: 200,
-            headers: Vec::new(),
-            body: body.into(),
-        }
+        Reply { status: 200, headers: Vec::new(), body: body.into() }
     }
     pub fn redirect(location: impl Into<String>) -> Reply {
-        Reply {
-            status: 302,
-            headers: vec![("location".into(), location.into())],
-            body: String::new(),
-        }
+        Reply { status: 302, headers: vec![("location".into(), location.into())], body: String::new() }
     }
     pub fn status(status: u16) -> Reply {
-        Reply {
-            status,
-            headers: Vec::new(),
-            body: "{}".into(),
-        }
+        Reply { status, headers: Vec::new(), body: "{}".into() }
     }
 }
 

@@ -103,7 +103,15 @@ impl TestNode {
 
     /// `GET /cluster/status` with the operator token.
     pub async fn cluster_status(&self) -> Value {
-        self.plain().get(format!("http://{}/cluster/status", self.addr)).bearer_auth(OPERATOR_TOKEN).send().await.unwrap().json().await.unwrap()
+        self.plain()
+            .get(format!("http://{}/cluster/status", self.addr))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// `GET /metrics` with the operator token, as text.
@@ -203,16 +211,13 @@ impl TestNode {
     /// Value of one series in `GET /metrics` (0 when absent).
     pub async fn metric(&self, series: &str) -> u64 {
         let text = self.metrics_text().await;
-        text.lines()
-            .filter_map(|l| l.rsplit_once(' '))
-            .find(|(name, _)| *name == series)
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0)
+        text.lines().filter_map(|l| l.rsplit_once(' ')).find(|(name, _)| *name == series).and_then(|(_, v)| v.parse().ok()).unwrap_or(0)
     }
 
     /// `vitrina_replication_pending_actors`; `None` when the node does not report it.
     pub async fn replication_pending(&self) -> Option<u64> {
-        let text = self.plain().get(format!("http://{}/metrics", self.addr)).bearer_auth(OPERATOR_TOKEN).send().await.ok()?.text().await.ok()?;
+        let text =
+            self.plain().get(format!("http://{}/metrics", self.addr)).bearer_auth(OPERATOR_TOKEN).send().await.ok()?.text().await.ok()?;
         text.lines().find_map(|l| l.strip_prefix("vitrina_replication_pending_actors ")).and_then(|v| v.trim().parse().ok())
     }
 

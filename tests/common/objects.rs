@@ -56,4 +56,3 @@ pub fn replication_env(endpoint: &str, bucket: &Bucket, interval_ms: u64) -> Vec
         ("VITRINA_REPLICATION__SNAPSHOT_INTERVAL_MS".into(), interval_ms.to_string()),
     ]
 }
-

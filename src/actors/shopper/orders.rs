@@ -338,7 +338,12 @@ impl ShopperActor {
                 // The store lives on another node: its owner applies the stock.
                 crate::cluster::Placement::Remote { addr, .. } => node
                     .cluster
-                    .call_json::<Value>(&addr, reqwest::Method::POST, &format!("/internal/stores/{store}/stock"), &serde_json::json!({"stock": stock}))
+                    .call_json::<Value>(
+                        &addr,
+                        reqwest::Method::POST,
+                        &format!("/internal/stores/{store}/stock"),
+                        &serde_json::json!({"stock": stock}),
+                    )
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string()),

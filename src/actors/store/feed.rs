@@ -8,10 +8,10 @@ use super::{StoreActor, StoreError};
 use crate::feed::signature::WebhookSecret;
 use crate::feed::{CatalogChange, ChangeOutcome, ChangeSource, FeedReport};
 use crate::ids::ProductId;
+use crate::storage::now_ms;
 use crate::store::feed::{self as sql, FeedError};
 use crate::store::model::Currency;
 use crate::store::repo;
-use crate::storage::now_ms;
 
 /// What the store actor keeps in memory for the feed.
 #[derive(Default)]
@@ -35,9 +35,8 @@ pub fn load_webhook_secret(node: &crate::node::Node, store: &crate::ids::StoreId
         }
     };
     if stale {
-        let sealed = db
-            .write_now(|tx| sql::set_webhook_secret(tx, &secret, &node.secrets, now_ms()))
-            .and_then(|()| db.read(sql::scrub_wal));
+        let sealed =
+            db.write_now(|tx| sql::set_webhook_secret(tx, &secret, &node.secrets, now_ms())).and_then(|()| db.read(sql::scrub_wal));
         match sealed {
             Ok(()) => tracing::info!(%store, "webhook secret sealed with the node's key"),
             Err(e) => tracing::warn!(%store, error = %e, "webhook secret could not be re-sealed; will retry at the next activation"),

@@ -16,9 +16,9 @@ use crate::actors::alarms;
 use crate::feed::breaker::{circuit, BreakerPolicy, Circuit};
 use crate::feed::{ms_rfc3339, upstream, CatalogChange, ChangeSource, FeedReport};
 use crate::ids::ActorKey;
+use crate::storage::{now_ms, StorageError};
 use crate::store::feed::{self as sql, SyncConfig, SyncState};
 use crate::store::repo;
-use crate::storage::{now_ms, StorageError};
 
 pub const SYNC_ALARM: &str = "catalog-sync";
 const FULL_RESYNC_EVERY_MS: i64 = 24 * 3600 * 1000;
