@@ -15,17 +15,6 @@ use serde_json::json;
 
 const TABLE: &str = "edge-security";
 
-fn shopper_files(node: &TestNode, store: &str) -> usize {
-    let dir = node.data_dir.join("stores").join(store).join("shoppers");
-    let Ok(fanouts) = std::fs::read_dir(dir) else { return 0 };
-    fanouts
-        .flatten()
-        .filter_map(|d| std::fs::read_dir(d.path()).ok())
-        .flat_map(|files| files.flatten())
-        .filter(|f| f.file_name().to_string_lossy().ends_with(".db"))
-        .count()
-}
-
 fn bare(node: &TestNode, store: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .resolve(&format!("{store}.localhost"), node.addr)
@@ -169,7 +158,7 @@ async fn cookie_less_cart_writes_from_one_ip_are_limited_and_bounded() {
         }
     }
     let secs = started.elapsed().as_secs() + 1;
-    let files = shopper_files(&node, "flood");
+    let files = node.shopper_files("flood");
     // Default: 60 new sessions at once, then 2 a second per IP.
     assert!(limited > 1_500, "most of 2,000 cookie-less writes are refused: {limited} refused, {created} created");
     assert!(files <= 60 + 2 * secs as usize + 5 && files == created, "{files} files in {secs} s");

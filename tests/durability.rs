@@ -155,10 +155,10 @@ async fn product_views_show_on_the_next_pages_in_order_and_survive_a_kill() {
     // file while its page renders.
     let home = shopper.get(&base).header("accept", "text/html").send().await.unwrap();
     assert_eq!(home.status(), 200);
-    assert_eq!(shopper_files(&node, "views"), 0, "a visit creates nothing");
+    assert_eq!(node.shopper_files("views"), 0, "a visit creates nothing");
     let first = product_page("tent").await;
     assert!(first.contains("Two-person Tent") && !first.contains("Recently viewed"), "{first}");
-    assert_eq!(shopper_files(&node, "views"), 1, "a product view is a write: the shopper has a file");
+    assert_eq!(node.shopper_files("views"), 1, "a product view is a write: the shopper has a file");
     let second = product_page("mug").await;
     let recently = &second[second.find("Recently viewed").expect("the tent, viewed before")..];
     assert!(recently.contains("Two-person Tent") && !recently.contains("Enamel Mug"), "{second}");
@@ -193,7 +193,7 @@ async fn the_product_a_visitor_lands_on_before_it_has_a_session_becomes_its_firs
     let cookies = set_cookies(&landed);
     assert!(cookies.iter().any(|c| c.starts_with("vitrina_landing=tent;")), "{cookies:?}");
     let sid = cookies.iter().find_map(|c| c.strip_prefix("sid=")).and_then(|c| c.split(';').next()).expect("a session").to_string();
-    assert_eq!(shopper_files(&node, "landing"), 0, "a first page creates nothing");
+    assert_eq!(node.shopper_files("landing"), 0, "a first page creates nothing");
 
     // Back, on another product: the tent is its first view, and the cookie is cleared.
     let back = shopper.get(format!("{base}/products/mug")).header("accept", "text/html").send().await.unwrap();
@@ -201,7 +201,7 @@ async fn the_product_a_visitor_lands_on_before_it_has_a_session_becomes_its_firs
     let page = back.text().await.unwrap();
     let recently = recently_viewed(&page);
     assert!(recently.contains("Two-person Tent") && !recently.contains("Enamel Mug"), "{page}");
-    assert_eq!(shopper_files(&node, "landing"), 1);
+    assert_eq!(node.shopper_files("landing"), 1);
     let page = shopper.get(format!("{base}/products/wool-socks")).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
     let recently = recently_viewed(&page);
     let (mug, tent) = (recently.find("Enamel Mug").expect("mug"), recently.find("Two-person Tent").expect("tent, once"));
@@ -233,17 +233,6 @@ async fn the_product_a_visitor_lands_on_before_it_has_a_session_becomes_its_firs
     assert_eq!(res.status(), 200);
 }
 
-fn shopper_files(node: &TestNode, store: &str) -> usize {
-    let dir = node.data_dir.join("stores").join(store).join("shoppers");
-    let Ok(fanouts) = std::fs::read_dir(dir) else { return 0 };
-    fanouts
-        .flatten()
-        .filter_map(|d| std::fs::read_dir(d.path()).ok())
-        .flat_map(|files| files.flatten())
-        .filter(|f| f.file_name().to_string_lossy().ends_with(".db"))
-        .count()
-}
-
 #[tokio::test]
 async fn a_visit_that_changes_nothing_creates_no_file() {
     let node = TestNode::start();
@@ -257,10 +246,10 @@ async fn a_visit_that_changes_nothing_creates_no_file() {
         let res = node.shopper("quiet").get(format!("{base}/cart")).header("cookie", format!("sid=madeup{i}")).send().await.unwrap();
         assert_eq!(res.status(), 200);
     }
-    assert_eq!(shopper_files(&node, "quiet"), 0, "reads alone create no shopper file");
+    assert_eq!(node.shopper_files("quiet"), 0, "reads alone create no shopper file");
     let c = node.shopper("quiet");
     c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
-    assert_eq!(shopper_files(&node, "quiet"), 1, "the first write creates the file");
+    assert_eq!(node.shopper_files("quiet"), 1, "the first write creates the file");
     let node = node.kill_and_restart();
     assert_eq!(cart_count(&c, &node.base("quiet")).await, 1);
 }

@@ -13,17 +13,6 @@ use serde_json::json;
 const HTML: &str = "text/html,application/xhtml+xml";
 const TABLE: &str = "edge-security";
 
-fn shopper_files(node: &TestNode, store: &str) -> usize {
-    let dir = node.data_dir.join("stores").join(store).join("shoppers");
-    let Ok(fanouts) = std::fs::read_dir(dir) else { return 0 };
-    fanouts
-        .flatten()
-        .filter_map(|d| std::fs::read_dir(d.path()).ok())
-        .flat_map(|files| files.flatten())
-        .filter(|f| f.file_name().to_string_lossy().ends_with(".db"))
-        .count()
-}
-
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
@@ -82,7 +71,7 @@ async fn made_up_session_ids_create_no_file_actor_or_memory() {
         futures::future::join_all(views).await;
     }
     let grown_mib = rss_kib(node.pid()).saturating_sub(before) / 1024;
-    assert_eq!(shopper_files(&node, "crawl"), 0, "no shopper file for made-up ids");
+    assert_eq!(node.shopper_files("crawl"), 0, "no shopper file for made-up ids");
     assert_eq!(node.live_shoppers().await, 0, "no shopper actor for made-up ids");
     assert!(grown_mib < 100, "1,000 views with made-up ids grew the node by {grown_mib} MiB");
     record_with(TABLE, "sessions", "1,000 product views with made-up sids", "refused", &format!("0 files, 0 actors, +{grown_mib} MiB RSS"));
@@ -94,7 +83,7 @@ async fn made_up_session_ids_create_no_file_actor_or_memory() {
         let (_, body) = json_of(res).await;
         assert_eq!(body["cart"]["count"], 0);
     }
-    assert_eq!(shopper_files(&node, "crawl"), 0);
+    assert_eq!(node.shopper_files("crawl"), 0);
     record_with(TABLE, "sessions", "malformed sid cookies (path, oversized, empty, bad MAC)", "refused", "no session, nothing created");
 }
 

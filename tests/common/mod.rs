@@ -225,6 +225,18 @@ impl TestNode {
         self.child.id()
     }
 
+    /// How many shopper files (`.db`) the node has written for `store`.
+    pub fn shopper_files(&self, store: &str) -> usize {
+        let dir = self.data_dir.join("stores").join(store).join("shoppers");
+        let Ok(fanouts) = std::fs::read_dir(dir) else { return 0 };
+        fanouts
+            .flatten()
+            .filter_map(|d| std::fs::read_dir(d.path()).ok())
+            .flat_map(|files| files.flatten())
+            .filter(|f| f.file_name().to_string_lossy().ends_with(".db"))
+            .count()
+    }
+
     /// Files under the data directory the node process has open now (from `/proc`).
     pub fn open_data_files(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(format!("/proc/{}/fd", self.pid())) else { return Vec::new() };
