@@ -7,6 +7,7 @@
 #   loadtest/pairs.sh w1b "" "VITRINA_V8_FLAGS='--no-maglev --no-turbofan --single-threaded-gc'"
 #   ROUNDS=2 loadtest/pairs.sh w2p VITRINA_ACTORS__MAX_OPEN_FILES=6325 VITRINA_ACTORS__MAX_OPEN_FILES=0
 #   BIN_A=/tmp/vitrina-before BIN_B=target/release/vitrina loadtest/pairs.sh w1b "" ""   # two builds
+#   (LOAD_A=/tmp/vitrina-load-before as well when A predates signed session ids)
 #
 # Each side is ENV=VALUE words as on a shell command line, values with spaces quoted inside
 # the argument ("" for none).
@@ -17,20 +18,27 @@ cd "$(dirname "$0")/.."
 workload=$1 a=$2 b=$3
 rounds=${ROUNDS:-3} duration=${DURATION:-6} port=${PORT:-18090}
 bin_a=${BIN_A:-target/release/vitrina} bin_b=${BIN_B:-target/release/vitrina}
-load=target/release/vitrina-load
-[ -x "$bin_a" ] && [ -x "$bin_b" ] && [ -x "$load" ] || { echo "build first: cargo build --release --locked" >&2; exit 2; }
+# A build's own load generator (LOAD_A/LOAD_B) where the two builds speak differently to
+# shoppers (session cookies signed since the edge-security work).
+load_a=${LOAD_A:-target/release/vitrina-load} load_b=${LOAD_B:-target/release/vitrina-load}
+[ -x "$bin_a" ] && [ -x "$bin_b" ] && [ -x "$load_a" ] && [ -x "$load_b" ] || { echo "build first: cargo build --release --locked" >&2; exit 2; }
 export VITRINA_OPERATOR_TOKEN=optok-pairs-0123456789abcdef
+# As the suite's own nodes run (loadtest/src/spawn.rs): shoppers' ids signed with the suite's
+# session key, no per-IP limits or per-store render share (one client address, one store), no
+# per-store shopper cap. Builds from before these settings ignore them.
+export VITRINA_HTTP__SESSION_KEY=loadtest-session-key VITRINA_LIMITS__ENABLED=false \
+  VITRINA_RENDER__STORE_MAX_CONCURRENT=1024 VITRINA_RENDER__STORE_CPU_MS_PER_SEC=0 VITRINA_SHOPPER__MAX_PER_STORE=0
 cache_off=""
 [ "$workload" = w1b ] && cache_off="VITRINA_CACHE__PERSONAL_HTML_TTL_SECS=0"
 
-one() { # $1 label, $2 binary, $3 settings
+one() { # $1 label, $2 binary, $3 settings, $4 load generator
   local dir pid loader f0 f1 t0 t1 line
   dir=$(mktemp -d "${TMPDIR:-/var/tmp}/pairs.XXXX")
   eval "exec env $3 $cache_off \"\$2\" serve --listen "127.0.0.1:$port" --data-dir \"\$dir/data\"" >"$dir/node.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -sf -o /dev/null "127.0.0.1:$port/healthz" && break; sleep 0.1; done
   # shellcheck disable=SC2086
-  "$load" run --nodes "http://127.0.0.1:$port" --pid "$pid" --workloads "$workload" --duration "$duration" \
+  "$4" run --nodes "http://127.0.0.1:$port" --pid "$pid" --workloads "$workload" --duration "$duration" \
     --warmup 1 ${EXTRA:-} --markdown "$dir/r.md" >"$dir/out.txt" 2>&1 &
   loader=$!
   # Faults are sampled over the middle of the closed-loop phase (after setup and warm-up).
@@ -53,6 +61,6 @@ PY
 }
 
 for round in $(seq "$rounds"); do
-  one "round $round A [$a]" "$bin_a" "$a"
-  one "round $round B [$b]" "$bin_b" "$b"
+  one "round $round A [$a]" "$bin_a" "$a" "$load_a"
+  one "round $round B [$b]" "$bin_b" "$b" "$load_b"
 done
