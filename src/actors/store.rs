@@ -139,13 +139,16 @@ impl StoreActor {
     fn refresh_snapshot(&mut self) {
         let Some(db) = &self.db else { return };
         match db.read(|c| StoreSnapshot::load(&self.store, c)) {
-            Ok(s) => {
-                self.snapshot = Arc::new(s);
-                self.node.publish_snapshot(self.snapshot.clone());
-                self.node.announce_version(&self.store, self.snapshot.version);
-            }
+            Ok(s) => self.install_snapshot(s),
             Err(e) => tracing::error!(store = %self.store, error = %e, "snapshot reload failed"),
         }
+    }
+
+    /// Hands a snapshot of a committed state to this node's shoppers.
+    fn install_snapshot(&mut self, snapshot: StoreSnapshot) {
+        self.snapshot = Arc::new(snapshot);
+        self.node.publish_snapshot(self.snapshot.clone());
+        self.node.announce_version(&self.store, self.snapshot.version);
     }
 }
 
@@ -273,10 +276,11 @@ impl Handler<FireAlarms> for StoreActor {
     }
 }
 
-/// Outcome of an admin write: the response body, and whether shoppers can see the change.
+/// Outcome of an admin write: the response body, and for a change shoppers can see, the new
+/// snapshot (built and checked inside the transaction) to publish once it has committed.
 struct Written {
     body: Value,
-    visible: bool,
+    published: Option<StoreSnapshot>,
 }
 
 impl Handler<Admin> for StoreActor {
@@ -348,8 +352,8 @@ impl Handler<Admin> for StoreActor {
                     fut::wrap_future::<_, Self>(fut)
                         .map(|result, act, _ctx| {
                             let written: Written = result?;
-                            if written.visible {
-                                act.refresh_snapshot();
+                            if let Some(snapshot) = written.published {
+                                act.install_snapshot(snapshot);
                             }
                             let mut body = written.body;
                             if let Value::Object(map) = &mut body {
@@ -403,8 +407,9 @@ impl Bounds {
         Bounds { store: store.clone(), limits: node.settings.store_limits.clone(), render: node.settings.render.clone() }
     }
 
-    /// Refuses the transaction's state if it passes the store limits (`store::limits`).
-    pub(crate) fn check(&self, tx: &rusqlite::Connection) -> Result<(), StoreError> {
+    /// Refuses the transaction's state if it passes the store limits (`store::limits`); else the
+    /// snapshot of that state, to publish after the commit.
+    pub(crate) fn check(&self, tx: &rusqlite::Connection) -> Result<StoreSnapshot, StoreError> {
         crate::store::limits::check(tx, &self.store, &self.limits).map_err(|e| match e {
             crate::store::limits::LimitError::Exceeded { code, message, details } => StoreError::Limit { code, message, details },
             crate::store::limits::LimitError::Storage(e) => StoreError::Storage(e),
@@ -440,9 +445,9 @@ fn apply_write(
 ) -> Result<Written, StoreError> {
     let now = now_ms();
     let visible = |tx: &rusqlite::Transaction<'_>, body: Value| -> Result<Written, StoreError> {
-        bounds.check(tx)?;
         repo::bump_version(tx)?;
-        Ok(Written { body, visible: true })
+        let snapshot = bounds.check(tx)?;
+        Ok(Written { body, published: Some(snapshot) })
     };
     match op {
         AdminOp::PatchSettings(patch) => {
@@ -512,7 +517,7 @@ fn apply_write(
             let page = repo::page_summary(tx, &slug)?;
             let drafts = repo::draft_blocks(tx, &slug)?;
             // Title/description of a published page are frozen per version: not yet visible.
-            Ok(Written { body: json!({"page": page, "draft": {"blocks": drafts, "warnings": draft_warnings(&drafts)}}), visible: false })
+            Ok(Written { body: json!({"page": page, "draft": {"blocks": drafts, "warnings": draft_warnings(&drafts)}}), published: None })
         }
         AdminOp::DeletePage(slug) => {
             let was_live = repo::page_summary(tx, &slug)?.is_some_and(|p| p.published_version.is_some());
@@ -522,7 +527,7 @@ fn apply_write(
             if was_live {
                 visible(tx, json!({"deleted": slug}))
             } else {
-                Ok(Written { body: json!({"deleted": slug}), visible: false })
+                Ok(Written { body: json!({"deleted": slug}), published: None })
             }
         }
         AdminOp::AddBlock { page, block } => {
@@ -535,7 +540,7 @@ fn apply_write(
             blocks.insert(at, block.clone());
             repo::replace_draft_blocks(tx, &page, &blocks, now)?;
             let warnings = draft_warnings(std::slice::from_ref(&block));
-            Ok(Written { body: json!({"block": block, "position": at, "warnings": warnings}), visible: false })
+            Ok(Written { body: json!({"block": block, "position": at, "warnings": warnings}), published: None })
         }
         AdminOp::UpdateBlock { page, block_id, block } => {
             require_page(tx, &page)?;
@@ -568,7 +573,7 @@ fn apply_write(
             blocks.insert(at, b.clone());
             repo::replace_draft_blocks(tx, &page, &blocks, now)?;
             let warnings = draft_warnings(std::slice::from_ref(&b));
-            Ok(Written { body: json!({"block": b, "position": at, "warnings": warnings}), visible: false })
+            Ok(Written { body: json!({"block": b, "position": at, "warnings": warnings}), published: None })
         }
         AdminOp::DeleteBlock { page, block_id } => {
             require_page(tx, &page)?;
@@ -579,7 +584,7 @@ fn apply_write(
                 return Err(StoreError::NotFound(format!("block {block_id} not found on page {page}")));
             }
             repo::replace_draft_blocks(tx, &page, &blocks, now)?;
-            Ok(Written { body: json!({"deleted": block_id}), visible: false })
+            Ok(Written { body: json!({"deleted": block_id}), published: None })
         }
         AdminOp::Publish(page) => {
             require_page(tx, &page)?;

@@ -18,8 +18,10 @@ pub enum LimitError {
     Storage(#[from] StorageError),
 }
 
-/// Checks the store's state as the transaction on `conn` has it now.
-pub fn check(conn: &Connection, store: &StoreId, limits: &StoreLimitSettings) -> Result<(), LimitError> {
+/// Checks the store's state as the transaction on `conn` has it now, and returns the snapshot it
+/// measured: the caller publishes that one once the transaction commits, instead of loading
+/// (and serialising the whole catalog) again.
+pub fn check(conn: &Connection, store: &StoreId, limits: &StoreLimitSettings) -> Result<StoreSnapshot, LimitError> {
     let products: i64 = conn.query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0)).map_err(StorageError::from)?;
     let products = usize::try_from(products).unwrap_or(usize::MAX);
     if products > limits.max_products_per_store {
@@ -44,5 +46,5 @@ pub fn check(conn: &Connection, store: &StoreId, limits: &StoreLimitSettings) ->
             details: json!({"limit": limits.max_snapshot_bytes, "wouldBe": bytes, "retryable": false}),
         });
     }
-    Ok(())
+    Ok(snapshot)
 }

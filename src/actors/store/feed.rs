@@ -12,6 +12,7 @@ use crate::storage::now_ms;
 use crate::store::feed::{self as sql, FeedError};
 use crate::store::model::Currency;
 use crate::store::repo;
+use crate::store::snapshot::StoreSnapshot;
 
 /// What the store actor keeps in memory for the feed.
 #[derive(Default)]
@@ -92,9 +93,9 @@ impl Handler<ApplyCatalogChanges> for StoreActor {
         let bounds = super::Bounds::of(&self.node, &self.store);
         let commit = async move { db.write(move |tx| apply_batch(tx, &msg.source, &msg.changes, &currency, &bounds)).await };
         AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(commit).map(|result, act, _| {
-            let (mut report, changed) = result?;
-            if changed {
-                act.refresh_snapshot();
+            let (mut report, published) = result?;
+            if let Some(snapshot) = published {
+                act.install_snapshot(snapshot);
             }
             report.store_version = act.snapshot.version;
             Ok(report)
@@ -109,11 +110,11 @@ pub(super) fn apply_batch(
     changes: &[CatalogChange],
     currency: &Currency,
     bounds: &super::Bounds,
-) -> Result<(FeedReport, bool), StoreError> {
+) -> Result<(FeedReport, Option<StoreSnapshot>), StoreError> {
     let now = now_ms();
     if let ChangeSource::Webhook { id, .. } = source {
         if sql::webhook_seen(tx, id)? {
-            return Ok((FeedReport::duplicate(repo::version(tx)?), false));
+            return Ok((FeedReport::duplicate(repo::version(tx)?), None));
         }
         sql::record_webhook(tx, id, now)?;
     }
@@ -144,22 +145,20 @@ pub(super) fn apply_batch(
         }
     }
     let changed = outcomes.contains(&ChangeOutcome::Applied);
-    if changed {
+    let (version, published) = if changed {
+        let v = repo::bump_version(tx)?;
         // Past a store limit the whole batch is refused (a sync page, a webhook): nothing of it
         // is applied, and a webhook's id is not recorded, so a retry after room was made applies.
-        bounds.check(tx)?;
-    }
-    let version = if changed {
-        let v = repo::bump_version(tx)?;
+        let snapshot = bounds.check(tx)?;
         let payload = json!({"version": v, "source": source.label(), "products": touched});
         sql::record_outbox(tx, "catalog.changed", &payload, now)?;
-        v
+        (v, Some(snapshot))
     } else {
-        repo::version(tx)?
+        (repo::version(tx)?, None)
     };
     let mut report = FeedReport::from_outcomes(&outcomes, version);
     report.rejected = rejected;
-    Ok((report, changed))
+    Ok((report, published))
 }
 
 /// The feed's admin settings.

@@ -221,9 +221,9 @@ impl Handler<ApplySyncPage> for StoreActor {
         let bounds = super::Bounds::of(&self.node, &self.store);
         let commit = async move { db.write(move |tx| apply_batch(tx, &source, &msg.changes, &currency, &bounds)).await };
         AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(commit).map(|result, act, _| {
-            let (mut report, changed) = result?;
-            if changed {
-                act.refresh_snapshot();
+            let (mut report, published) = result?;
+            if let Some(snapshot) = published {
+                act.install_snapshot(snapshot);
             }
             crate::metrics::add("vitrina_sync_products_applied_total", &[], report.applied as u64);
             report.store_version = act.snapshot.version;
