@@ -34,10 +34,11 @@ for a in "$@"; do
 done
 set -- "${args[@]}"
 
+# Both are default members of the workspace (the load generator is the `vitrina-load` package).
 cargo build --release --locked --bin vitrina --bin vitrina-load
 # Whether the binaries include uncommitted changes (checked now: appending to RESULTS.md below
 # must not count as one).
-dirty="$(git diff --quiet HEAD -- src loadtest Cargo.toml ':!loadtest/RESULTS.md' || echo ' (with uncommitted changes)')"
+dirty="$(git diff --quiet HEAD -- src loadtest test-support Cargo.toml ':!loadtest/RESULTS.md' || echo ' (with uncommitted changes)')"
 
 # W5 holds 10k shopper actors, each with its SQLite file, WAL and shared-memory file open.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"

@@ -96,7 +96,7 @@ pub fn session_ids(tag: &str, count: usize) -> Arc<Vec<String>> {
 
 /// The `Cookie` header of the suite's shopper `sid`: its token signed with the nodes' key.
 pub fn session_cookie(sid: &str) -> String {
-    format!("sid={}", vitrina::http::session::encode_with(crate::spawn::SESSION_KEY.as_bytes(), sid, 0))
+    test_support::session::cookie(crate::spawn::SESSION_KEY.as_bytes(), sid)
 }
 
 /// A browser-like page request for shopper `sid`.

@@ -73,8 +73,8 @@ fn mac(key: &[u8], sid: &str, generation: u64) -> Hmac<Sha256> {
     m
 }
 
-/// A token for `sid` at `generation` under `key`. Public for tools that hold the key (the load
-/// generator signs its own shoppers' ids with the key it gave its nodes).
+/// A token for `sid` at `generation` under `key`. Clients that hold the key (tests, the load
+/// generator) sign their own shoppers' ids with `test-support/src/session.rs`, which must agree.
 pub fn encode_with(key: &[u8], sid: &str, generation: u64) -> String {
     let digest = mac(key, sid, generation).finalize().into_bytes();
     format!("{sid}.{generation}.{}", hex::encode(&digest[..MAC_HEX / 2]))

@@ -1,0 +1,3 @@
+//! What the server's black-box tests (`tests/`) and the load generator (`loadtest/`) share.
+
+pub mod session;
