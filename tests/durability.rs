@@ -99,10 +99,10 @@ async fn a_node_keeps_no_more_isolates_than_its_budget_and_evicted_actors_keep_t
     node.seed_store("tight", "Tight").await;
     let base = node.base("tight");
     assert_eq!(node.health().await["isolateBudget"], 3);
-    let shoppers: Vec<reqwest::Client> = (0..7).map(|_| node.shopper("tight")).collect();
+    let shoppers: Vec<Shopper> = (0..7).map(|_| node.shopper("tight")).collect();
     for (i, c) in shoppers.iter().enumerate() {
-        let added = c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
-        assert!(added.status().is_success(), "shopper {i}: {}", added.status());
+        let added = c.add_to_cart("mug", 1).await;
+        assert!(added.status.is_success(), "shopper {i}: {}", added.status);
         let page = c.get(&base).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
         assert!(page.contains("id=\"v-cart-count\">1<"), "shopper {i}: {page}");
     }
@@ -111,7 +111,7 @@ async fn a_node_keeps_no_more_isolates_than_its_budget_and_evicted_actors_keep_t
     assert_eq!(node.live_shoppers().await, 7, "evicting an isolate passivates nothing");
     // The first shopper's isolate was evicted long ago: its state is intact and it renders again.
     let first = &shoppers[0];
-    first.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+    first.add_to_cart("mug", 1).await;
     let page = first.get(&base).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
     assert!(page.contains("id=\"v-cart-count\">2<") && page.contains("Welcome to Tight"), "{page}");
     assert!(node.live_isolates().await <= 4, "at most one isolate beyond the budget, briefly");

@@ -76,7 +76,7 @@ async fn shopper_files_are_capped_per_store_and_existing_shoppers_keep_working()
     node.seed_store("other", "Other").await;
     let base = node.base("capped");
 
-    let shoppers: Vec<reqwest::Client> = (0..3).map(|_| node.shopper("capped")).collect();
+    let shoppers: Vec<Shopper> = (0..3).map(|_| node.shopper("capped")).collect();
     for c in &shoppers {
         let (s, b) = add_to_cart(c, &base, "mug", 1).await;
         assert_eq!(s, StatusCode::CREATED, "{b}");

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Renders the security suites' outcome rows (tests/common/table.rs) into docs/{table}.md.
+"""Renders the security suites' outcome rows (test-support/src/table.rs) into docs/{table}.md.
 
     python3 tests/tables.py clear     # before a run: forget the rows of earlier runs
     python3 tests/tables.py render    # after `cargo test`: write docs/{table}.md, print them

@@ -1,12 +1,13 @@
 //! Child processes the suite measures: Vitrina nodes (each with its own data directory and
-//! settings) and the hello-world ceiling server. Both print `... listening on http://ADDR`.
+//! settings) and the hello-world ceiling server. Both print `... listening on http://ADDR`;
+//! nodes start as the tests start theirs (`test_support::process`).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, Context as _};
+use test_support::process;
 
 /// The operator token the suite's nodes are started with.
 pub const OPERATOR_TOKEN: &str = "loadtest-operator-token";
@@ -24,34 +25,13 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    /// Starts `cmd` and waits (up to 60 s) for the line `{ready_prefix}http://ADDR`.
+    /// Starts `cmd` (stderr to `log`) and waits (up to 60 s) for the line `{ready_prefix}http://ADDR`.
     fn start(mut cmd: Command, ready_prefix: &str, log: &Path) -> anyhow::Result<Spawned> {
         let log_file = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
-        cmd.stdout(Stdio::piped()).stderr(Stdio::from(log_file));
-        let mut child = cmd.spawn().with_context(|| format!("start {cmd:?}"))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            // Keep draining stdout for the life of the child so it never blocks on a full pipe.
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let prefix = format!("{ready_prefix}http://");
-        loop {
-            let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => line,
-                Err(_) => {
-                    let _ = child.kill();
-                    bail!("{cmd:?} did not print its address; see {}", log.display());
-                }
-            };
-            if let Some(addr) = line.strip_prefix(&prefix) {
-                let pid = child.id();
-                return Ok(Spawned { child, base_url: format!("http://{}", addr.trim()), pid });
-            }
-        }
+        cmd.stderr(Stdio::from(log_file));
+        let started = process::start(cmd, ready_prefix, Duration::from_secs(60)).map_err(|e| anyhow!("{e}; see {}", log.display()))?;
+        let pid = started.child.id();
+        Ok(Spawned { child: started.child, base_url: format!("http://{}", started.addr), pid })
     }
 
     /// Starts a node on a free loopback port with a fresh data directory `dir` and extra
@@ -76,12 +56,8 @@ impl Spawned {
     fn node_with_args(bin: &Path, dir: &Path, env: &[(&str, String)], args: &[&str]) -> anyhow::Result<Spawned> {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
-        let mut cmd = Command::new(bin);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config", "/nonexistent/vitrina.toml", "--data-dir"])
-            .arg(dir.join("data"))
-            .args(args)
-            .env("VITRINA_OPERATOR_TOKEN", OPERATOR_TOKEN)
-            .env("VITRINA_HTTP__SESSION_KEY", SESSION_KEY)
+        let mut cmd = process::serve_command(bin, &dir.join("data"), "127.0.0.1:0", OPERATOR_TOKEN, SESSION_KEY);
+        cmd.args(args)
             // Every load comes from one address at rates no single client reaches: the
             // per-IP and per-session limits would measure themselves (`[limits]`).
             .env("VITRINA_LIMITS__ENABLED", "false")
@@ -89,7 +65,6 @@ impl Spawned {
             // (`[render]`) would cap the node's render throughput. F1 sets the defaults back.
             .env("VITRINA_RENDER__STORE_MAX_CONCURRENT", "1024")
             .env("VITRINA_RENDER__STORE_CPU_MS_PER_SEC", "0")
-            .env("VITRINA_LOG", "warn")
             // New-session workloads create more shopper files than the default per-store cap.
             .env("VITRINA_SHOPPER__MAX_PER_STORE", "0");
         for (k, v) in env {

@@ -3,16 +3,18 @@
 //! into `docs/{table}.md` (class → cases → outcome).
 //!
 //! Rows go to `target/tmp/tables/{table}.jsonl`, one JSON object a line, appended by each test
-//! process (several test binaries run at once; a line is one `write`). CI clears the directory
-//! before the run, so the tables describe exactly that run.
-#![allow(dead_code)]
+//! process (a line is one `write`, so concurrent tests and processes do not interleave). CI
+//! clears the directory before the run, so the tables describe exactly that run.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// The directory rows are written to.
+/// The directory rows are written to: `tmp/tables` in the target directory of the running test
+/// binary (`target/{profile}/deps/NAME`), which is where cargo's `CARGO_TARGET_TMPDIR` points.
 pub fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tables")
+    let exe = std::env::current_exe().expect("current executable");
+    let target = exe.parent().and_then(Path::parent).and_then(Path::parent).expect("test binary in target/{profile}/deps");
+    target.join("tmp").join("tables")
 }
 
 /// Records that in `table`, under `class`, `case` ended as `outcome` (`refused`, `escaped`,
