@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use vitrina::cluster::view::Ring;
 use vitrina::ids::{ActorKey, SessionId, StoreId};
-use vitrina::storage::{create_from_template, open, SchemaKind};
+use vitrina::sqlite::{create_from_template, open, SchemaKind};
 
 fn storage(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::json;
 use vitrina::engine::v8::V8Engine;
-use vitrina::engine::{BlockEngine, BlockToRender, RenderLimits, StoreRenderData};
+use vitrina::engine::{BlockEngine, BlockToRender, StoreRenderData};
+use vitrina::render_limits::RenderLimits;
 
 fn demo_store() -> StoreRenderData {
     let products: Vec<_> = (0..24)

@@ -10,8 +10,10 @@ use rand::RngCore;
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
+use crate::clock::now_ms;
 use crate::ids::{ActorKey, StoreId};
-use crate::storage::{self, now_ms, DataLayout, SchemaKind, StorageError, StorageResult};
+use crate::sqlite;
+use crate::sqlite::{DataLayout, SchemaKind, StorageError, StorageResult};
 
 pub mod domain_check;
 pub mod host_policy;
@@ -66,7 +68,7 @@ impl NodeCatalog {
     pub fn open(layout: &DataLayout, base_domain: &str) -> Result<NodeCatalog, CatalogError> {
         let path = layout.catalog_db();
         // Create and migrate once with a plain connection; pooled connections only set pragmas.
-        drop(storage::open(&path, SchemaKind::Catalog)?);
+        drop(sqlite::open(&path, SchemaKind::Catalog)?);
         let manager = SqliteConnectionManager::file(&path).with_init(|c| {
             c.pragma_update(None, "synchronous", "FULL")?;
             c.pragma_update(None, "foreign_keys", "ON")?;

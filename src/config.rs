@@ -24,7 +24,7 @@ pub struct Settings {
     pub shopper: ShopperSettings,
     pub http: HttpSettings,
     pub cache: CacheSettings,
-    pub cluster: crate::cluster::ClusterSettings,
+    pub cluster: ClusterSettings,
     pub feed: FeedSettings,
     pub replication: ReplicationSettings,
     pub egress: EgressSettings,
@@ -101,8 +101,8 @@ impl RenderSettings {
     }
 
     /// The store's own limits, each capped by the operator's maximum.
-    pub fn clamp(&self, limits: &crate::engine::RenderLimits) -> crate::engine::RenderLimits {
-        crate::engine::RenderLimits {
+    pub fn clamp(&self, limits: &crate::render_limits::RenderLimits) -> crate::render_limits::RenderLimits {
+        crate::render_limits::RenderLimits {
             block_cpu_ms: limits.block_cpu_ms.min(self.max_block_cpu_ms),
             page_cpu_ms: limits.page_cpu_ms.min(self.max_page_cpu_ms),
             heap_mb: limits.heap_mb.min(self.max_heap_mb),
@@ -111,12 +111,48 @@ impl RenderSettings {
     }
 
     /// The maxima as the API shows them (camelCase, like `settings.limits`).
-    pub fn maxima(&self) -> crate::engine::RenderLimits {
-        crate::engine::RenderLimits {
+    pub fn maxima(&self) -> crate::render_limits::RenderLimits {
+        crate::render_limits::RenderLimits {
             block_cpu_ms: self.max_block_cpu_ms,
             page_cpu_ms: self.max_page_cpu_ms,
             heap_mb: self.max_heap_mb,
             output_kb: self.max_output_kb,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterSettings {
+    /// Off: a single node that owns every actor.
+    pub enabled: bool,
+    /// This node's id; defaults to one generated once into `{data_dir}/node/node-id` (never
+    /// the address: it is sent to clients in `x-vitrina-node`).
+    pub node_id: Option<String>,
+    /// `host:port` other nodes reach this node at; defaults to the listen address.
+    pub advertise: Option<String>,
+    /// Addresses of running nodes to join at start (`vitrina serve --join`).
+    pub seeds: Vec<String>,
+    /// Shared secret authenticating calls between nodes. Required when enabled.
+    pub secret: Option<String>,
+    /// Virtual nodes per member on the ring (see loadtest/RESULTS.md, "Ring balance").
+    pub vnodes: usize,
+    pub heartbeat_ms: u64,
+    /// A member silent this long is declared down by the coordinator.
+    pub down_after_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            enabled: false,
+            node_id: None,
+            advertise: None,
+            seeds: Vec::new(),
+            secret: None,
+            vnodes: 128,
+            heartbeat_ms: 500,
+            down_after_ms: 3000,
         }
     }
 }

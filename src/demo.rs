@@ -29,8 +29,8 @@ pub async fn seed(node: &Arc<Node>) -> anyhow::Result<String> {
         }
         let token = AdminToken::generate();
         node.catalog.rotate_token(&id, &token)?;
-        crate::cluster::routes::push_catalog(node).await;
-        crate::startup::write_secret(&token_file, &token.0)?;
+        node.push_catalog().await;
+        crate::private_files::write_text(&token_file, &token.0)?;
         return Ok(token.0);
     }
 
@@ -68,7 +68,7 @@ pub async fn seed(node: &Arc<Node>) -> anyhow::Result<String> {
         }
         run(AdminOp::PutPost { slug, post: body }).await?;
     }
-    crate::startup::write_secret(&token_file, &token.0)?;
+    crate::private_files::write_text(&token_file, &token.0)?;
     Ok(token.0)
 }
 

@@ -118,14 +118,10 @@ impl ApiError {
                 "message": self.message,
                 "details": self.details,
                 "requestId": request_id.0,
-                "timestamp": now_rfc3339(),
+                "timestamp": crate::clock::now_rfc3339(),
             }
         })
     }
-}
-
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 impl ResponseError for ApiError {

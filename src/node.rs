@@ -14,10 +14,10 @@ use crate::error::ApiError;
 use crate::ids::ProductId;
 use crate::ids::StoreId;
 use crate::render::cache::{AnonymousPages, PersonalPages};
+use crate::render::snapshot::SharedSnapshot;
+use crate::render::snapshot::{SnapshotParts, StoreSnapshot};
 use crate::replication::Replicator;
-use crate::storage::DataLayout;
-use crate::store::snapshot::SharedSnapshot;
-use crate::store::snapshot::{SnapshotParts, StoreSnapshot};
+use crate::sqlite::DataLayout;
 
 pub struct Node {
     pub settings: Settings,
@@ -202,5 +202,30 @@ impl Node {
         if !newer_present {
             self.snapshots.insert(store, snap);
         }
+    }
+
+    /// Sends this node's catalog to every peer (after a store or host change).
+    pub async fn push_catalog(self: &Arc<Self>) {
+        let node = self;
+        if !node.cluster.enabled() {
+            return;
+        }
+        let Ok(dump) = node.catalog.dump() else { return };
+        let peers = node.cluster.peers();
+        let calls = peers
+            .iter()
+            .map(|(_, addr)| node.cluster.call_json::<serde_json::Value>(addr, reqwest::Method::POST, "/internal/catalog", &dump));
+        for r in futures::future::join_all(calls).await {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "catalog push failed");
+            }
+        }
+    }
+
+    /// Copies the catalog of the node at `addr` into this node's (a node joining a cluster).
+    pub async fn pull_catalog(&self, addr: &str) -> anyhow::Result<()> {
+        let dump: crate::catalog::CatalogDump = self.cluster.call_json(addr, reqwest::Method::GET, "/internal/catalog", &()).await?;
+        self.catalog.apply(&dump)?;
+        Ok(())
     }
 }

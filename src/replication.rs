@@ -43,7 +43,9 @@ use sha2::{Digest, Sha256};
 use crate::config::ReplicationSettings;
 use crate::ids::ActorKey;
 use crate::node::Node;
-use crate::storage::{self, ActorDb, DataLayout, StorageError};
+use crate::sqlite;
+use crate::sqlite::{DataLayout, StorageError};
+use crate::storage::ActorDb;
 use crate::store::model::Durability;
 
 /// Object metadata holding the hex sha256 of the object's bytes.
@@ -225,7 +227,7 @@ impl Replicator {
         let tmp = self.scratch.join(format!("{}.db", uuid::Uuid::new_v4().simple()));
         let snapshot = tokio::task::spawn_blocking(move || -> ReplicationResult<Option<(Vec<u8>, String)>> {
             let _cleanup = RemoveOnDrop(&tmp);
-            if !storage::consistent_copy(&src, &tmp)? {
+            if !sqlite::consistent_copy(&src, &tmp)? {
                 return Ok(None);
             }
             let bytes = std::fs::read(&tmp)?;
@@ -446,13 +448,13 @@ fn install_verified(object: &str, expected: &str, bytes: &[u8], dest: &Path) -> 
     file.sync_all()?;
     drop(file);
     // A file that is not a database at all fails to open: also an integrity failure.
-    match storage::integrity_problems(&tmp) {
+    match sqlite::integrity_problems(&tmp) {
         Ok(None) => {}
         Ok(Some(detail)) => return Err(ReplicationError::Integrity { object: object.into(), detail }),
         Err(e) => return Err(ReplicationError::Integrity { object: object.into(), detail: e.to_string() }),
     }
     // A WAL or shared-memory file left by the lost database would be replayed into the copy.
-    storage::remove_sidecars(dest)?;
+    sqlite::remove_sidecars(dest)?;
     std::fs::rename(&tmp, dest)?;
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
@@ -565,19 +567,19 @@ mod tests {
     fn a_live_database_is_copied_consistently_and_restores() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src.db");
-        let conn = storage::open(&src, storage::SchemaKind::Shopper).unwrap();
+        let conn = sqlite::open(&src, sqlite::SchemaKind::Shopper).unwrap();
         conn.execute("INSERT INTO preferences (key, value) VALUES ('region', 'EU')", []).unwrap();
         // The writer stays open (WAL not checkpointed) while the copy is taken.
         let copy = dir.path().join("copy.db");
-        assert!(storage::consistent_copy(&src, &copy).unwrap());
+        assert!(sqlite::consistent_copy(&src, &copy).unwrap());
         let bytes = std::fs::read(&copy).unwrap();
         let sha = hex::encode(Sha256::digest(&bytes));
         let dest = dir.path().join("restored").join("s.db");
         install_verified("o", &sha, &bytes, &dest).unwrap();
-        let restored = storage::open(&dest, storage::SchemaKind::Shopper).unwrap();
+        let restored = sqlite::open(&dest, sqlite::SchemaKind::Shopper).unwrap();
         let region: String = restored.query_row("SELECT value FROM preferences WHERE key = 'region'", [], |r| r.get(0)).unwrap();
         assert_eq!(region, "EU");
         drop(conn);
-        assert!(!storage::consistent_copy(&dir.path().join("missing.db"), &copy).unwrap());
+        assert!(!sqlite::consistent_copy(&dir.path().join("missing.db"), &copy).unwrap());
     }
 }

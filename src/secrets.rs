@@ -85,7 +85,7 @@ impl SecretBox {
             None if keys.is_empty() => {
                 let mut key = [0u8; 32];
                 rand::thread_rng().fill_bytes(&mut key);
-                crate::startup::write_secret(key_file, &base64::engine::general_purpose::STANDARD.encode(key))?;
+                crate::private_files::write_text(key_file, &base64::engine::general_purpose::STANDARD.encode(key))?;
                 keys.push(key);
             }
             None => {}

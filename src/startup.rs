@@ -11,12 +11,13 @@ use anyhow::Context as _;
 
 use crate::actors::{shopper, store};
 use crate::catalog::{AdminToken, NodeCatalog};
+use crate::clock::now_ms;
 use crate::config::Settings;
 use crate::error::request_id_middleware;
 use crate::ids::ActorKey;
 use crate::node::Node;
 use crate::replication::Replicator;
-use crate::storage::{now_ms, DataLayout};
+use crate::sqlite::DataLayout;
 
 pub struct Application {
     port: u16,
@@ -30,7 +31,7 @@ impl Application {
         // databases, WAL and shared memory take their mode from the umask).
         // SAFETY: umask only swaps the process's file mode creation mask.
         unsafe { libc::umask(0o077) };
-        crate::storage::create_private_dir_all(&settings.data_dir)
+        crate::private_files::create_private_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
         let layout = DataLayout::new(settings.data_dir.clone());
         tighten_node_files(&layout);
@@ -67,7 +68,7 @@ impl Application {
         let server = HttpServer::new(move || {
             let data = data.clone();
             App::new()
-                .wrap(from_fn(crate::cluster::forward::route_to_owner))
+                .wrap(from_fn(crate::http::forward::route_to_owner))
                 .wrap(from_fn(crate::http::csrf::check_origin))
                 .wrap(from_fn(crate::http::limits::limit_requests))
                 .wrap(from_fn(request_id_middleware))
@@ -120,7 +121,7 @@ fn operator_token(layout: &DataLayout, settings: &Settings) -> anyhow::Result<St
         }
     }
     let token = AdminToken::generate().0;
-    write_secret(&path, &token)?;
+    crate::private_files::write_text(&path, &token)?;
     Ok(token)
 }
 
@@ -146,7 +147,7 @@ fn session_key(layout: &DataLayout, settings: &Settings) -> anyhow::Result<Vec<u
         }
     }
     let key: [u8; 32] = rand::random();
-    write_secret(&path, &hex::encode(key))?;
+    crate::private_files::write_text(&path, &hex::encode(key))?;
     Ok(key.to_vec())
 }
 
@@ -156,28 +157,9 @@ fn session_key(layout: &DataLayout, settings: &Settings) -> anyhow::Result<Vec<u
 fn tighten_node_files(layout: &DataLayout) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(layout.root(), std::fs::Permissions::from_mode(0o700));
-    if let Err(e) = crate::storage::walk_private(&layout.root().join("node"), &mut |_, _| {}) {
+    if let Err(e) = crate::private_files::walk_private(&layout.root().join("node"), &mut |_, _| {}) {
         tracing::warn!(error = %e, "cannot tighten the modes of the node's files");
     }
-}
-
-/// Writes a secret readable only by its owner.
-pub fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(parent) = path.parent() {
-        crate::storage::create_private_dir_all(parent)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(secret.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()?;
-    Ok(())
 }
 
 /// Wakes actors whose alarms are due, whether or not they are live: the catalog's alarm index

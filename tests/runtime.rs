@@ -9,12 +9,13 @@ use serde_json::{json, Value};
 use vitrina::actors::shopper::{CartOp, ChangeCart, FireAlarms, GetCart};
 use vitrina::actors::store::{Admin, AdminOp};
 use vitrina::catalog::{AdminToken, NodeCatalog};
+use vitrina::clock::now_ms;
 use vitrina::cluster::Cluster;
 use vitrina::config::Settings;
 use vitrina::ids::{ActorKey, ProductId, SessionId, StoreId};
 use vitrina::node::Node;
 use vitrina::secrets::SecretBox;
-use vitrina::storage::{now_ms, DataLayout};
+use vitrina::sqlite::DataLayout;
 
 /// A node on `dir` with the registry and actors but no HTTP server, alarm poller or sweeper.
 fn node_in(dir: &std::path::Path, tune: impl FnOnce(&mut Settings)) -> Arc<Node> {

@@ -4,7 +4,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use crate::storage::StorageResult;
+use crate::sqlite::StorageResult;
 
 pub fn set(tx: &Transaction<'_>, name: &str, due_ms: i64) -> StorageResult<()> {
     tx.execute(

@@ -23,7 +23,8 @@ use crate::actors::shopper::{ShopperActor, ShopperPulse};
 use crate::actors::store::StoreActor;
 use crate::ids::{ActorKey, SessionId, StoreId};
 use crate::node::Node;
-use crate::storage::{ActorDb, SchemaKind, StorageError};
+use crate::sqlite::{SchemaKind, StorageError};
+use crate::storage::ActorDb;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActorError {

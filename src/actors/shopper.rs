@@ -17,14 +17,16 @@ pub use pulse::ShopperPulse;
 
 use super::registry::Lease;
 use super::{alarms, watch_idleness, Passivating};
+use crate::clock::now_ms;
 use crate::ids::{ActorKey, ProductId, SessionId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::cache::{CachedPage, PersonalPages};
+use crate::render::snapshot::{SharedSnapshot, StoreSnapshot};
 use crate::render::{self, PageRequest, RenderError, RenderedPage, Route, ShopperView};
 use crate::replication::{self, ReplicationError};
-use crate::storage::{now_ms, ActorDb, Commit, StorageError};
+use crate::sqlite::StorageError;
+use crate::storage::{ActorDb, Commit};
 use crate::store::model::Durability;
-use crate::store::snapshot::{SharedSnapshot, StoreSnapshot};
 
 const CART_EXPIRY_ALARM: &str = "cart-expiry";
 

@@ -8,19 +8,22 @@ use actix::prelude::*;
 use serde_json::{json, Value};
 
 mod feed;
+pub mod limits;
 mod sync;
 pub use feed::{ApplyCatalogChanges, FeedAdmin, FeedAdminOp, GetWebhookSecret};
 pub use sync::{SyncAdmin, SyncAdminOp};
 
 use super::registry::Lease;
 use super::{watch_idleness, Passivating};
+use crate::clock::now_ms;
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
 use crate::node::Node;
+use crate::render::snapshot::{SharedSnapshot, StoreSnapshot};
 use crate::render::{self, PageRequest, RenderError, ShopperView};
-use crate::storage::{now_ms, ActorDb, StorageError};
+use crate::sqlite::StorageError;
+use crate::storage::ActorDb;
 use crate::store::model::*;
 use crate::store::repo::{self, UpsertOutcome};
-use crate::store::snapshot::{SharedSnapshot, StoreSnapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -410,15 +413,15 @@ impl Bounds {
     /// Refuses the transaction's state if it passes the store limits (`store::limits`); else the
     /// snapshot of that state, to publish after the commit.
     pub(crate) fn check(&self, tx: &rusqlite::Connection) -> Result<StoreSnapshot, StoreError> {
-        crate::store::limits::check(tx, &self.store, &self.limits).map_err(|e| match e {
-            crate::store::limits::LimitError::Exceeded { code, message, details } => StoreError::Limit { code, message, details },
-            crate::store::limits::LimitError::Storage(e) => StoreError::Storage(e),
+        crate::actors::store::limits::check(tx, &self.store, &self.limits).map_err(|e| match e {
+            crate::actors::store::limits::LimitError::Exceeded { code, message, details } => StoreError::Limit { code, message, details },
+            crate::actors::store::limits::LimitError::Storage(e) => StoreError::Storage(e),
         })
     }
 
     /// Refuses render limits above the operator's maxima (never clamps silently on write: the
     /// merchant learns what the node allows).
-    fn check_render_limits(&self, limits: &crate::engine::RenderLimits) -> Result<(), StoreError> {
+    fn check_render_limits(&self, limits: &crate::render_limits::RenderLimits) -> Result<(), StoreError> {
         let max = self.render.maxima();
         let above = limits.block_cpu_ms > max.block_cpu_ms
             || limits.page_cpu_ms > max.page_cpu_ms

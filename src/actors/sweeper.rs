@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::ids::{ActorKey, SessionId, StoreId};
 use crate::node::Node;
-use crate::storage;
+use crate::sqlite;
 
 /// A shopper file the walk found.
 struct Found {
@@ -93,7 +93,7 @@ fn walk(node: &Node, cutoff: Option<SystemTime>) -> std::io::Result<Vec<Found>> 
     let mut counts: HashMap<StoreId, usize> = HashMap::new();
     let mut idle = Vec::new();
     node.shopper_files.begin_recount();
-    let walked = storage::walk_private(&root, &mut |path, meta| {
+    let walked = crate::private_files::walk_private(&root, &mut |path, meta| {
         let Some((store, sid)) = shopper_of(&root, path) else { return };
         *counts.entry(store.clone()).or_default() += 1;
         if let (Some(cutoff), Ok(modified)) = (cutoff, meta.modified()) {
@@ -133,7 +133,7 @@ fn sidecar(db: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Whether the shopper database at `path` has an order its backend has not acknowledged.
-fn has_undelivered_orders(path: &Path) -> Result<bool, storage::StorageError> {
+fn has_undelivered_orders(path: &Path) -> Result<bool, sqlite::StorageError> {
     use rusqlite::OpenFlags;
     let conn = rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     let has_outbox: bool =
@@ -152,7 +152,7 @@ async fn expire(node: &Arc<Node>, found: Found, cutoff: SystemTime) -> anyhow::R
     }
     let Some(_reserved) = node.registry.try_reserve(&key) else { return Ok(false) };
     let path = found.path.clone();
-    let deletable = tokio::task::spawn_blocking(move || -> Result<bool, storage::StorageError> {
+    let deletable = tokio::task::spawn_blocking(move || -> Result<bool, sqlite::StorageError> {
         if last_write(&path).is_none_or(|t| t >= cutoff) {
             return Ok(false);
         }
@@ -171,7 +171,7 @@ async fn expire(node: &Arc<Node>, found: Found, cutoff: SystemTime) -> anyhow::R
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        storage::remove_sidecars(&path)?;
+        sqlite::remove_sidecars(&path)?;
         if let Some(dir) = path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }

@@ -46,8 +46,8 @@ pub async fn release(node: &Arc<Node>, key: &ActorKey) -> Result<Option<Vec<u8>>
             // Fold the WAL into the main file so one file carries every committed write; the
             // WAL (which holds the actor's latest commits: actors do not checkpoint on close)
             // is only removed once that succeeded.
-            crate::storage::fold_wal_into_file(&path).map_err(std::io::Error::other)?;
-            crate::storage::remove_sidecars(&path)?;
+            crate::sqlite::fold_wal_into_file(&path).map_err(std::io::Error::other)?;
+            crate::sqlite::remove_sidecars(&path)?;
             std::fs::rename(&path, &parked)?;
         }
         if parked.exists() {
@@ -95,7 +95,7 @@ pub async fn install(node: &Arc<Node>, key: &ActorKey, bytes: Vec<u8>, sha256: O
         file.sync_all().map_err(|e| ClusterError::Refused(e.to_string()))?;
         // A WAL left beside the path (actor files keep theirs across passivation) belongs to
         // an older database and would be replayed into this one.
-        crate::storage::remove_sidecars(&path).map_err(|e| ClusterError::Refused(format!("cannot remove an old WAL: {e}")))?;
+        crate::sqlite::remove_sidecars(&path).map_err(|e| ClusterError::Refused(format!("cannot remove an old WAL: {e}")))?;
         std::fs::rename(&tmp, &path).map_err(|e| ClusterError::Refused(e.to_string()))?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();

@@ -14,9 +14,7 @@
 //!   earlier views (which passivate their instance first), else restores it from object storage.
 
 pub mod auth;
-pub mod forward;
 pub mod handoff;
-pub mod routes;
 pub mod view;
 
 use std::collections::HashMap;
@@ -30,41 +28,7 @@ use crate::ids::ActorKey;
 use crate::node::Node;
 use view::{Member, MemberState, NodeId, Ring, View};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ClusterSettings {
-    /// Off: a single node that owns every actor.
-    pub enabled: bool,
-    /// This node's id; defaults to one generated once into `{data_dir}/node/node-id` (never
-    /// the address: it is sent to clients in `x-vitrina-node`).
-    pub node_id: Option<String>,
-    /// `host:port` other nodes reach this node at; defaults to the listen address.
-    pub advertise: Option<String>,
-    /// Addresses of running nodes to join at start (`vitrina serve --join`).
-    pub seeds: Vec<String>,
-    /// Shared secret authenticating calls between nodes. Required when enabled.
-    pub secret: Option<String>,
-    /// Virtual nodes per member on the ring (see loadtest/RESULTS.md, "Ring balance").
-    pub vnodes: usize,
-    pub heartbeat_ms: u64,
-    /// A member silent this long is declared down by the coordinator.
-    pub down_after_ms: u64,
-}
-
-impl Default for ClusterSettings {
-    fn default() -> Self {
-        ClusterSettings {
-            enabled: false,
-            node_id: None,
-            advertise: None,
-            seeds: Vec::new(),
-            secret: None,
-            vnodes: 128,
-            heartbeat_ms: 500,
-            down_after_ms: 3000,
-        }
-    }
-}
+use crate::config::ClusterSettings;
 
 /// The id a node without `cluster.node_id` goes by: generated at its first start, kept in the
 /// data directory so it survives restarts.
@@ -77,7 +41,7 @@ fn stable_node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
         }
     }
     let id = format!("n-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    crate::startup::write_secret(&path, &id)?;
+    crate::private_files::write_text(&path, &id)?;
     Ok(id)
 }
 
@@ -288,7 +252,7 @@ impl Cluster {
             state.view = view.clone();
         }
         if let Ok(bytes) = serde_json::to_vec(&view) {
-            let _ = crate::startup::write_secret(&self.view_file, &String::from_utf8_lossy(&bytes));
+            let _ = crate::private_files::write_text(&self.view_file, &String::from_utf8_lossy(&bytes));
         }
         tracing::info!(epoch = view.epoch, members = ?view.members.iter().map(|(k, m)| format!("{k}={:?}", m.state)).collect::<Vec<_>>(), "adopted cluster view");
         crate::metrics::incr("vitrina_cluster_view_changes_total", &[]);
@@ -432,7 +396,7 @@ pub async fn start(node: Arc<Node>) -> anyhow::Result<()> {
                 // the other nodes forward requests for keys this node owns, and without the
                 // catalog it would answer them 404 `no store is served at …`. It is pulled
                 // again after the join for stores created meanwhile.
-                if let Err(e) = routes::pull_catalog(&node, seed).await {
+                if let Err(e) = node.pull_catalog(seed).await {
                     tracing::warn!(%seed, attempt, error = %e, "catalog pull before joining failed");
                     continue;
                 }
@@ -457,7 +421,7 @@ pub async fn start(node: Arc<Node>) -> anyhow::Result<()> {
     }
     // The catalog (stores, hosts, tokens) comes from any peer.
     for (_, addr) in cluster.peers() {
-        if routes::pull_catalog(&node, &addr).await.is_ok() {
+        if node.pull_catalog(&addr).await.is_ok() {
             break;
         }
     }

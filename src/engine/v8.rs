@@ -42,7 +42,8 @@ use parking_lot::{Condvar, Mutex};
 
 use super::external::ExternalBudget;
 use super::validate::{analyse_block, extract_block_function, BlockFunction};
-use super::{BlockEngine, BlockFailure, BlockOutcome, BlockToRender, RenderLimits, StoreRenderData};
+use super::{BlockEngine, BlockFailure, BlockOutcome, BlockToRender, StoreRenderData};
+use crate::render_limits::RenderLimits;
 
 const PRELUDE_JS: &str = include_str!("../../actors/prelude.js");
 const DISPATCH_JS: &str = include_str!("../../actors/dispatch.js");

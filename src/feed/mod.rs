@@ -3,10 +3,11 @@
 //! commerce backend's stock answers after a checkout.
 //!
 //! Every source is turned into [`CatalogChange`]s at the edge; the store actor applies a batch
-//! of them in one transaction together with an outbox row (see `store::feed`).
+//! of them in one transaction together with an outbox row (see `repo.rs`).
 
 pub mod breaker;
 pub mod generic;
+pub mod repo;
 pub mod shopify;
 pub mod signature;
 pub mod upstream;

@@ -21,7 +21,7 @@ use crate::feed::signature::WebhookSecret;
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::Route;
-use crate::storage::StorageError;
+use crate::sqlite::StorageError;
 
 /// A storage failure: 507 when there was no room (a full disk, or the store's shopper limit),
 /// with nothing saved; otherwise internal.
@@ -171,7 +171,7 @@ pub async fn create_store_with(node: &Arc<Node>, id: &StoreId, body: &Value) -> 
     for h in &hosts {
         node.catalog.confirm_host(h, id).map_err(catalog_error)?;
     }
-    crate::cluster::routes::push_catalog(node).await;
+    node.push_catalog().await;
     let result = run(node, id, AdminOp::PatchSettings(Value::Object(settings))).await?;
     Ok((json!({"id": id, "settings": result["settings"], "hosts": hosts}), token))
 }
@@ -374,7 +374,7 @@ store_route!(
     let host = str_field(&body, "host").ok_or_else(|| ApiError::bad_request("invalid_request", "host is required"))?;
     let host = host_policy::normalise_claim(&host).map_err(host_refused)?;
     let status = node.catalog.claim_host(&host, &store).map_err(catalog_error)?;
-    crate::cluster::routes::push_catalog(&node).await;
+    node.push_catalog().await;
     let code = if status == HostStatus::Verified { StatusCode::OK } else { StatusCode::CREATED };
     Ok(HttpResponse::build(code).json(domain_json(&node, &store, &host, &status)))
 });
@@ -397,7 +397,7 @@ store_route!(
         })));
     }
     node.catalog.confirm_host(&host, &store).map_err(catalog_error)?;
-    crate::cluster::routes::push_catalog(&node).await;
+    node.push_catalog().await;
     Ok(HttpResponse::Ok().json(domain_json(&node, &store, &host, &HostStatus::Verified)))
 });
 store_route!(
@@ -407,7 +407,7 @@ store_route!(
     if !node.catalog.unmap_host(&host, &store).map_err(ApiError::internal)? {
         return Err(ApiError::not_found(format!("{host} is not mapped to store {store}")));
     }
-    crate::cluster::routes::push_catalog(&node).await;
+    node.push_catalog().await;
     Ok(HttpResponse::Ok().json(json!({"deleted": host})))
 });
 
@@ -446,7 +446,7 @@ pub async fn assign_host(node: web::Data<Node>, req: HttpRequest, path: web::Pat
         return Err(ApiError::new(StatusCode::NOT_FOUND, "store_not_found", format!("store {store} does not exist")));
     }
     node.catalog.assign_host(&host, &store).map_err(catalog_error)?;
-    crate::cluster::routes::push_catalog(&node).await;
+    node.push_catalog().await;
     Ok(HttpResponse::Ok().json(domain_json(&node, &store, &host, &HostStatus::Verified)))
 }
 
@@ -458,7 +458,7 @@ pub async fn revoke_host(node: web::Data<Node>, req: HttpRequest, path: web::Pat
     if !node.catalog.revoke_host(&host).map_err(ApiError::internal)? {
         return Err(ApiError::not_found(format!("no store serves or claims {host}")));
     }
-    crate::cluster::routes::push_catalog(&node).await;
+    node.push_catalog().await;
     Ok(HttpResponse::Ok().json(json!({"revoked": host})))
 }
 store_route!(
@@ -469,7 +469,7 @@ store_route!(
     let token = AdminToken::generate();
     let (catalog_node, id, hashed) = (node.clone(), store.clone(), AdminToken(token.0.clone()));
     web::block(move || catalog_node.catalog.rotate_token(&id, &hashed)).await.map_err(ApiError::internal)?.map_err(catalog_error)?;
-    crate::cluster::routes::push_catalog(&node).await;
+    node.push_catalog().await;
     crate::metrics::incr("vitrina_admin_tokens_rotated_total", &[]);
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({"store": store, "adminToken": token.0})))
 });
@@ -503,7 +503,7 @@ store_route!(
     };
     if let Some(d) = &domain {
         node.catalog.set_shopify_domain(d, &store).map_err(catalog_error)?;
-        crate::cluster::routes::push_catalog(&node).await;
+        node.push_catalog().await;
     }
     let mut out = run_feed(&node, &store, FeedAdminOp::SetWebhookSecret(secret)).await?;
     out["shopifyDomain"] = json!(node.catalog.shopify_domain_of(&store).map_err(ApiError::internal)?);
@@ -517,7 +517,7 @@ store_route!(
     put_backend, |node, store, req, rest, bytes: Bytes| async move {
     let body = body::json(&req, &bytes)?;
     let url = str_field(&body, "ordersUrl").ok_or_else(|| ApiError::bad_request("invalid_request", "ordersUrl is required"))?;
-    crate::store::feed::check_endpoint(&url).map_err(|m| ApiError::bad_request("validation_failed", m))?;
+    crate::feed::repo::check_endpoint(&url).map_err(|m| ApiError::bad_request("validation_failed", m))?;
     check_egress(&url).await?;
     Ok(HttpResponse::Ok().json(run_feed(&node, &store, FeedAdminOp::SetBackend(url)).await?))
 });
@@ -543,13 +543,13 @@ store_route!(
     put_sync, |node, store, req, rest, bytes: Bytes| async move {
     let body = body::json(&req, &bytes)?;
     let url = str_field(&body, "url").ok_or_else(|| ApiError::bad_request("invalid_request", "url is required"))?;
-    crate::store::feed::check_endpoint(&url).map_err(|m| ApiError::bad_request("validation_failed", m))?;
+    crate::feed::repo::check_endpoint(&url).map_err(|m| ApiError::bad_request("validation_failed", m))?;
     check_egress(&url).await?;
     let interval_secs = body.get("intervalSecs").and_then(Value::as_i64).unwrap_or(300);
     if !(10..=7 * 24 * 3600).contains(&interval_secs) {
         return Err(ApiError::bad_request("validation_failed", "intervalSecs must be 10 to 604800"));
     }
-    let config = crate::store::feed::SyncConfig { url, interval_secs };
+    let config = crate::feed::repo::SyncConfig { url, interval_secs };
     Ok(HttpResponse::Ok().json(run_sync(&node, &store, SyncAdminOp::Configure(config)).await?))
 });
 store_route!(

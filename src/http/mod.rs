@@ -4,7 +4,9 @@
 pub mod admin;
 pub mod body;
 pub mod csrf;
+pub mod forward;
 pub mod headers;
+pub mod internal;
 pub mod limits;
 pub mod proxy;
 pub mod session;
@@ -26,7 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request("invalid_path", e.to_string()).into()))
         .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics))
-        .configure(crate::cluster::routes::configure)
+        .configure(crate::http::internal::configure)
         .configure(webhooks::routes)
         .service(admin::feed_routes(admin_scope()))
         .route("/", web::get().to(shop::home))

@@ -22,9 +22,9 @@ use crate::error::{ApiError, RequestId};
 use crate::ids::{ActorKey, ProductId, SessionId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::cache::{AnonymousPages, PersonalPages};
+use crate::render::snapshot::product_json;
 use crate::render::{self, RenderError, Route};
-use crate::storage::StorageError;
-use crate::store::snapshot::product_json;
+use crate::sqlite::StorageError;
 
 /// An error on a shopper route: a page for browsers, the JSON body for everyone else.
 #[derive(Debug)]
@@ -128,7 +128,7 @@ impl Session {
 /// since in a cluster the new shopper may live on another node.
 async fn session(ctx: &Ctx, req: &HttpRequest, write: bool) -> Result<Session, ShopError> {
     // Minted by the routing middleware, which also sets the cookie on the response.
-    if let Some(minted) = req.extensions().get::<crate::cluster::forward::MintedSession>() {
+    if let Some(minted) = req.extensions().get::<crate::http::forward::MintedSession>() {
         return Ok(Session { token: minted.0.clone(), is_new: false, set_cookie: false });
     }
     if let Some(token) = session_of(req) {
@@ -167,7 +167,7 @@ pub fn actor_error(e: ActorError) -> ApiError {
         ),
         ActorError::Activation(_, e) if e.is_capacity() => super::admin::storage_error(e),
         ActorError::Activation(..) => ApiError::internal(e),
-        ActorError::NotOwner(_) | ActorError::Moving(..) => crate::cluster::routes::moving(e.to_string()),
+        ActorError::NotOwner(_) | ActorError::Moving(..) => crate::http::internal::moving(e.to_string()),
     }
 }
 

@@ -18,12 +18,12 @@ use serde_json::json;
 
 use super::shop::actor_error;
 use crate::actors::store::{ApplyCatalogChanges, GetWebhookSecret};
+use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::feed::signature::{self, SignatureError, WebhookSecret};
 use crate::feed::{generic, shopify, ChangeSource, WebhookId};
 use crate::ids::StoreId;
 use crate::node::Node;
-use crate::storage::now_ms;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/webhooks/shopify", web::post().to(shopify_webhook)).route("/webhooks/generic", web::post().to(generic_webhook));

@@ -65,7 +65,7 @@ impl FailureLog {
             page: page.to_string(),
             reason: failure.code(),
             message,
-            at: crate::error::now_rfc3339(),
+            at: crate::clock::now_rfc3339(),
         };
         let mut recent = self.recent.lock();
         let list = recent.entry(store.clone()).or_default();

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod failed;
 pub mod failures;
 pub mod gate;
+pub mod snapshot;
 pub mod threads;
 
 use std::fmt::Write as _;
@@ -23,8 +24,8 @@ use actix::prelude::*;
 use crate::config::RenderSettings;
 use crate::engine::BlockOutcome;
 use crate::ids::{ProductId, Slug};
+use crate::render::snapshot::{SharedSnapshot, StoreSnapshot};
 use crate::store::model::{Block, Device, PageVersion, UserType, Visibility};
-use crate::store::snapshot::{SharedSnapshot, StoreSnapshot};
 
 /// The parts of the page shell that depend only on the store's published state, built once per
 /// snapshot: every page of every shopper carries the same stylesheet and navigation, and

@@ -17,9 +17,10 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::actors::isolate_budget;
-use crate::engine::{self, BlockEngine, BlockOutcome, BlockToRender, RenderLimits};
+use crate::engine::{self, BlockEngine, BlockOutcome, BlockToRender};
 use crate::ids::StoreId;
-use crate::store::snapshot::SharedSnapshot;
+use crate::render::snapshot::SharedSnapshot;
+use crate::render_limits::RenderLimits;
 
 /// One block of a job, owned so that it can travel to the render thread.
 #[derive(Debug, Clone)]

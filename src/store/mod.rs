@@ -1,6 +1,3 @@
-//! The store's domain: model types, their SQL, and the published snapshot.
-pub mod feed;
-pub mod limits;
+//! The store's domain: model types that validate, and their SQL.
 pub mod model;
 pub mod repo;
-pub mod snapshot;

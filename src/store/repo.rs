@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::model::*;
 use crate::ids::{BlockId, ProductId, Slug};
-use crate::storage::StorageResult;
+use crate::sqlite::StorageResult;
 
 pub fn meta_get(conn: &Connection, key: &str) -> StorageResult<Option<String>> {
     Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)

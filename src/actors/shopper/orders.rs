@@ -19,10 +19,11 @@ use serde_json::{json, Value};
 use super::{ShopperActor, ShopperError};
 use crate::actors::alarms;
 use crate::actors::store::ApplyCatalogChanges;
+use crate::clock::now_ms;
 use crate::feed::upstream::{self, Delivery};
 use crate::feed::{ms_rfc3339, CatalogChange, ChangeSource};
 use crate::ids::ProductId;
-use crate::storage::{now_ms, StorageError};
+use crate::sqlite::StorageError;
 
 pub const DELIVERY_ALARM: &str = "order-delivery";
 

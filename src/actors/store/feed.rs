@@ -5,14 +5,14 @@ use actix::prelude::*;
 use serde_json::{json, Value};
 
 use super::{StoreActor, StoreError};
+use crate::clock::now_ms;
+use crate::feed::repo::{self as sql, FeedError};
 use crate::feed::signature::WebhookSecret;
 use crate::feed::{CatalogChange, ChangeOutcome, ChangeSource, FeedReport};
 use crate::ids::ProductId;
-use crate::storage::now_ms;
-use crate::store::feed::{self as sql, FeedError};
+use crate::render::snapshot::StoreSnapshot;
 use crate::store::model::Currency;
 use crate::store::repo;
-use crate::store::snapshot::StoreSnapshot;
 
 /// What the store actor keeps in memory for the feed.
 #[derive(Default)]
@@ -128,17 +128,17 @@ pub(super) fn apply_batch(
     for change in changes {
         // A savepoint per change: a sync page skips an invalid product instead of failing the
         // page; a webhook (one change) fails as a whole.
-        tx.execute_batch("SAVEPOINT feed_change").map_err(crate::storage::StorageError::from)?;
+        tx.execute_batch("SAVEPOINT feed_change").map_err(crate::sqlite::StorageError::from)?;
         match sql::apply_change(tx, change, currency, run, now) {
             Ok(outcome) => {
-                tx.execute_batch("RELEASE feed_change").map_err(crate::storage::StorageError::from)?;
+                tx.execute_batch("RELEASE feed_change").map_err(crate::sqlite::StorageError::from)?;
                 if outcome == ChangeOutcome::Applied {
                     touched.extend(change.product_hint());
                 }
                 outcomes.push(outcome);
             }
             Err(FeedError::Invalid(m)) if run.is_some() => {
-                tx.execute_batch("ROLLBACK TO feed_change; RELEASE feed_change").map_err(crate::storage::StorageError::from)?;
+                tx.execute_batch("ROLLBACK TO feed_change; RELEASE feed_change").map_err(crate::sqlite::StorageError::from)?;
                 rejected.push(m);
             }
             Err(e) => return Err(e.into()),

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use serde_json::json;
 
-use super::model::{PageVersion, Post, Product, StoreSettings, Theme};
-use super::repo;
 use crate::engine::StoreRenderData;
 use crate::ids::{ProductId, StoreId};
-use crate::storage::StorageResult;
+use crate::sqlite::StorageResult;
+use crate::store::model::{PageVersion, Post, Product, StoreSettings, Theme};
+use crate::store::repo;
 
 #[derive(Debug)]
 pub struct StoreSnapshot {
@@ -29,7 +29,7 @@ pub struct StoreSnapshot {
     by_handle: HashMap<String, usize>,
     pub render_data: StoreRenderData,
     /// The page shell's store-wide parts (stylesheet per region, navigation).
-    pub chrome: crate::render::Chrome,
+    pub chrome: super::Chrome,
     /// Where checkouts are handed over (the store's commerce backend), if configured.
     pub orders_url: Option<String>,
 }
@@ -43,7 +43,7 @@ impl StoreSnapshot {
         let posts = repo::list_posts(conn)?;
         let pages: HashMap<String, PageVersion> = repo::live_pages(conn)?.into_iter().map(|p| (p.slug.as_str().to_string(), p)).collect();
         let mut snapshot = Self::assemble(store.clone(), version, settings, theme, products, posts, pages);
-        snapshot.orders_url = super::feed::orders_url(conn)?;
+        snapshot.orders_url = crate::feed::repo::orders_url(conn)?;
         Ok(snapshot)
     }
 
@@ -64,7 +64,7 @@ impl StoreSnapshot {
         let by_id = products.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
         let by_handle = products.iter().enumerate().map(|(i, p)| (p.handle.as_str().to_string(), i)).collect();
         let render_data = render_data(&store, version, &settings, &theme, &products, &posts, &pages);
-        let chrome = crate::render::Chrome::build(&theme, &pages, settings.analytics.clarity_project_id.as_deref());
+        let chrome = super::Chrome::build(&theme, &pages, settings.analytics.clarity_project_id.as_deref());
         StoreSnapshot { store, version, settings, theme, products, posts, pages, by_id, by_handle, render_data, chrome, orders_url: None }
     }
 
@@ -165,7 +165,7 @@ fn render_data(
             "body": p.body,
             "author": p.author,
             "image": p.image,
-            "publishedAt": crate::render::iso_from_ms(p.published_at),
+            "publishedAt": super::iso_from_ms(p.published_at),
             "url": format!("/blog/{}", p.slug),
         })).collect::<Vec<_>>(),
     });

@@ -6,13 +6,13 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::model::{Currency, Product};
-use super::repo::{self, UpsertOutcome};
-use crate::feed::signature::WebhookSecret;
-use crate::feed::{product_item, CatalogChange, ChangeOutcome, ProductUpsert, WebhookId};
+use super::signature::WebhookSecret;
+use super::{product_item, CatalogChange, ChangeOutcome, ProductUpsert, WebhookId};
 use crate::ids::{ProductId, Slug};
 use crate::secrets::{Opened, SecretBox};
-use crate::storage::{StorageError, StorageResult};
+use crate::sqlite::{StorageError, StorageResult};
+use crate::store::model::{Currency, Product};
+use crate::store::repo::{self, UpsertOutcome};
 
 /// Webhook ids are remembered this long …
 pub const WEBHOOK_ID_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;

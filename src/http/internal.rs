@@ -9,11 +9,11 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth;
-use super::handoff::{self, SHA_HEADER};
-use super::view::{NodeId, View};
-use super::Proposal;
 use crate::catalog::CatalogDump;
+use crate::cluster::auth;
+use crate::cluster::handoff::{self, SHA_HEADER};
+use crate::cluster::view::{NodeId, View};
+use crate::cluster::Proposal;
 use crate::error::ApiError;
 use crate::ids::{ActorKey, StoreId};
 use crate::node::Node;
@@ -115,29 +115,6 @@ async fn post_catalog(node: web::Data<Node>, req: HttpRequest, body: Bytes) -> R
     let dump: CatalogDump = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_catalog", e.to_string()))?;
     node.catalog.apply(&dump).map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(json!({"stores": dump.stores.len()})))
-}
-
-/// Joining node: copy the catalog from the seed.
-pub async fn pull_catalog(node: &Arc<Node>, addr: &str) -> anyhow::Result<()> {
-    let dump: CatalogDump = node.cluster.call_json(addr, reqwest::Method::GET, "/internal/catalog", &()).await?;
-    node.catalog.apply(&dump)?;
-    Ok(())
-}
-
-/// Sends this node's catalog to every peer (after a store or host change).
-pub async fn push_catalog(node: &Arc<Node>) {
-    if !node.cluster.enabled() {
-        return;
-    }
-    let Ok(dump) = node.catalog.dump() else { return };
-    let peers = node.cluster.peers();
-    let calls =
-        peers.iter().map(|(_, addr)| node.cluster.call_json::<serde_json::Value>(addr, reqwest::Method::POST, "/internal/catalog", &dump));
-    for r in futures::future::join_all(calls).await {
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "catalog push failed");
-        }
-    }
 }
 
 #[derive(Deserialize)]

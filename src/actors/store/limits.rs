@@ -5,10 +5,10 @@
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
-use super::snapshot::StoreSnapshot;
 use crate::config::StoreLimitSettings;
 use crate::ids::StoreId;
-use crate::storage::StorageError;
+use crate::render::snapshot::StoreSnapshot;
+use crate::sqlite::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {

@@ -15,7 +15,7 @@ use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpMessage, HttpResponse};
 use futures::StreamExt;
 
-use super::{auth, Placement};
+use crate::cluster::{auth, Placement};
 use crate::error::{ApiError, RequestId};
 use crate::http::proxy::{self, VerifiedHop};
 use crate::http::session::SessionToken;
@@ -184,7 +184,7 @@ pub async fn route_to_owner(
                 next.call(req).await?.map_into_boxed_body()
             }
             Some((_, key)) if forwarded => {
-                return Ok(error_response(req, super::routes::moving(format!("{key} is moving between nodes; retry"))));
+                return Ok(error_response(req, super::internal::moving(format!("{key} is moving between nodes; retry"))));
             }
             Some((Placement::Nowhere, key)) => {
                 return Ok(error_response(req, ApiError::unavailable(format!("no node owns {key}: the cluster has no active member"))));

@@ -1,0 +1,80 @@
+//! The node's budget of open shopper files. Every open file costs three descriptors (database,
+//! WAL, shared memory) and a page cache; a burst of new sessions opened them faster than idle
+//! shoppers closed theirs, and at the process's descriptor limit opens failed with 500s (W5 at
+//! 10,000 actors). Past the budget, the oldest-opened file of a shopper that is not in the
+//! middle of an access is closed; its actor keeps its state and reopens the file on its next
+//! read or write.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use super::actor_db::Db;
+
+pub(super) static OPEN: AtomicUsize = AtomicUsize::new(0);
+static BUDGET: crate::budget::Budget = crate::budget::Budget::derived_by(derived_budget);
+static OPENED: Mutex<VecDeque<Weak<Mutex<Db>>>> = Mutex::new(VecDeque::new());
+
+/// At most this many shopper files open when the budget is derived. SQLite's unix VFS walks
+/// its list of every open file (database and WAL) on each open, so an open costs O(files
+/// open): with the ~6,600 a 20,000-descriptor limit allowed, that walk was 9 % of a new
+/// shopper's CPU (W2p profile) and a new session cost 6.5 ms of CPU; at 1,024, 4.3-5.7 ms.
+/// A closed file costs its actor nothing until its next write, which reopens it.
+const DERIVED_MAX: usize = 1024;
+
+/// Sets the budget; 0 derives it from the process's open-file limit (a third of it, less a
+/// reserve for sockets and the node's own files), at most `DERIVED_MAX`.
+pub fn set_budget(files: usize) {
+    BUDGET.set(files);
+}
+
+fn derived_budget() -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid out pointer for getrlimit.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_cur as usize } else { 1024 };
+    (soft.saturating_sub(1024) / 3).clamp(64, DERIVED_MAX)
+}
+
+fn budget() -> usize {
+    BUDGET.get()
+}
+
+/// Shopper files open now.
+pub fn open_now() -> usize {
+    OPEN.load(Ordering::Relaxed)
+}
+
+/// Records a newly opened file and closes the oldest others while over budget. Called with
+/// no database lock held; others' locks are only tried, never waited for.
+pub(super) fn admit(opened: &Arc<Mutex<Db>>) {
+    let mut queue = OPENED.lock();
+    queue.push_back(Arc::downgrade(opened));
+    let budget = budget();
+    let mut tries = queue.len();
+    while OPEN.load(Ordering::Relaxed) > budget && tries > 0 {
+        tries -= 1;
+        let Some(weak) = queue.pop_front() else { break };
+        let Some(db) = weak.upgrade() else { continue };
+        if Arc::ptr_eq(&db, opened) {
+            queue.push_back(weak);
+            continue;
+        }
+        let busy = match db.try_lock() {
+            Some(mut guard) => {
+                guard.close_file();
+                false
+            }
+            None => true,
+        };
+        if busy {
+            queue.push_back(weak);
+        }
+    }
+    // Entries of files closed by their idle actors stay queued until popped: keep the
+    // queue proportional to the budget.
+    if queue.len() > budget.saturating_mul(2).max(1024) {
+        queue.retain(|weak| weak.upgrade().is_some_and(|db| db.try_lock().is_none_or(|g| g.conn_is_file)));
+    }
+}
