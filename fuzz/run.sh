@@ -49,7 +49,7 @@ mkdir -p docs
   echo
   echo "Written by \`fuzz/run.sh $budget\` on $(date -u +%Y-%m-%d) at commit \`$(git rev-parse --short HEAD)\` (libFuzzer,"
   echo "no sanitizer, 2-core machine shared with other work). The corpora are committed under"
-  echo "\`fuzz/corpus/\` and replayed by \`cargo test\` (\`tests/fuzz_corpus.rs\`)."
+  echo "\`fuzz/corpus/\` and replayed by \`cargo test\` (\`tests/it/fuzz_corpus.rs\`)."
   echo
   echo "| target | executions | seconds | corpus inputs | outcome |"
   echo "|---|---|---|---|---|"

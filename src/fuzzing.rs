@@ -1,5 +1,5 @@
 //! Entry points for the fuzzers (`fuzz/`) and for the replay of their corpora
-//! (`tests/fuzz_corpus.rs`): each takes arbitrary bytes from a hostile client and must neither
+//! (`tests/it/fuzz_corpus.rs`): each takes arbitrary bytes from a hostile client and must neither
 //! panic nor hang, and checks the properties that must hold for every input it accepts.
 //!
 //! They live in the library, not in `fuzz/`, so that `cargo test` replays the committed corpora

@@ -3,18 +3,16 @@
 //! full disk answering 507 while reads go on, file modes, webhook secrets sealed at rest, and
 //! admin token rotation. Each hostile case is a row of the `edge-security` table.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::table::{record, record_with};
-use common::*;
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Sha256;
+use test_support::table::{record, record_with};
+use test_support::*;
 
 const TABLE: &str = "edge-security";
 const SECRET: &str = "whsec_state_0123456789abcdef";
@@ -183,14 +181,14 @@ async fn idle_shopper_files_are_deleted_but_not_undelivered_orders_or_live_shopp
 
 #[tokio::test]
 async fn an_expired_shoppers_copy_in_object_storage_is_deleted_too() {
-    let Some(endpoint) = common::objects::s3_endpoint() else { return };
-    let bucket = common::objects::new_bucket(&endpoint).await;
+    let Some(endpoint) = crate::objects::s3_endpoint() else { return };
+    let bucket = crate::objects::new_bucket(&endpoint).await;
     let node = TestNode::start_with(&[
         ("VITRINA_REPLICATION__ENDPOINT", endpoint.as_str()),
         ("VITRINA_REPLICATION__BUCKET", bucket.name.as_str()),
-        ("VITRINA_REPLICATION__REGION", common::objects::REGION),
-        ("VITRINA_REPLICATION__ACCESS_KEY", common::objects::ACCESS_KEY),
-        ("VITRINA_REPLICATION__SECRET_KEY", common::objects::SECRET_KEY),
+        ("VITRINA_REPLICATION__REGION", crate::objects::REGION),
+        ("VITRINA_REPLICATION__ACCESS_KEY", crate::objects::ACCESS_KEY),
+        ("VITRINA_REPLICATION__SECRET_KEY", crate::objects::SECRET_KEY),
         ("VITRINA_REPLICATION__SNAPSHOT_INTERVAL_MS", "200"),
         ("VITRINA_SHOPPER__IDLE_TTL_SECS", "3"),
         ("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", "1"),

@@ -2,16 +2,14 @@
 //! sender that signs like Shopify and like our generic format, a fake upstream and a fake
 //! commerce backend on 127.0.0.1:0.
 
-mod common;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use common::*;
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Sha256;
+use test_support::*;
 
 const SECRET: &str = "whsec_test_0123456789abcdef";
 const SHOP: &str = "hooks-test.myshopify.com";

@@ -4,16 +4,14 @@
 //! loopback and oversized answers are refused when fetched; and a merchant learns "refused by
 //! policy" or "unreachable", never which ports are open.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fake_http::{self, Reply};
-use common::table::{record, record_with};
-use common::*;
+use crate::fake_http::{self, Reply};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use test_support::table::{record, record_with};
+use test_support::*;
 
 const TABLE: &str = "edge-security";
 

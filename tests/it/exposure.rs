@@ -3,15 +3,13 @@
 //! analytics snippet of a store that opted in); `/metrics` and `/cluster/status` only for the
 //! operator; `x-vitrina-node` a stable id, never an address. Rows of the `edge-security` table.
 
-mod common;
-
 use base64::Engine as _;
-use common::table::record_with;
-use common::*;
 use reqwest::header::ACCEPT;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sha2::Digest as _;
+use test_support::table::record_with;
+use test_support::*;
 
 const HTML: &str = "text/html,application/xhtml+xml";
 const TABLE: &str = "edge-security";
@@ -120,7 +118,7 @@ async fn the_page_policy_allows_the_shell_and_the_opted_in_analytics_only() {
 
 #[tokio::test]
 async fn metrics_and_cluster_status_need_the_operator_token() {
-    // Twelve refusals from one address: past the default lockout allowance (tests/abuse.rs).
+    // Twelve refusals from one address: past the default lockout allowance (tests/it/abuse.rs).
     let node = TestNode::start_with(&[("VITRINA_LIMITS__AUTH_FAILURES_BEFORE_LOCKOUT", "100")]);
     let store_token = node.create_store("peek", "Peek").await;
     let hosts = [format!("{}", node.addr), format!("peek.localhost:{}", node.addr.port())];

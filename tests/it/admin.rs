@@ -1,11 +1,9 @@
 //! The admin API over HTTP: auth, drafts and publishing, validation, error bodies.
 
-mod common;
-
-use common::*;
 use reqwest::header::ACCEPT;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use test_support::*;
 
 const HTML: &str = "text/html";
 

@@ -3,12 +3,10 @@
 //! form posts on the cart page. `.ci/run` installs Chromium and the driver; locally the test is
 //! skipped with a message when either is missing (it fails under CI).
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use test_support::*;
 
 #[test]
 fn the_demo_cart_works_in_a_real_browser() {

@@ -1,6 +1,4 @@
 //! A real S3-compatible server for tests (`.ci/run` starts moto and exports its address).
-#![allow(dead_code)]
-
 use s3::creds::Credentials;
 use s3::{Bucket, BucketConfiguration, Region};
 

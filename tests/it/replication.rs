@@ -8,15 +8,13 @@
 //! store's own state (products, pages, settings) and its shoppers' state come back from the
 //! bucket.
 
-mod common;
-
 use std::time::Duration;
 
-use common::objects::*;
-use common::*;
+use crate::objects::*;
 use reqwest::{Method, StatusCode};
 use s3::Bucket;
 use serde_json::{json, Value};
+use test_support::*;
 
 fn start(env: &[(String, String)]) -> TestNode {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

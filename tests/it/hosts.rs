@@ -4,15 +4,13 @@
 //! operator assigns, revokes and settles; a host that moves never serves the old store's page;
 //! catalogs from before verification keep their hosts.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::fake_http::{self, Reply};
-use common::table::record;
-use common::*;
+use crate::fake_http::{self, Reply};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use test_support::table::record;
+use test_support::*;
 
 const TABLE: &str = "edge-security";
 const OPERATOR: &str = "test-operator-token";

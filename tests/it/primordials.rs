@@ -7,14 +7,12 @@
 //! renders a control page, the hostile page, the control page again (byte-identical) and the
 //! search page with `?q=<script>…` (escaped), all in its own isolate. An engine-level test shows
 //! the run-time layer alone refusing code generation for code the validator cannot see. The
-//! refusals at publish are cases of the corpus (tests/hostile/, run by tests/containment.rs).
+//! refusals at publish are cases of the corpus (tests/hostile/, run by tests/it/containment.rs).
 
-mod common;
-
-use common::{table, TestNode};
 use reqwest::header::ACCEPT;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use test_support::{table, TestNode};
 
 const HTML: &str = "text/html,application/xhtml+xml";
 

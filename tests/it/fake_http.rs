@@ -1,8 +1,6 @@
 //! A tiny HTTP/1.1 server for tests: upstreams, backends and domain owners the node talks to.
 //! One request per connection; the handler sees (method, target) and answers status, extra
 //! headers and body. Every request is counted, so a test can prove a request never arrived.
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

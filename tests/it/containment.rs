@@ -15,15 +15,13 @@
 //!
 //! The cases of one class run against one node. `CONTAINMENT_CLASS=strings` runs one class.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
 use reqwest::header::ACCEPT;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use test_support::*;
 
 const HTML: &str = "text/html,application/xhtml+xml";
 
@@ -151,7 +149,7 @@ const OTHER: &str = "calm";
 
 async fn start_class_node(class: &str) -> ClassNode {
     // Cases may raise their store's limits past the default operator maxima, and run back to
-    // back on one store: the node allows both (per-store CPU fairness is tests/fairness.rs).
+    // back on one store: the node allows both (per-store CPU fairness is tests/it/fairness.rs).
     let node = TestNode::start_with(&[
         ("VITRINA_RENDER__MAX_BLOCK_CPU_MS", "10000"),
         ("VITRINA_RENDER__MAX_PAGE_CPU_MS", "30000"),
@@ -336,7 +334,7 @@ async fn hostile_blocks_are_contained() {
             match result {
                 Ok((outcome, detail)) => {
                     eprintln!("containment {class}/{}: {outcome} ({detail}) in {} ms", case.name, started.elapsed().as_millis());
-                    common::table::record_with("containment", &class, &case.name, outcome, &detail);
+                    test_support::table::record_with("containment", &class, &case.name, outcome, &detail);
                 }
                 Err(error) => {
                     eprintln!("containment {class}/{}: FAILED: {error}", case.name);

@@ -3,15 +3,13 @@
 //! a lockout that grows). Nodes run with the default `[limits]`. Each hostile case is a row of
 //! the `edge-security` table.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::table::record_with;
-use common::*;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde_json::json;
+use test_support::table::record_with;
+use test_support::*;
 
 const TABLE: &str = "edge-security";
 

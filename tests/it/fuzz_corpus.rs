@@ -2,8 +2,6 @@
 //! the fuzzers drive (`vitrina::fuzzing`), so every input a fuzzer ever found interesting —
 //! crashes it found included, once fixed — stays a regression test on the stable toolchain.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -36,7 +34,7 @@ fn every_committed_fuzzing_input_is_handled_without_a_panic() {
             assert!(took < PER_INPUT, "{target} took {took:?} on {}", path.display());
             slowest = slowest.max(took);
         }
-        common::table::record_with(
+        test_support::table::record_with(
             "edge-security",
             "fuzzing (corpus replay)",
             target,

@@ -1,12 +1,10 @@
 //! Shopper-facing behaviour over HTTP: tenant routing, pages, cart, search, sessions.
 
-mod common;
-
-use common::*;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
+use test_support::*;
 
 const HTML: &str = "text/html,application/xhtml+xml";
 
@@ -64,7 +62,7 @@ async fn custom_domains_map_to_their_store() {
     let token = node.seed_store("gamma", "Gamma Goods").await;
     let client = reqwest::Client::builder().resolve("shop.gamma-goods.test", node.addr).build().unwrap();
     let home = || client.get(format!("http://shop.gamma-goods.test:{}/", node.addr.port())).header(ACCEPT, HTML).send();
-    // A store's own claim is pending until verified (tests/hosts.rs); the operator assigns at once.
+    // A store's own claim is pending until verified (tests/it/hosts.rs); the operator assigns at once.
     let (s, b) = node.admin(&token, reqwest::Method::POST, "/stores/gamma/domains", Some(json!({"host": "shop.gamma-goods.test"}))).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(b["status"], "pending", "{b}");

@@ -2,17 +2,15 @@
 //! must not cost another store an error; a store's limits are the operator's to cap; catalog
 //! writes past a store's limits are refused whole; block failures are attributed to their store.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Sha256;
+use test_support::*;
 
 const LOOP: &str = "function spin() { while (true) {} }";
 
@@ -32,7 +30,7 @@ async fn publish_loops(node: &TestNode, token: &str, store: &str) {
 #[tokio::test]
 async fn a_store_of_looping_blocks_hammered_costs_other_stores_no_error() {
     // Edge rate limits off: every client here is one address, and what is measured is render
-    // containment, not the per-IP and per-session write limits (tests/abuse.rs).
+    // containment, not the per-IP and per-session write limits (tests/it/abuse.rs).
     let node = Arc::new(TestNode::start_with(&[("VITRINA_LIMITS__ENABLED", "false")]));
     let hostile = node.seed_store("hostile", "Hostile").await;
     publish_loops(&node, &hostile, "hostile").await;
@@ -132,10 +130,10 @@ async fn a_store_of_looping_blocks_hammered_costs_other_stores_no_error() {
         }
     }
     assert!(node.metric("vitrina_failed_page_hits_total").await > 0, "a failed page was rendered again for the same inputs");
-    common::table::record("containment", "cpu-fairness", "20 looping blocks hammered: other store's cart writes", "bounded");
-    common::table::record("containment", "cpu-fairness", "20 looping blocks hammered: other store's pages", "bounded");
-    common::table::record("containment", "cpu-fairness", "looping page, same inputs again: remembered as failed", "bounded");
-    common::table::record("containment", "cpu-fairness", "looping search page, new inputs each time: per-store gate", "bounded");
+    test_support::table::record("containment", "cpu-fairness", "20 looping blocks hammered: other store's cart writes", "bounded");
+    test_support::table::record("containment", "cpu-fairness", "20 looping blocks hammered: other store's pages", "bounded");
+    test_support::table::record("containment", "cpu-fairness", "looping page, same inputs again: remembered as failed", "bounded");
+    test_support::table::record("containment", "cpu-fairness", "looping search page, new inputs each time: per-store gate", "bounded");
 
     // Attribution: by store in /metrics, and listed for the store's admin.
     let metrics = node.metrics_text().await;
@@ -168,7 +166,7 @@ async fn render_limits_above_the_operators_maxima_are_refused() {
     let (s, body) =
         node.admin(&token, Method::PATCH, "/stores/greedy/settings", Some(json!({"limits": {"blockCpuMs": 100, "pageCpuMs": 1000}}))).await;
     assert_eq!(s, 200, "{body}");
-    common::table::record("containment", "cpu-fairness", "merchant raises its own CPU limits past the operator maximum", "refused");
+    test_support::table::record("containment", "cpu-fairness", "merchant raises its own CPU limits past the operator maximum", "refused");
 }
 
 fn sign_generic(secret: &str, t: i64, body: &str) -> String {
@@ -197,7 +195,7 @@ async fn catalog_writes_past_a_store_limit_are_refused_whole() {
     assert_eq!(listed["products"].as_array().unwrap().len(), 3, "nothing of the refused batch was applied");
     let (s, body) = node.admin(&token, Method::POST, "/stores/full/products", Some(products(1))).await;
     assert_eq!(s, 200, "{body}");
-    common::table::record("containment", "store-limits", "admin product batch past max_products_per_store", "refused");
+    test_support::table::record("containment", "store-limits", "admin product batch past max_products_per_store", "refused");
 
     // Snapshot bytes: one product with a description that would pass the store's budget.
     let big = json!({"title": "Big", "price": "1.00", "stock": 1, "description": "d".repeat(19_000)});
@@ -206,7 +204,7 @@ async fn catalog_writes_past_a_store_limit_are_refused_whole() {
     assert_error_body(&body, "snapshot_limit");
     let (_, p0) = node.admin(&token, Method::GET, "/stores/full/products/p0", None).await;
     assert_eq!(p0["title"], "P", "{p0}");
-    common::table::record("containment", "store-limits", "admin product past max_snapshot_bytes", "refused");
+    test_support::table::record("containment", "store-limits", "admin product past max_snapshot_bytes", "refused");
 
     // A webhook that would add a fifth product: 422, not applied; its id is not recorded, so a
     // delivery retried after room was made applies.
@@ -235,7 +233,7 @@ async fn catalog_writes_past_a_store_limit_are_refused_whole() {
     assert_eq!(s, 200, "{b}");
     let (s, b) = json_of(send().await.unwrap()).await;
     assert_eq!(s, 200, "{b}");
-    common::table::record("containment", "store-limits", "webhook past max_products_per_store", "refused");
+    test_support::table::record("containment", "store-limits", "webhook past max_products_per_store", "refused");
 }
 
 /// An upstream catalog answering every request with `body` (one page: fewer than the limit).
@@ -292,7 +290,7 @@ async fn a_sync_page_past_a_store_limit_is_refused_whole_and_says_why() {
     assert!(st["lastError"].as_str().is_some_and(|e| e.contains("product_limit")), "{st}");
     let (_, listed) = node.admin(&token, Method::GET, "/stores/synced/products", None).await;
     assert_eq!(listed["products"].as_array().unwrap().len(), 3, "nothing of the refused page was applied: {listed}");
-    common::table::record("containment", "store-limits", "sync page past max_products_per_store", "refused");
+    test_support::table::record("containment", "store-limits", "sync page past max_products_per_store", "refused");
 }
 
 struct SystemTimeNow;

@@ -2,13 +2,11 @@
 //! no session and cost nothing; checkout rotates the token; cookies are HttpOnly, SameSite=Lax
 //! and Secure behind an HTTPS proxy. Each hostile case is a row of the `edge-security` table.
 
-mod common;
-
-use common::table::record_with;
-use common::*;
 use reqwest::header::{ACCEPT, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::json;
+use test_support::table::record_with;
+use test_support::*;
 
 const HTML: &str = "text/html,application/xhtml+xml";
 const TABLE: &str = "edge-security";

@@ -1,11 +1,9 @@
 //! State survives restarts and passivation; alarms fire, also after a restart.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::{json, Value};
+use test_support::*;
 
 async fn cart_count(c: &reqwest::Client, base: &str) -> Value {
     let (status, body) = json_of(c.get(format!("{base}/cart")).send().await.unwrap()).await;

@@ -1,16 +1,14 @@
 //! Several real nodes on 127.0.0.1: routing to the owner, a node joining and one draining under
 //! load, with every cart checked afterwards.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
+use test_support::*;
 
 const SHOPPERS: usize = 1000;
 
@@ -312,9 +310,9 @@ async fn a_fourth_node_joins_and_a_node_drains_under_load_without_losing_a_cart(
 #[tokio::test]
 async fn a_killed_nodes_actors_are_served_by_the_others_from_object_storage() {
     let _cluster = one_cluster_at_a_time().await;
-    let Some(endpoint) = common::objects::s3_endpoint() else { return };
-    let bucket = common::objects::new_bucket(&endpoint).await;
-    let env_owned = common::objects::replication_env(&endpoint, &bucket, 300);
+    let Some(endpoint) = crate::objects::s3_endpoint() else { return };
+    let bucket = crate::objects::new_bucket(&endpoint).await;
+    let env_owned = crate::objects::replication_env(&endpoint, &bucket, 300);
     let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut nodes = start_cluster_with(3, &env).await;
     seed_store(&nodes[0]).await;

@@ -1,0 +1,27 @@
+//! The integration tests, in one binary (one link of the server and V8, not one per file).
+//! Most are black-box: they start the real `vitrina` binary through `test-support` and speak
+//! HTTP; `engine`, `primordials`, `fuzz_corpus` and `runtime` call the library in process.
+
+mod abuse;
+mod admin;
+mod browser;
+mod cluster;
+mod containment;
+mod durability;
+mod egress;
+mod engine;
+mod exposure;
+mod fairness;
+mod fuzz_corpus;
+mod hosts;
+mod primordials;
+mod replication;
+mod runtime;
+mod sessions;
+mod shop;
+mod state;
+mod webhooks;
+
+// Helpers only these tests use: a fake upstream HTTP server, an S3-compatible server's client.
+mod fake_http;
+mod objects;
