@@ -25,6 +25,11 @@ impl Answer {
         Answer { status, headers, body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
     }
 
+    /// Status and body, as `json_of` returns them.
+    pub fn parts(self) -> (StatusCode, Value) {
+        (self.status, self.body)
+    }
+
     /// The first `Set-Cookie` header, if any.
     pub fn set_cookie(&self) -> Option<&str> {
         self.headers.get(SET_COOKIE).and_then(|v| v.to_str().ok())

@@ -82,7 +82,7 @@ async fn bad_ids_and_bodies_get_4xx_with_the_error_body() {
     let (s, body) = json_of(res).await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_error_body(&body, "unsupported_media_type");
-    let (s, body) = node.admin(&token, Method::PUT, "/stores/shop/products/p1", Some(json!({"title": "Mug", "price": "1.005"}))).await;
+    let (s, body) = node.store_admin("shop", &token).put_product("p1", json!({"title": "Mug", "price": "1.005"})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_error_body(&body, "validation_failed");
     let (s, body) = node
@@ -96,10 +96,10 @@ async fn bad_ids_and_bodies_get_4xx_with_the_error_body() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_error_body(&body, "validation_failed");
     let big = json!({"title": "Mug", "price": "1.00", "description": "x".repeat(300 * 1024)});
-    let (s, body) = node.admin(&token, Method::PUT, "/stores/shop/products/p1", Some(big)).await;
+    let (s, body) = node.store_admin("shop", &token).put_product("p1", big).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     assert_error_body(&body, "payload_too_large");
-    let (s, body) = node.admin(&token, Method::PATCH, "/stores/shop/settings", Some(json!({"currency": "dollars"}))).await;
+    let (s, body) = node.store_admin("shop", &token).patch_settings(json!({"currency": "dollars"})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_error_body(&body, "validation_failed");
 
@@ -172,7 +172,7 @@ async fn drafts_are_invisible_until_publish_and_rollback_restores_the_old_page()
     assert_eq!(s, StatusCode::UNAUTHORIZED, "preview is admin-only");
 
     // Publish: version 2 is live.
-    let (s, body) = node.admin(&token, Method::POST, "/stores/pages/pages/home/publish", None).await;
+    let (s, body) = node.store_admin("pages", &token).publish_page("home").await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["version"], 2);
     let live = home_html(&node, "pages").await;
@@ -221,8 +221,7 @@ async fn settings_theme_and_posts_reach_the_pages() {
         )
         .await;
     assert_eq!(s, 200, "{body}");
-    let (s, body) =
-        node.admin(&token, Method::PUT, "/stores/themed/theme", Some(json!({"tokens": {"color-primary": "red;}</style><script>"}}))).await;
+    let (s, body) = node.store_admin("themed", &token).put_theme(json!({"tokens": {"color-primary": "red;}</style><script>"}})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     let (s, _) = node
         .admin(
@@ -272,7 +271,7 @@ async fn hostile_blocks_cost_only_their_own_placeholder() {
         {"type": "custom", "code": "function renderHero(storefront, helpers) { return '<h1>' + helpers.escapeHtml(storefront.name) + '</h1>'; }"},
         {"type": "text", "config": {"heading": "After", "body": "last"}},
     ]);
-    let (s, body) = node.admin(&token, Method::PUT, "/stores/hostile/pages/home", Some(json!({"title": "Home", "blocks": blocks}))).await;
+    let (s, body) = node.store_admin("hostile", &token).put_page("home", json!({"title": "Home", "blocks": blocks})).await;
     assert_eq!(s, 200, "{body}");
     // A CPU budget the heap bomb cannot outlast before it reaches the 32 MB heap (on a busy
     // machine a 50 ms budget sometimes ended it as a timeout first).
@@ -285,7 +284,7 @@ async fn hostile_blocks_cost_only_their_own_placeholder() {
         )
         .await;
     assert_eq!(s, 200, "{body}");
-    let (s, body) = node.admin(&token, Method::POST, "/stores/hostile/pages/home/publish", None).await;
+    let (s, body) = node.store_admin("hostile", &token).publish_page("home").await;
     assert_eq!(s, 200, "{body}");
 
     for _ in 0..2 {
@@ -322,7 +321,7 @@ async fn block_code_is_validated_with_positions_and_refused_at_publish() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     assert!(!body["warnings"].as_array().unwrap().is_empty(), "{body}");
-    let (s, body) = node.admin(&token, Method::POST, "/stores/valid/pages/home/publish", None).await;
+    let (s, body) = node.store_admin("valid", &token).publish_page("home").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_error_body(&body, "validation_failed");
     let (_, versions) = node.admin(&token, Method::GET, "/stores/valid/pages/home/versions", None).await;

@@ -36,31 +36,6 @@ fn base(node: &TestNode) -> String {
     format!("http://shop.localhost:{}", node.addr.port())
 }
 
-async fn start_cluster(n: usize) -> Vec<TestNode> {
-    start_cluster_with(n, &[]).await
-}
-
-async fn start_cluster_with(n: usize, env: &[(&str, &str)]) -> Vec<TestNode> {
-    let first = TestNode::start_cluster_node("n1", None, env);
-    let seed = first.addr;
-    let mut nodes = vec![first];
-    for i in 2..=n {
-        nodes.push(TestNode::start_cluster_node(&format!("n{i}"), Some(seed), env));
-    }
-    wait_for_active(&nodes.iter().collect::<Vec<_>>(), n).await;
-    nodes
-}
-
-async fn wait_for_active(nodes: &[&TestNode], active: usize) {
-    for node in nodes {
-        wait_until("every node to see the same active members", Duration::from_secs(30), || async {
-            let s = node.cluster_status().await;
-            s["members"].as_array().unwrap().iter().filter(|m| m["state"] == "active").count() == active
-        })
-        .await;
-    }
-}
-
 /// Sends a request, retrying while its actor is moving (503 + Retry-After) or a node is
 /// unreachable; every retry is counted as a failed request.
 async fn with_retry(failures: &AtomicUsize, send: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Response {
@@ -87,9 +62,9 @@ async fn seed_store(node: &TestNode) {
     let (s, b) = node.admin(&token, reqwest::Method::POST, "/stores/shop/products", Some(products)).await;
     assert_eq!(s, 200, "{b}");
     let page = json!({"title": "Home", "blocks": [{"type": "hero", "config": {"heading": "Cluster home"}}]});
-    let (s, b) = node.admin(&token, reqwest::Method::PUT, "/stores/shop/pages/home", Some(page)).await;
+    let (s, b) = node.store_admin("shop", &token).put_page("home", page).await;
     assert_eq!(s, 200, "{b}");
-    let (s, b) = node.admin(&token, reqwest::Method::POST, "/stores/shop/pages/home/publish", None).await;
+    let (s, b) = node.store_admin("shop", &token).publish_page("home").await;
     assert_eq!(s, 200, "{b}");
 }
 
@@ -193,7 +168,7 @@ async fn verify_background(acked: &[(String, i64)], node: &TestNode, failures: &
 #[tokio::test]
 async fn any_node_serves_a_request_through_the_owner() {
     let _cluster = one_cluster_at_a_time().await;
-    let nodes = start_cluster(3).await;
+    let nodes = start_cluster(3, &[]).await;
     seed_store(&nodes[1]).await;
     let failures = AtomicUsize::new(0);
     let a = client_for(nodes[0].addr);
@@ -255,7 +230,7 @@ async fn any_node_serves_a_request_through_the_owner() {
 #[tokio::test]
 async fn a_fourth_node_joins_and_a_node_drains_under_load_without_losing_a_cart() {
     let _cluster = one_cluster_at_a_time().await;
-    let mut nodes = start_cluster(3).await;
+    let mut nodes = start_cluster(3, &[]).await;
     seed_store(&nodes[0]).await;
     let failures = Arc::new(AtomicUsize::new(0));
     let shoppers = fill_carts(&nodes, &failures).await;
@@ -314,7 +289,7 @@ async fn a_killed_nodes_actors_are_served_by_the_others_from_object_storage() {
     let bucket = crate::objects::new_bucket(&endpoint).await;
     let env_owned = crate::objects::replication_env(&endpoint, &bucket, 300);
     let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut nodes = start_cluster_with(3, &env).await;
+    let mut nodes = start_cluster(3, &env).await;
     seed_store(&nodes[0]).await;
     // A second store acknowledges a write only once it is in object storage.
     let sync_token = nodes[0].create_store("vault", "Vault").await;
@@ -327,7 +302,7 @@ async fn a_killed_nodes_actors_are_served_by_the_others_from_object_storage() {
         )
         .await;
     assert_eq!(s, 200, "{b}");
-    let (s, b) = nodes[0].admin(&sync_token, reqwest::Method::PATCH, "/stores/vault/settings", Some(json!({"durability": "sync"}))).await;
+    let (s, b) = nodes[0].store_admin("vault", &sync_token).patch_settings(json!({"durability": "sync"})).await;
     assert_eq!(s, 200, "{b}");
 
     let failures = AtomicUsize::new(0);
@@ -412,12 +387,12 @@ fn shopify_signature(secret: &str, body: &str) -> String {
 #[tokio::test]
 async fn a_webhook_sent_to_one_node_changes_the_price_shown_by_every_node() {
     let _cluster = one_cluster_at_a_time().await;
-    let nodes = start_cluster(3).await;
+    let nodes = start_cluster(3, &[]).await;
     let token = nodes[0].create_store("shop", "Cluster Shop").await;
     let page = json!({"title": "Home", "blocks": [{"type": "product-grid", "config": {"title": "All", "limit": 10}}]});
-    let (s, b) = nodes[0].admin(&token, reqwest::Method::PUT, "/stores/shop/pages/home", Some(page)).await;
+    let (s, b) = nodes[0].store_admin("shop", &token).put_page("home", page).await;
     assert_eq!(s, 200, "{b}");
-    nodes[0].admin(&token, reqwest::Method::POST, "/stores/shop/pages/home/publish", None).await;
+    nodes[0].store_admin("shop", &token).publish_page("home").await;
     let (s, b) = nodes[1]
         .admin(
             &token,

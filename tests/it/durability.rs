@@ -2,13 +2,11 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use test_support::*;
 
-async fn cart_count(c: &reqwest::Client, base: &str) -> Value {
-    let (status, body) = json_of(c.get(format!("{base}/cart")).send().await.unwrap()).await;
-    assert_eq!(status, 200, "{body}");
-    body["cart"]["count"].clone()
+async fn cart_count(c: &Shopper) -> Value {
+    c.cart().await["count"].clone()
 }
 
 #[tokio::test]
@@ -16,10 +14,9 @@ async fn acknowledged_cart_writes_survive_a_kill_9() {
     let node = TestNode::start();
     node.seed_store("durable", "Durable").await;
     let c = node.shopper("durable");
-    let base = node.base("durable");
     for (product, quantity) in [("mug", 2), ("tent", 1), ("socks", 7)] {
-        let res = c.post(format!("{base}/cart/items")).json(&json!({"productId": product, "quantity": quantity})).send().await.unwrap();
-        assert_eq!(res.status(), 201);
+        let res = c.add_to_cart(product, quantity).await;
+        assert_eq!(res.status, 201);
     }
     let node = node.kill_and_restart();
     let (status, body) = json_of(c.get(format!("{}/cart", node.base("durable"))).send().await.unwrap()).await;
@@ -36,11 +33,10 @@ async fn an_idle_actor_is_passivated_and_comes_back_with_its_state() {
     let node = TestNode::start_with(&[("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", "1")]);
     node.seed_store("sleepy", "Sleepy").await;
     let c = node.shopper("sleepy");
-    let base = node.base("sleepy");
-    c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 3})).send().await.unwrap();
+    c.add_to_cart("mug", 3).await;
     assert_eq!(node.live_shoppers().await, 1);
     wait_until("the shopper to passivate", Duration::from_secs(10), || async { node.live_shoppers().await == 0 }).await;
-    assert_eq!(cart_count(&c, &base).await, 3);
+    assert_eq!(cart_count(&c).await, 3);
     assert_eq!(node.live_shoppers().await, 1, "the next message reactivated it");
 }
 
@@ -54,18 +50,16 @@ async fn idle_carts_expire_by_alarm_even_across_a_restart() {
     let node = TestNode::start_with(&env);
     node.seed_store("expiry", "Expiry").await;
     let (a, b) = (node.shopper("expiry"), node.shopper("expiry"));
-    let base = node.base("expiry");
-    a.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+    a.add_to_cart("mug", 1).await;
 
     // Shopper a: expires while the node runs (and after it passivated: the alarm wakes it).
-    wait_until("cart a to expire", Duration::from_secs(15), || async { cart_count(&a, &base).await == 0 }).await;
+    wait_until("cart a to expire", Duration::from_secs(15), || async { cart_count(&a).await == 0 }).await;
 
     // Shopper b: kill the node now, restart later; the persisted alarm still fires.
-    b.post(format!("{base}/cart/items")).json(&json!({"productId": "socks", "quantity": 2})).send().await.unwrap();
-    let node = node.kill_and_restart();
-    let base = node.base("expiry");
-    assert_eq!(cart_count(&b, &base).await, 2, "not expired yet");
-    wait_until("cart b to expire after restart", Duration::from_secs(15), || async { cart_count(&b, &base).await == 0 }).await;
+    b.add_to_cart("socks", 2).await;
+    let _node = node.kill_and_restart();
+    assert_eq!(cart_count(&b).await, 2, "not expired yet");
+    wait_until("cart b to expire after restart", Duration::from_secs(15), || async { cart_count(&b).await == 0 }).await;
 }
 
 #[tokio::test]
@@ -74,7 +68,7 @@ async fn an_idle_actor_drops_its_isolate_but_keeps_its_state() {
     node.seed_store("lean", "Lean").await;
     let c = node.shopper("lean");
     let base = node.base("lean");
-    c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 2})).send().await.unwrap();
+    c.add_to_cart("mug", 2).await;
     let page = c.get(&base).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
     assert!(page.contains("id=\"v-cart-count\">2<"));
     assert!(node.live_isolates().await >= 1);
@@ -82,7 +76,7 @@ async fn an_idle_actor_drops_its_isolate_but_keeps_its_state() {
     assert_eq!(node.live_shoppers().await, 1, "the actor itself stays live");
     // A render after the drop builds a new isolate; the personal cache must not hide it, so
     // change the cart first.
-    c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+    c.add_to_cart("mug", 1).await;
     let page = c.get(&base).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
     assert!(page.contains("id=\"v-cart-count\">3<") && page.contains("Welcome to Lean"));
 }
@@ -125,9 +119,8 @@ async fn new_shoppers_render_in_isolates_prepared_ahead_and_see_only_their_own_s
     for i in 0..6 {
         let quantity = 1 + i % 4;
         let shopper = node.shopper("ahead");
-        let added =
-            shopper.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": quantity})).send().await.unwrap();
-        assert!(added.status().is_success(), "shopper {quantity}: {}", added.status());
+        let added = shopper.add_to_cart("mug", quantity).await;
+        assert!(added.status.is_success(), "shopper {quantity}: {}", added.status);
         let page = shopper.get(&base).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
         assert!(page.contains(&format!("id=\"v-cart-count\">{quantity}<")), "shopper {quantity}: {page}");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -246,8 +239,8 @@ async fn a_visit_that_changes_nothing_creates_no_file() {
     }
     assert_eq!(node.shopper_files("quiet"), 0, "reads alone create no shopper file");
     let c = node.shopper("quiet");
-    c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+    c.add_to_cart("mug", 1).await;
     assert_eq!(node.shopper_files("quiet"), 1, "the first write creates the file");
-    let node = node.kill_and_restart();
-    assert_eq!(cart_count(&c, &node.base("quiet")).await, 1);
+    let _node = node.kill_and_restart();
+    assert_eq!(cart_count(&c).await, 1);
 }

@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use reqwest::header::ACCEPT;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use sha2::Digest as _;
 use test_support::table::record_with;
@@ -78,9 +78,9 @@ async fn the_page_policy_allows_the_shell_and_the_opted_in_analytics_only() {
         {"type": "hero", "config": {"heading": "Hello"}},
         {"type": "custom", "code": "function evil() { return '<script>alert(1)</script><p>hi</p>'; }"},
     ]});
-    let (s, b) = node.admin(&token, Method::PUT, "/stores/csp/pages/home", Some(page)).await;
+    let (s, b) = node.store_admin("csp", &token).put_page("home", page).await;
     assert_eq!(s, 200, "{b}");
-    let (s, b) = node.admin(&token, Method::POST, "/stores/csp/pages/home/publish", None).await;
+    let (s, b) = node.store_admin("csp", &token).publish_page("home").await;
     assert_eq!(s, 200, "{b}");
 
     let check = |html: &str, csp: &str| {
@@ -104,8 +104,7 @@ async fn the_page_policy_allows_the_shell_and_the_opted_in_analytics_only() {
     record_with(TABLE, "exposure", "a <script> in a merchant block", "refused", "not in the page's CSP hashes");
 
     // Opting into analytics adds its snippet's hash and origin, and nothing else.
-    let (s, b) =
-        node.admin(&token, Method::PATCH, "/stores/csp/settings", Some(json!({"analytics": {"clarityProjectId": "abc123"}}))).await;
+    let (s, b) = node.store_admin("csp", &token).patch_settings(json!({"analytics": {"clarityProjectId": "abc123"}})).await;
     assert_eq!(s, 200, "{b}");
     let res = c.get(&base).header(ACCEPT, HTML).send().await.unwrap();
     let csp = header(&res, "content-security-policy");

@@ -13,20 +13,12 @@ use std::time::Duration;
 use crate::objects::*;
 use reqwest::{Method, StatusCode};
 use s3::Bucket;
-use serde_json::{json, Value};
+use serde_json::json;
 use test_support::*;
 
 fn start(env: &[(String, String)]) -> TestNode {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     TestNode::start_with(&env)
-}
-
-async fn add(c: &reqwest::Client, base: &str, product: &str, quantity: i64) -> (StatusCode, Value) {
-    json_of(c.post(format!("{base}/cart/items")).json(&json!({"productId": product, "quantity": quantity})).send().await.unwrap()).await
-}
-
-async fn cart(c: &reqwest::Client, base: &str) -> (StatusCode, Value) {
-    json_of(c.get(format!("{base}/cart")).send().await.unwrap()).await
 }
 
 /// The objects under `prefix` in the bucket.
@@ -42,9 +34,8 @@ async fn async_copies_bring_back_carts_and_store_state_after_a_lost_disk() {
     let node = start(&replication_env(&endpoint, &bucket, 200));
     node.seed_store("rep", "Replicated").await;
     let c = node.shopper("rep");
-    let base = node.base("rep");
     for (product, quantity) in [("mug", 2), ("tent", 1), ("socks", 3)] {
-        assert_eq!(add(&c, &base, product, quantity).await.0, StatusCode::CREATED);
+        assert_eq!(c.add_to_cart(product, quantity).await.status, StatusCode::CREATED);
     }
     // Older than the snapshot interval: wait until both actors' copies are uploaded.
     wait_until("snapshots of the store and the shopper", Duration::from_secs(15), || async {
@@ -62,7 +53,7 @@ async fn async_copies_bring_back_carts_and_store_state_after_a_lost_disk() {
     assert!(!node.data_dir.join("stores").exists(), "the disk really is empty");
     // The catalog is per node: re-create the store; its own state comes from the bucket.
     let token = node.create_store("rep", "Replicated").await;
-    let (status, body) = cart(&c, &base).await;
+    let (status, body) = c.cart_answer().await.parts();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cart"]["count"], 6, "{body}");
     assert_eq!(body["cart"]["subtotalMinor"], 2 * 1250 + 19900 + 3 * 1800, "{body}");
@@ -84,8 +75,7 @@ async fn a_passivated_actor_is_uploaded_without_waiting_for_the_interval() {
     let node = start(&env);
     node.seed_store("nap", "Nap").await;
     let c = node.shopper("nap");
-    let base = node.base("nap");
-    assert_eq!(add(&c, &base, "socks", 5).await.0, StatusCode::CREATED);
+    assert_eq!(c.add_to_cart("socks", 5).await.status, StatusCode::CREATED);
     // An hour's interval: the acknowledged cart is not in the bucket yet, and the node says so.
     let pending = node.replication_pending().await;
     assert!(pending.is_some_and(|n| n >= 1), "pending uploads right after a write: {pending:?}");
@@ -99,7 +89,7 @@ async fn a_passivated_actor_is_uploaded_without_waiting_for_the_interval() {
     .await;
     let node = node.kill_and_lose_disk();
     node.create_store("nap", "Nap").await;
-    let (status, body) = cart(&c, &node.base("nap")).await;
+    let (status, body) = c.cart_answer().await.parts();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cart"]["count"], 5, "{body}");
 }
@@ -111,16 +101,16 @@ async fn sync_durability_keeps_every_acknowledged_write_even_when_killed_right_a
     // An interval far beyond the test: only the sync barrier can have uploaded anything.
     let node = start(&replication_env(&endpoint, &bucket, 3_600_000));
     let sync_token = node.seed_store("strict", "Strict").await;
-    let (status, body) = node.admin(&sync_token, Method::PATCH, "/stores/strict/settings", Some(json!({"durability": "sync"}))).await;
+    let (status, body) = node.store_admin("strict", &sync_token).patch_settings(json!({"durability": "sync"})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["settings"]["durability"], "sync");
     // Control: a store left on async durability, on the same node.
     node.seed_store("relaxed", "Relaxed").await;
 
     let (strict, relaxed) = (node.shopper("strict"), node.shopper("relaxed"));
-    let (sb, rb) = (node.base("strict"), node.base("relaxed"));
-    assert_eq!(add(&strict, &sb, "mug", 2).await.0, StatusCode::CREATED);
-    assert_eq!(add(&strict, &sb, "socks", 4).await.0, StatusCode::CREATED);
+    let sb = node.base("strict");
+    assert_eq!(strict.add_to_cart("mug", 2).await.status, StatusCode::CREATED);
+    assert_eq!(strict.add_to_cart("socks", 4).await.status, StatusCode::CREATED);
     let (status, body) = json_of(strict.patch(format!("{sb}/cart/items/mug")).json(&json!({"quantity": 3})).send().await.unwrap()).await;
     assert_eq!(status, 200, "{body}");
     // An admin write of the sync store, acknowledged last.
@@ -133,14 +123,13 @@ async fn sync_durability_keeps_every_acknowledged_write_even_when_killed_right_a
         )
         .await;
     assert!(status.is_success(), "{body}");
-    assert_eq!(add(&relaxed, &rb, "mug", 1).await.0, StatusCode::CREATED);
+    assert_eq!(relaxed.add_to_cart("mug", 1).await.status, StatusCode::CREATED);
 
     // kill -9 right after the last acknowledgement, and lose the disk.
     let node = node.kill_and_lose_disk();
     let sync_token = node.create_store("strict", "Strict").await;
     node.create_store("relaxed", "Relaxed").await;
-    let (sb, rb) = (node.base("strict"), node.base("relaxed"));
-    let (status, body) = cart(&strict, &sb).await;
+    let (status, body) = strict.cart_answer().await.parts();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cart"]["count"], 7, "every acknowledged cart write is back: {body}");
     assert_eq!(body["cart"]["subtotalMinor"], 3 * 1250 + 4 * 1800, "{body}");
@@ -149,7 +138,7 @@ async fn sync_durability_keeps_every_acknowledged_write_even_when_killed_right_a
     assert_eq!(body["title"], "Camp Kettle", "{body}");
     // The async store had nothing uploaded yet (interval of an hour): its cart is gone. This is
     // the documented RPO of async durability, and shows the sync barrier is what saved the other.
-    let (status, body) = cart(&relaxed, &rb).await;
+    let (status, body) = relaxed.cart_answer().await.parts();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cart"]["count"], 0, "{body}");
 }
@@ -161,22 +150,21 @@ async fn sync_durability_reports_a_failed_upload_as_replication_failed() {
     let node = start(&replication_env(&endpoint, &bucket, 3_600_000));
     let token = node.seed_store("flaky", "Flaky").await;
     let c = node.shopper("flaky");
-    let base = node.base("flaky");
-    assert_eq!(add(&c, &base, "mug", 1).await.0, StatusCode::CREATED);
+    assert_eq!(c.add_to_cart("mug", 1).await.status, StatusCode::CREATED);
     // Nothing was uploaded yet (hour-long interval), so the bucket is empty and can go: from
     // now on every upload fails.
     let deleted = bucket.delete().await.expect("delete bucket");
     assert!((200..300).contains(&deleted), "delete bucket: {deleted}");
 
-    let (status, body) = node.admin(&token, Method::PATCH, "/stores/flaky/settings", Some(json!({"durability": "sync"}))).await;
+    let (status, body) = node.store_admin("flaky", &token).patch_settings(json!({"durability": "sync"})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_error_body(&body, "replication_failed");
     assert_eq!(body["error"]["details"]["committedLocally"], true, "{body}");
-    let (status, body) = add(&c, &base, "mug", 1).await;
+    let (status, body) = c.add_to_cart("mug", 1).await.parts();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_error_body(&body, "replication_failed");
     // The local commits stand: the setting and the cart line are there.
-    let (status, body) = cart(&c, &base).await;
+    let (status, body) = c.cart_answer().await.parts();
     assert_eq!(status, 200);
     assert_eq!(body["cart"]["count"], 2, "{body}");
     let (_, body) = node.admin(&token, Method::GET, "/stores/flaky/settings", None).await;
@@ -188,9 +176,9 @@ async fn sync_durability_reports_a_failed_upload_as_replication_failed() {
 async fn sync_durability_is_refused_on_a_node_without_replication() {
     let node = TestNode::start();
     let token = node.seed_store("solo", "Solo").await;
-    let (status, body) = node.admin(&token, Method::PATCH, "/stores/solo/settings", Some(json!({"durability": "sync"}))).await;
+    let (status, body) = node.store_admin("solo", &token).patch_settings(json!({"durability": "sync"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) = node.admin(&token, Method::PATCH, "/stores/solo/settings", Some(json!({"durability": "eventually"}))).await;
+    let (status, body) = node.store_admin("solo", &token).patch_settings(json!({"durability": "eventually"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, body) = node.admin(&token, Method::GET, "/stores/solo/settings", None).await;
     assert_eq!(status, 200);
@@ -204,8 +192,7 @@ async fn a_tampered_copy_is_refused_on_restore_rather_than_served() {
     let node = start(&replication_env(&endpoint, &bucket, 200));
     node.seed_store("tamper", "Tamper").await;
     let c = node.shopper("tamper");
-    let base = node.base("tamper");
-    assert_eq!(add(&c, &base, "mug", 2).await.0, StatusCode::CREATED);
+    assert_eq!(c.add_to_cart("mug", 2).await.status, StatusCode::CREATED);
     wait_until("the shopper's snapshot", Duration::from_secs(15), || async {
         node.metric("vitrina_replication_uploads_total{kind=\"shopper\"}").await >= 1
     })
@@ -227,7 +214,7 @@ async fn a_tampered_copy_is_refused_on_restore_rather_than_served() {
         *b ^= 0x5a;
     }
     put_with_checksum(&bucket, &object, &bytes, &sha).await;
-    let (status, body) = cart(&c, &base).await;
+    let (status, body) = c.cart_answer().await.parts();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a tampered copy must not be served: {body}");
     assert_error_body(&body, "replication_failed");
     assert!(body["error"]["message"].as_str().unwrap().contains("checksum"), "{body}");
@@ -239,7 +226,7 @@ async fn a_tampered_copy_is_refused_on_restore_rather_than_served() {
         hex::encode(sha2::Sha256::digest(&garbage))
     };
     put_with_checksum(&bucket, &object, &garbage, &garbage_sha).await;
-    let (status, body) = cart(&c, &base).await;
+    let (status, body) = c.cart_answer().await.parts();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("integrity"), "{body}");
     assert!(node.metric("vitrina_replication_restore_failures_total{kind=\"shopper\",reason=\"checksum\"}").await >= 1);
@@ -250,7 +237,7 @@ async fn a_tampered_copy_is_refused_on_restore_rather_than_served() {
 
     // 3. The genuine copy again: restored.
     put_with_checksum(&bucket, &object, original.as_slice(), &sha).await;
-    let (status, body) = cart(&c, &base).await;
+    let (status, body) = c.cart_answer().await.parts();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cart"]["count"], 2, "{body}");
 }

@@ -2,7 +2,7 @@
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, SET_COOKIE};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 use test_support::*;
 
@@ -75,12 +75,6 @@ async fn custom_domains_map_to_their_store() {
     assert!(res.text().await.unwrap().contains("Welcome to Gamma Goods"));
 }
 
-async fn cart(client: &reqwest::Client, base: &str) -> Value {
-    let (status, body) = json_of(client.get(format!("{base}/cart")).send().await.unwrap()).await;
-    assert_eq!(status, 200, "{body}");
-    body["cart"].clone()
-}
-
 #[tokio::test]
 async fn cart_add_set_remove_with_totals_in_minor_units_and_stock_checks() {
     let node = TestNode::start();
@@ -88,50 +82,48 @@ async fn cart_add_set_remove_with_totals_in_minor_units_and_stock_checks() {
     let c = node.shopper("shop");
     let base = node.base("shop");
 
-    let res = c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 2})).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let set_cookie = res.headers().get(SET_COOKIE).expect("session cookie").to_str().unwrap().to_string();
+    let res = c.add_to_cart("mug", 2).await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    let set_cookie = res.headers.get(SET_COOKIE).expect("session cookie").to_str().unwrap().to_string();
     assert!(set_cookie.starts_with("sid="), "{set_cookie}");
     assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"), "{set_cookie}");
 
-    c.post(format!("{base}/cart/items")).json(&json!({"productId": "wool-socks-not-an-id", "quantity": 1})).send().await.unwrap();
-    let res = c.post(format!("{base}/cart/items")).json(&json!({"productId": "socks", "quantity": 3})).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let cart1 = cart(&c, &base).await;
+    c.add_to_cart("wool-socks-not-an-id", 1).await;
+    let res = c.add_to_cart("socks", 3).await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    let cart1 = c.cart().await;
     assert_eq!(cart1["count"], 5);
     assert_eq!(cart1["subtotalMinor"], 2 * 1250 + 3 * 1800);
     assert_eq!(cart1["subtotal"], "79.00");
     assert_eq!(cart1["currency"], "USD");
 
     // Set a quantity, then remove a line.
-    let (s, body) = json_of(c.patch(format!("{base}/cart/items/mug")).json(&json!({"quantity": 4})).send().await.unwrap()).await;
+    let (s, body) = c.set_quantity("mug", 4).await.parts();
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["cart"]["subtotalMinor"], 4 * 1250 + 3 * 1800);
-    let (s, body) = json_of(c.delete(format!("{base}/cart/items/socks")).send().await.unwrap()).await;
+    let (s, body) = c.remove_from_cart("socks").await.parts();
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["cart"]["count"], 4);
     assert_eq!(body["cart"]["items"].as_array().unwrap().len(), 1);
 
     // Stock: 5 mugs exist; 4 in the cart + 2 is too many. Nothing changes.
-    let (s, body) =
-        json_of(c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 2})).send().await.unwrap()).await;
+    let (s, body) = c.add_to_cart("mug", 2).await.parts();
     assert_eq!(s, StatusCode::CONFLICT);
     assert_error_body(&body, "insufficient_stock");
     assert_eq!(body["error"]["details"]["available"], 5);
-    assert_eq!(cart(&c, &base).await["count"], 4);
+    assert_eq!(c.cart().await["count"], 4);
 
     // Unknown product, bad quantity, bad id.
     let (s, body) = json_of(c.post(format!("{base}/cart/items")).json(&json!({"productId": "ghost"})).send().await.unwrap()).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_error_body(&body, "product_not_found");
-    let (s, body) =
-        json_of(c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 0})).send().await.unwrap()).await;
+    let (s, body) = c.add_to_cart("mug", 0).await.parts();
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_error_body(&body, "invalid_request");
     let (s, body) = json_of(c.patch(format!("{base}/cart/items/..%2Fetc")).json(&json!({"quantity": 1})).send().await.unwrap()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_error_body(&body, "invalid_id");
-    assert_eq!(cart(&c, &base).await["count"], 4);
+    assert_eq!(c.cart().await["count"], 4);
 }
 
 #[tokio::test]
@@ -139,20 +131,15 @@ async fn concurrent_adds_to_one_cart_all_land() {
     let node = TestNode::start();
     node.seed_store("busy", "Busy").await;
     let c = node.shopper("busy");
-    let base = node.base("busy");
     // Establish the session first so every request goes to the same shopper actor.
-    c.get(format!("{base}/cart")).send().await.unwrap();
-    let adds =
-        (0..20).map(|_| {
-            let c = c.clone();
-            let base = base.clone();
-            async move {
-                c.post(format!("{base}/cart/items")).json(&json!({"productId": "socks", "quantity": 1})).send().await.unwrap().status()
-            }
-        });
+    c.cart_answer().await;
+    let adds = (0..20).map(|_| {
+        let c = c.clone();
+        async move { c.add_to_cart("socks", 1).await.status }
+    });
     let statuses = futures::future::join_all(adds).await;
     assert!(statuses.iter().all(|s| *s == StatusCode::CREATED), "{statuses:?}");
-    let cart = cart(&c, &base).await;
+    let cart = c.cart().await;
     assert_eq!(cart["count"], 20);
     assert_eq!(cart["items"][0]["quantity"], 20);
 }
@@ -192,7 +179,7 @@ async fn the_shop_works_with_plain_html_forms() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(cart(&c, &base).await["count"], 2);
+    assert_eq!(c.cart().await["count"], 2);
     let res = c
         .post(format!("{base}/cart/items/tent"))
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -203,7 +190,7 @@ async fn the_shop_works_with_plain_html_forms() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(cart(&c, &base).await["count"], 0);
+    assert_eq!(c.cart().await["count"], 0);
 }
 
 #[tokio::test]
@@ -220,7 +207,7 @@ async fn first_visit_gets_the_shared_page_and_a_cookie_later_visits_are_personal
 
     let c = node.shopper("anon");
     c.get(&base).header(ACCEPT, HTML).send().await.unwrap();
-    c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+    c.add_to_cart("mug", 1).await;
     let mine = c.get(&base).header(ACCEPT, HTML).send().await.unwrap();
     assert_eq!(mine.headers()["x-vitrina-cache"], "personal");
     assert!(mine.text().await.unwrap().contains("id=\"v-cart-count\">1<"));
@@ -280,12 +267,12 @@ async fn a_shopper_who_ordered_sees_customer_only_blocks() {
         {"type": "text", "config": {"heading": "Welcome back, customer", "body": "."}, "visibility": {"userTypes": ["customer"]}},
         {"type": "text", "config": {"heading": "First time here?", "body": "."}, "visibility": {"userTypes": ["guest"]}},
     ]});
-    let (s, b) = node.admin(&token, reqwest::Method::PUT, "/stores/loyal/pages/home", Some(page)).await;
+    let (s, b) = node.store_admin("loyal", &token).put_page("home", page).await;
     assert_eq!(s, 200, "{b}");
-    node.admin(&token, reqwest::Method::POST, "/stores/loyal/pages/home/publish", None).await;
+    node.store_admin("loyal", &token).publish_page("home").await;
     let c = node.shopper("loyal");
     let base = node.base("loyal");
-    c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
+    c.add_to_cart("mug", 1).await;
     let before = c.get(&base).header(ACCEPT, HTML).send().await.unwrap().text().await.unwrap();
     assert!(before.contains("First time here?") && !before.contains("Welcome back, customer"));
     let res = c.post(format!("{base}/checkout")).header("idempotency-key", "order-1").json(&json!({})).send().await.unwrap();
@@ -311,16 +298,16 @@ async fn a_session_with_nothing_in_it_gets_the_stores_page_and_no_isolate() {
     assert_eq!(again.text().await.unwrap(), first);
     assert_eq!(node.metric("vitrina_live_isolates").await, 1, "only the store actor rendered");
 
-    let added = c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
-    assert_eq!(added.status(), StatusCode::CREATED);
+    let added = c.add_to_cart("mug", 1).await;
+    assert_eq!(added.status, StatusCode::CREATED);
     let mine = c.get(&base).header(ACCEPT, HTML).send().await.unwrap();
     assert_eq!(mine.headers()["x-vitrina-cache"], "personal");
     assert!(mine.text().await.unwrap().contains("id=\"v-cart-count\">1<"));
     assert_eq!(node.metric("vitrina_live_isolates").await, 2);
 
     // Emptied again, with nothing viewed: the store's page once more.
-    let removed = c.delete(format!("{base}/cart/items/mug")).send().await.unwrap();
-    assert!(removed.status().is_success(), "{}", removed.status());
+    let removed = c.remove_from_cart("mug").await;
+    assert!(removed.status.is_success(), "{}", removed.status);
     let emptied = c.get(&base).header(ACCEPT, HTML).send().await.unwrap();
     assert_eq!(emptied.headers()["x-vitrina-cache"], "anonymous-hit");
     assert_eq!(emptied.text().await.unwrap(), first);
@@ -333,8 +320,8 @@ async fn a_cached_personal_page_never_outlives_a_cart_change() {
     let base = node.base("fresh");
     let c = node.shopper("fresh");
     for n in 1..=25 {
-        let added = c.post(format!("{base}/cart/items")).json(&json!({"productId": "socks", "quantity": 1})).send().await.unwrap();
-        assert_eq!(added.status(), StatusCode::CREATED);
+        let added = c.add_to_cart("socks", 1).await;
+        assert_eq!(added.status, StatusCode::CREATED);
         // The first GET renders, the second is served from the personal cache; both must show
         // the change acknowledged just before.
         for _ in 0..2 {
