@@ -6,11 +6,10 @@ use std::time::Duration;
 use std::time::Instant;
 
 use crate::actors::registry::{ActorError, Registry};
-use crate::actors::store::{GetSnapshot, Search};
+use crate::actors::store::{GetSnapshot, Search, StoreError};
 use crate::catalog::NodeCatalog;
 use crate::cluster::{Cluster, Placement};
 use crate::config::Settings;
-use crate::error::ApiError;
 use crate::ids::ProductId;
 use crate::ids::StoreId;
 use crate::render::cache::{AnonymousPages, PersonalPages};
@@ -45,6 +44,18 @@ pub struct Node {
     pub secrets: crate::secrets::SecretBox,
     /// Shopper files per store on this node, for `shopper.max_per_store` (`storage::shopper_files`).
     pub shopper_files: Arc<crate::storage::ShopperFiles>,
+}
+
+/// Why a search has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Actor(#[from] ActorError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store's actor lives on another node, which did not answer.
+    #[error("the store's owner did not answer: {0}")]
+    Owner(String),
 }
 
 /// How long a snapshot of a store owned by another node is used without asking the owner for
@@ -175,24 +186,21 @@ impl Node {
     }
 
     /// Ranked product ids for a query, from the store's actor wherever it lives.
-    pub async fn search(self: &Arc<Self>, store: &StoreId, query: &str, limit: usize) -> Result<Vec<ProductId>, ApiError> {
+    pub async fn search(self: &Arc<Self>, store: &StoreId, query: &str, limit: usize) -> Result<Vec<ProductId>, SearchError> {
         match self.cluster.placement(&crate::ids::ActorKey::Store(store.clone())) {
             Placement::Remote { addr, .. } => {
                 let path = format!("/internal/stores/{store}/search?q={}&limit={limit}", crate::cluster::handoff::urlencode(query));
-                let v: serde_json::Value = self
-                    .cluster
-                    .call_json(&addr, reqwest::Method::GET, &path, &())
-                    .await
-                    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+                let v: serde_json::Value =
+                    self.cluster.call_json(&addr, reqwest::Method::GET, &path, &()).await.map_err(|e| SearchError::Owner(e.to_string()))?;
                 Ok(v["ids"].as_array().into_iter().flatten().filter_map(|i| i.as_str()).filter_map(|i| ProductId::parse(i).ok()).collect())
             }
             _ => self.search_local(store, query, limit).await,
         }
     }
 
-    pub async fn search_local(self: &Arc<Self>, store: &StoreId, query: &str, limit: usize) -> Result<Vec<ProductId>, ApiError> {
+    pub async fn search_local(self: &Arc<Self>, store: &StoreId, query: &str, limit: usize) -> Result<Vec<ProductId>, SearchError> {
         let msg = Search { query: query.to_string(), limit };
-        self.registry.ask_store(self, store, msg).await.map_err(crate::http::shop::actor_error)?.map_err(crate::http::admin::store_error)
+        Ok(self.registry.ask_store(self, store, msg).await??)
     }
 
     /// Installs a snapshot of a store owned here unless a newer one is already there.

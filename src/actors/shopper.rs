@@ -992,29 +992,3 @@ impl Handler<FireAlarms> for ShopperActor {
         })))
     }
 }
-
-impl From<ShopperError> for crate::error::ApiError {
-    fn from(e: ShopperError) -> Self {
-        use crate::error::ApiError;
-        use actix_web::http::StatusCode;
-        match e {
-            ShopperError::NoSuchProduct(_) => ApiError::new(StatusCode::NOT_FOUND, "product_not_found", e.to_string()),
-            ShopperError::InsufficientStock { ref product, available, requested } => {
-                ApiError::conflict("insufficient_stock", e.to_string())
-                    .with_details(json!({"productId": product, "available": available, "requested": requested}))
-            }
-            ShopperError::Invalid(m) => ApiError::bad_request("invalid_request", m),
-            ShopperError::Store(m) => ApiError::unavailable(m),
-            ShopperError::Render(e) => crate::http::shop::render_error(e),
-            ShopperError::Storage(e) => crate::http::admin::storage_error(e),
-            ShopperError::Replication(_) => replication_failed(e.to_string()),
-        }
-    }
-}
-
-/// 503 `replication_failed`: the write is committed on this node (and will be uploaded by the
-/// periodic snapshot task) but was not acknowledged as `sync` durability requires.
-pub fn replication_failed(message: String) -> crate::error::ApiError {
-    crate::error::ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "replication_failed", message)
-        .with_details(json!({"committedLocally": true, "replicated": false}))
-}

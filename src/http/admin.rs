@@ -11,46 +11,17 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::body;
-use super::shop::actor_error;
 use super::tenant::page_request;
-use crate::actors::store::{Admin, AdminOp, FeedAdmin, FeedAdminOp, RenderForStore, StoreError, SyncAdmin, SyncAdminOp};
+use crate::actors::store::{Admin, AdminOp, FeedAdmin, FeedAdminOp, RenderForStore, SyncAdmin, SyncAdminOp};
 use crate::catalog::host_policy::{self, HostRefusal};
 use crate::catalog::{domain_check, normalise_host, AdminToken, CatalogError, HostStatus};
 use crate::error::ApiError;
 use crate::feed::signature::WebhookSecret;
+use crate::http::errors::actor_error;
+use crate::http::errors::{storage_error, store_error};
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::Route;
-use crate::sqlite::StorageError;
-
-/// A storage failure: 507 when there was no room (a full disk, or the store's shopper limit),
-/// with nothing saved; otherwise internal.
-pub fn storage_error(e: StorageError) -> ApiError {
-    match e {
-        StorageError::ShopperLimit { limit } => {
-            ApiError::insufficient_storage("shopper_limit_reached", e.to_string()).with_details(json!({"limit": limit, "saved": false}))
-        }
-        e if e.is_disk_full() => {
-            tracing::warn!(error = %e, "a write was refused: no space left");
-            ApiError::insufficient_storage("insufficient_storage", "the node has no space left to save this change; nothing was saved")
-                .with_details(json!({"saved": false}))
-        }
-        e => ApiError::internal(e),
-    }
-}
-
-pub fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Invalid(m) => ApiError::bad_request("validation_failed", m),
-        StoreError::NotFound(m) => ApiError::not_found(m),
-        StoreError::Conflict(m) => ApiError::conflict("conflict", m),
-        StoreError::Limit { code, message, details } => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_details(details)
-        }
-        StoreError::Storage(e) => storage_error(e),
-        StoreError::Replication(_) => crate::actors::shopper::replication_failed(e.to_string()),
-    }
-}
 
 fn catalog_error(e: CatalogError) -> ApiError {
     match e {
@@ -309,7 +280,7 @@ store_route!(
         .ask_store(&node, &store, RenderForStore { request, preview_drafts: true, search_results: None })
         .await
         .map_err(actor_error)?
-        .map_err(crate::http::shop::render_error)?;
+        .map_err(crate::http::errors::render_error)?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "private, no-store"))

@@ -184,7 +184,7 @@ pub async fn route_to_owner(
                 next.call(req).await?.map_into_boxed_body()
             }
             Some((_, key)) if forwarded => {
-                return Ok(error_response(req, super::internal::moving(format!("{key} is moving between nodes; retry"))));
+                return Ok(error_response(req, crate::http::errors::moving(format!("{key} is moving between nodes; retry"))));
             }
             Some((Placement::Nowhere, key)) => {
                 return Ok(error_response(req, ApiError::unavailable(format!("no node owns {key}: the cluster has no active member"))));

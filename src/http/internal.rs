@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -208,7 +207,7 @@ async fn store_snapshot(node: web::Data<Node>, req: HttpRequest, body: Bytes, pa
     verify(&node, &req, &body)?;
     let node = node.into_inner();
     let store = store_param(&path)?;
-    let snap = node.local_store_snapshot(&store).await.map_err(crate::http::shop::actor_error)?;
+    let snap = node.local_store_snapshot(&store).await.map_err(crate::http::errors::actor_error)?;
     Ok(HttpResponse::Ok().json(snap.parts()))
 }
 
@@ -216,7 +215,7 @@ async fn store_version(node: web::Data<Node>, req: HttpRequest, body: Bytes, pat
     verify(&node, &req, &body)?;
     let node = node.into_inner();
     let store = store_param(&path)?;
-    let snap = node.local_store_snapshot(&store).await.map_err(crate::http::shop::actor_error)?;
+    let snap = node.local_store_snapshot(&store).await.map_err(crate::http::errors::actor_error)?;
     Ok(HttpResponse::Ok().json(json!({"version": snap.version})))
 }
 
@@ -254,11 +253,6 @@ async fn store_search(
     Ok(HttpResponse::Ok().json(json!({"ids": ids})))
 }
 
-/// Answers with 503 + Retry-After: the state is moving between nodes.
-pub fn moving(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "actor_moving", message)
-}
-
 /// Stock levels a commerce backend reported to a shopper on another node: `{"stock": {id: n}}`.
 async fn store_stock(node: web::Data<Node>, req: HttpRequest, body: Bytes, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     verify(&node, &req, &body)?;
@@ -274,7 +268,7 @@ async fn store_stock(node: web::Data<Node>, req: HttpRequest, body: Bytes, path:
         })
         .collect();
     let msg = crate::actors::store::ApplyCatalogChanges { source: crate::feed::ChangeSource::Backend, changes };
-    let outcome = node.registry.ask_store(&node, &store, msg).await.map_err(crate::http::shop::actor_error)?;
-    let outcome = outcome.map_err(crate::http::admin::store_error)?;
+    let outcome = node.registry.ask_store(&node, &store, msg).await.map_err(crate::http::errors::actor_error)?;
+    let outcome = outcome.map_err(crate::http::errors::store_error)?;
     Ok(HttpResponse::Ok().json(json!({"applied": true, "outcome": format!("{outcome:?}")})))
 }

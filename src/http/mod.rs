@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod body;
 pub mod csrf;
+pub mod errors;
 pub mod forward;
 pub mod headers;
 pub mod internal;

@@ -12,19 +12,18 @@ use serde_json::json;
 use super::body::{self, BodyKind};
 use super::session::SessionToken;
 use super::tenant::{self, page_request, resolve_store, session_of, wants_html};
-use crate::actors::registry::ActorError;
 use crate::actors::shopper::{
     CartOp, ChangeCart, Checkout, GetCart, GetOrder, IdempotencyKey, RenderForShopper, RotateSession, SessionGeneration, SetPreferences,
     ShopperError, ShopperPage,
 };
 use crate::actors::store::RenderForStore;
 use crate::error::{ApiError, RequestId};
+use crate::http::errors::{actor_error, render_error};
 use crate::ids::{ActorKey, ProductId, SessionId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::cache::{AnonymousPages, PersonalPages};
 use crate::render::snapshot::product_json;
-use crate::render::{self, RenderError, Route};
-use crate::sqlite::StorageError;
+use crate::render::{self, Route};
 
 /// An error on a shopper route: a page for browsers, the JSON body for everyone else.
 #[derive(Debug)]
@@ -154,32 +153,6 @@ async fn current_generation(ctx: &Ctx, sid: &SessionId) -> Result<u64, ShopError
         return Ok(generation);
     }
     ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, sid, SessionGeneration).await.map_err(|e| ctx.err(actor_error(e)))
-}
-
-pub fn actor_error(e: ActorError) -> ApiError {
-    match e {
-        ActorError::NoSuchStore(s) => ApiError::new(StatusCode::NOT_FOUND, "store_not_found", format!("store {s} does not exist")),
-        ActorError::Timeout(..) | ActorError::Unavailable(_) => ApiError::unavailable(e.to_string()),
-        ActorError::Activation(_, StorageError::Restore(m)) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "replication_failed",
-            format!("this actor's state could not be restored from object storage: {m}"),
-        ),
-        ActorError::Activation(_, e) if e.is_capacity() => super::admin::storage_error(e),
-        ActorError::Activation(..) => ApiError::internal(e),
-        ActorError::NotOwner(_) | ActorError::Moving(..) => crate::http::internal::moving(e.to_string()),
-    }
-}
-
-pub fn render_error(e: RenderError) -> ApiError {
-    match e {
-        RenderError::NotFound(m) => ApiError::not_found(m),
-        RenderError::Internal(m) => ApiError::internal(m),
-        RenderError::Capacity { retry_after_secs, bound } => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "render_capacity", e.to_string())
-                .with_details(json!({"retryAfterSecs": retry_after_secs, "bound": bound}))
-        }
-    }
 }
 
 fn html_response(html: Bytes, cookie: Option<actix_web::cookie::Cookie<'static>>, cache: &'static str) -> HttpResponse {

@@ -16,12 +16,12 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::shop::actor_error;
 use crate::actors::store::{ApplyCatalogChanges, GetWebhookSecret};
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::feed::signature::{self, SignatureError, WebhookSecret};
 use crate::feed::{generic, shopify, ChangeSource, WebhookId};
+use crate::http::errors::actor_error;
 use crate::ids::StoreId;
 use crate::node::Node;
 
@@ -57,7 +57,7 @@ async fn apply(
         .ask_store(node, store, ApplyCatalogChanges { source, changes: vec![change] })
         .await
         .map_err(actor_error)?
-        .map_err(super::admin::store_error)?;
+        .map_err(crate::http::errors::store_error)?;
     crate::metrics::incr("vitrina_webhooks_total", &[("format", format), ("outcome", report.status)]);
     Ok(HttpResponse::Ok().json(report))
 }
