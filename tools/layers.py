@@ -28,8 +28,8 @@ ALLOWED = os.path.join(ROOT, "tools", "layers-allowed.txt")
 LAYERS = [
     ("composition", ["startup", "demo", "fuzzing", "main", "bin"]),
     ("edge", ["http", "error"]),
-    ("cluster", ["cluster", "replication", "node"]),
-    ("storefront actors", ["actors::store", "actors::shopper", "actors::sweeper"]),
+    ("storefront actors", ["actors::store", "actors::shopper", "actors::sweeper", "node"]),
+    ("cluster", ["cluster", "replication"]),
     ("runtime", ["actors", "storage"]),
     ("render", ["render", "engine"]),
     ("store domain", ["store", "catalog", "feed"]),
