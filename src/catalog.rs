@@ -60,7 +60,7 @@ pub struct NodeCatalog {
     base_domain: String,
     hosts: moka::sync::Cache<String, Option<StoreId>>,
     /// Stores known to exist. Stores are never deleted, so a positive answer stays true; every
-    /// actor activation asks (the W2 profile: a query per new session).
+    /// actor activation asks, and a query each was visible in the new-session profile.
     existing_stores: parking_lot::RwLock<std::collections::HashSet<StoreId>>,
 }
 

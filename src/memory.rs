@@ -2,8 +2,7 @@
 //!
 //! An isolate allocates a few MiB through malloc besides its V8 heap, and an open SQLite
 //! connection its page cache and schema; glibc keeps freed chunks in its per-thread arenas, so
-//! after a burst of sessions the node's RSS stayed at its peak (W5: ~1 MiB per actor that had
-//! passivated, ~150 KiB per shopper whose connection had closed). Whoever releases such memory
+//! after a burst of sessions the node's RSS stayed at its peak. Whoever releases such memory
 //! calls [`note_released`]; a background task then runs `malloc_trim`, which gives the free
 //! pages of every arena back, only after something was released and at most every
 //! [`MIN_INTERVAL`]: a trim holds each arena's lock while it walks it, so allocations on other

@@ -42,7 +42,7 @@ fn series_name(name: &str, labels: &[(&str, &str)]) -> String {
 
 /// Counters are bumped on every request (cache hits, activations): the series name is built in
 /// a reused per-thread buffer and looked up by `&str`, so a bump allocates only the first time a
-/// series appears (the W1 profile showed the allocation per bump).
+/// series appears (an allocation per bump showed in the request-path profile).
 pub fn add(name: &str, labels: &[(&str, &str)], by: u64) {
     thread_local! {
         static SERIES: RefCell<String> = const { RefCell::new(String::new()) };

@@ -29,8 +29,8 @@ pub fn open(path: &Path, kind: SchemaKind) -> StorageResult<Connection> {
 
 /// Creates a shopper's file by copying an empty, migrated database instead of running the
 /// migrations on the new file: one write and one `fdatasync` where the migrations cost a WAL
-/// switch, a transaction per migration and a checkpoint, each synced (the W2p profile: file
-/// creation was the largest part of a new session's first write). The rename and the new
+/// switch, a transaction per migration and a checkpoint, each synced (`docs/decisions/storage-files.md`).
+/// The rename and the new
 /// directories are fsynced, so the acknowledged first write can be found after a power loss
 /// (SQLite syncs the directory of the WAL it creates, not of the database file).
 pub fn create_from_template(path: &Path) -> StorageResult<()> {
@@ -80,7 +80,7 @@ pub fn create_from_template(path: &Path) -> StorageResult<()> {
 ///   ever replayed into the database it belongs to;
 /// - closing does not checkpoint (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`): an idle or passivating
 ///   actor's close would otherwise write its last commits into the database and fsync it
-///   (~5 % of a new session's CPU in W2p); they stay in the WAL, which the next open reads.
+///   (a visible share of a new session's CPU); they stay in the WAL, which the next open reads.
 ///   Whoever needs one self-contained file (hand-off, snapshot copies) checkpoints or reads
 ///   through SQLite.
 fn keep_wal_small_and_in_place(conn: &Connection) -> StorageResult<()> {

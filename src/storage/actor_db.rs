@@ -186,7 +186,7 @@ impl ActorDb {
 
     /// Closes the file's connection (its page cache, file descriptors and shared memory) until
     /// the next read or write reopens it. For actors that keep their state in memory and are
-    /// idle: an open connection costs more than the rest of a warm shopper (W5). Runs on the
+    /// idle: an open connection costs more than the rest of a warm shopper. Runs on the
     /// blocking pool: closing unmaps the shared memory and closes three files.
     pub async fn close_idle(&self) {
         let conn = self.conn.clone();

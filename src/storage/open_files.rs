@@ -1,9 +1,8 @@
 //! The node's budget of open shopper files. Every open file costs three descriptors (database,
 //! WAL, shared memory) and a page cache; a burst of new sessions opened them faster than idle
-//! shoppers closed theirs, and at the process's descriptor limit opens failed with 500s (W5 at
-//! 10,000 actors). Past the budget, the oldest-opened file of a shopper that is not in the
-//! middle of an access is closed; its actor keeps its state and reopens the file on its next
-//! read or write.
+//! shoppers closed theirs, and at the process's descriptor limit opens failed with 500s. Past
+//! the budget, the oldest-opened file of a shopper that is not in the middle of an access is
+//! closed; its actor keeps its state and reopens the file on its next read or write.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,9 +18,8 @@ static OPENED: Mutex<VecDeque<Weak<Mutex<Db>>>> = Mutex::new(VecDeque::new());
 
 /// At most this many shopper files open when the budget is derived. SQLite's unix VFS walks
 /// its list of every open file (database and WAL) on each open, so an open costs O(files
-/// open): with the ~6,600 a 20,000-descriptor limit allowed, that walk was 9 % of a new
-/// shopper's CPU (W2p profile) and a new session cost 6.5 ms of CPU; at 1,024, 4.3-5.7 ms.
-/// A closed file costs its actor nothing until its next write, which reopens it.
+/// open), which dominated a new session's CPU with thousands open
+/// (`docs/decisions/storage-files.md`). A closed file costs its actor nothing until its next write, which reopens it.
 const DERIVED_MAX: usize = 1024;
 
 /// Sets the budget; 0 derives it from the process's open-file limit (a third of it, less a
