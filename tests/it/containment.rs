@@ -381,8 +381,7 @@ async fn isolates_are_evicted_by_their_measured_bytes() {
     let base = node.base(store);
     for i in 0..6 {
         let shopper = node.shopper(store);
-        let res = shopper.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.expect("add");
-        assert_eq!(res.status(), StatusCode::CREATED, "shopper {i}");
+        assert_eq!(shopper.add_to_cart("mug", 1).await.status, StatusCode::CREATED, "shopper {i}");
         let (status, html) = get_html(&shopper, &base).await;
         assert_eq!(status, StatusCode::OK, "shopper {i}");
         assert!(html.contains("<p>kept 2000000</p>"), "shopper {i}: the block did not render");

@@ -19,7 +19,7 @@ async fn acknowledged_cart_writes_survive_a_kill_9() {
         assert_eq!(res.status, 201);
     }
     let node = node.kill_and_restart();
-    let (status, body) = json_of(c.get(format!("{}/cart", node.base("durable"))).send().await.unwrap()).await;
+    let (status, body) = c.cart_answer().await.parts();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cart"]["count"], 10, "{body}");
     assert_eq!(body["cart"]["subtotalMinor"], 2 * 1250 + 19900 + 7 * 1800);

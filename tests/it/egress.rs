@@ -215,8 +215,7 @@ async fn redirects_names_and_answers_are_checked_when_fetched() {
     assert_eq!(s, 200, "{b}");
     let shopper = node.shopper("merchant");
     let shop = node.base("merchant");
-    let res = shopper.post(format!("{shop}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.expect("add");
-    assert_eq!(res.status(), 201);
+    assert_eq!(shopper.add_to_cart("mug", 1).await.status, 201);
     let (s, order) = json_of(
         shopper.post(format!("{shop}/checkout")).header("idempotency-key", "egress-1").json(&json!({})).send().await.expect("checkout"),
     )

@@ -229,8 +229,8 @@ async fn hostile_blocks_change_nothing_for_the_next_blocks_and_renders() {
     let base = node.base(store);
     let shopper = node.shopper(store);
     // A cart and a viewed product: the shopper renders in its own isolate, with personal blocks.
-    let res = shopper.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 2})).send().await.expect("add");
-    assert!(res.status().is_success(), "{}", res.status());
+    let res = shopper.add_to_cart("mug", 2).await;
+    assert!(res.status.is_success(), "{}", res.status);
     page(&shopper, &format!("{base}/products/tent")).await;
 
     let control = page(&shopper, &format!("{base}/pages/control")).await;

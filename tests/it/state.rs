@@ -48,16 +48,6 @@ fn walk(root: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
     out
 }
 
-async fn add_to_cart(c: &reqwest::Client, base: &str, product: &str, quantity: i64) -> (StatusCode, Value) {
-    json_of(c.post(format!("{base}/cart/items")).json(&json!({"productId": product, "quantity": quantity})).send().await.unwrap()).await
-}
-
-async fn cart(c: &reqwest::Client, base: &str) -> Value {
-    let (s, b) = json_of(c.get(format!("{base}/cart")).header("accept", "application/json").send().await.unwrap()).await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    b["cart"].clone()
-}
-
 fn cart_quantities(cart: &Value) -> Vec<(String, i64)> {
     cart["items"]
         .as_array()
@@ -76,14 +66,14 @@ async fn shopper_files_are_capped_per_store_and_existing_shoppers_keep_working()
 
     let shoppers: Vec<Shopper> = (0..3).map(|_| node.shopper("capped")).collect();
     for c in &shoppers {
-        let (s, b) = add_to_cart(c, &base, "mug", 1).await;
+        let (s, b) = c.add_to_cart("mug", 1).await.parts();
         assert_eq!(s, StatusCode::CREATED, "{b}");
     }
     assert_eq!(shopper_files(&node.data_dir, "capped").len(), 3);
 
     // A fourth shopper's first write is refused with the uniform body, and makes no file.
     let late = node.shopper("capped");
-    let (s, b) = add_to_cart(&late, &base, "mug", 1).await;
+    let (s, b) = late.add_to_cart("mug", 1).await.parts();
     assert_eq!(s, StatusCode::INSUFFICIENT_STORAGE, "{b}");
     assert_error_body(&b, "shopper_limit_reached");
     assert_eq!(b["error"]["details"]["limit"], 3, "{b}");
@@ -94,22 +84,22 @@ async fn shopper_files_are_capped_per_store_and_existing_shoppers_keep_working()
     let res = late.get(format!("{base}/products/mug")).header("accept", "text/html").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("Enamel Mug"));
-    assert_eq!(cart(&late, &base).await["items"], json!([]));
+    assert_eq!(late.cart().await["items"], json!([]));
     assert_eq!(shopper_files(&node.data_dir, "capped").len(), 3);
 
     // Existing shoppers keep writing; another store is not affected.
-    let (s, b) = add_to_cart(&shoppers[0], &base, "socks", 2).await;
+    let (s, b) = shoppers[0].add_to_cart("socks", 2).await.parts();
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    assert_eq!(cart_quantities(&cart(&shoppers[0], &base).await), vec![("mug".into(), 1), ("socks".into(), 2)]);
-    let (s, b) = add_to_cart(&node.shopper("other"), &node.base("other"), "mug", 1).await;
+    assert_eq!(cart_quantities(&shoppers[0].cart().await), vec![("mug".into(), 1), ("socks".into(), 2)]);
+    let (s, b) = node.shopper("other").add_to_cart("mug", 1).await.parts();
     assert_eq!(s, StatusCode::CREATED, "{b}");
     record_with(TABLE, "bounded-state", "new shopper past the per-store file cap", "refused", "507 shopper_limit_reached, no file");
 
     // The count survives a restart (rebuilt from the directory).
     let node = node.kill_and_restart();
-    let (s, b) = add_to_cart(&node.shopper("capped"), &base, "mug", 1).await;
+    let (s, b) = node.shopper("capped").add_to_cart("mug", 1).await.parts();
     assert_eq!(s, StatusCode::INSUFFICIENT_STORAGE, "{b}");
-    let (s, b) = add_to_cart(&shoppers[1], &base, "tent", 1).await;
+    let (s, b) = shoppers[1].add_to_cart("tent", 1).await.parts();
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(shopper_files(&node.data_dir, "capped").len(), 3);
     record_with(TABLE, "bounded-state", "per-store file cap after a restart", "bounded", "counted from the directory");
@@ -126,11 +116,11 @@ async fn idle_shopper_files_are_deleted_but_not_undelivered_orders_or_live_shopp
     let base = node.base("idle");
 
     let idle = node.shopper("idle");
-    let (s, b) = add_to_cart(&idle, &base, "mug", 2).await;
+    let (s, b) = idle.add_to_cart("mug", 2).await.parts();
     assert_eq!(s, StatusCode::CREATED, "{b}");
     // A shopper whose order is not delivered (no commerce backend): its file must stay.
     let ordering = node.shopper("idle");
-    let (s, b) = add_to_cart(&ordering, &base, "tent", 1).await;
+    let (s, b) = ordering.add_to_cart("tent", 1).await.parts();
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let (s, b) =
         json_of(ordering.post(format!("{base}/checkout")).header("idempotency-key", "order-1").json(&json!({})).send().await.unwrap())
@@ -145,7 +135,7 @@ async fn idle_shopper_files_are_deleted_but_not_undelivered_orders_or_live_shopp
     let mut idle_file = None;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
-        let (s, b) = add_to_cart(&busy, &base, "socks", 1).await;
+        let (s, b) = busy.add_to_cart("socks", 1).await.parts();
         assert_eq!(s, StatusCode::CREATED, "{b}");
         let now: Vec<PathBuf> = shopper_files(&node.data_dir, "idle");
         if now.len() == 2 && node.metric("vitrina_shoppers_expired_total").await >= 1 {
@@ -168,14 +158,11 @@ async fn idle_shopper_files_are_deleted_but_not_undelivered_orders_or_live_shopp
         json_of(ordering.get(format!("{base}/orders/{order_id}")).header("accept", "application/json").send().await.unwrap()).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     record_with(TABLE, "bounded-state", "idle shopper with an undelivered order", "bounded", "kept until delivered");
-    assert_eq!(cart(&idle, &base).await["items"], json!([]));
+    assert_eq!(idle.cart().await["items"], json!([]));
     assert_eq!(shopper_files(&node.data_dir, "idle").len(), 2);
-    let (s, b) = add_to_cart(&busy, &base, "socks", 1).await;
+    let (s, b) = busy.add_to_cart("socks", 1).await.parts();
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    assert!(
-        cart_quantities(&cart(&busy, &base).await).iter().any(|(p, q)| p == "socks" && *q >= 2),
-        "a shopper that kept writing lost its cart"
-    );
+    assert!(cart_quantities(&busy.cart().await).iter().any(|(p, q)| p == "socks" && *q >= 2), "a shopper that kept writing lost its cart");
     record_with(TABLE, "bounded-state", "shopper writing more often than the TTL", "bounded", "kept");
 }
 
@@ -195,9 +182,8 @@ async fn an_expired_shoppers_copy_in_object_storage_is_deleted_too() {
         ("VITRINA_ACTORS__ISOLATE_IDLE_SECS", "1"),
     ]);
     node.seed_store("copies", "Copies").await;
-    let base = node.base("copies");
     let c = node.shopper("copies");
-    let (s, b) = add_to_cart(&c, &base, "mug", 1).await;
+    let (s, b) = c.add_to_cart("mug", 1).await.parts();
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let file = shopper_files(&node.data_dir, "copies").pop().expect("shopper file");
     let sid = file.file_stem().unwrap().to_str().unwrap().to_string();
@@ -215,7 +201,7 @@ async fn an_expired_shoppers_copy_in_object_storage_is_deleted_too() {
     assert!(!file.exists());
     assert!(!listed(bucket.clone()).await.contains(&object), "the object-storage copy of an expired shopper is still there");
     // And it is not restored: the session starts empty.
-    assert_eq!(cart(&c, &base).await["items"], json!([]));
+    assert_eq!(c.cart().await["items"], json!([]));
     record_with(TABLE, "bounded-state", "expired shopper's object-storage copy", "deleted", "");
 }
 
@@ -286,16 +272,16 @@ async fn a_full_disk_refuses_writes_with_507_serves_reads_and_loses_nothing() {
     let token = node.seed_store("full", "Full").await;
     let base = node.base("full");
     let before = node.shopper("full");
-    let (s, b) = add_to_cart(&before, &base, "mug", 2).await;
+    let (s, b) = before.add_to_cart("mug", 2).await.parts();
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let (s, b) = add_to_cart(&before, &base, "socks", 1).await;
+    let (s, b) = before.add_to_cart("socks", 1).await.parts();
     assert_eq!(s, StatusCode::CREATED, "{b}");
 
     let filler = disk.fill();
 
     // Writes that need room: a new shopper's first write, a large admin batch.
     let newcomer = node.shopper("full");
-    let (s, b) = add_to_cart(&newcomer, &base, "mug", 1).await;
+    let (s, b) = newcomer.add_to_cart("mug", 1).await.parts();
     assert_eq!(s, StatusCode::INSUFFICIENT_STORAGE, "{b}");
     assert_error_body(&b, "insufficient_storage");
     let big: Vec<Value> = (0..50)
@@ -305,7 +291,7 @@ async fn a_full_disk_refuses_writes_with_507_serves_reads_and_loses_nothing() {
     assert_eq!(s, StatusCode::INSUFFICIENT_STORAGE, "{b}");
     assert_error_body(&b, "insufficient_storage");
     // An existing shopper's small write may fit in its kept WAL; if not, it is a 507 too.
-    let (s, b) = add_to_cart(&before, &base, "tent", 1).await;
+    let (s, b) = before.add_to_cart("tent", 1).await.parts();
     assert!(s == StatusCode::CREATED || s == StatusCode::INSUFFICIENT_STORAGE, "{s} {b}");
     if s == StatusCode::INSUFFICIENT_STORAGE {
         assert_error_body(&b, "insufficient_storage");
@@ -318,7 +304,7 @@ async fn a_full_disk_refuses_writes_with_507_serves_reads_and_loses_nothing() {
         [("mug", 2), ("socks", 1)].into_iter().chain(tent_added.then_some(("tent", 1))).map(|(p, q)| (p.to_string(), q)).collect();
     let mut sorted = expected.clone();
     sorted.sort();
-    assert_eq!(cart_quantities(&cart(&before, &base).await), sorted);
+    assert_eq!(cart_quantities(&before.cart().await), sorted);
     for path in ["/", "/products/mug", "/cart"] {
         let res = newcomer.get(format!("{base}{path}")).header("accept", "text/html").send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "GET {path} on a full disk");
@@ -332,9 +318,9 @@ async fn a_full_disk_refuses_writes_with_507_serves_reads_and_loses_nothing() {
 
     // Space comes back: writes succeed, and nothing written before is lost or corrupt.
     std::fs::remove_file(&filler).unwrap();
-    let (s, b) = add_to_cart(&newcomer, &base, "mug", 1).await;
+    let (s, b) = newcomer.add_to_cart("mug", 1).await.parts();
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let (s, b) = add_to_cart(&before, &base, "tent", 2).await;
+    let (s, b) = before.add_to_cart("tent", 2).await.parts();
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let (s, b) = node
         .admin(
@@ -348,8 +334,8 @@ async fn a_full_disk_refuses_writes_with_507_serves_reads_and_loses_nothing() {
     let node = node.kill_and_restart();
     let mut after = vec![("mug".to_string(), 2), ("socks".to_string(), 1), ("tent".to_string(), 2)];
     after.sort();
-    assert_eq!(cart_quantities(&cart(&before, &base).await), after);
-    assert_eq!(cart_quantities(&cart(&newcomer, &base).await), vec![("mug".to_string(), 1)]);
+    assert_eq!(cart_quantities(&before.cart().await), after);
+    assert_eq!(cart_quantities(&newcomer.cart().await), vec![("mug".to_string(), 1)]);
     let (s, b) = node.admin(&token, Method::GET, "/stores/full/products/after", None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     for (path, meta) in walk(&data) {
@@ -370,7 +356,7 @@ async fn data_files_are_owner_only_and_older_modes_are_tightened() {
     let (s, b) = node.admin(&token, Method::PUT, "/stores/modes/webhooks", Some(json!({"secret": SECRET}))).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let c = node.shopper("modes");
-    let (s, b) = add_to_cart(&c, &node.base("modes"), "mug", 1).await;
+    let (s, b) = c.add_to_cart("mug", 1).await.parts();
     assert_eq!(s, StatusCode::CREATED, "{b}");
 
     let check = |data: &Path| {
@@ -404,7 +390,7 @@ async fn data_files_are_owner_only_and_older_modes_are_tightened() {
         std::fs::set_permissions(shopper.parent().unwrap(), std::fs::Permissions::from_mode(0o755)).unwrap();
         node.kill_and_restart()
     };
-    assert_eq!(cart(&c, &node.base("modes")).await["items"][0]["productId"], "mug");
+    assert_eq!(c.cart().await["items"][0]["productId"], "mug");
     check(&node.data_dir);
     record(TABLE, "exposure", "modes left open by an older version", "refused");
 }
