@@ -237,7 +237,7 @@ impl Handler<RenderForStore> for StoreActor {
 
 impl StoreActor {
     fn render_for_store(&mut self, msg: &RenderForStore) -> Result<render::PendingPage<Self>, RenderError> {
-        let empty_cart = crate::actors::shopper::empty_cart_for_blocks(&self.snapshot).map_err(|e| RenderError::Internal(e.to_string()))?;
+        let empty_cart = render::cart::empty_cart_for_blocks(&self.snapshot).map_err(|e| RenderError::Internal(e.to_string()))?;
         let view = ShopperView { search_results: msg.search_results.clone(), ..ShopperView::guest(empty_cart) };
         let renderer = self.node.renderer.clone();
         let slot = <Self as Passivating>::engine;

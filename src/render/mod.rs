@@ -5,6 +5,7 @@
 //! customer, date range) is decided here; the engine only ever runs visible blocks.
 
 pub mod cache;
+pub mod cart;
 pub mod failed;
 pub mod failures;
 pub mod gate;
@@ -194,7 +195,7 @@ pub struct ShopperView {
 
 impl ShopperView {
     /// A visitor without a session. `empty_cart` must be what an empty shopper's cart renders
-    /// as (`actors::shopper::empty_cart_for_blocks`): guests and empty shoppers see the same page.
+    /// as (`cart::empty_cart_for_blocks`): guests and empty shoppers see the same page.
     pub fn guest(empty_cart: Box<RawValue>) -> ShopperView {
         ShopperView {
             cart: empty_cart,
