@@ -8,7 +8,9 @@
 //! pages, V8's malloc'd memory, ArrayBuffers). Two budgets apply: a count
 //! (`actors.max_live_isolates`) and bytes (`actors.isolate_memory_mb`). Admitting a ticket, or
 //! a measurement that grows one, past either asks the least recently rendered other actors to
-//! drop theirs (they keep their state; their next render starts a fresh isolate).
+//! drop theirs (they keep their state; their next render starts a fresh isolate). The byte
+//! budget also covers the isolates no actor owns (spare and ready ones, `engine::pooled`): they
+//! may hold up to a quarter of it, and when they grow, live isolates make room the same way.
 //!
 //! Isolates cannot leave their thread, so eviction is a message ([`ReleaseIsolate`]) handled
 //! on the owner's turn. The evicted ticket leaves the budget at once, so the count here is
@@ -124,10 +126,16 @@ pub fn set_budget(isolates: usize) {
     BUDGET.set(isolates);
 }
 
-/// Sets the byte budget in MiB; 0 derives it: half of physical memory.
+/// Sets the byte budget in MiB; 0 derives it: half of physical memory. Pooled isolates count
+/// in it from then on.
 pub fn set_byte_budget_mb(mb: usize) {
     BYTE_BUDGET.set(mb.saturating_mul(1 << 20));
+    crate::engine::pooled::set_limit(byte_budget() / POOLED_SHARE);
+    crate::engine::pooled::on_growth(pools_grew);
 }
+
+/// Pooled isolates may hold at most this fraction (1 / n) of the byte budget.
+const POOLED_SHARE: usize = 4;
 
 fn physical_memory() -> Option<u128> {
     // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
@@ -164,9 +172,25 @@ pub fn live_bytes() -> usize {
     LIVE.lock().bytes
 }
 
-fn limits() -> Limits {
-    Limits { isolates: budget(), bytes: byte_budget() }
+/// Bytes counted against the byte budget: live isolates and pooled ones.
+pub fn held_bytes() -> usize {
+    live_bytes().saturating_add(crate::engine::pooled::bytes())
 }
+
+/// The limits live tickets are held to: the byte budget less what the pools hold.
+fn limits() -> Limits {
+    Limits { isolates: budget(), bytes: byte_budget().saturating_sub(crate::engine::pooled::bytes()) }
+}
+
+/// The pools took an isolate: live ones make room for it, least recently rendered first.
+fn pools_grew() {
+    let limits = limits();
+    let evicted = LIVE.lock().evict_beyond(limits, NO_TICKET);
+    release(evicted);
+}
+
+/// Tickets start at 1.
+const NO_TICKET: u64 = 0;
 
 /// Registers a new live engine as the most recently used and evicts the least recently used
 /// others while over budget. Returns the engine's ticket.

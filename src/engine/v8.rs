@@ -678,6 +678,11 @@ mod spares {
 
     /// Most spares one thread keeps (each is a few MiB).
     pub const SPARES_PER_THREAD: usize = 4;
+    /// Largest isolate kept as a spare. A reused isolate keeps the garbage of every context it
+    /// hosted until a full collection, which V8 puts off, so without a bound it grows with each
+    /// actor it served. Past the bound (about two fresh isolates) it is deleted and the next
+    /// engine takes a fresh one: cheaper than the full collection (loadtest/RESULTS.md).
+    pub const SPARE_MAX_BYTES: usize = 4 << 20;
     /// How long a spare waits for an engine of its store before it is deleted.
     pub const SPARE_MAX_AGE: Duration = Duration::from_secs(3);
 
@@ -685,6 +690,8 @@ mod spares {
         store: Arc<str>,
         since: Instant,
         core: IsolateCore,
+        /// What the isolate measured when it became a spare (counted in `pooled`).
+        bytes: usize,
     }
 
     thread_local! {
@@ -696,7 +703,9 @@ mod spares {
         let taken = SPARES.with_borrow_mut(|spares| {
             // Newest first: its memory is the likeliest to be warm.
             let at = spares.iter().rposition(|s| &*s.store == store && s.core.heap_mb == heap_mb)?;
-            Some(spares.remove(at).core)
+            let spare = spares.remove(at);
+            crate::engine::pooled::remove(spare.bytes);
+            Some(spare.core)
         });
         if taken.is_some() {
             crate::metrics::incr("vitrina_isolates_reused_total", &[]);
@@ -704,16 +713,26 @@ mod spares {
         taken
     }
 
-    pub fn put(store: Arc<str>, core: IsolateCore) {
+    /// Keeps `core` for the next engine of `store`, unless it is over [`SPARE_MAX_BYTES`] or
+    /// the pools have no room left in the node's isolate budget; then it is deleted.
+    pub fn put(store: Arc<str>, mut core: IsolateCore) {
+        let bytes = core.measure();
+        if bytes > SPARE_MAX_BYTES || !crate::engine::pooled::try_add(bytes) {
+            drop(core);
+            crate::memory::note_released();
+            return;
+        }
         let evicted = SPARES.with_borrow_mut(|spares| {
-            spares.push(Spare { store, since: Instant::now(), core });
+            spares.push(Spare { store, since: Instant::now(), core, bytes });
             (spares.len() > SPARES_PER_THREAD).then(|| spares.remove(0))
         });
         // Deleted outside the borrow: deleting an isolate can take a millisecond.
-        if evicted.is_some() {
+        if let Some(evicted) = evicted {
+            crate::engine::pooled::remove(evicted.bytes);
             drop(evicted);
             crate::memory::note_released();
         }
+        crate::engine::pooled::grew();
         ensure_sweeping();
     }
 
@@ -731,6 +750,9 @@ mod spares {
             (expired, spares.len())
         });
         if !expired.is_empty() {
+            for spare in &expired {
+                crate::engine::pooled::remove(spare.bytes);
+            }
             drop(expired);
             crate::memory::note_released();
         }
@@ -779,22 +801,33 @@ mod ready {
 
     /// Isolates a thread keeps ready (each is ~1.6 MiB).
     pub const READY_PER_THREAD: usize = 2;
+    /// About what a ready isolate measures (heap pages of the snapshot's context after warm-up).
+    const FRESH_BYTES: usize = 2 << 20;
     /// Pause before making each one.
     const REFILL_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
 
+    /// A ready isolate and what it measured when made (counted in `pooled`).
+    struct Ready {
+        live: LiveIsolate,
+        bytes: usize,
+    }
+
     thread_local! {
-        static READY: RefCell<Vec<LiveIsolate>> = const { RefCell::new(Vec::new()) };
+        static READY: RefCell<Vec<Ready>> = const { RefCell::new(Vec::new()) };
         static REFILLING: Cell<bool> = const { Cell::new(false) };
     }
 
     /// A ready isolate with this heap limit, if the thread has one; asks for a refill either way.
     pub fn take(snapshot: &'static [u8], heap_mb: usize) -> Option<LiveIsolate> {
-        let (taken, other_limit) = READY.with_borrow_mut(|ready| match ready.iter().position(|live| live.core.heap_mb == heap_mb) {
+        let (taken, other_limit) = READY.with_borrow_mut(|ready| match ready.iter().position(|r| r.live.core.heap_mb == heap_mb) {
             Some(at) => (Some(ready.remove(at)), None),
             // Made for a store with another heap limit: make room for this one's.
             None if !ready.is_empty() => (None, Some(ready.remove(0))),
             None => (None, None),
         });
+        for left in [&taken, &other_limit].into_iter().flatten() {
+            crate::engine::pooled::remove(left.bytes);
+        }
         if taken.is_some() {
             crate::metrics::incr("vitrina_isolates_prewarmed_total", &[]);
         }
@@ -804,7 +837,7 @@ mod ready {
             crate::memory::note_released();
         }
         refill(snapshot, heap_mb);
-        taken
+        taken.map(|r| r.live)
     }
 
     pub fn count() -> usize {
@@ -820,12 +853,22 @@ mod ready {
         let Some(arbiter) = actix_rt::Arbiter::try_current() else { return };
         REFILLING.set(true);
         let spawned = arbiter.spawn(async move {
-            while count() < READY_PER_THREAD {
+            // About what a fresh isolate measures: no room for one, no point making it.
+            while count() < READY_PER_THREAD && crate::engine::pooled::room() >= FRESH_BYTES {
                 // Not at the next await of the turn that took the isolate (a shopper awaiting
                 // its commit would then wait for this too): after it has had time to answer.
                 actix_rt::time::sleep(REFILL_DELAY).await;
                 match LiveIsolate::create(Some(snapshot), heap_mb) {
-                    Ok(live) => READY.with_borrow_mut(|ready| ready.push(live)),
+                    Ok(mut live) => {
+                        let bytes = live.core.measure();
+                        // No room in the node's isolate budget: a new actor creates its own.
+                        if !crate::engine::pooled::try_add(bytes) {
+                            drop(live);
+                            break;
+                        }
+                        READY.with_borrow_mut(|ready| ready.push(Ready { live, bytes }));
+                        crate::engine::pooled::grew();
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "cannot prepare a V8 isolate ahead of need");
                         break;

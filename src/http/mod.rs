@@ -105,7 +105,8 @@ async fn healthz(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
         "liveActors": {"stores": stores, "shoppers": shoppers},
         "liveIsolates": crate::render::live_engines(),
         "isolateBudget": crate::actors::isolate_budget::budget(),
-        "isolateBytes": crate::actors::isolate_budget::live_bytes(),
+        "isolateBytes": crate::actors::isolate_budget::held_bytes(),
+        "pooledIsolateBytes": crate::engine::pooled::bytes(),
         "isolateByteBudget": crate::actors::isolate_budget::byte_budget(),
     })))
 }
@@ -136,7 +137,8 @@ async fn metrics(node: web::Data<Node>, req: actix_web::HttpRequest) -> Result<H
     text.push_str(&format!("vitrina_live_actors{{kind=\"store\"}} {stores}\nvitrina_live_actors{{kind=\"shopper\"}} {shoppers}\n"));
     text.push_str(&format!("vitrina_live_isolates {}\n", crate::render::live_engines()));
     text.push_str(&format!("vitrina_isolate_budget {}\n", crate::actors::isolate_budget::budget()));
-    text.push_str(&format!("vitrina_isolate_bytes {}\n", crate::actors::isolate_budget::live_bytes()));
+    text.push_str(&format!("vitrina_isolate_bytes {}\n", crate::actors::isolate_budget::held_bytes()));
+    text.push_str(&format!("vitrina_pooled_isolate_bytes {}\n", crate::engine::pooled::bytes()));
     text.push_str(&format!("vitrina_isolate_byte_budget {}\n", crate::actors::isolate_budget::byte_budget()));
     if let Some(replicator) = &node.replicator {
         text.push_str(&format!("vitrina_replication_pending_actors {}\n", replicator.pending()));

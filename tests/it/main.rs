@@ -14,6 +14,7 @@ mod exposure;
 mod fairness;
 mod fuzz_corpus;
 mod hosts;
+mod memory_budget;
 mod primordials;
 mod replication;
 mod runtime;
