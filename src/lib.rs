@@ -24,6 +24,7 @@ pub mod private_files;
 pub mod render;
 pub mod render_limits;
 pub mod replication;
+pub mod runtime;
 pub mod secrets;
 pub mod sqlite;
 pub mod startup;

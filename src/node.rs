@@ -5,13 +5,16 @@ use std::time::Duration;
 
 use std::time::Instant;
 
-use crate::actors::registry::{ActorError, Registry};
-use crate::actors::store::{GetSnapshot, Search, StoreError};
+use crate::runtime::registry::{ActorError, Registry};
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+
+use crate::actors::shopper::{ShopperActor, ShopperPulse};
+use crate::actors::store::{GetSnapshot, Search, StoreActor, StoreError};
 use crate::catalog::NodeCatalog;
 use crate::cluster::{Cluster, Placement};
 use crate::config::Settings;
-use crate::ids::ProductId;
-use crate::ids::StoreId;
+use crate::ids::{ActorKey, ProductId, SessionId, StoreId};
 use crate::render::cache::{AnonymousPages, PersonalPages};
 use crate::render::snapshot::SharedSnapshot;
 use crate::render::snapshot::{SnapshotParts, StoreSnapshot};
@@ -125,7 +128,7 @@ impl Node {
             }
         }
         self.remote_checked.invalidate(store);
-        let snap = self.registry.ask_store(self, store, GetSnapshot).await?;
+        let snap = self.ask_store(store, GetSnapshot).await?;
         self.snapshots.insert(store.clone(), snap.clone());
         Ok(snap)
     }
@@ -200,7 +203,7 @@ impl Node {
 
     pub async fn search_local(self: &Arc<Self>, store: &StoreId, query: &str, limit: usize) -> Result<Vec<ProductId>, SearchError> {
         let msg = Search { query: query.to_string(), limit };
-        Ok(self.registry.ask_store(self, store, msg).await??)
+        Ok(self.ask_store(store, msg).await??)
     }
 
     /// Installs a snapshot of a store owned here unless a newer one is already there.
@@ -235,5 +238,33 @@ impl Node {
         let dump: crate::catalog::CatalogDump = self.cluster.call_json(addr, reqwest::Method::GET, "/internal/catalog", &()).await?;
         self.catalog.apply(&dump)?;
         Ok(())
+    }
+
+    /// Sends `msg` to the store actor of `store`, activating it if needed.
+    pub async fn ask_store<M>(self: &Arc<Self>, store: &StoreId, msg: M) -> Result<M::Result, ActorError>
+    where
+        M: Message + Send + Clone + 'static,
+        M::Result: Send,
+        StoreActor: Handler<M>,
+        <StoreActor as Actor>::Context: ToEnvelope<StoreActor, M>,
+    {
+        self.registry.ask::<StoreActor, M>(self, &ActorKey::Store(store.clone()), msg).await
+    }
+
+    /// Sends `msg` to the shopper actor of (`store`, `sid`), activating it if needed.
+    pub async fn ask_shopper<M>(self: &Arc<Self>, store: &StoreId, sid: &SessionId, msg: M) -> Result<M::Result, ActorError>
+    where
+        M: Message + Send + Clone + 'static,
+        M::Result: Send,
+        ShopperActor: Handler<M>,
+        <ShopperActor as Actor>::Context: ToEnvelope<ShopperActor, M>,
+    {
+        self.registry.ask::<ShopperActor, M>(self, &ActorKey::Shopper(store.clone(), sid.clone()), msg).await
+    }
+
+    /// The published state of a live shopper actor (see `actors::shopper::pulse`); `None` when
+    /// it is not live on this node, or is activating or passivating.
+    pub fn shopper_pulse(&self, key: &ActorKey) -> Option<Arc<ShopperPulse>> {
+        self.registry.published::<ShopperPulse>(key)
     }
 }

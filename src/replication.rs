@@ -206,7 +206,7 @@ impl Replicator {
     /// the object metadata. `Ok(None)`: there is no local file to upload.
     pub async fn upload(&self, key: &ActorKey) -> ReplicationResult<Option<SnapshotInfo>> {
         let _turn = self.turn(key).await;
-        let kind = crate::actors::registry::key_kind(key);
+        let kind = crate::runtime::registry::key_kind(key);
         let result = self.upload_in_turn(key).await;
         match &result {
             Ok(Some(info)) => {
@@ -253,7 +253,7 @@ impl Replicator {
     /// `Ok(false)`: there is no copy. A copy that fails a check is refused, never installed.
     pub async fn restore(&self, key: &ActorKey, dest: &Path) -> ReplicationResult<bool> {
         let _turn = self.turn(key).await;
-        let kind = crate::actors::registry::key_kind(key);
+        let kind = crate::runtime::registry::key_kind(key);
         let result = self.restore_in_turn(key, dest).await;
         match &result {
             Ok(true) => {

@@ -182,12 +182,12 @@ fn spawn_alarm_poller(node: Arc<Node>) {
             };
             for key in due {
                 let result = match &key {
-                    ActorKey::Store(s) => node.registry.ask_store(&node, s, store::FireAlarms).await.map(|_| ()),
-                    ActorKey::Shopper(s, sid) => node.registry.ask_shopper(&node, s, sid, shopper::FireAlarms).await.map(|_| ()),
+                    ActorKey::Store(s) => node.ask_store(s, store::FireAlarms).await.map(|_| ()),
+                    ActorKey::Shopper(s, sid) => node.ask_shopper(s, sid, shopper::FireAlarms).await.map(|_| ()),
                 };
                 if let Err(e) = result {
                     tracing::warn!(%key, error = %e, "alarm could not be delivered");
-                    if matches!(e, crate::actors::registry::ActorError::NoSuchStore(_)) {
+                    if matches!(e, crate::runtime::registry::ActorError::NoSuchStore(_)) {
                         let _ = node.catalog.reset_alarm_hint(&key, None);
                     }
                 }

@@ -28,9 +28,9 @@ ALLOWED = os.path.join(ROOT, "tools", "layers-allowed.txt")
 LAYERS = [
     ("composition", ["startup", "demo", "fuzzing", "main", "bin"]),
     ("edge", ["http", "error"]),
-    ("storefront actors", ["actors::store", "actors::shopper", "actors::sweeper", "node"]),
+    ("storefront actors", ["actors", "node"]),
     ("cluster", ["cluster", "replication"]),
-    ("runtime", ["actors", "storage"]),
+    ("runtime", ["runtime", "storage"]),
     ("render", ["render", "engine"]),
     ("store domain", ["store", "catalog", "feed"]),
     ("foundations", ["ids", "config", "metrics", "secrets", "egress", "budget", "memory", "sqlite", "clock", "render_limits", "private_files"]),

@@ -33,8 +33,6 @@ pub use pages::{RenderForShopper, ShopperPage};
 pub use preferences::{RotateSession, SessionGeneration, SetPreferences};
 pub use pulse::ShopperPulse;
 
-use super::registry::Lease;
-use super::Passivating;
 use crate::clock::now_ms;
 use crate::ids::{ActorKey, ProductId, SessionId, StoreId};
 use crate::node::Node;
@@ -42,6 +40,8 @@ use crate::render::cache::{CachedPage, PersonalPages};
 use crate::render::snapshot::SharedSnapshot;
 use crate::render::{self, RenderError};
 use crate::replication::{self, ReplicationError};
+use crate::runtime::registry::{Lease, Registry};
+use crate::runtime::Passivating;
 use crate::sqlite::StorageError;
 use crate::storage::{ActorDb, Commit};
 use crate::store::model::Durability;
@@ -262,11 +262,8 @@ where
 
 /// What the runtime needs of a shopper to passivate it and to evict its isolate.
 impl Passivating for ShopperActor {
-    fn node(&self) -> &Arc<Node> {
-        &self.node
-    }
-    fn lease(&mut self) -> &mut Lease {
-        &mut self.lease
+    fn registry_and_lease(&mut self) -> (&Registry, &mut Lease) {
+        (&self.node.registry, &mut self.lease)
     }
     fn last_active(&self) -> Instant {
         self.pulse.last_hit().map_or(self.last_active, |hit| hit.max(self.last_active))

@@ -13,13 +13,13 @@ mod sync;
 pub use feed::{ApplyCatalogChanges, FeedAdmin, FeedAdminOp, GetWebhookSecret};
 pub use sync::{SyncAdmin, SyncAdminOp};
 
-use super::registry::Lease;
-use super::{watch_idleness, Passivating};
 use crate::clock::now_ms;
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::snapshot::{SharedSnapshot, StoreSnapshot};
 use crate::render::{self, PageRequest, RenderError, ShopperView};
+use crate::runtime::registry::{Lease, Registry};
+use crate::runtime::{watch_idleness, Passivating};
 use crate::sqlite::StorageError;
 use crate::storage::ActorDb;
 use crate::store::model::*;
@@ -155,26 +155,23 @@ impl StoreActor {
     }
 }
 
-impl Handler<super::Passivate> for StoreActor {
+impl Handler<crate::runtime::Passivate> for StoreActor {
     type Result = ();
-    fn handle(&mut self, _: super::Passivate, ctx: &mut Context<Self>) {
-        super::passivate_now(self, ctx);
+    fn handle(&mut self, _: crate::runtime::Passivate, ctx: &mut Context<Self>) {
+        crate::runtime::passivate_now(self, ctx);
     }
 }
 
 impl Handler<super::isolate_budget::ReleaseIsolate> for StoreActor {
     type Result = ();
     fn handle(&mut self, msg: super::isolate_budget::ReleaseIsolate, _: &mut Context<Self>) {
-        super::release_evicted_isolate(self, msg.ticket);
+        crate::runtime::release_evicted_isolate(self, msg.ticket);
     }
 }
 
 impl Passivating for StoreActor {
-    fn node(&self) -> &Arc<Node> {
-        &self.node
-    }
-    fn lease(&mut self) -> &mut Lease {
-        &mut self.lease
+    fn registry_and_lease(&mut self) -> (&Registry, &mut Lease) {
+        (&self.node.registry, &mut self.lease)
     }
     fn last_active(&self) -> Instant {
         self.last_active

@@ -79,7 +79,7 @@ fn store_path(node: &Node, req: &HttpRequest, raw: &str) -> Result<StoreId, ApiE
 }
 
 async fn run(node: &Arc<Node>, store: &StoreId, op: AdminOp) -> Result<Value, ApiError> {
-    node.registry.ask_store(node, store, Admin(op)).await.map_err(actor_error)?.map_err(store_error)
+    node.ask_store(store, Admin(op)).await.map_err(actor_error)?.map_err(store_error)
 }
 
 async fn respond(node: &Arc<Node>, store: &StoreId, op: AdminOp, status: StatusCode) -> Result<HttpResponse, ApiError> {
@@ -276,8 +276,7 @@ store_route!(
     let mut request = page_request(&req, route);
     request.route = Route::Page(slug);
     let page = node
-        .registry
-        .ask_store(&node, &store, RenderForStore { request, preview_drafts: true, search_results: None })
+        .ask_store(&store, RenderForStore { request, preview_drafts: true, search_results: None })
         .await
         .map_err(actor_error)?
         .map_err(crate::http::errors::render_error)?;
@@ -448,7 +447,7 @@ store_route!(
 // ---- catalog feed: webhooks, commerce backend, upstream sync ----
 
 async fn run_feed(node: &Arc<Node>, store: &StoreId, op: FeedAdminOp) -> Result<Value, ApiError> {
-    node.registry.ask_store(node, store, FeedAdmin(op)).await.map_err(actor_error)?.map_err(store_error)
+    node.ask_store(store, FeedAdmin(op)).await.map_err(actor_error)?.map_err(store_error)
 }
 
 store_route!(get_webhooks, |node, store, req, rest| async move {
@@ -501,7 +500,7 @@ async fn check_egress(url: &str) -> Result<(), ApiError> {
 }
 
 async fn run_sync(node: &Arc<Node>, store: &StoreId, op: SyncAdminOp) -> Result<Value, ApiError> {
-    node.registry.ask_store(node, store, SyncAdmin(op)).await.map_err(actor_error)?.map_err(store_error)
+    node.ask_store(store, SyncAdmin(op)).await.map_err(actor_error)?.map_err(store_error)
 }
 
 store_route!(

@@ -4,12 +4,12 @@
 use actix_web::http::StatusCode;
 use serde_json::json;
 
-use crate::actors::registry::ActorError;
 use crate::actors::shopper::ShopperError;
 use crate::actors::store::StoreError;
 use crate::error::ApiError;
 use crate::node::SearchError;
 use crate::render::RenderError;
+use crate::runtime::registry::ActorError;
 use crate::sqlite::StorageError;
 
 /// A storage failure: 507 when there was no room (a full disk, or the store's shopper limit),

@@ -268,7 +268,7 @@ async fn store_stock(node: web::Data<Node>, req: HttpRequest, body: Bytes, path:
         })
         .collect();
     let msg = crate::actors::store::ApplyCatalogChanges { source: crate::feed::ChangeSource::Backend, changes };
-    let outcome = node.registry.ask_store(&node, &store, msg).await.map_err(crate::http::errors::actor_error)?;
+    let outcome = node.ask_store(&store, msg).await.map_err(crate::http::errors::actor_error)?;
     let outcome = outcome.map_err(crate::http::errors::store_error)?;
     Ok(HttpResponse::Ok().json(json!({"applied": true, "outcome": format!("{outcome:?}")})))
 }

@@ -149,10 +149,10 @@ async fn session(ctx: &Ctx, req: &HttpRequest, write: bool) -> Result<Session, S
 /// here, else from the actor (which activates it; reads create no file).
 async fn current_generation(ctx: &Ctx, sid: &SessionId) -> Result<u64, ShopError> {
     let key = ActorKey::Shopper(ctx.store.clone(), sid.clone());
-    if let Some(generation) = ctx.node.registry.shopper_pulse(&key).and_then(|p| p.generation()) {
+    if let Some(generation) = ctx.node.shopper_pulse(&key).and_then(|p| p.generation()) {
         return Ok(generation);
     }
-    ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, sid, SessionGeneration).await.map_err(|e| ctx.err(actor_error(e)))
+    ctx.node.ask_shopper(&ctx.store, sid, SessionGeneration).await.map_err(|e| ctx.err(actor_error(e)))
 }
 
 fn html_response(html: Bytes, cookie: Option<actix_web::cookie::Cookie<'static>>, cache: &'static str) -> HttpResponse {
@@ -213,7 +213,7 @@ async fn render_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> R
     let store_key = ActorKey::Store(ctx.store.clone());
     let anonymous_available = matches!(ctx.node.cluster.placement(&store_key), crate::cluster::Placement::Local);
     let msg = RenderForShopper { request: page_req.clone(), search_results: search_results.clone(), anonymous_available, landing_view };
-    let page = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, &sid, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let page = ctx.node.ask_shopper(&ctx.store, &sid, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
     let mut res = match page.map_err(|e| ctx.err(e))? {
         ShopperPage::Personal(page) => html_response(page.html, None, "personal"),
         ShopperPage::SameAsAnonymous => serve_anonymous(&ctx, page_req, search_results, None).await?,
@@ -232,7 +232,7 @@ async fn cached_personal_page(ctx: &Ctx, sid: &SessionId, page_req: &render::Pag
         return None;
     }
     let key = ActorKey::Shopper(ctx.store.clone(), sid.clone());
-    let pulse = ctx.node.registry.shopper_pulse(&key)?;
+    let pulse = ctx.node.shopper_pulse(&key)?;
     let state_version = pulse.state_version()?;
     let snap = ctx.node.snapshot(&ctx.store).await.ok()?;
     let html = ctx.node.personal_pages.get(&PersonalPages::key(&key, &page_req.cache_key()), snap.version, state_version)?;
@@ -257,7 +257,7 @@ async fn serve_anonymous(
         }
     }
     let msg = RenderForStore { request: page_req.clone(), preview_drafts: false, search_results };
-    let page = ctx.node.registry.ask_store(&ctx.node, &ctx.store, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let page = ctx.node.ask_store(&ctx.store, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
     let page = page.map_err(|e| ctx.err(render_error(e)))?;
     if cacheable && page.failed_blocks == 0 {
         let key = AnonymousPages::key(&ctx.store, page.store_version, &page_req.cache_key());
@@ -333,7 +333,7 @@ pub async fn cart(node: web::Data<Node>, req: HttpRequest) -> Result<HttpRespons
         }
         return Ok(res.json(json!({"cart": empty})));
     }
-    let cart = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, session.sid(), GetCart).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let cart = ctx.node.ask_shopper(&ctx.store, session.sid(), GetCart).await.map_err(|e| ctx.err(actor_error(e)))?;
     let cart = cart.map_err(|e| ctx.err(e))?;
     let mut res = HttpResponse::Ok();
     res.insert_header((header::CACHE_CONTROL, "private, no-store"));
@@ -354,8 +354,7 @@ fn product_id(ctx: &Ctx, raw: Option<&str>) -> Result<ProductId, ShopError> {
 /// Sends a cart change and answers as the client expects: JSON, or a redirect for a form.
 async fn change_cart(ctx: Ctx, req: &HttpRequest, kind: BodyKind, op: CartOp, status: StatusCode) -> Result<HttpResponse, ShopError> {
     let session = session(&ctx, req, true).await?;
-    let result =
-        ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, session.sid(), ChangeCart(op)).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let result = ctx.node.ask_shopper(&ctx.store, session.sid(), ChangeCart(op)).await.map_err(|e| ctx.err(actor_error(e)))?;
     let cart = result.map_err(|e| ctx.err(e))?;
     let mut res = if kind == BodyKind::Form {
         let mut b = HttpResponse::SeeOther();
@@ -437,12 +436,7 @@ pub async fn preferences(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) 
         prefs.insert(k, value);
     }
     let region = prefs.get("region").cloned();
-    let out = ctx
-        .node
-        .registry
-        .ask_shopper(&ctx.node, &ctx.store, session.sid(), SetPreferences(prefs))
-        .await
-        .map_err(|e| ctx.err(actor_error(e)))?;
+    let out = ctx.node.ask_shopper(&ctx.store, session.sid(), SetPreferences(prefs)).await.map_err(|e| ctx.err(actor_error(e)))?;
     let out = out.map_err(|e| ctx.err(e))?;
     let mut res = HttpResponse::Ok();
     if let Some(cookie) = session.cookie(&req) {
@@ -495,7 +489,7 @@ pub async fn checkout(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) -> 
         return Err(ctx.err(ApiError::conflict("cart_empty", "the cart is empty")));
     }
     let sid = session.sid();
-    let placed = ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, sid, Checkout(key)).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let placed = ctx.node.ask_shopper(&ctx.store, sid, Checkout(key)).await.map_err(|e| ctx.err(actor_error(e)))?;
     let (order, created) = placed.map_err(|e| match e {
         ShopperError::Invalid(m) => ctx.err(ApiError::conflict("cart_empty", m)),
         other => ctx.err(other),
@@ -503,7 +497,7 @@ pub async fn checkout(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) -> 
     // A new order moves the shopper to a new session token: whoever held (or planted) the one
     // it was placed under cannot read it. The order stands even if rotation fails.
     let rotated = if created {
-        match ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, sid, RotateSession).await {
+        match ctx.node.ask_shopper(&ctx.store, sid, RotateSession).await {
             Ok(Ok(generation)) => Some(tenant::session_cookie(&req, &session.token.at(generation))),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "session rotation after checkout failed");
@@ -547,8 +541,7 @@ pub async fn order(node: web::Data<Node>, req: HttpRequest, path: web::Path<Stri
     if session.is_new {
         return Err(not_found());
     }
-    let found =
-        ctx.node.registry.ask_shopper(&ctx.node, &ctx.store, session.sid(), GetOrder(id)).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let found = ctx.node.ask_shopper(&ctx.store, session.sid(), GetOrder(id)).await.map_err(|e| ctx.err(actor_error(e)))?;
     let order = found.map_err(|e| ctx.err(e))?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "private, no-store")).json(json!({"order": order})))
 }

@@ -39,7 +39,7 @@ fn rejected(format: &'static str, why: impl std::fmt::Display) -> ApiError {
 }
 
 async fn secret_of(node: &Arc<Node>, store: &StoreId) -> Result<Option<WebhookSecret>, ApiError> {
-    node.registry.ask_store(node, store, GetWebhookSecret).await.map_err(actor_error)
+    node.ask_store(store, GetWebhookSecret).await.map_err(actor_error)
 }
 
 async fn apply(
@@ -53,8 +53,7 @@ async fn apply(
         _ => "other",
     };
     let report = node
-        .registry
-        .ask_store(node, store, ApplyCatalogChanges { source, changes: vec![change] })
+        .ask_store(store, ApplyCatalogChanges { source, changes: vec![change] })
         .await
         .map_err(actor_error)?
         .map_err(crate::http::errors::store_error)?;

@@ -16,6 +16,7 @@ mod fuzz_corpus;
 mod hosts;
 mod memory_budget;
 mod primordials;
+mod registry;
 mod replication;
 mod runtime;
 mod sessions;

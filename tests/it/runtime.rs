@@ -35,18 +35,18 @@ async fn store_with_a_mug(node: &Arc<Node>, id: &str) -> StoreId {
     node.catalog.create_store(&store, &AdminToken::generate()).expect("catalog row");
     let mug = json!({"id": "mug", "title": "Mug", "price": "5.00", "stock": 100_000});
     let op = AdminOp::UpsertProducts(vec![(Some(ProductId::parse("mug").unwrap()), mug)]);
-    node.registry.ask_store(node, &store, Admin(op)).await.expect("store actor answers").expect("products written");
+    node.ask_store(&store, Admin(op)).await.expect("store actor answers").expect("products written");
     store
 }
 
 async fn cart(node: &Arc<Node>, store: &StoreId, sid: &SessionId) -> Value {
-    let raw = node.registry.ask_shopper(node, store, sid, GetCart).await.expect("shopper answers").expect("cart");
+    let raw = node.ask_shopper(store, sid, GetCart).await.expect("shopper answers").expect("cart");
     serde_json::from_str(raw.get()).expect("cart JSON")
 }
 
 async fn add_mug(node: &Arc<Node>, store: &StoreId, sid: &SessionId, quantity: i64) {
     let op = CartOp::Add { product: ProductId::parse("mug").unwrap(), quantity };
-    node.registry.ask_shopper(node, store, sid, ChangeCart(op)).await.expect("shopper answers").expect("added");
+    node.ask_shopper(store, sid, ChangeCart(op)).await.expect("shopper answers").expect("added");
 }
 
 fn shopper_key(store: &StoreId, sid: &SessionId) -> ActorKey {
@@ -77,8 +77,8 @@ async fn asking_an_actor_activates_it_once_and_it_stays_live() {
     assert_eq!(node.registry.live_counts(), (1, 1));
     // A store that is not in the catalog is never activated.
     let ghost = StoreId::parse("ghost").unwrap();
-    let Err(err) = node.registry.ask_shopper(&node, &ghost, &sid, GetCart).await else { panic!("a store not in the catalog answered") };
-    assert!(matches!(err, vitrina::actors::registry::ActorError::NoSuchStore(_)), "{err}");
+    let Err(err) = node.ask_shopper(&ghost, &sid, GetCart).await else { panic!("a store not in the catalog answered") };
+    assert!(matches!(err, vitrina::runtime::registry::ActorError::NoSuchStore(_)), "{err}");
     assert_eq!(node.registry.live_counts(), (1, 1));
 }
 
@@ -157,7 +157,7 @@ async fn an_alarm_outlives_its_passivated_actor_and_fires_on_the_next_instance()
     add_mug(&node, &store, &sid, 2).await;
     // Not due yet: the index does not name it, and firing early keeps the cart.
     assert!(!node.catalog.due_alarms(now_ms(), 256).unwrap().contains(&key));
-    node.registry.ask_shopper(&node, &store, &sid, FireAlarms).await.expect("fire early");
+    node.ask_shopper(&store, &sid, FireAlarms).await.expect("fire early");
     assert_eq!(cart(&node, &store, &sid).await["count"], 2, "an alarm fired before it is due changes nothing");
 
     node.registry.evict(&key).await;
@@ -167,7 +167,7 @@ async fn an_alarm_outlives_its_passivated_actor_and_fires_on_the_next_instance()
     let due = node.catalog.due_alarms(now_ms(), 256).unwrap();
     assert!(due.contains(&key), "the index wakes passivated actors: {due:?}");
     // ... and delivering it activates a new instance whose own alarm table fires: the idle cart empties.
-    node.registry.ask_shopper(&node, &store, &sid, FireAlarms).await.expect("fire");
+    node.ask_shopper(&store, &sid, FireAlarms).await.expect("fire");
     assert_eq!(cart(&node, &store, &sid).await["count"], 0);
     assert!(!node.catalog.due_alarms(now_ms(), 256).unwrap().contains(&key), "a fired alarm leaves the index");
 }

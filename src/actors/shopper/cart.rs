@@ -4,13 +4,13 @@
 use actix::prelude::*;
 
 use super::{repo, CartLine, ShopperActor, ShopperError};
-use crate::actors::alarms;
 use crate::catalog::NodeCatalog;
 use crate::clock::now_ms;
 use crate::ids::{ActorKey, ProductId};
 use crate::render;
 pub use crate::render::cart::CartJson;
 use crate::render::snapshot::{SharedSnapshot, StoreSnapshot};
+use crate::runtime::alarms;
 use crate::sqlite::StorageError;
 
 pub(super) const CART_EXPIRY_ALARM: &str = "cart-expiry";

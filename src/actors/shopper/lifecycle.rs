@@ -9,10 +9,10 @@ use actix::prelude::*;
 use super::cart::CART_EXPIRY_ALARM;
 use super::{orders, repo, DeliverOrders, ShopperActor};
 use crate::actors::isolate_budget::ReleaseIsolate;
-use crate::actors::{alarms, passivate_now, release_evicted_isolate, watch_idleness, Passivate};
 use crate::clock::now_ms;
 use crate::render;
 use crate::render::cache::PersonalPages;
+use crate::runtime::{alarms, passivate_now, release_evicted_isolate, watch_idleness, Passivate};
 use crate::sqlite::StorageError;
 use crate::storage::Commit;
 

@@ -17,12 +17,12 @@ use rusqlite::{params, OptionalExtension};
 use serde_json::{json, Value};
 
 use super::{ShopperActor, ShopperError};
-use crate::actors::alarms;
 use crate::actors::store::ApplyCatalogChanges;
 use crate::clock::now_ms;
 use crate::feed::upstream::{self, Delivery};
 use crate::feed::{ms_rfc3339, CatalogChange, ChangeSource};
 use crate::ids::ProductId;
+use crate::runtime::alarms;
 use crate::sqlite::StorageError;
 
 pub const DELIVERY_ALARM: &str = "order-delivery";
@@ -350,7 +350,7 @@ impl ShopperActor {
                     .map_err(|e| e.to_string()),
                 _ => {
                     let msg = ApplyCatalogChanges { source: ChangeSource::Backend, changes };
-                    node.registry.ask_store(&node, &store, msg).await.map(|_| ()).map_err(|e| e.to_string())
+                    node.ask_store(&store, msg).await.map(|_| ()).map_err(|e| e.to_string())
                 }
             };
             if let Err(e) = applied {

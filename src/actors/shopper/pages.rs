@@ -8,12 +8,12 @@ use actix::prelude::*;
 use serde_json::{json, Value};
 
 use super::{orders, repo, ShopperActor, ShopperError};
-use crate::actors::Passivating;
 use crate::clock::now_ms;
 use crate::ids::{ProductId, Slug};
 use crate::render::cache::{CachedPage, PersonalPages};
 use crate::render::snapshot::{SharedSnapshot, StoreSnapshot};
 use crate::render::{self, PageRequest, RenderedPage, Route, ShopperView};
+use crate::runtime::Passivating;
 use crate::storage::Commit;
 
 /// Renders a page for this shopper; a product page also records a view.

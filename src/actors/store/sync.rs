@@ -12,12 +12,12 @@ use serde_json::{json, Value};
 
 use super::feed::apply_batch;
 use super::{StoreActor, StoreError};
-use crate::actors::alarms;
 use crate::clock::now_ms;
 use crate::feed::breaker::{circuit, BreakerPolicy, Circuit};
 use crate::feed::repo::{self as sql, SyncConfig, SyncState};
 use crate::feed::{ms_rfc3339, upstream, CatalogChange, ChangeSource, FeedReport};
 use crate::ids::ActorKey;
+use crate::runtime::alarms;
 use crate::sqlite::StorageError;
 use crate::store::repo;
 

@@ -6,7 +6,12 @@
 //!
 //! Actors are pinned to one of a fixed set of arbiters (threads) by a hash of their key: an
 //! actor's V8 isolate is created, used and dropped on that one thread.
+//!
+//! The registry knows no actor kind: an [`Activator`] from the layer above decides whether a
+//! key may live here and brings it to life (its file fetched, opened, its actor started), and
+//! callers name the actor type they expect when they [`ask`](Registry::ask).
 
+use std::any::Any;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -16,15 +21,13 @@ use std::time::Duration;
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::actors::shopper::{ShopperActor, ShopperPulse};
-use crate::actors::store::StoreActor;
-use crate::ids::{ActorKey, SessionId, StoreId};
-use crate::node::Node;
-use crate::sqlite::{SchemaKind, StorageError};
-use crate::storage::ActorDb;
+use super::Passivate;
+use crate::ids::{ActorKey, StoreId};
+use crate::sqlite::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActorError {
@@ -42,17 +45,46 @@ pub enum ActorError {
     Moving(ActorKey, String),
 }
 
+/// A live instance as the registry keeps it: its typed address (checked against the type a
+/// caller asks for), how to ask it to passivate, and what it publishes for callers to read
+/// without a message (see [`Registry::published`]).
 #[derive(Clone)]
-enum LiveAddr {
-    Store(Addr<StoreActor>),
-    Shopper(Addr<ShopperActor>),
+pub struct LiveActor {
+    addr: Arc<dyn Any + Send + Sync>,
+    passivate: Recipient<Passivate>,
+    published: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl LiveActor {
+    pub fn new<A>(addr: Addr<A>) -> LiveActor
+    where
+        A: Actor + Handler<Passivate>,
+        A::Context: ToEnvelope<A, Passivate>,
+    {
+        LiveActor { passivate: addr.clone().recipient(), addr: Arc::new(addr), published: None }
+    }
+
+    /// Something the actor updates and callers read without a message while it is live.
+    pub fn publishing(mut self, published: Arc<dyn Any + Send + Sync>) -> LiveActor {
+        self.published = Some(published);
+        self
+    }
+}
+
+/// What the registry needs from the layer above it.
+pub trait Activator: Send + Sync {
+    /// Whether `key` may be activated on this node now (its owner under the cluster's view).
+    fn owns(&self, key: &ActorKey) -> bool;
+
+    /// Brings `key` to life: its state made ready and its actor started on `arbiter`, holding
+    /// `lease` until it passivates. Runs in a task of its own, so it must own what it uses.
+    fn activate(&self, key: ActorKey, lease: Lease, arbiter: ArbiterHandle) -> BoxFuture<'static, Result<LiveActor, ActorError>>;
 }
 
 enum Slot {
     Live {
-        addr: LiveAddr,
+        actor: LiveActor,
         generation: u64,
-        pulse: Option<Arc<ShopperPulse>>,
     },
     /// Being activated or passivated; the sender is dropped when the transition ends.
     Busy(watch::Receiver<()>),
@@ -83,14 +115,14 @@ impl Drop for Reservation<'_> {
 
 pub struct Registry {
     arbiters: Vec<ArbiterHandle>,
-    slots: Mutex<HashMap<ActorKey, Slot>>,
+    slots: Arc<Mutex<HashMap<ActorKey, Slot>>>,
     generations: AtomicU64,
     ask_timeout: Duration,
     _owned_arbiters: Vec<Arbiter>,
 }
 
 enum Next {
-    Ready(LiveAddr),
+    Ready(LiveActor),
     Wait(watch::Receiver<()>),
     Activate(watch::Sender<()>, u64),
 }
@@ -100,7 +132,7 @@ impl Registry {
         let owned: Vec<Arbiter> = (0..arbiter_count.max(1)).map(|_| Arbiter::new()).collect();
         Registry {
             arbiters: owned.iter().map(|a| a.handle()).collect(),
-            slots: Mutex::new(HashMap::new()),
+            slots: Arc::new(Mutex::new(HashMap::new())),
             generations: AtomicU64::new(1),
             ask_timeout,
             _owned_arbiters: owned,
@@ -131,16 +163,13 @@ impl Registry {
                 let slots = self.slots.lock();
                 match slots.get(key) {
                     None => return,
-                    Some(Slot::Live { addr, .. }) => Ok(addr.clone()),
+                    Some(Slot::Live { actor, .. }) => Ok(actor.passivate.clone()),
                     Some(Slot::Busy(rx)) => Err(rx.clone()),
                 }
             };
             match next {
-                Ok(LiveAddr::Store(a)) => {
-                    let _ = a.send(super::Passivate).await;
-                }
-                Ok(LiveAddr::Shopper(a)) => {
-                    let _ = a.send(super::Passivate).await;
+                Ok(passivate) => {
+                    let _ = passivate.send(Passivate).await;
                 }
                 Err(mut rx) => {
                     let _ = tokio::time::timeout(self.ask_timeout, rx.changed()).await;
@@ -168,14 +197,14 @@ impl Registry {
         matches!(self.slots.lock().get(key), Some(Slot::Live { .. }))
     }
 
-    async fn resolve(&self, node: &Arc<Node>, key: &ActorKey) -> Result<LiveAddr, ActorError> {
+    async fn resolve(&self, activator: &dyn Activator, key: &ActorKey) -> Result<LiveActor, ActorError> {
         loop {
             let next = {
                 let mut slots = self.slots.lock();
                 match slots.get(key) {
-                    Some(Slot::Live { addr, .. }) => Next::Ready(addr.clone()),
+                    Some(Slot::Live { actor, .. }) => Next::Ready(actor.clone()),
                     Some(Slot::Busy(rx)) => Next::Wait(rx.clone()),
-                    None if !node.cluster.owns(key) => return Err(ActorError::NotOwner(key.clone())),
+                    None if !activator.owns(key) => return Err(ActorError::NotOwner(key.clone())),
                     None => {
                         let (tx, rx) = watch::channel(());
                         slots.insert(key.clone(), Slot::Busy(rx));
@@ -184,15 +213,36 @@ impl Registry {
                 }
             };
             match next {
-                Next::Ready(addr) => return Ok(addr),
+                Next::Ready(actor) => return Ok(actor),
                 Next::Wait(mut rx) => {
                     // Resolves with Err once the sender is dropped: the transition is over.
                     let _ = tokio::time::timeout(self.ask_timeout, rx.changed()).await;
                 }
-                Next::Activate(tx, generation) => {
-                    // Activation runs in its own task so a caller that goes away (client
-                    // disconnect) cannot leave the slot busy forever.
-                    let task = tokio::spawn(activate(node.clone(), key.clone(), tx, generation));
+                Next::Activate(busy, generation) => {
+                    // Activation runs in its own task, slot updates included, so a caller that
+                    // goes away (client disconnect) cannot leave the slot busy forever.
+                    let lease = Lease { key: key.clone(), generation, closing: None };
+                    let starting = activator.activate(key.clone(), lease, self.arbiter_for(key).clone());
+                    let (slots, key2) = (self.slots.clone(), key.clone());
+                    let task = tokio::spawn(async move {
+                        let result = starting.await;
+                        {
+                            let mut slots = slots.lock();
+                            match &result {
+                                Ok(actor) => {
+                                    slots.insert(key2.clone(), Slot::Live { actor: actor.clone(), generation });
+                                }
+                                Err(_) => {
+                                    slots.remove(&key2);
+                                }
+                            }
+                        }
+                        if result.is_ok() {
+                            crate::metrics::incr("vitrina_actor_activations_total", &[("kind", key_kind(&key2))]);
+                        }
+                        drop(busy);
+                        result
+                    });
                     return match task.await {
                         Ok(result) => result,
                         Err(e) => Err(ActorError::Activation(key.clone(), StorageError::Join(e.to_string()))),
@@ -202,21 +252,13 @@ impl Registry {
         }
     }
 
-    fn install(&self, key: &ActorKey, addr: LiveAddr, generation: u64, pulse: Option<Arc<ShopperPulse>>) {
-        self.slots.lock().insert(key.clone(), Slot::Live { addr, generation, pulse });
-    }
-
-    /// The published state of a live shopper actor (see `actors::shopper::pulse`); `None` when
-    /// it is not live on this node, or is activating or passivating.
-    pub fn shopper_pulse(&self, key: &ActorKey) -> Option<Arc<ShopperPulse>> {
+    /// What the live actor of `key` publishes (see [`LiveActor::publishing`]), if it is live
+    /// here and publishes a `T`; `None` while it is activating or passivating.
+    pub fn published<T: Any + Send + Sync>(&self, key: &ActorKey) -> Option<Arc<T>> {
         match self.slots.lock().get(key) {
-            Some(Slot::Live { pulse, .. }) => pulse.clone(),
+            Some(Slot::Live { actor, .. }) => actor.published.clone()?.downcast::<T>().ok(),
             _ => None,
         }
-    }
-
-    fn abandon(&self, key: &ActorKey) {
-        self.slots.lock().remove(key);
     }
 
     /// Called by an idle actor: marks its slot busy (so no second instance starts) and returns
@@ -249,45 +291,8 @@ impl Registry {
         lease.closing.take();
     }
 
-    /// Sends `msg` to the store actor of `store`, activating it if needed.
-    pub async fn ask_store<M>(&self, node: &Arc<Node>, store: &StoreId, msg: M) -> Result<M::Result, ActorError>
-    where
-        M: Message + Send + Clone + 'static,
-        M::Result: Send,
-        StoreActor: Handler<M>,
-        <StoreActor as Actor>::Context: ToEnvelope<StoreActor, M>,
-    {
-        let key = ActorKey::Store(store.clone());
-        self.ask(node, &key, msg, |a| match a {
-            LiveAddr::Store(a) => Some(a),
-            _ => None,
-        })
-        .await
-    }
-
-    /// Sends `msg` to the shopper actor of (`store`, `sid`), activating it if needed.
-    pub async fn ask_shopper<M>(&self, node: &Arc<Node>, store: &StoreId, sid: &SessionId, msg: M) -> Result<M::Result, ActorError>
-    where
-        M: Message + Send + Clone + 'static,
-        M::Result: Send,
-        ShopperActor: Handler<M>,
-        <ShopperActor as Actor>::Context: ToEnvelope<ShopperActor, M>,
-    {
-        let key = ActorKey::Shopper(store.clone(), sid.clone());
-        self.ask(node, &key, msg, |a| match a {
-            LiveAddr::Shopper(a) => Some(a),
-            _ => None,
-        })
-        .await
-    }
-
-    async fn ask<A, M>(
-        &self,
-        node: &Arc<Node>,
-        key: &ActorKey,
-        msg: M,
-        pick: impl Fn(LiveAddr) -> Option<Addr<A>>,
-    ) -> Result<M::Result, ActorError>
+    /// Sends `msg` to the actor of `key`, an `A`, activating it through `activator` if needed.
+    pub async fn ask<A, M>(&self, activator: &dyn Activator, key: &ActorKey, msg: M) -> Result<M::Result, ActorError>
     where
         A: Actor + Handler<M>,
         A::Context: ToEnvelope<A, M>,
@@ -297,7 +302,8 @@ impl Registry {
         // A closed mailbox means the actor passivated before taking the message: the message
         // was not processed, so sending it to the next instance is safe.
         for _ in 0..5 {
-            let addr = pick(self.resolve(node, key).await?).ok_or_else(|| ActorError::Unavailable(key.clone()))?;
+            let live = self.resolve(activator, key).await?;
+            let addr = live.addr.downcast_ref::<Addr<A>>().cloned().ok_or_else(|| ActorError::Unavailable(key.clone()))?;
             match addr.send(msg.clone()).timeout(self.ask_timeout).await {
                 Ok(result) => return Ok(result),
                 Err(MailboxError::Closed) => continue,
@@ -306,80 +312,6 @@ impl Registry {
         }
         Err(ActorError::Unavailable(key.clone()))
     }
-}
-
-async fn activate(node: Arc<Node>, key: ActorKey, busy: watch::Sender<()>, generation: u64) -> Result<LiveAddr, ActorError> {
-    let registry = &node.registry;
-    let store = key.store();
-    if !node.catalog.store_exists(store).unwrap_or(false) {
-        registry.abandon(&key);
-        return Err(ActorError::NoSuchStore(store.clone()));
-    }
-    let path = node.layout.actor_db(&key);
-    if node.cluster.enabled() && !path.exists() {
-        // The file may still be with the key's owner under an earlier view (newest data): take
-        // it over before anything opens a fresh one here.
-        if let Err(e) = crate::cluster::handoff::pull(&node, &key).await {
-            registry.abandon(&key);
-            return Err(ActorError::Moving(key, e.to_string()));
-        }
-    }
-    // Replication: a file still missing (its node was lost) may have a verified copy in object
-    // storage; install it before opening.
-    if let Err(e) = node.restore_if_missing(&key).await {
-        registry.abandon(&key);
-        return Err(ActorError::Activation(key, StorageError::Restore(e.to_string())));
-    }
-    let kind = match key {
-        ActorKey::Store(_) => SchemaKind::Store,
-        ActorKey::Shopper(..) => SchemaKind::Shopper,
-    };
-    // Shoppers get their file on their first write; a store's file always exists (created with
-    // it). A shopper without a file opens nothing, so it skips the hop to the blocking pool
-    // (most new sessions: W2).
-    let opened = if kind == SchemaKind::Shopper && !path.exists() {
-        Ok(ActorDb::open_deferred(&path, kind))
-    } else {
-        tokio::task::spawn_blocking(move || match kind {
-            SchemaKind::Shopper => ActorDb::open_deferred(&path, kind),
-            _ => ActorDb::open(&path, kind),
-        })
-        .await
-    };
-    let db = match opened {
-        Ok(Ok(db)) => {
-            let db = node.track_commits(&key, db);
-            match &key {
-                ActorKey::Shopper(store, _) => db.with_file_quota(node.shopper_files.clone(), store.clone()),
-                ActorKey::Store(_) => db,
-            }
-        }
-        Ok(Err(e)) => {
-            registry.abandon(&key);
-            return Err(ActorError::Activation(key, e));
-        }
-        Err(e) => {
-            registry.abandon(&key);
-            return Err(ActorError::Activation(key, StorageError::Join(e.to_string())));
-        }
-    };
-    let lease = Lease { key: key.clone(), generation, closing: None };
-    let arbiter = registry.arbiter_for(&key);
-    let pulse = matches!(key, ActorKey::Shopper(..)).then(|| Arc::new(ShopperPulse::default()));
-    let addr = match &key {
-        ActorKey::Store(store) => {
-            let (store, node2) = (store.clone(), node.clone());
-            LiveAddr::Store(StoreActor::start_in_arbiter(arbiter, move |_| StoreActor::new(node2, store, db, lease)))
-        }
-        ActorKey::Shopper(store, sid) => {
-            let (store, sid, node2, pulse) = (store.clone(), sid.clone(), node.clone(), pulse.clone().unwrap_or_default());
-            LiveAddr::Shopper(ShopperActor::start_in_arbiter(arbiter, move |_| ShopperActor::new(node2, store, sid, db, lease, pulse)))
-        }
-    };
-    registry.install(&key, addr.clone(), generation, pulse);
-    crate::metrics::incr("vitrina_actor_activations_total", &[("kind", key_kind(&key))]);
-    drop(busy);
-    Ok(addr)
 }
 
 pub fn key_kind(key: &ActorKey) -> &'static str {
