@@ -84,8 +84,8 @@ impl Application {
         .listen(listener)?
         .run();
         crate::storage::open_files::set_budget(node.settings.actors.max_open_files);
-        crate::actors::isolate_budget::set_budget(node.settings.actors.max_live_isolates);
-        crate::actors::isolate_budget::set_byte_budget_mb(node.settings.actors.isolate_memory_mb);
+        crate::engine::isolate_budget::set_budget(node.settings.actors.max_live_isolates);
+        crate::engine::isolate_budget::set_byte_budget_mb(node.settings.actors.isolate_memory_mb);
         spawn_alarm_poller(node.clone());
         crate::actors::sweeper::spawn(node.clone());
         crate::memory::spawn_trimmer();

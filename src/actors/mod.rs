@@ -1,9 +1,8 @@
 //! The storefront actors: one store actor per storefront, one shopper actor per session, how
-//! they are activated on this node (`activation`), the node-wide isolate budget they share, and
+//! they are activated on this node (`activation`), and
 //! the sweeper of idle shopper files. They run on the generic runtime (`crate::runtime`).
 
 pub mod activation;
-pub mod isolate_budget;
 pub mod shopper;
 pub mod store;
 pub mod sweeper;

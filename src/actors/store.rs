@@ -162,9 +162,9 @@ impl Handler<crate::runtime::Passivate> for StoreActor {
     }
 }
 
-impl Handler<super::isolate_budget::ReleaseIsolate> for StoreActor {
+impl Handler<crate::engine::isolate_budget::ReleaseIsolate> for StoreActor {
     type Result = ();
-    fn handle(&mut self, msg: super::isolate_budget::ReleaseIsolate, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: crate::engine::isolate_budget::ReleaseIsolate, _: &mut Context<Self>) {
         crate::runtime::release_evicted_isolate(self, msg.ticket);
     }
 }

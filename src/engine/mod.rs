@@ -10,6 +10,7 @@
 //! there, and dropped there when the actor passivates.
 
 pub mod external;
+pub mod isolate_budget;
 pub mod pooled;
 pub mod v8;
 pub mod validate;

@@ -2,7 +2,7 @@
 //! ready ahead of need (both per render thread, in `v8.rs`).
 //!
 //! They are part of the node's memory like any live isolate, so the node's isolate budget
-//! (`actors::isolate_budget`) counts them: it makes room for them by evicting live isolates,
+//! (`engine::isolate_budget`) counts them: it makes room for them by evicting live isolates,
 //! through the hook it registers with [`on_growth`], and caps what the pools may hold with
 //! [`set_limit`] so that a small budget is not taken by isolates nobody renders in.
 

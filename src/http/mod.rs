@@ -104,10 +104,10 @@ async fn healthz(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
         "status": "ok",
         "liveActors": {"stores": stores, "shoppers": shoppers},
         "liveIsolates": crate::render::live_engines(),
-        "isolateBudget": crate::actors::isolate_budget::budget(),
-        "isolateBytes": crate::actors::isolate_budget::held_bytes(),
+        "isolateBudget": crate::engine::isolate_budget::budget(),
+        "isolateBytes": crate::engine::isolate_budget::held_bytes(),
         "pooledIsolateBytes": crate::engine::pooled::bytes(),
-        "isolateByteBudget": crate::actors::isolate_budget::byte_budget(),
+        "isolateByteBudget": crate::engine::isolate_budget::byte_budget(),
     })))
 }
 
@@ -136,10 +136,10 @@ async fn metrics(node: web::Data<Node>, req: actix_web::HttpRequest) -> Result<H
     let mut text = crate::metrics::render_prometheus();
     text.push_str(&format!("vitrina_live_actors{{kind=\"store\"}} {stores}\nvitrina_live_actors{{kind=\"shopper\"}} {shoppers}\n"));
     text.push_str(&format!("vitrina_live_isolates {}\n", crate::render::live_engines()));
-    text.push_str(&format!("vitrina_isolate_budget {}\n", crate::actors::isolate_budget::budget()));
-    text.push_str(&format!("vitrina_isolate_bytes {}\n", crate::actors::isolate_budget::held_bytes()));
+    text.push_str(&format!("vitrina_isolate_budget {}\n", crate::engine::isolate_budget::budget()));
+    text.push_str(&format!("vitrina_isolate_bytes {}\n", crate::engine::isolate_budget::held_bytes()));
     text.push_str(&format!("vitrina_pooled_isolate_bytes {}\n", crate::engine::pooled::bytes()));
-    text.push_str(&format!("vitrina_isolate_byte_budget {}\n", crate::actors::isolate_budget::byte_budget()));
+    text.push_str(&format!("vitrina_isolate_byte_budget {}\n", crate::engine::isolate_budget::byte_budget()));
     if let Some(replicator) = &node.replicator {
         text.push_str(&format!("vitrina_replication_pending_actors {}\n", replicator.pending()));
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::actors::isolate_budget;
+use crate::engine::isolate_budget;
 use crate::engine::{self, BlockEngine, BlockOutcome, BlockToRender};
 use crate::ids::StoreId;
 use crate::render::snapshot::SharedSnapshot;
@@ -106,7 +106,7 @@ struct Placement {
 
 /// An actor's engine, created on first use on a render thread. An actor that names itself as
 /// the owner ([`EngineSlot::owned_by`]) counts against the node's isolate budget
-/// (`actors::isolate_budget`).
+/// (`engine::isolate_budget`).
 #[derive(Default)]
 pub struct EngineSlot {
     placed: Option<Placement>,

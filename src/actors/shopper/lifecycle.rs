@@ -8,8 +8,8 @@ use actix::prelude::*;
 
 use super::cart::CART_EXPIRY_ALARM;
 use super::{orders, repo, DeliverOrders, ShopperActor};
-use crate::actors::isolate_budget::ReleaseIsolate;
 use crate::clock::now_ms;
+use crate::engine::isolate_budget::ReleaseIsolate;
 use crate::render;
 use crate::render::cache::PersonalPages;
 use crate::runtime::{alarms, passivate_now, release_evicted_isolate, watch_idleness, Passivate};
