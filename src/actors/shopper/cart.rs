@@ -13,8 +13,10 @@ use crate::render::snapshot::{SharedSnapshot, StoreSnapshot};
 use crate::runtime::alarms;
 use crate::sqlite::StorageError;
 
+/// The alarm that empties a cart left unchanged for `shopper.cart_idle_ttl_secs`.
 pub(super) const CART_EXPIRY_ALARM: &str = "cart-expiry";
 
+/// A change to one product's line; quantities are checked against the catalog and stock.
 #[derive(Debug, Clone)]
 pub enum CartOp {
     Add { product: ProductId, quantity: i64 },
@@ -22,10 +24,12 @@ pub enum CartOp {
     Remove { product: ProductId },
 }
 
+/// The cart as the API returns it.
 #[derive(Message, Clone)]
 #[rtype(result = "Result<CartJson, ShopperError>")]
 pub struct GetCart;
 
+/// Applies a change once it is durable; answers the cart as the API returns it.
 #[derive(Message, Clone)]
 #[rtype(result = "Result<CartJson, ShopperError>")]
 pub struct ChangeCart(pub CartOp);

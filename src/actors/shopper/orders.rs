@@ -13,17 +13,15 @@
 //!   stock waits for the next inventory webhook or sync.
 
 use actix::prelude::*;
-use rusqlite::{params, OptionalExtension};
 use serde_json::{json, Value};
 
-use super::{ShopperActor, ShopperError};
+use super::{repo, ShopperActor, ShopperError};
 use crate::actors::store::ApplyCatalogChanges;
 use crate::clock::now_ms;
 use crate::feed::upstream::{self, Delivery};
-use crate::feed::{ms_rfc3339, CatalogChange, ChangeSource};
+use crate::feed::{CatalogChange, ChangeSource};
 use crate::ids::ProductId;
 use crate::runtime::alarms;
-use crate::sqlite::StorageError;
 
 pub const DELIVERY_ALARM: &str = "order-delivery";
 
@@ -62,51 +60,12 @@ struct DeliveryDone {
     result: Result<Option<Value>, String>,
 }
 
-pub(crate) fn order_json(c: &rusqlite::Connection, id: &str) -> Result<Option<Value>, StorageError> {
-    let row = c
-        .query_row(
-            "SELECT o.id, o.created_ms, o.currency, o.subtotal_minor, o.lines, b.attempts, b.next_attempt_ms, b.last_error, b.delivered_ms
-             FROM orders o JOIN order_outbox b ON b.order_id = o.id WHERE o.id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, i64>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                    r.get::<_, Option<i64>>(8)?,
-                ))
-            },
-        )
-        .optional()?;
-    Ok(row.map(|(id, created, currency, subtotal, lines, attempts, next, last_error, delivered)| {
-        json!({
-            "id": id,
-            "createdAt": ms_rfc3339(created),
-            "currency": currency,
-            "subtotalMinor": subtotal,
-            "lines": serde_json::from_str::<Value>(&lines).unwrap_or(Value::Null),
-            "delivery": {
-                "status": if delivered.is_some() { "delivered" } else { "pending" },
-                "attempts": attempts,
-                "deliveredAt": delivered.map(ms_rfc3339),
-                "nextAttemptAt": if delivered.is_none() { Some(ms_rfc3339(next)) } else { None },
-                "lastError": last_error,
-            },
-        })
-    }))
-}
-
 impl Handler<GetOrder> for ShopperActor {
     type Result = Result<Option<Value>, ShopperError>;
     fn handle(&mut self, GetOrder(id): GetOrder, _: &mut Context<Self>) -> Self::Result {
         self.touch();
         let db = self.db.clone().ok_or_else(|| ShopperError::Store("shopper actor is closing".into()))?;
-        Ok(db.read(|c| order_json(c, &id))?)
+        Ok(db.read(|c| repo::order(c, &id))?)
     }
 }
 
@@ -127,11 +86,9 @@ impl Handler<Checkout> for ShopperActor {
             let planned = (|| -> Result<CheckoutPlan, ShopperError> {
                 let snap = snap?;
                 let db = act.db.clone().ok_or_else(|| ShopperError::Store("shopper actor is closing".into()))?;
-                let existing: Option<String> = db.read(|c| {
-                    Ok(c.query_row("SELECT id FROM orders WHERE idempotency_key = ?1", [&key.0], |r| r.get(0)).optional()?)
-                })?;
+                let existing = db.read(|c| repo::order_for_key(c, &key.0))?;
                 if let Some(id) = existing {
-                    let order = db.read(|c| order_json(c, &id))?.unwrap_or(Value::Null);
+                    let order = db.read(|c| repo::order(c, &id))?.unwrap_or(Value::Null);
                     return Ok(CheckoutPlan::Placed(order));
                 }
                 if act.cart.is_empty() {
@@ -161,21 +118,11 @@ impl Handler<Checkout> for ShopperActor {
             let id2 = order_id.clone();
             let commit = act.write(move |tx| {
                 let now = now_ms();
-                tx.execute(
-                    "INSERT INTO orders (id, idempotency_key, created_ms, currency, subtotal_minor, lines) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![id2, key.0, now, currency, subtotal, lines.to_string()],
-                )
-                .map_err(StorageError::from)?;
-                tx.execute("INSERT INTO order_outbox (order_id, next_attempt_ms) VALUES (?1, ?2)", params![id2, now])
-                    .map_err(StorageError::from)?;
-                tx.execute("DELETE FROM cart_items", []).map_err(StorageError::from)?;
+                repo::insert_order(tx, &id2, &key.0, now, &currency, subtotal, &lines)?;
+                repo::clear_cart(tx)?;
                 // A shopper who has ordered is a customer: blocks with `userTypes: ["customer"]`
                 // show to them from now on.
-                tx.execute(
-                    "INSERT INTO preferences (key, value) VALUES ('customer', 'true') ON CONFLICT(key) DO UPDATE SET value = 'true'",
-                    [],
-                )
-                .map_err(StorageError::from)?;
+                repo::set_preference(tx, "customer", "true")?;
                 // Safety net: if the immediate attempt never reports (crash), the alarm retries.
                 let due = now + node.settings.feed.order_retry_base_ms as i64;
                 node.catalog.set_alarm_hint(&key_for_alarm, due)?;
@@ -191,7 +138,7 @@ impl Handler<Checkout> for ShopperActor {
                     crate::metrics::incr("vitrina_orders_total", &[]);
                     ctx.notify(DeliverOrders);
                     let db = act.db.clone().ok_or_else(|| ShopperError::Store("shopper actor is closing".into()))?;
-                    let order = db.read(|c| order_json(c, &order_id))?.unwrap_or(Value::Null);
+                    let order = db.read(|c| repo::order(c, &order_id))?.unwrap_or(Value::Null);
                     Ok((order, true))
                 })
                 .boxed_local()
@@ -204,28 +151,7 @@ impl Handler<DeliverOrders> for ShopperActor {
 
     fn handle(&mut self, _: DeliverOrders, ctx: &mut Context<Self>) {
         let Some(db) = self.db.clone() else { return };
-        let due: Result<Vec<(String, Value)>, StorageError> = db.read(|c| {
-            let mut stmt = c.prepare(
-                "SELECT o.id, o.created_ms, o.currency, o.subtotal_minor, o.lines FROM order_outbox b JOIN orders o ON o.id = b.order_id
-                 WHERE b.delivered_ms IS NULL AND b.next_attempt_ms <= ?1 ORDER BY b.next_attempt_ms LIMIT 16",
-            )?;
-            let rows = stmt.query_map([now_ms()], |r| {
-                let lines: String = r.get(4)?;
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    serde_json::from_str::<Value>(&lines).unwrap_or(Value::Null),
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, created, currency, subtotal, lines) = row?;
-                out.push((id.clone(), json!({"id": id, "store": "", "createdAt": ms_rfc3339(created), "currency": currency, "subtotalMinor": subtotal, "lines": lines})));
-            }
-            Ok(out)
-        });
+        let due = db.read(|c| repo::due_orders(c, now_ms(), 16));
         let due = match due {
             Ok(d) => d,
             Err(e) => return tracing::warn!(error = %e, "order outbox unreadable"),
@@ -273,28 +199,14 @@ impl Handler<DeliveryDone> for ShopperActor {
         let commit = self.write(move |tx| {
             let now = now_ms();
             match &result {
-                Ok(reply) => {
-                    tx.execute(
-                        "UPDATE order_outbox SET delivered_ms = ?2, attempts = attempts + 1, last_error = NULL, backend_reply = ?3 WHERE order_id = ?1",
-                        params![order_id, now, reply.as_ref().map(Value::to_string)],
-                    )
-                    .map_err(StorageError::from)?;
-                }
+                Ok(reply) => repo::delivery_succeeded(tx, &order_id, now, reply.as_ref())?,
                 Err(e) => {
-                    let attempts: i64 = tx
-                        .query_row("SELECT attempts FROM order_outbox WHERE order_id = ?1", [&order_id], |r| r.get(0))
-                        .map_err(StorageError::from)?;
+                    let attempts = repo::delivery_attempts(tx, &order_id)?;
                     let next = now + upstream::backoff(base, attempts.clamp(0, 30) as u32, max).as_millis() as i64;
-                    tx.execute(
-                        "UPDATE order_outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE order_id = ?1",
-                        params![order_id, next, e.chars().take(500).collect::<String>()],
-                    )
-                    .map_err(StorageError::from)?;
+                    repo::delivery_failed(tx, &order_id, next, &e.chars().take(500).collect::<String>())?;
                 }
             }
-            let next: Option<i64> = tx
-                .query_row("SELECT min(next_attempt_ms) FROM order_outbox WHERE delivered_ms IS NULL", [], |r| r.get(0))
-                .map_err(StorageError::from)?;
+            let next = repo::next_delivery_due(tx)?;
             match next {
                 Some(due) => {
                     node.catalog.set_alarm_hint(&key, due)?;

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use actix::prelude::*;
 use serde_json::{json, Value};
 
-use super::{orders, repo, ShopperActor, ShopperError};
+use super::{repo, ShopperActor, ShopperError};
 use crate::clock::now_ms;
 use crate::ids::{ProductId, Slug};
 use crate::render::cache::{CachedPage, PersonalPages};
@@ -45,7 +45,7 @@ impl ShopperActor {
     /// One of this shopper's orders as the order page shows it (major units added for blocks).
     fn order_for_page(&self, id: &str, snap: &StoreSnapshot) -> Result<Option<Value>, ShopperError> {
         let Some(db) = &self.db else { return Ok(None) };
-        let Some(mut order) = db.read(|c| orders::order_json(c, id))? else { return Ok(None) };
+        let Some(mut order) = db.read(|c| repo::order(c, id))? else { return Ok(None) };
         let currency = &snap.settings.currency;
         let major = |v: &Value| json!(currency.to_major(v.as_i64().unwrap_or(0)));
         order["subtotal"] = major(&order["subtotalMinor"]);
