@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 mod feed;
 pub mod limits;
 mod sync;
+mod writes;
 pub use feed::{ApplyCatalogChanges, FeedAdmin, FeedAdminOp, GetWebhookSecret};
 pub use sync::{SyncAdmin, SyncAdminOp};
 
@@ -23,7 +24,7 @@ use crate::runtime::{watch_idleness, Passivating};
 use crate::sqlite::StorageError;
 use crate::storage::ActorDb;
 use crate::store::model::*;
-use crate::store::repo::{self, UpsertOutcome};
+use crate::store::repo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -276,13 +277,6 @@ impl Handler<FireAlarms> for StoreActor {
     }
 }
 
-/// Outcome of an admin write: the response body, and for a change shoppers can see, the new
-/// snapshot (built and checked inside the transaction) to publish once it has committed.
-struct Written {
-    body: Value,
-    published: Option<StoreSnapshot>,
-}
-
 impl Handler<Admin> for StoreActor {
     type Result = AtomicResponse<Self, Result<Value, StoreError>>;
 
@@ -347,11 +341,11 @@ impl Handler<Admin> for StoreActor {
                 let currency = snapshot.settings.currency.clone();
                 let settings = snapshot.settings.clone();
                 let bounds = Bounds::of(&self.node, &self.store);
-                let fut = async move { db.write(move |tx| apply_write(tx, write_op, &settings, &currency, &bounds)).await };
+                let fut = async move { db.write(move |tx| writes::apply(tx, write_op, &settings, &currency, &bounds)).await };
                 AtomicResponse::new(Box::pin(
                     fut::wrap_future::<_, Self>(fut)
                         .map(|result, act, _ctx| {
-                            let written: Written = result?;
+                            let written: writes::Written = result?;
                             if let Some(snapshot) = written.published {
                                 act.install_snapshot(snapshot);
                             }
@@ -379,12 +373,8 @@ impl Handler<Admin> for StoreActor {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T, StoreError> {
-    serde_json::from_value(v).map_err(|e| StoreError::Invalid(format!("invalid {what}: {e}")))
-}
-
 /// Warnings for draft blocks whose code would be refused at publish.
-fn draft_warnings(blocks: &[Block]) -> Vec<Value> {
+pub(crate) fn draft_warnings(blocks: &[Block]) -> Vec<Value> {
     blocks
         .iter()
         .filter_map(|b| {
@@ -418,7 +408,7 @@ impl Bounds {
 
     /// Refuses render limits above the operator's maxima (never clamps silently on write: the
     /// merchant learns what the node allows).
-    fn check_render_limits(&self, limits: &crate::render_limits::RenderLimits) -> Result<(), StoreError> {
+    pub(crate) fn check_render_limits(&self, limits: &crate::render_limits::RenderLimits) -> Result<(), StoreError> {
         let max = self.render.maxima();
         let above = limits.block_cpu_ms > max.block_cpu_ms
             || limits.page_cpu_ms > max.page_cpu_ms
@@ -433,222 +423,4 @@ impl Bounds {
         }
         Ok(())
     }
-}
-
-/// Runs inside the write transaction; any `Err` rolls the whole transaction back.
-fn apply_write(
-    tx: &rusqlite::Transaction<'_>,
-    op: AdminOp,
-    settings: &StoreSettings,
-    currency: &Currency,
-    bounds: &Bounds,
-) -> Result<Written, StoreError> {
-    let now = now_ms();
-    let visible = |tx: &rusqlite::Transaction<'_>, body: Value| -> Result<Written, StoreError> {
-        repo::bump_version(tx)?;
-        let snapshot = bounds.check(tx)?;
-        Ok(Written { body, published: Some(snapshot) })
-    };
-    match op {
-        AdminOp::PatchSettings(patch) => {
-            let patch: SettingsPatch = parse(patch, "settings")?;
-            if let Some(limits) = &patch.limits {
-                bounds.check_render_limits(limits)?;
-            }
-            let next = patch.apply(settings.clone()).map_err(StoreError::Invalid)?;
-            repo::save_settings(tx, &next, now)?;
-            visible(tx, json!({"settings": next}))
-        }
-        AdminOp::PutTheme(theme) => {
-            theme.validate().map_err(StoreError::Invalid)?;
-            repo::save_theme(tx, &theme)?;
-            visible(tx, json!({"theme": theme, "resolved": theme.resolve(None)}))
-        }
-        AdminOp::UpsertProducts(items) => {
-            let mut products = Vec::with_capacity(items.len());
-            for (i, (path_id, raw)) in items.into_iter().enumerate() {
-                let input: ProductInput = parse(raw, &format!("product #{i}"))?;
-                let p =
-                    input.into_product(path_id.as_ref(), currency, now).map_err(|e| StoreError::Invalid(format!("product #{i}: {e}")))?;
-                products.push(p);
-            }
-            let (mut created, mut updated) = (0, 0);
-            for p in &products {
-                match repo::upsert_product(tx, p)? {
-                    UpsertOutcome::Created => created += 1,
-                    UpsertOutcome::Updated => updated += 1,
-                    UpsertOutcome::HandleTaken => {
-                        return Err(StoreError::Conflict(format!("handle {} is used by another product", p.handle)));
-                    }
-                }
-            }
-            let body = if products.len() == 1 {
-                json!({"product": products[0], "created": created == 1})
-            } else {
-                json!({"created": created, "updated": updated})
-            };
-            visible(tx, body)
-        }
-        AdminOp::DeleteProduct(id) => {
-            if !repo::delete_product(tx, &id)? {
-                return Err(StoreError::NotFound(format!("product {id} not found")));
-            }
-            visible(tx, json!({"deleted": id}))
-        }
-        AdminOp::PutPage { slug, title, description, blocks } => {
-            if title.trim().is_empty() || title.chars().count() > 200 || description.chars().count() > 500 {
-                return Err(StoreError::Invalid("title must be 1-200 characters, description at most 500".into()));
-            }
-            let new_blocks = match blocks {
-                Some(raw) => {
-                    let mut out = Vec::new();
-                    for (i, b) in raw.into_iter().enumerate() {
-                        let input: BlockInput = parse(b, &format!("block #{i}"))?;
-                        out.push(new_block(tx, input).map_err(|e| StoreError::Invalid(format!("block #{i}: {e}")))?);
-                    }
-                    Some(out)
-                }
-                None => None,
-            };
-            repo::upsert_page(tx, &slug, title.trim(), &description, now)?;
-            if let Some(blocks) = &new_blocks {
-                repo::replace_draft_blocks(tx, &slug, blocks, now)?;
-            }
-            let page = repo::page_summary(tx, &slug)?;
-            let drafts = repo::draft_blocks(tx, &slug)?;
-            // Title/description of a published page are frozen per version: not yet visible.
-            Ok(Written { body: json!({"page": page, "draft": {"blocks": drafts, "warnings": draft_warnings(&drafts)}}), published: None })
-        }
-        AdminOp::DeletePage(slug) => {
-            let was_live = repo::page_summary(tx, &slug)?.is_some_and(|p| p.published_version.is_some());
-            if !repo::delete_page(tx, &slug)? {
-                return Err(StoreError::NotFound(format!("page {slug} not found")));
-            }
-            if was_live {
-                visible(tx, json!({"deleted": slug}))
-            } else {
-                Ok(Written { body: json!({"deleted": slug}), published: None })
-            }
-        }
-        AdminOp::AddBlock { page, block } => {
-            require_page(tx, &page)?;
-            let input: BlockInput = parse(block, "block")?;
-            let position = input.position;
-            let block = new_block(tx, input).map_err(StoreError::Invalid)?;
-            let mut blocks = repo::draft_blocks(tx, &page)?;
-            let at = position.unwrap_or(blocks.len()).min(blocks.len());
-            blocks.insert(at, block.clone());
-            repo::replace_draft_blocks(tx, &page, &blocks, now)?;
-            let warnings = draft_warnings(std::slice::from_ref(&block));
-            Ok(Written { body: json!({"block": block, "position": at, "warnings": warnings}), published: None })
-        }
-        AdminOp::UpdateBlock { page, block_id, block } => {
-            require_page(tx, &page)?;
-            let input: BlockInput = parse(block, "block")?;
-            input.check().map_err(StoreError::Invalid)?;
-            let mut blocks = repo::draft_blocks(tx, &page)?;
-            let Some(index) = blocks.iter().position(|b| b.id == block_id) else {
-                return Err(StoreError::NotFound(format!("block {block_id} not found on page {page}")));
-            };
-            let mut b = blocks.remove(index);
-            if let Some(t) = input.block_type {
-                b.block_type = t;
-            }
-            if let Some(code) = input.code {
-                if code != b.code {
-                    b.code = code;
-                    b.code_version = repo::next_code_version(tx)?;
-                }
-            }
-            if let Some(config) = input.config {
-                b.config = config;
-            }
-            if let Some(v) = input.visibility {
-                b.visibility = v;
-            }
-            if b.block_type == "custom" && b.code.is_none() {
-                return Err(StoreError::Invalid("a custom block needs code".into()));
-            }
-            let at = input.position.unwrap_or(index).min(blocks.len());
-            blocks.insert(at, b.clone());
-            repo::replace_draft_blocks(tx, &page, &blocks, now)?;
-            let warnings = draft_warnings(std::slice::from_ref(&b));
-            Ok(Written { body: json!({"block": b, "position": at, "warnings": warnings}), published: None })
-        }
-        AdminOp::DeleteBlock { page, block_id } => {
-            require_page(tx, &page)?;
-            let mut blocks = repo::draft_blocks(tx, &page)?;
-            let before = blocks.len();
-            blocks.retain(|b| b.id != block_id);
-            if blocks.len() == before {
-                return Err(StoreError::NotFound(format!("block {block_id} not found on page {page}")));
-            }
-            repo::replace_draft_blocks(tx, &page, &blocks, now)?;
-            Ok(Written { body: json!({"deleted": block_id}), published: None })
-        }
-        AdminOp::Publish(page) => {
-            require_page(tx, &page)?;
-            let blocks = repo::draft_blocks(tx, &page)?;
-            let problems = draft_warnings(&blocks);
-            if !problems.is_empty() {
-                return Err(StoreError::Invalid(format!("page {page} has blocks that fail validation: {}", Value::Array(problems))));
-            }
-            let version = repo::publish_version(tx, &page, &blocks, "publish", now)?;
-            visible(tx, json!({"page": page, "version": version}))
-        }
-        AdminOp::Rollback { page, version } => {
-            require_page(tx, &page)?;
-            let Some(old) = repo::published_page(tx, &page, version)? else {
-                return Err(StoreError::NotFound(format!("page {page} has no version {version}")));
-            };
-            // Rollback publishes a copy as a new version (versions only grow, so caches keyed
-            // by version never serve stale HTML) and resets the drafts to it.
-            repo::replace_draft_blocks(tx, &page, &old.blocks, now)?;
-            let new_version = repo::publish_version(tx, &page, &old.blocks, &format!("rollback:{version}"), now)?;
-            visible(tx, json!({"page": page, "version": new_version, "restoredFrom": version}))
-        }
-        AdminOp::PutPost { slug, post } => {
-            let input: PostInput = parse(post, "post")?;
-            let post = input.into_post(slug, now).map_err(StoreError::Invalid)?;
-            repo::upsert_post(tx, &post, now)?;
-            visible(tx, json!({"post": post}))
-        }
-        AdminOp::DeletePost(slug) => {
-            if !repo::delete_post(tx, &slug)? {
-                return Err(StoreError::NotFound(format!("post {slug} not found")));
-            }
-            visible(tx, json!({"deleted": slug}))
-        }
-        AdminOp::Describe
-        | AdminOp::GetSettings
-        | AdminOp::GetTheme
-        | AdminOp::ListProducts
-        | AdminOp::GetProduct(_)
-        | AdminOp::ListPages
-        | AdminOp::GetPage(_)
-        | AdminOp::ListVersions(_)
-        | AdminOp::ListPosts => Err(StoreError::Invalid("not a write".into())),
-    }
-}
-
-fn require_page(tx: &rusqlite::Transaction<'_>, slug: &Slug) -> Result<(), StoreError> {
-    repo::page_summary(tx, slug)?.map(|_| ()).ok_or_else(|| StoreError::NotFound(format!("page {slug} not found")))
-}
-
-fn new_block(tx: &rusqlite::Transaction<'_>, input: BlockInput) -> Result<Block, String> {
-    input.check()?;
-    let block_type = input.block_type.ok_or("block type is required")?;
-    let code = input.code.flatten();
-    if block_type == "custom" && code.is_none() {
-        return Err("a custom block needs code".into());
-    }
-    let code_version = repo::next_code_version(tx).map_err(|e| e.to_string())?;
-    Ok(Block {
-        id: BlockId::generate(),
-        block_type,
-        code,
-        code_version,
-        config: input.config.unwrap_or_else(|| json!({})),
-        visibility: input.visibility.unwrap_or_default(),
-    })
 }
