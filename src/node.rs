@@ -18,8 +18,10 @@ use crate::ids::{ActorKey, ProductId, SessionId, StoreId};
 use crate::render::cache::{AnonymousPages, PersonalPages};
 use crate::render::snapshot::SharedSnapshot;
 use crate::render::snapshot::{SnapshotParts, StoreSnapshot};
-use crate::replication::Replicator;
+use crate::replication::{ReplicationError, ReplicationResult, Replicator};
 use crate::sqlite::DataLayout;
+use crate::storage::ActorDb;
+use crate::store::model::Durability;
 
 pub struct Node {
     pub settings: Settings,
@@ -266,5 +268,45 @@ impl Node {
     /// it is not live on this node, or is activating or passivating.
     pub fn shopper_pulse(&self, key: &ActorKey) -> Option<Arc<ShopperPulse>> {
         self.registry.published::<ShopperPulse>(key)
+    }
+
+    // Replication as the rest of the node sees it: each is a no-op (or `Ok(false)`) when
+    // replication is not configured.
+
+    /// Called by activation before the actor's file is opened: when the file is missing and a
+    /// copy exists in object storage, the verified copy is installed first. `Ok(true)`: restored.
+    /// An error must stop the activation (an empty actor would later overwrite the good copy).
+    pub async fn restore_if_missing(&self, key: &ActorKey) -> ReplicationResult<bool> {
+        let Some(replicator) = &self.replicator else { return Ok(false) };
+        let path = self.layout.actor_db(key);
+        if tokio::fs::try_exists(&path).await? {
+            return Ok(false);
+        }
+        replicator.restore(key, &path).await
+    }
+
+    /// Makes `db` report its commits to replication.
+    pub fn track_commits(&self, key: &ActorKey, db: ActorDb) -> ActorDb {
+        match &self.replicator {
+            Some(r) => r.track(key, db),
+            None => db,
+        }
+    }
+
+    /// Called from an actor's `stopped`, after its file is closed.
+    pub fn actor_passivated(&self, key: ActorKey) {
+        if let Some(r) = &self.replicator {
+            r.passivated(key);
+        }
+    }
+
+    /// The acknowledgement barrier, awaited within the writing actor's turn right after its
+    /// commit: returns once the write is as durable as `durability` demands.
+    pub async fn acknowledge(&self, key: &ActorKey, durability: Durability) -> ReplicationResult<()> {
+        match (durability, &self.replicator) {
+            (Durability::Async, _) => Ok(()),
+            (Durability::Sync, None) => Err(ReplicationError::Disabled),
+            (Durability::Sync, Some(r)) => r.replicate_now(key).await.map(|_| ()),
+        }
     }
 }

@@ -42,11 +42,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::ReplicationSettings;
 use crate::ids::ActorKey;
-use crate::node::Node;
 use crate::sqlite;
 use crate::sqlite::{DataLayout, StorageError};
 use crate::storage::ActorDb;
-use crate::store::model::Durability;
 
 /// Object metadata holding the hex sha256 of the object's bytes.
 const CHECKSUM_HEADER: &str = "x-amz-meta-sha256";
@@ -475,47 +473,6 @@ fn validate_prefix(raw: &str) -> ReplicationResult<String> {
         Ok(prefix.to_string())
     } else {
         Err(ReplicationError::Config(format!("prefix {raw:?} must be segments of [A-Za-z0-9._-] separated by '/'")))
-    }
-}
-
-/// Replication as the rest of the node sees it. Every method is a no-op (or `Ok(false)`) when
-/// replication is not configured.
-impl Node {
-    /// Called by activation before the actor's file is opened: when the file is missing and a
-    /// copy exists in object storage, the verified copy is installed first. `Ok(true)`: restored.
-    /// An error must stop the activation (an empty actor would later overwrite the good copy).
-    pub async fn restore_if_missing(&self, key: &ActorKey) -> ReplicationResult<bool> {
-        let Some(replicator) = &self.replicator else { return Ok(false) };
-        let path = self.layout.actor_db(key);
-        if tokio::fs::try_exists(&path).await? {
-            return Ok(false);
-        }
-        replicator.restore(key, &path).await
-    }
-
-    /// Makes `db` report its commits to replication.
-    pub fn track_commits(&self, key: &ActorKey, db: ActorDb) -> ActorDb {
-        match &self.replicator {
-            Some(r) => r.track(key, db),
-            None => db,
-        }
-    }
-
-    /// Called from an actor's `stopped`, after its file is closed.
-    pub fn actor_passivated(&self, key: ActorKey) {
-        if let Some(r) = &self.replicator {
-            r.passivated(key);
-        }
-    }
-}
-
-/// The acknowledgement barrier, awaited within the writing actor's turn right after its
-/// commit: returns once the write is as durable as `durability` demands.
-pub async fn acknowledge(node: &Node, key: &ActorKey, durability: Durability) -> ReplicationResult<()> {
-    match (durability, &node.replicator) {
-        (Durability::Async, _) => Ok(()),
-        (Durability::Sync, None) => Err(ReplicationError::Disabled),
-        (Durability::Sync, Some(r)) => r.replicate_now(key).await.map(|_| ()),
     }
 }
 

@@ -39,7 +39,7 @@ use crate::node::Node;
 use crate::render::cache::{CachedPage, PersonalPages};
 use crate::render::snapshot::SharedSnapshot;
 use crate::render::{self, RenderError};
-use crate::replication::{self, ReplicationError};
+use crate::replication::ReplicationError;
 use crate::runtime::registry::{Lease, Registry};
 use crate::runtime::Passivating;
 use crate::sqlite::StorageError;
@@ -241,7 +241,7 @@ impl ShopperActor {
                     Err(_) => Durability::Async,
                 },
             };
-            replication::acknowledge(&node, &key, durability).await?;
+            node.acknowledge(&key, durability).await?;
             Ok(value)
         })
     }

@@ -363,7 +363,7 @@ impl Handler<Admin> for StoreActor {
                             let durability = act.snapshot.settings.durability;
                             fut::wrap_future::<_, Self>(async move {
                                 let body = result?;
-                                crate::replication::acknowledge(&node, &key, durability).await?;
+                                node.acknowledge(&key, durability).await?;
                                 Ok(body)
                             })
                         }),
