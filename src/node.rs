@@ -310,3 +310,18 @@ impl Node {
         }
     }
 }
+
+impl crate::cluster::Host for Node {
+    fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+    fn layout(&self) -> &DataLayout {
+        &self.layout
+    }
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+    fn pull_catalog<'a>(&'a self, addr: &'a str) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(Node::pull_catalog(self, addr))
+    }
+}

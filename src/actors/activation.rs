@@ -34,7 +34,7 @@ async fn activate(node: Arc<Node>, key: ActorKey, lease: Lease, arbiter: Arbiter
     if node.cluster.enabled() && !path.exists() {
         // The file may still be with the key's owner under an earlier view (newest data): take
         // it over before anything opens a fresh one here.
-        if let Err(e) = crate::cluster::handoff::pull(&node, &key).await {
+        if let Err(e) = crate::cluster::handoff::pull(&*node, &key).await {
             return Err(ActorError::Moving(key, e.to_string()));
         }
     }

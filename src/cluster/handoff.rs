@@ -14,9 +14,9 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::view::MemberState;
+use super::Host;
 use super::{ClusterError, Placement};
 use crate::ids::{ActorKey, SessionId, StoreId};
-use crate::node::Node;
 
 pub const SHA_HEADER: &str = "x-vitrina-sha256";
 const HANDOFF_SUFFIX: &str = "handoff";
@@ -35,11 +35,11 @@ fn release_lock(key: &ActorKey) -> Arc<tokio::sync::Mutex<()>> {
 }
 
 /// Old owner: passivates `key` and returns its file's bytes (None when this node has no file).
-pub async fn release(node: &Arc<Node>, key: &ActorKey) -> Result<Option<Vec<u8>>, ClusterError> {
+pub async fn release(node: &dyn Host, key: &ActorKey) -> Result<Option<Vec<u8>>, ClusterError> {
     let lock = release_lock(key);
     let _serialised = lock.lock().await;
-    node.registry.evict(key).await;
-    let path = node.layout.actor_db(key);
+    node.registry().evict(key).await;
+    let path = node.layout().actor_db(key);
     let parked = handoff_path(&path);
     let result = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
         if path.exists() {
@@ -61,19 +61,19 @@ pub async fn release(node: &Arc<Node>, key: &ActorKey) -> Result<Option<Vec<u8>>
 }
 
 /// Old owner: the new owner has the file; forget ours.
-pub fn acknowledge(node: &Node, key: &ActorKey) {
-    let _ = std::fs::remove_file(handoff_path(&node.layout.actor_db(key)));
+pub fn acknowledge(node: &dyn Host, key: &ActorKey) {
+    let _ = std::fs::remove_file(handoff_path(&node.layout().actor_db(key)));
     crate::metrics::incr("vitrina_handoffs_total", &[("side", "released")]);
 }
 
 /// New owner: writes `bytes` as the actor's file, unless one is already there. Verifies the
 /// checksum and that SQLite accepts the file before it becomes visible.
-pub async fn install(node: &Arc<Node>, key: &ActorKey, bytes: Vec<u8>, sha256: Option<&str>) -> Result<bool, ClusterError> {
+pub async fn install(node: &dyn Host, key: &ActorKey, bytes: Vec<u8>, sha256: Option<&str>) -> Result<bool, ClusterError> {
     let actual = hex::encode(Sha256::digest(&bytes));
     if sha256.is_some_and(|s| !s.eq_ignore_ascii_case(&actual)) {
         return Err(ClusterError::Refused(format!("checksum mismatch for {key}")));
     }
-    let path = node.layout.actor_db(key);
+    let path = node.layout().actor_db(key);
     tokio::task::spawn_blocking(move || -> Result<bool, ClusterError> {
         if path.exists() {
             return Ok(false);
@@ -110,20 +110,20 @@ pub async fn install(node: &Arc<Node>, key: &ActorKey, bytes: Vec<u8>, sha256: O
 /// New owner, before activating a key with no local file: pull it from the nodes that owned it
 /// in earlier views. `Err` when a node that may hold it cannot be asked: activating a fresh
 /// instance then could fork the actor's state, so the caller answers 503 and the client retries.
-pub async fn pull(node: &Arc<Node>, key: &ActorKey) -> Result<bool, ClusterError> {
-    for (holder, addr, alive) in node.cluster.previous_holders(key) {
+pub async fn pull(node: &dyn Host, key: &ActorKey) -> Result<bool, ClusterError> {
+    for (holder, addr, alive) in node.cluster().previous_holders(key) {
         if !alive {
             continue;
         }
         let path = format!("/internal/handoff?key={}", urlencode(&key.to_string()));
-        let res = node.cluster.call(&addr, reqwest::Method::POST, &path, Vec::new()).await?;
+        let res = node.cluster().call(&addr, reqwest::Method::POST, &path, Vec::new()).await?;
         match res.status().as_u16() {
             200 => {
                 let sha = res.headers().get(SHA_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
                 let bytes = res.bytes().await.map_err(|e| ClusterError::Call(addr.clone(), e.to_string()))?;
                 install(node, key, bytes.to_vec(), sha.as_deref()).await?;
                 let ack = format!("/internal/handoff/ack?key={}", urlencode(&key.to_string()));
-                if let Err(e) = node.cluster.call(&addr, reqwest::Method::POST, &ack, Vec::new()).await {
+                if let Err(e) = node.cluster().call(&addr, reqwest::Method::POST, &ack, Vec::new()).await {
                     tracing::warn!(%key, node = %holder, error = %e, "handoff ack failed; the holder will push again");
                 }
                 tracing::debug!(%key, from = %holder, "pulled actor file");
@@ -146,9 +146,9 @@ pub fn urlencode(s: &str) -> String {
 }
 
 /// Every actor file on this node's disk (including ones parked for hand-off).
-pub fn local_actor_keys(node: &Node) -> Vec<ActorKey> {
+pub fn local_actor_keys(node: &dyn Host) -> Vec<ActorKey> {
     let mut keys = Vec::new();
-    let stores = node.layout.root().join("stores");
+    let stores = node.layout().root().join("stores");
     let Ok(entries) = std::fs::read_dir(&stores) else { return keys };
     for entry in entries.flatten() {
         let Some(store) = entry.file_name().to_str().and_then(|s| StoreId::parse(s).ok()) else { continue };
@@ -176,11 +176,11 @@ pub fn local_actor_keys(node: &Node) -> Vec<ActorKey> {
 }
 
 /// Old owner: pushes one key to its owner. Ok(true) when the owner has it now.
-async fn push(node: &Arc<Node>, key: &ActorKey, addr: &str) -> Result<bool, ClusterError> {
+async fn push(node: &dyn Host, key: &ActorKey, addr: &str) -> Result<bool, ClusterError> {
     let Some(bytes) = release(node, key).await? else { return Ok(true) };
     let sha = hex::encode(Sha256::digest(&bytes));
     let path = format!("/internal/adopt?key={}&sha256={sha}", urlencode(&key.to_string()));
-    let res = node.cluster.call(addr, reqwest::Method::POST, &path, bytes).await?;
+    let res = node.cluster().call(addr, reqwest::Method::POST, &path, bytes).await?;
     if res.status().is_success() {
         acknowledge(node, key);
         Ok(true)
@@ -191,22 +191,22 @@ async fn push(node: &Arc<Node>, key: &ActorKey, addr: &str) -> Result<bool, Clus
 
 /// After every view change (and periodically), moves actors this node no longer owns to their
 /// owners. A draining node that has moved everything proposes `Left` for itself.
-pub async fn rebalance_loop(node: Arc<Node>) {
+pub async fn rebalance_loop(node: Arc<dyn Host>) {
     loop {
-        let notified = node.cluster.changed.notified();
+        let notified = node.cluster().changed.notified();
         let _ = tokio::time::timeout(Duration::from_secs(5), notified).await;
-        let keys = local_actor_keys(&node);
+        let keys = local_actor_keys(&*node);
         let mut pending = 0usize;
         let mut moved = 0usize;
         let jobs: Vec<(ActorKey, String)> = keys
             .into_iter()
-            .filter_map(|key| match node.cluster.placement(&key) {
+            .filter_map(|key| match node.cluster().placement(&key) {
                 Placement::Remote { addr, .. } => Some((key, addr)),
                 _ => None,
             })
             .collect();
         for chunk in jobs.chunks(16) {
-            let results = futures::future::join_all(chunk.iter().map(|(key, addr)| push(&node, key, addr))).await;
+            let results = futures::future::join_all(chunk.iter().map(|(key, addr)| push(&*node, key, addr))).await;
             for ((key, _), result) in chunk.iter().zip(results) {
                 match result {
                     Ok(_) => moved += 1,
@@ -220,12 +220,12 @@ pub async fn rebalance_loop(node: Arc<Node>) {
         if moved > 0 {
             tracing::info!(moved, pending, "rebalanced actors to their new owners");
         }
-        let me = node.cluster.view().members.get(&node.cluster.id).map(|m| m.state);
-        if me == Some(MemberState::Draining) && pending == 0 && local_actor_keys(&node).is_empty() {
+        let me = node.cluster().view().members.get(&node.cluster().id).map(|m| m.state);
+        if me == Some(MemberState::Draining) && pending == 0 && local_actor_keys(&*node).is_empty() {
             tracing::info!("drain complete; leaving the ring");
-            let _ = node.cluster.propose(super::Proposal::Left { node: node.cluster.id.clone() }).await;
+            let _ = node.cluster().propose(super::Proposal::Left { node: node.cluster().id.clone() }).await;
         }
-        rejoin_if_down(&node).await;
+        rejoin_if_down(&*node).await;
     }
 }
 
@@ -233,27 +233,27 @@ pub async fn rebalance_loop(node: Arc<Node>) {
 /// since, from object storage or hand-offs, so its files may be older than theirs. Set them
 /// aside before rejoining, so every key it owns again is pulled from the nodes that served it
 /// meanwhile instead of being reopened stale.
-pub async fn rejoin_if_down(node: &Arc<Node>) {
-    let me = node.cluster.view().members.get(&node.cluster.id).map(|m| m.state);
+pub async fn rejoin_if_down(node: &dyn Host) {
+    let me = node.cluster().view().members.get(&node.cluster().id).map(|m| m.state);
     if me != Some(MemberState::Down) {
         return;
     }
     quarantine_local_files(node).await;
-    let _ = node.cluster.propose(super::Proposal::Join { node: node.cluster.id.clone(), addr: node.cluster.addr.clone() }).await;
+    let _ = node.cluster().propose(super::Proposal::Join { node: node.cluster().id.clone(), addr: node.cluster().addr.clone() }).await;
 }
 
 /// Moves every actor file of this node to `quarantine/{epoch}/` (kept for an operator, never
 /// served), after passivating the actors.
-async fn quarantine_local_files(node: &Arc<Node>) {
+async fn quarantine_local_files(node: &dyn Host) {
     let keys = local_actor_keys(node);
     if keys.is_empty() {
         return;
     }
-    let dest = node.layout.root().join("quarantine").join(node.cluster.epoch().to_string());
+    let dest = node.layout().root().join("quarantine").join(node.cluster().epoch().to_string());
     for key in &keys {
-        node.registry.evict(key).await;
-        let path = node.layout.actor_db(key);
-        let Ok(relative) = path.strip_prefix(node.layout.root()) else { continue };
+        node.registry().evict(key).await;
+        let path = node.layout().actor_db(key);
+        let Ok(relative) = path.strip_prefix(node.layout().root()) else { continue };
         let target = dest.join(relative);
         if let Some(parent) = target.parent() {
             let _ = std::fs::create_dir_all(parent);

@@ -25,10 +25,13 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::ActorKey;
-use crate::node::Node;
 use view::{Member, MemberState, NodeId, Ring, View};
 
+use futures::future::BoxFuture;
+
 use crate::config::ClusterSettings;
+use crate::runtime::registry::Registry;
+use crate::sqlite::DataLayout;
 
 /// The id a node without `cluster.node_id` goes by: generated at its first start, kept in the
 /// data directory so it survives restarts.
@@ -43,6 +46,17 @@ fn stable_node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
     let id = format!("n-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     crate::private_files::write_text(&path, &id)?;
     Ok(id)
+}
+
+/// What the cluster's background work and hand-off need from the node they run on. The node
+/// implements it: the cluster knows nothing of the actors and the edge above it.
+pub trait Host: Send + Sync + 'static {
+    fn cluster(&self) -> &Cluster;
+    fn layout(&self) -> &DataLayout;
+    /// Where live actors are passivated before their files move.
+    fn registry(&self) -> &Registry;
+    /// Copies the catalog (stores, hosts, tokens) of the node at `addr` into this one's.
+    fn pull_catalog<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
 /// Where an actor lives under the current view.
@@ -365,8 +379,8 @@ impl Cluster {
 
 /// Joins through the seeds (if this node is not yet in a multi-node view), then runs the
 /// heartbeat/failure-detector and rebalancer loops.
-pub async fn start(node: Arc<Node>) -> anyhow::Result<()> {
-    let cluster = &node.cluster;
+pub async fn start(node: Arc<dyn Host>) -> anyhow::Result<()> {
+    let cluster = &node.cluster();
     if !cluster.enabled() {
         return Ok(());
     }
@@ -384,7 +398,7 @@ pub async fn start(node: Arc<Node>) -> anyhow::Result<()> {
             break;
         }
     }
-    handoff::rejoin_if_down(&node).await;
+    handoff::rejoin_if_down(&*node).await;
     // Active in the cluster's own view (not just in this node's single-node view)?
     let member = known_view.is_some_and(|v| v.members.get(&cluster.id).is_some_and(|m| m.state == MemberState::Active))
         || cluster.view().members.len() > 1 && cluster.view().members.get(&cluster.id).is_some_and(|m| m.state == MemberState::Active);
@@ -430,8 +444,8 @@ pub async fn start(node: Arc<Node>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn heartbeat_loop(node: Arc<Node>) {
-    let cluster = &node.cluster;
+async fn heartbeat_loop(node: Arc<dyn Host>) {
+    let cluster = &node.cluster();
     let every = Duration::from_millis(cluster.settings.heartbeat_ms.max(50));
     let down_after = Duration::from_millis(cluster.settings.down_after_ms);
     let started = Instant::now();

@@ -58,7 +58,7 @@ async fn status(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse,
         "members": view.members.iter().map(|(id, m)| json!({"id": id, "addr": m.addr, "state": m.state})).collect::<Vec<_>>(),
         "vnodes": node.cluster.settings.vnodes,
         "liveActors": {"stores": local.0, "shoppers": local.1},
-        "localActorFiles": handoff::local_actor_keys(&node).len(),
+        "localActorFiles": handoff::local_actor_keys(&**node).len(),
     })))
 }
 
@@ -154,7 +154,7 @@ async fn handoff_release(node: web::Data<Node>, req: HttpRequest, body: Bytes, q
     if node.cluster.owns(&key) {
         return Err(ApiError::conflict("still_owner", format!("{} still owns {key} at epoch {}", node.cluster.id, node.cluster.epoch())));
     }
-    match handoff::release(&node, &key).await.map_err(|e| ApiError::internal(e.to_string()))? {
+    match handoff::release(&*node, &key).await.map_err(|e| ApiError::internal(e.to_string()))? {
         None => Err(ApiError::not_found(format!("no file for {key}"))),
         Some(bytes) => {
             let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
@@ -166,7 +166,7 @@ async fn handoff_release(node: web::Data<Node>, req: HttpRequest, body: Bytes, q
 async fn handoff_ack(node: web::Data<Node>, req: HttpRequest, body: Bytes, q: web::Query<KeyQuery>) -> Result<HttpResponse, ApiError> {
     verify(&node, &req, &body)?;
     let key = parse_key(&q.key)?;
-    handoff::acknowledge(&node, &key);
+    handoff::acknowledge(&**node, &key);
     Ok(HttpResponse::Ok().json(json!({"acknowledged": key.to_string()})))
 }
 
@@ -193,7 +193,7 @@ async fn adopt(node: web::Data<Node>, req: HttpRequest, body: Bytes, q: web::Que
         // nothing on the way out) and install it; the next request opens it.
         node.registry.evict(&key).await;
     }
-    let installed = handoff::install(&node, &key, body.to_vec(), q.sha256.as_deref())
+    let installed = handoff::install(&*node, &key, body.to_vec(), q.sha256.as_deref())
         .await
         .map_err(|e| ApiError::bad_request("handoff_refused", e.to_string()))?;
     Ok(HttpResponse::Ok().json(json!({"installed": installed})))
