@@ -3,11 +3,13 @@
 //!
 //! Run: `cargo bench --bench engine -- --warm-up-time 1 --measurement-time 3`
 
+use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::json;
-use vitrina::engine::v8::V8Engine;
+use vitrina::config::Settings;
+use vitrina::engine::js::V8Engine;
 use vitrina::engine::{BlockEngine, BlockToRender, StoreRenderData};
 use vitrina::render_limits::RenderLimits;
 
@@ -60,6 +62,10 @@ fn home_blocks() -> Vec<BlockToRender<'static>> {
 }
 
 fn benches(c: &mut Criterion) {
+    // The node's V8 flags setting (`v8_flags`, `VITRINA_V8_FLAGS`) applies here too, so flags
+    // can be compared on one isolate as well as on a node.
+    let settings = Settings::load(Path::new("config/vitrina.toml"), &Default::default()).expect("settings");
+    vitrina::engine::init(&settings.v8_flags);
     let limits = RenderLimits::default();
     let data = demo_store();
     let ctx = ctx_json();

@@ -33,6 +33,9 @@ pub struct Settings {
     pub render: RenderSettings,
     pub store_limits: StoreLimitSettings,
     pub secrets: SecretsSettings,
+    /// V8 flags applied after the engine's own (`engine::js::DEFAULT_V8_FLAGS`), which they can
+    /// undo, e.g. `--maglev --turbofan`; read once, at startup. `VITRINA_V8_FLAGS` sets it.
+    pub v8_flags: String,
 }
 
 /// Where renders run and what one store may take of them. Block code is the merchant's; these
@@ -554,6 +557,7 @@ impl Default for Settings {
             render: RenderSettings::default(),
             store_limits: StoreLimitSettings::default(),
             secrets: SecretsSettings::default(),
+            v8_flags: String::new(),
         }
     }
 }

@@ -117,7 +117,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         flags.insert("cluster".into(), FigValue::from(cluster));
     }
     let settings = Settings::load(&args.config, &flags).context("invalid configuration")?;
-    vitrina::engine::init();
+    vitrina::engine::init(&settings.v8_flags);
 
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)?;

@@ -8,7 +8,7 @@
 //!
 //! Resizable ArrayBuffers reserve and commit their memory through V8's page allocator instead
 //! of this allocator; the library makes the `ArrayBuffer` constructor ignore `maxByteLength`
-//! (`CONTAINMENT_JS` in `v8.rs`), so a block cannot make one.
+//! (`CONTAINMENT_JS` in `js/platform.rs`), so a block cannot make one.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! The node-wide caps on live V8 isolates, least recently rendered evicted first.
 //!
 //! Memory, not CPU, limits how many actors a node keeps warm: a live isolate holds about
-//! 1.6 MiB (W5), so a traffic burst of fresh sessions could otherwise hold gigabytes until
+//! 1.6 MiB, so a traffic burst of fresh sessions could otherwise hold gigabytes until
 //! `actors.isolate_idle_secs` passes; and one shopper's isolate over a large catalog held
 //! ~63 MB. Each actor whose engine is live holds a ticket here with the bytes its isolate was
 //! last measured at (its engine measures after its first render and every few after; heap
@@ -151,7 +151,7 @@ fn derived_byte_budget() -> usize {
 /// Half of physical memory at 6 MiB per isolate, at least 16: 2,048 isolates on a 24 GiB
 /// machine. An isolate measures ~1.6 MiB after one render on a fresh node, but ~4.4 MiB under
 /// churn (isolates created and evicted hundreds of times a second) and ~4.6 MiB after many
-/// renders (`loadtest/RESULTS.md`, session 5). Blocks may grow one up to their heap limit: the
+/// renders (`docs/decisions/v8-engine.md`). Blocks may grow one up to their heap limit: the
 /// margin is for them.
 fn derived_budget() -> usize {
     let Some(memory) = physical_memory() else { return 1024 };

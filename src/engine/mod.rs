@@ -11,8 +11,8 @@
 
 pub mod external;
 pub mod isolate_budget;
+pub mod js;
 pub mod pooled;
-pub mod v8;
 pub mod validate;
 
 use std::sync::Arc;
@@ -93,13 +93,14 @@ pub trait BlockEngine {
     }
 }
 
-/// Process-wide V8 initialisation; idempotent.
-pub fn init() {
-    v8::init();
+/// Process-wide V8 initialisation with the operator's extra V8 flags (`Settings::v8_flags`;
+/// may be empty). Idempotent: the first call decides, so the node makes it at startup.
+pub fn init(v8_flags: &str) {
+    js::init(v8_flags);
 }
 
 /// The engine every actor of `store` uses: V8, isolate created lazily from the startup
 /// snapshot or taken over from an engine of the same store released on this thread.
 pub fn new_engine(store: &str) -> Box<dyn BlockEngine> {
-    Box::new(v8::V8Engine::for_store(store))
+    Box::new(js::V8Engine::for_store(store))
 }

@@ -1,5 +1,5 @@
 //! Bytes held by isolates no actor owns: spares left by released engines and isolates made
-//! ready ahead of need (both per render thread, in `v8.rs`).
+//! ready ahead of need (both per render thread, in `js/spares.rs` and `js/ready.rs`).
 //!
 //! They are part of the node's memory like any live isolate, so the node's isolate budget
 //! (`engine::isolate_budget`) counts them: it makes room for them by evicting live isolates,

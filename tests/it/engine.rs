@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use vitrina::engine::v8::{EngineOptions, V8Engine};
+use vitrina::engine::js::{EngineOptions, V8Engine};
 use vitrina::engine::validate::validate_block;
 use vitrina::engine::{BlockEngine, BlockFailure, BlockOutcome, BlockToRender, StoreRenderData};
 use vitrina::render_limits::RenderLimits;
@@ -446,7 +446,7 @@ fn validation_rejects_forbidden_constructs_with_positions() {
 
 #[test]
 fn default_library_passes_validation() {
-    for (block_type, source) in vitrina::engine::v8::DEFAULT_BLOCKS {
+    for (block_type, source) in vitrina::engine::js::DEFAULT_BLOCKS {
         let validation = validate_block(source);
         assert!(validation.errors.is_empty(), "{block_type}: {validation:?}");
     }

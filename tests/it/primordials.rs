@@ -277,7 +277,7 @@ async fn hostile_blocks_change_nothing_for_the_next_blocks_and_renders() {
 /// SharedArrayBuffer are not there at all.
 #[test]
 fn the_isolate_refuses_code_generation_the_validator_cannot_see() {
-    use vitrina::engine::v8::{EngineOptions, V8Engine};
+    use vitrina::engine::js::{EngineOptions, V8Engine};
     use vitrina::engine::{BlockEngine, BlockFailure, BlockToRender, StoreRenderData};
     use vitrina::render_limits::RenderLimits;
     let data = StoreRenderData { version: 1, storefront_json: "{\"name\":\"S\"}".into(), products_json: "[]".into() };
