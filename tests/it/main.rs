@@ -22,6 +22,7 @@ mod runtime;
 mod sessions;
 mod shop;
 mod state;
+mod v8_flags;
 mod webhooks;
 
 // Helpers only these tests use: a fake upstream HTTP server, an S3-compatible server's client.
