@@ -1,4 +1,6 @@
-//! Everything one node shares between requests and actors.
+//! Everything one node shares between requests and actors. Reaching the actors themselves
+//! (asks, a store's snapshot or search wherever its actor lives) is added by the actors' layer,
+//! `actors/access.rs`: this module knows nothing of them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,15 +8,11 @@ use std::time::Duration;
 use std::time::Instant;
 
 use crate::runtime::registry::{ActorError, Registry};
-use actix::dev::ToEnvelope;
-use actix::prelude::*;
 
-use crate::actors::shopper::{ShopperActor, ShopperPulse};
-use crate::actors::store::{GetSnapshot, Search, StoreActor, StoreError};
 use crate::catalog::NodeCatalog;
-use crate::cluster::{Cluster, Placement};
+use crate::cluster::Cluster;
 use crate::config::Settings;
-use crate::ids::{ActorKey, ProductId, SessionId, StoreId};
+use crate::ids::{ActorKey, StoreId};
 use crate::render::cache::{AnonymousPages, PersonalPages};
 use crate::render::snapshot::SharedSnapshot;
 use crate::render::snapshot::{SnapshotParts, StoreSnapshot};
@@ -49,18 +47,6 @@ pub struct Node {
     pub secrets: crate::secrets::SecretBox,
     /// Shopper files per store on this node, for `shopper.max_per_store` (`storage::shopper_files`).
     pub shopper_files: Arc<crate::storage::ShopperFiles>,
-}
-
-/// Why a search has no answer.
-#[derive(Debug, thiserror::Error)]
-pub enum SearchError {
-    #[error(transparent)]
-    Actor(#[from] ActorError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The store's actor lives on another node, which did not answer.
-    #[error("the store's owner did not answer: {0}")]
-    Owner(String),
 }
 
 /// How long a snapshot of a store owned by another node is used without asking the owner for
@@ -112,30 +98,22 @@ impl Node {
         &self.operator_token
     }
 
-    /// The store's current snapshot: this node's copy, or the store actor's (here or on the
-    /// store's owner, fetched once per version).
-    pub async fn snapshot(self: &Arc<Self>, store: &StoreId) -> Result<SharedSnapshot, ActorError> {
-        match self.cluster.placement(&crate::ids::ActorKey::Store(store.clone())) {
-            Placement::Local => self.local_store_snapshot(store).await,
-            Placement::Remote { addr, .. } => self.remote_snapshot(store, &addr).await,
-            Placement::Nowhere => Err(ActorError::Unavailable(crate::ids::ActorKey::Store(store.clone()))),
-        }
+    /// This node's copy of the snapshot of a store whose actor lives here; `None` when there is
+    /// none or the copy came from another node (the store moved here since).
+    pub fn cached_local_snapshot(&self, store: &StoreId) -> Option<SharedSnapshot> {
+        let snap = self.snapshots.get(store)?;
+        (!self.remote_checked.contains_key(store)).then_some(snap)
     }
 
-    /// The snapshot of a store whose actor lives on this node.
-    pub async fn local_store_snapshot(self: &Arc<Self>, store: &StoreId) -> Result<SharedSnapshot, ActorError> {
-        if let Some(snap) = self.snapshots.get(store) {
-            if !self.remote_checked.contains_key(store) {
-                return Ok(snap);
-            }
-        }
+    /// Keeps `snap`, just loaded from this node's store actor.
+    pub fn keep_local_snapshot(&self, store: &StoreId, snap: SharedSnapshot) {
         self.remote_checked.invalidate(store);
-        let snap = self.ask_store(store, GetSnapshot).await?;
-        self.snapshots.insert(store.clone(), snap.clone());
-        Ok(snap)
+        self.snapshots.insert(store.clone(), snap);
     }
 
-    async fn remote_snapshot(self: &Arc<Self>, store: &StoreId, addr: &str) -> Result<SharedSnapshot, ActorError> {
+    /// The snapshot of a store whose actor lives on the node at `addr`: this node's copy while
+    /// it is fresh or the owner confirms its version, else fetched from the owner.
+    pub async fn remote_snapshot(&self, store: &StoreId, addr: &str) -> Result<SharedSnapshot, ActorError> {
         let key = crate::ids::ActorKey::Store(store.clone());
         let cached = self.snapshots.get(store);
         let checked = self.remote_checked.get(store);
@@ -190,24 +168,6 @@ impl Node {
         });
     }
 
-    /// Ranked product ids for a query, from the store's actor wherever it lives.
-    pub async fn search(self: &Arc<Self>, store: &StoreId, query: &str, limit: usize) -> Result<Vec<ProductId>, SearchError> {
-        match self.cluster.placement(&crate::ids::ActorKey::Store(store.clone())) {
-            Placement::Remote { addr, .. } => {
-                let path = format!("/internal/stores/{store}/search?q={}&limit={limit}", crate::cluster::handoff::urlencode(query));
-                let v: serde_json::Value =
-                    self.cluster.call_json(&addr, reqwest::Method::GET, &path, &()).await.map_err(|e| SearchError::Owner(e.to_string()))?;
-                Ok(v["ids"].as_array().into_iter().flatten().filter_map(|i| i.as_str()).filter_map(|i| ProductId::parse(i).ok()).collect())
-            }
-            _ => self.search_local(store, query, limit).await,
-        }
-    }
-
-    pub async fn search_local(self: &Arc<Self>, store: &StoreId, query: &str, limit: usize) -> Result<Vec<ProductId>, SearchError> {
-        let msg = Search { query: query.to_string(), limit };
-        Ok(self.ask_store(store, msg).await??)
-    }
-
     /// Installs a snapshot of a store owned here unless a newer one is already there.
     pub fn publish_snapshot(&self, snap: SharedSnapshot) {
         let store = snap.store.clone();
@@ -240,34 +200,6 @@ impl Node {
         let dump: crate::catalog::CatalogDump = self.cluster.call_json(addr, reqwest::Method::GET, "/internal/catalog", &()).await?;
         self.catalog.apply(&dump)?;
         Ok(())
-    }
-
-    /// Sends `msg` to the store actor of `store`, activating it if needed.
-    pub async fn ask_store<M>(self: &Arc<Self>, store: &StoreId, msg: M) -> Result<M::Result, ActorError>
-    where
-        M: Message + Send + Clone + 'static,
-        M::Result: Send,
-        StoreActor: Handler<M>,
-        <StoreActor as Actor>::Context: ToEnvelope<StoreActor, M>,
-    {
-        self.registry.ask::<StoreActor, M>(self, &ActorKey::Store(store.clone()), msg).await
-    }
-
-    /// Sends `msg` to the shopper actor of (`store`, `sid`), activating it if needed.
-    pub async fn ask_shopper<M>(self: &Arc<Self>, store: &StoreId, sid: &SessionId, msg: M) -> Result<M::Result, ActorError>
-    where
-        M: Message + Send + Clone + 'static,
-        M::Result: Send,
-        ShopperActor: Handler<M>,
-        <ShopperActor as Actor>::Context: ToEnvelope<ShopperActor, M>,
-    {
-        self.registry.ask::<ShopperActor, M>(self, &ActorKey::Shopper(store.clone(), sid.clone()), msg).await
-    }
-
-    /// The published state of a live shopper actor (see `actors::shopper::pulse`); `None` when
-    /// it is not live on this node, or is activating or passivating.
-    pub fn shopper_pulse(&self, key: &ActorKey) -> Option<Arc<ShopperPulse>> {
-        self.registry.published::<ShopperPulse>(key)
     }
 
     // Replication as the rest of the node sees it: each is a no-op (or `Ok(false)`) when

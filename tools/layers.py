@@ -28,7 +28,8 @@ ALLOWED = os.path.join(ROOT, "tools", "layers-allowed.txt")
 LAYERS = [
     ("composition", ["startup", "demo", "fuzzing", "main", "bin"]),
     ("edge", ["http", "error"]),
-    ("storefront actors", ["actors", "node"]),
+    ("storefront actors", ["actors"]),
+    ("node", ["node"]),
     ("cluster", ["cluster", "replication"]),
     ("runtime", ["runtime", "storage"]),
     ("render", ["render", "engine"]),

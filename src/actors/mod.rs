@@ -2,6 +2,7 @@
 //! they are activated on this node (`activation`), and
 //! the sweeper of idle shopper files. They run on the generic runtime (`crate::runtime`).
 
+pub mod access;
 pub mod activation;
 pub mod shopper;
 pub mod store;

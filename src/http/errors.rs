@@ -4,10 +4,10 @@
 use actix_web::http::StatusCode;
 use serde_json::json;
 
+use crate::actors::access::SearchError;
 use crate::actors::shopper::ShopperError;
 use crate::actors::store::StoreError;
 use crate::error::ApiError;
-use crate::node::SearchError;
 use crate::render::RenderError;
 use crate::runtime::registry::ActorError;
 use crate::sqlite::StorageError;
