@@ -1,6 +1,9 @@
 //! Configuration, layered: built-in defaults ← `config/vitrina.toml` (or `--config`) ←
 //! `VITRINA_*` environment variables (nested keys with `__`, e.g.
 //! `VITRINA_ACTORS__IDLE_TIMEOUT_SECS=30`) ← command-line flags.
+//!
+//! Every setting and its default live in this one file on purpose (defaults in one place), which
+//! is why it is longer than the rest.
 
 use std::path::{Path, PathBuf};
 

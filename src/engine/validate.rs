@@ -8,6 +8,8 @@
 //! Validation is a guard rail, not the sandbox: the isolate itself refuses code generation from
 //! strings and exposes no host objects, so code that slips past these rules (say, a
 //! `.constructor` reached through an obfuscated computed key) still cannot escape.
+//!
+//! The rules and their unit tests (the last hundred lines) stay together.
 
 use oxc_allocator::Allocator;
 use oxc_ast::ast::{

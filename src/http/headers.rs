@@ -2,7 +2,7 @@
 //! `Referrer-Policy: strict-origin-when-cross-origin`, `X-Frame-Options: SAMEORIGIN` and a
 //! Content-Security-Policy.
 //!
-//! A store's pages get a policy built from their snapshot (`render::Chrome`): scripts and
+//! A store's pages get a policy built from their snapshot (`render::chrome::Chrome`): scripts and
 //! styles from the store's own origin, the inline shell script, stylesheet and analytics snippet
 //! by hash (so a `<script>` in a merchant's block HTML does not run), the analytics origin only
 //! for a store that opted into it, style attributes (blocks use them), images from anywhere.
@@ -17,7 +17,8 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::HttpResponse;
 
-use crate::render::{self, Chrome};
+use crate::render;
+use crate::render::chrome::{self, Chrome};
 
 /// Where the analytics snippet loads its script from and sends its data to.
 const ANALYTICS_SCRIPTS: &str = "https://www.clarity.ms https://*.clarity.ms";
@@ -46,7 +47,7 @@ fn default_policy() -> &'static HeaderValue {
     POLICY.get_or_init(|| {
         let text = format!(
             "default-src 'none'; style-src {}; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'self'",
-            render::csp_hash(render::ERROR_PAGE_CSS)
+            chrome::csp_hash(render::ERROR_PAGE_CSS)
         );
         HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; frame-ancestors 'self'"))
     })

@@ -29,7 +29,7 @@ pub struct StoreSnapshot {
     by_handle: HashMap<String, usize>,
     pub render_data: StoreRenderData,
     /// The page shell's store-wide parts (stylesheet per region, navigation).
-    pub chrome: super::Chrome,
+    pub chrome: super::chrome::Chrome,
     /// Where checkouts are handed over (the store's commerce backend), if configured.
     pub orders_url: Option<String>,
 }
@@ -64,7 +64,7 @@ impl StoreSnapshot {
         let by_id = products.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
         let by_handle = products.iter().enumerate().map(|(i, p)| (p.handle.as_str().to_string(), i)).collect();
         let render_data = render_data(&store, version, &settings, &theme, &products, &posts, &pages);
-        let chrome = super::Chrome::build(&theme, &pages, settings.analytics.clarity_project_id.as_deref());
+        let chrome = super::chrome::Chrome::build(&theme, &pages, settings.analytics.clarity_project_id.as_deref());
         StoreSnapshot { store, version, settings, theme, products, posts, pages, by_id, by_handle, render_data, chrome, orders_url: None }
     }
 

@@ -1,5 +1,7 @@
 //! The store's domain types. Constructed only through validation, so code that holds one can
 //! trust it: prices are integer minor units of a known currency, ids are safe, blocks have a type.
+//!
+//! Each type keeps its validation beside it, so the file is long; its tests are at the end.
 
 use std::collections::BTreeMap;
 
