@@ -67,7 +67,7 @@ impl Node {
         let registry = Registry::new(settings.arbiter_count(), Duration::from_secs(15));
         Arc::new(Node {
             personal_pages: PersonalPages::new(&settings.cache),
-            anonymous_pages: AnonymousPages::new(&settings.cache),
+            anonymous_pages: AnonymousPages::new(&settings.cache, settings.render.failed_page_ttl_secs),
             renderer: Arc::new(crate::render::Renderer::new(&settings.render)),
             snapshots: moka::sync::Cache::builder().max_capacity(10_000).build(),
             settings,

@@ -187,7 +187,10 @@ async fn render_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> R
     let page_req = page_request(&req, route.clone());
 
     let search_results = match &route {
-        Route::Search(q) => Some(search_ids(&ctx, q).await?),
+        Route::Search(q) => {
+            refuse_past_render_share(&ctx)?;
+            Some(search_ids(&ctx, q).await?)
+        }
         _ => None,
     };
 
@@ -210,6 +213,7 @@ async fn render_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> R
     }
     // The anonymous page comes from the store's actor, which in a cluster may live elsewhere
     // (this request was routed to the shopper's owner).
+    refuse_past_render_share(&ctx)?;
     let store_key = ActorKey::Store(ctx.store.clone());
     let anonymous_available = matches!(ctx.node.cluster.placement(&store_key), crate::cluster::Placement::Local);
     let msg = RenderForShopper { request: page_req.clone(), search_results: search_results.clone(), anonymous_available, landing_view };
@@ -255,15 +259,33 @@ async fn serve_anonymous(
         if let Some(html) = ctx.node.anonymous_pages.get(&key) {
             return Ok(html_response(html, new_session, "anonymous-hit"));
         }
+        if let Some(html) = ctx.node.anonymous_pages.get_failed(&key) {
+            return Ok(html_response(html, new_session, "failed-hit"));
+        }
     }
+    refuse_past_render_share(ctx)?;
     let msg = RenderForStore { request: page_req.clone(), preview_drafts: false, search_results };
     let page = ctx.node.ask_store(&ctx.store, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
     let page = page.map_err(|e| ctx.err(render_error(e)))?;
     if cacheable && page.failed_blocks == 0 {
         let key = AnonymousPages::key(&ctx.store, page.store_version, &page_req.cache_key());
         ctx.node.anonymous_pages.insert(key, page.html.clone());
+    } else if cacheable && page.hit_limit {
+        let key = AnonymousPages::key(&ctx.store, page.store_version, &page_req.cache_key());
+        ctx.node.anonymous_pages.insert_failed(key, page.html.clone());
     }
     Ok(html_response(page.html, new_session, "anonymous-miss"))
+}
+
+/// Answers 503 `render_capacity` at once when the store's render gate would refuse its next
+/// render (`render::gate`): before the search query and the hop to an actor, so that a store
+/// past its share costs the node one cheap refusal per request, not a query and a render
+/// attempt. Visitors without a session got the store's cached anonymous page before this.
+fn refuse_past_render_share(ctx: &Ctx) -> Result<(), ShopError> {
+    ctx.node.renderer.gates.check(&ctx.store).map_err(|refused| {
+        crate::metrics::incr("vitrina_render_refused_total", &[("bound", refused.bound)]);
+        ctx.err(render_error(render::RenderError::Capacity { retry_after_secs: refused.retry_after_secs, bound: refused.bound }))
+    })
 }
 
 async fn search_ids(ctx: &Ctx, query: &str) -> Result<Vec<ProductId>, ShopError> {

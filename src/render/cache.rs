@@ -6,6 +6,8 @@
 //! - Anonymous pages: the generic page a first visit (no session yet) gets, keyed by store id,
 //!   path, device class and the store's published version, so a publish makes old entries
 //!   unreachable, and a host that moves to another store never serves the old store's page.
+//!   An anonymous page whose blocks hit a CPU or heap limit is kept apart, only for the failed
+//!   page TTL (`render::failed`): the HTTP workers answer it without a hop to the store actor.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,11 +88,23 @@ impl PersonalPages {
 
 pub struct AnonymousPages {
     cache: moka::sync::Cache<String, Bytes>,
+    /// Pages that hit a limit, by the same key; `None` when failed pages are not remembered.
+    failed: Option<moka::sync::Cache<String, Bytes>>,
 }
 
+/// Bytes of anonymous failed pages per node.
+const MAX_FAILED_BYTES: u64 = 16 * 1024 * 1024;
+
 impl AnonymousPages {
-    pub fn new(settings: &CacheSettings) -> AnonymousPages {
+    pub fn new(settings: &CacheSettings, failed_ttl_secs: u64) -> AnonymousPages {
         AnonymousPages {
+            failed: (failed_ttl_secs > 0).then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(MAX_FAILED_BYTES)
+                    .weigher(|k: &String, v: &Bytes| (k.len() + v.len()).try_into().unwrap_or(u32::MAX))
+                    .time_to_live(Duration::from_secs(failed_ttl_secs))
+                    .build()
+            }),
             cache: moka::sync::Cache::builder()
                 .max_capacity(settings.anonymous_page_max_bytes)
                 .weigher(|k: &String, v: &Bytes| (k.len() + v.len()).try_into().unwrap_or(u32::MAX))
@@ -113,5 +127,20 @@ impl AnonymousPages {
 
     pub fn insert(&self, key: String, html: Bytes) {
         self.cache.insert(key, html);
+    }
+
+    /// The page as it rendered when its blocks hit a limit, while it is remembered as failed.
+    pub fn get_failed(&self, key: &str) -> Option<Bytes> {
+        let hit = self.failed.as_ref()?.get(key);
+        if hit.is_some() {
+            crate::metrics::incr("vitrina_failed_page_hits_total", &[]);
+        }
+        hit
+    }
+
+    pub fn insert_failed(&self, key: String, html: Bytes) {
+        if let Some(failed) = &self.failed {
+            failed.insert(key, html);
+        }
     }
 }

@@ -79,6 +79,15 @@ impl StoreGates {
         gate.refilled = now;
     }
 
+    /// Refuses a store whose bucket is empty, until it has earned back its debt.
+    fn in_debt(&self, gate: &Gate) -> Result<(), Refused> {
+        if gate.tokens_ms > 0.0 {
+            return Ok(());
+        }
+        let secs = (-gate.tokens_ms / self.rate_ms_per_sec.max(1.0)).ceil() as u64;
+        Err(Refused { retry_after_secs: secs.clamp(1, 60), bound: "cpu" })
+    }
+
     /// Checks the store's CPU bucket and takes one of its slots, waiting briefly for one.
     pub async fn admit(self: &Arc<Self>, store: &StoreId) -> Result<Permit, Refused> {
         let (slots, waiting) = {
@@ -95,10 +104,7 @@ impl StoreGates {
                 refilled: now,
             });
             self.refill(gate, now);
-            if gate.tokens_ms <= 0.0 {
-                let secs = (-gate.tokens_ms / self.rate_ms_per_sec.max(1.0)).ceil() as u64;
-                return Err(Refused { retry_after_secs: secs.clamp(1, 60), bound: "cpu" });
-            }
+            self.in_debt(gate)?;
             (gate.slots.clone(), gate.waiting.clone())
         };
         if let Ok(slot) = slots.clone().try_acquire_owned() {
@@ -112,9 +118,33 @@ impl StoreGates {
         let slot = tokio::time::timeout(self.wait, slots.acquire_owned()).await;
         waiting.fetch_sub(1, Ordering::Relaxed);
         match slot {
-            Ok(Ok(slot)) => Ok(Permit { gates: self.clone(), store: store.clone(), _slot: slot }),
+            Ok(Ok(slot)) => {
+                // The render that held the slot may have put the store in debt meanwhile.
+                self.debt(store)?;
+                Ok(Permit { gates: self.clone(), store: store.clone(), _slot: slot })
+            }
             _ => Err(refused),
         }
+    }
+
+    /// Whether [`StoreGates::admit`] would refuse the store at once (in CPU debt, or its waiting
+    /// line full), without taking a slot or waiting: the HTTP edge asks before it spends anything
+    /// on a request that would end in that refusal.
+    pub fn check(&self, store: &StoreId) -> Result<(), Refused> {
+        self.debt(store)?;
+        let gates = self.gates.lock();
+        let Some(gate) = gates.get(store) else { return Ok(()) };
+        if gate.waiting.load(Ordering::Relaxed) >= MAX_WAITING_PER_SLOT * self.concurrency {
+            return Err(Refused { retry_after_secs: 1, bound: "concurrency" });
+        }
+        Ok(())
+    }
+
+    fn debt(&self, store: &StoreId) -> Result<(), Refused> {
+        let mut gates = self.gates.lock();
+        let Some(gate) = gates.get_mut(store) else { return Ok(()) };
+        self.refill(gate, Instant::now());
+        self.in_debt(gate)
     }
 
     fn charge(&self, store: &StoreId, cpu: Duration) {
@@ -156,6 +186,9 @@ mod tests {
         assert_eq!(refused.bound, "cpu");
         assert!((3..=4).contains(&refused.retry_after_secs), "{refused:?}");
         assert!(g.admit(&b).await.is_ok());
+        assert_eq!(g.check(&a).err().map(|r| r.bound), Some("cpu"));
+        assert!(g.check(&b).is_ok());
+        assert!(g.check(&StoreId::parse("never-seen").unwrap()).is_ok());
     }
 
     #[actix_rt::test]

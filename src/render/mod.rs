@@ -123,6 +123,9 @@ pub struct RenderedPage {
     pub html: actix_web::web::Bytes,
     pub store_version: u64,
     pub failed_blocks: usize,
+    /// A block hit a CPU or heap limit: the same inputs would hit it again, so the page may be
+    /// served as it is for `render.failed_page_ttl_secs` (`failed`).
+    pub hit_limit: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -341,6 +344,11 @@ where
                     return fut::ready(Err(refused)).boxed_local();
                 }
             };
+            // The render this one waited for may have run the same inputs into a limit.
+            if let Some(outcomes) = renderer.failed_pages.get(&key) {
+                drop(permit);
+                return fut::ready(Ok(assemble_with(&prepared, &outcomes))).boxed_local();
+            }
             let done = slot(act).run(&renderer.threads, &store, job);
             fut::wrap_future::<_, A>(done)
                 .map(move |result, _act: &mut A, _ctx| {
@@ -461,7 +469,8 @@ fn assemble(snap: &StoreSnapshot, req: &PageRequest, view: &ShopperView, prepare
         }
     }
     shell_bottom(&mut html, snap, req);
-    RenderedPage { html: html.into(), store_version: snap.version, failed_blocks: failed }
+    let hit_limit = failed::FailedPages::worth_remembering(outcomes);
+    RenderedPage { html: html.into(), store_version: snap.version, failed_blocks: failed, hit_limit }
 }
 
 /// The shopper context blocks see (`ctx`), serialised straight from borrowed state.

@@ -147,8 +147,13 @@ impl ShopperActor {
         if Self::is_cacheable(&msg) {
             let cache_key = PersonalPages::key(&self.key(), &msg.request.cache_key());
             if let Some(html) = self.node.personal_pages.get(&cache_key, snap.version, self.state_version) {
-                return fut::ready(Ok(ShopperPage::Personal(RenderedPage { html, store_version: snap.version, failed_blocks: 0 })))
-                    .boxed_local();
+                return fut::ready(Ok(ShopperPage::Personal(RenderedPage {
+                    html,
+                    store_version: snap.version,
+                    failed_blocks: 0,
+                    hit_limit: false,
+                })))
+                .boxed_local();
             }
         }
         self.render_for(snap, &msg, &[])
