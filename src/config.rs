@@ -49,6 +49,10 @@ pub struct RenderSettings {
     /// Render threads, apart from the actor threads: a block never runs on a thread that runs
     /// actor turns (cart writes). 0: one per core.
     pub threads: usize,
+    /// Scheduling niceness of the render threads (0-19, above the HTTP and actor threads' 0):
+    /// when the cores are busy, render CPU of any store yields to cart writes and requests,
+    /// also while a block runs inside a builtin that ignores termination.
+    pub nice: i32,
     /// Operator maxima of the limits a store may set (`settings.limits`): a PATCH above one is
     /// refused (422 `limit_above_maximum`), and a stored value above one is clamped at render.
     pub max_block_cpu_ms: u64,
@@ -77,6 +81,7 @@ impl Default for RenderSettings {
     fn default() -> Self {
         RenderSettings {
             threads: 0,
+            nice: 10,
             max_block_cpu_ms: 200,
             max_page_cpu_ms: 1000,
             max_heap_mb: 128,
@@ -97,6 +102,12 @@ impl RenderSettings {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             n => n,
         }
+    }
+
+    /// How long a render thread may run one job before it counts as stuck (`render::threads`):
+    /// twice the longest page an operator allows, at least a second.
+    pub fn stuck_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.max_page_cpu_ms.saturating_mul(2).max(1000))
     }
 
     pub fn store_concurrency(&self) -> usize {

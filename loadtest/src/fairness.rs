@@ -2,7 +2,9 @@
 //! measured alone, then again while a hostile store is hammered at full rate with pages of 20
 //! looping blocks: first visits to one page (the same inputs every time) and searches with a
 //! new query each time (new inputs: every request would run the loops again). Target: the
-//! victim keeps ≥ 80 % of its solo throughput with no error.
+//! victim keeps ≥ 80 % of its solo throughput with no error. A second hostile store serves a
+//! block that fills a huge array, which holds a render thread past its CPU budget (the builtin
+//! does not look at V8's termination request), at the same open-loop rate: a row of its own.
 
 use std::sync::Arc;
 
@@ -16,14 +18,15 @@ use crate::setup;
 use crate::{closed_mode, Common, NodeRef};
 
 const LOOP: &str = "function spin() { while (true) {} }";
+const FILL: &str = "function render(ctx) { new Array(2 ** 26).fill(0); return '<p>filled</p>'; }";
 
-/// Publishes the pages `loop` and `search` of the hostile store: 20 looping blocks each.
-async fn publish_loops(node: &NodeRef, store: &str) -> anyhow::Result<()> {
+/// Publishes the pages `slugs` of the hostile store, each of `count` blocks of `code`.
+async fn publish_hostile(node: &NodeRef, store: &str, slugs: &[&str], code: &str, count: usize) -> anyhow::Result<()> {
     let admin = node.admin()?;
     let mut conn = Conn::new(admin.addr);
-    let blocks: Vec<_> = (0..20).map(|_| json!({"type": "custom", "code": LOOP})).collect();
-    for slug in ["loop", "search"] {
-        let page = json!({"title": "Loops", "blocks": blocks});
+    let blocks: Vec<_> = (0..count).map(|_| json!({"type": "custom", "code": code})).collect();
+    for slug in slugs {
+        let page = json!({"title": "Hostile", "blocks": blocks});
         setup::admin(&mut conn, &admin, &node.token, Method::PUT, &format!("/stores/{store}/pages/{slug}"), Some(&page)).await?;
         setup::admin(&mut conn, &admin, &node.token, Method::POST, &format!("/stores/{store}/pages/{slug}/publish"), None).await?;
     }
@@ -39,7 +42,9 @@ fn page_served(a: &Answer) -> bool {
 pub async fn f1(common: &Common, node: &NodeRef) -> anyhow::Result<Vec<Row>> {
     let victim = setup::seed_store(&node.admin()?, &node.token, "f1v").await?;
     let hostile = setup::seed_store(&node.admin()?, &node.token, "f1h").await?;
-    publish_loops(node, &hostile.id).await?;
+    publish_hostile(node, &hostile.id, &["loop", "search"], LOOP, 20).await?;
+    let filler = setup::seed_store(&node.admin()?, &node.token, "f1f").await?;
+    publish_hostile(node, &filler.id, &["fill"], FILL, 1).await?;
     let target = node.shop(&victim)?;
     let sids = setup::session_ids("f1", common.shoppers);
     eprintln!("[f1] creating {} shoppers with carts", sids.len());
@@ -63,30 +68,40 @@ pub async fn f1(common: &Common, node: &NodeRef) -> anyhow::Result<Vec<Row>> {
         let path = if i % 2 == 0 { "/pages/loop".to_string() } else { format!("/search?q=f1-{run:08x}-{i}") };
         setup::page_request(&ht, &path, None)
     });
+    let filler_target = node.shop(&filler)?;
+    let ft = filler_target.clone();
+    let fill: MakeRequest = Arc::new(move |_| setup::page_request(&ft, "/pages/fill", None));
+    let open_rate = (solo.throughput_rps * 0.25).max(1.0);
+    let loops = "20 looping blocks (page + new searches)";
+    let fills = "a block stuck in Array fill (first visits)";
     // The hostile store at a quarter of the victim's solo request rate (each of its requests
     // would run 20 looping blocks: ~1 s of CPU before the render bounds), then as fast as its
     // clients can send (a closed loop: then it is plain request volume that both stores share).
     let mut rows = vec![solo.clone()];
-    for (id, rate) in [("f1-mixed", Some((solo.throughput_rps * 0.25).max(1.0))), ("f1-mixed-closed", None)] {
+    let variants = [
+        ("f1-mixed", Some(open_rate), loops, hostile_target.clone(), hammer.clone()),
+        ("f1-mixed-closed", None, loops, hostile_target, hammer),
+        ("f1-mixed-fill", Some(open_rate), fills, filler_target, fill),
+    ];
+    for (id, rate, what, hostile_target, hammer) in variants {
         let hostile_phase = crate::driver::Phase { rate, ..phase.clone() };
         let mode = match rate {
             Some(r) => format!("open loop {r:.0}/s"),
             None => closed_mode(&phase),
         };
         eprintln!("[{id}] victim beside the hostile store ({mode}), closed loop {:?}", phase.duration);
-        let (target, add, hostile_target, hammer) = (target.clone(), add.clone(), hostile_target.clone(), hammer.clone());
+        let (target, add) = (target.clone(), add.clone());
         let attack = tokio::spawn(async move { driver::run(&hostile_target, &hostile_phase, hammer, page_served, None).await });
         let mixed = driver::run(&target, &phase, add, |a| a.status == 201, node.pid).await;
         let attacked = attack.await?;
-        let name = format!("F1 victim add-to-cart, hostile store at {mode}");
+        let name = format!("F1 victim add-to-cart, hostile store ({what}) at {mode}");
         let mut mixed = Row::from_measured(id, &name, closed_mode(&phase), &mixed).against(Some(&solo), rate.map(|_| 0.8));
         if rate.is_some() {
             mixed.target = format!("{}, 0 errors", mixed.target);
             mixed.meets_target = Some(mixed.meets_target.unwrap_or(false) && mixed.errors == 0);
         }
-        let mut hostile_row =
-            Row::from_measured(&format!("{id}-hostile"), "F1 hostile store: 20 looping blocks (page + new searches)", mode, &attacked);
-        hostile_row.notes = format!("errors = 503 render_capacity (refused); {}", hostile_row.notes);
+        let mut hostile_row = Row::from_measured(&format!("{id}-hostile"), &format!("F1 hostile store: {what}"), mode, &attacked);
+        hostile_row.notes = format!("errors = 503 (refused); {}", hostile_row.notes);
         rows.push(mixed);
         rows.push(hostile_row);
     }

@@ -6,13 +6,18 @@
 //! on one render thread when it is created and stays there until the actor drops it: isolates
 //! never change threads. The actor keeps an [`EngineSlot`] naming where its engine lives; the
 //! engine itself is in that thread's table.
+//!
+//! A block can hold its thread far past its CPU budget: some builtins run to their end before
+//! V8 looks at a termination request. A thread whose current job has run longer than any page
+//! may is *stuck*: renders queued behind it move to another thread on a throwaway engine, and
+//! the actors whose engines live there get new ones elsewhere.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -46,12 +51,29 @@ pub struct EngineResult {
     pub cpu: Duration,
 }
 
+/// A page's outcomes once a render thread ran it; an error if the render threads are gone.
+pub type PendingResult = futures::future::BoxFuture<'static, Result<EngineResult, futures::channel::oneshot::Canceled>>;
+
 pub struct RenderThreads {
     arbiters: Vec<ArbiterHandle>,
     /// Jobs queued or running per thread, for placing new engines on the least busy one.
     queued: Vec<Arc<AtomicUsize>>,
+    /// When each thread's current job started (milliseconds since `epoch`, plus one); 0: idle.
+    busy_since: Vec<Arc<AtomicU64>>,
+    epoch: Instant,
+    /// A job running longer than this holds its thread stuck.
+    stuck_after: Duration,
     _owned: Vec<Arbiter>,
 }
+
+/// How often a render waiting in a thread's queue looks whether that thread is stuck.
+const STUCK_CHECK: Duration = Duration::from_millis(100);
+
+/// A queued job's state: whoever moves it out of `QUEUED` first runs it (the thread) or takes
+/// it elsewhere (the waiting render).
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const MOVED: u8 = 2;
 
 thread_local! {
     /// The engines placed on this render thread, by placement id.
@@ -68,13 +90,85 @@ pub fn live_engines() -> i64 {
 }
 
 impl RenderThreads {
-    pub fn new(count: usize) -> RenderThreads {
+    /// `stuck_after`: longer than any page may take, with room for a busy machine.
+    pub fn new(count: usize, nice: i32, stuck_after: Duration) -> RenderThreads {
         let owned: Vec<Arbiter> = (0..count.max(1)).map(|_| Arbiter::new()).collect();
+        for arbiter in &owned {
+            arbiter.spawn_fn(move || lower_priority(nice));
+        }
         RenderThreads {
             arbiters: owned.iter().map(|a| a.handle()).collect(),
             queued: (0..owned.len()).map(|_| Arc::new(AtomicUsize::new(0))).collect(),
+            busy_since: (0..owned.len()).map(|_| Arc::new(AtomicU64::new(0))).collect(),
+            epoch: Instant::now(),
+            stuck_after,
             _owned: owned,
         }
+    }
+
+    fn stuck(&self, thread: usize) -> bool {
+        match self.busy_since[thread].load(Ordering::Relaxed) {
+            0 => false,
+            since => self.now_ms().saturating_sub(since - 1) > self.stuck_after.as_millis() as u64,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Runs `job` on `thread`; `run` gets the job unless the waiting render moved it first.
+    fn spawn(
+        self: &Arc<Self>,
+        thread: usize,
+        state: Arc<AtomicU8>,
+        job: Arc<EngineJob>,
+        run: impl FnOnce(&EngineJob) -> EngineResult + Send + 'static,
+    ) -> futures::channel::oneshot::Receiver<EngineResult> {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let (queued, busy_since, threads) = (self.queued[thread].clone(), self.busy_since[thread].clone(), self.clone());
+        queued.fetch_add(1, Ordering::Relaxed);
+        let spawned = self.arbiters[thread].spawn_fn(move || {
+            if state.compare_exchange(QUEUED, STARTED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                busy_since.store(threads.now_ms() + 1, Ordering::Relaxed);
+                let result = run(&job);
+                busy_since.store(0, Ordering::Relaxed);
+                let _ = tx.send(result);
+            }
+            queued.fetch_sub(1, Ordering::Relaxed);
+        });
+        if !spawned {
+            self.queued[thread].fetch_sub(1, Ordering::Relaxed);
+            tracing::error!("a render thread is gone");
+        }
+        rx
+    }
+
+    /// Waits for a job queued on `thread`; if that thread gets stuck before the job started,
+    /// runs it on another thread with a throwaway engine instead.
+    fn await_or_move(
+        self: Arc<Self>,
+        thread: usize,
+        state: Arc<AtomicU8>,
+        store: StoreId,
+        job: Arc<EngineJob>,
+        mut rx: futures::channel::oneshot::Receiver<EngineResult>,
+    ) -> PendingResult {
+        Box::pin(async move {
+            loop {
+                match tokio::time::timeout(STUCK_CHECK, &mut rx).await {
+                    Ok(result) => return result,
+                    Err(_) if self.stuck(thread) && state.compare_exchange(QUEUED, MOVED, Ordering::SeqCst, Ordering::SeqCst).is_ok() => {
+                        crate::metrics::incr("vitrina_render_moved_total", &[]);
+                        let elsewhere = self.place(&store);
+                        let throwaway = Arc::new(AtomicBool::new(false));
+                        let run = move |job: &EngineJob| run_job(0, &throwaway, &store, None, job);
+                        return self.spawn(elsewhere, Arc::new(AtomicU8::new(QUEUED)), job, run).await;
+                    }
+                    Err(_) => {}
+                }
+            }
+        })
     }
 
     pub fn count(&self) -> usize {
@@ -90,7 +184,7 @@ impl RenderThreads {
         if self.queued[preferred].load(Ordering::Relaxed) == 0 {
             return preferred;
         }
-        (0..self.arbiters.len()).min_by_key(|&i| self.queued[i].load(Ordering::Relaxed)).unwrap_or(preferred)
+        (0..self.arbiters.len()).min_by_key(|&i| (self.stuck(i), self.queued[i].load(Ordering::Relaxed))).unwrap_or(preferred)
     }
 }
 
@@ -120,14 +214,12 @@ impl EngineSlot {
         EngineSlot { placed: None, owner: Some(owner), ticket: None }
     }
 
-    /// Runs `job` on this actor's engine (placing one on a render thread first if it has none).
-    /// The receiver fails if the render thread is gone.
-    pub fn run(
-        &mut self,
-        threads: &Arc<RenderThreads>,
-        store: &StoreId,
-        job: EngineJob,
-    ) -> futures::channel::oneshot::Receiver<EngineResult> {
+    /// Runs `job` on this actor's engine (placing one on a render thread first if it has none,
+    /// or if its thread is stuck). Fails if the render threads are gone.
+    pub fn run(&mut self, threads: &Arc<RenderThreads>, store: &StoreId, job: EngineJob) -> PendingResult {
+        if self.placed.as_ref().is_some_and(|p| p.threads.stuck(p.thread)) {
+            self.drop_engine();
+        }
         match (&self.placed, self.ticket) {
             (Some(_), Some(ticket)) => isolate_budget::touch(ticket),
             (Some(_), None) => {}
@@ -139,21 +231,17 @@ impl EngineSlot {
                 self.placed = Some(Placement { threads: threads.clone(), thread, id, held: Arc::new(AtomicBool::new(true)) });
             }
         }
-        let (tx, rx) = futures::channel::oneshot::channel();
-        let Some(placed) = &self.placed else { return rx };
-        let (id, held, store, ticket) = (placed.id, placed.held.clone(), store.clone(), self.ticket);
-        let queued = placed.threads.queued[placed.thread].clone();
-        queued.fetch_add(1, Ordering::Relaxed);
-        let spawned = placed.threads.arbiters[placed.thread].spawn_fn(move || {
-            let result = run_job(id, &held, &store, ticket, &job);
-            queued.fetch_sub(1, Ordering::Relaxed);
-            let _ = tx.send(result);
-        });
-        if !spawned {
-            placed.threads.queued[placed.thread].fetch_sub(1, Ordering::Relaxed);
-            tracing::error!("a render thread is gone");
-        }
-        rx
+        let Some(placed) = &self.placed else {
+            return Box::pin(futures::future::ready(Err(futures::channel::oneshot::Canceled)));
+        };
+        let (id, held, ticket) = (placed.id, placed.held.clone(), self.ticket);
+        let (job, state) = (Arc::new(job), Arc::new(AtomicU8::new(QUEUED)));
+        let run = {
+            let store = store.clone();
+            move |job: &EngineJob| run_job(id, &held, &store, ticket, job)
+        };
+        let rx = placed.threads.spawn(placed.thread, state.clone(), job.clone(), run);
+        placed.threads.clone().await_or_move(placed.thread, state, store.clone(), job, rx)
     }
 
     /// Drops the isolate (the actor keeps its state); the next render creates a fresh one.
@@ -190,6 +278,24 @@ impl EngineSlot {
 impl Drop for EngineSlot {
     fn drop(&mut self) {
         self.drop_engine();
+    }
+}
+
+/// Sets the calling thread's niceness (Linux schedules threads one by one: this leaves the
+/// process's other threads as they are). Raising one's own niceness needs no privilege.
+fn lower_priority(nice: i32) {
+    let nice = nice.clamp(0, 19);
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: gettid takes no arguments; setpriority with PRIO_PROCESS and a thread id changes
+    // only that thread's niceness.
+    let failed = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice) != 0
+    };
+    if failed {
+        tracing::warn!(nice, error = %std::io::Error::last_os_error(), "cannot lower the render thread's priority");
     }
 }
 
