@@ -72,18 +72,23 @@ async fn calm_shoppers_get_no_error(node: &Arc<TestNode>, store: &'static str, s
     }
 }
 
-/// Nice values of the node's threads, from `/proc` (field 19 of each thread's `stat`).
-fn thread_nice_values(pid: u32) -> Vec<i64> {
+/// Name and nice value of each of the node's threads, from `/proc` (field 19 of `stat`).
+fn thread_nice(pid: u32) -> Vec<(String, i64)> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
     tasks
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
         .filter_map(|stat| {
-            // Fields after the command name, which is in parentheses and may contain spaces.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            rest.split(' ').nth(16)?.parse().ok()
+            // The command name is in parentheses and may contain spaces.
+            let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+            let nice = stat[close + 2..].split(' ').nth(16)?.parse().ok()?;
+            Some((stat[open + 1..close].to_string(), nice))
         })
         .collect()
+}
+
+fn thread_nice_values(pid: u32) -> Vec<i64> {
+    thread_nice(pid).into_iter().map(|(_, n)| n).collect()
 }
 
 #[tokio::test]
@@ -98,6 +103,8 @@ async fn a_block_stuck_in_a_builtin_costs_other_stores_no_error() {
     .await;
     let nice = thread_nice_values(node.pid());
     assert!(nice.iter().filter(|&&n| n == 0).count() >= 2, "HTTP and actor threads keep niceness 0: {nice:?}");
+    let watchdog: Vec<_> = thread_nice(node.pid()).into_iter().filter(|(name, _)| name == "v8-watchdog").collect();
+    assert_eq!(watchdog, vec![("v8-watchdog".to_string(), 0)], "the CPU-limit watchdog keeps niceness 0");
 
     let hostile = node.seed_store("filler", "Filler").await;
     let (s, b) = node

@@ -81,6 +81,9 @@ pub fn init(flags: &str) {
         let platform = v8::new_default_platform(0, false).make_shared();
         v8::V8::initialize_platform(platform);
         v8::V8::initialize();
+        // Started here, not lazily on a render thread: it keeps the default scheduling priority
+        // while render threads lower theirs (`render.nice`), so deadlines fire on time.
+        super::limits::watchdog();
     });
 }
 
