@@ -639,3 +639,34 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `config/vitrina.toml` documents the defaults; it must not become a second source of them.
+    #[test]
+    fn the_shipped_config_file_states_the_built_in_defaults() {
+        let shipped: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(include_str!("../config/vitrina.toml")))
+            .extract()
+            .expect("config/vitrina.toml parses");
+        let shipped = serde_json::to_value(&shipped).expect("serialises");
+        let built_in = serde_json::to_value(Settings::default()).expect("serialises");
+        let mut differ = Vec::new();
+        diff("", &shipped, &built_in, &mut differ);
+        assert!(differ.is_empty(), "config/vitrina.toml and Settings::default() disagree on: {differ:?}");
+    }
+
+    fn diff(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                for (k, v) in x {
+                    diff(&format!("{path}.{k}"), v, y.get(k).unwrap_or(&serde_json::Value::Null), out);
+                }
+            }
+            _ if a != b => out.push(format!("{path}: file {a}, default {b}")),
+            _ => {}
+        }
+    }
+}
