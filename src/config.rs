@@ -49,9 +49,11 @@ pub struct RenderSettings {
     /// Render threads, apart from the actor threads: a block never runs on a thread that runs
     /// actor turns (cart writes). 0: one per core.
     pub threads: usize,
-    /// Scheduling niceness of the render threads (0-19, above the HTTP and actor threads' 0):
-    /// when the cores are busy, render CPU of any store yields to cart writes and requests,
-    /// also while a block runs inside a builtin that ignores termination.
+    /// Scheduling niceness of the render threads (0-19; HTTP and actor threads run at 0): above
+    /// 0, when the cores are busy, render CPU of any store yields to cart writes and requests,
+    /// also while a block runs inside a builtin that ignores termination. Off by default: it
+    /// costs renders throughput when anything else competes for the cores
+    /// (`docs/decisions/render-priority.md`).
     pub nice: i32,
     /// Operator maxima of the limits a store may set (`settings.limits`): a PATCH above one is
     /// refused (422 `limit_above_maximum`), and a stored value above one is clamped at render.
@@ -81,7 +83,7 @@ impl Default for RenderSettings {
     fn default() -> Self {
         RenderSettings {
             threads: 0,
-            nice: 10,
+            nice: 0,
             max_block_cpu_ms: 200,
             max_page_cpu_ms: 1000,
             max_heap_mb: 128,

@@ -96,7 +96,11 @@ async fn a_block_stuck_in_a_builtin_costs_other_stores_no_error() {
     // Filling a dictionary-mode array runs inside one builtin that does not look at V8's
     // termination request: the block holds its render thread long past its CPU budget.
     const FILL: &str = "function render(ctx) { new Array(2 ** 26).fill(0); return '<p>filled</p>'; }";
-    let node = Arc::new(TestNode::start_with(&[("VITRINA_LIMITS__ENABLED", "false"), ("VITRINA_RENDER__THREADS", "2")]));
+    let node = Arc::new(TestNode::start_with(&[
+        ("VITRINA_LIMITS__ENABLED", "false"),
+        ("VITRINA_RENDER__THREADS", "2"),
+        ("VITRINA_RENDER__NICE", "10"),
+    ]));
     wait_until("both render threads at niceness 10", Duration::from_secs(10), || async {
         thread_nice_values(node.pid()).iter().filter(|&&n| n == 10).count() >= 2
     })
