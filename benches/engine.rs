@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::json;
+use vitrina::block_limits::RenderLimits;
 use vitrina::config::Settings;
 use vitrina::engine::js::V8Engine;
 use vitrina::engine::{BlockEngine, BlockToRender, StoreRenderData};
-use vitrina::render_limits::RenderLimits;
 
 fn demo_store() -> StoreRenderData {
     let products: Vec<_> = (0..24)

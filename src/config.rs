@@ -120,8 +120,8 @@ impl RenderSettings {
     }
 
     /// The store's own limits, each capped by the operator's maximum.
-    pub fn clamp(&self, limits: &crate::render_limits::RenderLimits) -> crate::render_limits::RenderLimits {
-        crate::render_limits::RenderLimits {
+    pub fn clamp(&self, limits: &crate::block_limits::RenderLimits) -> crate::block_limits::RenderLimits {
+        crate::block_limits::RenderLimits {
             block_cpu_ms: limits.block_cpu_ms.min(self.max_block_cpu_ms),
             page_cpu_ms: limits.page_cpu_ms.min(self.max_page_cpu_ms),
             heap_mb: limits.heap_mb.min(self.max_heap_mb),
@@ -130,8 +130,8 @@ impl RenderSettings {
     }
 
     /// The maxima as the API shows them (camelCase, like `settings.limits`).
-    pub fn maxima(&self) -> crate::render_limits::RenderLimits {
-        crate::render_limits::RenderLimits {
+    pub fn maxima(&self) -> crate::block_limits::RenderLimits {
+        crate::block_limits::RenderLimits {
             block_cpu_ms: self.max_block_cpu_ms,
             page_cpu_ms: self.max_page_cpu_ms,
             heap_mb: self.max_heap_mb,

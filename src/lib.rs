@@ -4,6 +4,7 @@
 //! (`store:{store}` or `shopper:{store}:{sid}`), the registry finds or activates that actor on
 //! its arbiter, and the actor — owner of exactly one SQLite file — answers in one turn.
 pub mod actors;
+pub mod block_limits;
 pub mod budget;
 pub mod catalog;
 pub mod clock;
@@ -22,7 +23,6 @@ pub mod metrics;
 pub mod node;
 pub mod private_files;
 pub mod render;
-pub mod render_limits;
 pub mod replication;
 pub mod runtime;
 pub mod secrets;

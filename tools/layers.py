@@ -34,7 +34,7 @@ LAYERS = [
     ("runtime", ["runtime", "storage"]),
     ("render", ["render", "engine"]),
     ("store domain", ["store", "catalog", "feed"]),
-    ("foundations", ["ids", "config", "metrics", "secrets", "egress", "budget", "memory", "sqlite", "clock", "render_limits", "private_files"]),
+    ("foundations", ["ids", "config", "metrics", "secrets", "egress", "budget", "memory", "sqlite", "clock", "block_limits", "private_files"]),
 ]
 
 

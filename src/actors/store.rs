@@ -408,7 +408,7 @@ impl Bounds {
 
     /// Refuses render limits above the operator's maxima (never clamps silently on write: the
     /// merchant learns what the node allows).
-    pub(crate) fn check_render_limits(&self, limits: &crate::render_limits::RenderLimits) -> Result<(), StoreError> {
+    pub(crate) fn check_block_limits(&self, limits: &crate::block_limits::RenderLimits) -> Result<(), StoreError> {
         let max = self.render.maxima();
         let above = limits.block_cpu_ms > max.block_cpu_ms
             || limits.page_cpu_ms > max.page_cpu_ms

@@ -1,12 +1,12 @@
 //! The block engine: runs merchants' JavaScript blocks and returns their HTML.
 //!
-//! The page renderer (`crate::render`) owns everything around the blocks — the page shell,
+//! The page renderer (`render/`) owns everything around the blocks — the page shell,
 //! visibility rules, the HTML caches — and hands the engine only blocks that are visible to
 //! this shopper. The engine never sees another store's data: an engine instance belongs to
 //! exactly one actor, and every actor belongs to exactly one store.
 //!
 //! Engines are not `Send` (a V8 isolate lives and dies on one thread), so an actor's engine is
-//! created lazily on the render thread it is placed on (`crate::render::threads`), used only
+//! created lazily on the render thread it is placed on (`render/threads.rs`), used only
 //! there, and dropped there when the actor passivates.
 
 pub mod external;
@@ -17,7 +17,7 @@ pub mod validate;
 
 use std::sync::Arc;
 
-use crate::render_limits::RenderLimits;
+use crate::block_limits::RenderLimits;
 
 /// The store's published data as blocks see it, serialised once per store version.
 ///

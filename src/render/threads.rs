@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::block_limits::RenderLimits;
 use crate::engine::isolate_budget;
 use crate::engine::{self, BlockEngine, BlockOutcome, BlockToRender};
 use crate::ids::StoreId;
 use crate::render::snapshot::SharedSnapshot;
-use crate::render_limits::RenderLimits;
 
 /// One block of a job, owned so that it can travel to the render thread.
 #[derive(Debug, Clone)]

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use crate::block_limits::RenderLimits;
 use crate::ids::{BlockId, ProductId, Slug};
-use crate::render_limits::RenderLimits;
 
 /// An ISO 4217 code with the number of digits of its minor unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use serde_json::json;
+use vitrina::block_limits::RenderLimits;
 use vitrina::engine::js::{EngineOptions, V8Engine};
 use vitrina::engine::validate::validate_block;
 use vitrina::engine::{BlockEngine, BlockFailure, BlockOutcome, BlockToRender, StoreRenderData};
-use vitrina::render_limits::RenderLimits;
 
 fn product(id: &str, name: &str, price_minor: i64, stock: Option<i64>) -> serde_json::Value {
     json!({

@@ -240,7 +240,7 @@ async fn a_store_of_looping_blocks_hammered_costs_other_stores_no_error() {
 }
 
 #[tokio::test]
-async fn render_limits_above_the_operators_maxima_are_refused() {
+async fn block_limits_above_the_operators_maxima_are_refused() {
     let node = TestNode::start_with(&[("VITRINA_RENDER__MAX_BLOCK_CPU_MS", "100")]);
     let token = node.seed_store("greedy", "Greedy").await;
     for limits in [json!({"blockCpuMs": 10000, "pageCpuMs": 1000}), json!({"blockCpuMs": 50, "pageCpuMs": 30000})] {

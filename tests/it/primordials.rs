@@ -277,9 +277,9 @@ async fn hostile_blocks_change_nothing_for_the_next_blocks_and_renders() {
 /// SharedArrayBuffer are not there at all.
 #[test]
 fn the_isolate_refuses_code_generation_the_validator_cannot_see() {
+    use vitrina::block_limits::RenderLimits;
     use vitrina::engine::js::{EngineOptions, V8Engine};
     use vitrina::engine::{BlockEngine, BlockFailure, BlockToRender, StoreRenderData};
-    use vitrina::render_limits::RenderLimits;
     let data = StoreRenderData { version: 1, storefront_json: "{\"name\":\"S\"}".into(), products_json: "[]".into() };
     let limits = RenderLimits { block_cpu_ms: 5_000, page_cpu_ms: 10_000, ..RenderLimits::default() };
     let key = "const k = ['constr', 'uctor'].join('');";

@@ -12,8 +12,8 @@ use super::limits::{CpuDeadline, ThreadClock};
 use super::platform::{ensure_init, snapshot_blob};
 use super::run::run_block;
 use super::{ready, spares};
+use crate::block_limits::RenderLimits;
 use crate::engine::{BlockEngine, BlockFailure, BlockOutcome, BlockToRender, StoreRenderData};
-use crate::render_limits::RenderLimits;
 
 /// The engine measures its isolate's memory after this many renders (and after the first).
 const MEASURE_EVERY: u32 = 8;

@@ -11,10 +11,10 @@ use super::isolate::{BlockInputs, CompiledBlock, IsolateCore, LiveIsolate};
 use super::limits::{watchdog, CpuDeadline, HeapGuard};
 use super::platform::{exception_message, script_origin};
 use super::EngineStats;
+use crate::block_limits::RenderLimits;
 use crate::engine::external::ExternalBudget;
 use crate::engine::validate::{analyse_block, extract_block_function, BlockFunction};
 use crate::engine::{BlockFailure, BlockOutcome, BlockToRender, StoreRenderData};
-use crate::render_limits::RenderLimits;
 
 /// Blocks whose inputs one isolate keeps; past it they are all made again (a store has a few
 /// dozen blocks; previews of drafts add some).

@@ -10,7 +10,7 @@ use crate::store::repo;
 pub(super) fn patch(w: &Write<'_>, patch: Value) -> Result<Written, StoreError> {
     let patch: SettingsPatch = parse(patch, "settings")?;
     if let Some(limits) = &patch.limits {
-        w.bounds.check_render_limits(limits)?;
+        w.bounds.check_block_limits(limits)?;
     }
     let next = patch.apply(w.settings.clone()).map_err(StoreError::Invalid)?;
     repo::save_settings(w.tx, &next, w.now)?;
