@@ -245,7 +245,12 @@ impl Registry {
                     });
                     return match task.await {
                         Ok(result) => result,
-                        Err(e) => Err(ActorError::Activation(key.clone(), StorageError::Join(e.to_string()))),
+                        Err(e) => {
+                            // The activation panicked before it could settle the slot: free the
+                            // key, or its waiters would find it busy with no one to finish it.
+                            self.slots.lock().remove(key);
+                            Err(ActorError::Activation(key.clone(), StorageError::Join(e.to_string())))
+                        }
                     };
                 }
             }

@@ -146,3 +146,31 @@ async fn asking_for_the_wrong_kind_is_refused_not_misrouted() {
     let err = kind.registry.ask::<Other, _>(kind.as_ref(), &k, Bump).await.unwrap_err();
     assert!(matches!(err, ActorError::Unavailable(_)), "{err}");
 }
+
+/// Activates by panicking the first time, then as `Counters` does.
+struct PanicsOnce(Arc<Counters>, AtomicUsize);
+
+impl Activator for PanicsOnce {
+    fn owns(&self, key: &ActorKey) -> bool {
+        self.0.owns(key)
+    }
+
+    fn activate(&self, key: ActorKey, lease: Lease, arbiter: ArbiterHandle) -> BoxFuture<'static, Result<LiveActor, ActorError>> {
+        let first = self.1.fetch_add(1, Ordering::SeqCst) == 0;
+        let normal = self.0.activate(key, lease, arbiter);
+        Box::pin(async move {
+            assert!(!first, "an activation that panics");
+            normal.await
+        })
+    }
+}
+
+#[actix_rt::test]
+async fn a_panicking_activation_frees_the_key_for_the_next_ask() {
+    let kind = PanicsOnce(counters(0), AtomicUsize::new(0));
+    let k = key("panicky");
+    let err = kind.0.registry.ask::<Counter, _>(&kind, &k, Bump).await.unwrap_err();
+    assert!(matches!(err, ActorError::Activation(..)), "{err}");
+    let next = tokio::time::timeout(Duration::from_secs(5), kind.0.registry.ask::<Counter, _>(&kind, &k, Bump)).await;
+    assert_eq!(next.expect("the key is not left busy").expect("activated"), 1);
+}
