@@ -178,16 +178,15 @@ impl Node {
     }
 
     /// Sends this node's catalog to every peer (after a store or host change).
-    pub async fn push_catalog(self: &Arc<Self>) {
-        let node = self;
-        if !node.cluster.enabled() {
+    pub async fn push_catalog(&self) {
+        if !self.cluster.enabled() {
             return;
         }
-        let Ok(dump) = node.catalog.dump() else { return };
-        let peers = node.cluster.peers();
+        let Ok(dump) = self.catalog.dump() else { return };
+        let peers = self.cluster.peers();
         let calls = peers
             .iter()
-            .map(|(_, addr)| node.cluster.call_json::<serde_json::Value>(addr, reqwest::Method::POST, "/internal/catalog", &dump));
+            .map(|(_, addr)| self.cluster.call_json::<serde_json::Value>(addr, reqwest::Method::POST, "/internal/catalog", &dump));
         for r in futures::future::join_all(calls).await {
             if let Err(e) = r {
                 tracing::warn!(error = %e, "catalog push failed");

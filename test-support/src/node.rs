@@ -158,6 +158,12 @@ impl TestNode {
     pub fn kill_and_restart(mut self) -> TestNode {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.respawn()
+    }
+
+    /// A new process on this node's data directory, environment, arguments and port (the old
+    /// one already gone).
+    fn respawn(mut self) -> TestNode {
         let temp = self._temp.take();
         let listen = self.addr.to_string();
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
@@ -174,12 +180,7 @@ impl TestNode {
         let _ = self.child.wait();
         std::fs::remove_dir_all(&self.data_dir).expect("wipe data dir");
         std::fs::create_dir_all(&self.data_dir).expect("recreate data dir");
-        let temp = self._temp.take();
-        let listen = self.addr.to_string();
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let mut node = Self::spawn(&self.data_dir, &self.env, &args, &listen);
-        node._temp = temp;
-        node
+        self.respawn()
     }
 
     /// Value of one series in `GET /metrics` (0 when absent).
@@ -228,6 +229,18 @@ impl TestNode {
 
     pub fn base(&self, store: &str) -> String {
         format!("http://{store}.localhost:{}", self.addr.port())
+    }
+
+    /// A client for one store without a cookie jar (every cookie is the test's choice), no
+    /// redirects followed.
+    pub fn bare_client(&self, store: &str) -> Client {
+        Client::builder()
+            .resolve(&format!("{store}.localhost"), self.addr)
+            // Tests kill and restart nodes: never reuse a connection to a dead process.
+            .pool_max_idle_per_host(0)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
     }
 
     /// A browser-like client for one store: its own cookie jar, no redirects followed.

@@ -13,15 +13,6 @@ use test_support::*;
 
 const TABLE: &str = "edge-security";
 
-fn bare(node: &TestNode, store: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .resolve(&format!("{store}.localhost"), node.addr)
-        .pool_max_idle_per_host(0)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 fn retry_after(res: &reqwest::Response) -> Option<u64> {
     res.headers().get(RETRY_AFTER)?.to_str().ok()?.parse().ok()
 }
@@ -32,7 +23,7 @@ async fn cross_site_form_posts_are_refused_and_change_nothing() {
     node.seed_store("shop", "Shop").await;
     node.seed_store("other", "Other").await;
     let base = node.base("shop");
-    let c = bare(&node, "shop");
+    let c = node.bare_client("shop");
     // A shopper with a cart.
     let res = c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 1})).send().await.unwrap();
     let cookie = res
@@ -136,7 +127,7 @@ async fn cookie_less_cart_writes_from_one_ip_are_limited_and_bounded() {
     let node = TestNode::start();
     node.seed_store("flood", "Flood").await;
     let base = node.base("flood");
-    let c = bare(&node, "flood");
+    let c = node.bare_client("flood");
     let started = Instant::now();
     let (mut created, mut limited) = (0usize, 0usize);
     for _ in 0..40 {

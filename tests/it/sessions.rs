@@ -34,22 +34,12 @@ fn set_cookie_line(res: &reqwest::Response, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A client without a cookie jar: every cookie is the test's choice.
-fn bare(node: &TestNode, store: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .resolve(&format!("{store}.localhost"), node.addr)
-        .pool_max_idle_per_host(0)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn made_up_session_ids_create_no_file_actor_or_memory() {
     let node = TestNode::start();
     node.seed_store("crawl", "Crawl").await;
     let base = node.base("crawl");
-    let c = bare(&node, "crawl");
+    let c = node.bare_client("crawl");
     // Warm the store's page first, so the baseline includes it.
     assert_eq!(c.get(format!("{base}/products/mug")).header(ACCEPT, HTML).send().await.unwrap().status(), 200);
     let before = rss_kib(node.pid());
@@ -90,7 +80,7 @@ async fn a_forged_but_well_formed_token_is_replaced_and_reaches_nobody() {
     let node = TestNode::start();
     node.seed_store("forge", "Forge").await;
     let base = node.base("forge");
-    let c = bare(&node, "forge");
+    let c = node.bare_client("forge");
     let res = c.post(format!("{base}/cart/items")).json(&json!({"productId": "tent", "quantity": 1})).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     let victim = set_sid(&res).expect("a minted session");
@@ -132,7 +122,7 @@ async fn checkout_rotates_the_session_and_the_old_token_reaches_nothing() {
     let node = TestNode::start();
     node.seed_store("rotate", "Rotate").await;
     let base = node.base("rotate");
-    let c = bare(&node, "rotate");
+    let c = node.bare_client("rotate");
     let res = c.post(format!("{base}/cart/items")).json(&json!({"productId": "mug", "quantity": 2})).send().await.unwrap();
     let old = set_sid(&res).expect("session");
     let old_cookie = format!("sid={old}");
@@ -199,7 +189,7 @@ async fn cookies_are_http_only_lax_and_secure_only_when_served_over_https() {
     let node = TestNode::start_with(&[("VITRINA_HTTP__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]")]);
     node.seed_store("https", "Https").await;
     let base = node.base("https");
-    let c = bare(&node, "https");
+    let c = node.bare_client("https");
     let res = c.get(&base).header(ACCEPT, HTML).header("x-forwarded-proto", "https").send().await.unwrap();
     let line = set_cookie_line(&res, "sid").unwrap();
     assert!(line.contains("HttpOnly") && line.contains("SameSite=Lax") && line.contains("Secure"), "{line}");
@@ -211,14 +201,16 @@ async fn cookies_are_http_only_lax_and_secure_only_when_served_over_https() {
     // Anyone else's X-Forwarded-Proto is not believed.
     let node = TestNode::start();
     node.seed_store("plain", "Plain").await;
-    let res = bare(&node, "plain").get(node.base("plain")).header(ACCEPT, HTML).header("x-forwarded-proto", "https").send().await.unwrap();
+    let res =
+        node.bare_client("plain").get(node.base("plain")).header(ACCEPT, HTML).header("x-forwarded-proto", "https").send().await.unwrap();
     let line = set_cookie_line(&res, "sid").unwrap();
     assert!(line.contains("HttpOnly") && !line.contains("Secure"), "{line}");
     record_with(TABLE, "sessions", "X-Forwarded-Proto from an untrusted peer", "refused", "ignored");
 
     let node = TestNode::start_with(&[("VITRINA_HTTP__SECURE_COOKIES", "always")]);
     node.seed_store("always", "Always").await;
-    let res = bare(&node, "always")
+    let res = node
+        .bare_client("always")
         .post(format!("{}/cart/items", node.base("always")))
         .json(&json!({"productId": "mug", "quantity": 1}))
         .send()
