@@ -1,9 +1,10 @@
 //! What the server's black-box tests (`tests/`) and the load generator (`loadtest/`) share:
-//! starting real `vitrina` processes on 127.0.0.1 ([`process`], [`node`]), typed clients of a
-//! node ([`client`]), session tokens a node accepts ([`session`]) and the security suites'
-//! outcome tables ([`table`]). It speaks to nodes over HTTP only and does not link the server.
+//! starting real `vitrina` processes ([`process`], [`node`]) and real etcd ([`etcd`]) on
+//! 127.0.0.1, typed clients of a node ([`client`]), session tokens a node accepts ([`session`])
+//! and the security suites' outcome tables ([`table`]). It speaks to nodes over HTTP only and does not link the server.
 
 pub mod client;
+pub mod etcd;
 pub mod node;
 pub mod process;
 pub mod session;

@@ -101,6 +101,17 @@ impl TestNode {
         let _ = self.child.wait();
     }
 
+    /// SIGSTOP: the process keeps its sockets and files but runs nothing (a paused VM, a long
+    /// GC, a stalled disk).
+    pub fn pause(&self) {
+        signal(self.child.id(), "STOP");
+    }
+
+    /// SIGCONT after [`TestNode::pause`].
+    pub fn resume(&self) {
+        signal(self.child.id(), "CONT");
+    }
+
     /// `GET /cluster/status` with the operator token.
     pub async fn cluster_status(&self) -> Value {
         self.plain()
@@ -363,4 +374,9 @@ pub async fn wait_for_active(nodes: &[&TestNode], active: usize) {
         })
         .await;
     }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid}");
 }

@@ -10,6 +10,7 @@ mod containment;
 mod durability;
 mod egress;
 mod engine;
+mod etcd;
 mod exposure;
 mod fairness;
 mod fuzz_corpus;
