@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod etcd;
+pub mod history;
 pub mod node;
 pub mod process;
 pub mod session;
