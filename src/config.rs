@@ -159,6 +159,43 @@ pub struct ClusterSettings {
     pub heartbeat_ms: u64,
     /// A member silent this long is declared down by the coordinator.
     pub down_after_ms: u64,
+    /// Shards actor keys are hashed into; each shard has one owner at a time. Every node of a
+    /// cluster must use the same number.
+    pub shards: u32,
+    /// Membership and ownership in etcd (`src/coordination/`); off while no endpoint is set.
+    pub etcd: EtcdSettings,
+}
+
+/// Where and how a clustered node coordinates through etcd.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EtcdSettings {
+    /// Client URLs of the etcd members (`http://host:2379` or `host:2379`); empty: no etcd.
+    /// `VITRINA_CLUSTER__ETCD__ENDPOINTS=10.0.0.1:2379,10.0.0.2:2379` works too.
+    #[serde(deserialize_with = "string_list")]
+    pub endpoints: Vec<String>,
+    /// Every key of this cluster lives under it, so clusters can share an etcd.
+    pub prefix: String,
+    /// The node's lease: it stops acknowledging writes once it could not renew it for this
+    /// long minus `lease_margin_ms`, and others may take its shards after this long.
+    pub lease_ttl_secs: u64,
+    /// How long before the lease could expire the node stops acting as an owner (clock drift,
+    /// a renewal in flight).
+    pub lease_margin_ms: u64,
+    /// Bound on one call to one etcd endpoint before the next is tried.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for EtcdSettings {
+    fn default() -> Self {
+        EtcdSettings {
+            endpoints: Vec::new(),
+            prefix: "/vitrina".into(),
+            lease_ttl_secs: 5,
+            lease_margin_ms: 1000,
+            request_timeout_ms: 1000,
+        }
+    }
 }
 
 impl Default for ClusterSettings {
@@ -172,6 +209,8 @@ impl Default for ClusterSettings {
             vnodes: 128,
             heartbeat_ms: 500,
             down_after_ms: 3000,
+            shards: 256,
+            etcd: EtcdSettings::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod coordination;
 pub mod demo;
 pub mod egress;
 pub mod engine;

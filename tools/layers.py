@@ -31,7 +31,7 @@ LAYERS = [
     ("storefront actors", ["actors"]),
     ("node", ["node"]),
     ("cluster", ["cluster", "replication"]),
-    ("runtime", ["runtime", "storage"]),
+    ("runtime", ["runtime", "storage", "coordination"]),
     ("render", ["render", "engine"]),
     ("store domain", ["store", "catalog", "feed"]),
     ("foundations", ["ids", "config", "metrics", "secrets", "egress", "budget", "memory", "sqlite", "clock", "block_limits", "private_files"]),

@@ -7,6 +7,7 @@ mod admin;
 mod browser;
 mod cluster;
 mod containment;
+mod coordination;
 mod durability;
 mod egress;
 mod engine;
