@@ -536,7 +536,7 @@ pub struct ReplicationSettings {
     pub secret_key: Option<String>,
     /// `https://endpoint/bucket/key` instead of `https://bucket.endpoint/key` (MinIO, moto).
     pub path_style: bool,
-    /// Every object key starts with this: `{prefix}/stores/{store}/store.db`. Segments of
+    /// Every object key starts with this: `{prefix}/stores/{store}/store/…`. Segments of
     /// `[A-Za-z0-9._-]` separated by `/`; empty puts the copies at the bucket's root.
     pub prefix: String,
     /// How often the files of actors with new commits are uploaded: with `durability = "async"`
@@ -544,6 +544,13 @@ pub struct ReplicationSettings {
     pub snapshot_interval_ms: u64,
     /// Uploads in flight at once from the periodic snapshot task.
     pub max_concurrent_uploads: usize,
+    /// How long a superseded copy stays in the bucket before the sweep deletes it: a restore
+    /// that read the previous pointer can still fetch it meanwhile.
+    pub sweep_grace_ms: u64,
+    /// The fencing token this node's copies are committed under while no coordination engine
+    /// gives one per shard: a copy committed under a greater token is never replaced by this
+    /// node. Leave it at 0 (every node equal); tests raise it to play a newer owner.
+    pub copy_token: u64,
     /// Deadline of one request to the object store. rust-s3 retries a failed request once
     /// (after 1 s), so a `sync` write waits at most about twice this plus a second: keep that
     /// below the actor ask timeout (15 s).
@@ -563,6 +570,8 @@ impl Default for ReplicationSettings {
             snapshot_interval_ms: 1000,
             max_concurrent_uploads: 8,
             request_timeout_ms: 5_000,
+            sweep_grace_ms: 600_000,
+            copy_token: 0,
         }
     }
 }
@@ -588,6 +597,8 @@ impl std::fmt::Debug for ReplicationSettings {
             .field("snapshot_interval_ms", &self.snapshot_interval_ms)
             .field("max_concurrent_uploads", &self.max_concurrent_uploads)
             .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("sweep_grace_ms", &self.sweep_grace_ms)
+            .field("copy_token", &self.copy_token)
             .finish()
     }
 }

@@ -51,7 +51,9 @@ impl Application {
         crate::egress::install(
             crate::egress::Egress::new(&settings.egress).map_err(anyhow::Error::msg).context("invalid [egress] settings")?,
         );
-        let replicator = Replicator::from_settings(&settings.replication, &layout).context("invalid [replication] settings")?;
+        let tokens = crate::replication::constant_token(settings.replication.copy_token);
+        let replicator =
+            Replicator::from_settings(&settings.replication, &layout, tokens, None).context("invalid [replication] settings")?;
         let cluster_secret = cluster.enabled().then(|| cluster.secret().to_vec());
         let secrets = crate::secrets::SecretBox::for_node(
             settings.secrets.key.as_deref(),
@@ -91,6 +93,7 @@ impl Application {
         crate::memory::spawn_trimmer();
         if let Some(replicator) = &node.replicator {
             replicator.spawn_snapshot_loop();
+            replicator.spawn_sweep_loop();
         }
         Ok(Application { port, server, node })
     }

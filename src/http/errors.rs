@@ -9,6 +9,7 @@ use crate::actors::shopper::ShopperError;
 use crate::actors::store::StoreError;
 use crate::error::ApiError;
 use crate::render::RenderError;
+use crate::replication::ReplicationError;
 use crate::runtime::registry::ActorError;
 use crate::sqlite::StorageError;
 
@@ -39,7 +40,7 @@ pub fn store_error(e: StoreError) -> ApiError {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_details(details)
         }
         StoreError::Storage(e) => storage_error(e),
-        StoreError::Replication(_) => replication_failed(e.to_string()),
+        StoreError::Replication(ref r) => replication_error(r, e.to_string()),
     }
 }
 
@@ -89,8 +90,18 @@ impl From<ShopperError> for ApiError {
             ShopperError::Store(m) => ApiError::unavailable(m),
             ShopperError::Render(e) => render_error(e),
             ShopperError::Storage(e) => storage_error(e),
-            ShopperError::Replication(_) => replication_failed(e.to_string()),
+            ShopperError::Replication(ref r) => replication_error(r, e.to_string()),
         }
+    }
+}
+
+/// A `sync`-durability write whose upload failed: `replication_fenced` when another node holds
+/// the actor's copies (this node's copy was refused and deleted), else `replication_failed`.
+fn replication_error(e: &ReplicationError, message: String) -> ApiError {
+    match e {
+        ReplicationError::Fenced { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "replication_fenced", message)
+            .with_details(json!({"committedLocally": true, "replicated": false, "fenced": true, "retryAfterSecs": 1})),
+        _ => replication_failed(message),
     }
 }
 

@@ -8,6 +8,7 @@ mod browser;
 mod cluster;
 mod containment;
 mod coordination;
+mod copies;
 mod durability;
 mod egress;
 mod engine;

@@ -45,8 +45,8 @@ async fn async_copies_bring_back_carts_and_store_state_after_a_lost_disk() {
     .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let keys = objects(&bucket, "it/v1/").await;
-    assert!(keys.contains(&"it/v1/stores/rep/store.db".to_string()), "{keys:?}");
-    assert!(keys.iter().any(|k| k.starts_with("it/v1/stores/rep/shoppers/") && k.ends_with(".db")), "{keys:?}");
+    assert!(keys.contains(&"it/v1/stores/rep/store/current.json".to_string()), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("it/v1/stores/rep/shoppers/") && k.ends_with("/current.json")), "{keys:?}");
 
     let node = node.kill_and_lose_disk();
     let base = node.base("rep");
@@ -200,13 +200,16 @@ async fn a_tampered_copy_is_refused_on_restore_rather_than_served() {
     node.create_store("tamper", "Tamper").await;
 
     let keys = objects(&bucket, "it/v1/stores/tamper/shoppers/").await;
-    assert_eq!(keys.len(), 1, "{keys:?}");
-    let object = format!("/{}", keys[0]);
+    let pointer_key = keys.iter().find(|k| k.ends_with("/current.json")).expect("the shopper's pointer");
+    let pointer_key = format!("/{pointer_key}");
+    let pointer = bucket.get_object(&pointer_key).await.expect("get pointer");
+    let pointer: serde_json::Value = serde_json::from_slice(pointer.as_slice()).expect("pointer JSON");
+    let object = format!("/{}", pointer["object"].as_str().expect("the pointer names its copy"));
     let original = bucket.get_object(&object).await.expect("get copy");
     assert_eq!(original.status_code(), 200);
-    let sha = original.headers().get("x-amz-meta-sha256").cloned().expect("checksum metadata");
+    let sha = pointer["sha256"].as_str().expect("the pointer's checksum").to_string();
 
-    // 1. Flip bytes in the middle, keep the original checksum: refused by the checksum.
+    // 1. Flip bytes in the middle, keep the pointer's checksum: refused by the checksum.
     let mut bytes = original.as_slice().to_vec();
     let mid = bytes.len() / 2;
     for b in &mut bytes[mid..mid + 64] {
@@ -218,13 +221,14 @@ async fn a_tampered_copy_is_refused_on_restore_rather_than_served() {
     assert_error_body(&body, "replication_failed");
     assert!(body["error"]["message"].as_str().unwrap().contains("checksum"), "{body}");
 
-    // 2. Garbage with a matching checksum: refused by the SQLite integrity check.
+    // 2. Garbage with a matching checksum in the pointer: refused by the SQLite integrity check.
     let garbage = b"definitely not an SQLite database ".repeat(200);
     let garbage_sha = {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&garbage))
     };
     put_with_checksum(&bucket, &object, &garbage, &garbage_sha).await;
+    put_pointer(&bucket, &pointer_key, &pointer, &garbage_sha).await;
     let (status, body) = c.cart_answer().await.parts();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("integrity"), "{body}");
@@ -236,6 +240,7 @@ async fn a_tampered_copy_is_refused_on_restore_rather_than_served() {
 
     // 3. The genuine copy again: restored.
     put_with_checksum(&bucket, &object, original.as_slice(), &sha).await;
+    put_pointer(&bucket, &pointer_key, &pointer, &sha).await;
     let (status, body) = c.cart_answer().await.parts();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cart"]["count"], 2, "{body}");
@@ -245,6 +250,14 @@ async fn put_with_checksum(bucket: &Bucket, object: &str, bytes: &[u8], sha: &st
     let mut headers = http::HeaderMap::new();
     headers.insert("x-amz-meta-sha256", http::HeaderValue::from_str(sha).unwrap());
     let res = bucket.put_object_with_content_type_and_headers(object, bytes, "application/vnd.sqlite3", Some(headers)).await.expect("put");
+    assert_eq!(res.status_code(), 200);
+}
+
+/// Rewrites the pointer of a copy with another checksum.
+async fn put_pointer(bucket: &Bucket, key: &str, pointer: &serde_json::Value, sha: &str) {
+    let mut pointer = pointer.clone();
+    pointer["sha256"] = json!(sha);
+    let res = bucket.put_object_with_content_type(key, pointer.to_string().as_bytes(), "application/json").await.expect("put pointer");
     assert_eq!(res.status_code(), 200);
 }
 

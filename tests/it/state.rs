@@ -187,19 +187,23 @@ async fn an_expired_shoppers_copy_in_object_storage_is_deleted_too() {
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let file = shopper_files(&node.data_dir, "copies").pop().expect("shopper file");
     let sid = file.file_stem().unwrap().to_str().unwrap().to_string();
-    let object = format!("vitrina/stores/copies/shoppers/{sid}.db");
+    let pointer = format!("vitrina/stores/copies/shoppers/{sid}/current.json");
     let listed = |bucket: Box<s3::Bucket>| async move {
         let pages = bucket.list("vitrina/stores/copies/shoppers/".to_string(), None).await.expect("list objects");
         pages.into_iter().flat_map(|p| p.contents).map(|o| o.key).collect::<Vec<String>>()
     };
-    wait_until("the shopper's copy to be uploaded", Duration::from_secs(20), || async { listed(bucket.clone()).await.contains(&object) })
-        .await;
+    wait_until("the shopper's copy to be uploaded", Duration::from_secs(20), || async {
+        let keys = listed(bucket.clone()).await;
+        keys.contains(&pointer) && keys.iter().any(|k| k.starts_with(&format!("vitrina/stores/copies/shoppers/{sid}/copies/")))
+    })
+    .await;
     wait_until("the idle shopper to expire", Duration::from_secs(30), || async {
         node.metric("vitrina_shoppers_expired_total").await >= 1
     })
     .await;
     assert!(!file.exists());
-    assert!(!listed(bucket.clone()).await.contains(&object), "the object-storage copy of an expired shopper is still there");
+    let left = listed(bucket.clone()).await;
+    assert!(left.is_empty(), "the object-storage copies of an expired shopper are still there: {left:?}");
     // And it is not restored: the session starts empty.
     assert_eq!(c.cart().await["items"], json!([]));
     record_with(TABLE, "bounded-state", "expired shopper's object-storage copy", "deleted", "");

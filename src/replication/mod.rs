@@ -1,14 +1,22 @@
 //! Durability beyond one node: every actor's SQLite file is copied to S3-compatible object
 //! storage, and a node that finds an actor's file missing fetches the copy before activating it.
 //!
-//! Object keys are built only from validated ids and the configured (validated) prefix:
+//! Object keys are built only from validated ids and the configured (validated) prefix. Each
+//! actor has a directory of copies and a pointer to the current one:
 //! ```text
-//! {prefix}/stores/{store}/store.db              the store actor
-//! {prefix}/stores/{store}/shoppers/{sid}.db     a shopper actor
+//! {prefix}/stores/{store}/store/                   the store actor
+//! {prefix}/stores/{store}/shoppers/{sid}/          a shopper actor
+//!     copies/{token:020}-{seq:016}-{rand:08x}.db   one object per upload, never overwritten
+//!     current.json                                 {object, sha256, token, seq}
 //! ```
-//! Each object is a whole database, overwritten in place by newer snapshots (S3 reads are
-//! strongly consistent, so a GET returns the newest), with the sha256 of its bytes in the object
-//! metadata (`x-amz-meta-sha256`).
+//! An upload writes a **new** object (its sha256 also in the object metadata,
+//! `x-amz-meta-sha256`), and only then makes it current through the [`CopyLedger`], guarded by
+//! the uploader's fencing token: a copy committed under a greater token (a newer owner's) is
+//! never replaced, and the refused upload is deleted and reported as
+//! [`ReplicationError::Fenced`]. Restore reads the pointer and checks the copy against the
+//! pointer's sha256. Superseded copies are deleted by the sweep after a grace period
+//! (`sweep.rs`). The token comes from the node ([`TokenSource`]); the pointer lives in the
+//! bucket ([`BucketLedger`]) unless the node gives another ledger.
 //!
 //! When a snapshot is taken:
 //! - **periodically**: every committed write marks its actor dirty (a hook in
@@ -23,11 +31,16 @@
 //! Recovery point: with `async`, a lost node loses at most the writes of the last
 //! `snapshot_interval_ms` plus the upload time; with `sync`, no acknowledged write.
 //!
-//! Ordering: snapshots and uploads of one key are serialised (a per-key async mutex held from
-//! the snapshot to the end of the PUT), so uploads land in the order their snapshots were taken
-//! and an older copy never overwrites a newer one from this node. The dirty mark is cleared
-//! *before* the snapshot is taken, so a commit racing with the upload is either in the snapshot
-//! or marks the key dirty again.
+//! Ordering: snapshots, uploads and commits of one key are serialised (a per-key async mutex
+//! held from the snapshot to the end of the commit), so this node's copies become current in
+//! the order their snapshots were taken. The dirty mark is cleared *before* the snapshot is
+//! taken, so a commit racing with the upload is either in the snapshot or marks the key dirty
+//! again.
+
+mod ledger;
+mod sweep;
+
+pub use ledger::{BucketLedger, CopyLedger, CopyRef};
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -60,12 +73,16 @@ pub enum ReplicationError {
     S3(#[from] s3::error::S3Error),
     #[error("object storage answered HTTP {status} to {operation} {object}")]
     Status { operation: &'static str, object: String, status: u16 },
-    #[error("copy {object} has no {CHECKSUM_HEADER} metadata; refusing to restore it")]
-    MissingChecksum { object: String },
     #[error("copy {object} fails its checksum (expected {expected}, got {actual}); refusing to restore it")]
     Checksum { object: String, expected: String, actual: String },
     #[error("copy {object} fails the SQLite integrity check ({detail}); refusing to restore it")]
     Integrity { object: String, detail: String },
+    #[error("the current copy {object} is missing from the bucket; refusing to start the actor empty")]
+    MissingCopy { object: String },
+    #[error("the copy of {key} was fenced: uploaded under token {token}, but {} holds it now", newer.map_or("a newer owner".to_string(), |t| format!("token {t}")))]
+    Fenced { key: String, token: u64, newer: Option<u64> },
+    #[error("the copy ledger failed: {0}")]
+    Ledger(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("io: {0}")]
@@ -82,14 +99,20 @@ impl From<tokio::task::JoinError> for ReplicationError {
 
 pub type ReplicationResult<T> = Result<T, ReplicationError>;
 
-/// What one upload wrote.
+/// What one upload wrote and made current.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotInfo {
-    /// The object key within the bucket.
-    pub object: String,
-    /// Hex sha256 of the uploaded bytes (also in the object's metadata).
-    pub sha256: String,
+    pub copy: CopyRef,
     pub bytes: u64,
+}
+
+/// The fencing token a node uploads a key's copy under: today a constant
+/// (`replication.copy_token`), on a coordination engine the token of the key's shard owner.
+pub type TokenSource = Arc<dyn Fn(&ActorKey) -> u64 + Send + Sync>;
+
+/// The same token for every key.
+pub fn constant_token(token: u64) -> TokenSource {
+    Arc::new(move |_| token)
 }
 
 /// Copies actor files to and from one bucket. Built only when replication is configured.
@@ -102,6 +125,14 @@ pub struct Replicator {
     scratch: PathBuf,
     interval: Duration,
     concurrency: usize,
+    /// Where the current copy of each key is recorded.
+    ledger: Arc<dyn CopyLedger>,
+    tokens: TokenSource,
+    /// Makes object names unique and ordered per node; starts at the boot's unix ms.
+    seq: std::sync::atomic::AtomicU64,
+    /// How long a superseded copy is kept, and when each key is next swept (`sweep.rs`).
+    grace: Duration,
+    sweep_due: Mutex<HashMap<ActorKey, std::time::Instant>>,
     /// Actors with commits not yet in an upload that started after them. Shared with the
     /// commit hooks, which must not hold a reference to the replicator.
     dirty: Arc<Mutex<HashSet<ActorKey>>>,
@@ -112,8 +143,15 @@ pub struct Replicator {
 }
 
 impl Replicator {
-    /// `Ok(None)` when no endpoint is configured: the node runs on its own disk alone.
-    pub fn from_settings(settings: &ReplicationSettings, layout: &DataLayout) -> ReplicationResult<Option<Arc<Replicator>>> {
+    /// `Ok(None)` when no endpoint is configured: the node runs on its own disk alone. Copies
+    /// are uploaded under the tokens of `tokens`; `ledger` records the current copies (`None`:
+    /// a pointer object per key in the bucket, [`BucketLedger`]).
+    pub fn from_settings(
+        settings: &ReplicationSettings,
+        layout: &DataLayout,
+        tokens: TokenSource,
+        ledger: Option<Arc<dyn CopyLedger>>,
+    ) -> ReplicationResult<Option<Arc<Replicator>>> {
         if !settings.enabled() {
             return Ok(None);
         }
@@ -149,9 +187,16 @@ impl Replicator {
             Err(e) => return Err(e.into()),
         }
         std::fs::create_dir_all(&scratch)?;
+        let ledger = ledger.unwrap_or_else(|| Arc::new(BucketLedger::new(bucket.clone(), prefix.clone())));
+        let boot_ms = u64::try_from(crate::clock::now_ms()).unwrap_or_default();
         Ok(Some(Arc::new(Replicator {
             bucket,
             prefix,
+            ledger,
+            tokens,
+            seq: std::sync::atomic::AtomicU64::new(boot_ms),
+            grace: Duration::from_millis(settings.sweep_grace_ms),
+            sweep_due: Mutex::new(HashMap::new()),
             layout: layout.clone(),
             scratch,
             interval: Duration::from_millis(settings.snapshot_interval_ms.max(10)),
@@ -160,19 +205,6 @@ impl Replicator {
             uploads_in_flight: std::sync::atomic::AtomicUsize::new(0),
             turns: Mutex::new(HashMap::new()),
         })))
-    }
-
-    /// The object key of an actor's copy: made only of the prefix and validated ids.
-    pub fn object_key(&self, key: &ActorKey) -> String {
-        let rel = match key {
-            ActorKey::Store(store) => format!("stores/{store}/store.db"),
-            ActorKey::Shopper(store, sid) => format!("stores/{store}/shoppers/{sid}.db"),
-        };
-        if self.prefix.is_empty() {
-            rel
-        } else {
-            format!("{}/{rel}", self.prefix)
-        }
     }
 
     /// Attaches the hook that marks `key` dirty after every commit through `db`.
@@ -212,6 +244,10 @@ impl Replicator {
                 crate::metrics::add("vitrina_replication_upload_bytes_total", &[("kind", kind)], info.bytes);
             }
             Ok(None) => {}
+            Err(e @ ReplicationError::Fenced { .. }) => {
+                crate::metrics::incr("vitrina_replication_fenced_total", &[("kind", kind)]);
+                tracing::warn!(%key, error = %e, "upload refused: another node holds the key's copies");
+            }
             Err(e) => {
                 crate::metrics::incr("vitrina_replication_upload_failures_total", &[("kind", kind)]);
                 tracing::warn!(%key, error = %e, "upload to object storage failed");
@@ -234,7 +270,10 @@ impl Replicator {
         })
         .await??;
         let Some((bytes, sha256)) = snapshot else { return Ok(None) };
-        let object = self.object_key(key);
+        let token = (self.tokens)(key);
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The random part keeps names unique between nodes that share a token.
+        let object = format!("{}/{token:020}-{seq:016}-{:08x}.db", copies_dir(&self.prefix, key), rand::random::<u32>());
         let mut headers = http::HeaderMap::new();
         let value = http::HeaderValue::from_str(&sha256).map_err(|e| ReplicationError::Config(e.to_string()))?;
         headers.insert(http::HeaderName::from_static(CHECKSUM_HEADER), value);
@@ -243,7 +282,28 @@ impl Replicator {
         if !(200..300).contains(&response.status_code()) {
             return Err(ReplicationError::Status { operation: "PUT", object, status: response.status_code() });
         }
-        Ok(Some(SnapshotInfo { object, sha256, bytes: bytes.len() as u64 }))
+        // The copy is complete; only now may anything point at it.
+        let copy = CopyRef { object, sha256, token, seq };
+        match self.ledger.commit(key, &copy).await {
+            Ok(()) => {
+                // The previous copy is superseded: collect it once the grace period has passed.
+                self.schedule_sweep(key, std::time::Instant::now() + self.grace);
+                Ok(Some(SnapshotInfo { copy, bytes: bytes.len() as u64 }))
+            }
+            Err(fenced @ ReplicationError::Fenced { .. }) => {
+                // Never current, never to be restored: delete it now (else the sweep will).
+                if let Err(e) = self.delete_object(&copy.object).await {
+                    tracing::warn!(%key, object = %copy.object, error = %e, "could not delete a fenced copy; the sweep will");
+                    self.schedule_sweep(key, std::time::Instant::now() + self.grace);
+                }
+                Err(fenced)
+            }
+            Err(e) => {
+                // The commit may have happened: keep the object, the sweep spares it if current.
+                self.schedule_sweep(key, std::time::Instant::now() + self.grace);
+                Err(e)
+            }
+        }
     }
 
     /// Downloads the newest copy of `key`, verifies its sha256 and `PRAGMA integrity_check` on a
@@ -261,8 +321,9 @@ impl Replicator {
             Ok(false) => {}
             Err(e) => {
                 let reason = match e {
-                    ReplicationError::Checksum { .. } | ReplicationError::MissingChecksum { .. } => "checksum",
+                    ReplicationError::Checksum { .. } => "checksum",
                     ReplicationError::Integrity { .. } => "integrity",
+                    ReplicationError::MissingCopy { .. } => "missing",
                     _ => "error",
                 };
                 crate::metrics::incr("vitrina_replication_restore_failures_total", &[("kind", kind), ("reason", reason)]);
@@ -273,35 +334,59 @@ impl Replicator {
     }
 
     async fn restore_in_turn(&self, key: &ActorKey, dest: &Path) -> ReplicationResult<bool> {
-        let object = self.object_key(key);
-        let response = self.bucket.get_object(format!("/{object}")).await?;
-        match response.status_code() {
-            200 => {}
-            // Only a missing key means "no copy": a missing bucket (also 404) must not make a
-            // node start empty actors that would then be uploaded over nothing-yet-known.
-            404 if String::from_utf8_lossy(response.as_slice()).contains("<Code>NoSuchKey</Code>") => return Ok(false),
-            status => return Err(ReplicationError::Status { operation: "GET", object, status }),
+        // A sweep may delete a copy right after a commit superseded it: read the pointer again.
+        let mut vanished = None;
+        for _ in 0..3 {
+            let Some(copy) = self.ledger.current(key).await? else { return Ok(false) };
+            // Copies of one key live in its directory; a pointer elsewhere is not trusted.
+            if !copy.object.starts_with(&format!("{}/", copies_dir(&self.prefix, key))) || copy.object.contains("..") {
+                return Err(ReplicationError::Ledger(format!("the pointer of {key} names {:?}, outside its copies", copy.object)));
+            }
+            let response = self.bucket.get_object(format!("/{}", copy.object)).await?;
+            match response.status_code() {
+                200 => {}
+                // Only a missing key means "no such copy": a missing bucket (also 404) must not.
+                404 if is_no_such_key(response.as_slice()) => {
+                    vanished = Some(copy.object);
+                    continue;
+                }
+                status => return Err(ReplicationError::Status { operation: "GET", object: copy.object, status }),
+            }
+            let expected = copy.sha256.trim().to_ascii_lowercase();
+            let bytes = response.bytes().clone();
+            let dest = dest.to_path_buf();
+            tokio::task::spawn_blocking(move || install_verified(&copy.object, &expected, &bytes, &dest)).await??;
+            return Ok(true);
         }
-        let expected = response
-            .headers()
-            .get(CHECKSUM_HEADER)
-            .map(|v| v.trim().to_ascii_lowercase())
-            .ok_or_else(|| ReplicationError::MissingChecksum { object: object.clone() })?;
-        let bytes = response.bytes().clone();
-        let dest = dest.to_path_buf();
-        tokio::task::spawn_blocking(move || install_verified(&object, &expected, &bytes, &dest)).await??;
-        Ok(true)
+        Err(ReplicationError::MissingCopy { object: vanished.unwrap_or_default() })
     }
 
-    /// Deletes the copy of `key` (a deleted store or session); a missing copy is not an error.
+    /// Deletes every copy of `key` and its pointer (a deleted store or session); a key without
+    /// copies is not an error.
     pub async fn delete(&self, key: &ActorKey) -> ReplicationResult<()> {
         let _turn = self.turn(key).await;
         self.dirty.lock().remove(key);
-        let object = self.object_key(key);
+        self.sweep_due.lock().remove(key);
+        // The pointer first: from then on the key has no copy, whatever is left below.
+        self.ledger.clear(key).await?;
+        for object in self.list(&format!("{}/", key_dir(&self.prefix, key))).await? {
+            self.delete_object(&object.key).await?;
+        }
+        Ok(())
+    }
+
+    /// The objects whose keys start with `prefix`.
+    async fn list(&self, prefix: &str) -> ReplicationResult<Vec<s3::serde_types::Object>> {
+        let pages = self.bucket.list(prefix.to_string(), None).await?;
+        Ok(pages.into_iter().flat_map(|p| p.contents).collect())
+    }
+
+    /// Deletes one object; a missing one is not an error.
+    async fn delete_object(&self, object: &str) -> ReplicationResult<()> {
         let response = self.bucket.delete_object(format!("/{object}")).await?;
         match response.status_code() {
             200..=299 | 404 => Ok(()),
-            status => Err(ReplicationError::Status { operation: "DELETE", object, status }),
+            status => Err(ReplicationError::Status { operation: "DELETE", object: object.to_string(), status }),
         }
     }
 
@@ -325,9 +410,10 @@ impl Replicator {
 
     /// `in_flight` was entered before the key's dirty mark was cleared, so the key counts as
     /// pending all along; it is released after a failed upload has marked the key again.
+    /// A fenced upload is not retried: another node owns the key's copies now.
     async fn upload_or_keep_dirty(&self, key: &ActorKey, in_flight: InFlight<'_>) -> ReplicationResult<Option<SnapshotInfo>> {
         let result = self.upload(key).await;
-        if result.is_err() {
+        if result.as_ref().is_err_and(|e| !matches!(e, ReplicationError::Fenced { .. })) {
             self.mark_dirty(key.clone());
         }
         drop(in_flight);
@@ -396,6 +482,29 @@ impl Replicator {
         let guard = lock.clone().lock_owned().await;
         KeyTurn { replicator: self, key: key.clone(), lock: Some(lock), _guard: Some(guard) }
     }
+}
+
+/// The directory of one actor's copies and pointer: made only of the prefix and validated ids.
+fn key_dir(prefix: &str, key: &ActorKey) -> String {
+    let rel = match key {
+        ActorKey::Store(store) => format!("stores/{store}/store"),
+        ActorKey::Shopper(store, sid) => format!("stores/{store}/shoppers/{sid}"),
+    };
+    if prefix.is_empty() {
+        rel
+    } else {
+        format!("{prefix}/{rel}")
+    }
+}
+
+/// Where one actor's copies are uploaded.
+fn copies_dir(prefix: &str, key: &ActorKey) -> String {
+    format!("{}/copies", key_dir(prefix, key))
+}
+
+/// Whether a 404's body says the object is missing (not the bucket).
+fn is_no_such_key(body: &[u8]) -> bool {
+    String::from_utf8_lossy(body).contains("<Code>NoSuchKey</Code>")
 }
 
 /// Holds a key's turn; on drop releases it and forgets the key's mutex once nobody waits on it.

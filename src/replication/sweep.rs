@@ -1,0 +1,108 @@
+//! Collecting superseded copies. Every upload writes a new object, so each commit leaves the
+//! previous copy behind; it stays for a grace period (a restore that read the previous pointer
+//! can still fetch it), then the sweep deletes it. The sweep deletes only objects of a key
+//! that are neither its current copy nor younger than the grace period, which also spares an
+//! upload between its PUT and its commit.
+//!
+//! Keys are swept when due: a commit schedules its key one grace period later; a sweep that
+//! leaves a young superseded object behind schedules the key again for when it comes of age.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{copies_dir, ReplicationResult, Replicator};
+use crate::ids::ActorKey;
+
+impl Replicator {
+    /// Sweeps `key` at `at` (or earlier, if it is already due earlier).
+    pub(super) fn schedule_sweep(&self, key: &ActorKey, at: Instant) {
+        let mut due = self.sweep_due.lock();
+        let entry = due.entry(key.clone()).or_insert(at);
+        if at < *entry {
+            *entry = at;
+        }
+    }
+
+    /// Sweeps every key that is due, at most `max_concurrent_uploads` at a time; returns how
+    /// many objects were deleted.
+    pub async fn sweep_due(&self) -> usize {
+        let now = Instant::now();
+        let keys: Vec<ActorKey> = {
+            let mut due = self.sweep_due.lock();
+            let ready: Vec<ActorKey> = due.iter().filter(|(_, at)| **at <= now).map(|(k, _)| k.clone()).collect();
+            for key in &ready {
+                due.remove(key);
+            }
+            ready
+        };
+        let deleted = std::sync::atomic::AtomicUsize::new(0);
+        futures::stream::iter(keys)
+            .for_each_concurrent(self.concurrency, |key| {
+                let deleted = &deleted;
+                async move {
+                    match self.sweep_key(&key).await {
+                        Ok((n, next)) => {
+                            deleted.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                            if let Some(at) = next {
+                                self.schedule_sweep(&key, at);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(%key, error = %e, "sweeping superseded copies failed; retrying later");
+                            self.schedule_sweep(&key, Instant::now() + self.grace.max(Duration::from_secs(1)));
+                        }
+                    }
+                }
+            })
+            .await;
+        deleted.into_inner()
+    }
+
+    /// Deletes the copies of `key` that are neither current nor younger than the grace period.
+    /// Returns how many it deleted and when the youngest superseded copy it kept comes of age.
+    async fn sweep_key(&self, key: &ActorKey) -> ReplicationResult<(usize, Option<Instant>)> {
+        // The pointer is read before the listing: a copy committed in between is young.
+        let current = self.ledger.current(key).await?;
+        let objects = self.list(&copies_dir(&self.prefix, key)).await?;
+        let now = OffsetDateTime::now_utc();
+        let kind = crate::runtime::registry::key_kind(key);
+        let (mut deleted, mut next) = (0, None::<Instant>);
+        for object in objects {
+            if current.as_ref().is_some_and(|c| c.object == object.key) {
+                continue;
+            }
+            // A copy whose age cannot be read is kept: never delete what cannot be dated.
+            let Ok(modified) = OffsetDateTime::parse(&object.last_modified, &Rfc3339) else {
+                tracing::warn!(object = %object.key, modified = %object.last_modified, "copy with an unreadable date kept");
+                continue;
+            };
+            let age = Duration::try_from(now - modified).unwrap_or(Duration::ZERO);
+            if age < self.grace {
+                let at = Instant::now() + (self.grace - age);
+                next = Some(next.map_or(at, |n: Instant| n.min(at)));
+                continue;
+            }
+            self.delete_object(&object.key).await?;
+            crate::metrics::incr("vitrina_replication_swept_total", &[("kind", kind)]);
+            deleted += 1;
+        }
+        Ok((deleted, next))
+    }
+
+    /// Starts the periodic sweep on the current runtime.
+    pub fn spawn_sweep_loop(self: &std::sync::Arc<Self>) {
+        let this = self.clone();
+        let every = (self.grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                this.sweep_due().await;
+            }
+        });
+    }
+}
