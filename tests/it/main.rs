@@ -6,6 +6,7 @@ mod abuse;
 mod admin;
 mod browser;
 mod cluster;
+mod config_reference;
 mod containment;
 mod coordination;
 mod copies;
