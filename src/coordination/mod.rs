@@ -13,6 +13,7 @@
 pub mod etcd;
 pub mod gateway;
 pub mod local;
+pub mod records;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

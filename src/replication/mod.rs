@@ -37,9 +37,11 @@
 //! taken, so a commit racing with the upload is either in the snapshot or marks the key dirty
 //! again.
 
+mod etcd_ledger;
 mod ledger;
 mod sweep;
 
+pub use etcd_ledger::EtcdLedger;
 pub use ledger::{BucketLedger, CopyLedger, CopyRef};
 
 use std::collections::{HashMap, HashSet};

@@ -10,6 +10,7 @@ mod config_reference;
 mod containment;
 mod coordination;
 mod copies;
+mod copy_ledger;
 mod durability;
 mod egress;
 mod engine;
