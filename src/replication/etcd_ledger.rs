@@ -45,7 +45,10 @@ impl CopyLedger for EtcdLedger {
             let shard = shard_of(&key.to_string(), self.shards);
             match self.records.put(&Self::name(key), &value, shard, copy.token).await {
                 Ok(()) => Ok(()),
-                Err(CoordinationError::Fenced(_)) => Err(ReplicationError::Fenced { key: key.to_string(), token: copy.token, newer: None }),
+                Err(CoordinationError::Fenced(_)) => Err(ReplicationError::Fenced {
+                    key: key.to_string(),
+                    reason: format!("token {} no longer owns shard {shard}", copy.token),
+                }),
                 Err(e) => Err(ledger_error(e)),
             }
         })

@@ -93,7 +93,10 @@ impl CopyLedger for BucketLedger {
         Box::pin(async move {
             if let Some(current) = self.read(key).await? {
                 if current.token > copy.token {
-                    return Err(ReplicationError::Fenced { key: key.to_string(), token: copy.token, newer: Some(current.token) });
+                    return Err(ReplicationError::Fenced {
+                        key: key.to_string(),
+                        reason: format!("uploaded under token {}, but the current copy has token {}", copy.token, current.token),
+                    });
                 }
             }
             self.write(key, copy).await

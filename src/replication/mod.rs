@@ -79,10 +79,13 @@ pub enum ReplicationError {
     Checksum { object: String, expected: String, actual: String },
     #[error("copy {object} fails the SQLite integrity check ({detail}); refusing to restore it")]
     Integrity { object: String, detail: String },
+    #[error("copy {object} has no {CHECKSUM_HEADER} metadata; refusing to restore it")]
+    MissingChecksum { object: String },
     #[error("the current copy {object} is missing from the bucket; refusing to start the actor empty")]
     MissingCopy { object: String },
-    #[error("the copy of {key} was fenced: uploaded under token {token}, but {} holds it now", newer.map_or("a newer owner".to_string(), |t| format!("token {t}")))]
-    Fenced { key: String, token: u64, newer: Option<u64> },
+    /// Another node owns the key: this node's copy may not become current.
+    #[error("the copy of {key} was fenced: {reason}")]
+    Fenced { key: String, reason: String },
     #[error("the copy ledger failed: {0}")]
     Ledger(String),
     #[error(transparent)]
@@ -109,12 +112,15 @@ pub struct SnapshotInfo {
 }
 
 /// The fencing token a node uploads a key's copy under: today a constant
-/// (`replication.copy_token`), on a coordination engine the token of the key's shard owner.
-pub type TokenSource = Arc<dyn Fn(&ActorKey) -> u64 + Send + Sync>;
+/// (`replication.copy_token`), on a coordination engine the token this node holds the key's
+/// shard with. `None`: this node does not own the key, and its upload is fenced before it starts.
+/// Tokens must never go backwards for a bucket: a counter kept on the node's disk starts over
+/// when the disk is lost, and every copy the node wrote before would then fence it.
+pub type TokenSource = Arc<dyn Fn(&ActorKey) -> Option<u64> + Send + Sync>;
 
 /// The same token for every key.
 pub fn constant_token(token: u64) -> TokenSource {
-    Arc::new(move |_| token)
+    Arc::new(move |_| Some(token))
 }
 
 /// Copies actor files to and from one bucket. Built only when replication is configured.
@@ -259,6 +265,9 @@ impl Replicator {
     }
 
     async fn upload_in_turn(&self, key: &ActorKey) -> ReplicationResult<Option<SnapshotInfo>> {
+        // Read before the snapshot: the copy holds only what was written while it was held.
+        let token = (self.tokens)(key)
+            .ok_or_else(|| ReplicationError::Fenced { key: key.to_string(), reason: "this node does not own it".into() })?;
         let src = self.layout.actor_db(key);
         let tmp = self.scratch.join(format!("{}.db", uuid::Uuid::new_v4().simple()));
         let snapshot = tokio::task::spawn_blocking(move || -> ReplicationResult<Option<(Vec<u8>, String)>> {
@@ -272,7 +281,6 @@ impl Replicator {
         })
         .await??;
         let Some((bytes, sha256)) = snapshot else { return Ok(None) };
-        let token = (self.tokens)(key);
         let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // The random part keeps names unique between nodes that share a token.
         let object = format!("{}/{token:020}-{seq:016}-{:08x}.db", copies_dir(&self.prefix, key), rand::random::<u32>());
@@ -323,7 +331,7 @@ impl Replicator {
             Ok(false) => {}
             Err(e) => {
                 let reason = match e {
-                    ReplicationError::Checksum { .. } => "checksum",
+                    ReplicationError::Checksum { .. } | ReplicationError::MissingChecksum { .. } => "checksum",
                     ReplicationError::Integrity { .. } => "integrity",
                     ReplicationError::MissingCopy { .. } => "missing",
                     _ => "error",
@@ -339,25 +347,45 @@ impl Replicator {
         // A sweep may delete a copy right after a commit superseded it: read the pointer again.
         let mut vanished = None;
         for _ in 0..3 {
-            let Some(copy) = self.ledger.current(key).await? else { return Ok(false) };
-            // Copies of one key live in its directory; a pointer elsewhere is not trusted.
-            if !copy.object.starts_with(&format!("{}/", copies_dir(&self.prefix, key))) || copy.object.contains("..") {
-                return Err(ReplicationError::Ledger(format!("the pointer of {key} names {:?}, outside its copies", copy.object)));
-            }
-            let response = self.bucket.get_object(format!("/{}", copy.object)).await?;
+            let (object, expected) = match self.ledger.current(key).await? {
+                Some(copy) => {
+                    // Copies of one key live in its directory; a pointer elsewhere is not trusted.
+                    if !copy.object.starts_with(&format!("{}/", copies_dir(&self.prefix, key))) || copy.object.contains("..") {
+                        return Err(ReplicationError::Ledger(format!("the pointer of {key} names {:?}, outside its copies", copy.object)));
+                    }
+                    (copy.object, Some(copy.sha256))
+                }
+                // No pointer: the key may still have the one fixed object of earlier versions.
+                None => (legacy_object(&self.prefix, key), None),
+            };
+            let response = self.bucket.get_object(format!("/{object}")).await?;
             match response.status_code() {
                 200 => {}
                 // Only a missing key means "no such copy": a missing bucket (also 404) must not.
                 404 if is_no_such_key(response.as_slice()) => {
-                    vanished = Some(copy.object);
+                    // An old-layout copy goes once a pointer exists: look for that pointer.
+                    if expected.is_none() && self.ledger.current(key).await?.is_none() {
+                        return Ok(false);
+                    }
+                    vanished = Some(object);
                     continue;
                 }
-                status => return Err(ReplicationError::Status { operation: "GET", object: copy.object, status }),
+                status => return Err(ReplicationError::Status { operation: "GET", object, status }),
             }
-            let expected = copy.sha256.trim().to_ascii_lowercase();
+            let expected = match expected {
+                Some(sha) => sha,
+                None => response
+                    .headers()
+                    .get(CHECKSUM_HEADER)
+                    .cloned()
+                    .ok_or_else(|| ReplicationError::MissingChecksum { object: object.clone() })?,
+            };
+            let expected = expected.trim().to_ascii_lowercase();
             let bytes = response.bytes().clone();
             let dest = dest.to_path_buf();
-            tokio::task::spawn_blocking(move || install_verified(&copy.object, &expected, &bytes, &dest)).await??;
+            tokio::task::spawn_blocking(move || install_verified(&object, &expected, &bytes, &dest)).await??;
+            // Leftovers of earlier holders (copies never committed, an old-layout copy).
+            self.schedule_sweep(key, std::time::Instant::now());
             return Ok(true);
         }
         Err(ReplicationError::MissingCopy { object: vanished.unwrap_or_default() })
@@ -371,10 +399,20 @@ impl Replicator {
         self.sweep_due.lock().remove(key);
         // The pointer first: from then on the key has no copy, whatever is left below.
         self.ledger.clear(key).await?;
-        for object in self.list(&format!("{}/", key_dir(&self.prefix, key))).await? {
+        for object in self.key_objects(key).await? {
             self.delete_object(&object.key).await?;
         }
         Ok(())
+    }
+
+    /// Every object of `key`: its directory (copies, pointer) and its old-layout copy.
+    async fn key_objects(&self, key: &ActorKey) -> ReplicationResult<Vec<s3::serde_types::Object>> {
+        let dir = key_dir(&self.prefix, key);
+        let legacy = legacy_object(&self.prefix, key);
+        let mut objects = self.list(&dir).await?;
+        // The listing is by prefix: `{sid}` also lists `{sid}x…` of another key.
+        objects.retain(|o| o.key == legacy || o.key.starts_with(&format!("{dir}/")));
+        Ok(objects)
     }
 
     /// The objects whose keys start with `prefix`.
@@ -497,6 +535,12 @@ fn key_dir(prefix: &str, key: &ActorKey) -> String {
     } else {
         format!("{prefix}/{rel}")
     }
+}
+
+/// The one object per key that versions before the pointer overwrote in place; read when a
+/// key has no pointer, deleted once it has one.
+fn legacy_object(prefix: &str, key: &ActorKey) -> String {
+    format!("{}.db", key_dir(prefix, key))
 }
 
 /// Where one actor's copies are uploaded.

@@ -4,8 +4,10 @@
 //! that are neither its current copy nor younger than the grace period, which also spares an
 //! upload between its PUT and its commit.
 //!
-//! Keys are swept when due: a commit schedules its key one grace period later; a sweep that
-//! leaves a young superseded object behind schedules the key again for when it comes of age.
+//! Keys are swept when due: a commit schedules its key one grace period later, a restore at
+//! once (leftovers of earlier holders); a sweep that leaves a young superseded object behind
+//! schedules the key again for when it comes of age. The old-layout copy of a key (one object
+//! overwritten in place, before pointers) counts as superseded once the key has a pointer.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +15,7 @@ use futures::StreamExt;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{copies_dir, ReplicationResult, Replicator};
+use super::{copies_dir, legacy_object, ReplicationResult, Replicator};
 use crate::ids::ActorKey;
 
 impl Replicator {
@@ -66,12 +68,18 @@ impl Replicator {
     async fn sweep_key(&self, key: &ActorKey) -> ReplicationResult<(usize, Option<Instant>)> {
         // The pointer is read before the listing: a copy committed in between is young.
         let current = self.ledger.current(key).await?;
-        let objects = self.list(&copies_dir(&self.prefix, key)).await?;
+        let objects = self.key_objects(key).await?;
+        let (copies, legacy) = (format!("{}/", copies_dir(&self.prefix, key)), legacy_object(&self.prefix, key));
         let now = OffsetDateTime::now_utc();
         let kind = crate::runtime::registry::key_kind(key);
         let (mut deleted, mut next) = (0, None::<Instant>);
         for object in objects {
-            if current.as_ref().is_some_and(|c| c.object == object.key) {
+            let superseded = match &current {
+                Some(c) => c.object != object.key && (object.key.starts_with(&copies) || object.key == legacy),
+                // Without a pointer an old-layout copy is still the current one.
+                None => object.key.starts_with(&copies),
+            };
+            if !superseded {
                 continue;
             }
             // A copy whose age cannot be read is kept: never delete what cannot be dated.

@@ -203,3 +203,48 @@ async fn superseded_copies_are_swept_after_the_grace_period() {
     node.create_store("sweep", "Sweep").await;
     assert_eq!(c.cart().await["count"], 4);
 }
+
+#[tokio::test]
+async fn a_copy_in_the_old_layout_is_restored_then_replaced_by_a_pointer() {
+    let Some(endpoint) = s3_endpoint() else { return };
+    let bucket = new_bucket(&endpoint).await;
+    let node = start(&with(replication_env(&endpoint, &bucket, 3_600_000), &[("VITRINA_REPLICATION__SWEEP_GRACE_MS", "1000")]));
+    let token = node.seed_store("legacy", "Legacy").await;
+    let (status, body) = node.store_admin("legacy", &token).patch_settings(json!({"durability": "sync"})).await;
+    assert_eq!(status, 200, "{body}");
+    let c = node.shopper("legacy");
+    assert_eq!(c.add_to_cart("mug", 2).await.status, StatusCode::CREATED);
+    let sid = only_shopper(&bucket, "legacy").await;
+    let shopper_dir = format!("it/v1/stores/legacy/shoppers/{sid}");
+    // Rewrite both actors' copies as earlier versions kept them: `{dir}.db`, sha256 in its
+    // metadata, no pointer.
+    for dir in ["it/v1/stores/legacy/store", shopper_dir.as_str()] {
+        let current = pointer(&bucket, dir).await.expect("pointer");
+        let copy = bucket.get_object(format!("/{}", current["object"].as_str().unwrap())).await.unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-amz-meta-sha256", http::HeaderValue::from_str(current["sha256"].as_str().unwrap()).unwrap());
+        let res = bucket
+            .put_object_with_content_type_and_headers(format!("/{dir}.db"), copy.as_slice(), "application/vnd.sqlite3", Some(headers))
+            .await
+            .unwrap();
+        assert_eq!(res.status_code(), 200);
+        for key in objects(&bucket, &format!("{dir}/")).await {
+            bucket.delete_object(format!("/{key}")).await.unwrap();
+        }
+    }
+
+    let node = node.kill_and_lose_disk();
+    node.create_store("legacy", "Legacy").await;
+    let cart = c.cart().await;
+    assert_eq!(cart["count"], 2, "restored from the old-layout copy: {cart}");
+    // The next write makes a pointer; the old-layout copy is swept after the grace period.
+    assert_eq!(c.add_to_cart("socks", 1).await.status, StatusCode::CREATED);
+    assert!(pointer(&bucket, &shopper_dir).await.is_some());
+    wait_until("the old-layout copy to be swept", Duration::from_secs(20), || async {
+        !objects(&bucket, &format!("{shopper_dir}.db")).await.contains(&format!("{shopper_dir}.db"))
+    })
+    .await;
+    let node = node.kill_and_lose_disk();
+    node.create_store("legacy", "Legacy").await;
+    assert_eq!(c.cart().await["count"], 3);
+}
