@@ -8,7 +8,14 @@
 //! once (leftovers of earlier holders); a sweep that leaves a young superseded object behind
 //! schedules the key again for when it comes of age. The old-layout copy of a key (one object
 //! overwritten in place, before pointers) counts as superseded once the key has a pointer.
+//!
+//! The schedule lives in memory: a restart or crash forgets it, and an upload whose commit
+//! failed may leave an object behind. So a grace period after start, and every
+//! `LEFTOVER_PASS_GRACES` grace periods after that, the node lists every copy under the prefix
+//! and schedules each key with more than one object (every node lists everything: a key swept
+//! twice costs requests, never a copy).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -16,7 +23,10 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{copies_dir, legacy_object, ReplicationResult, Replicator};
-use crate::ids::ActorKey;
+use crate::ids::{ActorKey, SessionId, StoreId};
+
+/// How often, in grace periods, the whole prefix is listed for leftovers.
+const LEFTOVER_PASS_GRACES: u32 = 6;
 
 impl Replicator {
     /// Sweeps `key` at `at` (or earlier, if it is already due earlier).
@@ -100,6 +110,31 @@ impl Replicator {
         Ok((deleted, next))
     }
 
+    /// Lists every object under the prefix and schedules the keys with more than one copy (or
+    /// a copy beside an old-layout one); returns how many keys it scheduled. Objects are counted
+    /// per listing page, so a key whose objects straddle two pages may wait for another pass.
+    pub async fn schedule_leftovers(&self) -> ReplicationResult<usize> {
+        let root = if self.prefix.is_empty() { "stores/".to_string() } else { format!("{}/stores/", self.prefix) };
+        let (mut continuation, mut scheduled) = (None, 0);
+        loop {
+            let (page, _) = self.bucket.list_page(root.clone(), None, continuation, None, None).await?;
+            let mut counts: HashMap<ActorKey, usize> = HashMap::new();
+            for object in &page.contents {
+                if let Some(key) = copy_owner(&self.prefix, &object.key) {
+                    *counts.entry(key).or_default() += 1;
+                }
+            }
+            for (key, _) in counts.into_iter().filter(|(_, n)| *n > 1) {
+                self.schedule_sweep(&key, Instant::now());
+                scheduled += 1;
+            }
+            continuation = page.next_continuation_token;
+            if continuation.is_none() {
+                return Ok(scheduled);
+            }
+        }
+    }
+
     /// Starts the periodic sweep on the current runtime.
     pub fn spawn_sweep_loop(self: &std::sync::Arc<Self>) {
         let this = self.clone();
@@ -107,10 +142,64 @@ impl Replicator {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // What the previous run left is of age one grace period after start.
+            let mut leftover_pass = Instant::now() + this.grace;
             loop {
                 tick.tick().await;
+                if Instant::now() >= leftover_pass {
+                    leftover_pass = Instant::now() + this.grace * LEFTOVER_PASS_GRACES;
+                    if let Err(e) = this.schedule_leftovers().await {
+                        tracing::warn!(error = %e, "listing the bucket for leftover copies failed; retrying at the next pass");
+                    }
+                }
                 this.sweep_due().await;
             }
         });
+    }
+}
+
+/// The actor a copy or old-layout copy belongs to, parsed back from its object key
+/// (`{prefix}/stores/{store}/store/copies/…`, `…/shoppers/{sid}/copies/…`, `…/store.db`,
+/// `…/shoppers/{sid}.db`); `None` for anything else, pointers included.
+fn copy_owner(prefix: &str, object: &str) -> Option<ActorKey> {
+    let rel = if prefix.is_empty() { object } else { object.strip_prefix(prefix)?.strip_prefix('/')? };
+    let parts: Vec<&str> = rel.split('/').collect();
+    match parts.as_slice() {
+        ["stores", store, "store", "copies", _] | ["stores", store, "store.db"] => Some(ActorKey::Store(StoreId::parse(store).ok()?)),
+        ["stores", store, "shoppers", sid, "copies", _] => {
+            Some(ActorKey::Shopper(StoreId::parse(store).ok()?, SessionId::parse(sid).ok()?))
+        }
+        ["stores", store, "shoppers", file] => {
+            Some(ActorKey::Shopper(StoreId::parse(store).ok()?, SessionId::parse(file.strip_suffix(".db")?).ok()?))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_are_traced_back_to_their_actor() {
+        let store = ActorKey::Store(StoreId::parse("shop").unwrap());
+        let shopper = ActorKey::Shopper(StoreId::parse("shop").unwrap(), SessionId::parse("s1").unwrap());
+        for (prefix, object, key) in [
+            ("p/q", "p/q/stores/shop/store/copies/00-01-ab.db", Some(&store)),
+            ("p/q", "p/q/stores/shop/store.db", Some(&store)),
+            ("", "stores/shop/shoppers/s1/copies/00-01-ab.db", Some(&shopper)),
+            ("p", "p/stores/shop/shoppers/s1.db", Some(&shopper)),
+            ("p", "p/stores/shop/shoppers/s1/current.json", None),
+            ("p", "p/stores/shop/store/current.json", None),
+            ("p", "other/stores/shop/store.db", None),
+            ("p", "p/stores/sh..op/store.db", None),
+        ] {
+            assert_eq!(copy_owner(prefix, object).as_ref(), key, "{object}");
+        }
+        // Every copy the replicator names is traced back.
+        for key in [&store, &shopper] {
+            assert_eq!(copy_owner("p", &format!("{}/x.db", copies_dir("p", key))).as_ref(), Some(key));
+            assert_eq!(copy_owner("p", &legacy_object("p", key)).as_ref(), Some(key));
+        }
     }
 }

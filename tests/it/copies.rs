@@ -248,3 +248,33 @@ async fn a_copy_in_the_old_layout_is_restored_then_replaced_by_a_pointer() {
     node.create_store("legacy", "Legacy").await;
     assert_eq!(c.cart().await["count"], 3);
 }
+
+#[tokio::test]
+async fn copies_a_restart_left_uncollected_are_swept_by_the_next_run() {
+    let Some(endpoint) = s3_endpoint() else { return };
+    let bucket = new_bucket(&endpoint).await;
+    // The first run sweeps nothing: its grace period outlives it.
+    let env = with(replication_env(&endpoint, &bucket, 3_600_000), &[("VITRINA_REPLICATION__SWEEP_GRACE_MS", "600000")]);
+    let node = start(&env);
+    let token = node.seed_store("leftover", "Leftover").await;
+    let (status, body) = node.store_admin("leftover", &token).patch_settings(json!({"durability": "sync"})).await;
+    assert_eq!(status, 200, "{body}");
+    let c = node.shopper("leftover");
+    for _ in 0..3 {
+        assert_eq!(c.add_to_cart("mug", 1).await.status, StatusCode::CREATED);
+    }
+    let sid = only_shopper(&bucket, "leftover").await;
+    let dir = format!("it/v1/stores/leftover/shoppers/{sid}");
+    assert_eq!(objects(&bucket, &format!("{dir}/copies/")).await.len(), 3);
+    drop(node);
+
+    // A later node on the bucket (it restores nothing) collects what the first one scheduled.
+    let node = start(&with(env, &[("VITRINA_REPLICATION__SWEEP_GRACE_MS", "1000")]));
+    wait_until("the leftover copies to be swept", Duration::from_secs(30), || async {
+        objects(&bucket, &format!("{dir}/copies/")).await.len() == 1
+    })
+    .await;
+    let current = pointer(&bucket, &dir).await.expect("pointer");
+    assert_eq!(objects(&bucket, &format!("{dir}/copies/")).await, vec![current["object"].as_str().unwrap().to_string()]);
+    assert!(node.metric("vitrina_replication_swept_total{kind=\"shopper\"}").await >= 2);
+}
