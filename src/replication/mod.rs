@@ -347,24 +347,26 @@ impl Replicator {
         // A sweep may delete a copy right after a commit superseded it: read the pointer again.
         let mut vanished = None;
         for _ in 0..3 {
-            let (object, expected) = match self.ledger.current(key).await? {
+            // The old-layout copy (one fixed object per key, before pointers) is asked for with
+            // the pointer, so an actor without either (every new one) costs one round trip.
+            let legacy = legacy_object(&self.prefix, key);
+            let (current, legacy_response) = futures::join!(self.ledger.current(key), self.bucket.get_object(format!("/{legacy}")));
+            let (object, expected, response) = match current? {
                 Some(copy) => {
                     // Copies of one key live in its directory; a pointer elsewhere is not trusted.
                     if !copy.object.starts_with(&format!("{}/", copies_dir(&self.prefix, key))) || copy.object.contains("..") {
                         return Err(ReplicationError::Ledger(format!("the pointer of {key} names {:?}, outside its copies", copy.object)));
                     }
-                    (copy.object, Some(copy.sha256))
+                    let response = self.bucket.get_object(format!("/{}", copy.object)).await?;
+                    (copy.object, Some(copy.sha256), response)
                 }
-                // No pointer: the key may still have the one fixed object of earlier versions.
-                None => (legacy_object(&self.prefix, key), None),
+                None => (legacy, None, legacy_response?),
             };
-            let response = self.bucket.get_object(format!("/{object}")).await?;
             match response.status_code() {
                 200 => {}
                 // Only a missing key means "no such copy": a missing bucket (also 404) must not.
                 404 if is_no_such_key(response.as_slice()) => {
-                    // An old-layout copy goes once a pointer exists: look for that pointer.
-                    if expected.is_none() && self.ledger.current(key).await?.is_none() {
+                    if expected.is_none() {
                         return Ok(false);
                     }
                     vanished = Some(object);
