@@ -55,6 +55,10 @@ pub struct RenderSettings {
     /// costs renders throughput when anything else competes for the cores
     /// (`docs/decisions/render-priority.md`).
     pub nice: i32,
+    /// Niceness of a render thread while it is stuck (one job past twice `max_page_cpu_ms`: a
+    /// block inside a builtin that ignores termination), given back when the job ends; not above
+    /// `nice`: off. Needs `CAP_SYS_NICE` or `RLIMIT_NICE` to give it back; without, it stays off.
+    pub stuck_nice: i32,
     /// Operator maxima of the limits a store may set (`settings.limits`): a PATCH above one is
     /// refused (422 `limit_above_maximum`), and a stored value above one is clamped at render.
     pub max_block_cpu_ms: u64,
@@ -67,7 +71,8 @@ pub struct RenderSettings {
     /// Render CPU one store may use per second on this node (a token bucket refilled at this
     /// rate); a store in debt gets 503 `render_capacity` with Retry-After. 0: no bound.
     pub store_cpu_ms_per_sec: u64,
-    /// Size of that bucket: the CPU a quiet store may spend at once.
+    /// Size of that bucket: the CPU a quiet store may spend at once. A render starts only once
+    /// the bucket holds what the store's last render cost (at most the whole bucket).
     pub store_cpu_burst_ms: u64,
     /// How long a page whose blocks hit a CPU or heap limit is served as it rendered (with
     /// placeholders) instead of running the same blocks on the same inputs again. 0: off.
@@ -84,13 +89,14 @@ impl Default for RenderSettings {
         RenderSettings {
             threads: 0,
             nice: 0,
+            stuck_nice: 19,
             max_block_cpu_ms: 200,
             max_page_cpu_ms: 1000,
             max_heap_mb: 128,
             max_output_kb: 1024,
             store_max_concurrent: 0,
             store_cpu_ms_per_sec: 500,
-            store_cpu_burst_ms: 2000,
+            store_cpu_burst_ms: 500,
             failed_page_ttl_secs: 10,
             failures_kept_per_store: 50,
             failure_metric_stores: 50,

@@ -2,7 +2,9 @@
 //! CPU per second (a token bucket charged with each render's measured CPU time).
 //!
 //! A store past either bound is refused, it alone: its other requests, and every other store,
-//! go on. A render waits for a slot only briefly (a page of a healthy store takes milliseconds);
+//! go on. A render starts only once the bucket holds what the store's recent renders cost (at
+//! most the whole bucket): a store whose pages run to their CPU budget would otherwise start
+//! one whenever its bucket is barely positive and spend a page budget beyond it each time. A render waits for a slot only briefly (a page of a healthy store takes milliseconds);
 //! a store whose renders hold their slots for their whole CPU budget is refused instead.
 
 use std::collections::HashMap;
@@ -32,6 +34,9 @@ struct Gate {
     /// CPU milliseconds the store may still spend; negative: in debt.
     tokens_ms: f64,
     refilled: Instant,
+    /// What the store's next render is expected to cost: its last render's CPU, or half the
+    /// previous expectation if that is more (a cheap page does not at once hide a costly one).
+    expected_ms: f64,
 }
 
 pub struct StoreGates {
@@ -79,12 +84,14 @@ impl StoreGates {
         gate.refilled = now;
     }
 
-    /// Refuses a store whose bucket is empty, until it has earned back its debt.
+    /// Refuses a store whose bucket does not hold what its next render is expected to cost (at
+    /// most a full bucket), until it has earned that.
     fn in_debt(&self, gate: &Gate) -> Result<(), Refused> {
-        if gate.tokens_ms > 0.0 {
+        let needed = gate.expected_ms.min(self.burst_ms);
+        if gate.tokens_ms > 0.0 && gate.tokens_ms >= needed {
             return Ok(());
         }
-        let secs = (-gate.tokens_ms / self.rate_ms_per_sec.max(1.0)).ceil() as u64;
+        let secs = ((needed.max(0.0) - gate.tokens_ms) / self.rate_ms_per_sec.max(1.0)).ceil() as u64;
         Err(Refused { retry_after_secs: secs.clamp(1, 60), bound: "cpu" })
     }
 
@@ -102,6 +109,7 @@ impl StoreGates {
                 waiting: Arc::new(AtomicUsize::new(0)),
                 tokens_ms: self.burst_ms,
                 refilled: now,
+                expected_ms: 0.0,
             });
             self.refill(gate, now);
             self.in_debt(gate)?;
@@ -155,7 +163,9 @@ impl StoreGates {
         let mut gates = self.gates.lock();
         if let Some(gate) = gates.get_mut(store) {
             self.refill(gate, now);
-            gate.tokens_ms -= cpu.as_secs_f64() * 1000.0;
+            let spent = cpu.as_secs_f64() * 1000.0;
+            gate.tokens_ms -= spent;
+            gate.expected_ms = spent.max(gate.expected_ms / 2.0);
         }
     }
 }
@@ -184,11 +194,48 @@ mod tests {
         drop(permit);
         let refused = g.admit(&a).await.err().unwrap();
         assert_eq!(refused.bound, "cpu");
-        assert!((3..=4).contains(&refused.retry_after_secs), "{refused:?}");
+        // 300 ms of debt, then a full bucket (200 ms, less than the 500 the render cost).
+        assert!((5..=6).contains(&refused.retry_after_secs), "{refused:?}");
         assert!(g.admit(&b).await.is_ok());
         assert_eq!(g.check(&a).err().map(|r| r.bound), Some("cpu"));
         assert!(g.check(&b).is_ok());
         assert!(g.check(&StoreId::parse("never-seen").unwrap()).is_ok());
+    }
+
+    #[actix_rt::test]
+    async fn a_store_whose_renders_are_costly_waits_until_its_bucket_holds_one() {
+        let g = gates(2, 100, 500);
+        let (a, b) = (StoreId::parse("a").unwrap(), StoreId::parse("b").unwrap());
+        // A costly render from a full bucket: allowed, and the store goes into debt.
+        g.admit(&a).await.unwrap().charge(Duration::from_millis(1000));
+        // Earned back past zero is not enough: the next render needs a full bucket (500 ms of
+        // CPU, less than the 1000 ms its last render cost).
+        {
+            let mut gates = g.gates.lock();
+            let gate = gates.get_mut(&a).unwrap();
+            gate.tokens_ms = 200.0;
+            gate.refilled = Instant::now();
+        }
+        let refused = g.check(&a).err().unwrap();
+        assert_eq!(refused.bound, "cpu");
+        assert!((3..=4).contains(&refused.retry_after_secs), "{refused:?}");
+        // A store whose renders are cheap renders on whatever is left.
+        g.admit(&b).await.unwrap().charge(Duration::from_millis(5));
+        {
+            let mut gates = g.gates.lock();
+            let gate = gates.get_mut(&b).unwrap();
+            gate.tokens_ms = 10.0;
+            gate.refilled = Instant::now();
+        }
+        assert!(g.check(&b).is_ok());
+        assert!(g.admit(&b).await.is_ok());
+        // Once full again, the costly store renders.
+        {
+            let mut gates = g.gates.lock();
+            let gate = gates.get_mut(&a).unwrap();
+            gate.tokens_ms = 500.0;
+        }
+        assert!(g.admit(&a).await.is_ok());
     }
 
     #[actix_rt::test]

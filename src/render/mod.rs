@@ -154,7 +154,12 @@ pub struct Renderer {
 impl Renderer {
     pub fn new(settings: &RenderSettings) -> Renderer {
         Renderer {
-            threads: Arc::new(threads::RenderThreads::new(settings.thread_count(), settings.nice, settings.stuck_after())),
+            threads: Arc::new(threads::RenderThreads::new(
+                settings.thread_count(),
+                settings.nice,
+                settings.stuck_nice,
+                settings.stuck_after(),
+            )),
             gates: Arc::new(gate::StoreGates::new(settings)),
             failed_pages: failed::FailedPages::new(settings.failed_page_ttl_secs),
             failures: failures::FailureLog::new(settings.failures_kept_per_store, settings.failure_metric_stores),

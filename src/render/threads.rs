@@ -10,12 +10,15 @@
 //! A block can hold its thread far past its CPU budget: some builtins run to their end before
 //! V8 looks at a termination request. A thread whose current job has run longer than any page
 //! may is *stuck*: renders queued behind it move to another thread on a throwaway engine, and
-//! the actors whose engines live there get new ones elsewhere.
+//! the actors whose engines live there get new ones elsewhere. While it is stuck, a watcher
+//! gives the thread a low scheduling priority (`render.stuck_nice`), so that the CPU it burns
+//! goes to whatever else wants a core first, and gives the priority back when the job ends
+//! (only where the node may raise a thread's priority again: see [`Watch`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,6 +66,8 @@ pub struct RenderThreads {
     epoch: Instant,
     /// A job running longer than this holds its thread stuck.
     stuck_after: Duration,
+    /// The stuck-thread watcher runs while this lives.
+    _watching: Arc<()>,
     _owned: Vec<Arbiter>,
 }
 
@@ -90,20 +95,43 @@ pub fn live_engines() -> i64 {
 }
 
 impl RenderThreads {
-    /// `stuck_after`: longer than any page may take, with room for a busy machine.
-    pub fn new(count: usize, nice: i32, stuck_after: Duration) -> RenderThreads {
+    /// `stuck_after`: longer than any page may take, with room for a busy machine. `nice`: the
+    /// threads' niceness; `stuck_nice`: theirs while stuck (not above `nice`: never changed).
+    pub fn new(count: usize, nice: i32, stuck_nice: i32, stuck_after: Duration) -> RenderThreads {
         let owned: Vec<Arbiter> = (0..count.max(1)).map(|_| Arbiter::new()).collect();
-        for arbiter in &owned {
-            arbiter.spawn_fn(move || lower_priority(nice));
+        let tids: Vec<Arc<AtomicI32>> = (0..owned.len()).map(|_| Arc::new(AtomicI32::new(0))).collect();
+        for (arbiter, tid) in owned.iter().zip(&tids) {
+            let tid = tid.clone();
+            arbiter.spawn_fn(move || {
+                tid.store(current_tid(), Ordering::Relaxed);
+                lower_priority(nice);
+            });
         }
-        RenderThreads {
+        let threads = RenderThreads {
             arbiters: owned.iter().map(|a| a.handle()).collect(),
             queued: (0..owned.len()).map(|_| Arc::new(AtomicUsize::new(0))).collect(),
             busy_since: (0..owned.len()).map(|_| Arc::new(AtomicU64::new(0))).collect(),
             epoch: Instant::now(),
             stuck_after,
+            _watching: Arc::new(()),
             _owned: owned,
+        };
+        let (nice, stuck_nice) = (nice.clamp(0, 19), stuck_nice.clamp(0, 19));
+        if stuck_nice > nice {
+            let watch = Watch {
+                alive: Arc::downgrade(&threads._watching),
+                busy_since: threads.busy_since.clone(),
+                tids,
+                epoch: threads.epoch,
+                stuck_after,
+                nice,
+                stuck_nice,
+            };
+            if let Err(e) = std::thread::Builder::new().name("render-watch".into()).spawn(move || watch.run()) {
+                tracing::warn!(error = %e, "cannot start the stuck render thread watcher");
+            }
         }
+        threads
     }
 
     fn stuck(&self, thread: usize) -> bool {
@@ -281,6 +309,72 @@ impl Drop for EngineSlot {
     }
 }
 
+/// Gives a stuck render thread a low priority and its own back once its job ended. It starts
+/// only if it may give the priority back: raising a thread's priority again needs
+/// `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows it (systemd's `LimitNICE=`); without either,
+/// a demoted thread would stay slow for good, so nothing is demoted.
+struct Watch {
+    alive: std::sync::Weak<()>,
+    busy_since: Vec<Arc<AtomicU64>>,
+    tids: Vec<Arc<AtomicI32>>,
+    epoch: Instant,
+    stuck_after: Duration,
+    nice: i32,
+    stuck_nice: i32,
+}
+
+/// How often the watcher looks at the render threads.
+const WATCH_EVERY: Duration = Duration::from_millis(50);
+
+impl Watch {
+    fn run(self) {
+        // Probe on this thread: down to the stuck priority, then back.
+        let me = current_tid();
+        if !(set_nice(me, self.stuck_nice) && set_nice(me, self.nice)) {
+            tracing::info!(
+                "stuck render threads keep their priority: this process may not raise a thread's priority again (CAP_SYS_NICE or RLIMIT_NICE)"
+            );
+            return;
+        }
+        let _ = set_nice(me, 0);
+        let mut demoted: Vec<Option<u64>> = vec![None; self.tids.len()];
+        while self.alive.upgrade().is_some() {
+            std::thread::sleep(WATCH_EVERY);
+            let now = self.epoch.elapsed().as_millis() as u64;
+            for (i, since) in self.busy_since.iter().enumerate() {
+                let tid = self.tids[i].load(Ordering::Relaxed);
+                if tid == 0 {
+                    continue;
+                }
+                // The job (by its start) that is stuck, if any.
+                let stuck = match since.load(Ordering::Relaxed) {
+                    0 => None,
+                    since => (now.saturating_sub(since - 1) > self.stuck_after.as_millis() as u64).then_some(since),
+                };
+                match (demoted[i], stuck) {
+                    (None, Some(job)) if set_nice(tid, self.stuck_nice) => {
+                        crate::metrics::incr("vitrina_render_thread_demoted_total", &[]);
+                        demoted[i] = Some(job);
+                    }
+                    (Some(job), current) if current != Some(job) && set_nice(tid, self.nice) => demoted[i] = None,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn current_tid() -> i32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Sets thread `tid`'s niceness; false if the process may not.
+fn set_nice(tid: i32, nice: i32) -> bool {
+    // SAFETY: setpriority with PRIO_PROCESS and a thread id changes only that thread's niceness.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) == 0 }
+}
+
 /// Sets the calling thread's niceness (Linux schedules threads one by one: this leaves the
 /// process's other threads as they are). Raising one's own niceness needs no privilege.
 fn lower_priority(nice: i32) {
@@ -288,13 +382,7 @@ fn lower_priority(nice: i32) {
     if nice == 0 {
         return;
     }
-    // SAFETY: gettid takes no arguments; setpriority with PRIO_PROCESS and a thread id changes
-    // only that thread's niceness.
-    let failed = unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, nice) != 0
-    };
-    if failed {
+    if !set_nice(current_tid(), nice) {
         tracing::warn!(nice, error = %std::io::Error::last_os_error(), "cannot lower the render thread's priority");
     }
 }

@@ -13,6 +13,9 @@ use sha2::Sha256;
 use test_support::*;
 
 const LOOP: &str = "function spin() { while (true) {} }";
+/// Filling a dictionary-mode array runs inside one builtin that does not look at V8's
+/// termination request: the block holds its render thread long past its CPU budget (~27 s).
+const FILL: &str = "function render(ctx) { new Array(2 ** 26).fill(0); return '<p>filled</p>'; }";
 
 /// A page (and the search page) of 20 looping blocks, published.
 async fn publish_loops(node: &TestNode, token: &str, store: &str) {
@@ -93,9 +96,6 @@ fn thread_nice_values(pid: u32) -> Vec<i64> {
 
 #[tokio::test]
 async fn a_block_stuck_in_a_builtin_costs_other_stores_no_error() {
-    // Filling a dictionary-mode array runs inside one builtin that does not look at V8's
-    // termination request: the block holds its render thread long past its CPU budget.
-    const FILL: &str = "function render(ctx) { new Array(2 ** 26).fill(0); return '<p>filled</p>'; }";
     let node = Arc::new(TestNode::start_with(&[
         ("VITRINA_LIMITS__ENABLED", "false"),
         ("VITRINA_RENDER__THREADS", "2"),
@@ -155,6 +155,57 @@ async fn a_block_stuck_in_a_builtin_costs_other_stores_no_error() {
         "bounded",
     );
     test_support::table::record("containment", "cpu-fairness", "block stuck in a builtin (Array fill): other store's pages", "bounded");
+}
+
+#[tokio::test]
+async fn a_render_thread_stuck_in_a_builtin_yields_until_its_job_ends() {
+    // Default priorities (render threads at niceness 0, `render.stuck_nice` 19); a stuck job is
+    // one past twice the page maximum, here 1 s.
+    let node = Arc::new(TestNode::start_with(&[("VITRINA_LIMITS__ENABLED", "false"), ("VITRINA_RENDER__MAX_PAGE_CPU_MS", "200")]));
+    let token = node.seed_store("filler", "Filler").await;
+    let (s, b) = node
+        .admin(
+            &token,
+            Method::PUT,
+            "/stores/filler/pages/fill",
+            Some(json!({"title": "Fill", "blocks": [{"type": "custom", "code": FILL}]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = node.admin(&token, Method::POST, "/stores/filler/pages/fill/publish", None).await;
+    assert_eq!(s, 200, "{b}");
+    let demoted = |pid: u32| thread_nice(pid).into_iter().filter(|(_, n)| *n == 19).count();
+    assert_eq!(demoted(node.pid()), 0, "{:?}", thread_nice(node.pid()));
+
+    let visit = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder().resolve("filler.localhost", node.addr).build().unwrap();
+            client
+                .get(format!("{}/pages/fill", node.base("filler")))
+                .header("accept", "text/html")
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    wait_until("the stuck render thread at niceness 19", Duration::from_secs(20), || async { demoted(node.pid()) == 1 }).await;
+    // Another store renders meanwhile, on the other render thread.
+    node.seed_store("calm", "Calm").await;
+    let res = node.shopper("calm").get(node.base("calm")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let status = visit.await.unwrap().unwrap_or(0);
+    assert!([200, 503].contains(&status), "the hostile page answered {status}");
+    wait_until("the render thread's priority given back", Duration::from_secs(120), || async { demoted(node.pid()) == 0 }).await;
+    let nice = thread_nice(node.pid());
+    assert!(nice.iter().all(|(_, n)| *n == 0), "{nice:?}");
+    assert!(node.metric("vitrina_render_thread_demoted_total").await >= 1);
+    test_support::table::record(
+        "containment",
+        "cpu-fairness",
+        "block stuck in a builtin (Array fill): its render thread yields while stuck",
+        "bounded",
+    );
 }
 
 #[tokio::test]
