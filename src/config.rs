@@ -522,6 +522,14 @@ pub struct CacheSettings {
     pub personal_html_max_bytes: u64,
     /// Bytes of anonymous (first-visit) pages kept per node.
     pub anonymous_page_max_bytes: u64,
+    /// How long a shared cache (a CDN) may keep a store's anonymous page (`s-maxage`). Above 0,
+    /// a visit without a session gets the page without a session cookie (the session starts
+    /// with the first write), so the page is the same for every such visitor and cacheable.
+    /// 0 (the default): anonymous pages are `private, no-store` and a first visit gets a
+    /// session cookie, which is what records a new visitor's views before its first write.
+    pub public_page_secs: u64,
+    /// How long past `public_page_secs` a shared cache may serve a page while it refetches it.
+    pub stale_while_revalidate_secs: u64,
 }
 
 /// Copies of actor files in S3-compatible object storage (see `src/replication.rs`). Disabled
@@ -674,7 +682,13 @@ impl Default for HttpSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        CacheSettings { personal_html_ttl_secs: 60, personal_html_max_bytes: 256 * 1024 * 1024, anonymous_page_max_bytes: 64 * 1024 * 1024 }
+        CacheSettings {
+            personal_html_ttl_secs: 60,
+            personal_html_max_bytes: 256 * 1024 * 1024,
+            anonymous_page_max_bytes: 64 * 1024 * 1024,
+            public_page_secs: 0,
+            stale_while_revalidate_secs: 600,
+        }
     }
 }
 

@@ -74,6 +74,7 @@ impl Application {
                 .wrap(from_fn(crate::http::csrf::check_origin))
                 .wrap(from_fn(crate::http::limits::limit_requests))
                 .wrap(from_fn(request_id_middleware))
+                .wrap(from_fn(crate::http::conditional::conditional_get))
                 .wrap(from_fn(crate::http::headers::security_headers))
                 .wrap(actix_web::middleware::Condition::new(
                     access_log,

@@ -532,11 +532,11 @@ store_route!(
 pub fn feed_routes(scope: actix_web::Scope) -> actix_web::Scope {
     let store = "/stores/{store}";
     scope
-        .route(&format!("{store}/webhooks"), web::get().to(get_webhooks))
+        .route(&format!("{store}/webhooks"), super::get().to(get_webhooks))
         .route(&format!("{store}/webhooks"), web::put().to(put_webhooks))
-        .route(&format!("{store}/backend"), web::get().to(get_backend))
+        .route(&format!("{store}/backend"), super::get().to(get_backend))
         .route(&format!("{store}/backend"), web::put().to(put_backend))
-        .route(&format!("{store}/sync"), web::get().to(get_sync))
+        .route(&format!("{store}/sync"), super::get().to(get_sync))
         .route(&format!("{store}/sync"), web::put().to(put_sync))
         .route(&format!("{store}/sync/run"), web::post().to(run_sync_now))
 }

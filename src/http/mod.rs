@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod conditional;
 pub mod csrf;
 pub mod errors;
 pub mod forward;
@@ -21,24 +22,30 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::node::Node;
 
+/// A route for `GET` and `HEAD`: every readable resource answers `HEAD` with the headers its
+/// `GET` would have (the server drops the body), so checks and caches need not fetch the page.
+pub fn get() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
     let limit = node.settings.http.body_limit_bytes;
     cfg.app_data(node)
         .app_data(web::PayloadConfig::new(limit))
         .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request("invalid_query", e.to_string()).into()))
         .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request("invalid_path", e.to_string()).into()))
-        .route("/healthz", web::get().to(healthz))
-        .route("/metrics", web::get().to(metrics))
+        .route("/healthz", get().to(healthz))
+        .route("/metrics", get().to(metrics))
         .configure(crate::http::internal::configure)
         .configure(webhooks::routes)
         .service(admin::feed_routes(admin_scope()))
-        .route("/", web::get().to(shop::home))
-        .route("/pages/{slug}", web::get().to(shop::page))
-        .route("/products/{handle}", web::get().to(shop::product))
-        .route("/blog", web::get().to(shop::blog))
-        .route("/blog/{slug}", web::get().to(shop::post))
-        .route("/search", web::get().to(shop::search))
-        .route("/cart", web::get().to(shop::cart))
+        .route("/", get().to(shop::home))
+        .route("/pages/{slug}", get().to(shop::page))
+        .route("/products/{handle}", get().to(shop::product))
+        .route("/blog", get().to(shop::blog))
+        .route("/blog/{slug}", get().to(shop::post))
+        .route("/search", get().to(shop::search))
+        .route("/cart", get().to(shop::cart))
         .route("/cart/items", web::post().to(shop::add_item))
         .route("/cart/items/{product}", web::patch().to(shop::set_item))
         .route("/cart/items/{product}", web::delete().to(shop::remove_item))
@@ -46,7 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .route("/preferences", web::put().to(shop::preferences))
         .route("/consent", web::post().to(shop::consent))
         .route("/checkout", web::post().to(shop::checkout))
-        .route("/orders/{id}", web::get().to(shop::order))
+        .route("/orders/{id}", get().to(shop::order))
         .default_service(web::to(not_found));
 }
 
@@ -55,19 +62,19 @@ fn admin_scope() -> actix_web::Scope {
     let store = "/stores/{store}";
     web::scope("/admin/api/v1")
         .route("/stores", web::post().to(create_store))
-        .route(store, web::get().to(describe))
-        .route(&format!("{store}/settings"), web::get().to(get_settings))
+        .route(store, get().to(describe))
+        .route(&format!("{store}/settings"), get().to(get_settings))
         .route(&format!("{store}/settings"), web::patch().to(patch_settings))
         .route(&format!("{store}/settings"), web::put().to(patch_settings))
-        .route(&format!("{store}/theme"), web::get().to(get_theme))
+        .route(&format!("{store}/theme"), get().to(get_theme))
         .route(&format!("{store}/theme"), web::put().to(put_theme))
-        .route(&format!("{store}/products"), web::get().to(list_products))
+        .route(&format!("{store}/products"), get().to(list_products))
         .route(&format!("{store}/products"), web::post().to(post_products))
-        .route(&format!("{store}/products/{{product}}"), web::get().to(get_product))
+        .route(&format!("{store}/products/{{product}}"), get().to(get_product))
         .route(&format!("{store}/products/{{product}}"), web::put().to(put_product))
         .route(&format!("{store}/products/{{product}}"), web::delete().to(delete_product))
-        .route(&format!("{store}/pages"), web::get().to(list_pages))
-        .route(&format!("{store}/pages/{{slug}}"), web::get().to(get_page))
+        .route(&format!("{store}/pages"), get().to(list_pages))
+        .route(&format!("{store}/pages/{{slug}}"), get().to(get_page))
         .route(&format!("{store}/pages/{{slug}}"), web::put().to(put_page))
         .route(&format!("{store}/pages/{{slug}}"), web::delete().to(delete_page))
         .route(&format!("{store}/pages/{{slug}}/blocks"), web::post().to(add_block))
@@ -75,19 +82,19 @@ fn admin_scope() -> actix_web::Scope {
         .route(&format!("{store}/pages/{{slug}}/blocks/{{block}}"), web::put().to(update_block))
         .route(&format!("{store}/pages/{{slug}}/blocks/{{block}}"), web::delete().to(delete_block))
         .route(&format!("{store}/pages/{{slug}}/publish"), web::post().to(publish))
-        .route(&format!("{store}/pages/{{slug}}/versions"), web::get().to(versions))
+        .route(&format!("{store}/pages/{{slug}}/versions"), get().to(versions))
         .route(&format!("{store}/pages/{{slug}}/rollback"), web::post().to(rollback))
-        .route(&format!("{store}/pages/{{slug}}/preview"), web::get().to(preview))
+        .route(&format!("{store}/pages/{{slug}}/preview"), get().to(preview))
         .route(&format!("{store}/blocks/validate"), web::post().to(validate_block))
-        .route(&format!("{store}/posts"), web::get().to(list_posts))
+        .route(&format!("{store}/posts"), get().to(list_posts))
         .route(&format!("{store}/posts/{{slug}}"), web::put().to(put_post))
         .route(&format!("{store}/posts/{{slug}}"), web::delete().to(delete_post))
-        .route(&format!("{store}/block-failures"), web::get().to(block_failures))
-        .route(&format!("{store}/domains"), web::get().to(list_domains))
+        .route(&format!("{store}/block-failures"), get().to(block_failures))
+        .route(&format!("{store}/domains"), get().to(list_domains))
         .route(&format!("{store}/domains"), web::post().to(add_domain))
         .route(&format!("{store}/domains/{{host}}"), web::delete().to(remove_domain))
         .route(&format!("{store}/domains/{{host}}/verify"), web::post().to(verify_domain))
-        .route("/hosts/{host}", web::get().to(get_host))
+        .route("/hosts/{host}", get().to(get_host))
         .route("/hosts/{host}", web::put().to(assign_host))
         .route("/hosts/{host}", web::delete().to(revoke_host))
         .route(&format!("{store}/token/rotate"), web::post().to(rotate_token))

@@ -140,8 +140,11 @@ async fn session(ctx: &Ctx, req: &HttpRequest, write: bool) -> Result<Session, S
         }
     }
     // Minting costs nothing until the session's first write; the cookie is withheld from an IP
-    // past its session limit, so it cannot collect ids to spend on writes later.
-    let set_cookie = super::limits::allow_new_session(req).is_ok();
+    // past its session limit, so it cannot collect ids to spend on writes later. A read gets
+    // none while anonymous pages are public: a shared cache must not hand one visitor's
+    // session to the next.
+    let public_pages = ctx.node.settings.cache.public_page_secs > 0;
+    let set_cookie = (write || !public_pages) && super::limits::allow_new_session(req).is_ok();
     Ok(Session { token: SessionToken::mint(), is_new: true, set_cookie })
 }
 
@@ -165,6 +168,47 @@ fn html_response(html: Bytes, cookie: Option<actix_web::cookie::Cookie<'static>>
         builder.cookie(cookie);
     }
     builder.body(html)
+}
+
+/// A store's anonymous page. Without a cookie to set, for a visitor without state cookies of
+/// its own, it may be kept by shared caches (`cache.public_page_secs`), varying by the user
+/// agent (the device class is part of the page); its surrogate keys name the store and the
+/// store version so a purge can drop either. A page whose blocks failed is never shared.
+fn anonymous_response(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    html: Bytes,
+    cookie: Option<actix_web::cookie::Cookie<'static>>,
+    cache: &'static str,
+    version: u64,
+) -> HttpResponse {
+    let settings = &ctx.node.settings.cache;
+    let shareable = cookie.is_none()
+        && cache != "failed-hit"
+        && settings.public_page_secs > 0
+        && req.cookie(tenant::REGION_COOKIE).is_none()
+        && req.cookie(tenant::CONSENT_COOKIE).is_none();
+    let mut res = html_response(html, cookie, cache);
+    let store = ctx.store.as_str();
+    let keys = [format!("vitrina-store-{store}"), format!("vitrina-store-{store}-v{version}")];
+    let headers = res.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(&keys.join(" ")) {
+        headers.insert(header::HeaderName::from_static("surrogate-key"), v);
+    }
+    if let Ok(v) = header::HeaderValue::from_str(&keys.join(",")) {
+        headers.insert(header::HeaderName::from_static("cache-tag"), v);
+    }
+    if shareable {
+        let policy = format!(
+            "public, max-age=0, s-maxage={}, stale-while-revalidate={}",
+            settings.public_page_secs, settings.stale_while_revalidate_secs
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&policy) {
+            headers.insert(header::CACHE_CONTROL, v);
+        }
+        headers.append(header::VARY, header::HeaderValue::from_static("User-Agent"));
+    }
+    res
 }
 
 /// Renders `route` for this request: personalised by the shopper's actor, or — for a first
@@ -195,7 +239,7 @@ async fn render_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> R
     };
 
     if session.is_new {
-        let mut res = serve_anonymous(&ctx, page_req, search_results, session.cookie(&req)).await?;
+        let mut res = serve_anonymous(&ctx, &req, page_req, search_results, session.cookie(&req)).await?;
         if let (Route::Product(handle), true) = (&route, session.set_cookie) {
             // Recorded by this visitor's next request, if there is one (tenant::LANDING_COOKIE).
             let _ = res.add_cookie(&tenant::landing_cookie(&req, handle));
@@ -220,7 +264,7 @@ async fn render_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> R
     let page = ctx.node.ask_shopper(&ctx.store, &sid, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
     let mut res = match page.map_err(|e| ctx.err(e))? {
         ShopperPage::Personal(page) => html_response(page.html, None, "personal"),
-        ShopperPage::SameAsAnonymous => serve_anonymous(&ctx, page_req, search_results, None).await?,
+        ShopperPage::SameAsAnonymous => serve_anonymous(&ctx, &req, page_req, search_results, None).await?,
     };
     if has_landing_cookie {
         let _ = res.add_cookie(&tenant::clear_landing_cookie(&req));
@@ -248,6 +292,7 @@ async fn cached_personal_page(ctx: &Ctx, sid: &SessionId, page_req: &render::Pag
 /// with empty state): from the node's shared cache, else rendered by the store actor.
 async fn serve_anonymous(
     ctx: &Ctx,
+    req: &HttpRequest,
     page_req: render::PageRequest,
     search_results: Option<Vec<ProductId>>,
     new_session: Option<actix_web::cookie::Cookie<'static>>,
@@ -257,10 +302,10 @@ async fn serve_anonymous(
     let key = AnonymousPages::key(&ctx.store, snap.version, &page_req.cache_key());
     if cacheable {
         if let Some(html) = ctx.node.anonymous_pages.get(&key) {
-            return Ok(html_response(html, new_session, "anonymous-hit"));
+            return Ok(anonymous_response(ctx, req, html, new_session, "anonymous-hit", snap.version));
         }
         if let Some(html) = ctx.node.anonymous_pages.get_failed(&key) {
-            return Ok(html_response(html, new_session, "failed-hit"));
+            return Ok(anonymous_response(ctx, req, html, new_session, "failed-hit", snap.version));
         }
     }
     refuse_past_render_share(ctx)?;
@@ -274,7 +319,7 @@ async fn serve_anonymous(
         let key = AnonymousPages::key(&ctx.store, page.store_version, &page_req.cache_key());
         ctx.node.anonymous_pages.insert_failed(key, page.html.clone());
     }
-    Ok(html_response(page.html, new_session, "anonymous-miss"))
+    Ok(anonymous_response(ctx, req, page.html, new_session, "anonymous-miss", page.store_version))
 }
 
 /// Answers 503 `render_capacity` at once when the store's render gate would refuse its next

@@ -19,6 +19,7 @@ mod exposure;
 mod fairness;
 mod fuzz_corpus;
 mod hosts;
+mod http_conventions;
 mod memory_budget;
 mod primordials;
 mod registry;
