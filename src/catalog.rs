@@ -144,6 +144,24 @@ impl NodeCatalog {
         Ok(id.and_then(|s| StoreId::parse(&s).ok()))
     }
 
+    /// The store whose admin token this is, with the version of that token (when it was last
+    /// rotated), read together so a rotation cannot fall between them.
+    pub fn token_grant(&self, token: &str) -> Result<Option<(StoreId, i64)>, CatalogError> {
+        let conn = self.pool.get()?;
+        let row: Option<(String, i64)> = conn
+            .query_row("SELECT id, token_version FROM stores WHERE admin_token_hash = ?1", [hash_token(token)], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?;
+        Ok(row.and_then(|(s, v)| StoreId::parse(&s).ok().map(|s| (s, v))))
+    }
+
+    /// The version of `store`'s admin token (changes with every rotation); `None` for no store.
+    pub fn token_version(&self, store: &StoreId) -> Result<Option<i64>, CatalogError> {
+        let conn = self.pool.get()?;
+        Ok(conn.query_row("SELECT token_version FROM stores WHERE id = ?1", [store.as_str()], |row| row.get(0)).optional()?)
+    }
+
     /// A store claims a custom domain: `Verified` when it already serves it (or is the store's
     /// default host), else a pending claim with the token that proves control of the domain.
     pub fn claim_host(&self, host: &str, store: &StoreId) -> Result<HostStatus, CatalogError> {

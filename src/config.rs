@@ -446,6 +446,8 @@ pub struct HttpSettings {
     /// Proxies (IPs or CIDRs) whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed;
     /// from anyone else they are ignored and the peer address is the client.
     pub trusted_proxies: Vec<String>,
+    /// How long a merchant console login lasts (the `vitrina_console` cookie, `/admin/`).
+    pub console_session_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -676,6 +678,7 @@ impl Default for HttpSettings {
             session_key: None,
             secure_cookies: SecureCookies::Auto,
             trusted_proxies: Vec::new(),
+            console_session_secs: 8 * 3600,
         }
     }
 }

@@ -56,9 +56,17 @@ fn is_operator(node: &Node, token: &str) -> bool {
     expected.len() == token.len() && bool::from(expected.as_bytes().ct_eq(token.as_bytes()))
 }
 
-/// Checks the caller may administer `store`.
+/// Checks the caller may administer `store`: a bearer token, else the merchant console's
+/// session cookie (`console_session`, which also wants a CSRF token on writes).
 fn authorize(node: &Node, req: &HttpRequest, store: &StoreId) -> Result<(), ApiError> {
-    let token = bearer(req)?;
+    if !req.headers().contains_key(header::AUTHORIZATION) && super::console_session::has_cookie(req) {
+        return super::console_session::authorize(node, req, store);
+    }
+    check_token(node, bearer(req)?, store)
+}
+
+/// Whether `token` (the store's admin token or the operator's) grants `store`.
+pub(super) fn check_token(node: &Node, token: &str, store: &StoreId) -> Result<(), ApiError> {
     if is_operator(node, token) {
         return Ok(());
     }
@@ -280,11 +288,17 @@ store_route!(
         .await
         .map_err(actor_error)?
         .map_err(crate::http::errors::render_error)?;
-    Ok(HttpResponse::Ok()
+    let mut res = HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "private, no-store"))
         .insert_header(("x-vitrina-preview", "drafts"))
-        .body(page.html))
+        .body(page.html);
+    // The store's own page policy, so the console's preview frame shows the page as shoppers
+    // see it (its stylesheet and inline styles), and still runs no script from block HTML.
+    if let Ok(snap) = node.snapshot(&store).await {
+        super::headers::set_page_policy(&mut res, &snap.chrome);
+    }
+    Ok(res)
 });
 store_route!(
     /// `POST …/blocks/validate` — `{"code": "..."}` → errors and warnings with line and column.

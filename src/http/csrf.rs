@@ -31,7 +31,7 @@ fn guarded(req: &ServiceRequest) -> bool {
 }
 
 /// The `host[:port]` of an origin or URL (`https://shop.example:8443/path` → `shop.example:8443`).
-fn authority(url: &str) -> Option<&str> {
+pub(super) fn authority(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..end];

@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod body;
 pub mod conditional;
+pub mod console;
+pub mod console_session;
 pub mod csrf;
 pub mod errors;
 pub mod forward;
@@ -39,6 +41,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .configure(crate::http::internal::configure)
         .configure(webhooks::routes)
         .service(admin::feed_routes(admin_scope()))
+        .route("/admin/session", web::post().to(console_session::login))
+        .route("/admin/session", get().to(console_session::status))
+        .route("/admin/session", web::delete().to(console_session::logout))
+        .configure(console::routes)
         .route("/", get().to(shop::home))
         .route("/pages/{slug}", get().to(shop::page))
         .route("/products/{handle}", get().to(shop::product))

@@ -24,6 +24,11 @@ pub fn set_key(key: Vec<u8>) {
     let _ = KEY.set(key);
 }
 
+/// The node's session key, for the other cookies this node signs (`console_session`).
+pub(super) fn signing_key() -> &'static [u8] {
+    key()
+}
+
 fn key() -> &'static [u8] {
     // Outside a node (unit tests) a process-local random key.
     KEY.get_or_init(|| uuid::Uuid::new_v4().as_bytes().to_vec())

@@ -7,6 +7,7 @@ mod admin;
 mod browser;
 mod cluster;
 mod config_reference;
+mod console;
 mod containment;
 mod coordination;
 mod copies;

@@ -1,0 +1,58 @@
+// The admin API, as the logged-in console: the session cookie goes along by itself (it is
+// HttpOnly, never readable here); writes add the session's CSRF token. The admin token is sent
+// once, to log in, and kept nowhere.
+
+export const store = document.body.dataset.store;
+const base = `/admin/api/v1/stores/${encodeURIComponent(store)}`;
+let csrf = null;
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const e = (body && body.error) || {};
+    super(e.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = e.code || "http_error";
+    this.details = e.details;
+  }
+}
+
+async function send(method, url, body) {
+  const headers = { accept: "application/json" };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (method !== "GET" && csrf) headers["x-csrf-token"] = csrf;
+  const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+  const text = await res.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = text;
+  }
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+/** The current session, if any: `{authenticated, store, csrfToken}`. */
+export async function session() {
+  const s = await send("GET", "/admin/session");
+  csrf = s.authenticated ? s.csrfToken : null;
+  return s;
+}
+
+export async function login(token) {
+  const s = await send("POST", "/admin/session", { token });
+  csrf = s.csrfToken;
+  return s;
+}
+
+export async function logout() {
+  await send("DELETE", "/admin/session");
+  csrf = null;
+}
+
+export const get = (path) => send("GET", base + path);
+export const put = (path, body) => send("PUT", base + path, body);
+export const post = (path, body) => send("POST", base + path, body ?? {});
+export const patch = (path, body) => send("PATCH", base + path, body);
+export const del = (path) => send("DELETE", base + path);
+export const previewUrl = (slug) => `${base}/pages/${encodeURIComponent(slug)}/preview`;

@@ -1,0 +1,283 @@
+// The page editor: the draft's blocks in order (add, reorder, duplicate, delete), a settings
+// editor per block and a code editor for custom code with the validator's messages at their
+// line and column, a live preview of the draft (rendered by the store's isolate) at three
+// device widths, Save draft, Publish (refused with the errors shown), versions and rollback.
+//
+// The block library declares no settings schema, so a library block's settings are edited as
+// JSON (checked here before it is sent, and by the server).
+
+import * as api from "./api.js";
+import { h, clear, errorBox, when } from "./dom.js";
+import { codeEditor } from "./code.js";
+
+const BLOCK_TYPES = [
+  "hero", "product-grid", "product-detail", "text", "gallery", "blog-list", "blog-post",
+  "cart-summary", "recently-viewed", "cart", "search-results", "order-confirmation", "custom",
+];
+const DEVICES = { desktop: "100%", tablet: "768px", mobile: "375px" };
+const NEW_CUSTOM = `function render(storefront, helpers) {
+  return \`<section class="custom">\${helpers.escapeHtml(storefront.name)}</section>\`;
+}`;
+
+function debounce(fn, ms) {
+  let t = null;
+  return (...args) => {
+    clearTimeout(t);
+    t = setTimeout(() => fn(...args), ms);
+  };
+}
+
+export async function pageEditor(root, slug) {
+  const st = { slug, blocks: [], selected: null, dirty: new Map(), device: "desktop", code: null, reloads: 0 };
+  const status = h("p", { class: "status", id: "status", role: "status" });
+  const problems = h("div", { class: "problems", id: "problems" });
+  const list = h("ol", { class: "block-list", id: "blocks" });
+  const detail = h("div", { class: "block-detail", id: "block-detail" });
+  const frame = h("iframe", { id: "preview", title: "Preview of the draft", sandbox: "allow-same-origin" });
+  const versions = h("ul", { class: "versions", id: "versions" });
+  const addType = h("select", { id: "add-type", "aria-label": "Block type" }, BLOCK_TYPES.map((t) => h("option", { value: t }, t)));
+
+  const say = (text, kind) => {
+    status.textContent = text;
+    status.className = `status ${kind || ""}`;
+  };
+  const refreshPreview = () => {
+    st.reloads += 1;
+    frame.src = `${api.previewUrl(slug)}?r=${st.reloads}`;
+  };
+  const deviceButtons = Object.keys(DEVICES).map((d) =>
+    h("button", { type: "button", class: "device", dataset: { device: d }, "aria-pressed": String(d === st.device), onclick: () => setDevice(d) }, d),
+  );
+  function setDevice(d) {
+    st.device = d;
+    frame.style.width = DEVICES[d];
+    frame.dataset.device = d;
+    for (const b of deviceButtons) b.setAttribute("aria-pressed", String(b.dataset.device === d));
+  }
+
+  clear(root).append(
+    h("div", { class: "editor-head" },
+      h("h2", {}, `Page: ${slug}`),
+      h("div", { class: "actions" },
+        h("button", { type: "button", id: "save", onclick: () => saveAll() }, "Save draft"),
+        h("button", { type: "button", id: "publish", class: "primary", onclick: () => publish() }, "Publish"),
+        h("a", { href: slug === "home" ? "/" : `/pages/${encodeURIComponent(slug)}`, target: "_blank", rel: "noopener" }, "Open live page"),
+      ),
+    ),
+    status,
+    problems,
+    h("div", { class: "editor-cols" },
+      h("aside", { class: "blocks-pane" },
+        h("h3", {}, "Blocks"),
+        list,
+        h("div", { class: "add-block" }, addType, h("button", { type: "button", id: "add-block", onclick: () => addBlock(addType.value) }, "Add block")),
+        h("h3", {}, "Versions"),
+        versions,
+      ),
+      detail,
+      h("section", { class: "preview-pane" },
+        h("div", { class: "devices", role: "group", "aria-label": "Preview width" }, deviceButtons),
+        h("div", { class: "frame-box" }, frame),
+      ),
+    ),
+  );
+  setDevice("desktop");
+
+  async function load() {
+    const data = await api.get(`/pages/${encodeURIComponent(slug)}`);
+    st.blocks = data.draft.blocks;
+    st.dirty.clear();
+    if (!st.blocks.some((b) => b.id === st.selected)) st.selected = st.blocks.length ? st.blocks[0].id : null;
+    showWarnings(data.draft.warnings || []);
+    drawList();
+    drawDetail();
+    refreshPreview();
+    loadVersions();
+  }
+
+  function showWarnings(warnings) {
+    clear(problems);
+    if (!warnings.length) return;
+    problems.append(
+      h("p", {}, "These blocks fail validation; the page cannot be published until they are fixed:"),
+      h("ul", {}, warnings.flatMap((w) => (w.errors || []).map((e) =>
+        h("li", { dataset: { block: w.blockId, line: e.line, column: e.column } }, `${w.blockId}: line ${e.line}, column ${e.column}: ${e.message} (${e.rule})`)))),
+    );
+  }
+
+  function drawList() {
+    clear(list);
+    st.blocks.forEach((b, i) => {
+      const label = b.type + (b.code != null && b.type !== "custom" ? " (custom code)" : "");
+      list.append(
+        h("li", { class: b.id === st.selected ? "selected" : "", dataset: { blockId: b.id, type: b.type } },
+          h("button", { type: "button", class: "select", onclick: () => select(b.id) }, `${i + 1}. ${label}`),
+          h("span", { class: "tools" },
+            h("button", { type: "button", class: "up", title: "Move up", "aria-label": "Move up", disabled: i === 0, onclick: () => move(b, i - 1) }, "↑"),
+            h("button", { type: "button", class: "down", title: "Move down", "aria-label": "Move down", disabled: i === st.blocks.length - 1, onclick: () => move(b, i + 1) }, "↓"),
+            h("button", { type: "button", class: "duplicate", title: "Duplicate", "aria-label": "Duplicate", onclick: () => duplicate(b, i) }, "Copy"),
+            h("button", { type: "button", class: "delete", title: "Delete", "aria-label": "Delete", onclick: () => remove(b) }, "✕"),
+          ),
+        ),
+      );
+    });
+  }
+
+  function select(id) {
+    st.selected = id;
+    drawList();
+    drawDetail();
+  }
+
+  const validate = debounce(async (block, text) => {
+    try {
+      const report = await api.post("/blocks/validate", { code: text });
+      if (st.code && st.selected === block.id) {
+        st.code.show(report.errors, report.warnings);
+        drawDiagnostics(report);
+      }
+      // Live preview: a valid edit is saved to the draft and the preview renders it.
+      if (report.valid && st.dirty.has(block.id)) await saveBlock(block.id, "Draft saved; preview updated");
+    } catch (e) {
+      say(e.message, "bad");
+    }
+  }, 500);
+
+  const diagnostics = h("ul", { class: "diagnostics", id: "diagnostics" });
+  function drawDiagnostics(report) {
+    clear(diagnostics);
+    for (const [kind, items] of [["error", report.errors], ["warning", report.warnings]]) {
+      for (const d of items) {
+        diagnostics.append(h("li", { class: kind, dataset: { line: d.line, column: d.column, rule: d.rule } }, `${kind} at line ${d.line}, column ${d.column}: ${d.message} (${d.rule})`));
+      }
+    }
+  }
+
+  function drawDetail() {
+    if (st.code) st.code.destroy();
+    st.code = null;
+    clear(detail);
+    clear(diagnostics);
+    const block = st.blocks.find((b) => b.id === st.selected);
+    if (!block) {
+      detail.append(h("p", {}, "No block selected."));
+      return;
+    }
+    const pending = st.dirty.get(block.id) || {};
+    detail.append(h("h3", {}, `${block.type} · ${block.id}`));
+    if (block.code != null || block.type === "custom") {
+      const box = h("div", { class: "code", id: "code" });
+      detail.append(h("label", {}, "Code"), box, diagnostics);
+      st.code = codeEditor(box, pending.code ?? block.code ?? NEW_CUSTOM, (text) => {
+        st.dirty.set(block.id, { ...(st.dirty.get(block.id) || {}), code: text });
+        say("Unsaved changes");
+        validate(block, text);
+      });
+      validate(block, st.code.text());
+    }
+    const settings = h("textarea", { id: "settings", rows: 10, spellcheck: "false" });
+    settings.value = pending.configText ?? JSON.stringify(block.config ?? {}, null, 2);
+    settings.addEventListener("input", () => {
+      st.dirty.set(block.id, { ...(st.dirty.get(block.id) || {}), configText: settings.value });
+      say("Unsaved changes");
+    });
+    detail.append(h("label", { for: "settings" }, "Settings (JSON)"), settings);
+  }
+
+  async function saveBlock(id, message) {
+    const change = st.dirty.get(id);
+    if (!change) return;
+    const body = {};
+    if (change.code !== undefined) body.code = change.code;
+    if (change.configText !== undefined) {
+      try {
+        body.config = JSON.parse(change.configText);
+      } catch (e) {
+        throw new Error(`The settings of ${id} are not valid JSON: ${e.message}`);
+      }
+    }
+    const res = await api.patch(`/pages/${encodeURIComponent(slug)}/blocks/${encodeURIComponent(id)}`, body);
+    const b = st.blocks.find((x) => x.id === id);
+    if (b && res.block) Object.assign(b, res.block);
+    if (st.dirty.get(id) === change) st.dirty.delete(id);
+    refreshPreview();
+    say(message || "Draft saved", "good");
+  }
+
+  async function saveAll() {
+    try {
+      for (const id of [...st.dirty.keys()]) await saveBlock(id);
+      say("Draft saved", "good");
+      return true;
+    } catch (e) {
+      say(e.message, "bad");
+      return false;
+    }
+  }
+
+  async function publish() {
+    if (!(await saveAll())) return;
+    try {
+      const res = await api.post(`/pages/${encodeURIComponent(slug)}/publish`);
+      clear(problems);
+      say(`Published version ${res.version}`, "good");
+      loadVersions();
+    } catch (e) {
+      say(`Publish refused: ${e.message}`, "bad");
+      try {
+        const data = await api.get(`/pages/${encodeURIComponent(slug)}`);
+        showWarnings(data.draft.warnings || []);
+      } catch {
+        /* the refusal is shown already */
+      }
+    }
+  }
+
+  async function act(what, fn) {
+    try {
+      if (st.dirty.size && !(await saveAll())) return;
+      await fn();
+      await load();
+      say(what, "good");
+    } catch (e) {
+      say(e.message, "bad");
+    }
+  }
+  const blockPath = (b) => `/pages/${encodeURIComponent(slug)}/blocks/${encodeURIComponent(b.id)}`;
+  const move = (b, to) => act("Block moved", () => api.patch(blockPath(b), { position: to }));
+  const remove = (b) => act("Block deleted", () => api.del(blockPath(b)));
+  const duplicate = (b, i) =>
+    act("Block duplicated", async () => {
+      const copy = { type: b.type, config: b.config ?? {}, visibility: b.visibility ?? {}, position: i + 1 };
+      if (b.code != null) copy.code = b.code;
+      const res = await api.post(`/pages/${encodeURIComponent(slug)}/blocks`, copy);
+      st.selected = res.block.id;
+    });
+  const addBlock = (type) =>
+    act("Block added", async () => {
+      const block = { type, config: {} };
+      if (type === "custom") block.code = NEW_CUSTOM;
+      const res = await api.post(`/pages/${encodeURIComponent(slug)}/blocks`, block);
+      st.selected = res.block.id;
+    });
+
+  async function loadVersions() {
+    try {
+      const data = await api.get(`/pages/${encodeURIComponent(slug)}/versions`);
+      clear(versions).append(
+        ...data.versions.map((v) =>
+          h("li", { dataset: { version: v.version } },
+            `v${v.version} · ${v.source} · ${when(v.publishedAt)} `,
+            v.live ? h("strong", {}, "live") : h("button", { type: "button", class: "rollback", dataset: { version: v.version }, onclick: () => rollback(v.version) }, "Roll back"),
+          ),
+        ),
+      );
+    } catch (e) {
+      clear(versions).append(errorBox(e));
+    }
+  }
+  const rollback = (version) =>
+    act(`Rolled back to version ${version}`, () => api.post(`/pages/${encodeURIComponent(slug)}/rollback`, { version }));
+
+  await load();
+}
