@@ -34,3 +34,40 @@ fn the_demo_cart_works_in_a_real_browser() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stdout.contains("cart flow ok"), "browser run failed:\n{stdout}\n{stderr}");
 }
+
+/// The merchant console (`tests/browser/console.mjs`): log in, edit a custom block's code and
+/// see the draft preview change, publish and see it on the storefront, a syntax error shown at
+/// its line with Publish refused, reorder two blocks, roll back. Screenshots of every step are
+/// kept in `target/tmp/console-e2e/` (printed).
+#[test]
+fn the_console_edits_previews_publishes_and_rolls_back_in_a_real_browser() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules/playwright-core");
+    if !Path::new(&chromium).exists() || !driver.exists() {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI must install chromium and `npm ci --prefix tests/browser` (see .ci/run)");
+        }
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED: install chromium and run `npm ci --prefix tests/browser` for the console test");
+        return;
+    }
+    let node = TestNode::start_demo();
+    let token = std::fs::read_to_string(node.data_dir.join("demo-admin-token")).expect("the demo's admin token");
+    let url = format!("http://demo.localhost:{}", node.addr.port());
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-e2e");
+    let _ = std::fs::remove_dir_all(&shots);
+    let out = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.mjs"))
+        .arg(&url)
+        .arg(token.trim())
+        .arg(&shots)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("console screenshots in {}", shots.display());
+    assert!(out.status.success() && stdout.contains("console flow ok"), "browser run failed:\n{stdout}\n{stderr}");
+    let taken = std::fs::read_dir(&shots).map(|d| d.count()).unwrap_or(0);
+    assert!(taken >= 8, "a screenshot per step, saw {taken}");
+}

@@ -1,0 +1,145 @@
+// The merchant console in a real browser: log in with the demo's admin token; edit a custom
+// block's code and watch the draft preview change; publish and see it on the storefront; a
+// syntax error shown at its line, and Publish refused; reorder two blocks; roll back. A
+// screenshot per step goes to the screenshot directory.
+// Usage: node console.mjs http://demo.localhost:PORT <admin token> <screenshot dir>
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const [base, token, shots] = process.argv.slice(2);
+if (!base || !token || !shots) throw new Error('usage: node console.mjs <store url> <admin token> <screenshot dir>');
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+         '--disable-component-update', '--disable-sync'],
+});
+const fail = (msg) => { throw new Error(msg); };
+const problems = [];
+let step = 0;
+try {
+  const context = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
+  const page = await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
+  page.on('pageerror', (e) => problems.push(String(e)));
+  const shot = async (name) => {
+    step += 1;
+    const file = join(shots, `${String(step).padStart(2, '0')}-${name}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    console.log(`screenshot ${file}`);
+  };
+  const status = () => page.locator('#status');
+  const waitStatus = async (text) => {
+    await page.waitForFunction((t) => (document.getElementById('status')?.textContent || '').includes(t), text, { timeout: 15000 })
+      .catch(async () => fail(`status never said ${JSON.stringify(text)}; it says ${JSON.stringify(await status().textContent())}`));
+  };
+  const setCode = async (code) => {
+    await page.locator('#code .cm-content').click();
+    await page.keyboard.press('Control+A');
+    await page.keyboard.press('Delete');
+    await page.keyboard.insertText(code);
+  };
+  const preview = page.frameLocator('#preview');
+  const blockIds = () => page.locator('#blocks li').evaluateAll((els) => els.map((e) => e.dataset.blockId));
+
+  // 1. Log in: the token becomes an HttpOnly cookie; the page keeps no copy of it.
+  await page.goto(base + '/admin/');
+  await page.locator('#token').fill('wrong-token');
+  await page.locator('#login button[type=submit]').click();
+  await page.locator('#login .status', { hasText: 'token' }).waitFor({ timeout: 10000 });
+  await page.locator('#token').fill(token);
+  await shot('login');
+  await page.locator('#login button[type=submit]').click();
+  await page.locator('nav #logout').waitFor({ timeout: 10000 });
+  const cookies = await context.cookies(base + '/admin/');
+  const session = cookies.find((c) => c.name === 'vitrina_console') || fail('no console cookie');
+  if (!session.httpOnly || session.sameSite !== 'Strict' || session.value.includes(token)) fail(`bad cookie ${JSON.stringify(session)}`);
+  const visible = await page.evaluate(() => document.cookie + JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.documentElement.outerHTML);
+  if (visible.includes(token) || visible.includes('vitrina_console')) fail('the page can see the token or the session cookie');
+  await page.locator('#store-status').waitFor();
+  await shot('overview');
+
+  // 2. Edit the custom hero's code: the draft preview changes; publish; the storefront shows it.
+  await page.goto(base + '/admin/#/pages/seed-examples');
+  await page.locator('#code .cm-content').waitFor({ timeout: 10000 });
+  const [hero, grid] = await blockIds();
+  const marker = `Edited in the console ${Date.now()}`;
+  const heroCode = (text) => `function renderHero(storefront, helpers) {\n  return \`<section class="hero"><h1>\${helpers.escapeHtml(storefront.name)}</h1><p class="marker">${text}</p></section>\`;\n}`;
+  await setCode(heroCode(marker));
+  await preview.locator(`text=${marker}`).waitFor({ timeout: 15000 });
+  await shot('preview-changed');
+  const live = await context.newPage();
+  await live.goto(base + '/pages/seed-examples');
+  if ((await live.content()).includes(marker)) fail('the draft is not live before Publish');
+  await page.locator('#publish').click();
+  await waitStatus('Published version');
+  await live.reload();
+  if (!(await live.content()).includes(marker)) fail('the published edit is not on the storefront');
+  await live.screenshot({ path: join(shots, `${String(++step).padStart(2, '0')}-storefront-published.png`), fullPage: true });
+  console.log(`screenshot ${join(shots, `${String(step).padStart(2, '0')}-storefront-published.png`)}`);
+
+  // 3. A syntax error: shown at its line (inline and listed); Publish is refused.
+  await setCode('function renderHero(storefront, helpers) {\n  return `<p>broken</p>` +;\n}');
+  await page.locator('#diagnostics li.error[data-line="2"]').waitFor({ timeout: 10000 });
+  await page.locator('#code .cm-lintRange-error').first().waitFor({ timeout: 10000 });
+  const said = await page.locator('#diagnostics li.error').first().textContent();
+  if (!said.includes('line 2')) fail(`the error names its line: ${said}`);
+  await page.locator('#publish').click();
+  await waitStatus('Publish refused');
+  await page.locator('#problems li[data-line="2"]').waitFor({ timeout: 10000 });
+  await shot('syntax-error-refused');
+  await live.reload();
+  if (!(await live.content()).includes(marker)) fail('a refused publish changed the storefront');
+  await setCode(heroCode(marker));
+  await page.locator('#diagnostics li.error').waitFor({ state: 'detached', timeout: 10000 });
+  await waitStatus('Draft saved');
+
+  // 4. Reorder the two blocks, publish: the storefront shows the new order.
+  await page.locator(`#blocks li[data-block-id="${hero}"] button.down`).click();
+  await page.waitForFunction(([a, b]) => [...document.querySelectorAll('#blocks li')].map((e) => e.dataset.blockId).join() === [b, a].join(), [hero, grid], { timeout: 10000 });
+  await waitStatus('Block moved');
+  await page.locator('#publish').click();
+  await waitStatus('Published version');
+  await shot('reordered');
+  await live.reload();
+  const html = await live.content();
+  const gridAt = html.indexOf('grid grid-cols-3');
+  const heroAt = html.indexOf(marker);
+  if (gridAt < 0 || heroAt < 0 || gridAt > heroAt) fail(`the grid now comes before the hero (grid ${gridAt}, hero ${heroAt})`);
+
+  // Devices: the preview narrows to a phone's width.
+  await page.locator('button.device[data-device="mobile"]').click();
+  const width = await page.locator('#preview').evaluate((f) => f.getBoundingClientRect().width);
+  if (Math.abs(width - 375) > 1) fail(`mobile preview is 375 px wide, saw ${width}`);
+  await shot('mobile-preview');
+
+  // 5. Roll back to the seed's version 1: the storefront shows the original hero again.
+  await page.locator('#versions button.rollback[data-version="1"]').click();
+  await waitStatus('Rolled back to version 1');
+  await live.reload();
+  const back = await live.content();
+  if (back.includes(marker) || !back.includes('Shop Now')) fail('the rollback restored version 1');
+  const [first] = await blockIds();
+  if (first !== hero) fail('the rollback restored the draft order too');
+  await shot('rolled-back');
+
+  // Every other screen draws (no error box): pages, theme, blog, products, webhooks and sync.
+  for (const [hash, id] of [['pages', '#pages'], ['theme', '#template'], ['posts', 'details'], ['products', '#products'], ['feeds', '#sync-status']]) {
+    await page.goto(`${base}/admin/#/${hash}`);
+    await page.locator(`main ${id}`).first().waitFor({ timeout: 10000 });
+    if (await page.locator('main .error').count()) fail(`the ${hash} screen shows an error: ${await page.locator('main .error').textContent()}`);
+  }
+  await shot('feeds');
+
+  // Log out: the console asks for the token again.
+  await page.locator('#logout').click();
+  await page.locator('#token').waitFor({ timeout: 10000 });
+  if ((await context.cookies(base + '/admin/')).some((c) => c.name === 'vitrina_console')) fail('logout removes the cookie');
+  const csp = problems.filter((p) => /Content Security Policy/i.test(p));
+  if (csp.length) fail(`the console broke its own policy: ${csp.join('\n')}`);
+  console.log('console flow ok');
+} finally {
+  await browser.close();
+}
