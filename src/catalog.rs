@@ -128,6 +128,17 @@ impl NodeCatalog {
         Ok(exists)
     }
 
+    /// Counts this start of the node and returns the count (1 at the first start).
+    pub fn next_boot(&self) -> Result<u64, CatalogError> {
+        let conn = self.pool.get()?;
+        let count: i64 = conn.query_row(
+            "INSERT INTO node_boots (id, count) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET count = count + 1 RETURNING count",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(count as u64)
+    }
+
     pub fn stores(&self) -> Result<Vec<StoreId>, CatalogError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare("SELECT id FROM stores ORDER BY id")?;

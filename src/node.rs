@@ -21,6 +21,16 @@ use crate::sqlite::DataLayout;
 use crate::storage::ActorDb;
 use crate::store::model::Durability;
 
+/// Why a committed write was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum AcknowledgeError {
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    /// This node no longer holds the key's shard (its lease lapsed, or the shard moved).
+    #[error("this node no longer owns {0}; the change was not acknowledged")]
+    NotOwner(String),
+}
+
 pub struct Node {
     pub settings: Settings,
     pub layout: DataLayout,
@@ -232,13 +242,22 @@ impl Node {
     }
 
     /// The acknowledgement barrier, awaited within the writing actor's turn right after its
-    /// commit: returns once the write is as durable as `durability` demands.
-    pub async fn acknowledge(&self, key: &ActorKey, durability: Durability) -> ReplicationResult<()> {
+    /// commit: returns once the write is as durable as `durability` demands, and only while
+    /// this node still owns the key's shard (on etcd: holds it under a live lease). Otherwise
+    /// the commit stays in this node's file, unacknowledged.
+    pub async fn acknowledge(&self, key: &ActorKey, durability: Durability) -> Result<(), AcknowledgeError> {
         match (durability, &self.replicator) {
-            (Durability::Async, _) => Ok(()),
-            (Durability::Sync, None) => Err(ReplicationError::Disabled),
-            (Durability::Sync, Some(r)) => r.replicate_now(key).await.map(|_| ()),
+            (Durability::Async, _) => {}
+            (Durability::Sync, None) => return Err(ReplicationError::Disabled.into()),
+            (Durability::Sync, Some(r)) => {
+                r.replicate_now(key).await?;
+            }
         }
+        if !self.cluster.may_acknowledge(key) {
+            crate::metrics::incr("vitrina_unacknowledged_writes_total", &[("why", "not_owner")]);
+            return Err(AcknowledgeError::NotOwner(key.to_string()));
+        }
+        Ok(())
     }
 }
 
@@ -251,6 +270,9 @@ impl crate::cluster::Host for Node {
     }
     fn registry(&self) -> &Registry {
         &self.registry
+    }
+    fn restorable(&self) -> bool {
+        self.replicator.is_some()
     }
     fn pull_catalog<'a>(&'a self, addr: &'a str) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(Node::pull_catalog(self, addr))

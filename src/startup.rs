@@ -47,7 +47,8 @@ impl Application {
             n => n,
         };
         let bound = listener.local_addr()?.to_string();
-        let cluster = crate::cluster::Cluster::new(&settings.cluster, &bound, &settings.data_dir)?;
+        let boot = catalog.next_boot().context("cannot count this start in the node catalog")?;
+        let cluster = crate::cluster::Cluster::new(&settings.cluster, &bound, &settings.data_dir, boot)?;
         crate::egress::install(
             crate::egress::Egress::new(&settings.egress).map_err(anyhow::Error::msg).context("invalid [egress] settings")?,
         );

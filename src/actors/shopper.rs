@@ -66,6 +66,18 @@ pub enum ShopperError {
     /// upload to object storage failed: not acknowledged, though it will be retried.
     #[error("the change was saved on this node but could not be replicated: {0}")]
     Replication(#[from] ReplicationError),
+    /// Committed on this node, not acknowledged: the node no longer owns the actor.
+    #[error("{0}")]
+    NotOwner(String),
+}
+
+impl From<crate::node::AcknowledgeError> for ShopperError {
+    fn from(e: crate::node::AcknowledgeError) -> Self {
+        match e {
+            crate::node::AcknowledgeError::Replication(e) => ShopperError::Replication(e),
+            e @ crate::node::AcknowledgeError::NotOwner(_) => ShopperError::NotOwner(e.to_string()),
+        }
+    }
 }
 
 pub struct ShopperActor {

@@ -44,6 +44,18 @@ pub enum StoreError {
     /// upload to object storage failed.
     #[error("the change was saved on this node but could not be replicated: {0}")]
     Replication(#[from] crate::replication::ReplicationError),
+    /// Committed on this node, not acknowledged: the node no longer owns the store.
+    #[error("{0}")]
+    NotOwner(String),
+}
+
+impl From<crate::node::AcknowledgeError> for StoreError {
+    fn from(e: crate::node::AcknowledgeError) -> Self {
+        match e {
+            crate::node::AcknowledgeError::Replication(e) => StoreError::Replication(e),
+            e @ crate::node::AcknowledgeError::NotOwner(_) => StoreError::NotOwner(e.to_string()),
+        }
+    }
 }
 
 /// Admin operations, already parsed and validated as far as possible at the edge.

@@ -66,16 +66,17 @@ pub fn acknowledge(node: &dyn Host, key: &ActorKey) {
     crate::metrics::incr("vitrina_handoffs_total", &[("side", "released")]);
 }
 
-/// New owner: writes `bytes` as the actor's file, unless one is already there. Verifies the
-/// checksum and that SQLite accepts the file before it becomes visible.
-pub async fn install(node: &dyn Host, key: &ActorKey, bytes: Vec<u8>, sha256: Option<&str>) -> Result<bool, ClusterError> {
+/// New owner: writes `bytes` as the actor's file, unless one is already there (with `replace`:
+/// over it; the caller knows the local file is older). Verifies the checksum and that SQLite
+/// accepts the file before it becomes visible.
+pub async fn install(node: &dyn Host, key: &ActorKey, bytes: Vec<u8>, sha256: Option<&str>, replace: bool) -> Result<bool, ClusterError> {
     let actual = hex::encode(Sha256::digest(&bytes));
     if sha256.is_some_and(|s| !s.eq_ignore_ascii_case(&actual)) {
         return Err(ClusterError::Refused(format!("checksum mismatch for {key}")));
     }
     let path = node.layout().actor_db(key);
     tokio::task::spawn_blocking(move || -> Result<bool, ClusterError> {
-        if path.exists() {
+        if path.exists() && !replace {
             return Ok(false);
         }
         let dir = path.parent().ok_or_else(|| ClusterError::Refused("bad path".into()))?;
@@ -107,12 +108,25 @@ pub async fn install(node: &dyn Host, key: &ActorKey, bytes: Vec<u8>, sha256: Op
     .map_err(|e| ClusterError::Refused(e.to_string()))?
 }
 
-/// New owner, before activating a key with no local file: pull it from the nodes that owned it
-/// in earlier views. `Err` when a node that may hold it cannot be asked: activating a fresh
-/// instance then could fork the actor's state, so the caller answers 503 and the client retries.
-pub async fn pull(node: &dyn Host, key: &ActorKey) -> Result<bool, ClusterError> {
+/// New owner, before activating a key with no local file (or, with `replace`, one whose local
+/// file may be older than a previous holder's): pull it from the nodes that owned it earlier.
+/// `Err` when a node that may hold it cannot be asked: activating a fresh instance then could
+/// fork the actor's state, so the caller answers 503 and the client retries. On etcd, a
+/// previous holder that is no longer a member (lost, not removed by an operator) stops the
+/// activation too, unless the key may be restored from object storage.
+pub async fn pull(node: &dyn Host, key: &ActorKey, replace: bool) -> Result<bool, ClusterError> {
+    let on_etcd = node.cluster().on_etcd();
     for (holder, addr, alive) in node.cluster().previous_holders(key) {
         if !alive {
+            if on_etcd && !node.restorable() {
+                let shard = node.cluster().shard_of(key);
+                if !super::ownership::refresh_previous(node, shard).await?.iter().any(|h| h == holder.as_str()) {
+                    continue;
+                }
+                return Err(ClusterError::Refused(format!(
+                    "{key}: its last holder {holder} is gone; waiting for it to come back or for an operator to remove it"
+                )));
+            }
             continue;
         }
         let path = format!("/internal/handoff?key={}", urlencode(&key.to_string()));
@@ -121,7 +135,7 @@ pub async fn pull(node: &dyn Host, key: &ActorKey) -> Result<bool, ClusterError>
             200 => {
                 let sha = res.headers().get(SHA_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
                 let bytes = res.bytes().await.map_err(|e| ClusterError::Call(addr.clone(), e.to_string()))?;
-                install(node, key, bytes.to_vec(), sha.as_deref()).await?;
+                install(node, key, bytes.to_vec(), sha.as_deref(), replace).await?;
                 let ack = format!("/internal/handoff/ack?key={}", urlencode(&key.to_string()));
                 if let Err(e) = node.cluster().call(&addr, reqwest::Method::POST, &ack, Vec::new()).await {
                     tracing::warn!(%key, node = %holder, error = %e, "handoff ack failed; the holder will push again");

@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod handoff;
+pub mod ownership;
 pub mod view;
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ use view::{Member, MemberState, NodeId, Ring, View};
 use futures::future::BoxFuture;
 
 use crate::config::ClusterSettings;
+use crate::coordination::{Coordination, Membership, ShardId};
 use crate::runtime::registry::Registry;
 use crate::sqlite::DataLayout;
 
@@ -55,6 +57,9 @@ pub trait Host: Send + Sync + 'static {
     fn layout(&self) -> &DataLayout;
     /// Where live actors are passivated before their files move.
     fn registry(&self) -> &Registry;
+    /// Whether a key without a file here may have a copy in object storage (then a lost
+    /// previous holder does not stop its activation: the copy is restored).
+    fn restorable(&self) -> bool;
     /// Copies the catalog (stores, hosts, tokens) of the node at `addr` into this one's.
     fn pull_catalog<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
 }
@@ -142,6 +147,10 @@ pub struct Cluster {
     /// Woken whenever the view changes, so the rebalancer moves actors without polling.
     pub changed: tokio::sync::Notify,
     view_file: std::path::PathBuf,
+    /// Membership and shard ownership: `Local` until `start` joins through etcd.
+    coordination: RwLock<Arc<dyn Coordination>>,
+    /// Shard ownership as this node uses it (etcd only).
+    pub(crate) shards: ownership::Shards,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,8 +162,9 @@ pub enum ClusterError {
 }
 
 impl Cluster {
-    /// `bound_addr` is the address the HTTP server actually listens on.
-    pub fn new(settings: &ClusterSettings, bound_addr: &str, data_dir: &std::path::Path) -> anyhow::Result<Cluster> {
+    /// `bound_addr` is the address the HTTP server actually listens on; `boot` counts the
+    /// node's starts (the fencing token of a single node).
+    pub fn new(settings: &ClusterSettings, bound_addr: &str, data_dir: &std::path::Path, boot: u64) -> anyhow::Result<Cluster> {
         let addr = settings.advertise.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| bound_addr.to_string());
         let id_text = match settings.node_id.clone().filter(|s| !s.is_empty()) {
             Some(id) => id,
@@ -181,7 +191,10 @@ impl Cluster {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .build()?;
+        let local = crate::coordination::local::Local::new(id.as_str(), &addr, boot);
         Ok(Cluster {
+            coordination: RwLock::new(Arc::new(local)),
+            shards: ownership::Shards::default(),
             id,
             addr,
             settings: settings.clone(),
@@ -196,6 +209,54 @@ impl Cluster {
 
     pub fn enabled(&self) -> bool {
         self.settings.enabled
+    }
+
+    /// Membership and ownership live in etcd (`cluster.etcd.endpoints` set).
+    pub fn on_etcd(&self) -> bool {
+        self.settings.enabled && !self.settings.etcd.endpoints.is_empty()
+    }
+
+    pub fn coordination(&self) -> Arc<dyn Coordination> {
+        self.coordination.read().clone()
+    }
+
+    /// The shard `key` belongs to.
+    pub fn shard_of(&self, key: &ActorKey) -> ShardId {
+        crate::coordination::shard_of(&key.to_string(), self.settings.shards)
+    }
+
+    /// Whether a write to `key` committed here may be acknowledged: this node holds the key's
+    /// shard under a live lease (always, for a single node or the home-made protocol).
+    pub fn may_acknowledge(&self, key: &ActorKey) -> bool {
+        !self.on_etcd() || self.coordination().token(self.shard_of(key)).is_some()
+    }
+
+    /// Routes by etcd's membership from now on: the view is derived from it.
+    fn install_membership(&self, membership: &Membership) {
+        let members = membership
+            .members
+            .iter()
+            .filter_map(|(id, m)| {
+                let state = match m.state {
+                    crate::coordination::MemberState::Active => MemberState::Active,
+                    crate::coordination::MemberState::Draining => MemberState::Draining,
+                };
+                Some((NodeId::parse(id).ok()?, Member { addr: m.addr.clone(), state }))
+            })
+            .collect();
+        let view = View { epoch: membership.epoch, members, previous: Vec::new() };
+        {
+            let mut state = self.state.write();
+            if state.view == view {
+                return;
+            }
+            state.ring = Ring::build(&view, self.settings.vnodes);
+            state.previous_rings = Vec::new();
+            state.view = view.clone();
+        }
+        tracing::info!(epoch = view.epoch, members = ?view.members.iter().map(|(k, m)| format!("{k}={:?}", m.state)).collect::<Vec<_>>(), "membership changed");
+        crate::metrics::incr("vitrina_cluster_view_changes_total", &[]);
+        self.changed.notify_waiters();
     }
 
     pub fn view(&self) -> View {
@@ -219,7 +280,9 @@ impl Cluster {
             return Placement::Local;
         }
         let state = self.state.read();
-        match state.ring.owner(key) {
+        // On etcd the ring places shards, whose ownership etcd records.
+        let owner = if self.on_etcd() { state.ring.owner_of_str(&format!("shard-{}", self.shard_of(key))) } else { state.ring.owner(key) };
+        match owner {
             None => Placement::Nowhere,
             Some(owner) if owner == self.id.as_str() => Placement::Local,
             Some(owner) => match NodeId::parse(owner) {
@@ -239,6 +302,9 @@ impl Cluster {
     /// Nodes that owned `key` in earlier views and may still hold its file, newest first;
     /// `bool` says whether that node is still reachable in principle (active or draining).
     pub fn previous_holders(&self, key: &ActorKey) -> Vec<(NodeId, String, bool)> {
+        if self.on_etcd() {
+            return self.shards.previous_holders(self, self.shard_of(key));
+        }
         let state = self.state.read();
         let mut out: Vec<(NodeId, String, bool)> = Vec::new();
         for old_ring in &state.previous_rings {
@@ -256,6 +322,10 @@ impl Cluster {
 
     /// Adopts `view` if it supersedes the current one. Returns whether it did.
     pub fn adopt(&self, view: View) -> bool {
+        // On etcd, membership comes from etcd alone.
+        if self.on_etcd() {
+            return false;
+        }
         {
             let mut state = self.state.write();
             if !view.supersedes(&state.view) {
@@ -323,8 +393,20 @@ impl Cluster {
         res.json().await.map_err(|e| ClusterError::Call(addr.to_string(), e.to_string()))
     }
 
-    /// Applies a proposal here if this node coordinates, else asks the coordinator.
+    /// Applies a proposal here if this node coordinates, else asks the coordinator. On etcd,
+    /// drain and remove are written to etcd; joins, leaves and failures happen through leases.
     pub async fn propose(&self, proposal: Proposal) -> Result<View, ClusterError> {
+        if self.on_etcd() {
+            let coordination = self.coordination();
+            let result = match &proposal {
+                Proposal::Drain { node } => coordination.set_state(node.as_str(), crate::coordination::MemberState::Draining).await,
+                Proposal::Remove { node } => coordination.remove(node.as_str()).await,
+                Proposal::Left { node } if *node == self.id => coordination.leave().await,
+                Proposal::Join { .. } | Proposal::Left { .. } | Proposal::Down { .. } => Ok(()),
+            };
+            result.map_err(|e| ClusterError::Refused(e.to_string()))?;
+            return Ok(self.view());
+        }
         match self.coordinator() {
             Some((coordinator, addr)) if coordinator != self.id => {
                 match self.call_json::<View>(&addr, reqwest::Method::POST, "/internal/propose", &proposal).await {
@@ -383,6 +465,9 @@ pub async fn start(node: Arc<dyn Host>) -> anyhow::Result<()> {
     let cluster = &node.cluster();
     if !cluster.enabled() {
         return Ok(());
+    }
+    if cluster.on_etcd() {
+        return ownership::start(node.clone()).await;
     }
     let seeds: Vec<String> = cluster.settings.seeds.iter().filter(|s| **s != cluster.addr).cloned().collect();
     // First learn the cluster's current view (from the seeds, or the peers of the view this node

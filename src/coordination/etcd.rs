@@ -75,6 +75,8 @@ struct Inner {
     /// This node's own member state, put again with every new lease.
     state: Mutex<MemberState>,
     membership: tokio::sync::watch::Sender<Arc<Membership>>,
+    /// Set once the node left the cluster: no new lease after that.
+    left: std::sync::atomic::AtomicBool,
 }
 
 pub struct Etcd {
@@ -140,6 +142,9 @@ impl Inner {
         let every = (self.ttl / 3).max(Duration::from_millis(200));
         loop {
             tokio::time::sleep(every).await;
+            if self.left.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
             let Some(id) = self.lease_id() else {
                 if let Err(e) = self.establish().await {
                     tracing::warn!(error = %e, "cannot grant an etcd lease; retrying");
@@ -279,7 +284,10 @@ impl Inner {
             if txn.succeeded {
                 let token = txn.header.revision;
                 self.held.lock().insert(shard, token);
-                return Ok(Acquired { token, previous_holders: next.previous });
+                // This node held the shard before another did: its own files of the shard may
+                // be older than that node's.
+                let local_files_stale = record.node != self.id && record.previous.contains(&self.id);
+                return Ok(Acquired { token, previous_holders: next.previous, local_files_stale });
             }
             let owner = txn.ranges().into_iter().next().and_then(|r| r.kvs.into_iter().next());
             match owner {
@@ -288,7 +296,7 @@ impl Inner {
                 Some(kv) if kv.value == self.id.as_bytes() && kv.lease == lease => {
                     let token = kv.create_revision;
                     self.held.lock().insert(shard, token);
-                    return Ok(Acquired { token, previous_holders: record.taken_by(&self.id).previous });
+                    return Ok(Acquired { token, previous_holders: record.taken_by(&self.id).previous, local_files_stale: false });
                 }
                 Some(kv) => {
                     return Err(CoordinationError::Held { shard, holder: Some(String::from_utf8_lossy(&kv.value).into_owned()) });
@@ -351,6 +359,24 @@ impl Inner {
             self.gateway.delete(&key, false).await?;
         }
         // Its claim as last holder: its files are declared lost.
+        self.forget_holder(node).await?;
+        tracing::warn!(%node, "member removed; files it held are declared lost");
+        Ok(())
+    }
+
+    async fn leave(&self) -> CoordinationResult<()> {
+        self.left.store(true, std::sync::atomic::Ordering::SeqCst);
+        let lease = self.lease.lock().take();
+        self.held.lock().clear();
+        if let Some(lease) = lease {
+            self.gateway.lease_revoke(lease.id).await?;
+        }
+        // Its files went to the new owners: no one needs to wait for it.
+        self.forget_holder(&self.id).await
+    }
+
+    /// Takes `node` out of every shard's holder record.
+    async fn forget_holder(&self, node: &str) -> CoordinationResult<()> {
         let holders = self.gateway.range(&self.key("holders/"), true).await?;
         for kv in holders.kvs {
             let Ok(record) = serde_json::from_slice::<HolderRecord>(&kv.value) else { continue };
@@ -363,16 +389,6 @@ impl Inner {
             };
             let value = serde_json::to_vec(&cleared).unwrap_or_default();
             self.gateway.txn(&[Compare::ModRevision(kv.key.clone(), kv.mod_revision)], &[Op::Put(kv.key.clone(), value, 0)], &[]).await?;
-        }
-        tracing::warn!(%node, "member removed; files it held are declared lost");
-        Ok(())
-    }
-
-    async fn leave(&self) -> CoordinationResult<()> {
-        let lease = self.lease.lock().take();
-        self.held.lock().clear();
-        if let Some(lease) = lease {
-            self.gateway.lease_revoke(lease.id).await?;
         }
         Ok(())
     }
@@ -395,7 +411,16 @@ impl Etcd {
             held: Mutex::new(HashMap::new()),
             state: Mutex::new(MemberState::Active),
             membership: tokio::sync::watch::Sender::new(Arc::new(Membership::default())),
+            left: std::sync::atomic::AtomicBool::new(false),
         });
+        // A member key of this id on another lease is this node's from before a restart (ids
+        // are unique per node): end that lease, so the shards on it are free at once rather
+        // than after its TTL.
+        if let Ok(old) = inner.gateway.range(&inner.member_key(id), false).await {
+            for kv in old.kvs.iter().filter(|kv| kv.lease != 0) {
+                let _ = inner.gateway.lease_revoke(kv.lease).await;
+            }
+        }
         inner.establish().await.map_err(|e| anyhow::anyhow!("cannot join through etcd at {:?}: {e}", settings.endpoints))?;
         let mut rx = inner.membership.subscribe();
         let tasks = vec![tokio::spawn(inner.clone().keep_alive()), tokio::spawn(inner.clone().watch_members())];
@@ -407,6 +432,22 @@ impl Etcd {
             .map_err(|_| anyhow::anyhow!("etcd did not show this node as a member within 10 s"))?
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(etcd)
+    }
+
+    /// The members as etcd lists them now, without joining (a node about to join copies the
+    /// catalog from one of them first).
+    pub async fn peek_members(settings: &EtcdSettings) -> anyhow::Result<Vec<(String, Member)>> {
+        let gateway = Gateway::new(&settings.endpoints, Duration::from_millis(settings.request_timeout_ms.max(100)))?;
+        let prefix = format!("{}/members/", settings.prefix.trim_end_matches('/'));
+        let range = gateway.range(prefix.as_bytes(), true).await?;
+        Ok(range
+            .kvs
+            .iter()
+            .filter_map(|kv| {
+                let id = kv.key_str().strip_prefix(&prefix)?.to_string();
+                Some((id, serde_json::from_slice(&kv.value).ok()?))
+            })
+            .collect())
     }
 
     /// The lease this node's keys are on (`None` while it has none).
@@ -434,6 +475,13 @@ impl Coordination for Etcd {
 
     fn release(&self, shard: ShardId, token: Token) -> BoxFuture<'_, CoordinationResult<()>> {
         Box::pin(self.inner.release(shard, token))
+    }
+
+    fn previous_holders(&self, shard: ShardId) -> BoxFuture<'_, CoordinationResult<Vec<String>>> {
+        Box::pin(async move {
+            let (record, _) = self.inner.holder_record(shard).await?;
+            Ok(record.filter(|r| r.node == self.inner.id).map(|r| r.previous).unwrap_or_default())
+        })
     }
 
     fn holds(&self, shard: ShardId, token: Token) -> bool {

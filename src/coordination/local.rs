@@ -33,13 +33,17 @@ impl Coordination for Local {
     }
 
     fn acquire(&self, _shard: ShardId) -> BoxFuture<'_, CoordinationResult<Acquired>> {
-        let acquired = Acquired { token: self.boot, previous_holders: Vec::new() };
+        let acquired = Acquired { token: self.boot, previous_holders: Vec::new(), local_files_stale: false };
         Box::pin(async move { Ok(acquired) })
     }
 
     fn release(&self, shard: ShardId, token: Token) -> BoxFuture<'_, CoordinationResult<()>> {
         let result = if token == self.boot { Ok(()) } else { Err(CoordinationError::Fenced(shard)) };
         Box::pin(async move { result })
+    }
+
+    fn previous_holders(&self, _shard: ShardId) -> BoxFuture<'_, CoordinationResult<Vec<String>>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 
     fn holds(&self, _shard: ShardId, token: Token) -> bool {

@@ -87,6 +87,9 @@ pub struct Acquired {
     /// declared lost). An actor of the shard without a file here must be pulled from them
     /// before it starts.
     pub previous_holders: Vec<String>,
+    /// Another node held the shard since this one last did: this node's own files of the
+    /// shard's keys are older than that node's and must not be served.
+    pub local_files_stale: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +135,10 @@ pub trait Coordination: Send + Sync + 'static {
     /// changes). The node stays the shard's last holder until another acquires it.
     fn release(&self, shard: ShardId, token: Token) -> BoxFuture<'_, CoordinationResult<()>>;
 
+    /// The previous holders `shard`'s record names now (an operator's `remove` takes a lost
+    /// node out of it), when this node is its last holder.
+    fn previous_holders(&self, shard: ShardId) -> BoxFuture<'_, CoordinationResult<Vec<String>>>;
+
     /// Whether this node holds `shard` with `token` under a live lease; from memory.
     fn holds(&self, shard: ShardId, token: Token) -> bool;
 
@@ -147,7 +154,8 @@ pub trait Coordination: Send + Sync + 'static {
     /// claim as last holder of any shard go, so its files count as lost.
     fn remove(&self, node: &str) -> BoxFuture<'_, CoordinationResult<()>>;
 
-    /// Ends this node's membership (a drained node leaving, or shutdown): releases what it holds.
+    /// Ends this node's membership once it has handed every file over (a drained node): releases
+    /// what it holds, and no shard waits for it as a previous holder any more.
     fn leave(&self) -> BoxFuture<'_, CoordinationResult<()>>;
 }
 

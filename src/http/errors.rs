@@ -41,6 +41,7 @@ pub fn store_error(e: StoreError) -> ApiError {
         }
         StoreError::Storage(e) => storage_error(e),
         StoreError::Replication(ref r) => replication_error(r, e.to_string()),
+        StoreError::NotOwner(m) => not_acknowledged(m),
     }
 }
 
@@ -91,6 +92,7 @@ impl From<ShopperError> for ApiError {
             ShopperError::Render(e) => render_error(e),
             ShopperError::Storage(e) => storage_error(e),
             ShopperError::Replication(ref r) => replication_error(r, e.to_string()),
+            ShopperError::NotOwner(m) => not_acknowledged(m),
         }
     }
 }
@@ -110,6 +112,12 @@ fn replication_error(e: &ReplicationError, message: String) -> ApiError {
 pub fn replication_failed(message: String) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "replication_failed", message)
         .with_details(json!({"committedLocally": true, "replicated": false}))
+}
+
+/// 503 `actor_moving`: committed on a node that no longer owns the actor (its lease lapsed or
+/// the actor moved); not acknowledged. The client retries on the owner.
+pub fn not_acknowledged(message: String) -> ApiError {
+    moving(message).with_details(json!({"acknowledged": false}))
 }
 
 /// A search with no answer: its store actor's error, or its owner unreachable.

@@ -53,6 +53,9 @@ async fn status(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(json!({
         "node": node.cluster.id,
         "enabled": node.cluster.enabled(),
+        // Where membership and ownership live: etcd, the home-made views, or this node alone.
+        "coordination": if node.cluster.on_etcd() { "etcd" } else if node.cluster.enabled() { "views" } else { "local" },
+        "lease": node.cluster.coordination().lease_health(),
         "epoch": view.epoch,
         "coordinator": view.active().next().map(|(id, _)| id.clone()),
         "members": view.members.iter().map(|(id, m)| json!({"id": id, "addr": m.addr, "state": m.state})).collect::<Vec<_>>(),
@@ -193,7 +196,10 @@ async fn adopt(node: web::Data<Node>, req: HttpRequest, body: Bytes, q: web::Que
         // nothing on the way out) and install it; the next request opens it.
         node.registry.evict(&key).await;
     }
-    let installed = handoff::install(&*node, &key, body.to_vec(), q.sha256.as_deref())
+    // On etcd, a pushed file replaces one of this node's while it does not hold the key's shard:
+    // the pusher held the shard after this node did.
+    let replace = crate::cluster::ownership::push_replaces(&*node, &key);
+    let installed = handoff::install(&*node, &key, body.to_vec(), q.sha256.as_deref(), replace)
         .await
         .map_err(|e| ApiError::bad_request("handoff_refused", e.to_string()))?;
     Ok(HttpResponse::Ok().json(json!({"installed": installed})))

@@ -155,6 +155,11 @@ impl Registry {
         })
     }
 
+    /// The keys live here now.
+    pub fn live_keys(&self) -> Vec<ActorKey> {
+        self.slots.lock().iter().filter(|(_, s)| matches!(s, Slot::Live { .. })).map(|(k, _)| k.clone()).collect()
+    }
+
     /// Passivates `key` if it is live here and returns once its file is closed (its current turn
     /// and the messages already in its mailbox finish first).
     pub async fn evict(&self, key: &ActorKey) {

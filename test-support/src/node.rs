@@ -34,6 +34,9 @@ pub struct TestNode {
     env: Vec<(String, String)>,
     args: Vec<String>,
     stdout_lines: Vec<String>,
+    /// The etcd a cluster node coordinates through, shared by the cluster's nodes (dropped,
+    /// and so stopped, after the last of them).
+    etcd: Option<std::sync::Arc<crate::etcd::EtcdCluster>>,
 }
 
 impl TestNode {
@@ -93,6 +96,24 @@ impl TestNode {
         let mut node = Self::spawn(&dir, &env, &extra, "127.0.0.1:0");
         node._temp = Some(temp);
         node
+    }
+
+    /// A new node `id` joining the cluster this node is in (its etcd, this node as seed).
+    pub fn join(&self, id: &str) -> TestNode {
+        let owned = self.etcd_env();
+        let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut node = Self::start_cluster_node(id, Some(self.addr), &env);
+        node.etcd = self.etcd.clone();
+        node
+    }
+
+    fn etcd_env(&self) -> Vec<(&'static str, String)> {
+        self.etcd.iter().map(|e| ("VITRINA_CLUSTER__ETCD__ENDPOINTS", e.endpoints_csv())).collect()
+    }
+
+    /// The etcd this cluster node coordinates through (`None`: the home-made protocol).
+    pub fn etcd(&self) -> Option<&crate::etcd::EtcdCluster> {
+        self.etcd.as_deref()
     }
 
     /// SIGKILL, no restart.
@@ -161,7 +182,7 @@ impl TestNode {
             }
         }
         let args = extra.iter().filter(|a| **a != "--demo").map(|a| a.to_string()).collect();
-        TestNode { child, addr, data_dir: dir.to_path_buf(), _temp: None, env: env.to_vec(), args, stdout_lines: lines }
+        TestNode { child, addr, data_dir: dir.to_path_buf(), _temp: None, env: env.to_vec(), args, stdout_lines: lines, etcd: None }
     }
 
     /// Kills the process (SIGKILL: no shutdown hooks run) and starts a new one on the same
@@ -180,6 +201,7 @@ impl TestNode {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let mut node = Self::spawn(&self.data_dir, &self.env, &args, &listen);
         node._temp = temp;
+        node.etcd = self.etcd.take();
         node
     }
 
@@ -352,14 +374,29 @@ impl Drop for TestNode {
     }
 }
 
-/// Starts a cluster of `n` nodes (`n1` seeds, the others join it) and waits until every node
-/// sees all of them active.
+/// Starts a cluster of `n` nodes on a one-member etcd (`n1` seeds the catalog, the others
+/// join it) and waits until every node sees all of them active. Without an etcd binary
+/// (outside CI) the nodes run the home-made membership protocol instead.
 pub async fn start_cluster(n: usize, env: &[(&str, &str)]) -> Vec<TestNode> {
-    let first = TestNode::start_cluster_node("n1", None, env);
+    let etcd = crate::etcd::EtcdCluster::start(1).await.map(std::sync::Arc::new);
+    let endpoints = etcd.as_ref().map(|e| e.endpoints_csv());
+    let mut env: Vec<(&str, &str)> = env.to_vec();
+    if let Some(endpoints) = &endpoints {
+        env.push(("VITRINA_CLUSTER__ETCD__ENDPOINTS", endpoints));
+    }
+    let mut first = TestNode::start_cluster_node("n1", None, &env);
+    first.etcd = etcd.clone();
     let seed = first.addr;
     let mut nodes = vec![first];
     for i in 2..=n {
-        nodes.push(TestNode::start_cluster_node(&format!("n{i}"), Some(seed), env));
+        let mut node = TestNode::start_cluster_node(&format!("n{i}"), Some(seed), &env);
+        node.etcd = etcd.clone();
+        nodes.push(node);
+    }
+    if etcd.is_some() {
+        for node in &nodes {
+            assert_eq!(node.cluster_status().await["coordination"], "etcd", "a cluster node started with etcd endpoints");
+        }
     }
     wait_for_active(&nodes.iter().collect::<Vec<_>>(), n).await;
     nodes

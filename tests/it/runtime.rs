@@ -24,7 +24,7 @@ fn node_in(dir: &std::path::Path, tune: impl FnOnce(&mut Settings)) -> Arc<Node>
     tune(&mut settings);
     let layout = DataLayout::new(dir);
     let catalog = NodeCatalog::open(&layout, "localhost").expect("catalog");
-    let cluster = Cluster::new(&settings.cluster, "127.0.0.1:0", dir).expect("cluster (off)");
+    let cluster = Cluster::new(&settings.cluster, "127.0.0.1:0", dir, 1).expect("cluster (off)");
     let secrets = SecretBox::for_node(None, None, &dir.join("secret-key")).expect("secret box");
     Node::new(settings, catalog, "operator".into(), cluster, None, secrets)
 }

@@ -513,14 +513,9 @@ async fn a_rotated_admin_token_is_refused_at_once() {
 
 #[tokio::test]
 async fn a_rotated_token_is_refused_on_every_node_of_a_cluster() {
-    let n1 = TestNode::start_cluster_node("n1", None, &[]);
-    let n2 = TestNode::start_cluster_node("n2", Some(n1.addr), &[]);
-    for node in [&n1, &n2] {
-        wait_until("both nodes active", Duration::from_secs(30), || async {
-            node.cluster_status().await["members"].as_array().unwrap().iter().filter(|m| m["state"] == "active").count() == 2
-        })
-        .await;
-    }
+    let mut nodes = test_support::start_cluster(2, &[]).await;
+    let n2 = nodes.pop().unwrap();
+    let n1 = nodes.pop().unwrap();
     let old = n1.create_store("clrot", "Cluster rot").await;
     wait_until("the store to reach n2", Duration::from_secs(10), || async {
         n2.admin(&old, Method::GET, "/stores/clrot/settings", None).await.0 == StatusCode::OK

@@ -1,0 +1,229 @@
+//! Shard ownership on etcd, as the node uses it.
+//!
+//! - Joining: the catalog is copied from a member etcd lists (or a seed) first, then the node
+//!   takes its lease and member key; its view follows etcd's membership from then on.
+//! - Activating a key: the node first holds the key's shard (`ensure_shard`: acquired on its
+//!   lease if it does not hold it yet). When another node held the shard since this one last
+//!   did, this node's own files of the shard may be older than that node's: each is pulled
+//!   over from the previous holders at its key's first activation, kept if none has it.
+//! - Losing a shard (the lease lapsed, or the ring moved it): its live actors are passivated;
+//!   a shard the ring moved is released in etcd with its token once they are, and the
+//!   rebalancer pushes the files to the new owner.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::view::NodeId;
+use super::{Cluster, ClusterError, Host, Placement};
+use crate::coordination::{Coordination, ShardId, Token};
+use crate::ids::ActorKey;
+
+/// Upper bounds (ms) of the acquisition-latency buckets in `/metrics`.
+const LATENCY_BUCKETS_MS: [u64; 8] = [5, 10, 25, 50, 100, 250, 1000, 5000];
+
+#[derive(Default)]
+pub struct Shards {
+    /// The shards this node acquired, with their tokens (still held or not: `holds` says).
+    acquired: Mutex<HashMap<ShardId, Token>>,
+    /// Per shard, the nodes that held it before this one (newest first): keys without a file
+    /// here are pulled from them.
+    previous: Mutex<HashMap<ShardId, Vec<String>>>,
+    /// Keys whose local file may be older than a previous holder's, until their first pull.
+    stale: Mutex<std::collections::HashSet<ActorKey>>,
+    locks: Mutex<HashMap<ShardId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Shards {
+    fn lock_for(&self, shard: ShardId) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.lock().entry(shard).or_default().clone()
+    }
+
+    /// The previous holders of `shard` with their addresses; `false`: no longer a member.
+    pub fn previous_holders(&self, cluster: &Cluster, shard: ShardId) -> Vec<(NodeId, String, bool)> {
+        let view = cluster.view();
+        let previous = self.previous.lock().get(&shard).cloned().unwrap_or_default();
+        previous
+            .iter()
+            .filter_map(|id| {
+                let node = NodeId::parse(id).ok()?;
+                Some(match view.members.get(&node) {
+                    Some(m) => (node, m.addr.clone(), true),
+                    None => (node, String::new(), false),
+                })
+            })
+            .collect()
+    }
+
+    pub fn is_stale(&self, key: &ActorKey) -> bool {
+        self.stale.lock().contains(key)
+    }
+
+    /// `key`'s file is the newest there is now (pulled, or no previous holder had one).
+    pub fn verified(&self, key: &ActorKey) {
+        self.stale.lock().remove(key);
+    }
+}
+
+/// Joins through etcd and starts following membership and ownership.
+pub async fn start(node: Arc<dyn Host>) -> anyhow::Result<()> {
+    let cluster = node.cluster();
+    let settings = &cluster.settings;
+    // The catalog first: once this node is a member, others forward it requests for the
+    // shards it owns, which it could not resolve to stores without the catalog.
+    let mut contacts: Vec<String> = settings.seeds.iter().filter(|s| **s != cluster.addr).cloned().collect();
+    match crate::coordination::etcd::Etcd::peek_members(&settings.etcd).await {
+        Ok(members) => contacts.extend(members.into_iter().filter(|(id, _)| id != cluster.id.as_str()).map(|(_, m)| m.addr)),
+        Err(e) => tracing::warn!(error = %e, "cannot list the members in etcd before joining"),
+    }
+    for addr in &contacts {
+        match node.pull_catalog(addr).await {
+            Ok(()) => break,
+            Err(e) => tracing::warn!(%addr, error = %e, "catalog pull before joining failed"),
+        }
+    }
+    let etcd = crate::coordination::etcd::Etcd::start(&settings.etcd, cluster.id.as_str(), &cluster.addr).await?;
+    let mut membership = etcd.membership();
+    *cluster.coordination.write() = Arc::new(etcd);
+    cluster.install_membership(&membership.borrow_and_update());
+    let follower = node.clone();
+    actix_web::rt::spawn(async move {
+        while membership.changed().await.is_ok() {
+            let current = membership.borrow_and_update().clone();
+            follower.cluster().install_membership(&current);
+        }
+    });
+    actix_web::rt::spawn(ownership_loop(node.clone()));
+    actix_web::rt::spawn(super::handoff::rebalance_loop(node.clone()));
+    Ok(())
+}
+
+/// Before `key` activates here: hold its shard. `Err` (the caller answers 503) while another
+/// node holds it or this node has no live lease.
+pub async fn ensure_shard(node: &dyn Host, key: &ActorKey) -> Result<(), ClusterError> {
+    let cluster = node.cluster();
+    let shard = cluster.shard_of(key);
+    let coordination = cluster.coordination();
+    if coordination.token(shard).is_some() {
+        return Ok(());
+    }
+    let lock = cluster.shards.lock_for(shard);
+    let _one_at_a_time = lock.lock().await;
+    if coordination.token(shard).is_some() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let acquired = coordination.acquire(shard).await.map_err(|e| ClusterError::Refused(format!("shard {shard} of {key}: {e}")))?;
+    let ms = started.elapsed().as_millis() as u64;
+    for bound in LATENCY_BUCKETS_MS.iter().filter(|b| ms <= **b) {
+        crate::metrics::incr("vitrina_shard_acquire_ms_bucket", &[("le", &bound.to_string())]);
+    }
+    crate::metrics::incr("vitrina_shard_acquire_ms_bucket", &[("le", "+Inf")]);
+    tracing::info!(shard, token = acquired.token, ms, previous = ?acquired.previous_holders, "acquired shard");
+    let local: Vec<ActorKey> = super::handoff::local_actor_keys(node).into_iter().filter(|k| cluster.shard_of(k) == shard).collect();
+    {
+        let mut stale = cluster.shards.stale.lock();
+        for key in local {
+            if acquired.local_files_stale {
+                stale.insert(key);
+            } else {
+                stale.remove(&key);
+            }
+        }
+    }
+    cluster.shards.previous.lock().insert(shard, acquired.previous_holders);
+    cluster.shards.acquired.lock().insert(shard, acquired.token);
+    Ok(())
+}
+
+/// Reads `shard`'s previous holders from etcd again (an operator may have removed a lost one).
+/// Returns them.
+pub async fn refresh_previous(node: &dyn Host, shard: ShardId) -> Result<Vec<String>, ClusterError> {
+    let cluster = node.cluster();
+    let previous = cluster.coordination().previous_holders(shard).await.map_err(|e| ClusterError::Refused(e.to_string()))?;
+    cluster.shards.previous.lock().insert(shard, previous.clone());
+    Ok(previous)
+}
+
+/// Whether a file pushed for `key` replaces this node's own: while this node does not hold the
+/// key's shard, or its file is not verified since it reacquired the shard, the pusher held the
+/// shard after this node did, so its copy is the newer. Answering `true` counts it verified.
+pub fn push_replaces(node: &dyn Host, key: &ActorKey) -> bool {
+    let cluster = node.cluster();
+    if !cluster.on_etcd() {
+        return false;
+    }
+    let replaces = cluster.coordination().token(cluster.shard_of(key)).is_none() || cluster.shards.is_stale(key);
+    if replaces {
+        cluster.shards.verified(key);
+    }
+    replaces
+}
+
+/// Passivates actors of shards this node does not hold (its lease lapsed) and gives up the
+/// shards the ring moved elsewhere, after passivating their actors.
+async fn ownership_loop(node: Arc<dyn Host>) {
+    loop {
+        let notified = node.cluster().changed.notified();
+        let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+        let cluster = node.cluster();
+        let coordination = cluster.coordination();
+        for key in node.registry().live_keys() {
+            if coordination.token(cluster.shard_of(&key)).is_none() {
+                tracing::info!(%key, "shard not held (any more): passivating");
+                node.registry().evict(&key).await;
+            }
+        }
+        let acquired: Vec<(ShardId, Token)> = cluster.shards.acquired.lock().iter().map(|(s, t)| (*s, *t)).collect();
+        for (shard, token) in acquired {
+            if !coordination.holds(shard, token) {
+                // Lost with the lease; etcd already freed it.
+                cluster.shards.acquired.lock().remove(&shard);
+                continue;
+            }
+            let placed_here = matches!(cluster_placement_of_shard(cluster, shard), Placement::Local);
+            if placed_here {
+                continue;
+            }
+            release_shard(&*node, &*coordination, shard, token).await;
+        }
+    }
+}
+
+fn cluster_placement_of_shard(cluster: &Cluster, shard: ShardId) -> Placement {
+    let state = cluster.state.read();
+    match state.ring.owner_of_str(&format!("shard-{shard}")) {
+        None => Placement::Nowhere,
+        Some(owner) if owner == cluster.id.as_str() => Placement::Local,
+        Some(owner) => match NodeId::parse(owner) {
+            Ok(node) => {
+                let addr = state.view.addr_of(&node).unwrap_or_default().to_string();
+                Placement::Remote { node, addr }
+            }
+            Err(_) => Placement::Nowhere,
+        },
+    }
+}
+
+/// The ring moved `shard` away: passivate its live actors (their files stay, for the new
+/// owner to pull or the rebalancer to push), then delete the ownership key with the token.
+async fn release_shard(node: &dyn Host, coordination: &dyn Coordination, shard: ShardId, token: Token) {
+    let cluster = node.cluster();
+    let lock = cluster.shards.lock_for(shard);
+    let _one_at_a_time = lock.lock().await;
+    for key in node.registry().live_keys().into_iter().filter(|k| cluster.shard_of(k) == shard) {
+        node.registry().evict(&key).await;
+    }
+    match coordination.release(shard, token).await {
+        Ok(()) => {
+            cluster.shards.acquired.lock().remove(&shard);
+            tracing::info!(shard, token, "released shard");
+        }
+        Err(crate::coordination::CoordinationError::Fenced(_)) => {
+            cluster.shards.acquired.lock().remove(&shard);
+        }
+        Err(e) => tracing::warn!(shard, error = %e, "cannot release shard; will retry"),
+    }
+}
