@@ -84,6 +84,11 @@ fn owner_key(node: &Node, req: &ServiceRequest, body: &Bytes) -> Result<Option<A
         };
         return Ok(StoreId::parse(&store).ok().map(ActorKey::Store));
     }
+    if path == "/admin/session" {
+        // Console logins and logouts are answered by the store's owner, which also checks
+        // the store's admin API requests (and so holds the list of logged-out sessions).
+        return Ok(node.catalog.resolve_host(&tenant::host_of(req.request())).ok().flatten().map(ActorKey::Store));
+    }
     if path.starts_with("/admin/") {
         return Ok(None);
     }

@@ -1,6 +1,6 @@
 //! Rate limits at the edge (`[limits]` in the configuration), with `governor`'s keyed GCRA
 //! limiters: new sessions per client IP; shopper writes per IP and per session; admin requests
-//! per token; webhook deliveries per source; failed authentications per IP, with a lockout that
+//! per token (or console session); webhook deliveries per source; failed authentications per IP, with a lockout that
 //! doubles with every further failure (a locked IP is refused even the right token).
 //!
 //! A refusal is 429 `rate_limited` with `Retry-After`, counted in
@@ -212,9 +212,16 @@ fn classify(method: &Method, path: &str) -> Class {
     Class::ShopWrite
 }
 
+/// Who an admin request is counted against: its bearer token, else its console session (a
+/// forged or expired cookie is refused with 401, which counts towards the IP's lockout).
 fn bearer_key(req: &ServiceRequest) -> Option<[u8; 16]> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value.get(7..).filter(|_| value.len() > 7 && value[..7].eq_ignore_ascii_case("bearer "))?.trim();
+    let token = match req.headers().get(header::AUTHORIZATION) {
+        Some(value) => {
+            let value = value.to_str().ok()?;
+            value.get(7..).filter(|_| value.len() > 7 && value[..7].eq_ignore_ascii_case("bearer "))?.trim().to_string()
+        }
+        None => req.request().cookie(super::console_session::CONSOLE_COOKIE)?.value().to_string(),
+    };
     let digest = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes());
     let mut key = [0u8; 16];
     key.copy_from_slice(&digest[..16]);

@@ -234,3 +234,46 @@ async fn wrong_console_logins_lock_the_ip_out_like_wrong_bearer_tokens() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     record_with(TABLE, CLASS, "wrong console logins from one IP", "refused", "locked out after 3; the right token refused while locked");
 }
+
+#[tokio::test]
+async fn a_console_session_is_rate_limited_like_a_token() {
+    let node = TestNode::start_with(&[("VITRINA_LIMITS__ADMIN_PER_SEC_PER_TOKEN", "1"), ("VITRINA_LIMITS__ADMIN_BURST_PER_TOKEN", "5")]);
+    let token = node.seed_store("shop", "Shop").await;
+    let (base, c) = (node.base("shop"), node.bare_client("shop"));
+    let session = login(&c, &base, &token).await;
+    let mut limited = 0;
+    for _ in 0..20 {
+        let (status, _, body) = parts(with_cookie(c.get(api(&base, "shop", "/pages")), &session).send().await.unwrap()).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_error_body(&body, "rate_limited");
+            limited += 1;
+        }
+    }
+    assert!(limited >= 10, "a burst of 5 at 1/s: {limited} of 20 refused");
+    record_with(TABLE, "rate-limits", "admin requests flooding from one console session", "bounded", &format!("{limited} of 20 refused"));
+}
+
+#[tokio::test]
+async fn console_logins_and_logouts_hold_on_every_node_of_a_cluster() {
+    let nodes = start_cluster(2, &[]).await;
+    let token = nodes[0].seed_store("shop", "Shop").await;
+    let clients: Vec<(String, Client)> = nodes.iter().map(|n| (n.base("shop"), n.bare_client("shop"))).collect();
+    // Log in through one node, use the API through both, log out through the other: one of
+    // the two rounds logs out through the node that does not own the store.
+    for (via, out) in [(0, 1), (1, 0)] {
+        let session = login(&clients[via].1, &clients[via].0, &token).await;
+        for (base, c) in &clients {
+            let (status, _, body) = parts(with_cookie(c.get(api(base, "shop", "/pages")), &session).send().await.unwrap()).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let (base, c) = &clients[out];
+        let (status, _, _) =
+            parts(with_cookie(c.delete(format!("{base}/admin/session")), &session).header(ORIGIN, base).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        for (base, c) in &clients {
+            let (status, _, body) = parts(with_cookie(c.get(api(base, "shop", "/pages")), &session).send().await.unwrap()).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "logged in via n{}, out via n{}: {body}", via + 1, out + 1);
+        }
+    }
+    record_with(TABLE, CLASS, "console cookie replayed after logout, through another node", "refused", "401 on every node");
+}
