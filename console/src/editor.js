@@ -19,6 +19,11 @@ const NEW_CUSTOM = `function render(storefront, helpers) {
   return \`<section class="custom">\${helpers.escapeHtml(storefront.name)}</section>\`;
 }`;
 
+const libraryTemplate = (type) => `function render(storefront, helpers) {
+  // Replaces the library's ${type} block on this page.
+  return \`<section class="${type}"><h2>\${helpers.escapeHtml(storefront.name)}</h2></section>\`;
+}`;
+
 function debounce(fn, ms) {
   let t = null;
   return (...args) => {
@@ -174,6 +179,17 @@ export async function pageEditor(root, slug) {
         validate(block, text);
       });
       validate(block, st.code.text());
+    }
+    else {
+      // A library block can be given its own code: it then renders that instead.
+      detail.append(h("button", { type: "button", id: "write-code", onclick: () => {
+        block.code = libraryTemplate(block.type);
+        st.dirty.set(block.id, { ...(st.dirty.get(block.id) || {}), code: block.code });
+        drawDetail();
+      } }, "Write custom code for this block"));
+    }
+    if (block.code != null && block.type !== "custom") {
+      detail.append(h("button", { type: "button", id: "library-code", onclick: () => act("Back to the library block", () => api.patch(blockPath(block), { code: null })) }, "Use the library block again"));
     }
     const settings = h("textarea", { id: "settings", rows: 10, spellcheck: "false" });
     settings.value = pending.configText ?? JSON.stringify(block.config ?? {}, null, 2);

@@ -80,6 +80,20 @@ try {
   await live.screenshot({ path: join(shots, `${String(++step).padStart(2, '0')}-storefront-published.png`), fullPage: true });
   console.log(`screenshot ${join(shots, `${String(step).padStart(2, '0')}-storefront-published.png`)}`);
 
+  // The home page's library hero gets code of its own in the draft, then goes back to the library.
+  await page.goto(base + '/admin/#/pages/home');
+  await page.locator('#write-code').click();
+  await page.locator('#code .cm-content').waitFor({ timeout: 10000 });
+  const homeMarker = `Home hero from code ${Date.now()}`;
+  await setCode(heroCode(homeMarker));
+  await preview.locator(`text=${homeMarker}`).waitFor({ timeout: 15000 });
+  await shot('home-hero-code');
+  await page.locator('#library-code').click();
+  await waitStatus('Back to the library block');
+  if (await preview.locator(`text=${homeMarker}`).count()) fail('the library hero is back in the preview');
+  await page.goto(base + '/admin/#/pages/seed-examples');
+  await page.locator('#code .cm-content').waitFor({ timeout: 10000 });
+
   // 3. A syntax error: shown at its line (inline and listed); Publish is refused.
   await setCode('function renderHero(storefront, helpers) {\n  return `<p>broken</p>` +;\n}');
   await page.locator('#diagnostics li.error[data-line="2"]').waitFor({ timeout: 10000 });
