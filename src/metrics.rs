@@ -1,84 +1,129 @@
-//! Process-wide counters, exposed in Prometheus text format at `GET /metrics`.
+//! Process-wide metrics through the `metrics` facade, exposed in Prometheus text format at
+//! `GET /metrics` by `metrics-exporter-prometheus`: counters, gauges and histograms with
+//! fixed buckets (so Prometheus can aggregate quantiles across nodes).
 //!
-//! A handful of named counters with labels; a mutex-protected map is plenty for their rate.
+//! Label values that come from tenants (store ids) must be bounded by the caller: see
+//! [`StoreLabels`].
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::collections::HashSet;
+use std::sync::OnceLock;
 
+use metrics::Label;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use parking_lot::Mutex;
 
-static COUNTERS: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
+/// Seconds: from a cached page (tens of µs) to a render at its page limit and beyond.
+const SECONDS_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-fn write_series_name(out: &mut String, name: &str, labels: &[(&str, &str)]) {
-    out.clear();
-    out.push_str(name);
-    if labels.is_empty() {
-        return;
-    }
-    out.push('{');
-    for (i, (k, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "{k}=\"");
-        for c in v.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-    }
-    out.push('}');
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The exporter, installed as the global recorder on first use (startup calls it first, so no
+/// early sample goes to the facade's no-op recorder).
+pub fn init() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(SECONDS_BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        // Fails only if another recorder was installed first (an embedding program's): its
+        // choice wins and this handle renders nothing.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
 }
 
-fn series_name(name: &str, labels: &[(&str, &str)]) -> String {
-    let mut out = String::new();
-    write_series_name(&mut out, name, labels);
-    out
+fn labels(pairs: &[(&'static str, &str)]) -> Vec<Label> {
+    pairs.iter().map(|(k, v)| Label::new(*k, v.to_string())).collect()
 }
 
-/// Counters are bumped on every request (cache hits, activations): the series name is built in
-/// a reused per-thread buffer and looked up by `&str`, so a bump allocates only the first time a
-/// series appears (an allocation per bump showed in the request-path profile).
-pub fn add(name: &str, labels: &[(&str, &str)], by: u64) {
-    thread_local! {
-        static SERIES: RefCell<String> = const { RefCell::new(String::new()) };
-    }
-    SERIES.with(|series| {
-        let mut series = series.borrow_mut();
-        write_series_name(&mut series, name, labels);
-        let mut counters = COUNTERS.lock();
-        let counters = counters.get_or_insert_with(HashMap::new);
-        match counters.get_mut(series.as_str()) {
-            Some(value) => *value += by,
-            None => {
-                counters.insert(series.clone(), by);
-            }
-        }
-    });
+pub fn add(name: &'static str, pairs: &[(&'static str, &str)], by: u64) {
+    init();
+    metrics::counter!(name, labels(pairs)).increment(by);
 }
 
-pub fn incr(name: &str, labels: &[(&str, &str)]) {
-    add(name, labels, 1);
+pub fn incr(name: &'static str, pairs: &[(&'static str, &str)]) {
+    add(name, pairs, 1);
 }
 
-pub fn get(name: &str, labels: &[(&str, &str)]) -> u64 {
-    COUNTERS.lock().as_ref().and_then(|c| c.get(&series_name(name, labels)).copied()).unwrap_or(0)
+pub fn set_gauge(name: &'static str, pairs: &[(&'static str, &str)], value: f64) {
+    init();
+    metrics::gauge!(name, labels(pairs)).set(value);
+}
+
+/// One observation of a histogram in seconds (names end in `_seconds`).
+pub fn observe_seconds(name: &'static str, pairs: &[(&'static str, &str)], seconds: f64) {
+    init();
+    metrics::histogram!(name, labels(pairs)).record(seconds);
 }
 
 /// All series in Prometheus text exposition format.
 pub fn render_prometheus() -> String {
-    let mut counters: Vec<(String, u64)> = COUNTERS.lock().iter().flatten().map(|(k, v)| (k.clone(), *v)).collect();
-    counters.sort_unstable();
-    let mut out = String::new();
-    for (series, value) in counters.iter() {
-        out.push_str(series);
-        out.push(' ');
-        out.push_str(&value.to_string());
-        out.push('\n');
+    let handle = init();
+    handle.run_upkeep();
+    handle.render()
+}
+
+/// The value of one counter or gauge series as `/metrics` shows it (0 when absent): for tests.
+pub fn get(name: &str, pairs: &[(&str, &str)]) -> u64 {
+    let mut wanted: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    wanted.sort();
+    render_prometheus()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, mut found) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}').split(',').map(str::to_string).collect::<Vec<_>>()),
+                None => (series, Vec::new()),
+            };
+            found.sort();
+            (series_name == name && found == wanted).then(|| value.parse::<f64>().ok().map(|v| v as u64)).flatten()
+        })
+        .unwrap_or(0)
+}
+
+/// Bounds a per-store label: the first `named` stores seen are named, any further one is
+/// `other`, so a node with a million stores still exports a bounded number of series.
+pub struct StoreLabels {
+    named: usize,
+    seen: Mutex<HashSet<String>>,
+}
+
+impl StoreLabels {
+    pub fn new(named: usize) -> StoreLabels {
+        StoreLabels { named, seen: Mutex::new(HashSet::new()) }
     }
-    out
+
+    pub fn label(&self, store: &str) -> String {
+        let mut seen = self.seen.lock();
+        if seen.contains(store) {
+            return store.to_string();
+        }
+        if seen.len() < self.named {
+            seen.insert(store.to_string());
+            return store.to_string();
+        }
+        "other".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_histograms_and_bounded_store_labels_render() {
+        incr("vitrina_test_events_total", &[("kind", "a")]);
+        add("vitrina_test_events_total", &[("kind", "a")], 2);
+        observe_seconds("vitrina_test_duration_seconds", &[("route", "/x")], 0.003);
+        assert_eq!(get("vitrina_test_events_total", &[("kind", "a")]), 3);
+        let text = render_prometheus();
+        assert!(text.contains("vitrina_test_duration_seconds_bucket{route=\"/x\",le=\"0.005\"} 1"), "{text}");
+        let stores = StoreLabels::new(2);
+        assert_eq!(
+            (stores.label("s1"), stores.label("s2"), stores.label("s3"), stores.label("s1")),
+            ("s1".into(), "s2".into(), "other".into(), "s1".into())
+        );
+    }
 }

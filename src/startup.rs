@@ -31,6 +31,7 @@ impl Application {
         // databases, WAL and shared memory take their mode from the umask).
         // SAFETY: umask only swaps the process's file mode creation mask.
         unsafe { libc::umask(0o077) };
+        crate::metrics::init();
         crate::private_files::create_private_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
         let layout = DataLayout::new(settings.data_dir.clone());
@@ -76,6 +77,7 @@ impl Application {
                 .wrap(from_fn(crate::http::limits::limit_requests))
                 .wrap(from_fn(request_id_middleware))
                 .wrap(from_fn(crate::http::conditional::conditional_get))
+                .wrap(from_fn(crate::http::observe::observe_requests))
                 .wrap(from_fn(crate::http::headers::security_headers))
                 .wrap(actix_web::middleware::Condition::new(
                     access_log,

@@ -12,6 +12,7 @@ pub mod forward;
 pub mod headers;
 pub mod internal;
 pub mod limits;
+pub mod observe;
 pub mod proxy;
 pub mod session;
 pub mod shop;
@@ -145,18 +146,19 @@ pub fn operator_only(node: &Node, req: &actix_web::HttpRequest) -> Result<(), Ap
 
 async fn metrics(node: web::Data<Node>, req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
     operator_only(&node, &req)?;
+    use crate::metrics::set_gauge;
     let (stores, shoppers) = node.registry.live_counts();
-    let mut text = crate::metrics::render_prometheus();
-    text.push_str(&format!("vitrina_live_actors{{kind=\"store\"}} {stores}\nvitrina_live_actors{{kind=\"shopper\"}} {shoppers}\n"));
-    text.push_str(&format!("vitrina_live_isolates {}\n", crate::render::live_engines()));
-    text.push_str(&format!("vitrina_isolate_budget {}\n", crate::engine::isolate_budget::budget()));
-    text.push_str(&format!("vitrina_isolate_bytes {}\n", crate::engine::isolate_budget::held_bytes()));
-    text.push_str(&format!("vitrina_pooled_isolate_bytes {}\n", crate::engine::pooled::bytes()));
-    text.push_str(&format!("vitrina_isolate_byte_budget {}\n", crate::engine::isolate_budget::byte_budget()));
+    set_gauge("vitrina_live_actors", &[("kind", "store")], stores as f64);
+    set_gauge("vitrina_live_actors", &[("kind", "shopper")], shoppers as f64);
+    set_gauge("vitrina_live_isolates", &[], crate::render::live_engines() as f64);
+    set_gauge("vitrina_isolate_budget", &[], crate::engine::isolate_budget::budget() as f64);
+    set_gauge("vitrina_isolate_bytes", &[], crate::engine::isolate_budget::held_bytes() as f64);
+    set_gauge("vitrina_pooled_isolate_bytes", &[], crate::engine::pooled::bytes() as f64);
+    set_gauge("vitrina_isolate_byte_budget", &[], crate::engine::isolate_budget::byte_budget() as f64);
     if let Some(replicator) = &node.replicator {
-        text.push_str(&format!("vitrina_replication_pending_actors {}\n", replicator.pending()));
+        set_gauge("vitrina_replication_pending_actors", &[], replicator.pending() as f64);
     }
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text))
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(crate::metrics::render_prometheus()))
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, shop::ShopError> {

@@ -34,7 +34,11 @@ pub fn host_of(req: &HttpRequest) -> String {
 pub fn resolve_store(node: &Node, req: &HttpRequest) -> Result<StoreId, ApiError> {
     let host = host_of(req);
     match node.catalog.resolve_host(&host) {
-        Ok(Some(store)) => Ok(store),
+        Ok(Some(store)) => {
+            // Kept for the request metrics (`http::observe`), which count requests per store.
+            actix_web::HttpMessage::extensions_mut(req).insert(store.clone());
+            Ok(store)
+        }
         Ok(None) => Err(ApiError::new(
             actix_web::http::StatusCode::NOT_FOUND,
             "unknown_host",

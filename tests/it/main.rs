@@ -22,6 +22,7 @@ mod fuzz_corpus;
 mod hosts;
 mod http_conventions;
 mod memory_budget;
+mod metrics;
 mod primordials;
 mod registry;
 mod replication;

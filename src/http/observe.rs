@@ -1,0 +1,51 @@
+//! Request metrics at the edge: `vitrina_http_request_duration_seconds{route, method, status}`
+//! (a histogram; `route` is the matched pattern, e.g. `/products/{handle}`, so its values are
+//! bounded by the routes) and `vitrina_store_requests_total{store}`, the per-store usage count
+//! with the store label bounded (`metrics::StoreLabels`).
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::HttpMessage;
+
+use crate::metrics::{self, StoreLabels};
+
+/// Stores named in per-store series on one node; further stores count as `other`.
+const NAMED_STORES: usize = 200;
+
+fn store_labels() -> &'static StoreLabels {
+    static LABELS: OnceLock<StoreLabels> = OnceLock::new();
+    LABELS.get_or_init(|| StoreLabels::new(NAMED_STORES))
+}
+
+pub async fn observe_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
+    let method: &'static str = match req.method().as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
+    let res = next.call(req).await?.map_into_boxed_body();
+    let status = res.status().as_u16().to_string();
+    metrics::observe_seconds(
+        "vitrina_http_request_duration_seconds",
+        &[("route", &route), ("method", method), ("status", &status)],
+        started.elapsed().as_secs_f64(),
+    );
+    if let Some(store) = res.request().extensions().get::<crate::ids::StoreId>() {
+        metrics::incr("vitrina_store_requests_total", &[("store", &store_labels().label(store.as_str()))]);
+    }
+    Ok(res)
+}
