@@ -53,9 +53,27 @@ impl Application {
         crate::egress::install(
             crate::egress::Egress::new(&settings.egress).map_err(anyhow::Error::msg).context("invalid [egress] settings")?,
         );
-        let tokens = crate::replication::constant_token(settings.replication.copy_token);
+        // On etcd a copy is uploaded under the token its shard is held with, and becomes current
+        // only through a transaction on that token (`replication::EtcdLedger`); a node that no
+        // longer holds the shard uploads nothing. A single node keeps one constant token: its
+        // boot counter restarts with a lost disk, and would then fence the node's own copies.
+        let node_slot: Arc<std::sync::OnceLock<std::sync::Weak<Node>>> = Arc::default();
+        let (tokens, ledger): (crate::replication::TokenSource, Option<Arc<dyn crate::replication::CopyLedger>>) = if cluster.on_etcd() {
+            let slot = node_slot.clone();
+            let tokens: crate::replication::TokenSource = Arc::new(move |key: &crate::ids::ActorKey| {
+                let node = slot.get()?.upgrade()?;
+                node.cluster.coordination().token(node.cluster.shard_of(key))
+            });
+            let records =
+                crate::coordination::records::FencedRecords::new(&settings.cluster.etcd).context("invalid [cluster.etcd] settings")?;
+            let ledger: Arc<dyn crate::replication::CopyLedger> =
+                Arc::new(crate::replication::EtcdLedger::new(records, settings.cluster.shards));
+            (tokens, Some(ledger))
+        } else {
+            (crate::replication::constant_token(settings.replication.copy_token), None)
+        };
         let replicator =
-            Replicator::from_settings(&settings.replication, &layout, tokens, None).context("invalid [replication] settings")?;
+            Replicator::from_settings(&settings.replication, &layout, tokens, ledger).context("invalid [replication] settings")?;
         let cluster_secret = cluster.enabled().then(|| cluster.secret().to_vec());
         let secrets = crate::secrets::SecretBox::for_node(
             settings.secrets.key.as_deref(),
@@ -64,6 +82,7 @@ impl Application {
         )
         .context("invalid [secrets] settings")?;
         let node = Node::new(settings, catalog, operator_token, cluster, replicator, secrets);
+        let _ = node_slot.set(Arc::downgrade(&node));
         crate::actors::sweeper::count_at_startup(&node);
         let data = web::Data::from(node.clone());
         // The access log formats every request before the log filter sees it: only install it

@@ -64,3 +64,37 @@ async fn only_the_shards_current_owner_moves_a_copy_pointer() {
     assert_eq!(ledger.current(&key).await.unwrap(), None);
     assert_eq!(ledger.current(&other).await.unwrap(), None);
 }
+
+/// A cluster on etcd keeps its copy pointers in etcd (never `current.json` in the bucket), each
+/// committed under the token its shard is held with.
+#[tokio::test]
+async fn a_cluster_on_etcd_points_at_its_copies_from_etcd() {
+    let Some(endpoint) = crate::objects::s3_endpoint() else { return };
+    let bucket = crate::objects::new_bucket(&endpoint).await;
+    let env_owned = crate::objects::replication_env(&endpoint, &bucket, 200);
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let nodes = test_support::start_cluster(2, &env).await;
+    let Some(etcd) = nodes[0].etcd() else { return };
+    nodes[0].seed_store("ledger", "Ledger").await;
+    let shopper = nodes[1].shopper("ledger");
+    assert_eq!(shopper.add_to_cart("mug", 1).await.status, reqwest::StatusCode::CREATED);
+
+    let gateway = vitrina::coordination::gateway::Gateway::new(&etcd.endpoints(), std::time::Duration::from_secs(2)).unwrap();
+    let mut pointers = Vec::new();
+    for _ in 0..100 {
+        pointers = gateway.range(b"/vitrina/copies/", true).await.unwrap().kvs;
+        if pointers.iter().any(|kv| kv.key_str().contains("shopper:ledger:"))
+            && pointers.iter().any(|kv| kv.key_str().contains("store:ledger"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let shopper_pointer = pointers.iter().find(|kv| kv.key_str().contains("shopper:ledger:")).expect("the shopper's pointer in etcd");
+    let copy: serde_json::Value = serde_json::from_slice(&shopper_pointer.value).unwrap();
+    assert!(copy["token"].as_u64().is_some_and(|t| t > 0), "a copy carries its shard's token: {copy}");
+    let listed = bucket.list("it/v1/".to_string(), None).await.unwrap();
+    let names: Vec<String> = listed.iter().flat_map(|page| page.contents.iter().map(|o| o.key.clone())).collect();
+    assert!(names.iter().any(|n| n == copy["object"].as_str().unwrap()), "the pointed copy exists: {names:?}");
+    assert!(!names.iter().any(|n| n.ends_with("current.json")), "no bucket pointers on etcd: {names:?}");
+}
