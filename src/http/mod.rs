@@ -10,6 +10,7 @@ pub mod csrf;
 pub mod errors;
 pub mod forward;
 pub mod headers;
+pub mod health;
 pub mod internal;
 pub mod limits;
 pub mod observe;
@@ -19,8 +20,7 @@ pub mod shop;
 pub mod tenant;
 pub mod webhooks;
 
-use actix_web::{http::StatusCode, web, HttpResponse};
-use serde_json::json;
+use actix_web::{web, HttpResponse};
 
 use crate::error::ApiError;
 use crate::node::Node;
@@ -37,7 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .app_data(web::PayloadConfig::new(limit))
         .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request("invalid_query", e.to_string()).into()))
         .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request("invalid_path", e.to_string()).into()))
-        .route("/healthz", get().to(healthz))
+        .route("/healthz", get().to(health::healthz))
+        .route("/readyz", get().to(health::readyz))
         .route("/metrics", get().to(metrics))
         .configure(crate::http::internal::configure)
         .configure(webhooks::routes)
@@ -105,24 +106,6 @@ fn admin_scope() -> actix_web::Scope {
         .route("/hosts/{host}", web::put().to(assign_host))
         .route("/hosts/{host}", web::delete().to(revoke_host))
         .route(&format!("{store}/token/rotate"), web::post().to(rotate_token))
-}
-
-async fn healthz(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
-    if node.is_starting() {
-        // Scripts wait for a healthy node before calling it: with `--demo`, the demo store
-        // answered 404 for the first moments after the server was up.
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "starting", "the node is still seeding the demo store"));
-    }
-    let (stores, shoppers) = node.registry.live_counts();
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "liveActors": {"stores": stores, "shoppers": shoppers},
-        "liveIsolates": crate::render::live_engines(),
-        "isolateBudget": crate::engine::isolate_budget::budget(),
-        "isolateBytes": crate::engine::isolate_budget::held_bytes(),
-        "pooledIsolateBytes": crate::engine::pooled::bytes(),
-        "isolateByteBudget": crate::engine::isolate_budget::byte_budget(),
-    })))
 }
 
 /// Refuses callers without the operator token (`Authorization: Bearer …`): the node's own

@@ -24,6 +24,7 @@ mod http_conventions;
 mod memory_budget;
 mod metrics;
 mod primordials;
+mod probes;
 mod registry;
 mod replication;
 mod runtime;
