@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 pub use client::{Admin, Answer, Shopper};
-pub use node::{session_cookie, start_cluster, wait_for_active, TestNode, CLUSTER_SECRET, OPERATOR_TOKEN, SESSION_KEY};
+pub use node::{session_cookie, start_cluster, start_cluster_on, wait_for_active, TestNode, CLUSTER_SECRET, OPERATOR_TOKEN, SESSION_KEY};
 
 /// Asserts the uniform error body (`ApiError`: code, message, details, requestId, timestamp).
 pub fn assert_error_body(body: &Value, code: &str) {

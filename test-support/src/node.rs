@@ -380,20 +380,31 @@ impl Drop for TestNode {
 pub async fn start_cluster(n: usize, env: &[(&str, &str)]) -> Vec<TestNode> {
     let etcd = crate::etcd::EtcdCluster::start(1).await.map(std::sync::Arc::new);
     let endpoints = etcd.as_ref().map(|e| e.endpoints_csv());
+    let mut nodes = start_nodes(n, env, endpoints.as_deref()).await;
+    for node in &mut nodes {
+        node.etcd = etcd.clone();
+    }
+    nodes
+}
+
+/// Starts `n` nodes coordinating through the etcd at `endpoints` (comma-separated), which the
+/// caller keeps (to kill, pause or restart its members), and waits until all are active.
+pub async fn start_cluster_on(endpoints: &str, n: usize, env: &[(&str, &str)]) -> Vec<TestNode> {
+    start_nodes(n, env, Some(endpoints)).await
+}
+
+async fn start_nodes(n: usize, env: &[(&str, &str)], endpoints: Option<&str>) -> Vec<TestNode> {
     let mut env: Vec<(&str, &str)> = env.to_vec();
-    if let Some(endpoints) = &endpoints {
+    if let Some(endpoints) = endpoints {
         env.push(("VITRINA_CLUSTER__ETCD__ENDPOINTS", endpoints));
     }
-    let mut first = TestNode::start_cluster_node("n1", None, &env);
-    first.etcd = etcd.clone();
+    let first = TestNode::start_cluster_node("n1", None, &env);
     let seed = first.addr;
     let mut nodes = vec![first];
     for i in 2..=n {
-        let mut node = TestNode::start_cluster_node(&format!("n{i}"), Some(seed), &env);
-        node.etcd = etcd.clone();
-        nodes.push(node);
+        nodes.push(TestNode::start_cluster_node(&format!("n{i}"), Some(seed), &env));
     }
-    if etcd.is_some() {
+    if endpoints.is_some() {
         for node in &nodes {
             assert_eq!(node.cluster_status().await["coordination"], "etcd", "a cluster node started with etcd endpoints");
         }

@@ -6,6 +6,7 @@ mod abuse;
 mod admin;
 mod browser;
 mod cluster;
+mod cluster_history;
 mod config_reference;
 mod console;
 mod containment;
