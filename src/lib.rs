@@ -27,6 +27,7 @@ pub mod render;
 pub mod replication;
 pub mod runtime;
 pub mod secrets;
+pub mod shutdown;
 pub mod sqlite;
 pub mod startup;
 pub mod storage;

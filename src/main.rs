@@ -123,6 +123,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let app = Application::build(settings)?;
         let port = app.port();
         let node = app.node().clone();
+        let handle = app.server_handle();
         node.set_starting(args.demo);
         // The server only accepts once its future runs: start it before joining, since the
         // seed answers a join by pushing the new view to this node.
@@ -142,7 +143,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             println!("  (also in {})", node.layout.root().join("demo-admin-token").display());
         }
         println!("operator token: {}", node.layout.root().join("node").join("operator-token").display());
-        server.await.context("server task failed")?.context("server failed")
+        tokio::select! {
+            served = server => served.context("server task failed")?.context("server failed"),
+            () = vitrina::shutdown::signalled() => {
+                if vitrina::shutdown::run(node, handle).await {
+                    Ok(())
+                } else {
+                    anyhow::bail!("shutdown did not finish within http.shutdown_deadline_secs")
+                }
+            }
+        }
     })
 }
 

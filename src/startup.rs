@@ -106,6 +106,10 @@ impl Application {
                 .configure(move |cfg| crate::http::configure(cfg, data))
         })
         .workers(workers)
+        // Signals are the node's (`shutdown`): a cluster node hands its actors off before the
+        // server stops accepting.
+        .disable_signals()
+        .shutdown_timeout(node.settings.http.shutdown_deadline_secs.max(1))
         .listen(listener)?
         .run();
         crate::storage::open_files::set_budget(node.settings.actors.max_open_files);
@@ -127,6 +131,11 @@ impl Application {
 
     pub fn node(&self) -> &Arc<Node> {
         &self.node
+    }
+
+    /// Stops the server (`shutdown::run`).
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {

@@ -23,6 +23,18 @@ pub fn fold_wal_into_file(path: &Path) -> StorageResult<()> {
     Ok(())
 }
 
+/// Copies every frame of the WAL of the database at `path` into the file and truncates the
+/// WAL, leaving WAL mode on: after it the file alone carries every committed write.
+pub fn checkpoint(path: &Path) -> StorageResult<()> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    if busy != 0 {
+        return Err(std::io::Error::other("the WAL is in use; cannot checkpoint it").into());
+    }
+    Ok(())
+}
+
 /// Removes the WAL and shared-memory files beside a database path, if any: before a database
 /// file from elsewhere is installed there (they would be replayed into it), or after one moved.
 pub fn remove_sidecars(path: &Path) -> std::io::Result<()> {

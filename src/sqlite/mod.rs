@@ -25,7 +25,7 @@ mod open;
 mod schema;
 
 pub use error::{StorageError, StorageResult};
-pub use files::{consistent_copy, fold_wal_into_file, integrity_problems, remove_sidecars};
+pub use files::{checkpoint, consistent_copy, fold_wal_into_file, integrity_problems, remove_sidecars};
 pub use layout::DataLayout;
 pub use open::{create_from_template, open};
 pub use schema::{migrate, SchemaKind};

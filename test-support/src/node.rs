@@ -122,6 +122,30 @@ impl TestNode {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, then waits (up to `within`) for the process to exit; its exit status, or
+    /// `None` if it was still running then (it is killed).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        signal(self.child.id(), "TERM");
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+
+    /// A graceful restart: SIGTERM, the exit (asserted 0 within `within`), and a new process on
+    /// the same data directory, environment, arguments and port.
+    pub fn terminate_and_restart(mut self, within: Duration) -> TestNode {
+        let status = self.terminate(within);
+        assert!(status.is_some_and(|s| s.success()), "the node did not exit 0 within {within:?} of SIGTERM: {status:?}");
+        self.respawn()
+    }
+
     /// SIGSTOP: the process keeps its sockets and files but runs nothing (a paused VM, a long
     /// GC, a stalled disk).
     pub fn pause(&self) {
@@ -190,6 +214,12 @@ impl TestNode {
     pub fn kill_and_restart(mut self) -> TestNode {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.respawn()
+    }
+
+    /// A new process on this node's data directory, environment, arguments and port, once the
+    /// old one has exited (`terminate`, `kill`).
+    pub fn start_again(self) -> TestNode {
         self.respawn()
     }
 

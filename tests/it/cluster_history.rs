@@ -145,3 +145,24 @@ async fn acknowledged_adds_survive_the_loss_of_the_etcd_leader() {
     })
     .await;
 }
+
+/// Issue 21 (4): every node restarted in turn with SIGTERM (hand-off, leave, exit 0) under load.
+#[tokio::test]
+async fn a_rolling_restart_loses_no_acknowledged_add() {
+    let nodes = start_cluster(3, &[("VITRINA_HTTP__SHUTDOWN_DEADLINE_SECS", "20")]).await;
+    let (_, summary) = under_load(nodes, |mut nodes, entries| async move {
+        for i in 0..nodes.len() {
+            *entries.write() = entries_of(&nodes, Some(i));
+            let node = nodes.remove(i);
+            let restarted = tokio::task::spawn_blocking(move || node.terminate_and_restart(Duration::from_secs(30))).await.unwrap();
+            nodes.insert(i, restarted);
+            wait_for_active(&nodes.iter().collect::<Vec<_>>(), 3).await;
+            *entries.write() = entries_of(&nodes, None);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        nodes
+    })
+    .await;
+    let failed = summary.unknown + summary.refused;
+    println!("rolling restart: {failed} of {} adds not acknowledged", summary.acked + failed);
+}

@@ -31,6 +31,7 @@ mod replication;
 mod runtime;
 mod sessions;
 mod shop;
+mod shutdown;
 mod state;
 mod v8_flags;
 mod webhooks;
