@@ -83,6 +83,15 @@ pub fn get(name: &str, pairs: &[(&str, &str)]) -> u64 {
         .unwrap_or(0)
 }
 
+/// Stores named in per-store usage series on one node; further stores count as `other`.
+const NAMED_STORES: usize = 200;
+
+/// The per-store usage label of `store` (bounded, see [`StoreLabels`]).
+pub fn store_label(store: &str) -> String {
+    static LABELS: OnceLock<StoreLabels> = OnceLock::new();
+    LABELS.get_or_init(|| StoreLabels::new(NAMED_STORES)).label(store)
+}
+
 /// Bounds a per-store label: the first `named` stores seen are named, any further one is
 /// `other`, so a node with a million stores still exports a bounded number of series.
 pub struct StoreLabels {

@@ -194,7 +194,7 @@ pub async fn route_to_owner(
             Some((Placement::Nowhere, key)) => {
                 return Ok(error_response(req, ApiError::unavailable(format!("no node owns {key}: the cluster has no active member"))));
             }
-            Some((Placement::Remote { addr, node: owner }, _)) => match forward(&node, &req, &addr, body).await {
+            Some((Placement::Remote { addr, node: owner }, _)) => match timed_forward(&node, &req, &addr, body).await {
                 Ok(res) => {
                     crate::metrics::incr("vitrina_forwarded_requests_total", &[]);
                     let (http_req, _) = req.into_parts();
@@ -248,6 +248,15 @@ fn with_session(mut res: ServiceResponse<BoxBody>, minted: Option<&SessionToken>
         }
     }
     res
+}
+
+/// [`forward`], observed in `vitrina_forward_seconds{outcome}` (the hop's whole round trip).
+async fn timed_forward(node: &Node, req: &ServiceRequest, addr: &str, body: Bytes) -> Result<HttpResponse, String> {
+    let started = std::time::Instant::now();
+    let result = forward(node, req, addr, body).await;
+    let outcome = if result.is_ok() { "answered" } else { "failed" };
+    crate::metrics::observe_seconds("vitrina_forward_seconds", &[("outcome", outcome)], started.elapsed().as_secs_f64());
+    result
 }
 
 async fn forward(node: &Node, req: &ServiceRequest, addr: &str, body: Bytes) -> Result<HttpResponse, String> {

@@ -1,9 +1,8 @@
 //! Request metrics at the edge: `vitrina_http_request_duration_seconds{route, method, status}`
 //! (a histogram; `route` is the matched pattern, e.g. `/products/{handle}`, so its values are
 //! bounded by the routes) and `vitrina_store_requests_total{store}`, the per-store usage count
-//! with the store label bounded (`metrics::StoreLabels`).
+//! with the store label bounded (`metrics::store_label`).
 
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -11,15 +10,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::HttpMessage;
 
-use crate::metrics::{self, StoreLabels};
-
-/// Stores named in per-store series on one node; further stores count as `other`.
-const NAMED_STORES: usize = 200;
-
-fn store_labels() -> &'static StoreLabels {
-    static LABELS: OnceLock<StoreLabels> = OnceLock::new();
-    LABELS.get_or_init(|| StoreLabels::new(NAMED_STORES))
-}
+use crate::metrics;
 
 pub async fn observe_requests(
     req: ServiceRequest,
@@ -45,7 +36,7 @@ pub async fn observe_requests(
         started.elapsed().as_secs_f64(),
     );
     if let Some(store) = res.request().extensions().get::<crate::ids::StoreId>() {
-        metrics::incr("vitrina_store_requests_total", &[("store", &store_labels().label(store.as_str()))]);
+        metrics::incr("vitrina_store_requests_total", &[("store", &metrics::store_label(store.as_str()))]);
     }
     Ok(res)
 }

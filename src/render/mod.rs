@@ -360,6 +360,12 @@ where
                     let result = result.map_err(|_| RenderError::Internal("the render thread is gone".into()))?;
                     permit.charge(result.cpu);
                     drop(permit);
+                    crate::metrics::observe_seconds("vitrina_render_cpu_seconds", &[], result.cpu.as_secs_f64());
+                    crate::metrics::add(
+                        "vitrina_store_render_cpu_ms_total",
+                        &[("store", &crate::metrics::store_label(store.as_str()))],
+                        result.cpu.as_millis() as u64,
+                    );
                     for ((id, block_type), outcome) in prepared.blocks.iter().zip(&result.outcomes) {
                         if let Err(failure) = outcome {
                             renderer.failures.record(&store, &prepared.page_slug, id, block_type, failure);

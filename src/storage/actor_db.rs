@@ -295,7 +295,14 @@ impl ActorDb {
                 let committed = (|| {
                     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StorageError::from)?;
                     let value = f(&tx)?;
+                    let started = std::time::Instant::now();
                     tx.commit().map_err(StorageError::from)?;
+                    let durability = if kind == Commit::Durable { "durable" } else { "may_be_lost" };
+                    crate::metrics::observe_seconds(
+                        "vitrina_sqlite_commit_seconds",
+                        &[("durability", durability)],
+                        started.elapsed().as_secs_f64(),
+                    );
                     Ok::<T, E>(value)
                 })();
                 if kind == Commit::MayBeLost {

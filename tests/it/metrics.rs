@@ -12,6 +12,7 @@ async fn metrics_carry_request_histograms_and_per_store_usage() {
     for path in ["/", "/products/mug", "/products/tent", "/products/nope"] {
         c.get(format!("{}{path}", node.base("shop"))).header(ACCEPT, "text/html").send().await.unwrap();
     }
+    assert_eq!(node.shopper("shop").add_to_cart("mug", 1).await.status, 201);
     let text = node.metrics_text().await;
     assert!(text.contains("# TYPE vitrina_http_request_duration_seconds histogram"), "{text}");
     // The route label is the pattern, never the path a client chose.
@@ -27,6 +28,10 @@ async fn metrics_carry_request_histograms_and_per_store_usage() {
     );
     assert!(node.metric("vitrina_store_requests_total{store=\"shop\"}").await >= 4, "{text}");
     assert!(text.contains("# TYPE vitrina_live_actors gauge"), "{text}");
+    // Render CPU (histogram and per-store usage) and durable commit latency.
+    assert!(node.metric("vitrina_render_cpu_seconds_count").await >= 1, "{text}");
+    assert!(text.contains("vitrina_store_render_cpu_ms_total{store=\"shop\"}"), "{text}");
+    assert!(node.metric("vitrina_sqlite_commit_seconds_count{durability=\"durable\"}").await >= 1, "{text}");
     // Only the operator reads them.
     let anonymous = node.plain().get(format!("http://{}/metrics", node.addr)).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
