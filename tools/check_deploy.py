@@ -7,6 +7,8 @@
   configuration reference (docs/configuration.md, generated from the code) or a variable the
   binary reads itself (VITRINA_LOG).
 - The systemd unit has the keys a service needs.
+- The Grafana dashboard parses, and every metric it queries is one the code records (a string
+  literal in src/), so a renamed metric breaks CI, not a dashboard.
 Exit status 1 with one line per problem.
 """
 import glob
@@ -51,6 +53,30 @@ def check_compose(path, doc, problems):
             problems.append(f"{path}: service {name} has neither image nor build")
 
 
+def metric_names_in_code():
+    names = set()
+    for path in glob.glob(os.path.join(ROOT, "src/**/*.rs"), recursive=True):
+        with open(path) as f:
+            names.update(re.findall(r'"(vitrina_[a-z0-9_]+)"', f.read()))
+    return names
+
+
+def check_dashboard(rel, text, problems):
+    import json
+    try:
+        dash = json.loads(text)
+    except ValueError as e:
+        problems.append(f"{rel}: does not parse: {e}")
+        return
+    known = metric_names_in_code()
+    for panel in dash.get("panels", []):
+        for target in panel.get("targets", []):
+            for name in re.findall(r"\b(vitrina_[a-z0-9_]+)", target.get("expr", "")):
+                base = re.sub(r"_(bucket|count|sum)$", "", name)
+                if name not in known and base not in known:
+                    problems.append(f"{rel}: panel {panel.get('title')!r} queries {name}, which the code does not record")
+
+
 def main():
     problems = []
     known = documented_variables() | READ_BY_THE_BINARY
@@ -75,6 +101,8 @@ def main():
                 check_kubernetes(rel, docs, problems)
             elif "/compose/" in path:
                 check_compose(rel, docs[0], problems)
+        if path.endswith(".json") and "/grafana/" in path:
+            check_dashboard(rel, text, problems)
         if path.endswith(".service"):
             for key in ("ExecStart=", "User=", "[Install]"):
                 if key not in text:
