@@ -22,6 +22,43 @@ enum Command {
     Serve(ServeArgs),
     /// Inspect or change the cluster through any of its nodes.
     Cluster(ClusterArgs),
+    /// Stores, live actors and shoppers, through any node (the operator token).
+    Operator(OperatorArgs),
+}
+
+#[derive(Parser)]
+struct OperatorArgs {
+    /// Configuration file (for the operator token); `VITRINA_OPERATOR_TOKEN` works too.
+    #[arg(long, default_value = "config/vitrina.toml", global = true)]
+    config: PathBuf,
+    /// A node to talk to (`host:port`).
+    #[arg(long, default_value = "127.0.0.1:8080", global = true)]
+    via: String,
+    #[command(subcommand)]
+    command: OperatorCommand,
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Every store in the catalog.
+    Stores,
+    /// The live actors of the node named by --via.
+    Actors,
+    /// A store's shoppers with a file, on every node, by session id.
+    Shoppers {
+        store: String,
+        /// Start after this session id (the previous page's `next`).
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One shopper's state (cart, history, preferences, orders) and file.
+    Inspect { store: String, session: String },
+    /// One shopper's state as JSON, for the shopper who asked for their data.
+    Export { store: String, session: String },
+    /// Erase one shopper everywhere: live instance, file, WAL, object-storage copies.
+    Erase { store: String, session: String },
 }
 
 #[derive(Parser)]
@@ -86,6 +123,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Cluster(args) => cluster(args),
+        Command::Operator(args) => operator(args),
     }
 }
 
@@ -195,6 +233,54 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
         match args.command {
             ClusterCommand::Status => print_status(&body),
             _ => println!("ok: epoch {}", body["epoch"]),
+        }
+        Ok(())
+    })
+}
+
+fn operator(args: OperatorArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(&args.config, &Dict::new()).context("invalid configuration")?;
+    let token = settings.operator_token.clone().filter(|t| !t.is_empty()).or_else(|| std::env::var("VITRINA_OPERATOR_TOKEN").ok());
+    let token = token.context("the operator commands need the operator token (VITRINA_OPERATOR_TOKEN or operator_token)")?;
+    let (method, path) = match &args.command {
+        OperatorCommand::Stores => (reqwest::Method::GET, "/operator/v1/stores".to_string()),
+        OperatorCommand::Actors => (reqwest::Method::GET, "/operator/v1/actors".to_string()),
+        OperatorCommand::Shoppers { store, after, limit } => {
+            let after = after.as_ref().map(|a| format!("&after={a}")).unwrap_or_default();
+            (reqwest::Method::GET, format!("/operator/v1/stores/{store}/shoppers?limit={limit}{after}"))
+        }
+        OperatorCommand::Inspect { store, session } => (reqwest::Method::GET, format!("/operator/v1/stores/{store}/shoppers/{session}")),
+        OperatorCommand::Export { store, session } => {
+            (reqwest::Method::GET, format!("/operator/v1/stores/{store}/shoppers/{session}/export"))
+        }
+        OperatorCommand::Erase { store, session } => (reqwest::Method::DELETE, format!("/operator/v1/stores/{store}/shoppers/{session}")),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        let res = client
+            .request(method, format!("http://{}{path}", args.via))
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", args.via))?;
+        let status = res.status();
+        let body: serde_json::Value = res.json().await.unwrap_or(serde_json::Value::Null);
+        if !status.is_success() {
+            anyhow::bail!("{status}: {body}");
+        }
+        match args.command {
+            OperatorCommand::Shoppers { .. } => {
+                println!("{:<40} {:>10} {:<32} NODE", "SESSION", "BYTES", "LAST WRITE");
+                for s in body["shoppers"].as_array().into_iter().flatten() {
+                    let text = |k: &str| s[k].as_str().unwrap_or("").to_string();
+                    println!("{:<40} {:>10} {:<32} {}", text("session"), s["bytes"], text("lastWrite"), text("node"));
+                }
+                if let Some(next) = body["next"].as_str() {
+                    println!("more: --after {next}");
+                }
+            }
+            _ => println!("{}", serde_json::to_string_pretty(&body)?),
         }
         Ok(())
     })

@@ -20,6 +20,7 @@ use actix::prelude::*;
 use rusqlite::Connection;
 
 mod cart;
+mod export;
 mod lifecycle;
 mod orders;
 mod pages;
@@ -27,6 +28,7 @@ mod preferences;
 mod pulse;
 mod repo;
 pub use cart::{CartJson, CartOp, ChangeCart, GetCart};
+pub use export::ExportShopper;
 pub use lifecycle::FireAlarms;
 pub use orders::{Checkout, DeliverOrders, GetOrder, IdempotencyKey};
 pub use pages::{RenderForShopper, ShopperPage};

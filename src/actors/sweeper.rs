@@ -162,27 +162,52 @@ async fn expire(node: &Arc<Node>, found: Found, cutoff: SystemTime) -> anyhow::R
     if !deletable {
         return Ok(false);
     }
-    if let Some(replicator) = &node.replicator {
-        replicator.delete(&key).await?;
-    }
-    let path = found.path.clone();
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        sqlite::remove_sidecars(&path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })
-    .await??;
-    node.shopper_files.release(&found.store);
-    if let Err(e) = node.catalog.reset_alarm_hint(&key, None) {
-        tracing::warn!(%key, error = %e, "the expired shopper's alarm hint stays; its alarm will find no file");
-    }
+    delete_shopper(node, &key).await?;
     crate::metrics::incr("vitrina_shoppers_expired_total", &[]);
     tracing::debug!(%key, "idle shopper file deleted");
     Ok(true)
+}
+
+/// Deletes a shopper's copies in object storage, its file and sidecars (the directory synced),
+/// and its alarm hint. The caller holds the key reserved (no instance live). `true` if a file
+/// was there.
+pub async fn delete_shopper(node: &Arc<Node>, key: &ActorKey) -> anyhow::Result<bool> {
+    if let Some(replicator) = &node.replicator {
+        replicator.delete(key).await?;
+    }
+    let path = node.layout.actor_db(key);
+    let existed = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+        let existed = match std::fs::remove_file(&path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        sqlite::remove_sidecars(&path)?;
+        if let Some(dir) = path.parent().filter(|d| d.exists()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(existed)
+    })
+    .await??;
+    if existed {
+        node.shopper_files.release(key.store());
+    }
+    if let Err(e) = node.catalog.reset_alarm_hint(key, None) {
+        tracing::warn!(%key, error = %e, "the deleted shopper's alarm hint stays; its alarm will find no file");
+    }
+    Ok(existed)
+}
+
+/// Erases a shopper on this node (its owner): stops its live instance, keeps the key reserved
+/// so nothing reactivates it meanwhile, and deletes everything of it (`delete_shopper`).
+/// `Ok(false)`: it had no file here.
+pub async fn erase_shopper(node: &Arc<Node>, key: &ActorKey) -> anyhow::Result<bool> {
+    for _ in 0..50 {
+        node.registry.evict(key).await;
+        if let Some(_reserved) = node.registry.try_reserve(key) {
+            return delete_shopper(node, key).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("{key} kept being activated; try again")
 }

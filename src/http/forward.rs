@@ -37,7 +37,12 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 }
 
 fn routed_locally(path: &str) -> bool {
-    path.starts_with("/internal/") || path == "/cluster/status" || path == "/healthz" || path == "/readyz" || path == "/metrics"
+    path.starts_with("/internal/")
+        || path.starts_with("/operator/")
+        || path == "/cluster/status"
+        || path == "/healthz"
+        || path == "/readyz"
+        || path == "/metrics"
 }
 
 async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<Bytes, ApiError> {

@@ -14,6 +14,7 @@ pub mod health;
 pub mod internal;
 pub mod limits;
 pub mod observe;
+pub mod operator;
 pub mod proxy;
 pub mod session;
 pub mod shop;
@@ -41,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .route("/readyz", get().to(health::readyz))
         .route("/metrics", get().to(metrics))
         .configure(crate::http::internal::configure)
+        .configure(operator::configure)
         .configure(webhooks::routes)
         .service(admin::feed_routes(admin_scope()))
         .route("/admin/session", web::post().to(console_session::login))

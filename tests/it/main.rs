@@ -24,6 +24,7 @@ mod hosts;
 mod http_conventions;
 mod memory_budget;
 mod metrics;
+mod operator;
 mod primordials;
 mod probes;
 mod registry;

@@ -169,6 +169,13 @@ pub fn order(c: &Connection, id: &str) -> StorageResult<Option<Value>> {
     }))
 }
 
+/// Every order's id, oldest first.
+pub fn order_ids(c: &Connection) -> StorageResult<Vec<String>> {
+    let mut stmt = c.prepare("SELECT id FROM orders ORDER BY created_ms, id")?;
+    let ids = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(ids)
+}
+
 /// The order an earlier checkout with this idempotency key placed.
 pub fn order_for_key(c: &Connection, idempotency_key: &str) -> StorageResult<Option<String>> {
     Ok(c.query_row("SELECT id FROM orders WHERE idempotency_key = ?1", [idempotency_key], |r| r.get(0)).optional()?)
