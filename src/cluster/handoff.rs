@@ -60,6 +60,17 @@ pub async fn release(node: &dyn Host, key: &ActorKey) -> Result<Option<Vec<u8>>,
     result.map_err(|e| ClusterError::Refused(format!("cannot read actor file: {e}")))
 }
 
+/// This node owns `key` (again) while its file is still parked for a hand-off that did not
+/// complete (a push refused, an acknowledgement lost): the parked file is its data; take it
+/// back before the actor starts. `true` if there was one.
+pub async fn unpark(node: &dyn Host, key: &ActorKey) -> bool {
+    let lock = release_lock(key);
+    let _serialised = lock.lock().await;
+    let path = node.layout().actor_db(key);
+    let parked = handoff_path(&path);
+    !path.exists() && parked.exists() && std::fs::rename(&parked, &path).is_ok()
+}
+
 /// Old owner: the new owner has the file; forget ours.
 pub fn acknowledge(node: &dyn Host, key: &ActorKey) {
     let _ = std::fs::remove_file(handoff_path(&node.layout().actor_db(key)));

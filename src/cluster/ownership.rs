@@ -211,11 +211,14 @@ fn cluster_placement_of_shard(cluster: &Cluster, shard: ShardId) -> Placement {
 /// owner to pull or the rebalancer to push), then delete the ownership key with the token.
 async fn release_shard(node: &dyn Host, coordination: &dyn Coordination, shard: ShardId, token: Token) {
     let cluster = node.cluster();
-    let lock = cluster.shards.lock_for(shard);
-    let _one_at_a_time = lock.lock().await;
+    // Not under the shard's lock: an activation of one of its keys holds the key's slot while it
+    // waits for that lock, and evicting that key waits for the slot. No new activation starts
+    // here: the ring no longer places the shard on this node.
     for key in node.registry().live_keys().into_iter().filter(|k| cluster.shard_of(k) == shard) {
         node.registry().evict(&key).await;
     }
+    let lock = cluster.shards.lock_for(shard);
+    let _one_at_a_time = lock.lock().await;
     match coordination.release(shard, token).await {
         Ok(()) => {
             cluster.shards.acquired.lock().remove(&shard);

