@@ -36,6 +36,7 @@ pub struct Settings {
     pub render: RenderSettings,
     pub store_limits: StoreLimitSettings,
     pub secrets: SecretsSettings,
+    pub telemetry: TelemetrySettings,
     /// V8 flags applied after the engine's own (`engine::js::DEFAULT_V8_FLAGS`), which they can
     /// undo, e.g. `--maglev --turbofan`; read once, at startup. `VITRINA_V8_FLAGS` sets it.
     pub v8_flags: String,
@@ -330,6 +331,33 @@ fn port_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Erro
             .filter(|s| !s.is_empty())
             .map(|p| p.parse().map_err(|_| serde::de::Error::custom(format!("{p:?} is not a port"))))
             .collect(),
+    }
+}
+
+/// Logs and traces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TelemetrySettings {
+    /// `text` (human-readable) or `json` (one object per line, with the request's span fields:
+    /// its request id and trace id). `vitrina serve --log-format json` sets it.
+    pub log_format: LogFormat,
+    /// Base URL of an OpenTelemetry collector's OTLP/HTTP endpoint (`http://host:4318`); spans
+    /// go to `{endpoint}/v1/traces` as OTLP JSON. Empty: no traces are exported.
+    pub otlp_endpoint: String,
+    /// The `service.name` of this node's spans.
+    pub service_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings { log_format: LogFormat::Text, otlp_endpoint: String::new(), service_name: "vitrina".into() }
     }
 }
 
@@ -643,6 +671,7 @@ impl Default for Settings {
             render: RenderSettings::default(),
             store_limits: StoreLimitSettings::default(),
             secrets: SecretsSettings::default(),
+            telemetry: TelemetrySettings::default(),
             v8_flags: String::new(),
         }
     }

@@ -175,7 +175,14 @@ pub async fn request_id_middleware(
     // Handlers' errors arrive here as responses; an `Err` from deeper middleware is rendered by
     // actix itself (keeping a clone of the request to render it would break actix's
     // exclusive-request invariants).
-    let mut res = REQUEST_ID.scope(id.clone(), next.call(req)).await?.map_into_boxed_body();
+    // The request's span: every log line within it carries the request id, and with traces
+    // on it continues the caller's trace (`traceparent`) or starts one.
+    // At the error level so that it is enabled whatever `VITRINA_LOG` lets through: a warning
+    // logged during the request still names it.
+    let span = tracing::error_span!("request", request_id = %id.0, method = %req.method(), path = %req.path());
+    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&RequestHeaders(req.headers())));
+    let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
+    let mut res = REQUEST_ID.scope(id.clone(), tracing::Instrument::instrument(next.call(req), span)).await?.map_into_boxed_body();
     let status = res.status();
     if status.is_client_error() || status.is_server_error() {
         let ours = res.response().error().is_some_and(|e| e.as_error::<ApiError>().is_some());
@@ -204,4 +211,16 @@ pub async fn request_id_middleware(
         res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
     }
     Ok(res)
+}
+
+/// A request's headers as the trace-context propagator reads them.
+struct RequestHeaders<'a>(&'a actix_web::http::header::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for RequestHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
 }

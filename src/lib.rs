@@ -32,3 +32,5 @@ pub mod sqlite;
 pub mod startup;
 pub mod storage;
 pub mod store;
+pub mod telemetry;
+pub mod trace_context;

@@ -3,7 +3,6 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use figment::value::{Dict, Value as FigValue};
-use tracing_subscriber::EnvFilter;
 
 use vitrina::config::Settings;
 use vitrina::startup::Application;
@@ -112,14 +111,16 @@ struct ServeArgs {
     /// Run as a cluster node even without --join (the first node of a cluster).
     #[arg(long)]
     cluster: bool,
+    /// Log lines as `text` or `json` (sets telemetry.log_format).
+    #[arg(long)]
+    log_format: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("VITRINA_LOG").unwrap_or_else(|_| EnvFilter::new("info,vitrina::access=warn")))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        vitrina::telemetry::init_for_tools();
+    }
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Cluster(args) => cluster(args),
@@ -154,7 +155,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !cluster.is_empty() {
         flags.insert("cluster".into(), FigValue::from(cluster));
     }
+    if let Some(format) = &args.log_format {
+        let mut telemetry = Dict::new();
+        telemetry.insert("log_format".into(), FigValue::from(format.clone()));
+        flags.insert("telemetry".into(), FigValue::from(telemetry));
+    }
     let settings = Settings::load(&args.config, &flags).context("invalid configuration")?;
+    // Spans name the node: its configured id, or the one it generated at its first start.
+    let node_id = settings
+        .cluster
+        .node_id
+        .clone()
+        .or_else(|| std::fs::read_to_string(settings.data_dir.join("node").join("node-id")).ok().map(|id| id.trim().to_string()));
+    let _telemetry = vitrina::telemetry::init(&settings.telemetry, node_id.as_deref())?;
     vitrina::engine::init(&settings.v8_flags);
 
     actix_web::rt::System::new().block_on(async move {

@@ -26,7 +26,7 @@ ALLOWED = os.path.join(ROOT, "tools", "layers-allowed.txt")
 # From the top. A module belongs to the layer of the longest prefix listed here; a module
 # may use modules of its own layer or any lower one.
 LAYERS = [
-    ("composition", ["startup", "shutdown", "demo", "fuzzing", "main", "bin"]),
+    ("composition", ["startup", "shutdown", "telemetry", "demo", "fuzzing", "main", "bin"]),
     ("edge", ["http", "error"]),
     ("storefront actors", ["actors"]),
     ("node", ["node"]),
@@ -34,7 +34,7 @@ LAYERS = [
     ("runtime", ["runtime", "storage", "coordination"]),
     ("render", ["render", "engine"]),
     ("store domain", ["store", "catalog", "feed"]),
-    ("foundations", ["ids", "config", "metrics", "secrets", "egress", "budget", "memory", "sqlite", "clock", "block_limits", "private_files"]),
+    ("foundations", ["ids", "config", "metrics", "secrets", "egress", "budget", "memory", "sqlite", "clock", "block_limits", "private_files", "trace_context"]),
 ]
 
 

@@ -138,7 +138,10 @@ impl Egress {
     /// smaller), aborting the transfer past it.
     pub async fn execute(&self, request: RequestBuilder, cap: Option<u64>) -> Result<(StatusCode, Vec<u8>), EgressError> {
         let cap = cap.unwrap_or(u64::MAX).min(self.max_bytes);
-        let mut res = request.send().await.map_err(failure)?;
+        let span = tracing::info_span!("upstream");
+        let mut trace = reqwest::header::HeaderMap::new();
+        span.in_scope(|| crate::trace_context::inject(&mut trace));
+        let mut res = tracing::Instrument::instrument(request.headers(trace).send(), span).await.map_err(failure)?;
         let status = res.status();
         if res.content_length().is_some_and(|len| len > cap) {
             tracing::info!(target: "vitrina::egress", url = %policy::redacted(res.url()), cap, "response too large");

@@ -258,7 +258,8 @@ fn with_session(mut res: ServiceResponse<BoxBody>, minted: Option<&SessionToken>
 /// [`forward`], observed in `vitrina_forward_seconds{outcome}` (the hop's whole round trip).
 async fn timed_forward(node: &Node, req: &ServiceRequest, addr: &str, body: Bytes) -> Result<HttpResponse, String> {
     let started = std::time::Instant::now();
-    let result = forward(node, req, addr, body).await;
+    let span = tracing::info_span!("forward", owner = %addr);
+    let result = tracing::Instrument::instrument(forward(node, req, addr, body), span).await;
     let outcome = if result.is_ok() { "answered" } else { "failed" };
     crate::metrics::observe_seconds("vitrina_forward_seconds", &[("outcome", outcome)], started.elapsed().as_secs_f64());
     result
@@ -272,10 +273,14 @@ async fn forward(node: &Node, req: &ServiceRequest, addr: &str, body: Bytes) -> 
     for (name, value) in req.headers() {
         // Host is set once below; our own cluster headers are never taken from the client.
         let ours = name.as_str().starts_with("x-vitrina-");
-        if !hop_by_hop(name) && name != header::HOST && !ours {
+        if !hop_by_hop(name) && name != header::HOST && !ours && !crate::trace_context::is_trace_header(name.as_str()) {
             out = out.header(name.as_str(), value.as_bytes());
         }
     }
+    // The hop continues this request's trace as a child of the forward's span.
+    let mut trace = reqwest::header::HeaderMap::new();
+    crate::trace_context::inject(&mut trace);
+    out = out.headers(trace);
     let host = tenant::host_of(req.request());
     if let Some(ip) = proxy::client_ip(req.request()) {
         out = out.header(proxy::CLIENT_IP_HEADER, ip.to_string());

@@ -261,7 +261,9 @@ async fn render_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> R
     let store_key = ActorKey::Store(ctx.store.clone());
     let anonymous_available = matches!(ctx.node.cluster.placement(&store_key), crate::cluster::Placement::Local);
     let msg = RenderForShopper { request: page_req.clone(), search_results: search_results.clone(), anonymous_available, landing_view };
-    let page = ctx.node.ask_shopper(&ctx.store, &sid, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let render = tracing::info_span!("render", store = %ctx.store, by = "shopper");
+    let page =
+        tracing::Instrument::instrument(ctx.node.ask_shopper(&ctx.store, &sid, msg), render).await.map_err(|e| ctx.err(actor_error(e)))?;
     let mut res = match page.map_err(|e| ctx.err(e))? {
         ShopperPage::Personal(page) => html_response(page.html, None, "personal"),
         ShopperPage::SameAsAnonymous => serve_anonymous(&ctx, &req, page_req, search_results, None).await?,
@@ -310,7 +312,8 @@ async fn serve_anonymous(
     }
     refuse_past_render_share(ctx)?;
     let msg = RenderForStore { request: page_req.clone(), preview_drafts: false, search_results };
-    let page = ctx.node.ask_store(&ctx.store, msg).await.map_err(|e| ctx.err(actor_error(e)))?;
+    let render = tracing::info_span!("render", store = %ctx.store, by = "store");
+    let page = tracing::Instrument::instrument(ctx.node.ask_store(&ctx.store, msg), render).await.map_err(|e| ctx.err(actor_error(e)))?;
     let page = page.map_err(|e| ctx.err(render_error(e)))?;
     if cacheable && page.failed_blocks == 0 {
         let key = AnonymousPages::key(&ctx.store, page.store_version, &page_req.cache_key());

@@ -34,6 +34,7 @@ mod sessions;
 mod shop;
 mod shutdown;
 mod state;
+mod traces;
 mod v8_flags;
 mod webhooks;
 

@@ -1,0 +1,144 @@
+//! Traces and logs (issue 21, item 2): a request entering one node and forwarded to its owner
+//! is one trace, continued from the caller's `traceparent`, exported by both nodes over
+//! OTLP/HTTP to a receiver (a minimal one here); `--log-format json` writes JSON lines.
+
+use std::io::BufRead;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use test_support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Accepts OTLP/HTTP JSON posts and keeps their bodies.
+async fn otlp_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let store = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                loop {
+                    // One request: headers, then Content-Length bytes of body.
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let length: usize =
+                        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+                    while buf.len() < end + 4 + length {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body: Vec<u8> = buf[end + 4..end + 4 + length].to_vec();
+                    buf.drain(..end + 4 + length);
+                    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                        store.lock().unwrap().push(v);
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                    if sock.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), received)
+}
+
+/// The node ids (`service.instance.id`) that exported spans of `trace_id`, and the span names.
+fn exporters_of(received: &[Value], trace_id: &str) -> (Vec<String>, Vec<String>) {
+    let mut nodes = Vec::new();
+    let mut names = Vec::new();
+    for batch in received {
+        for rs in batch["resourceSpans"].as_array().into_iter().flatten() {
+            let node = rs["resource"]["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["key"] == "service.instance.id")
+                .and_then(|a| a["value"]["stringValue"].as_str())
+                .unwrap_or("")
+                .to_string();
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                for span in ss["spans"].as_array().into_iter().flatten() {
+                    if span["traceId"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(trace_id)) {
+                        if !nodes.contains(&node) {
+                            nodes.push(node.clone());
+                        }
+                        names.push(span["name"].as_str().unwrap_or("").to_string());
+                    }
+                }
+            }
+        }
+    }
+    (nodes, names)
+}
+
+#[tokio::test]
+async fn one_request_is_one_trace_across_two_nodes() {
+    let (endpoint, received) = otlp_receiver().await;
+    let env = [("VITRINA_TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
+    let nodes = start_cluster(2, &env).await;
+    nodes[0].seed_store("shop", "Shop").await;
+    // A shopper the second node owns, reached through the first.
+    let client = nodes[0].bare_client("shop");
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut forwarded = false;
+    for i in 0..64 {
+        let res = client
+            .post(format!("{}/cart/items", nodes[0].base("shop")))
+            .header("cookie", session_cookie(&format!("traced-{i}")))
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .json(&serde_json::json!({"productId": "mug", "quantity": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        if res.headers()["x-vitrina-node"] == "n2" {
+            forwarded = true;
+            break;
+        }
+    }
+    assert!(forwarded, "no shopper of 64 was owned by n2");
+    wait_until("spans of the trace from both nodes", Duration::from_secs(20), || {
+        let received = received.clone();
+        async move {
+            let got = received.lock().unwrap().clone();
+            let (nodes, _) = exporters_of(&got, trace_id);
+            nodes.contains(&"n1".to_string()) && nodes.contains(&"n2".to_string())
+        }
+    })
+    .await;
+    let (_, names) = exporters_of(&received.lock().unwrap(), trace_id);
+    assert!(names.iter().any(|n| n == "request") && names.iter().any(|n| n == "forward"), "{names:?}");
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd =
+        test_support::process::serve_command(&test_support::process::vitrina_bin(), dir.path(), "127.0.0.1:0", OPERATOR_TOKEN, SESSION_KEY);
+    cmd.args(["--log-format", "json"]).env("VITRINA_LOG", "info").stderr(std::process::Stdio::piped());
+    let mut started = test_support::process::start(cmd, "vitrina listening on ", Duration::from_secs(60)).expect("start");
+    let stderr = started.child.stderr.take().unwrap();
+    let _ = started.child.kill();
+    let _ = started.child.wait();
+    let lines: Vec<String> = std::io::BufReader::new(stderr).lines().map_while(Result::ok).collect();
+    assert!(!lines.is_empty(), "the node logged nothing at info");
+    for line in &lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+    }
+}
