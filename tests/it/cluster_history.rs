@@ -1,4 +1,4 @@
-//! Issue 19 (b) and (d): histories of cart adds under faults. Clients add to carts through the
+//! Issue 19 (b) and (d), issue 21 (4): histories of cart adds under faults. Clients add to carts through the
 //! nodes that are up while the etcd leader is killed, or, round after round, a node is paused
 //! past its lease, killed and restarted, paused briefly. At the end every add a client saw
 //! acknowledged must be in its cart exactly once (`test_support::history`).
@@ -165,4 +165,36 @@ async fn a_rolling_restart_loses_no_acknowledged_add() {
     .await;
     let failed = summary.unknown + summary.refused;
     println!("rolling restart: {failed} of {} adds not acknowledged", summary.acked + failed);
+}
+/// Issue 19 (d): node faults, round after round.
+#[tokio::test]
+async fn every_acknowledged_add_survives_pauses_kills_and_restarts_exactly_once() {
+    let nodes = start_cluster(3, &[]).await;
+    under_load(nodes, |mut nodes, entries| async move {
+        // A node paused well past its lease, then resumed.
+        *entries.write() = entries_of(&nodes, Some(1));
+        nodes[1].pause();
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        nodes[1].resume();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        *entries.write() = entries_of(&nodes, None);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        // A node killed (no shutdown hooks) and restarted on its data directory.
+        *entries.write() = entries_of(&nodes, Some(2));
+        let killed = nodes.remove(2);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        nodes.insert(2, killed.kill_and_restart());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        *entries.write() = entries_of(&nodes, None);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        // A node paused briefly (within its lease), then resumed.
+        *entries.write() = entries_of(&nodes, Some(0));
+        nodes[0].pause();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        nodes[0].resume();
+        nodes
+    })
+    .await;
 }
