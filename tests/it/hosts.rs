@@ -242,7 +242,7 @@ async fn catalogs_from_before_verification_keep_their_hosts_and_lose_hijacked_on
         // before the migrations after them).
         let conn = rusqlite::Connection::open(node.data_dir.join("node").join("catalog.db")).expect("catalog");
         conn.execute_batch(
-            "DROP TABLE host_claims; ALTER TABLE stores DROP COLUMN token_version; PRAGMA user_version = 2;
+            "DROP TABLE host_claims; DROP TABLE node_boots; ALTER TABLE stores DROP COLUMN token_version; PRAGMA user_version = 2;
              INSERT INTO hosts (host, store_id) VALUES ('shop.legacy-goods.test', 'legacy'), ('victim.localhost', 'legacy'), ('127.0.0.1', 'legacy');",
         )
         .expect("downgrade");
