@@ -155,12 +155,13 @@ async fn inspect_here(node: &Arc<Node>, key: &ActorKey) -> Result<Value, ApiErro
     Ok(json!({"shopper": state, "file": {"bytes": bytes, "node": node.cluster.id.as_str()}}))
 }
 
-/// Runs `here` on the key's owner: this node, or the owner through its internal endpoint.
-async fn on_owner(node: &Arc<Node>, key: &ActorKey, method: reqwest::Method, here: bool) -> Result<Option<Value>, ApiError> {
+/// `None` when this node owns `key` (the caller acts here); else the owner's answer to the same
+/// request on its internal endpoint.
+async fn on_owner(node: &Arc<Node>, key: &ActorKey, method: reqwest::Method) -> Result<Option<Value>, ApiError> {
     match node.cluster.placement(key) {
         Placement::Local => Ok(None),
         Placement::Nowhere => Err(ApiError::unavailable(format!("no node owns {key}"))),
-        Placement::Remote { addr, node: owner } if !here => {
+        Placement::Remote { addr, node: owner } => {
             let ActorKey::Shopper(store, sid) = key else { return Err(ApiError::not_found("not a shopper")) };
             let path = format!("/internal/operator/stores/{store}/shoppers/{sid}");
             let res = node
@@ -176,29 +177,27 @@ async fn on_owner(node: &Arc<Node>, key: &ActorKey, method: reqwest::Method, her
                 _ => Err(ApiError::unavailable(format!("owner {owner} answered {status}; retry"))),
             }
         }
-        Placement::Remote { .. } => Ok(None),
+    }
+}
+
+/// A shopper's state and file, from whichever node owns it.
+async fn inspection(node: Arc<Node>, store: &str, sid: &str) -> Result<Value, ApiError> {
+    let key = shopper_key(store, sid)?;
+    match on_owner(&node, &key, reqwest::Method::GET).await? {
+        Some(remote) => Ok(remote),
+        None => inspect_here(&node, &key).await,
     }
 }
 
 async fn inspect(node: web::Data<Node>, req: HttpRequest, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
     super::operator_only(&node, &req)?;
-    let key = shopper_key(&path.0, &path.1)?;
-    let node = node.into_inner();
-    let body = match on_owner(&node, &key, reqwest::Method::GET, false).await? {
-        Some(remote) => remote,
-        None => inspect_here(&node, &key).await?,
-    };
+    let body = inspection(node.into_inner(), &path.0, &path.1).await?;
     Ok(HttpResponse::Ok().insert_header(("cache-control", "no-store")).json(body))
 }
 
 async fn export(node: web::Data<Node>, req: HttpRequest, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
     super::operator_only(&node, &req)?;
-    let key = shopper_key(&path.0, &path.1)?;
-    let node = node.into_inner();
-    let body = match on_owner(&node, &key, reqwest::Method::GET, false).await? {
-        Some(remote) => remote,
-        None => inspect_here(&node, &key).await?,
-    };
+    let body = inspection(node.into_inner(), &path.0, &path.1).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .insert_header(("content-disposition", format!("attachment; filename=\"shopper-{}-{}.json\"", path.0, path.1)))
@@ -219,7 +218,7 @@ async fn erase(node: web::Data<Node>, req: HttpRequest, path: web::Path<(String,
     if !node.catalog.store_exists(key.store()).map_err(ApiError::internal)? {
         return Err(ApiError::not_found(format!("no store {}", key.store())));
     }
-    let body = match on_owner(&node, &key, reqwest::Method::DELETE, false).await? {
+    let body = match on_owner(&node, &key, reqwest::Method::DELETE).await? {
         Some(remote) => remote,
         None => erase_here(&node, &key).await?,
     };
