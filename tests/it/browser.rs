@@ -8,18 +8,25 @@ use std::process::Command;
 
 use test_support::*;
 
-#[test]
-fn the_demo_cart_works_in_a_real_browser() {
+/// Debian's Chromium (or `CHROMIUM`) with the driver installed; `None`, with a visible
+/// SKIPPED line, when either is missing outside CI (under CI a missing one fails the test).
+fn chromium(test: &str) -> Option<String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules/playwright-core");
-    if !Path::new(&chromium).exists() || !driver.exists() {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI must install chromium and `npm ci --prefix tests/browser` (see .ci/run)");
-        }
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED: install chromium and run `npm ci --prefix tests/browser` for the browser test");
-        return;
+    if Path::new(&chromium).exists() && driver.exists() {
+        return Some(chromium);
     }
+    if std::env::var_os("CI").is_some() {
+        panic!("CI must install chromium and `npm ci --prefix tests/browser` (see .ci/run)");
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: install chromium and run `npm ci --prefix tests/browser` for {test}");
+    None
+}
+
+#[test]
+fn the_demo_cart_works_in_a_real_browser() {
+    let Some(chromium) = chromium("the browser test") else { return };
     let node = TestNode::start_demo();
     let url = format!("http://demo.localhost:{}", node.addr.port());
     let shots = std::env::temp_dir();
@@ -41,16 +48,7 @@ fn the_demo_cart_works_in_a_real_browser() {
 /// kept in `target/tmp/console-e2e/` (printed).
 #[test]
 fn the_console_edits_previews_publishes_and_rolls_back_in_a_real_browser() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules/playwright-core");
-    if !Path::new(&chromium).exists() || !driver.exists() {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI must install chromium and `npm ci --prefix tests/browser` (see .ci/run)");
-        }
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED: install chromium and run `npm ci --prefix tests/browser` for the console test");
-        return;
-    }
+    let Some(chromium) = chromium("the console test") else { return };
     let node = TestNode::start_demo();
     let token = std::fs::read_to_string(node.data_dir.join("demo-admin-token")).expect("the demo's admin token");
     let url = format!("http://demo.localhost:{}", node.addr.port());
