@@ -47,6 +47,14 @@ pub struct Settings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RenderSettings {
+    /// Where blocks run: `process` (default), in one worker process per render thread, killed
+    /// and replaced when a block runs far past its budget (a builtin that ignores termination)
+    /// or V8 fails; `thread`, in the node's own render threads (no process boundary; a block
+    /// stuck in such a builtin holds its thread until it ends).
+    pub isolation: RenderIsolation,
+    /// CPU a block or page may use past twice its budget before its worker process is killed
+    /// (`process` isolation): room for V8's helper threads, which count on the worker's clock.
+    pub worker_kill_grace_ms: u64,
     /// Render threads, apart from the actor threads: a block never runs on a thread that runs
     /// actor turns (cart writes). 0: one per core.
     pub threads: usize,
@@ -85,9 +93,20 @@ pub struct RenderSettings {
     pub failure_metric_stores: usize,
 }
 
+/// Where blocks run (`render.isolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RenderIsolation {
+    #[default]
+    Process,
+    Thread,
+}
+
 impl Default for RenderSettings {
     fn default() -> Self {
         RenderSettings {
+            isolation: RenderIsolation::Process,
+            worker_kill_grace_ms: 100,
             threads: 0,
             nice: 0,
             stuck_nice: 19,

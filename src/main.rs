@@ -23,6 +23,19 @@ enum Command {
     Cluster(ClusterArgs),
     /// Stores, live actors and shoppers, through any node (the operator token).
     Operator(OperatorArgs),
+    /// A render worker: started by a node for each render thread, never by hand.
+    #[command(hide = true)]
+    RenderWorker(RenderWorkerArgs),
+}
+
+#[derive(Parser)]
+struct RenderWorkerArgs {
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    v8_flags: String,
+    #[arg(long, default_value_t = usize::MAX)]
+    pooled_limit: usize,
+    #[arg(long, default_value_t = 0)]
+    nice: i32,
 }
 
 #[derive(Parser)]
@@ -125,7 +138,31 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args),
         Command::Cluster(args) => cluster(args),
         Command::Operator(args) => operator(args),
+        Command::RenderWorker(args) => vitrina::engine::worker::serve::serve(&vitrina::engine::worker::serve::WorkerOptions {
+            v8_flags: args.v8_flags,
+            pooled_limit: args.pooled_limit,
+            nice: args.nice,
+        }),
     }
+}
+
+/// Where this node's blocks run (`render.isolation`): in worker processes running this same
+/// executable, or in the node's own render threads.
+fn start_engine(settings: &Settings) -> anyhow::Result<()> {
+    use vitrina::config::RenderIsolation;
+    use vitrina::engine::worker::{self, WorkerConfig};
+    match settings.render.isolation {
+        RenderIsolation::Thread => vitrina::engine::init(&settings.v8_flags),
+        RenderIsolation::Process => worker::enable(WorkerConfig {
+            program: std::env::current_exe().context("cannot find the node's executable for its render workers")?,
+            args: vec!["render-worker".into(), format!("--v8-flags={}", settings.v8_flags), format!("--nice={}", settings.render.nice)],
+            workers: settings.render.thread_count(),
+            kill_grace: std::time::Duration::from_millis(settings.render.worker_kill_grace_ms),
+            wall_limit: settings.render.stuck_after(),
+            io_timeout: std::time::Duration::from_secs(10),
+        }),
+    }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -168,7 +205,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::fs::read_to_string(settings.data_dir.join("node").join("node-id")).ok().map(|id| id.trim().to_string()));
     let _telemetry = vitrina::telemetry::init(&settings.telemetry, node_id.as_deref())?;
-    vitrina::engine::init(&settings.v8_flags);
+    start_engine(&settings)?;
 
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)?;

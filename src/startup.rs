@@ -32,6 +32,11 @@ impl Application {
         // SAFETY: umask only swaps the process's file mode creation mask.
         unsafe { libc::umask(0o077) };
         crate::metrics::init();
+        // Before the node (and its render threads, whose worker processes take their share of
+        // the isolate pools' bytes when they start) exists.
+        crate::storage::open_files::set_budget(settings.actors.max_open_files);
+        crate::engine::isolate_budget::set_budget(settings.actors.max_live_isolates);
+        crate::engine::isolate_budget::set_byte_budget_mb(settings.actors.isolate_memory_mb);
         crate::private_files::create_private_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
         let layout = DataLayout::new(settings.data_dir.clone());
@@ -112,9 +117,6 @@ impl Application {
         .shutdown_timeout(node.settings.http.shutdown_deadline_secs.max(1))
         .listen(listener)?
         .run();
-        crate::storage::open_files::set_budget(node.settings.actors.max_open_files);
-        crate::engine::isolate_budget::set_budget(node.settings.actors.max_live_isolates);
-        crate::engine::isolate_budget::set_byte_budget_mb(node.settings.actors.isolate_memory_mb);
         spawn_alarm_poller(node.clone());
         crate::actors::sweeper::spawn(node.clone());
         crate::memory::spawn_trimmer();

@@ -517,7 +517,7 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
             (events, first_error)
         }));
     }
-    let cpu = |pids: &[u32]| pids.iter().filter_map(|p| crate::procfs::cpu_time(*p)).sum::<Duration>();
+    let cpu = |pids: &[u32]| pids.iter().filter_map(|p| test_support::procfs::cpu_time(*p)).sum::<Duration>();
     tokio::time::sleep(opts.warmup).await;
     let cpu_measure = cpu(&cluster.pids());
     let measure_from = start.elapsed().as_secs_f64();

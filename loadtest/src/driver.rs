@@ -20,7 +20,7 @@ use hdrhistogram::Histogram;
 use hyper::Request;
 
 use crate::client::{Answer, Body, Conn, Target};
-use crate::procfs;
+use test_support::procfs;
 
 /// How one phase runs.
 #[derive(Clone, Debug)]
@@ -122,7 +122,7 @@ pub async fn run(target: &Target, phase: &Phase, make: MakeRequest, check: Check
     // CPU samples at the start and the end of the measured window.
     let cpu_before = tokio::spawn(async move {
         tokio::time::sleep_until(measure_from.into()).await;
-        (node_pid.and_then(procfs::cpu_time), procfs::cpu_time(std::process::id()))
+        (node_pid.and_then(procfs::cpu_time), procfs::own_cpu_time(std::process::id()))
     });
 
     // Open loop: one pacing thread releases request n at `start + n / rate` with the OS's
@@ -215,7 +215,7 @@ pub async fn run(target: &Target, phase: &Phase, make: MakeRequest, check: Check
     let end = if phase.max_requests.is_some() { last_done.unwrap_or_else(Instant::now) } else { deadline };
     let (node_before, client_before) = cpu_before.await.unwrap_or((None, None));
     let node_after = node_pid.and_then(procfs::cpu_time);
-    let client_after = procfs::cpu_time(std::process::id());
+    let client_after = procfs::own_cpu_time(std::process::id());
     let per_req = |before: Option<Duration>, after: Option<Duration>| match (before, after) {
         (Some(b), Some(a)) if ok > 0 => Some(a.saturating_sub(b).as_secs_f64() * 1e6 / ok as f64),
         _ => None,

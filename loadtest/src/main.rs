@@ -17,7 +17,7 @@ mod client;
 mod cluster;
 mod driver;
 mod fairness;
-mod procfs;
+use test_support::procfs;
 mod report;
 mod setup;
 mod spawn;

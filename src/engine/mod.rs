@@ -14,6 +14,7 @@ pub mod isolate_budget;
 pub mod js;
 pub mod pooled;
 pub mod validate;
+pub mod worker;
 
 use std::sync::Arc;
 
@@ -61,6 +62,9 @@ pub enum BlockFailure {
     Error(String),
     /// The page's CPU budget was spent before this block could start.
     Skipped,
+    /// The process running the block died or was killed while it ran (`worker`): a builtin
+    /// that ignored termination past its budget, or a V8 failure no limit caught.
+    Crashed,
 }
 
 impl BlockFailure {
@@ -72,6 +76,7 @@ impl BlockFailure {
             BlockFailure::OutputTooLarge => "output-too-large",
             BlockFailure::Error(_) => "error",
             BlockFailure::Skipped => "page-budget-exhausted",
+            BlockFailure::Crashed => "engine-crashed",
         }
     }
 }
@@ -91,6 +96,12 @@ pub trait BlockEngine {
     fn take_measured_bytes(&mut self) -> Option<usize> {
         None
     }
+
+    /// CPU the last render used outside the calling thread (in a worker process), if any; the
+    /// caller counts it against the store as its render CPU.
+    fn take_cpu_elsewhere(&mut self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Process-wide V8 initialisation with the operator's extra V8 flags (`Settings::v8_flags`;
@@ -99,8 +110,21 @@ pub fn init(v8_flags: &str) {
     js::init(v8_flags);
 }
 
+/// Prepares the calling render thread: starts its worker process when blocks run in workers.
+pub fn prepare_render_thread() {
+    if worker::enabled() {
+        worker::start_for_this_thread();
+    }
+}
+
 /// The engine every actor of `store` uses: V8, isolate created lazily from the startup
 /// snapshot or taken over from an engine of the same store released on this thread.
+///
+/// Once [`worker::enable`] ran (the node's default), that engine lives in the calling render
+/// thread's worker process and this returns its handle.
 pub fn new_engine(store: &str) -> Box<dyn BlockEngine> {
-    Box::new(js::V8Engine::for_store(store))
+    match worker::enabled() {
+        true => Box::new(worker::RemoteEngine::new(store)),
+        false => Box::new(js::V8Engine::for_store(store)),
+    }
 }

@@ -18,6 +18,11 @@ pub fn bytes() -> usize {
     BYTES.load(Ordering::Relaxed)
 }
 
+/// Most bytes the pools may hold together.
+pub fn limit() -> usize {
+    LIMIT.load(Ordering::Relaxed)
+}
+
 /// Most bytes the pools may hold together (unlimited until set).
 pub fn set_limit(bytes: usize) {
     LIMIT.store(bytes, Ordering::Relaxed);

@@ -34,7 +34,9 @@ impl FailedPages {
     /// Whether these outcomes are worth remembering: a block ran into a limit that costs CPU or
     /// memory to reach again.
     pub fn worth_remembering(outcomes: &[BlockOutcome]) -> bool {
-        outcomes.iter().any(|o| matches!(o, Err(BlockFailure::Timeout | BlockFailure::HeapLimit | BlockFailure::Skipped)))
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Err(BlockFailure::Timeout | BlockFailure::HeapLimit | BlockFailure::Skipped | BlockFailure::Crashed)))
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<Vec<BlockOutcome>>> {

@@ -105,6 +105,7 @@ impl RenderThreads {
             arbiter.spawn_fn(move || {
                 tid.store(current_tid(), Ordering::Relaxed);
                 lower_priority(nice);
+                engine::prepare_render_thread();
             });
         }
         let threads = RenderThreads {
@@ -418,8 +419,10 @@ fn run_job(id: u64, held: &AtomicBool, store: &StoreId, ticket: Option<u64>, job
     let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         engine.render(&job.snapshot.render_data, &job.ctx_json, &blocks, &job.limits)
     }));
+    let mut cpu_elsewhere = Duration::ZERO;
     let outcomes = match rendered {
         Ok(outcomes) => {
+            cpu_elsewhere = engine.take_cpu_elsewhere().unwrap_or_default();
             if held.load(Ordering::SeqCst) {
                 if let (Some(ticket), Some(bytes)) = (ticket, engine.take_measured_bytes()) {
                     isolate_budget::measured(ticket, bytes);
@@ -434,5 +437,5 @@ fn run_job(id: u64, held: &AtomicBool, store: &StoreId, ticket: Option<u64>, job
             blocks.iter().map(|_| Err(engine::BlockFailure::Error("engine failure".into()))).collect()
         }
     };
-    EngineResult { outcomes, cpu: thread_cpu().saturating_sub(started) }
+    EngineResult { outcomes, cpu: thread_cpu().saturating_sub(started) + cpu_elsewhere }
 }

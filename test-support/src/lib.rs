@@ -8,6 +8,7 @@ pub mod etcd;
 pub mod history;
 pub mod node;
 pub mod process;
+pub mod procfs;
 pub mod session;
 pub mod table;
 

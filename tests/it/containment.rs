@@ -120,17 +120,14 @@ fn every_case_file_states_its_expectation() {
     assert!(corpus.iter().map(|(_, cases)| cases.len()).sum::<usize>() > 0, "no cases under {}", corpus_dir().display());
 }
 
-/// Resident and peak resident set of `pid`, in KiB.
+/// Resident and peak resident set of the node and its render workers, in KiB.
 fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field =
-        |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
-    (field("VmRSS:"), field("VmHWM:"))
+    (test_support::procfs::rss_kib(pid).unwrap_or(0), test_support::procfs::peak_rss_kib(pid).unwrap_or(0))
 }
 
-/// Resets the peak RSS the kernel keeps for `pid` (VmHWM), so each case's peak is its own.
+/// Resets the peak RSS the kernel keeps for the node and its workers, so each case's peak is its own.
 fn reset_peak(pid: u32) {
-    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    test_support::procfs::reset_peak(pid);
 }
 
 fn alive(pid: u32) -> bool {

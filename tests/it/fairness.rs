@@ -107,8 +107,24 @@ async fn a_block_stuck_in_a_builtin_costs_other_stores_no_error() {
     .await;
     let nice = thread_nice_values(node.pid());
     assert!(nice.iter().filter(|&&n| n == 0).count() >= 2, "HTTP and actor threads keep niceness 0: {nice:?}");
-    let watchdog: Vec<_> = thread_nice(node.pid()).into_iter().filter(|(name, _)| name == "v8-watchdog").collect();
-    assert_eq!(watchdog, vec![("v8-watchdog".to_string(), 0)], "the CPU-limit watchdog keeps niceness 0");
+    // Blocks run in one worker process per render thread: its rendering thread at the render
+    // niceness, the CPU-limit watchdog at 0.
+    // Ready: V8 started (its watchdog runs) and the rendering thread lowered its priority.
+    let ready = |worker: u32| {
+        let threads = thread_nice(worker);
+        threads.iter().any(|(name, _)| name == "v8-watchdog") && threads.first().is_some_and(|(_, n)| *n == 10)
+    };
+    wait_until("a render worker per render thread, V8 started", Duration::from_secs(10), || async {
+        let workers = test_support::procfs::children(node.pid());
+        workers.len() == 2 && workers.iter().all(|w| ready(*w))
+    })
+    .await;
+    for worker in test_support::procfs::children(node.pid()) {
+        let threads = thread_nice(worker);
+        assert_eq!(threads.first().map(|(_, n)| *n), Some(10), "a worker renders at the render niceness: {threads:?}");
+        let watchdog: Vec<_> = threads.iter().filter(|(name, _)| name == "v8-watchdog").collect();
+        assert_eq!(watchdog, vec![&("v8-watchdog".to_string(), 0)], "the CPU-limit watchdog keeps niceness 0");
+    }
 
     let hostile = node.seed_store("filler", "Filler").await;
     let (s, b) = node
@@ -148,6 +164,7 @@ async fn a_block_stuck_in_a_builtin_costs_other_stores_no_error() {
             assert!([200, 503].contains(&status), "the hostile store answered {status}");
         }
     }
+    assert!(node.metric("vitrina_render_worker_kills_total{reason=\"cpu\"}").await >= 1, "the stuck worker was killed");
     test_support::table::record(
         "containment",
         "cpu-fairness",
@@ -161,7 +178,13 @@ async fn a_block_stuck_in_a_builtin_costs_other_stores_no_error() {
 async fn a_render_thread_stuck_in_a_builtin_yields_until_its_job_ends() {
     // Default priorities (render threads at niceness 0, `render.stuck_nice` 19); a stuck job is
     // one past twice the page maximum, here 1 s.
-    let node = Arc::new(TestNode::start_with(&[("VITRINA_LIMITS__ENABLED", "false"), ("VITRINA_RENDER__MAX_PAGE_CPU_MS", "200")]));
+    // Blocks on the node's own render threads: without worker processes, a stuck job holds
+    // its thread until the builtin ends.
+    let node = Arc::new(TestNode::start_with(&[
+        ("VITRINA_LIMITS__ENABLED", "false"),
+        ("VITRINA_RENDER__MAX_PAGE_CPU_MS", "200"),
+        ("VITRINA_RENDER__ISOLATION", "thread"),
+    ]));
     let token = node.seed_store("filler", "Filler").await;
     let (s, b) = node
         .admin(
@@ -206,6 +229,101 @@ async fn a_render_thread_stuck_in_a_builtin_yields_until_its_job_ends() {
         "block stuck in a builtin (Array fill): its render thread yields while stuck",
         "bounded",
     );
+}
+
+/// Publishes `blocks` as the page `slug` of `store`.
+async fn publish_page(node: &TestNode, token: &str, store: &str, slug: &str, blocks: Value) {
+    let path = format!("/stores/{store}/pages/{slug}");
+    let (s, b) = node.admin(token, Method::PUT, &path, Some(json!({"title": slug, "blocks": blocks}))).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = node.admin(token, Method::POST, &format!("{path}/publish"), None).await;
+    assert_eq!(s, 200, "{b}");
+}
+
+const GOOD: &str = "function render(ctx) { return '<p class=\"good\">still here</p>'; }";
+
+#[tokio::test]
+async fn a_block_stuck_in_a_builtin_has_its_worker_killed_near_its_budget() {
+    let node = Arc::new(TestNode::start_with(&[("VITRINA_LIMITS__ENABLED", "false"), ("VITRINA_RENDER__THREADS", "1")]));
+    let token = node.seed_store("filler", "Filler").await;
+    let blocks = json!([{"type": "custom", "code": GOOD}, {"type": "custom", "code": FILL}, {"type": "custom", "code": GOOD}]);
+    publish_page(&node, &token, "filler", "fill", blocks).await;
+    wait_until("the render worker", Duration::from_secs(10), || async { test_support::procfs::children(node.pid()).len() == 1 }).await;
+    let first_worker = test_support::procfs::children(node.pid());
+
+    let started = Instant::now();
+    let client = reqwest::Client::builder().resolve("filler.localhost", node.addr).build().unwrap();
+    let res = client.get(format!("{}/pages/fill", node.base("filler"))).header("accept", "text/html").send().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    // The block before the stuck one kept its HTML; the stuck one is a timeout placeholder; the
+    // page budget was not spent, but the block after it is not run in the killed worker.
+    assert!(html.contains("<p class=\"good\">still here</p>"), "{html}");
+    assert!(html.contains("failed: timeout"), "{html}");
+    // The fill runs for many seconds when left alone; the default budget is 50 ms a block.
+    assert!(took < Duration::from_secs(5), "the stuck block held the page for {took:?}");
+    assert_eq!(node.metric("vitrina_render_worker_kills_total{reason=\"cpu\"}").await, 1);
+    wait_until("a new render worker", Duration::from_secs(10), || async {
+        let now = test_support::procfs::children(node.pid());
+        now.len() == 1 && now != first_worker
+    })
+    .await;
+    // Other stores render in the new worker; the failed page is served as it rendered without
+    // running the fill again.
+    node.seed_store("calm", "Calm").await;
+    let res = node.shopper("calm").get(node.base("calm")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let again = client.get(format!("{}/pages/fill", node.base("filler"))).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(node.metric("vitrina_render_worker_kills_total{reason=\"cpu\"}").await, 1);
+    test_support::table::record(
+        "containment",
+        "cpu-fairness",
+        "block stuck in a builtin (Array fill): its render worker is killed near the block's budget",
+        "contained",
+    );
+}
+
+#[tokio::test]
+async fn a_render_worker_that_dies_costs_only_its_page_in_flight() {
+    let node = Arc::new(TestNode::start_with(&[
+        ("VITRINA_LIMITS__ENABLED", "false"),
+        ("VITRINA_RENDER__THREADS", "1"),
+        ("VITRINA_RENDER__FAILED_PAGE_TTL_SECS", "0"),
+    ]));
+    let token = node.seed_store("spinner", "Spinner").await;
+    // 1 s of looping blocks: long enough to kill the worker under it.
+    let blocks: Vec<Value> =
+        std::iter::once(json!({"type": "custom", "code": GOOD})).chain((0..20).map(|_| json!({"type": "custom", "code": LOOP}))).collect();
+    publish_page(&node, &token, "spinner", "spin", Value::Array(blocks)).await;
+    wait_until("the render worker", Duration::from_secs(10), || async { test_support::procfs::children(node.pid()).len() == 1 }).await;
+    let worker = test_support::procfs::children(node.pid())[0];
+
+    let visit = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder().resolve("spinner.localhost", node.addr).build().unwrap();
+            let res = client.get(format!("{}/pages/spin", node.base("spinner"))).header("accept", "text/html").send().await.unwrap();
+            (res.status(), res.text().await.unwrap())
+        })
+    };
+    // Killed from outside while it runs the loops: as a V8 failure would end it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SAFETY: kill(2) on a pid this test just read as the node's child.
+    assert_eq!(unsafe { libc::kill(worker as i32, libc::SIGKILL) }, 0);
+    let (status, html) = visit.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(html.contains("<p class=\"good\">still here</p>"), "{html}");
+    assert!(html.contains("failed: engine-crashed"), "{html}");
+    // The node goes on, with a new worker.
+    node.seed_store("calm", "Calm").await;
+    let res = node.shopper("calm").get(node.base("calm")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(!res.text().await.unwrap().contains("class=\"v-block v-block-failed\""));
+    let now = test_support::procfs::children(node.pid());
+    assert!(now.len() == 1 && now[0] != worker, "{now:?}");
+    test_support::table::record("containment", "cpu-fairness", "render worker process killed mid-page", "contained");
 }
 
 #[tokio::test]

@@ -12,10 +12,9 @@ const BUDGET_MIB: u64 = 48;
 const SHOPPERS: usize = 240;
 const PARALLEL: usize = 8;
 
+/// The node's resident memory with its render workers', in KiB.
 fn vm_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("node status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
-    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value")
+    test_support::procfs::rss_kib(pid).expect("node status")
 }
 
 /// One shopper: a cart line (so the page is personal) and two renders of the home page.

@@ -195,6 +195,26 @@ impl Drop for V8Engine {
 
 impl BlockEngine for V8Engine {
     fn render(&mut self, data: &StoreRenderData, ctx_json: &str, blocks: &[BlockToRender<'_>], limits: &RenderLimits) -> Vec<BlockOutcome> {
+        self.render_each(data, ctx_json, blocks, limits, &mut |_, _| {})
+    }
+
+    fn take_measured_bytes(&mut self) -> Option<usize> {
+        self.measured.take()
+    }
+}
+
+impl V8Engine {
+    /// [`BlockEngine::render`], handing each block's outcome to `done` (with its index) as soon
+    /// as it is known: a worker process sends it on before the next block starts, so that a
+    /// page cut short by the worker's death keeps what was already rendered.
+    pub fn render_each(
+        &mut self,
+        data: &StoreRenderData,
+        ctx_json: &str,
+        blocks: &[BlockToRender<'_>],
+        limits: &RenderLimits,
+        done: &mut dyn FnMut(usize, &BlockOutcome),
+    ) -> Vec<BlockOutcome> {
         let clock = ThreadClock::current();
         // Deadlines start from the upper bound of the clock (a block gets its whole budget),
         // the page is over when the lower bound has passed its deadline (never skipped early).
@@ -220,18 +240,13 @@ impl BlockEngine for V8Engine {
                 };
                 tracing::warn!(block_id = block.id, block_type = block.block_type, reason = failure.code(), message, "block failed");
             }
+            done(outcomes.len(), &outcome);
             outcomes.push(outcome);
         }
         self.measure_now_and_then();
         outcomes
     }
 
-    fn take_measured_bytes(&mut self) -> Option<usize> {
-        self.measured.take()
-    }
-}
-
-impl V8Engine {
     /// Measures the isolate after its first render and every [`MEASURE_EVERY`] renders after.
     fn measure_now_and_then(&mut self) {
         let Some(live) = self.live.as_mut() else { return };

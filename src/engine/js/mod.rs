@@ -50,3 +50,9 @@ mod spares;
 
 pub use engine::{EngineOptions, EngineStats, V8Engine};
 pub use platform::{init, DEFAULT_BLOCKS, DEFAULT_V8_FLAGS};
+
+/// Builds the startup snapshot now rather than on the first render (a render worker does this
+/// before it says it is ready).
+pub fn prepare_snapshot() {
+    let _ = platform::snapshot_blob();
+}
