@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use vitrina::cluster::view::Ring;
+use vitrina::cluster::Ring;
 use vitrina::ids::{ActorKey, SessionId, StoreId};
 use vitrina::sqlite::{create_from_template, open, SchemaKind};
 
@@ -67,18 +67,19 @@ fn hmac_verify(c: &mut Criterion) {
 }
 
 /// The owner of a shopper key on rings of 3 and 100 nodes at the node's 128 virtual nodes each
-/// (`cluster.vnodes`), key formatting included, as the routing middleware does it.
+/// (`cluster.vnodes`), key formatting and hashing into its shard included, as the routing
+/// middleware does it.
 fn ring_lookup(c: &mut Criterion) {
     let store = StoreId::parse("demo").expect("valid id");
     let keys: Vec<ActorKey> = (0..1024).map(|_| ActorKey::Shopper(store.clone(), SessionId::generate())).collect();
     let mut group = c.benchmark_group("ring");
     for nodes in [3, 100] {
-        let ring = Ring::from_nodes(1, (0..nodes).map(|i| format!("node-{i}")), 128);
+        let ring = Ring::from_nodes((0..nodes).map(|i| format!("node-{i}")), 128);
         let mut next = 0usize;
         group.bench_function(format!("owner_of_shopper_key/{nodes}_nodes"), |b| {
             b.iter(|| {
                 next = (next + 1) % keys.len();
-                ring.owner(&keys[next]).map(str::len)
+                ring.owner_of_shard(vitrina::coordination::shard_of(&keys[next].to_string(), 256)).map(str::len)
             })
         });
     }

@@ -169,26 +169,25 @@ impl RenderSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClusterSettings {
-    /// Off: a single node that owns every actor.
+    /// Off: a single node that owns every actor. On: a node of a cluster, which needs
+    /// `etcd.endpoints` (a node refuses to start with one and not the other).
     pub enabled: bool,
     /// This node's id; defaults to one generated once into `{data_dir}/node/node-id` (never
     /// the address: it is sent to clients in `x-vitrina-node`).
     pub node_id: Option<String>,
     /// `host:port` other nodes reach this node at; defaults to the listen address.
     pub advertise: Option<String>,
-    /// Addresses of running nodes to join at start (`vitrina serve --join`).
+    /// Addresses of running nodes to copy the catalog from before joining (`vitrina serve
+    /// --join`); the members etcd lists are asked too.
     pub seeds: Vec<String>,
     /// Shared secret authenticating calls between nodes. Required when enabled.
     pub secret: Option<String>,
     /// Virtual nodes per member on the ring (see loadtest/RESULTS.md, "Ring balance").
     pub vnodes: usize,
-    pub heartbeat_ms: u64,
-    /// A member silent this long is declared down by the coordinator.
-    pub down_after_ms: u64,
     /// Shards actor keys are hashed into; each shard has one owner at a time. Every node of a
     /// cluster must use the same number.
     pub shards: u32,
-    /// Membership and ownership in etcd (`src/coordination/`); off while no endpoint is set.
+    /// Membership and ownership in etcd (`src/coordination/`): required by a cluster.
     pub etcd: EtcdSettings,
 }
 
@@ -196,7 +195,7 @@ pub struct ClusterSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EtcdSettings {
-    /// Client URLs of the etcd members (`http://host:2379` or `host:2379`); empty: no etcd.
+    /// Client URLs of the etcd members (`http://host:2379` or `host:2379`); empty: a single node.
     /// `VITRINA_CLUSTER__ETCD__ENDPOINTS=10.0.0.1:2379,10.0.0.2:2379` works too.
     #[serde(deserialize_with = "string_list")]
     pub endpoints: Vec<String>,
@@ -233,8 +232,6 @@ impl Default for ClusterSettings {
             seeds: Vec::new(),
             secret: None,
             vnodes: 128,
-            heartbeat_ms: 500,
-            down_after_ms: 3000,
             shards: 256,
             etcd: EtcdSettings::default(),
         }

@@ -112,7 +112,8 @@ struct ServeArgs {
     /// Seed the demo storefront `demo` and print its URL and admin token.
     #[arg(long)]
     demo: bool,
-    /// Join a cluster through this node (`host:port`; repeatable). Enables clustering.
+    /// Join a cluster, copying the catalog from this node first (`host:port`; repeatable).
+    /// Enables clustering, which needs etcd (`cluster.etcd.endpoints`).
     #[arg(long)]
     join: Vec<String>,
     /// This node's id in the cluster.
@@ -121,7 +122,8 @@ struct ServeArgs {
     /// Address other nodes reach this node at (defaults to the listen address).
     #[arg(long)]
     advertise: Option<String>,
-    /// Run as a cluster node even without --join (the first node of a cluster).
+    /// Run as a cluster node even without --join (the first node of a cluster); needs etcd
+    /// (`cluster.etcd.endpoints`).
     #[arg(long)]
     cluster: bool,
     /// Log lines as `text` or `json` (sets telemetry.log_format).
@@ -213,8 +215,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let node = app.node().clone();
         let handle = app.server_handle();
         node.set_starting(args.demo);
-        // The server only accepts once its future runs: start it before joining, since the
-        // seed answers a join by pushing the new view to this node.
+        // The server only accepts once its future runs: start it before joining, since other
+        // members forward requests to this node as soon as etcd lists it.
         let server = actix_web::rt::spawn(app.run_until_stopped());
         let host = node.settings.listen.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
         vitrina::cluster::start(node.clone()).await?;
@@ -254,12 +256,12 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
             ClusterCommand::Status => (reqwest::Method::GET, "/cluster/status".to_string(), Vec::new()),
             ClusterCommand::Drain { node } => (
                 reqwest::Method::POST,
-                "/internal/propose".to_string(),
+                "/internal/membership".to_string(),
                 serde_json::to_vec(&serde_json::json!({"op": "drain", "node": node}))?,
             ),
             ClusterCommand::Remove { node } => (
                 reqwest::Method::POST,
-                "/internal/propose".to_string(),
+                "/internal/membership".to_string(),
                 serde_json::to_vec(&serde_json::json!({"op": "remove", "node": node}))?,
             ),
         };
@@ -337,7 +339,10 @@ fn operator(args: OperatorArgs) -> anyhow::Result<()> {
 }
 
 fn print_status(s: &serde_json::Value) {
-    println!("node {} · epoch {} · coordinator {} · {} vnodes per member", s["node"], s["epoch"], s["coordinator"], s["vnodes"]);
+    println!(
+        "node {} · coordination {} · epoch {} · {} shards · {} vnodes per member",
+        s["node"], s["coordination"], s["epoch"], s["shards"], s["vnodes"]
+    );
     println!("{:<24} {:<24} STATE", "MEMBER", "ADDRESS");
     for m in s["members"].as_array().into_iter().flatten() {
         println!("{:<24} {:<24} {}", m["id"].as_str().unwrap_or(""), m["addr"].as_str().unwrap_or(""), m["state"].as_str().unwrap_or(""));

@@ -69,8 +69,7 @@ async fn steps(node: Arc<Node>, server: actix_web::dev::ServerHandle) {
 /// Drains this node and leaves the cluster once its files are with their new owners (or when
 /// half the deadline is spent: the rest is for the server and the actors).
 async fn hand_off(node: &Arc<Node>) {
-    let me = node.cluster.id.clone();
-    if let Err(e) = node.cluster.propose(crate::cluster::Proposal::Drain { node: me.clone() }).await {
+    if let Err(e) = node.cluster.drain(&node.cluster.id).await {
         tracing::warn!(error = %e, "cannot mark this node draining; leaving without a hand-off");
     }
     let budget = Duration::from_secs(node.settings.http.shutdown_deadline_secs.max(2) / 2);
@@ -82,7 +81,7 @@ async fn hand_off(node: &Arc<Node>) {
     if left > 0 {
         tracing::warn!(files = left, "leaving with actor files not handed off; their new owners will pull them when this node is back");
     }
-    if let Err(e) = node.cluster.propose(crate::cluster::Proposal::Left { node: me }).await {
+    if let Err(e) = node.cluster.leave().await {
         tracing::warn!(error = %e, "cannot leave the cluster cleanly; its lease will expire");
     }
 }

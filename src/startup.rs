@@ -63,7 +63,7 @@ impl Application {
         // longer holds the shard uploads nothing. A single node keeps one constant token: its
         // boot counter restarts with a lost disk, and would then fence the node's own copies.
         let node_slot: Arc<std::sync::OnceLock<std::sync::Weak<Node>>> = Arc::default();
-        let (tokens, ledger): (crate::replication::TokenSource, Option<Arc<dyn crate::replication::CopyLedger>>) = if cluster.on_etcd() {
+        let (tokens, ledger): (crate::replication::TokenSource, Option<Arc<dyn crate::replication::CopyLedger>>) = if cluster.enabled() {
             let slot = node_slot.clone();
             let tokens: crate::replication::TokenSource = Arc::new(move |key: &crate::ids::ActorKey| {
                 let node = slot.get()?.upgrade()?;

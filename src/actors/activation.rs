@@ -31,26 +31,25 @@ async fn activate(node: Arc<Node>, key: ActorKey, lease: Lease, arbiter: Arbiter
         return Err(ActorError::NoSuchStore(store.clone()));
     }
     let path = node.layout.actor_db(&key);
-    // On etcd: hold the key's shard first. A local file of a shard another node held since may
-    // be older than that node's copy: pulled over it, if a previous holder has one.
-    let mut replace = false;
-    if node.cluster.on_etcd() {
+    // In a cluster: hold the key's shard first. A local file of a shard another node held
+    // since may be older than that node's copy: pulled over it, if a previous holder has one.
+    if node.cluster.enabled() {
         if let Err(e) = crate::cluster::ownership::ensure_shard(&*node, &key).await {
             return Err(ActorError::Moving(key, e.to_string()));
         }
         if crate::cluster::handoff::unpark(&*node, &key).await {
             tracing::info!(%key, "took back a file parked for a hand-off that did not complete");
         }
-        replace = path.exists() && node.cluster.shards.is_stale(&key);
-    }
-    if node.cluster.enabled() && (replace || !path.exists()) {
-        // The file may still be with the key's owner under an earlier view (newest data): take
-        // it over before anything opens a fresh one here.
-        if let Err(e) = crate::cluster::handoff::pull(&*node, &key, replace).await {
-            return Err(ActorError::Moving(key, e.to_string()));
-        }
-        if replace {
-            node.cluster.shards.verified(&key);
+        let replace = path.exists() && node.cluster.shards.is_stale(&key);
+        if replace || !path.exists() {
+            // The file may still be with a previous holder of the shard (newest data): take it
+            // over before anything opens a fresh one here.
+            if let Err(e) = crate::cluster::handoff::pull(&*node, &key, replace).await {
+                return Err(ActorError::Moving(key, e.to_string()));
+            }
+            if replace {
+                node.cluster.shards.verified(&key);
+            }
         }
     }
     // Replication: a file still missing (its node was lost) may have a verified copy in object

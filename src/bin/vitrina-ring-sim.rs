@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release --bin vitrina-ring-sim -- [keys]`
 
-use vitrina::cluster::view::Ring;
+use vitrina::cluster::Ring;
 
 fn main() {
     let keys: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
@@ -15,9 +15,9 @@ fn main() {
     for nodes in [3usize, 10, 30, 100, 300, 1000] {
         for vnodes in [16usize, 64, 128, 256] {
             let names = |n: usize| (0..n).map(|i| format!("node-{i}"));
-            let ring = Ring::from_nodes(0, names(nodes), vnodes);
-            let joined = Ring::from_nodes(1, names(nodes + 1), vnodes);
-            let left = Ring::from_nodes(2, names(nodes - 1), vnodes);
+            let ring = Ring::from_nodes(names(nodes), vnodes);
+            let joined = Ring::from_nodes(names(nodes + 1), vnodes);
+            let left = Ring::from_nodes(names(nodes - 1), vnodes);
             let mut load = std::collections::HashMap::<&str, usize>::new();
             let (mut moved_join, mut moved_leave) = (0usize, 0usize);
             for key in &keys {

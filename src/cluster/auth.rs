@@ -11,8 +11,6 @@ pub const TS_HEADER: &str = "x-vitrina-ts";
 pub const AUTH_HEADER: &str = "x-vitrina-auth";
 /// Set on a request one node forwards to another; a forwarded request is never forwarded again.
 pub const HOP_HEADER: &str = "x-vitrina-hop";
-/// The ring epoch the forwarding node routed by.
-pub const EPOCH_HEADER: &str = "x-vitrina-epoch";
 
 const MAX_SKEW_SECS: i64 = 60;
 
@@ -56,12 +54,12 @@ mod tests {
 
     #[test]
     fn signatures_bind_method_path_and_body() {
-        let (ts, sig) = sign(b"k", "POST", "/internal/view", b"{}");
-        assert!(verify(b"k", "POST", "/internal/view", b"{}", Some(&ts), Some(&sig)).is_ok());
-        assert!(verify(b"other", "POST", "/internal/view", b"{}", Some(&ts), Some(&sig)).is_err());
-        assert!(verify(b"k", "POST", "/internal/view", b"{ }", Some(&ts), Some(&sig)).is_err());
-        assert!(verify(b"k", "GET", "/internal/view", b"{}", Some(&ts), Some(&sig)).is_err());
-        assert!(verify(b"k", "POST", "/internal/view", b"{}", Some("0"), Some(&sig)).is_err());
-        assert!(verify(b"k", "POST", "/internal/view", b"{}", None, None).is_err());
+        let (ts, sig) = sign(b"k", "POST", "/internal/catalog", b"{}");
+        assert!(verify(b"k", "POST", "/internal/catalog", b"{}", Some(&ts), Some(&sig)).is_ok());
+        assert!(verify(b"other", "POST", "/internal/catalog", b"{}", Some(&ts), Some(&sig)).is_err());
+        assert!(verify(b"k", "POST", "/internal/catalog", b"{ }", Some(&ts), Some(&sig)).is_err());
+        assert!(verify(b"k", "GET", "/internal/catalog", b"{}", Some(&ts), Some(&sig)).is_err());
+        assert!(verify(b"k", "POST", "/internal/catalog", b"{}", Some("0"), Some(&sig)).is_err());
+        assert!(verify(b"k", "POST", "/internal/catalog", b"{}", None, None).is_err());
     }
 }

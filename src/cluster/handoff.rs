@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::view::MemberState;
 use super::Host;
 use super::{ClusterError, Placement};
+use crate::coordination::MemberState;
 use crate::ids::{ActorKey, SessionId, StoreId};
 
 pub const SHA_HEADER: &str = "x-vitrina-sha256";
@@ -126,10 +126,9 @@ pub async fn install(node: &dyn Host, key: &ActorKey, bytes: Vec<u8>, sha256: Op
 /// previous holder that is no longer a member (lost, not removed by an operator) stops the
 /// activation too, unless the key may be restored from object storage.
 pub async fn pull(node: &dyn Host, key: &ActorKey, replace: bool) -> Result<bool, ClusterError> {
-    let on_etcd = node.cluster().on_etcd();
     for (holder, addr, alive) in node.cluster().previous_holders(key) {
         if !alive {
-            if on_etcd && !node.restorable() {
+            if !node.restorable() {
                 let shard = node.cluster().shard_of(key);
                 if !super::ownership::refresh_previous(node, shard).await?.iter().any(|h| h == holder.as_str()) {
                     continue;
@@ -215,7 +214,7 @@ async fn push(node: &dyn Host, key: &ActorKey, addr: &str) -> Result<bool, Clust
 }
 
 /// After every view change (and periodically), moves actors this node no longer owns to their
-/// owners. A draining node that has moved everything proposes `Left` for itself.
+/// owners. A draining node that has moved everything leaves the cluster.
 pub async fn rebalance_loop(node: Arc<dyn Host>) {
     loop {
         let notified = node.cluster().changed.notified();
@@ -245,52 +244,9 @@ pub async fn rebalance_loop(node: Arc<dyn Host>) {
         if moved > 0 {
             tracing::info!(moved, pending, "rebalanced actors to their new owners");
         }
-        let me = node.cluster().view().members.get(&node.cluster().id).map(|m| m.state);
-        if me == Some(MemberState::Draining) && pending == 0 && local_actor_keys(&*node).is_empty() {
+        if node.cluster().my_state() == Some(MemberState::Draining) && pending == 0 && local_actor_keys(&*node).is_empty() {
             tracing::info!("drain complete; leaving the ring");
-            let _ = node.cluster().propose(super::Proposal::Left { node: node.cluster().id.clone() }).await;
-        }
-        rejoin_if_down(&*node).await;
-    }
-}
-
-/// Declared down (killed and restarted, or cut off): the others have served this node's actors
-/// since, from object storage or hand-offs, so its files may be older than theirs. Set them
-/// aside before rejoining, so every key it owns again is pulled from the nodes that served it
-/// meanwhile instead of being reopened stale.
-pub async fn rejoin_if_down(node: &dyn Host) {
-    let me = node.cluster().view().members.get(&node.cluster().id).map(|m| m.state);
-    if me != Some(MemberState::Down) {
-        return;
-    }
-    quarantine_local_files(node).await;
-    let _ = node.cluster().propose(super::Proposal::Join { node: node.cluster().id.clone(), addr: node.cluster().addr.clone() }).await;
-}
-
-/// Moves every actor file of this node to `quarantine/{epoch}/` (kept for an operator, never
-/// served), after passivating the actors.
-async fn quarantine_local_files(node: &dyn Host) {
-    let keys = local_actor_keys(node);
-    if keys.is_empty() {
-        return;
-    }
-    let dest = node.layout().root().join("quarantine").join(node.cluster().epoch().to_string());
-    for key in &keys {
-        node.registry().evict(key).await;
-        let path = node.layout().actor_db(key);
-        let Ok(relative) = path.strip_prefix(node.layout().root()) else { continue };
-        let target = dest.join(relative);
-        if let Some(parent) = target.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        for suffix in ["", "-wal", "-shm", ".handoff"] {
-            let mut from = path.as_os_str().to_owned();
-            from.push(suffix);
-            let mut to = target.as_os_str().to_owned();
-            to.push(suffix);
-            let _ = std::fs::rename(PathBuf::from(from), PathBuf::from(to));
+            let _ = node.cluster().leave().await;
         }
     }
-    tracing::warn!(files = keys.len(), dir = %dest.display(), "declared down: local actor files set aside before rejoining");
-    crate::metrics::add("vitrina_quarantined_actor_files_total", &[], keys.len() as u64);
 }

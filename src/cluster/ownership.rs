@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::view::NodeId;
-use super::{Cluster, ClusterError, Host, Placement};
+use super::{Cluster, ClusterError, Host, NodeId, Placement};
 use crate::coordination::{Coordination, ShardId, Token};
 use crate::ids::ActorKey;
 
@@ -43,13 +42,13 @@ impl Shards {
 
     /// The previous holders of `shard` with their addresses; `false`: no longer a member.
     pub fn previous_holders(&self, cluster: &Cluster, shard: ShardId) -> Vec<(NodeId, String, bool)> {
-        let view = cluster.view();
+        let membership = cluster.membership();
         let previous = self.previous.lock().get(&shard).cloned().unwrap_or_default();
         previous
             .iter()
             .filter_map(|id| {
                 let node = NodeId::parse(id).ok()?;
-                Some(match view.members.get(&node) {
+                Some(match membership.members.get(id) {
                     Some(m) => (node, m.addr.clone(), true),
                     None => (node, String::new(), false),
                 })
@@ -87,12 +86,12 @@ pub async fn start(node: Arc<dyn Host>) -> anyhow::Result<()> {
     let etcd = crate::coordination::etcd::Etcd::start(&settings.etcd, cluster.id.as_str(), &cluster.addr).await?;
     let mut membership = etcd.membership();
     *cluster.coordination.write() = Arc::new(etcd);
-    cluster.install_membership(&membership.borrow_and_update());
+    cluster.install_membership(membership.borrow_and_update().clone());
     let follower = node.clone();
     actix_web::rt::spawn(async move {
         while membership.changed().await.is_ok() {
             let current = membership.borrow_and_update().clone();
-            follower.cluster().install_membership(&current);
+            follower.cluster().install_membership(current);
         }
     });
     actix_web::rt::spawn(ownership_loop(node.clone()));
@@ -152,7 +151,7 @@ pub async fn refresh_previous(node: &dyn Host, shard: ShardId) -> Result<Vec<Str
 /// shard after this node did, so its copy is the newer. Answering `true` counts it verified.
 pub fn push_replaces(node: &dyn Host, key: &ActorKey) -> bool {
     let cluster = node.cluster();
-    if !cluster.on_etcd() {
+    if !cluster.enabled() {
         return false;
     }
     let replaces = cluster.coordination().token(cluster.shard_of(key)).is_none() || cluster.shards.is_stale(key);
@@ -183,27 +182,12 @@ async fn ownership_loop(node: Arc<dyn Host>) {
                 cluster.shards.acquired.lock().remove(&shard);
                 continue;
             }
-            let placed_here = matches!(cluster_placement_of_shard(cluster, shard), Placement::Local);
+            let placed_here = matches!(cluster.placement_of_shard(shard), Placement::Local);
             if placed_here {
                 continue;
             }
             release_shard(&*node, &*coordination, shard, token).await;
         }
-    }
-}
-
-fn cluster_placement_of_shard(cluster: &Cluster, shard: ShardId) -> Placement {
-    let state = cluster.state.read();
-    match state.ring.owner_of_str(&format!("shard-{shard}")) {
-        None => Placement::Nowhere,
-        Some(owner) if owner == cluster.id.as_str() => Placement::Local,
-        Some(owner) => match NodeId::parse(owner) {
-            Ok(node) => {
-                let addr = state.view.addr_of(&node).unwrap_or_default().to_string();
-                Placement::Remote { node, addr }
-            }
-            Err(_) => Placement::Nowhere,
-        },
     }
 }
 

@@ -291,7 +291,6 @@ async fn forward(node: &Node, req: &ServiceRequest, addr: &str, body: Bytes) -> 
         .header(proxy::SECURE_HEADER, secure)
         .header(auth::HOP_HEADER, "1")
         .header(auth::NODE_HEADER, node.cluster.id.as_str())
-        .header(auth::EPOCH_HEADER, node.cluster.epoch().to_string())
         .header(auth::TS_HEADER, ts)
         .header(auth::AUTH_HEADER, sig)
         .header("x-request-id", RequestId::current().0)

@@ -6,8 +6,7 @@
 use actix_web::{http::StatusCode, web, HttpResponse};
 use serde_json::{json, Value};
 
-use crate::cluster::view::MemberState;
-use crate::coordination::LeaseHealth;
+use crate::coordination::{LeaseHealth, MemberState};
 use crate::error::ApiError;
 use crate::node::Node;
 
@@ -37,14 +36,11 @@ fn readiness(node: &Node) -> Vec<(&'static str, bool, String)> {
     let writable = std::fs::write(&probe, b"ok").and_then(|_| std::fs::remove_file(&probe)).map_err(|e| e.to_string());
     checks.push(("dataDirWritable", writable.is_ok(), writable.err().unwrap_or_default()));
     if node.cluster.enabled() {
-        let view = node.cluster.view();
-        let me = view.members.get(&node.cluster.id).map(|m| m.state);
-        checks.push(("joined", me.is_some(), "this node is not a member of the cluster's view".to_string()));
+        let me = node.cluster.my_state();
+        checks.push(("joined", me.is_some(), "this node is not a member of the cluster".to_string()));
         checks.push(("notDraining", me != Some(MemberState::Draining), "this node is draining".to_string()));
-        if node.cluster.on_etcd() {
-            let live = node.cluster.coordination().lease_health() == LeaseHealth::Live;
-            checks.push(("lease", live, "the etcd lease is not live (etcd unreachable?)".to_string()));
-        }
+        let live = node.cluster.coordination().lease_health() == LeaseHealth::Live;
+        checks.push(("lease", live, "the etcd lease is not live (etcd unreachable?)".to_string()));
     }
     checks
 }

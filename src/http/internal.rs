@@ -1,8 +1,6 @@
 //! Endpoints nodes call on each other (`/internal/*`, signed with the cluster secret) and the
 //! operator's `GET /cluster/status` (operator token).
 
-use std::sync::Arc;
-
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -11,8 +9,7 @@ use serde_json::json;
 use crate::catalog::CatalogDump;
 use crate::cluster::auth;
 use crate::cluster::handoff::{self, SHA_HEADER};
-use crate::cluster::view::{NodeId, View};
-use crate::cluster::Proposal;
+use crate::cluster::NodeId;
 use crate::error::ApiError;
 use crate::ids::{ActorKey, StoreId};
 use crate::node::Node;
@@ -30,10 +27,7 @@ pub fn verify(node: &Node, req: &HttpRequest, body: &[u8]) -> Result<(), ApiErro
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/cluster/status", web::get().to(status))
-        .route("/internal/view", web::get().to(get_view))
-        .route("/internal/view", web::post().to(post_view))
-        .route("/internal/join", web::post().to(join))
-        .route("/internal/propose", web::post().to(propose))
+        .route("/internal/membership", web::post().to(change_membership))
         .route("/internal/catalog", web::get().to(get_catalog))
         .route("/internal/catalog", web::post().to(post_catalog))
         .route("/internal/handoff", web::post().to(handoff_release))
@@ -48,63 +42,49 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn status(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     crate::http::operator_only(&node, &req)?;
-    let view = node.cluster.view();
+    let membership = node.cluster.membership();
     let local = node.registry.live_counts();
     Ok(HttpResponse::Ok().json(json!({
         "node": node.cluster.id,
         "enabled": node.cluster.enabled(),
-        // Where membership and ownership live: etcd, the home-made views, or this node alone.
-        "coordination": if node.cluster.on_etcd() { "etcd" } else if node.cluster.enabled() { "views" } else { "local" },
+        // Where membership and ownership live: etcd, or this node alone.
+        "coordination": if node.cluster.enabled() { "etcd" } else { "local" },
         "lease": node.cluster.coordination().lease_health(),
-        "epoch": view.epoch,
-        "coordinator": view.active().next().map(|(id, _)| id.clone()),
-        "members": view.members.iter().map(|(id, m)| json!({"id": id, "addr": m.addr, "state": m.state})).collect::<Vec<_>>(),
+        "epoch": membership.epoch,
+        "members": membership.members.iter().map(|(id, m)| json!({"id": id, "addr": m.addr, "state": m.state})).collect::<Vec<_>>(),
         "vnodes": node.cluster.settings.vnodes,
+        "shards": node.cluster.settings.shards,
         "liveActors": {"stores": local.0, "shoppers": local.1},
         "localActorFiles": handoff::local_actor_keys(&**node).len(),
     })))
 }
 
-async fn get_view(node: web::Data<Node>, req: HttpRequest, body: Bytes) -> Result<HttpResponse, ApiError> {
-    verify(&node, &req, &body)?;
-    Ok(HttpResponse::Ok().json(node.cluster.view()))
+/// An operator's change to the membership (`vitrina cluster drain|remove`, signed with the
+/// cluster secret). Joins, leaves and failures happen through etcd leases.
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+enum MembershipChange {
+    /// The node owns nothing from now on, hands its files over, then leaves.
+    Drain { node: NodeId },
+    /// The node is out for good, a member or one already gone (its lease expired): the files
+    /// only it held are declared lost, so their keys start empty (or from object storage).
+    Remove { node: NodeId },
 }
 
-async fn post_view(node: web::Data<Node>, req: HttpRequest, body: Bytes) -> Result<HttpResponse, ApiError> {
+async fn change_membership(node: web::Data<Node>, req: HttpRequest, body: Bytes) -> Result<HttpResponse, ApiError> {
     verify(&node, &req, &body)?;
-    let view: View = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_view", e.to_string()))?;
-    let adopted = node.cluster.adopt(view);
-    Ok(HttpResponse::Ok().json(json!({"adopted": adopted, "epoch": node.cluster.epoch()})))
-}
-
-/// A new node asks to join: propose it, answer with the new view.
-async fn join(node: web::Data<Node>, req: HttpRequest, body: Bytes) -> Result<HttpResponse, ApiError> {
-    verify(&node, &req, &body)?;
-    let proposal: Proposal = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_proposal", e.to_string()))?;
-    let Proposal::Join { .. } = proposal else {
-        return Err(ApiError::bad_request("invalid_proposal", "expected a join"));
+    let change: MembershipChange = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_change", e.to_string()))?;
+    let result = match &change {
+        MembershipChange::Drain { node: target } => {
+            if !node.cluster.membership().members.contains_key(target.as_str()) {
+                return Err(ApiError::not_found(format!("no member {target}")));
+            }
+            node.cluster.drain(target).await
+        }
+        MembershipChange::Remove { node: target } => node.cluster.remove(target).await,
     };
-    let view = node.cluster.propose(proposal).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
-    Ok(HttpResponse::Ok().json(view))
-}
-
-/// Any membership change (operators' drain and remove come here through `vitrina cluster`).
-async fn propose(node: web::Data<Node>, req: HttpRequest, body: Bytes) -> Result<HttpResponse, ApiError> {
-    verify(&node, &req, &body)?;
-    let proposal: Proposal = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_proposal", e.to_string()))?;
-    let target = match &proposal {
-        Proposal::Join { node, .. }
-        | Proposal::Drain { node }
-        | Proposal::Left { node }
-        | Proposal::Remove { node }
-        | Proposal::Down { node } => node.clone(),
-    };
-    let known = node.cluster.view().members.contains_key(&target);
-    if !known && !matches!(proposal, Proposal::Join { .. }) {
-        return Err(ApiError::not_found(format!("no member {target}")));
-    }
-    let view = node.cluster.propose(proposal).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
-    Ok(HttpResponse::Ok().json(view))
+    result.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(json!({"epoch": node.cluster.epoch()})))
 }
 
 async fn get_catalog(node: web::Data<Node>, req: HttpRequest, body: Bytes) -> Result<HttpResponse, ApiError> {
@@ -129,31 +109,10 @@ fn parse_key(raw: &str) -> Result<ActorKey, ApiError> {
     ActorKey::parse(raw).ok_or_else(|| ApiError::bad_request("invalid_key", format!("{raw:?} is not an actor key")))
 }
 
-/// Adopts the caller's view first when it is newer, so a node never hands a key over while it
-/// still believes it owns it (and never re-activates it after).
-async fn catch_up(node: &Arc<Node>, req: &HttpRequest) {
-    let their_epoch: u64 = req.headers().get(auth::EPOCH_HEADER).and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok()).unwrap_or(0);
-    if their_epoch <= node.cluster.epoch() {
-        return;
-    }
-    let Some(caller) = req.headers().get(auth::NODE_HEADER).and_then(|v| v.to_str().ok()).and_then(|s| NodeId::parse(s).ok()) else {
-        return;
-    };
-    let addr = node.cluster.view().addr_of(&caller).map(str::to_string);
-    let addr = match addr {
-        Some(a) => a,
-        None => return,
-    };
-    if let Ok(view) = node.cluster.call_json::<View>(&addr, reqwest::Method::GET, "/internal/view", &()).await {
-        node.cluster.adopt(view);
-    }
-}
-
 async fn handoff_release(node: web::Data<Node>, req: HttpRequest, body: Bytes, q: web::Query<KeyQuery>) -> Result<HttpResponse, ApiError> {
     verify(&node, &req, &body)?;
     let node = node.into_inner();
     let key = parse_key(&q.key)?;
-    catch_up(&node, &req).await;
     if node.cluster.owns(&key) {
         return Err(ApiError::conflict("still_owner", format!("{} still owns {key} at epoch {}", node.cluster.id, node.cluster.epoch())));
     }

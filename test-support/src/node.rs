@@ -83,8 +83,6 @@ impl TestNode {
         let dir = temp.path().to_path_buf();
         let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         env.push(("VITRINA_CLUSTER__SECRET".into(), CLUSTER_SECRET.into()));
-        env.push(("VITRINA_CLUSTER__HEARTBEAT_MS".into(), "200".into()));
-        env.push(("VITRINA_CLUSTER__DOWN_AFTER_MS".into(), "2000".into()));
         // Hundreds of shoppers from one address in seconds: past any sane per-IP limit.
         env.push(("VITRINA_LIMITS__ENABLED".into(), "false".into()));
         let seed = seed.map(|s| s.to_string());
@@ -111,7 +109,7 @@ impl TestNode {
         self.etcd.iter().map(|e| ("VITRINA_CLUSTER__ETCD__ENDPOINTS", e.endpoints_csv())).collect()
     }
 
-    /// The etcd this cluster node coordinates through (`None`: the home-made protocol).
+    /// The etcd this cluster node coordinates through (`None`: one its test started itself).
     pub fn etcd(&self) -> Option<&crate::etcd::EtcdCluster> {
         self.etcd.as_deref()
     }
@@ -405,14 +403,16 @@ impl Drop for TestNode {
 }
 
 /// Starts a cluster of `n` nodes on a one-member etcd (`n1` seeds the catalog, the others
-/// join it) and waits until every node sees all of them active. Without an etcd binary
-/// (outside CI) the nodes run the home-made membership protocol instead.
+/// join it) and waits until every node sees all of them active. A cluster needs etcd: without
+/// an etcd binary this panics, saying how to get one.
 pub async fn start_cluster(n: usize, env: &[(&str, &str)]) -> Vec<TestNode> {
-    let etcd = crate::etcd::EtcdCluster::start(1).await.map(std::sync::Arc::new);
-    let endpoints = etcd.as_ref().map(|e| e.endpoints_csv());
-    let mut nodes = start_nodes(n, env, endpoints.as_deref()).await;
+    let etcd = crate::etcd::EtcdCluster::start(1)
+        .await
+        .map(std::sync::Arc::new)
+        .expect("a cluster needs etcd: install etcd-server (Debian) or set VITRINA_TEST_ETCD_BIN");
+    let mut nodes = start_nodes(n, env, &etcd.endpoints_csv()).await;
     for node in &mut nodes {
-        node.etcd = etcd.clone();
+        node.etcd = Some(etcd.clone());
     }
     nodes
 }
@@ -420,24 +420,20 @@ pub async fn start_cluster(n: usize, env: &[(&str, &str)]) -> Vec<TestNode> {
 /// Starts `n` nodes coordinating through the etcd at `endpoints` (comma-separated), which the
 /// caller keeps (to kill, pause or restart its members), and waits until all are active.
 pub async fn start_cluster_on(endpoints: &str, n: usize, env: &[(&str, &str)]) -> Vec<TestNode> {
-    start_nodes(n, env, Some(endpoints)).await
+    start_nodes(n, env, endpoints).await
 }
 
-async fn start_nodes(n: usize, env: &[(&str, &str)], endpoints: Option<&str>) -> Vec<TestNode> {
+async fn start_nodes(n: usize, env: &[(&str, &str)], endpoints: &str) -> Vec<TestNode> {
     let mut env: Vec<(&str, &str)> = env.to_vec();
-    if let Some(endpoints) = endpoints {
-        env.push(("VITRINA_CLUSTER__ETCD__ENDPOINTS", endpoints));
-    }
+    env.push(("VITRINA_CLUSTER__ETCD__ENDPOINTS", endpoints));
     let first = TestNode::start_cluster_node("n1", None, &env);
     let seed = first.addr;
     let mut nodes = vec![first];
     for i in 2..=n {
         nodes.push(TestNode::start_cluster_node(&format!("n{i}"), Some(seed), &env));
     }
-    if endpoints.is_some() {
-        for node in &nodes {
-            assert_eq!(node.cluster_status().await["coordination"], "etcd", "a cluster node started with etcd endpoints");
-        }
+    for node in &nodes {
+        assert_eq!(node.cluster_status().await["coordination"], "etcd", "a cluster node started with etcd endpoints");
     }
     wait_for_active(&nodes.iter().collect::<Vec<_>>(), n).await;
     nodes

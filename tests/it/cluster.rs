@@ -213,7 +213,7 @@ async fn any_node_serves_a_request_through_the_owner() {
         assert!(res.text().await.unwrap().contains("Cluster home"));
     }
     // Internal endpoints refuse callers without the cluster secret, and forged hops.
-    let res = nodes[0].plain().get(format!("http://{}/internal/view", nodes[0].addr)).send().await.unwrap();
+    let res = nodes[0].plain().get(format!("http://{}/internal/catalog", nodes[0].addr)).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let res = client_for(nodes[0].addr).get(format!("{}/cart", base(&nodes[0]))).header("x-vitrina-hop", "1").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);

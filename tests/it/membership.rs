@@ -1,0 +1,105 @@
+//! A cluster's membership as an operator meets it: a node configured as part of a cluster
+//! without etcd refuses to start, naming the setting; `vitrina cluster remove` takes out a node
+//! that is already gone, and the keys waiting for its files start again.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use test_support::client::{Answer, Shopper};
+use test_support::{start_cluster, wait_until, CLUSTER_SECRET, OPERATOR_TOKEN, SESSION_KEY};
+
+#[test]
+fn a_cluster_node_without_etcd_refuses_to_start_naming_the_setting() {
+    for extra in [vec!["--cluster"], vec!["--join", "127.0.0.1:9"]] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = test_support::process::serve_command(
+            &test_support::process::vitrina_bin(),
+            dir.path(),
+            "127.0.0.1:0",
+            OPERATOR_TOKEN,
+            SESSION_KEY,
+        )
+        .args(&extra)
+        .env("VITRINA_CLUSTER__SECRET", CLUSTER_SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("{extra:?} without etcd started instead of refusing");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        assert!(!status.success(), "{extra:?}: {stderr}");
+        assert!(stderr.contains("cluster.etcd.endpoints") && stderr.contains("VITRINA_CLUSTER__ETCD__ENDPOINTS"), "{extra:?}: {stderr}");
+    }
+}
+
+/// Sends a request again while its actor is moving (503).
+async fn settled<F, Fut>(send: F) -> Answer
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    for _ in 0..100 {
+        let answer = send().await;
+        if answer.status != StatusCode::SERVICE_UNAVAILABLE {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("kept answering 503");
+}
+
+#[tokio::test]
+async fn an_operator_removes_a_node_that_is_gone_and_its_keys_start_again() {
+    let mut nodes = start_cluster(2, &[]).await;
+    nodes[0].seed_store("shop", "Shop").await;
+    // A shopper whose cart n2 holds, written through n1.
+    let mut on_n2: Option<Shopper> = None;
+    for _ in 0..64 {
+        let shopper = nodes[0].shopper("shop");
+        let added = settled(|| shopper.add_to_cart("socks", 1)).await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.text());
+        if added.headers["x-vitrina-node"] == "n2" {
+            on_n2 = Some(shopper);
+            break;
+        }
+    }
+    let shopper = on_n2.expect("n2 owns some shoppers");
+
+    // n2 is lost with its disk's files (no object storage): once its lease expired, its cart
+    // waits for it rather than starting empty.
+    nodes[1].kill();
+    wait_until("n2's lease to expire", Duration::from_secs(30), || async {
+        !nodes[0].cluster_status().await["members"].as_array().unwrap().iter().any(|m| m["id"] == "n2")
+    })
+    .await;
+    for _ in 0..5 {
+        let cart = shopper.cart_answer().await;
+        assert_eq!(cart.status, StatusCode::SERVICE_UNAVAILABLE, "a key of a lost holder must not start empty: {}", cart.text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The operator declares n2's files lost: the cart starts again, empty.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitrina"))
+        .args(["cluster", "remove", "n2", "--config", "/nonexistent.toml", "--via", &nodes[0].addr.to_string()])
+        .env("VITRINA_CLUSTER__SECRET", CLUSTER_SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cart = settled(|| shopper.cart_answer()).await;
+    assert_eq!(cart.status, StatusCode::OK, "{}", cart.text());
+    assert_eq!(cart.body["cart"]["count"], 0, "{}", cart.text());
+    assert_eq!(cart.headers["x-vitrina-node"], "n1");
+}
