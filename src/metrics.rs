@@ -9,11 +9,14 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use metrics::Label;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use parking_lot::Mutex;
 
 /// Seconds: from a cached page (tens of µs) to a render at its page limit and beyond.
 const SECONDS_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Milliseconds, for histograms whose names end in `_ms`: calls to etcd, from a local round
+/// trip to a failover between endpoints.
+const MILLISECONDS_BUCKETS: &[f64] = &[1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -23,6 +26,7 @@ pub fn init() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets(SECONDS_BUCKETS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_ms".into()), MILLISECONDS_BUCKETS))
             .map(PrometheusBuilder::build_recorder)
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
@@ -55,6 +59,12 @@ pub fn set_gauge(name: &'static str, pairs: &[(&'static str, &str)], value: f64)
 pub fn observe_seconds(name: &'static str, pairs: &[(&'static str, &str)], seconds: f64) {
     init();
     metrics::histogram!(name, labels(pairs)).record(seconds);
+}
+
+/// One observation of a histogram in milliseconds (names end in `_ms`).
+pub fn observe_ms(name: &'static str, pairs: &[(&'static str, &str)], ms: f64) {
+    init();
+    metrics::histogram!(name, labels(pairs)).record(ms);
 }
 
 /// All series in Prometheus text exposition format.
@@ -126,9 +136,12 @@ mod tests {
         incr("vitrina_test_events_total", &[("kind", "a")]);
         add("vitrina_test_events_total", &[("kind", "a")], 2);
         observe_seconds("vitrina_test_duration_seconds", &[("route", "/x")], 0.003);
+        observe_ms("vitrina_test_acquire_ms", &[], 7.0);
         assert_eq!(get("vitrina_test_events_total", &[("kind", "a")]), 3);
         let text = render_prometheus();
         assert!(text.contains("vitrina_test_duration_seconds_bucket{route=\"/x\",le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("vitrina_test_acquire_ms_bucket{le=\"10\"} 1"), "{text}");
+        assert!(text.contains("vitrina_test_acquire_ms_bucket{le=\"5\"} 0"), "{text}");
         let stores = StoreLabels::new(2);
         assert_eq!(
             (stores.label("s1"), stores.label("s2"), stores.label("s3"), stores.label("s1")),

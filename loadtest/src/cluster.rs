@@ -1,5 +1,6 @@
-//! Cluster workloads on a local cluster the suite starts (`vitrina serve --cluster` / `--join`
-//! on 127.0.0.1):
+//! Cluster workloads on a local cluster the suite starts (a one-member etcd, then `vitrina serve
+//! --cluster` / `--join` on 127.0.0.1); each reports how long its nodes took to acquire shards in
+//! etcd (`vitrina_shard_acquire_ms`, summed over the nodes):
 //!
 //! - **W4 webhook → fresh page**: a signed Shopify `products/update` changes a price through one
 //!   node (rotating); one shopper owned by each node has its personalised page polled through
@@ -28,6 +29,7 @@ use crate::client::{Answer, Body, Conn, Target};
 use crate::report::Row;
 use crate::setup;
 use crate::spawn::{Spawned, OPERATOR_TOKEN};
+use test_support::etcd::EtcdCluster;
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
@@ -48,17 +50,22 @@ fn admin_target(addr: SocketAddr) -> Target {
     Target { addr, host: addr.to_string() }
 }
 
-/// A local cluster: `n1` started with `--cluster`, the others `--join` it.
+/// A local cluster on a one-member etcd: `n1` started with `--cluster`, the others `--join` it.
 pub struct Cluster {
     pub nodes: Vec<Spawned>,
     pub addrs: Vec<SocketAddr>,
     bin: PathBuf,
     dir: PathBuf,
+    /// Dropped after the nodes (fields drop in order): they leave while etcd still answers.
+    etcd: EtcdCluster,
 }
 
 impl Cluster {
     pub async fn start(bin: &Path, dir: &Path, n: usize) -> anyhow::Result<Cluster> {
-        let mut cluster = Cluster { nodes: Vec::new(), addrs: Vec::new(), bin: bin.to_path_buf(), dir: dir.to_path_buf() };
+        let etcd = EtcdCluster::start(1)
+            .await
+            .context("the cluster workloads need etcd: install etcd-server (Debian) or set VITRINA_TEST_ETCD_BIN")?;
+        let mut cluster = Cluster { nodes: Vec::new(), addrs: Vec::new(), bin: bin.to_path_buf(), dir: dir.to_path_buf(), etcd };
         for _ in 0..n {
             cluster.add_node().await?;
         }
@@ -72,7 +79,9 @@ impl Cluster {
         let k = self.nodes.len() + 1;
         let (bin, dir) = (self.bin.clone(), self.dir.join(format!("n{k}")));
         let seed = self.addrs.first().map(|a| a.to_string());
-        let node = tokio::task::spawn_blocking(move || Spawned::cluster_node(&bin, &dir, &format!("n{k}"), seed.as_deref(), &[])).await??;
+        let env = [("VITRINA_CLUSTER__ETCD__ENDPOINTS", self.etcd.endpoints_csv())];
+        let node =
+            tokio::task::spawn_blocking(move || Spawned::cluster_node(&bin, &dir, &format!("n{k}"), seed.as_deref(), &env)).await??;
         self.addrs.push(addr_of(&node)?);
         self.nodes.push(node);
         Ok(())
@@ -102,9 +111,72 @@ impl Cluster {
     fn pids(&self) -> Vec<u32> {
         self.nodes.iter().map(|n| n.pid).collect()
     }
+
+    /// How long shard acquisitions in etcd took on all nodes so far, from their
+    /// `vitrina_shard_acquire_ms` histograms: a line for the report.
+    pub async fn acquire_latency(&self) -> String {
+        let mut buckets: BTreeMap<String, u64> = BTreeMap::new();
+        for addr in &self.addrs {
+            let Ok(text) = get_text(*addr, "/metrics").await else { continue };
+            for (le, n) in acquire_buckets(&text) {
+                *buckets.entry(le).or_default() += n;
+            }
+        }
+        let buckets: Vec<(f64, u64)> =
+            buckets.into_iter().filter_map(|(le, n)| Some((if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? }, n))).collect();
+        let count = buckets.iter().find(|(le, _)| le.is_infinite()).map_or(0, |(_, n)| *n);
+        if count == 0 {
+            return "shard acquisitions in etcd: none recorded".into();
+        }
+        let q = |q: f64| bucket_quantile(&buckets, q).map_or("over the top bucket".into(), |v| format!("{v:.1} ms"));
+        format!(
+            "shard acquisitions in etcd (all nodes, `vitrina_shard_acquire_ms`, quantiles interpolated within buckets): {count}, p50 {}, p99 {}",
+            q(0.5),
+            q(0.99)
+        )
+    }
+}
+
+/// `(le, cumulative count)` of every `vitrina_shard_acquire_ms_bucket` line of a `/metrics` text.
+fn acquire_buckets(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("vitrina_shard_acquire_ms_bucket{")?;
+            let (labels, value) = rest.rsplit_once("} ")?;
+            let le = labels.split(',').find_map(|l| l.strip_prefix("le=\""))?.trim_end_matches('"').to_string();
+            Some((le, value.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect()
+}
+
+/// The `q` quantile of a cumulative histogram (bounds ascending, the last `+Inf`), interpolated
+/// linearly within its bucket as Prometheus' `histogram_quantile` does; `None` when it falls in
+/// the `+Inf` bucket.
+fn bucket_quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
+    let mut sorted = buckets.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = sorted.last()?.1 as f64;
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for (le, n) in sorted {
+        let n = n as f64;
+        if n >= rank {
+            if le.is_infinite() {
+                return None;
+            }
+            let within = n - below;
+            return Some(if within > 0.0 { lower + (le - lower) * (rank - below) / within } else { le });
+        }
+        (lower, below) = (le, n);
+    }
+    None
 }
 
 async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
+    Ok(serde_json::from_str(&get_text(addr, path).await?)?)
+}
+
+async fn get_text(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     let t = admin_target(addr);
     let mut conn = Conn::new(addr);
     // `/cluster/status` and `/metrics` are the operator's.
@@ -113,7 +185,7 @@ async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
         .send(|| t.request(Method::GET, path).header("authorization", bearer.as_str()).body(Body::default()).expect("valid request"))
         .await?;
     ensure!(a.status == 200, "GET {path}: HTTP {}", a.status);
-    Ok(serde_json::from_slice(&a.body)?)
+    Ok(String::from_utf8_lossy(&a.body).into_owned())
 }
 
 /// `nK` → K (the suite names its nodes so); 0 when unknown.
@@ -321,6 +393,7 @@ pub async fn w4(bin: &Path, dir: &Path, opts: &W4) -> anyhow::Result<Row> {
         .map(|(k, h)| format!("n{}: p50 {:.2} / p99 {:.2} / max {:.2} ms", k + 1, ms(h, 0.5), ms(h, 0.99), h.max() as f64 / 1e3))
         .collect();
     notes.push(format!("per shopper (by owner) {}", owners.join(", ")));
+    notes.push(cluster.acquire_latency().await);
     if let Some(e) = first_error {
         notes.push(format!("first error: {e}"));
     }
@@ -684,6 +757,7 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
     }
     let statuses: Vec<String> =
         statuses.iter().map(|(k, v)| if *k == 0 { format!("{v}× connection error") } else { format!("{v}× HTTP {k}") }).collect();
+    let _ = writeln!(s, "- {}", cluster.acquire_latency().await);
     let _ = writeln!(
         s,
         "- after the join: {errors} errors{}, {retries} answers 503 retried{}",
@@ -713,4 +787,26 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
     }
     drop(cluster);
     Ok((rows, s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acquisition_quantiles_come_from_the_nodes_buckets() {
+        let text = "# TYPE vitrina_shard_acquire_ms histogram\n\
+                    vitrina_shard_acquire_ms_bucket{le=\"5\"} 50\n\
+                    vitrina_shard_acquire_ms_bucket{le=\"10\"} 90\n\
+                    vitrina_shard_acquire_ms_bucket{le=\"25\"} 100\n\
+                    vitrina_shard_acquire_ms_bucket{le=\"+Inf\"} 100\n\
+                    vitrina_shard_acquire_ms_sum 600\n";
+        let buckets: Vec<(f64, u64)> =
+            acquire_buckets(text).into_iter().map(|(le, n)| (if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() }, n)).collect();
+        assert_eq!(buckets.len(), 4);
+        assert_eq!(bucket_quantile(&buckets, 0.5), Some(5.0));
+        // The 99th of 100 lies in (10, 25]: 9 of its 10 observations up.
+        assert!((bucket_quantile(&buckets, 0.99).unwrap() - 23.5).abs() < 1e-9);
+        assert_eq!(bucket_quantile(&[(5.0, 1), (f64::INFINITY, 2)], 0.99), None);
+    }
 }

@@ -3,8 +3,9 @@
 //! - `vitrina-load suite --vitrina-bin target/release/vitrina` measures the ceilings (hello-world
 //!   HTTP, serial and parallel fsync), then starts a fresh node per workload with the settings
 //!   that workload needs and runs W1, W1b, W2, W3, W2w, W5 and F1 (CPU fairness between stores), then starts local clusters
-//!   (`serve --cluster` / `--join` on 127.0.0.1) for W4 (webhook → fresh page on 3 nodes) and
-//!   S1 (3 → 4 nodes under load); it writes JSON and a Markdown table (`loadtest/run.sh`
+//!   (a one-member etcd, then `serve --cluster` / `--join` on 127.0.0.1) for W4 (webhook → fresh
+//!   page on 3 nodes) and S1 (3 → 4 nodes under load), with the nodes' shard acquisition latency
+//!   in etcd; it writes JSON and a Markdown table (`loadtest/run.sh`
 //!   appends that to `loadtest/RESULTS.md`).
 //! - `vitrina-load run --nodes http://127.0.0.1:8080 --operator-token T` runs the request
 //!   workloads against nodes that are already running.

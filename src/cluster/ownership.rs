@@ -20,9 +20,6 @@ use super::{Cluster, ClusterError, Host, NodeId, Placement};
 use crate::coordination::{Coordination, ShardId, Token};
 use crate::ids::ActorKey;
 
-/// Upper bounds (ms) of the acquisition-latency buckets in `/metrics`.
-const LATENCY_BUCKETS_MS: [u64; 8] = [5, 10, 25, 50, 100, 250, 1000, 5000];
-
 #[derive(Default)]
 pub struct Shards {
     /// The shards this node acquired, with their tokens (still held or not: `holds` says).
@@ -115,11 +112,8 @@ pub async fn ensure_shard(node: &dyn Host, key: &ActorKey) -> Result<(), Cluster
     }
     let started = Instant::now();
     let acquired = coordination.acquire(shard).await.map_err(|e| ClusterError::Refused(format!("shard {shard} of {key}: {e}")))?;
-    let ms = started.elapsed().as_millis() as u64;
-    for bound in LATENCY_BUCKETS_MS.iter().filter(|b| ms <= **b) {
-        crate::metrics::incr("vitrina_shard_acquire_ms_bucket", &[("le", &bound.to_string())]);
-    }
-    crate::metrics::incr("vitrina_shard_acquire_ms_bucket", &[("le", "+Inf")]);
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    crate::metrics::observe_ms("vitrina_shard_acquire_ms", &[], ms);
     tracing::info!(shard, token = acquired.token, ms, previous = ?acquired.previous_holders, "acquired shard");
     let local: Vec<ActorKey> = super::handoff::local_actor_keys(node).into_iter().filter(|k| cluster.shard_of(k) == shard).collect();
     {
