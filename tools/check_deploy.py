@@ -6,6 +6,8 @@
 - Every VITRINA_* variable named in deploy/ or config/*.example.toml is an option of the
   configuration reference (docs/configuration.md, generated from the code) or a variable the
   binary reads itself (VITRINA_LOG).
+- A file that runs a cluster (VITRINA_CLUSTER__ENABLED, --cluster, --join, or `enabled = true`
+  under [cluster]) also gives etcd endpoints: a cluster node without them refuses to start.
 - The systemd unit has the keys a service needs.
 - The Grafana dashboard parses, and every metric it queries is one the code records (a string
   literal in src/), so a renamed metric breaks CI, not a dashboard.
@@ -77,6 +79,17 @@ def check_dashboard(rel, text, problems):
                     problems.append(f"{rel}: panel {panel.get('title')!r} queries {name}, which the code does not record")
 
 
+def check_cluster_has_etcd(rel, text, problems):
+    if rel.endswith(".toml"):
+        clustered = re.search(r"^\[cluster\][^\[]*^enabled\s*=\s*true", text, re.M | re.S)
+        has_etcd = re.search(r"^\[cluster\.etcd\][^\[]*^endpoints\s*=\s*\[\s*\S", text, re.M | re.S)
+    else:
+        clustered = re.search(r"VITRINA_CLUSTER__ENABLED\b|--cluster\b|--join\b", text)
+        has_etcd = re.search(r"VITRINA_CLUSTER__ETCD__ENDPOINTS\b", text)
+    if clustered and not has_etcd:
+        problems.append(f"{rel}: runs a cluster without etcd endpoints (cluster.etcd.endpoints)")
+
+
 def main():
     problems = []
     known = documented_variables() | READ_BY_THE_BINARY
@@ -101,6 +114,8 @@ def main():
                 check_kubernetes(rel, docs, problems)
             elif "/compose/" in path:
                 check_compose(rel, docs[0], problems)
+        if not path.endswith(".json"):
+            check_cluster_has_etcd(rel, text, problems)
         if path.endswith(".json") and "/grafana/" in path:
             check_dashboard(rel, text, problems)
         if path.endswith(".service"):
