@@ -160,7 +160,8 @@ fn start_engine(settings: &Settings) -> anyhow::Result<()> {
             args: vec!["render-worker".into(), format!("--v8-flags={}", settings.v8_flags), format!("--nice={}", settings.render.nice)],
             workers: settings.render.thread_count(),
             kill_grace: std::time::Duration::from_millis(settings.render.worker_kill_grace_ms),
-            wall_limit: settings.render.stuck_after(),
+            // Only for a worker that stops without using CPU (CPU is what budgets count).
+            wall_limit: settings.render.stuck_after() * 5,
             io_timeout: std::time::Duration::from_secs(10),
         }),
     }

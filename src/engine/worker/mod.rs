@@ -24,8 +24,9 @@
 //!   CPU clock, kill.
 //! - [`remote`]: [`RemoteEngine`], the [`crate::engine::BlockEngine`] an actor holds, and the
 //!   supervision of one page.
-//! - [`serve`]: the worker's side.
+//! - [`serve`]: the worker's side; [`outbox`]: its answers, batched but never held long.
 
+mod outbox;
 mod process;
 mod remote;
 pub mod serve;

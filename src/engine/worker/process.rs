@@ -16,6 +16,8 @@ pub(super) struct WorkerProcess {
     child: Child,
     stdin: ChildStdin,
     stdout: ChildStdout,
+    /// Bytes read from the worker and not yet decoded: one read takes every answer waiting.
+    unread: Vec<u8>,
     clock: libc::clockid_t,
     ready: bool,
     /// Store → the data version the worker was last sent: a hint (the worker answers
@@ -95,7 +97,7 @@ impl WorkerProcess {
             return Err(io::Error::from_raw_os_error(found));
         }
         crate::metrics::incr("vitrina_render_workers_started_total", &[]);
-        Ok(WorkerProcess { child, stdin, stdout, clock, ready: false, sent: HashMap::new() })
+        Ok(WorkerProcess { child, stdin, stdout, unread: Vec::new(), clock, ready: false, sent: HashMap::new() })
     }
 
     pub fn is_ready(&self) -> bool {
@@ -130,16 +132,22 @@ impl WorkerProcess {
         }
     }
 
+    /// Sends one message (length and payload in one write).
     pub fn send(&mut self, payload: &[u8], timeout: Duration) -> io::Result<()> {
         let deadline = Instant::now() + timeout;
         let len = u32::try_from(payload.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-        write_all(self.stdin.as_raw_fd(), &len.to_le_bytes(), deadline)?;
-        write_all(self.stdin.as_raw_fd(), payload, deadline)
+        let mut frame = Vec::with_capacity(4 + payload.len());
+        frame.extend_from_slice(&len.to_le_bytes());
+        frame.extend_from_slice(payload);
+        write_all(self.stdin.as_raw_fd(), &frame, deadline)
     }
 
-    /// The next answer if one starts arriving within `wait` (then read whole, within the I/O
-    /// timeout); `None` if none did. An error: the worker is gone or broke the protocol.
+    /// The next answer if one arrives within `wait` (a message begun is then read whole within
+    /// `io_timeout`); `None` if none did. An error: the worker is gone or broke the protocol.
     pub fn receive(&mut self, wait: Duration, io_timeout: Duration) -> io::Result<Option<FromWorker>> {
+        if let Some(answer) = self.decode_unread()? {
+            return Ok(Some(answer));
+        }
         if !wait_for(self.stdout.as_raw_fd(), libc::POLLIN, wait)? {
             return Ok(None);
         }
@@ -147,20 +155,33 @@ impl WorkerProcess {
     }
 
     fn receive_until(&mut self, deadline: Instant) -> io::Result<Option<FromWorker>> {
-        let fd = self.stdout.as_raw_fd();
-        let mut len = [0u8; 4];
-        if !read_exact(fd, &mut len, deadline)? {
-            return Ok(None);
+        loop {
+            if let Some(answer) = self.decode_unread()? {
+                return Ok(Some(answer));
+            }
+            let had = self.unread.len();
+            if !read_some(self.stdout.as_raw_fd(), &mut self.unread, deadline)? {
+                if had == 0 {
+                    return Ok(None);
+                }
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "worker stopped mid-message"));
+            }
         }
-        let len = u32::from_le_bytes(len) as usize;
+    }
+
+    /// The first whole message in `unread`, taken out of it.
+    fn decode_unread(&mut self) -> io::Result<Option<FromWorker>> {
+        let Some(head) = self.unread.get(..4) else { return Ok(None) };
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         if len > wire::MAX_FRAME {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
         }
-        let mut frame = vec![0u8; len];
-        if !read_exact(fd, &mut frame, deadline)? {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "worker stopped mid-message"));
+        if self.unread.len() < 4 + len {
+            return Ok(None);
         }
-        FromWorker::decode(&frame).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        let answer = FromWorker::decode(&self.unread[4..4 + len]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+        self.unread.drain(..4 + len);
+        answer.map(Some)
     }
 
     /// Kills the worker and reaps it.
@@ -211,15 +232,18 @@ fn wait_for(fd: RawFd, events: libc::c_short, wait: Duration) -> io::Result<bool
     }
 }
 
-/// Fills `buf` before `deadline`; `false` if nothing at all arrived by then.
-fn read_exact(fd: RawFd, buf: &mut [u8], deadline: Instant) -> io::Result<bool> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: reads into the unfilled part of `buf`.
-        let n = unsafe { libc::read(fd, buf[filled..].as_mut_ptr().cast(), buf.len() - filled) };
+/// Appends what the pipe holds (at least one byte) to `buf`, waiting until `deadline`;
+/// `false` if nothing arrived by then.
+fn read_some(fd: RawFd, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<bool> {
+    const CHUNK: usize = 64 * 1024;
+    loop {
+        let start = buf.len();
+        buf.resize(start + CHUNK, 0);
+        // SAFETY: reads into the CHUNK bytes just added to `buf`.
+        let n = unsafe { libc::read(fd, buf[start..].as_mut_ptr().cast(), CHUNK) };
+        buf.truncate(start + n.max(0) as usize);
         if n > 0 {
-            filled += n as usize;
-            continue;
+            return Ok(true);
         }
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "worker exited"));
@@ -230,16 +254,12 @@ fn read_exact(fd: RawFd, buf: &mut [u8], deadline: Instant) -> io::Result<bool> 
             io::ErrorKind::WouldBlock => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() || !wait_for(fd, libc::POLLIN, left)? {
-                    if filled == 0 {
-                        return Ok(false);
-                    }
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "worker stopped mid-message"));
+                    return Ok(false);
                 }
             }
             _ => return Err(e),
         }
     }
-    Ok(true)
 }
 
 fn write_all(fd: RawFd, mut buf: &[u8], deadline: Instant) -> io::Result<()> {

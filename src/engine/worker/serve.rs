@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter};
+use std::io;
 use std::os::fd::{AsFd, FromRawFd};
 
 use anyhow::Context;
 use tokio::io::AsyncReadExt;
 
+use super::outbox::Outbox;
 use super::wire::{self, decode_request, FromWorker, Request};
 use crate::engine::js::V8Engine;
 use crate::engine::{BlockEngine, StoreRenderData};
@@ -45,24 +46,25 @@ pub fn serve(options: &WorkerOptions) -> anyhow::Result<()> {
 }
 
 /// A private descriptor for the protocol, and fd 1 pointed at stderr.
-fn protocol_output() -> io::Result<BufWriter<File>> {
+fn protocol_output() -> io::Result<File> {
     // SAFETY: dup/dup2 on the standard descriptors; the new one is owned by the File.
     unsafe {
         let private = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
         if private < 0 || libc::dup2(2, 1) < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(BufWriter::with_capacity(64 * 1024, File::from_raw_fd(private)))
+        Ok(File::from_raw_fd(private))
     }
 }
 
 struct Worker {
-    answers: BufWriter<File>,
+    answers: Outbox,
     engines: HashMap<u64, (String, V8Engine)>,
     stores: HashMap<String, StoreRenderData>,
 }
 
-async fn run(answers: BufWriter<File>) -> anyhow::Result<()> {
+async fn run(output: File) -> anyhow::Result<()> {
+    let answers = Outbox::new(output)?;
     let stdin = tokio::net::unix::pipe::Receiver::from_file(File::from(std::io::stdin().as_fd().try_clone_to_owned()?))
         .context("stdin is not a pipe")?;
     let mut input = tokio::io::BufReader::with_capacity(64 * 1024, stdin);
@@ -107,16 +109,10 @@ impl Worker {
                 };
                 let (_, engine) = self.engines.entry(r.engine).or_insert_with(|| (r.store.to_string(), V8Engine::for_store(r.store)));
                 let before = engine.stats();
-                let answers = &mut self.answers;
-                let mut failed = None;
+                let answers = &self.answers;
                 engine.render_each(data, r.ctx_json, r.blocks, &r.limits, &mut |index, outcome| {
-                    if let Err(e) = wire::write_frame(answers, &wire::block_answer(index as u32, outcome)) {
-                        failed.get_or_insert(e);
-                    }
+                    answers.buffer(&wire::block_answer(index as u32, outcome));
                 });
-                if let Some(e) = failed {
-                    return Err(e.into());
-                }
                 let measured = engine.take_measured_bytes().map(|m| m as u64);
                 let after = engine.stats();
                 let delta = |a: u64, b: u64| a.saturating_sub(b).min(u32::MAX as u64) as u32;
@@ -130,10 +126,6 @@ impl Worker {
     }
 
     fn answer(&mut self, answer: &FromWorker) -> anyhow::Result<()> {
-        Ok(send(&mut self.answers, answer)?)
+        Ok(self.answers.send(&answer.encode())?)
     }
-}
-
-fn send(out: &mut BufWriter<File>, answer: &FromWorker) -> io::Result<()> {
-    wire::write_frame(out, &answer.encode())
 }
