@@ -67,7 +67,8 @@ async fn steps(node: Arc<Node>, server: actix_web::dev::ServerHandle) {
 }
 
 /// Drains this node and leaves the cluster once its files are with their new owners (or when
-/// half the deadline is spent: the rest is for the server and the actors).
+/// half the deadline is spent: the rest is for the server and the actors; it then resigns
+/// instead, staying named as the files' holder until it is back).
 async fn hand_off(node: &Arc<Node>) {
     if let Err(e) = node.cluster.drain(&node.cluster.id).await {
         tracing::warn!(error = %e, "cannot mark this node draining; leaving without a hand-off");
@@ -78,10 +79,15 @@ async fn hand_off(node: &Arc<Node>) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let left = crate::cluster::handoff::local_actor_keys(&**node).len();
-    if left > 0 {
+    let result = if left > 0 {
+        // Not `leave`: that would tell the other nodes no file waits here, and they would
+        // start these keys empty. Resigned, this node stays their earlier holder.
         tracing::warn!(files = left, "leaving with actor files not handed off; their new owners will pull them when this node is back");
-    }
-    if let Err(e) = node.cluster.leave().await {
+        node.cluster.resign().await
+    } else {
+        node.cluster.leave().await
+    };
+    if let Err(e) = result {
         tracing::warn!(error = %e, "cannot leave the cluster cleanly; its lease will expire");
     }
 }

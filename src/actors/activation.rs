@@ -37,8 +37,10 @@ async fn activate(node: Arc<Node>, key: ActorKey, lease: Lease, arbiter: Arbiter
         if let Err(e) = crate::cluster::ownership::ensure_shard(&*node, &key).await {
             return Err(ActorError::Moving(key, e.to_string()));
         }
-        if crate::cluster::handoff::unpark(&*node, &key).await {
-            tracing::info!(%key, "took back a file parked for a hand-off that did not complete");
+        match crate::cluster::handoff::unpark(&*node, &key) {
+            Ok(true) => tracing::info!(%key, "took back a file parked for a hand-off that did not complete"),
+            Ok(false) => {}
+            Err(e) => return Err(ActorError::Moving(key, e.to_string())),
         }
         let replace = path.exists() && node.cluster.shards.is_stale(&key);
         if replace || !path.exists() {

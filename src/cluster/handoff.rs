@@ -62,13 +62,20 @@ pub async fn release(node: &dyn Host, key: &ActorKey) -> Result<Option<Vec<u8>>,
 
 /// This node owns `key` (again) while its file is still parked for a hand-off that did not
 /// complete (a push refused, an acknowledgement lost): the parked file is its data; take it
-/// back before the actor starts. `true` if there was one.
-pub async fn unpark(node: &dyn Host, key: &ActorKey) -> bool {
+/// back before the actor starts. `Ok(true)` if there was one.
+///
+/// Called by an activation, which holds the key's registry slot; a release holds the key's
+/// release lock and waits for that slot (it passivates the actor first). Waiting for the lock
+/// here would deadlock with it: while a release is under way, `Err` (the activation answers
+/// 503 and the client retries once the file has gone, or been parked).
+pub fn unpark(node: &dyn Host, key: &ActorKey) -> Result<bool, ClusterError> {
     let lock = release_lock(key);
-    let _serialised = lock.lock().await;
+    let Ok(_serialised) = lock.try_lock() else {
+        return Err(ClusterError::Refused(format!("{key} is being handed off")));
+    };
     let path = node.layout().actor_db(key);
     let parked = handoff_path(&path);
-    !path.exists() && parked.exists() && std::fs::rename(&parked, &path).is_ok()
+    Ok(!path.exists() && parked.exists() && std::fs::rename(&parked, &path).is_ok())
 }
 
 /// Old owner: the new owner has the file; forget ours.
@@ -199,7 +206,8 @@ pub fn local_actor_keys(node: &dyn Host) -> Vec<ActorKey> {
     keys
 }
 
-/// Old owner: pushes one key to its owner. Ok(true) when the owner has it now.
+/// Old owner: pushes one key to its owner. Ok(true) when the owner has it now; Ok(false) when
+/// it cannot take it yet (503: it does not hold the shard yet, or the key is changing there).
 async fn push(node: &dyn Host, key: &ActorKey, addr: &str) -> Result<bool, ClusterError> {
     let Some(bytes) = release(node, key).await? else { return Ok(true) };
     let sha = hex::encode(Sha256::digest(&bytes));
@@ -208,6 +216,8 @@ async fn push(node: &dyn Host, key: &ActorKey, addr: &str) -> Result<bool, Clust
     if res.status().is_success() {
         acknowledge(node, key);
         Ok(true)
+    } else if res.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        Ok(false)
     } else {
         Err(ClusterError::Refused(format!("{addr} refused {key}: {}", res.status())))
     }
@@ -216,11 +226,15 @@ async fn push(node: &dyn Host, key: &ActorKey, addr: &str) -> Result<bool, Clust
 /// After every view change (and periodically), moves actors this node no longer owns to their
 /// owners. A draining node that has moved everything leaves the cluster.
 pub async fn rebalance_loop(node: Arc<dyn Host>) {
+    let mut pending = 0usize;
     loop {
         let notified = node.cluster().changed.notified();
-        let _ = tokio::time::timeout(Duration::from_secs(5), notified).await;
+        // A push refused (the new owner could not hold the shard yet: the old holder was still
+        // passivating) is retried soon rather than at the next view change.
+        let wait = if pending > 0 { Duration::from_millis(300) } else { Duration::from_secs(5) };
+        let _ = tokio::time::timeout(wait, notified).await;
         let keys = local_actor_keys(&*node);
-        let mut pending = 0usize;
+        pending = 0;
         let mut moved = 0usize;
         let jobs: Vec<(ActorKey, String)> = keys
             .into_iter()
@@ -233,7 +247,11 @@ pub async fn rebalance_loop(node: Arc<dyn Host>) {
             let results = futures::future::join_all(chunk.iter().map(|(key, addr)| push(&*node, key, addr))).await;
             for ((key, _), result) in chunk.iter().zip(results) {
                 match result {
-                    Ok(_) => moved += 1,
+                    Ok(true) => moved += 1,
+                    Ok(false) => {
+                        pending += 1;
+                        tracing::debug!(%key, "the new owner cannot take the file yet; will push again");
+                    }
                     Err(e) => {
                         pending += 1;
                         tracing::warn!(%key, error = %e, "hand-off push failed; will retry");

@@ -78,6 +78,8 @@ pub struct Cluster {
     coordination: RwLock<Arc<dyn Coordination>>,
     /// Shard ownership as this node uses it (a cluster only).
     pub(crate) shards: ownership::Shards,
+    /// On etcd: set once the node's coordination is etcd's (until then it holds no shard).
+    joined: std::sync::atomic::AtomicBool,
 }
 
 /// Refuses settings that would run several nodes without etcd (each would own every actor).
@@ -114,7 +116,11 @@ impl Cluster {
             _ => Vec::new(),
         };
         let local = crate::coordination::local::Local::new(id.as_str(), &addr, boot);
-        let membership = local.membership().borrow().clone();
+        // A cluster node starts with no member at all: its server answers before it has
+        // joined, and others may forward to it as soon as its member key is in etcd. Under
+        // `Local`'s membership (itself alone) it would open, and create, every actor from its
+        // own disk meanwhile.
+        let membership = if settings.enabled { Arc::new(Membership::default()) } else { local.membership().borrow().clone() };
         let ring = Arc::new(Ring::build(&membership, settings.vnodes));
         Ok(Cluster {
             coordination: RwLock::new(Arc::new(local)),
@@ -125,6 +131,7 @@ impl Cluster {
             settings: settings.clone(),
             state: RwLock::new(State { membership, ring }),
             changed: tokio::sync::Notify::new(),
+            joined: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -137,6 +144,19 @@ impl Cluster {
         self.coordination.read().clone()
     }
 
+    /// On etcd: whether the node has joined (its coordination is etcd's). Before, it holds
+    /// nothing and acknowledges nothing.
+    pub fn joined(&self) -> bool {
+        self.joined.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Routes by etcd from now on: `coordination` holds this node's shards.
+    pub(crate) fn join_with(&self, coordination: Arc<dyn Coordination>, membership: Arc<Membership>) {
+        *self.coordination.write() = coordination;
+        self.joined.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.install_membership(membership);
+    }
+
     /// The shard `key` belongs to.
     pub fn shard_of(&self, key: &ActorKey) -> ShardId {
         crate::coordination::shard_of(&key.to_string(), self.settings.shards)
@@ -145,7 +165,7 @@ impl Cluster {
     /// Whether a write to `key` committed here may be acknowledged: this node holds the key's
     /// shard under a live lease (a single node always does).
     pub fn may_acknowledge(&self, key: &ActorKey) -> bool {
-        self.coordination().token(self.shard_of(key)).is_some()
+        !self.enabled() || self.joined() && self.coordination().token(self.shard_of(key)).is_some()
     }
 
     /// Routes by `membership` from now on.
@@ -240,6 +260,12 @@ impl Cluster {
     /// Ends this node's membership (after its files went to their new owners).
     pub async fn leave(&self) -> Result<(), ClusterError> {
         self.coordination().leave().await.map_err(|e| ClusterError::Refused(e.to_string()))
+    }
+
+    /// Ends this node's membership with files not handed over: it stays named as their holder
+    /// (see `Coordination::resign`).
+    pub async fn resign(&self) -> Result<(), ClusterError> {
+        self.coordination().resign().await.map_err(|e| ClusterError::Refused(e.to_string()))
     }
 
     /// Other members worth talking to.

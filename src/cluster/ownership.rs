@@ -82,8 +82,8 @@ pub async fn start(node: Arc<dyn Host>) -> anyhow::Result<()> {
     }
     let etcd = crate::coordination::etcd::Etcd::start(&settings.etcd, cluster.id.as_str(), &cluster.addr).await?;
     let mut membership = etcd.membership();
-    *cluster.coordination.write() = Arc::new(etcd);
-    cluster.install_membership(membership.borrow_and_update().clone());
+    let current = membership.borrow_and_update().clone();
+    cluster.join_with(Arc::new(etcd), current);
     let follower = node.clone();
     actix_web::rt::spawn(async move {
         while membership.changed().await.is_ok() {
@@ -100,6 +100,9 @@ pub async fn start(node: Arc<dyn Host>) -> anyhow::Result<()> {
 /// node holds it or this node has no live lease.
 pub async fn ensure_shard(node: &dyn Host, key: &ActorKey) -> Result<(), ClusterError> {
     let cluster = node.cluster();
+    if !cluster.joined() {
+        return Err(ClusterError::Refused(format!("{key}: this node has not joined the cluster yet")));
+    }
     let shard = cluster.shard_of(key);
     let coordination = cluster.coordination();
     if coordination.token(shard).is_some() {

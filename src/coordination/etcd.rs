@@ -284,9 +284,12 @@ impl Inner {
             if txn.succeeded {
                 let token = txn.header.revision;
                 self.held.lock().insert(shard, token);
-                // This node held the shard before another did: its own files of the shard may
-                // be older than that node's.
-                let local_files_stale = record.node != self.id && record.previous.contains(&self.id);
+                // Another node acquired the shard after this one last held it (if ever): any
+                // file of the shard this node still has may be older than that node's. Whether
+                // this node is still named among the earlier holders does not matter (it is
+                // not once it left); only a record no one holds (an operator removed its
+                // holder) leaves this node's files the newest there are.
+                let local_files_stale = !record.node.is_empty() && record.node != self.id;
                 return Ok(Acquired { token, previous_holders: next.previous, local_files_stale });
             }
             let owner = txn.ranges().into_iter().next().and_then(|r| r.kvs.into_iter().next());
@@ -365,14 +368,20 @@ impl Inner {
     }
 
     async fn leave(&self) -> CoordinationResult<()> {
+        self.resign().await?;
+        // Its files went to the new owners: no one needs to wait for it.
+        self.forget_holder(&self.id).await
+    }
+
+    /// Gives the lease up (and with it the member key and every shard held), for good.
+    async fn resign(&self) -> CoordinationResult<()> {
         self.left.store(true, std::sync::atomic::Ordering::SeqCst);
         let lease = self.lease.lock().take();
         self.held.lock().clear();
         if let Some(lease) = lease {
             self.gateway.lease_revoke(lease.id).await?;
         }
-        // Its files went to the new owners: no one needs to wait for it.
-        self.forget_holder(&self.id).await
+        Ok(())
     }
 
     /// Takes `node` out of every shard's holder record.
@@ -511,5 +520,9 @@ impl Coordination for Etcd {
 
     fn leave(&self) -> BoxFuture<'_, CoordinationResult<()>> {
         Box::pin(self.inner.leave())
+    }
+
+    fn resign(&self) -> BoxFuture<'_, CoordinationResult<()>> {
+        Box::pin(self.inner.resign())
     }
 }

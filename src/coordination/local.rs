@@ -70,6 +70,10 @@ impl Coordination for Local {
     fn leave(&self) -> BoxFuture<'_, CoordinationResult<()>> {
         Box::pin(async { Ok(()) })
     }
+
+    fn resign(&self) -> BoxFuture<'_, CoordinationResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 #[cfg(test)]

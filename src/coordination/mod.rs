@@ -157,6 +157,12 @@ pub trait Coordination: Send + Sync + 'static {
     /// Ends this node's membership once it has handed every file over (a drained node): releases
     /// what it holds, and no shard waits for it as a previous holder any more.
     fn leave(&self) -> BoxFuture<'_, CoordinationResult<()>>;
+
+    /// Ends this node's membership while it still has files it could not hand over (a
+    /// shutdown cut short): its lease goes, so its shards are free at once, but it stays named
+    /// as their earlier holder, so their next owners wait for it (503) rather than start its
+    /// keys empty, and pull the files once it is back.
+    fn resign(&self) -> BoxFuture<'_, CoordinationResult<()>>;
 }
 
 #[cfg(test)]

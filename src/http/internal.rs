@@ -140,7 +140,13 @@ async fn adopt(node: web::Data<Node>, req: HttpRequest, body: Bytes, q: web::Que
     if !node.cluster.owns(&key) {
         return Err(ApiError::conflict("not_owner", format!("{} does not own {key}", node.cluster.id)));
     }
-    // Never install under a live actor (serialised with activation of the same key).
+    // On etcd, hold the key's shard first: this node becomes its last holder in etcd, so the
+    // node that owns the key next pulls the file from here. Accepted without it, the file
+    // would be on a node no holder record names, and the next owner would start the key empty.
+    if node.cluster.enabled() {
+        crate::cluster::ownership::ensure_shard(&*node, &key).await.map_err(|e| crate::http::errors::moving(e.to_string()))?;
+    }
+    // Never install under a live actor.
     if node.registry.is_live(&key) {
         // Live with a file: it was pulled here (the old owner's acknowledgement may have been
         // late or lost) and may have moved on since; the pushed copy is older, and the old
@@ -155,6 +161,11 @@ async fn adopt(node: web::Data<Node>, req: HttpRequest, body: Bytes, q: web::Que
         // nothing on the way out) and install it; the next request opens it.
         node.registry.evict(&key).await;
     }
+    // Nor while one activates or passivates: the slot is reserved until the file is in place.
+    // Busy: the pusher retries.
+    let Some(_reserved) = node.registry.try_reserve(&key) else {
+        return Err(crate::http::errors::moving(format!("{key} is activating or passivating here; push again")));
+    };
     // On etcd, a pushed file replaces one of this node's that may be older (see `push_replaces`).
     let replace = crate::cluster::ownership::push_replaces(&*node, &key);
     let installed = handoff::install(&*node, &key, body.to_vec(), q.sha256.as_deref(), replace)

@@ -181,9 +181,13 @@ impl TestNode {
     /// address (the demo store's token, printed once it is seeded).
     fn spawn_reading(dir: &Path, env: &[(String, String)], extra: &[&str], listen: &str, read_startup: bool) -> TestNode {
         let mut cmd = process::serve_command(&process::vitrina_bin(), dir, listen, OPERATOR_TOKEN, SESSION_KEY);
-        cmd.args(extra).stderr(Stdio::inherit());
+        cmd.args(extra).stderr(stderr_for(extra));
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        // A test's own log filter, for following what the nodes did (`VITRINA_LOG` is theirs).
+        if let Some(filter) = std::env::var_os("VITRINA_TEST_LOG") {
+            cmd.env("VITRINA_LOG", filter);
         }
         let started = process::start(cmd, "vitrina listening on ", Duration::from_secs(60)).expect("start vitrina");
         let (child, addr, mut lines, rx) = (started.child, started.addr, started.printed, started.rest);
@@ -447,6 +451,18 @@ pub async fn wait_for_active(nodes: &[&TestNode], active: usize) {
             s["members"].as_array().is_some_and(|m| m.iter().filter(|m| m["state"] == "active").count() == active)
         })
         .await;
+    }
+}
+
+/// Where a node's logs go: inherited, or with `VITRINA_TEST_LOG_DIR` set, appended to
+/// `{dir}/{node id}.log` (one file per node across restarts, to follow a hand-off between them).
+fn stderr_for(args: &[&str]) -> Stdio {
+    let Some(dir) = std::env::var_os("VITRINA_TEST_LOG_DIR") else { return Stdio::inherit() };
+    let id = args.iter().position(|a| *a == "--node-id").and_then(|i| args.get(i + 1)).copied().unwrap_or("node");
+    let _ = std::fs::create_dir_all(&dir);
+    match std::fs::OpenOptions::new().create(true).append(true).open(Path::new(&dir).join(format!("{id}.log"))) {
+        Ok(file) => Stdio::from(file),
+        Err(_) => Stdio::inherit(),
     }
 }
 
