@@ -313,7 +313,7 @@
     const image = product.image
       ? '<img class="v-product-card__image" src="' + escapeHtml(safeUrl(product.image)) + '" alt="' + escapeHtml(name) + '" loading="lazy">'
       : '';
-    return '<article class="v-product-card">' +
+    return '<article class="v-product-card" data-product-id="' + escapeHtml(product.id) + '">' +
       '<a class="v-product-card__link" href="' + escapeHtml(productUrl(product)) + '">' + image +
       '<h3 class="v-product-card__title">' + escapeHtml(name) + '</h3></a>' +
       '<p class="v-product-card__price">' + priceHtml(product, locale) + '</p>' +

@@ -37,6 +37,7 @@ pub struct Settings {
     pub store_limits: StoreLimitSettings,
     pub secrets: SecretsSettings,
     pub telemetry: TelemetrySettings,
+    pub live: LiveSettings,
     /// V8 flags applied after the engine's own (`engine::js::DEFAULT_V8_FLAGS`), which they can
     /// undo, e.g. `--maglev --turbofan`; read once, at startup. `VITRINA_V8_FLAGS` sets it.
     pub v8_flags: String,
@@ -377,6 +378,45 @@ impl Default for TelemetrySettings {
     }
 }
 
+/// Live updates: the WebSocket an open page holds at `GET /live` (`http/live.rs`), and how
+/// events reach the node that holds it (`runtime/events.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LiveSettings {
+    /// Off: `/live` answers 404 and pages do not connect.
+    pub enabled: bool,
+    /// Open sockets on this node; past it a new one is refused (503).
+    pub max_sockets: usize,
+    /// Open sockets per client IP on this node; past it 429.
+    pub max_sockets_per_ip: usize,
+    /// Open sockets per shopper session on this node (its tabs); past it 429.
+    pub max_sockets_per_session: usize,
+    /// Events waiting to be written to one socket; a client that falls this far behind is
+    /// disconnected (it reconnects and reloads what it shows).
+    pub send_queue: usize,
+    /// The server pings every socket this often.
+    pub ping_secs: u64,
+    /// A socket that answered nothing (no pong, no message) for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// How long a node's interest in a key lasts at the key's owner (cluster); renewed every third.
+    pub interest_ttl_secs: u64,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        LiveSettings {
+            enabled: true,
+            max_sockets: 20_000,
+            max_sockets_per_ip: 64,
+            max_sockets_per_session: 16,
+            send_queue: 32,
+            ping_secs: 30,
+            idle_timeout_secs: 75,
+            interest_ttl_secs: 30,
+        }
+    }
+}
+
 /// The key that encrypts secrets kept in actor files (webhook secrets), see `src/secrets.rs`.
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -688,6 +728,7 @@ impl Default for Settings {
             store_limits: StoreLimitSettings::default(),
             secrets: SecretsSettings::default(),
             telemetry: TelemetrySettings::default(),
+            live: LiveSettings::default(),
             v8_flags: String::new(),
         }
     }

@@ -57,6 +57,8 @@ pub struct Node {
     pub secrets: crate::secrets::SecretBox,
     /// Shopper files per store on this node, for `shopper.max_per_store` (`storage::shopper_files`).
     pub shopper_files: Arc<crate::storage::ShopperFiles>,
+    /// Live events actors publish after commits, for the open pages' sockets (`http/live.rs`).
+    pub events: Arc<crate::runtime::events::EventHub>,
 }
 
 /// How long a snapshot of a store owned by another node is used without asking the owner for
@@ -91,6 +93,7 @@ impl Node {
             starting: std::sync::atomic::AtomicBool::new(false),
             secrets,
             shopper_files,
+            events: crate::runtime::events::EventHub::new(),
         })
     }
 

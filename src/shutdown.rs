@@ -41,6 +41,9 @@ pub async fn run(node: Arc<Node>, server: actix_web::dev::ServerHandle) -> bool 
 }
 
 async fn steps(node: Arc<Node>, server: actix_web::dev::ServerHandle) {
+    // Open pages' sockets close first (1001 "going away"): they would hold the server's
+    // graceful stop until its timeout, and their pages reconnect to another node.
+    node.events.close();
     if node.cluster.enabled() {
         hand_off(&node).await;
     }

@@ -89,6 +89,7 @@ impl Application {
         let node = Node::new(settings, catalog, operator_token, cluster, replicator, secrets);
         let _ = node_slot.set(Arc::downgrade(&node));
         crate::actors::sweeper::count_at_startup(&node);
+        crate::http::live::install_relay(&node);
         let data = web::Data::from(node.clone());
         // The access log formats every request before the log filter sees it: only install it
         // when its lines would be written (`VITRINA_LOG` at info for `vitrina::access`).

@@ -13,7 +13,7 @@ function productDetail(storefront, products, helpers, ctx) {
         '<img class="v-product-detail__image" src="' + h.escapeHtml(h.safeUrl(src)) + '" alt="' +
         h.escapeHtml(i === 0 ? name : name + ' (' + (i + 1) + ')') + '"' + (i === 0 ? '' : ' loading="lazy"') + '>').join('') + '</div>'
     : '';
-  return '<section class="v-product-detail">' + gallery +
+  return '<section class="v-product-detail" data-product-id="' + h.escapeHtml(product.id) + '">' + gallery +
     '<div class="v-product-detail__info">' +
     '<h1 class="v-product-detail__title">' + h.escapeHtml(name) + '</h1>' +
     '<p class="v-product-detail__price">' + h.priceHtml(product, ctx.locale || storefront.locale) + '</p>' +

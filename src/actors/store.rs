@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 mod feed;
 pub mod limits;
+mod live;
 mod sync;
 mod writes;
 pub use feed::{ApplyCatalogChanges, FeedAdmin, FeedAdminOp, GetWebhookSecret};
@@ -162,9 +163,10 @@ impl StoreActor {
 
     /// Hands a snapshot of a committed state to this node's shoppers.
     fn install_snapshot(&mut self, snapshot: StoreSnapshot) {
-        self.snapshot = Arc::new(snapshot);
+        let previous = std::mem::replace(&mut self.snapshot, Arc::new(snapshot));
         self.node.publish_snapshot(self.snapshot.clone());
         self.node.announce_version(&self.store, self.snapshot.version);
+        live::publish_product_changes(&self.node, &previous, &self.snapshot);
     }
 }
 

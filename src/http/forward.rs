@@ -38,6 +38,9 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 
 fn routed_locally(path: &str) -> bool {
     path.starts_with("/internal/")
+        // A page's live socket stays on the node it reached; events are routed to it.
+        || path == "/live"
+        || path == "/live.js"
         || path.starts_with("/operator/")
         || path == "/cluster/status"
         || path == "/healthz"

@@ -13,6 +13,7 @@ pub mod headers;
 pub mod health;
 pub mod internal;
 pub mod limits;
+pub mod live;
 pub mod observe;
 pub mod operator;
 pub mod proxy;
@@ -49,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .route("/admin/session", get().to(console_session::status))
         .route("/admin/session", web::delete().to(console_session::logout))
         .configure(console::routes)
+        .configure(live::routes)
         .route("/", get().to(shop::home))
         .route("/pages/{slug}", get().to(shop::page))
         .route("/products/{handle}", get().to(shop::product))

@@ -539,7 +539,7 @@ fn shell_bottom(out: &mut String, snap: &StoreSnapshot, req: &PageRequest) {
     };
     let _ = write!(
         out,
-        "</main>\n<footer class=\"v-footer\"><p>&copy; {year} {name}. {tagline}</p>{consent}</footer>\n<script>{SHELL_JS}</script>\n</body>\n</html>\n",
+        "</main>\n<footer class=\"v-footer\"><p>&copy; {year} {name}. {tagline}</p>{consent}</footer>\n<script>{SHELL_JS}</script>\n<script src=\"/live.js\" defer></script>\n</body>\n</html>\n",
         year = OffsetDateTime::now_utc().year(),
         name = escape_html(&s.name),
         tagline = escape_html(&s.tagline),

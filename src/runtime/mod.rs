@@ -6,6 +6,7 @@
 //! store's snapshot) return `AtomicResponse`, which holds the mailbox until they complete.
 
 pub mod alarms;
+pub mod events;
 pub mod registry;
 
 use std::time::{Duration, Instant};

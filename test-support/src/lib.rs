@@ -6,6 +6,7 @@
 pub mod client;
 pub mod etcd;
 pub mod history;
+pub mod live;
 pub mod node;
 pub mod process;
 pub mod procfs;

@@ -22,6 +22,7 @@ mod fairness;
 mod fuzz_corpus;
 mod hosts;
 mod http_conventions;
+mod live;
 mod membership;
 mod memory_budget;
 mod metrics;

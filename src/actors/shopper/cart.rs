@@ -67,6 +67,21 @@ impl ShopperActor {
         Ok((json, count))
     }
 
+    /// Tells this shopper's open pages (any tab, on any node) its cart changed: the item count,
+    /// and the cart as the API returns it when the caller has it (an emptied cart has none).
+    pub(super) fn publish_cart(&self, cart: Option<&CartJson>) {
+        #[derive(serde::Deserialize)]
+        struct Count {
+            count: i64,
+        }
+        let count = cart.and_then(|c| serde_json::from_str::<Count>(c.get()).ok()).map_or(0, |c| c.count);
+        let event = match cart {
+            Some(cart) => format!(r#"{{"type":"cart","count":{count},"cart":{}}}"#, cart.get()),
+            None => format!(r#"{{"type":"cart","count":{count}}}"#),
+        };
+        self.node.events.publish(&self.key(), event.into());
+    }
+
     /// (product, quantity) for each line, in the cart's order.
     fn cart_lines(&self) -> impl Iterator<Item = (&ProductId, i64)> {
         self.cart.iter().map(|(id, line)| (id, line.quantity))
@@ -175,7 +190,9 @@ impl Handler<ChangeCart> for ShopperActor {
                             act.cart.insert(product, CartLine { quantity, updated_at: now });
                         }
                         act.state_changed();
-                        act.cart_view(&snap)
+                        let cart = act.cart_view(&snap)?;
+                        act.publish_cart(Some(&cart));
+                        Ok(cart)
                     })
                     .then(move |result, act, _| act.acknowledged(result, Some(durability)))
                     .boxed_local()

@@ -121,6 +121,7 @@ impl Handler<FireAlarms> for ShopperActor {
                 }
                 act.cart.clear();
                 act.state_changed();
+                act.publish_cart(None);
                 tracing::debug!(key = %act.key(), "idle cart expired");
                 crate::metrics::incr("vitrina_carts_expired_total", &[]);
             }

@@ -135,6 +135,7 @@ impl Handler<Checkout> for ShopperActor {
                     act.cart.clear();
                     act.preferences.insert("customer".into(), "true".into());
                     act.state_changed();
+                    act.publish_cart(None);
                     crate::metrics::incr("vitrina_orders_total", &[]);
                     ctx.notify(DeliverOrders);
                     let db = act.db.clone().ok_or_else(|| ShopperError::Store("shopper actor is closing".into()))?;
