@@ -75,22 +75,29 @@
     refresh(again.filter(function (s) { return document.querySelector(s); }));
   }
 
+  var socket = null;
+  var asShopper = false;
+
   function connect() {
-    var socket;
     try {
       socket = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/live');
     } catch (_) {
       return;
     }
-    socket.onmessage = function (msg) {
+    var own = socket;
+    own.onmessage = function (msg) {
       var event;
       try { event = JSON.parse(msg.data); } catch (_) { return; }
       if (!event || typeof event.type !== 'string') return;
-      if (event.type === 'hello') { delay = 1000; root.setAttribute('data-live', 'open'); }
-      else if (event.type === 'cart') onCart(event);
+      if (event.type === 'hello') {
+        delay = 1000;
+        asShopper = event.shopper === true;
+        root.setAttribute('data-live', asShopper ? 'shopper' : 'guest');
+      } else if (event.type === 'cart') onCart(event);
       else if (event.type === 'product') onProduct(event);
     };
-    socket.onclose = function () {
+    own.onclose = function () {
+      if (own !== socket) return; // replaced on purpose (see upgrade)
       root.setAttribute('data-live', 'closed');
       // Backoff with jitter, so the pages of a node that went away do not reconnect at once.
       var wait = delay / 2 + Math.random() * delay / 2;
@@ -98,6 +105,22 @@
       setTimeout(connect, wait);
     };
   }
+
+  // A page opened before the visitor had a session listens as a guest. Its first cart write
+  // (here, or in another tab of the same site) gives it one: reconnect to hear its cart.
+  function upgrade() {
+    if (asShopper || !socket) return;
+    var old = socket;
+    socket = null;
+    old.close();
+    connect();
+  }
+  var tabs = window.BroadcastChannel ? new BroadcastChannel('vitrina-live') : null;
+  document.addEventListener('vitrina:cart', function () {
+    if (tabs) tabs.postMessage('session');
+    upgrade();
+  });
+  if (tabs) tabs.onmessage = upgrade;
 
   connect();
 })();

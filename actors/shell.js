@@ -21,7 +21,12 @@
   // The seed's blocks call addToCart(id, quantity) from onclick handlers.
   window.addToCart = function (productId, quantity) {
     return post('/cart/items', { productId: String(productId), quantity: quantity || 1 })
-      .then(function (data) { updateCount(data.cart); return data.cart; })
+      .then(function (data) {
+        updateCount(data.cart);
+        // The live script (/live.js) listens: a first write may have given this page a session.
+        document.dispatchEvent(new CustomEvent('vitrina:cart'));
+        return data.cart;
+      })
       .catch(function (err) { alert(err.message); });
   };
   // The page's Content-Security-Policy does not run inline handlers (onclick="..."), so the
