@@ -36,18 +36,47 @@ fn base(node: &TestNode) -> String {
     format!("http://shop.localhost:{}", node.addr.port())
 }
 
+/// What clients saw: every request sent (retries included), the 503s they retried (an actor
+/// moving, with Retry-After: the designed answer during a hand-off), and the failures (no
+/// answer, a 408 from a node too busy to read the request, any other 5xx), retried too.
+#[derive(Default)]
+struct Tally {
+    sent: AtomicUsize,
+    moving: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+impl Tally {
+    fn retried(&self) -> usize {
+        self.moving.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+    }
+
+    fn summary(&self) -> String {
+        let (sent, moving, failed) =
+            (self.sent.load(Ordering::Relaxed), self.moving.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed));
+        format!("{sent} requests, {moving} 503s retried, {failed} failed ({:.3}%)", failed as f64 * 100.0 / sent.max(1) as f64)
+    }
+}
+
 /// Sends a request, retrying while its actor is moving (503 + Retry-After) or a node is
-/// unreachable; every retry is counted as a failed request.
-async fn with_retry(failures: &AtomicUsize, send: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Response {
+/// unreachable or too busy; each attempt is counted in `tally`.
+async fn with_retry(tally: &Tally, send: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Response {
     for _ in 0..100 {
+        tally.sent.fetch_add(1, Ordering::Relaxed);
         match send().send().await {
-            // 503: the actor is moving (Retry-After). 408: the node was too busy to read the
-            // request in time (several clusters share two cores in CI).
-            Ok(res) if res.status() == StatusCode::SERVICE_UNAVAILABLE || res.status() == StatusCode::REQUEST_TIMEOUT => {}
+            Ok(res) if res.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                tally.moving.fetch_add(1, Ordering::Relaxed);
+            }
+            // 408: the node was too busy to read the request in time (several clusters share
+            // two cores in CI).
+            Ok(res) if res.status() == StatusCode::REQUEST_TIMEOUT || res.status().is_server_error() => {
+                tally.failed.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(res) => return res,
-            Err(_) => {}
+            Err(_) => {
+                tally.failed.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        failures.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("request kept failing");
@@ -77,7 +106,7 @@ fn sid_of(res: &reqwest::Response) -> Option<String> {
 }
 
 /// Creates `SHOPPERS` carts, each through a different entry node.
-async fn fill_carts(nodes: &[TestNode], failures: &AtomicUsize) -> Vec<Shopper> {
+async fn fill_carts(nodes: &[TestNode], failures: &Tally) -> Vec<Shopper> {
     let clients: Vec<(Client, String)> = nodes.iter().map(|n| (client_for(n.addr), base(n))).collect();
     let mut shoppers = Vec::new();
     for chunk_start in (0..SHOPPERS).step_by(50) {
@@ -100,7 +129,7 @@ async fn fill_carts(nodes: &[TestNode], failures: &AtomicUsize) -> Vec<Shopper> 
 
 /// Reads every cart through an entry node other than the one that created it; returns the
 /// node that served each shopper.
-async fn check_carts(shoppers: &[Shopper], nodes: &[&TestNode], failures: &AtomicUsize) -> Vec<String> {
+async fn check_carts(shoppers: &[Shopper], nodes: &[&TestNode], failures: &Tally) -> Vec<String> {
     let clients: Vec<(Client, String)> = nodes.iter().map(|n| (client_for(n.addr), base(n))).collect();
     let mut owners = Vec::new();
     for chunk in shoppers.chunks(50).enumerate() {
@@ -122,7 +151,7 @@ async fn check_carts(shoppers: &[Shopper], nodes: &[&TestNode], failures: &Atomi
 
 /// Keeps adding to (and reading) a separate set of carts until `stop`; returns how many adds
 /// were acknowledged per shopper so the caller can verify none was lost.
-fn background_load(nodes: &[&TestNode], stop: Arc<AtomicBool>, failures: Arc<AtomicUsize>) -> tokio::task::JoinHandle<Vec<(String, i64)>> {
+fn background_load(nodes: &[&TestNode], stop: Arc<AtomicBool>, failures: Arc<Tally>) -> tokio::task::JoinHandle<Vec<(String, i64)>> {
     let clients: Vec<(Client, String)> = nodes.iter().map(|n| (client_for(n.addr), base(n))).collect();
     tokio::spawn(async move {
         let mut acked: Vec<(String, i64)> = Vec::new();
@@ -156,7 +185,7 @@ fn background_load(nodes: &[&TestNode], stop: Arc<AtomicBool>, failures: Arc<Ato
     })
 }
 
-async fn verify_background(acked: &[(String, i64)], node: &TestNode, failures: &AtomicUsize) {
+async fn verify_background(acked: &[(String, i64)], node: &TestNode, failures: &Tally) {
     let client = client_for(node.addr);
     for (sid, count) in acked {
         let res = with_retry(failures, || client.get(format!("{}/cart", base(node))).header("cookie", format!("sid={sid}"))).await;
@@ -170,7 +199,7 @@ async fn any_node_serves_a_request_through_the_owner() {
     let _cluster = one_cluster_at_a_time().await;
     let nodes = start_cluster(3, &[]).await;
     seed_store(&nodes[1]).await;
-    let failures = AtomicUsize::new(0);
+    let failures = Tally::default();
     let a = client_for(nodes[0].addr);
     let res =
         with_retry(&failures, || a.post(format!("{}/cart/items", base(&nodes[0]))).json(&json!({"productId": "mug", "quantity": 2}))).await;
@@ -227,16 +256,21 @@ async fn any_node_serves_a_request_through_the_owner() {
     assert!(out.status.success() && text.contains("n1") && text.contains("n3") && text.contains("epoch"), "{text}");
 }
 
+/// Fault (c) of the etcd issue: join 3→4 and drain 4→3 under load. Fewer than 0.1 % of the
+/// requests fail (503s answered while an actor moves, and retried, are counted apart), no cart
+/// loses anything, and each change moves about 1/N of the keys (those of the node that came or
+/// went, and no other).
 #[tokio::test]
 async fn a_fourth_node_joins_and_a_node_drains_under_load_without_losing_a_cart() {
     let _cluster = one_cluster_at_a_time().await;
     let mut nodes = start_cluster(3, &[]).await;
     seed_store(&nodes[0]).await;
-    let failures = Arc::new(AtomicUsize::new(0));
-    let shoppers = fill_carts(&nodes, &failures).await;
-    let before = check_carts(&shoppers, &nodes.iter().collect::<Vec<_>>(), &failures).await;
+    let setup = Tally::default();
+    let shoppers = fill_carts(&nodes, &setup).await;
+    let before = check_carts(&shoppers, &nodes.iter().collect::<Vec<_>>(), &setup).await;
 
     // Join under load.
+    let failures = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let load = background_load(&nodes.iter().collect::<Vec<_>>(), stop.clone(), failures.clone());
     nodes.push(nodes[0].join("n4"));
@@ -245,13 +279,8 @@ async fn a_fourth_node_joins_and_a_node_drains_under_load_without_losing_a_cart(
     let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
     let fraction = moved as f64 / shoppers.len() as f64;
     assert!(after.iter().zip(&before).all(|(a, b)| a == b || a == "n4"), "only keys owned by the new node moved");
-    println!(
-        "join: {moved} of {} shoppers moved ({:.1}%), {} failed requests retried",
-        shoppers.len(),
-        fraction * 100.0,
-        failures.load(Ordering::Relaxed)
-    );
-    assert!((0.15..0.35).contains(&fraction), "moved fraction {fraction}");
+    println!("join: {moved} of {} shoppers moved ({:.1}%); {}", shoppers.len(), fraction * 100.0, failures.summary());
+    assert!((0.15..0.35).contains(&fraction), "moved fraction {fraction} (1/4 expected)");
 
     // Drain n2 under load: every cart must survive and n2 must end up `left` owning nothing.
     let drain = std::process::Command::new(env!("CARGO_BIN_EXE_vitrina"))
@@ -273,13 +302,21 @@ async fn a_fourth_node_joins_and_a_node_drains_under_load_without_losing_a_cart(
     let remaining: Vec<&TestNode> = nodes.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, n)| n).collect();
     let owners = check_carts(&shoppers, &remaining, &failures).await;
     assert!(owners.iter().all(|o| o != "n2"));
+    assert!(after.iter().zip(&owners).all(|(a, o)| a == o || a == "n2"), "only keys owned by the drained node moved");
+    let moved = after.iter().filter(|a| *a == "n2").count();
+    let fraction = moved as f64 / shoppers.len() as f64;
+    assert!((0.15..0.35).contains(&fraction), "moved fraction {fraction} (1/4 expected)");
     verify_background(&acked, remaining[0], &failures).await;
     println!(
-        "drain: {} carts intact, {} carts written under load intact, {} failed requests retried",
+        "drain: {moved} of {} shoppers moved ({:.1}%), every cart intact, {} carts written under load intact; join and drain: {}",
         shoppers.len(),
+        fraction * 100.0,
         acked.len(),
-        failures.load(Ordering::Relaxed)
+        failures.summary()
     );
+    let (sent, failed) = (failures.sent.load(Ordering::Relaxed), failures.failed.load(Ordering::Relaxed));
+    assert!(sent >= 1000, "too few requests under load to measure a failure rate: {}", failures.summary());
+    assert!(failed * 1000 < sent, "failed requests above 0.1 %: {}", failures.summary());
     nodes[1].kill();
 }
 
@@ -306,7 +343,7 @@ async fn a_killed_nodes_actors_are_served_by_the_others_from_object_storage() {
     let (s, b) = nodes[0].store_admin("vault", &sync_token).patch_settings(json!({"durability": "sync"})).await;
     assert_eq!(s, 200, "{b}");
 
-    let failures = AtomicUsize::new(0);
+    let failures = Tally::default();
     let shoppers = fill_carts(&nodes, &failures).await;
     let owners = check_carts(&shoppers, &nodes.iter().collect::<Vec<_>>(), &failures).await;
     // Older than the RPO: wait until every node has its actors' commits in object storage
@@ -351,7 +388,7 @@ async fn a_killed_nodes_actors_are_served_by_the_others_from_object_storage() {
     }
     println!(
         "kill -9: {lost_node_shoppers} shoppers of the killed node restored from object storage; {} failed requests retried",
-        failures.load(Ordering::Relaxed)
+        failures.retried()
     );
 
     // Carts change while n2 is down; then n2 comes back on its old disk. It must not serve its
@@ -432,7 +469,7 @@ async fn a_webhook_sent_to_one_node_changes_the_price_shown_by_every_node() {
     assert_eq!(res.status(), 200);
 
     // One shopper owned by each node, each rendering the home page (and caching it).
-    let failures = AtomicUsize::new(0);
+    let failures = Tally::default();
     let mut shoppers: Vec<(String, String)> = Vec::new();
     while shoppers.len() < 3 {
         let n = &nodes[shoppers.len() % 3];
@@ -482,8 +519,10 @@ async fn a_webhook_sent_to_one_node_changes_the_price_shown_by_every_node() {
 /// while their carts keep receiving adds through the other nodes, then resumed. Another node
 /// takes its shards over; whatever the paused node does after its lease lapsed is not
 /// acknowledged; every acknowledged add is in its cart exactly once, a refused one never.
+/// On resume the node finds itself out of the membership and pushes its files while requests
+/// already activate the same keys on it again: an activation and a push of one key at once
+/// (they once deadlocked, and the key stayed unavailable).
 #[tokio::test]
-#[ignore = "hangs in some runs after the resume (a key of the paused node stays unavailable); run with --ignored"]
 async fn a_paused_owner_loses_its_shards_and_no_acknowledged_add() {
     use test_support::history::{cart_lines, History, Outcome};
     let _cluster = one_cluster_at_a_time().await;
@@ -496,7 +535,7 @@ async fn a_paused_owner_loses_its_shards_and_no_acknowledged_add() {
         (0..400).map(|i| json!({"id": format!("p{i}"), "title": format!("P{i}"), "price": "1.00", "stock": 100000})).collect();
     let (s, b) = nodes[0].admin(&token, reqwest::Method::POST, "/stores/shop/products", Some(json!({"products": products}))).await;
     assert_eq!(s, 200, "{b}");
-    let failures = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Tally::default());
     let history = Arc::new(History::new());
     // Shoppers owned by n2, their sessions minted through n1.
     let c1 = client_for(nodes[0].addr);
