@@ -18,6 +18,7 @@ mod client;
 mod cluster;
 mod driver;
 mod fairness;
+mod live;
 use test_support::procfs;
 mod report;
 mod setup;
@@ -58,6 +59,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },
+    /// L1: open `--sockets` idle live sockets on a node it starts and report its RSS per socket.
+    LiveSockets(live::LiveArgs),
     /// Measure the disk's fsync rate in `--dir`, serially and with `--files` threads.
     Fsync {
         #[arg(long)]
@@ -198,6 +201,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Suite(args) => runtime().block_on(suite(args)),
         Command::Run(args) => runtime().block_on(run_external(args)),
+        Command::LiveSockets(args) => runtime().block_on(live::run(args)),
     }
 }
 
