@@ -83,7 +83,8 @@ impl LiveSocket {
         self.next_of("hello", Duration::from_secs(10)).await.expect("the live socket says hello")
     }
 
-    /// The close frame's code, if the server closes within `within` (events before it skipped).
+    /// The close frame's code, if the server closes within `within` (events before it skipped;
+    /// pings answered); `None` if it is still open then.
     pub async fn closed_with(&mut self, within: Duration) -> Option<u16> {
         let deadline = tokio::time::Instant::now() + within;
         loop {

@@ -181,6 +181,17 @@ async fn a_socket_closes_when_its_node_shuts_down() {
     assert_eq!(s.closed_with(Duration::from_secs(10)).await, Some(1001), "closed as going away");
 }
 
+#[tokio::test]
+async fn a_page_that_stops_answering_pings_is_closed_and_one_that_answers_stays() {
+    let node = TestNode::start_with(&[("VITRINA_LIVE__PING_SECS", "1"), ("VITRINA_LIVE__IDLE_TIMEOUT_SECS", "2")]);
+    node.seed_store("pings", "Pings").await;
+    let mut silent = socket(&node, "pings", None).await;
+    let mut awake = socket(&node, "pings", None).await;
+    // The awake page reads (and so answers every ping) for 5 s; the silent one reads nothing.
+    assert_eq!(awake.closed_with(Duration::from_secs(5)).await, None, "a page that answers pings stays open");
+    assert_eq!(silent.closed_with(Duration::from_secs(5)).await, Some(1000), "a silent page is closed as idle");
+}
+
 /// The node (index into `nodes`) that served a request, from `x-vitrina-node` (`n1`…).
 fn served_by(res: &reqwest::Response) -> usize {
     let id = res.headers().get("x-vitrina-node").and_then(|v| v.to_str().ok()).expect("x-vitrina-node");
