@@ -229,6 +229,18 @@ impl Node {
         replicator.restore(key, &path).await
     }
 
+    /// Called by activation when this node's file of `key` is stale (another node held its
+    /// shard since this one wrote it under token `written_under`) and no later holder it could
+    /// reach had the key: a copy in object storage uploaded under a greater token is a later
+    /// holder's, newer than the local file, and replaces it. `Ok(true)`: replaced.
+    pub async fn restore_if_newer(&self, key: &ActorKey, written_under: u64) -> ReplicationResult<bool> {
+        let Some(replicator) = &self.replicator else { return Ok(false) };
+        match replicator.current_token(key).await? {
+            Some(token) if token > written_under => replicator.restore(key, &self.layout.actor_db(key)).await,
+            _ => Ok(false),
+        }
+    }
+
     /// Makes `db` report its commits to replication.
     pub fn track_commits(&self, key: &ActorKey, db: ActorDb) -> ActorDb {
         match &self.replicator {

@@ -46,8 +46,19 @@ async fn activate(node: Arc<Node>, key: ActorKey, lease: Lease, arbiter: Arbiter
         if replace || !path.exists() {
             // The file may still be with a previous holder of the shard (newest data): take it
             // over before anything opens a fresh one here.
-            if let Err(e) = crate::cluster::handoff::pull(&*node, &key, replace).await {
-                return Err(ActorError::Moving(key, e.to_string()));
+            let pulled = match crate::cluster::handoff::pull(&*node, &key, replace).await {
+                Ok(pulled) => pulled,
+                Err(e) => return Err(ActorError::Moving(key, e.to_string())),
+            };
+            // No later holder it could reach had the key (a lost one is skipped when copies
+            // exist): a later holder's copy in object storage is still newer than this file.
+            let since = node.cluster.shards.stale_since(node.cluster.shard_of(&key));
+            if let (true, false, Some(since)) = (replace, pulled, since) {
+                match node.restore_if_newer(&key, since).await {
+                    Ok(true) => tracing::info!(%key, "replaced a stale local file with a later holder's copy"),
+                    Ok(false) => {}
+                    Err(e) => return Err(ActorError::Activation(key, StorageError::Restore(e.to_string()))),
+                }
             }
             if replace {
                 node.cluster.shards.verified(&key);

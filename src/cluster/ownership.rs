@@ -29,7 +29,18 @@ pub struct Shards {
     previous: Mutex<HashMap<ShardId, Vec<String>>>,
     /// Keys whose local file may be older than a previous holder's, until their first pull.
     stale: Mutex<std::collections::HashSet<ActorKey>>,
+    /// Per shard whose files here are stale: the token this node held it with before, under
+    /// which those files were written (and this node's copies of them uploaded).
+    stale_since: Mutex<HashMap<ShardId, Token>>,
+    /// The token this node last acquired each shard with, kept on disk across restarts
+    /// (`None` until read).
+    last_tokens: Mutex<Option<std::collections::BTreeMap<ShardId, Token>>>,
     locks: Mutex<HashMap<ShardId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Where a node keeps the token it last acquired each shard with.
+fn last_tokens_path(root: &std::path::Path) -> std::path::PathBuf {
+    root.join("node").join("shard-tokens.json")
 }
 
 impl Shards {
@@ -60,6 +71,29 @@ impl Shards {
     /// `key`'s file is the newest there is now (pulled, or no previous holder had one).
     pub fn verified(&self, key: &ActorKey) {
         self.stale.lock().remove(key);
+    }
+
+    /// The token this node's stale files of `shard` were written under (`None`: not stale, or
+    /// not known).
+    pub fn stale_since(&self, shard: ShardId) -> Option<Token> {
+        self.stale_since.lock().get(&shard).copied()
+    }
+
+    /// Records that this node acquired `shard` with `token` (on disk, before any of its keys
+    /// activates); returns the token it held the shard with before, if it ever did.
+    fn record_acquired(&self, root: &std::path::Path, shard: ShardId, token: Token) -> Option<Token> {
+        let path = last_tokens_path(root);
+        let mut guard = self.last_tokens.lock();
+        let tokens = guard
+            .get_or_insert_with(|| std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default());
+        let before = tokens.insert(shard, token);
+        let text = serde_json::to_string(&*tokens).unwrap_or_default();
+        let tmp = path.with_extension("json.tmp");
+        // Lost (unknown) on a failed write: the stale files then stay preferred to a copy.
+        if let Err(e) = crate::private_files::write_text(&tmp, &text).and_then(|()| Ok(std::fs::rename(&tmp, &path)?)) {
+            tracing::warn!(error = %e, "cannot record the shard tokens");
+        }
+        before
     }
 }
 
@@ -118,6 +152,11 @@ pub async fn ensure_shard(node: &dyn Host, key: &ActorKey) -> Result<(), Cluster
     let ms = started.elapsed().as_secs_f64() * 1e3;
     crate::metrics::observe_ms("vitrina_shard_acquire_ms", &[], ms);
     tracing::info!(shard, token = acquired.token, ms, previous = ?acquired.previous_holders, "acquired shard");
+    let before = cluster.shards.record_acquired(node.layout().root(), shard, acquired.token);
+    match before.filter(|_| acquired.local_files_stale) {
+        Some(token) => cluster.shards.stale_since.lock().insert(shard, token),
+        None => cluster.shards.stale_since.lock().remove(&shard),
+    };
     let local: Vec<ActorKey> = super::handoff::local_actor_keys(node).into_iter().filter(|k| cluster.shard_of(k) == shard).collect();
     {
         let mut stale = cluster.shards.stale.lock();

@@ -316,6 +316,12 @@ impl Replicator {
         }
     }
 
+    /// The fencing token `key`'s current copy was uploaded under (`None`: no copy, or only an
+    /// old-layout one without a token).
+    pub async fn current_token(&self, key: &ActorKey) -> ReplicationResult<Option<u64>> {
+        Ok(self.ledger.current(key).await?.map(|copy| copy.token))
+    }
+
     /// Downloads the newest copy of `key`, verifies its sha256 and `PRAGMA integrity_check` on a
     /// temporary file beside `dest`, then renames it into place (file and directory fsynced).
     /// `Ok(false)`: there is no copy. A copy that fails a check is refused, never installed.

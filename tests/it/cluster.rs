@@ -633,3 +633,78 @@ async fn a_paused_owner_loses_its_shards_and_no_acknowledged_add() {
         summary.acked, summary.refused, summary.unknown, summary.unknown_applied
     );
 }
+
+/// Invariant 3 of ARCHITECTURE.md "Cluster" with object storage: n2 owns a shopper and is
+/// killed; a survivor takes the shard over, restores the copy and acknowledges another add
+/// (sync durability: in object storage under its token); that survivor is killed too, and n2
+/// comes back on its disk, with a file missing the second add. n2's file is stale and the later
+/// holder is gone: the later holder's copy, newer than n2's file, must win.
+#[tokio::test]
+async fn a_returning_node_prefers_a_later_holders_copy_to_its_own_older_file() {
+    let _cluster = one_cluster_at_a_time().await;
+    let Some(endpoint) = crate::objects::s3_endpoint() else { return };
+    let bucket = crate::objects::new_bucket(&endpoint).await;
+    let env_owned = crate::objects::replication_env(&endpoint, &bucket, 300);
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut nodes = start_cluster(3, &env).await;
+    let token = nodes[0].create_store("vault", "Vault").await;
+    let products = json!({"products": [
+        {"id": "gold", "title": "Gold", "price": "99.00", "stock": 100000},
+        {"id": "silver", "title": "Silver", "price": "9.00", "stock": 100000},
+    ]});
+    let (s, b) = nodes[0].admin(&token, reqwest::Method::POST, "/stores/vault/products", Some(products)).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = nodes[0].store_admin("vault", &token).patch_settings(json!({"durability": "sync"})).await;
+    assert_eq!(s, 200, "{b}");
+    let vault = |n: &TestNode| Client::builder().resolve("vault.localhost", n.addr).timeout(Duration::from_secs(30)).build().unwrap();
+    let url = |n: &TestNode, path: &str| format!("http://vault.localhost:{}{path}", n.addr.port());
+    let failures = Tally::default();
+
+    // A shopper n2 owns, its session minted through n1.
+    let mut sid = None;
+    for _ in 0..100 {
+        let res = with_retry(&failures, || {
+            vault(&nodes[0]).post(url(&nodes[0], "/cart/items")).json(&json!({"productId": "gold", "quantity": 1}))
+        })
+        .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        if res.headers()["x-vitrina-node"] == "n2" {
+            sid = sid_of(&res);
+            break;
+        }
+    }
+    let sid = sid.expect("n2 owns a share of the shoppers");
+    nodes[1].kill();
+    gone(&nodes[0], "n2").await;
+    let res = with_retry(&failures, || {
+        vault(&nodes[0])
+            .post(url(&nodes[0], "/cart/items"))
+            .header("cookie", format!("sid={sid}"))
+            .json(&json!({"productId": "silver", "quantity": 1}))
+    })
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let later = res.headers()["x-vitrina-node"].to_str().unwrap().to_string();
+    assert_ne!(later, "n2");
+    let (lost, survivor) = if later == "n1" { (0, 2) } else { (2, 0) };
+    nodes[lost].kill();
+    let n2 = nodes.remove(1).start_again();
+    nodes.insert(1, n2);
+    gone(&nodes[survivor], if lost == 0 { "n1" } else { "n3" }).await;
+
+    let res =
+        with_retry(&failures, || vault(&nodes[survivor]).get(url(&nodes[survivor], "/cart")).header("cookie", format!("sid={sid}"))).await;
+    assert_eq!(res.headers()["x-vitrina-node"], "n2", "the shopper is n2's again");
+    let body: Value = res.json().await.unwrap();
+    let lines = test_support::history::cart_lines(&body["cart"]);
+    assert_eq!(lines.get("silver"), Some(&1), "the later holder's acknowledged add is lost: {body}");
+    assert_eq!(lines.get("gold"), Some(&1), "{body}");
+}
+
+/// Waits until `node` no longer lists `id` (its lease expired).
+async fn gone(node: &TestNode, id: &str) {
+    wait_until("a killed node to drop out of the membership", Duration::from_secs(30), || async {
+        !node.cluster_status().await["members"].as_array().unwrap().iter().any(|m| m["id"] == id)
+    })
+    .await
+}
