@@ -132,14 +132,9 @@ impl WorkerProcess {
         }
     }
 
-    /// Sends one message (length and payload in one write).
-    pub fn send(&mut self, payload: &[u8], timeout: Duration) -> io::Result<()> {
-        let deadline = Instant::now() + timeout;
-        let len = u32::try_from(payload.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-        let mut frame = Vec::with_capacity(4 + payload.len());
-        frame.extend_from_slice(&len.to_le_bytes());
-        frame.extend_from_slice(payload);
-        write_all(self.stdin.as_raw_fd(), &frame, deadline)
+    /// Sends one framed message ([`wire::ToWorker::frame`]) in one write.
+    pub fn send(&mut self, frame: &[u8], timeout: Duration) -> io::Result<()> {
+        write_all(self.stdin.as_raw_fd(), frame, Instant::now() + timeout)
     }
 
     /// The next answer if one arrives within `wait` (a message begun is then read whole within
@@ -237,12 +232,13 @@ fn wait_for(fd: RawFd, events: libc::c_short, wait: Duration) -> io::Result<bool
 fn read_some(fd: RawFd, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<bool> {
     const CHUNK: usize = 64 * 1024;
     loop {
-        let start = buf.len();
-        buf.resize(start + CHUNK, 0);
-        // SAFETY: reads into the CHUNK bytes just added to `buf`.
-        let n = unsafe { libc::read(fd, buf[start..].as_mut_ptr().cast(), CHUNK) };
-        buf.truncate(start + n.max(0) as usize);
+        buf.reserve(CHUNK);
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: reads at most `spare.len()` bytes into `buf`'s unused capacity.
+        let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
         if n > 0 {
+            // SAFETY: the kernel initialised these `n` bytes.
+            unsafe { buf.set_len(buf.len() + n as usize) };
             return Ok(true);
         }
         if n == 0 {

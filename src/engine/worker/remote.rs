@@ -72,8 +72,12 @@ impl BlockEngine for RemoteEngine {
                     tracing::warn!(store = %self.store, pid = worker.pid(), reason = ending.reason(), "render worker killed; starting another");
                     crate::metrics::incr("vitrina_render_worker_kills_total", &[("reason", ending.reason())]);
                     worker.kill();
-                    // Started now: it gets ready while this thread goes on.
-                    if let Some(worker) = take_worker(config) {
+                    // The replacement's start (exec, V8, snapshot) is this page's cost too:
+                    // the store's render budget pays for the kill it caused.
+                    if let Some(mut worker) = take_worker(config) {
+                        if worker.await_ready(config.io_timeout).is_ok() {
+                            cpu += worker.cpu();
+                        }
                         put_worker(worker);
                     }
                 }
@@ -98,7 +102,7 @@ impl Drop for RemoteEngine {
         WORKER.with_borrow_mut(|slot| {
             let Ok(Some(worker)) = slot else { return };
             // A worker that never got ready has no isolate of this engine.
-            if worker.is_ready() && worker.send(&ToWorker::Drop { engine: self.id }.encode(), config.io_timeout).is_err() {
+            if worker.is_ready() && worker.send(&ToWorker::Drop { engine: self.id }.frame(), config.io_timeout).is_err() {
                 *slot = Ok(None);
             }
         });
@@ -214,7 +218,7 @@ fn send_page(worker: &mut WorkerProcess, config: &WorkerConfig, page: &Page<'_>,
         blocks: page.blocks,
         limits: page.limits,
     });
-    worker.send(&request.encode(), config.io_timeout)?;
+    worker.send(&request.frame(), config.io_timeout)?;
     if with_data {
         worker.sent.insert(page.store.to_string(), page.data.version);
     }

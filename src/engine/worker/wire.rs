@@ -85,8 +85,22 @@ pub fn read_frame(input: &mut impl Read) -> io::Result<Vec<u8>> {
 }
 
 impl ToWorker<'_> {
+    /// The message as a whole frame, length first: written as it is, with no copy.
+    pub fn frame(&self) -> Vec<u8> {
+        let mut e = Encoder(vec![0; 4]);
+        self.encode_into(&mut e);
+        let len = (e.0.len() - 4) as u32;
+        e.0[..4].copy_from_slice(&len.to_le_bytes());
+        e.0
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::default();
+        self.encode_into(&mut e);
+        e.0
+    }
+
+    fn encode_into(&self, e: &mut Encoder) {
         match self {
             ToWorker::Drop { engine } => {
                 e.u8(DROP);
@@ -126,7 +140,6 @@ impl ToWorker<'_> {
                 }
             }
         }
-        e.0
     }
 }
 
@@ -335,6 +348,16 @@ mod tests {
         let mut bad_utf8 = vec![BLOCK, 0, 0, 0, 0, 0, 1, 0, 0, 0];
         bad_utf8.push(0xff);
         assert!(FromWorker::decode(&bad_utf8).is_err());
+    }
+
+    #[test]
+    fn a_frame_is_the_length_then_the_message() {
+        let message = ToWorker::Drop { engine: 7 };
+        let (frame, payload) = (message.frame(), message.encode());
+        assert_eq!(frame[..4], (payload.len() as u32).to_le_bytes());
+        assert_eq!(frame[4..], payload[..]);
+        let mut input: &[u8] = &frame;
+        assert_eq!(read_frame(&mut input).unwrap(), payload);
     }
 
     #[test]
