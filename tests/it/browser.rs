@@ -24,22 +24,31 @@ fn chromium(test: &str) -> Option<String> {
     None
 }
 
+/// Runs `tests/browser/{script}` with `args` against Chromium; it must exit 0 and print `ok`.
+/// Screenshots go to `target/tmp/{shots}/` (emptied first, printed); returns how many it saved.
+fn run_script(chromium: &str, script: &str, args: &[&str], shots: &str, ok: &str) -> usize {
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join(shots);
+    let _ = std::fs::remove_dir_all(&shots);
+    let out = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser").join(script))
+        .args(args)
+        .arg(&shots)
+        .env("CHROMIUM", chromium)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{script} screenshots in {}\n{stdout}", shots.display());
+    assert!(out.status.success() && stdout.contains(ok), "browser run failed:\n{stdout}\n{stderr}");
+    std::fs::read_dir(&shots).map(|d| d.count()).unwrap_or(0)
+}
+
 #[test]
 fn the_demo_cart_works_in_a_real_browser() {
     let Some(chromium) = chromium("the browser test") else { return };
     let node = TestNode::start_demo();
     let url = format!("http://demo.localhost:{}", node.addr.port());
-    let shots = std::env::temp_dir();
-    let out = Command::new("node")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/cart.mjs"))
-        .arg(&url)
-        .arg(&shots)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stdout.contains("cart flow ok"), "browser run failed:\n{stdout}\n{stderr}");
+    run_script(&chromium, "cart.mjs", &[&url], "cart-e2e", "cart flow ok");
 }
 
 /// The merchant console (`tests/browser/console.mjs`): log in, edit a custom block's code and
@@ -52,21 +61,7 @@ fn the_console_edits_previews_publishes_and_rolls_back_in_a_real_browser() {
     let node = TestNode::start_demo();
     let token = std::fs::read_to_string(node.data_dir.join("demo-admin-token")).expect("the demo's admin token");
     let url = format!("http://demo.localhost:{}", node.addr.port());
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-e2e");
-    let _ = std::fs::remove_dir_all(&shots);
-    let out = Command::new("node")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.mjs"))
-        .arg(&url)
-        .arg(token.trim())
-        .arg(&shots)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("console screenshots in {}", shots.display());
-    assert!(out.status.success() && stdout.contains("console flow ok"), "browser run failed:\n{stdout}\n{stderr}");
-    let taken = std::fs::read_dir(&shots).map(|d| d.count()).unwrap_or(0);
+    let taken = run_script(&chromium, "console.mjs", &[&url, token.trim()], "console-e2e", "console flow ok");
     assert!(taken >= 8, "a screenshot per step, saw {taken}");
 }
 
@@ -85,21 +80,7 @@ fn live_updates_reach_open_tabs_in_a_real_browser() {
         rt.block_on(node.admin(token.trim(), reqwest::Method::PUT, "/stores/demo/webhooks", Some(serde_json::json!({"secret": secret}))));
     assert_eq!(status, 200, "{body}");
     let url = format!("http://demo.localhost:{}", node.addr.port());
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-e2e");
-    let _ = std::fs::remove_dir_all(&shots);
-    let out = Command::new("node")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/live.mjs"))
-        .arg(&url)
-        .arg(secret)
-        .arg(&shots)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("live screenshots in {}\n{stdout}", shots.display());
-    assert!(out.status.success() && stdout.contains("live flow ok"), "browser run failed:\n{stdout}\n{stderr}");
-    let taken = std::fs::read_dir(&shots).map(|d| d.count()).unwrap_or(0);
+    let taken = run_script(&chromium, "live.mjs", &[&url, secret], "live-e2e", "live flow ok");
     assert!(taken >= 5, "a screenshot per step, saw {taken}");
     table::record("edge-security", "live-sockets", "hostile product name from the feed in a live-refreshed cart block", "escaped");
 }
