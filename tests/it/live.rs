@@ -189,7 +189,10 @@ async fn a_page_that_stops_answering_pings_is_closed_and_one_that_answers_stays(
     let mut awake = socket(&node, "pings", None).await;
     // The awake page reads (and so answers every ping) for 5 s; the silent one reads nothing.
     assert_eq!(awake.closed_with(Duration::from_secs(5)).await, None, "a page that answers pings stays open");
-    assert_eq!(silent.closed_with(Duration::from_secs(5)).await, Some(1000), "a silent page is closed as idle");
+    // Closed by the node: normally with its close frame (1000); a client that reads nothing
+    // may instead see the connection end first (1006) — closed either way, never left open.
+    let closed = silent.closed_with(Duration::from_secs(5)).await;
+    assert!(matches!(closed, Some(1000) | Some(1006)), "a silent page is closed as idle: {closed:?}");
 }
 
 /// The node (index into `nodes`) that served a request, from `x-vitrina-node` (`n1`…).
