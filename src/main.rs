@@ -36,6 +36,9 @@ struct RenderWorkerArgs {
     pooled_limit: usize,
     #[arg(long, default_value_t = 0)]
     nice: i32,
+    /// `json` to log as the node does with `telemetry.log_format = "json"`.
+    #[arg(long, default_value = "text")]
+    log_format: String,
 }
 
 #[derive(Parser)]
@@ -133,8 +136,10 @@ struct ServeArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_)) {
-        vitrina::telemetry::init_for_tools();
+    match &cli.command {
+        Command::Serve(_) => {}
+        Command::RenderWorker(args) => vitrina::telemetry::init_for_worker(args.log_format == "json"),
+        _ => vitrina::telemetry::init_for_tools(),
     }
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -153,11 +158,20 @@ fn main() -> anyhow::Result<()> {
 fn start_engine(settings: &Settings) -> anyhow::Result<()> {
     use vitrina::config::RenderIsolation;
     use vitrina::engine::worker::{self, WorkerConfig};
+    let log_format = match settings.telemetry.log_format {
+        vitrina::config::LogFormat::Json => "json",
+        vitrina::config::LogFormat::Text => "text",
+    };
     match settings.render.isolation {
         RenderIsolation::Thread => vitrina::engine::init(&settings.v8_flags),
         RenderIsolation::Process => worker::enable(WorkerConfig {
             program: std::env::current_exe().context("cannot find the node's executable for its render workers")?,
-            args: vec!["render-worker".into(), format!("--v8-flags={}", settings.v8_flags), format!("--nice={}", settings.render.nice)],
+            args: vec![
+                "render-worker".into(),
+                format!("--v8-flags={}", settings.v8_flags),
+                format!("--nice={}", settings.render.nice),
+                format!("--log-format={log_format}"),
+            ],
             workers: settings.render.thread_count(),
             kill_grace: std::time::Duration::from_millis(settings.render.worker_kill_grace_ms),
             // Only for a worker that stops without using CPU (CPU is what budgets count).

@@ -38,6 +38,13 @@ pub fn init_for_tools() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr).try_init();
 }
 
+/// Logs on stderr for a render worker, in the node's format, nothing exported (a worker's
+/// lines interleave with its node's in the same stream).
+pub fn init_for_worker(json: bool) {
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr);
+    let _ = if json { fmt.json().try_init() } else { fmt.try_init() };
+}
+
 /// Installs the process's subscriber for a node. `node_id` names its spans
 /// (`service.instance.id`) when known.
 pub fn init(settings: &TelemetrySettings, node_id: Option<&str>) -> anyhow::Result<Telemetry> {

@@ -133,6 +133,12 @@ async fn json_logs_are_one_object_per_line() {
     cmd.args(["--log-format", "json"]).env("VITRINA_LOG", "info").stderr(std::process::Stdio::piped());
     let mut started = test_support::process::start(cmd, "vitrina listening on ", Duration::from_secs(60)).expect("start");
     let stderr = started.child.stderr.take().unwrap();
+    // Render workers log into the same stream, in the node's format: let them start.
+    let started_at = std::time::Instant::now();
+    while test_support::procfs::children(started.child.id()).is_empty() && started_at.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
     let _ = started.child.kill();
     let _ = started.child.wait();
     let lines: Vec<String> = std::io::BufReader::new(stderr).lines().map_while(Result::ok).collect();
@@ -141,4 +147,5 @@ async fn json_logs_are_one_object_per_line() {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
     }
+    assert!(lines.iter().any(|l| l.contains("startup snapshot")), "a render worker's line is among them: {lines:?}");
 }
