@@ -34,7 +34,7 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 }
 
 fn rejected(format: &'static str, why: impl std::fmt::Display) -> ApiError {
-    crate::metrics::incr("vitrina_webhooks_total", &[("format", format), ("outcome", "invalid_signature")]);
+    crate::metrics::incr("vitrina_webhooks_total", &[("format", format), ("outcome", "rejected")]);
     ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", why.to_string())
 }
 
@@ -57,7 +57,9 @@ async fn apply(
         .await
         .map_err(actor_error)?
         .map_err(crate::http::errors::store_error)?;
-    crate::metrics::incr("vitrina_webhooks_total", &[("format", format), ("outcome", report.status)]);
+    // A bounded outcome: the report's finer status (applied, stale, ...) is in the answer.
+    let outcome = if report.status == "duplicate" { "duplicate" } else { "accepted" };
+    crate::metrics::incr("vitrina_webhooks_total", &[("format", format), ("outcome", outcome)]);
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -80,7 +82,7 @@ pub async fn shopify_webhook(node: web::Data<Node>, req: HttpRequest, body: Byte
     let topic_raw = header(&req, "x-shopify-topic").unwrap_or("");
     let Some(topic) = shopify::Topic::parse(topic_raw) else {
         // Acknowledge topics we do not use, or Shopify retries them for two days.
-        crate::metrics::incr("vitrina_webhooks_total", &[("format", FORMAT), ("outcome", "ignored")]);
+        crate::metrics::incr("vitrina_webhooks_total", &[("format", FORMAT), ("outcome", "accepted")]);
         return Ok(HttpResponse::Ok().json(json!({"status": "ignored", "reason": format!("topic {topic_raw:?} is not handled")})));
     };
     let change = shopify::change_from_webhook(topic, &body, now_ms()).map_err(|m| ApiError::bad_request("invalid_webhook", m))?;

@@ -60,13 +60,17 @@ impl PersonalPages {
         if !self.enabled {
             return None;
         }
-        let hit = self.cache.get(key)?;
+        let Some(hit) = self.cache.get(key) else {
+            count("personal", "miss");
+            return None;
+        };
         if hit.store_version == store_version && hit.state_version == state_version {
-            crate::metrics::incr("vitrina_personal_cache_total", &[("result", "hit")]);
+            count("personal", "hit");
             Some(hit.html.clone())
         } else {
+            // A stale page is a miss: the shopper's page renders again.
             self.cache.invalidate(key);
-            crate::metrics::incr("vitrina_personal_cache_total", &[("result", "stale")]);
+            count("personal", "miss");
             None
         }
     }
@@ -84,6 +88,11 @@ impl PersonalPages {
         }
         self.cache.get(key)
     }
+}
+
+/// `vitrina_page_cache_total{kind, result}`: hit ratios of both page caches.
+fn count(kind: &'static str, result: &'static str) {
+    crate::metrics::incr("vitrina_page_cache_total", &[("kind", kind), ("result", result)]);
 }
 
 pub struct AnonymousPages {
@@ -120,8 +129,7 @@ impl AnonymousPages {
 
     pub fn get(&self, key: &str) -> Option<Bytes> {
         let hit = self.cache.get(key);
-        let result = if hit.is_some() { "hit" } else { "miss" };
-        crate::metrics::incr("vitrina_anonymous_cache_total", &[("result", result)]);
+        count("anonymous", if hit.is_some() { "hit" } else { "miss" });
         hit
     }
 

@@ -227,7 +227,11 @@ impl Registry {
                     // Activation runs in its own task, slot updates included, so a caller that
                     // goes away (client disconnect) cannot leave the slot busy forever.
                     let lease = Lease { key: key.clone(), generation, closing: None };
-                    let starting = activator.activate(key.clone(), lease, self.arbiter_for(key).clone());
+                    // A child of the caller's span (the request's): the store id only, never
+                    // a session id.
+                    let span = tracing::info_span!("activation", kind = key_kind(key), store = %key_store(key));
+                    let starting =
+                        tracing::Instrument::instrument(activator.activate(key.clone(), lease, self.arbiter_for(key).clone()), span);
                     let (slots, key2) = (self.slots.clone(), key.clone());
                     let task = tokio::spawn(async move {
                         let result = starting.await;
@@ -288,6 +292,7 @@ impl Registry {
 
     /// Called from the actor's `stopped`, after its file is closed.
     pub fn finish_passivation(&self, lease: &mut Lease) {
+        crate::metrics::incr("vitrina_actor_passivations_total", &[("kind", key_kind(&lease.key))]);
         let mut slots = self.slots.lock();
         let ours = match slots.get(&lease.key) {
             Some(Slot::Live { generation, .. }) => *generation == lease.generation,
@@ -321,6 +326,13 @@ impl Registry {
             }
         }
         Err(ActorError::Unavailable(key.clone()))
+    }
+}
+
+/// The store an actor belongs to (a shopper's session id stays out of spans and labels).
+fn key_store(key: &ActorKey) -> &crate::ids::StoreId {
+    match key {
+        ActorKey::Store(store) | ActorKey::Shopper(store, _) => store,
     }
 }
 

@@ -1,6 +1,8 @@
 //! `GET /metrics` (issue 21, item 1): typed families from the Prometheus exporter, request
 //! latency histograms by route pattern and status, per-store request counts.
 
+use std::time::Duration;
+
 use reqwest::header::ACCEPT;
 use test_support::*;
 
@@ -35,4 +37,42 @@ async fn metrics_carry_request_histograms_and_per_store_usage() {
     // Only the operator reads them.
     let anonymous = node.plain().get(format!("http://{}/metrics", node.addr)).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn metrics_count_activations_passivations_page_cache_and_webhooks() {
+    let node = TestNode::start_with(&[("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", "1")]);
+    node.seed_store("shop", "Shop").await;
+    // Two first visits to the same page: the second is served from the anonymous cache.
+    for _ in 0..2 {
+        let res = node.bare_client("shop").get(node.base("shop")).header(ACCEPT, "text/html").send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let shopper = node.shopper("shop");
+    assert_eq!(shopper.add_to_cart("mug", 1).await.status, 201);
+    for _ in 0..2 {
+        assert_eq!(shopper.get(node.base("shop")).header(ACCEPT, "text/html").send().await.unwrap().status(), 200);
+    }
+    let text = node.metrics_text().await;
+    assert!(node.metric("vitrina_page_cache_total{kind=\"anonymous\",result=\"miss\"}").await >= 1, "{text}");
+    assert!(node.metric("vitrina_page_cache_total{kind=\"anonymous\",result=\"hit\"}").await >= 1, "{text}");
+    assert!(text.contains("vitrina_page_cache_total{kind=\"personal\""), "{text}");
+    assert_eq!(node.metric("vitrina_actor_activations_total{kind=\"shopper\"}").await, 1, "{text}");
+    assert!(node.metric("vitrina_actor_activations_total{kind=\"store\"}").await >= 1, "{text}");
+    // The idle shopper passivates and is counted by kind; no session id becomes a label.
+    wait_until("the shopper to passivate", Duration::from_secs(15), || async {
+        node.metric("vitrina_actor_passivations_total{kind=\"shopper\"}").await >= 1
+    })
+    .await;
+    // An unsigned webhook is rejected and counted.
+    let res = node
+        .plain()
+        .post(format!("http://{}/webhooks/generic", node.addr))
+        .header("vitrina-store", "shop")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(node.metric("vitrina_webhooks_total{format=\"generic\",outcome=\"rejected\"}").await, 1);
 }

@@ -126,6 +126,32 @@ async fn one_request_is_one_trace_across_two_nodes() {
 }
 
 #[tokio::test]
+async fn an_activation_is_a_span_of_the_request_that_caused_it() {
+    let (endpoint, received) = otlp_receiver().await;
+    let node = TestNode::start_with(&[("VITRINA_TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    node.seed_store("shop", "Shop").await;
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let res = node
+        .bare_client("shop")
+        .post(format!("{}/cart/items", node.base("shop")))
+        .header("cookie", session_cookie("activated-once"))
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+        .json(&serde_json::json!({"productId": "mug", "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    wait_until("the activation span of the trace", Duration::from_secs(20), || {
+        let received = received.clone();
+        async move { exporters_of(&received.lock().unwrap(), trace_id).1.iter().any(|n| n == "activation") }
+    })
+    .await;
+    // The session id never reaches an exported span.
+    let all = serde_json::to_string(&*received.lock().unwrap()).unwrap();
+    assert!(!all.contains("activated-once"), "a session id was exported");
+}
+
+#[tokio::test]
 async fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd =

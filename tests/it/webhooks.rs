@@ -147,6 +147,17 @@ async fn signed_webhooks_apply_and_forgeries_change_nothing() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["status"], "duplicate", "{b}");
     assert_eq!(b["storeVersion"], version);
+    // Counted by bounded outcome (the report's finer status stays in the answer).
+    for (format, outcome, n) in [
+        ("shopify", "accepted", 1),
+        ("shopify", "rejected", 3),
+        ("generic", "rejected", 2),
+        ("generic", "accepted", 1),
+        ("generic", "duplicate", 1),
+    ] {
+        let series = format!("vitrina_webhooks_total{{format=\"{format}\",outcome=\"{outcome}\"}}");
+        assert_eq!(node.metric(&series).await, n, "{series}");
+    }
     let (_, p) = product(&node, &token, "hooks", "1001").await;
     assert_eq!(p["priceMinor"], 3000);
 
