@@ -165,7 +165,12 @@ fn start_engine(settings: &Settings) -> anyhow::Result<()> {
     match settings.render.isolation {
         RenderIsolation::Thread => vitrina::engine::init(&settings.v8_flags),
         RenderIsolation::Process => worker::enable(WorkerConfig {
-            program: std::env::current_exe().context("cannot find the node's executable for its render workers")?,
+            // The running image itself, even if its file was replaced since (an upgrade in
+            // place): a worker must speak its node's protocol.
+            program: match std::path::Path::new("/proc/self/exe").exists() {
+                true => "/proc/self/exe".into(),
+                false => std::env::current_exe().context("cannot find the node's executable for its render workers")?,
+            },
             args: vec![
                 "render-worker".into(),
                 format!("--v8-flags={}", settings.v8_flags),

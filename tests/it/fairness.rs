@@ -557,3 +557,42 @@ impl SystemTimeNow {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
     }
 }
+
+/// An upgrade in place replaces the node's executable while it runs. A worker started after
+/// that (here: after one was killed) must still be the running node's own code: a new build
+/// would speak another protocol, or none.
+#[tokio::test]
+async fn a_worker_started_after_the_executable_was_replaced_runs_the_nodes_own_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("vitrina");
+    std::fs::copy(test_support::process::vitrina_bin(), &bin).unwrap();
+    let mut cmd = test_support::process::serve_command(&bin, &dir.path().join("data"), "127.0.0.1:0", OPERATOR_TOKEN, SESSION_KEY);
+    cmd.args(["--demo"]).env("VITRINA_RENDER__THREADS", "1");
+    let mut started = test_support::process::start(cmd, "vitrina listening on ", Duration::from_secs(60)).expect("start");
+    let client = reqwest::Client::builder().resolve("demo.localhost", started.addr).build().unwrap();
+    let page = |path: &'static str| {
+        let (client, addr) = (client.clone(), started.addr);
+        async move {
+            let url = format!("http://demo.localhost:{}{path}", addr.port());
+            let res = client.get(url).header("accept", "text/html").send().await.unwrap();
+            (res.status(), res.text().await.unwrap())
+        }
+    };
+    wait_until("the demo store", Duration::from_secs(30), || async { page("/").await.0 == 200 }).await;
+    // The upgrade: another file renamed over the executable's path.
+    let replacement = dir.path().join("vitrina.new");
+    std::fs::write(&replacement, "#!/bin/sh\nexit 3\n").unwrap();
+    std::fs::set_permissions(&replacement, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&replacement, &bin).unwrap();
+    let workers = test_support::procfs::children(started.child.id());
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    // SAFETY: kill(2) on the node's child this test just read.
+    assert_eq!(unsafe { libc::kill(workers[0] as i32, libc::SIGKILL) }, 0);
+    let (status, html) = page("/blog").await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("class=\"v-block v-block-failed\""), "{html}");
+    let now = test_support::procfs::children(started.child.id());
+    assert!(now.len() == 1 && now != workers, "{now:?}");
+    let _ = started.child.kill();
+    let _ = started.child.wait();
+}

@@ -63,6 +63,8 @@ impl WorkerProcess {
 
     fn start(config: &WorkerConfig) -> io::Result<WorkerProcess> {
         let mut command = Command::new(&config.program);
+        // Named as the node's executable in process listings, whatever path started it.
+        command.arg0(std::env::current_exe().unwrap_or_else(|_| config.program.clone()));
         command.args(&config.args).arg(format!("--pooled-limit={}", crate::engine::pooled::limit() / config.workers.max(1)));
         // Nothing of the node's environment (credentials, tokens) reaches merchant code's process.
         command.env_clear();
