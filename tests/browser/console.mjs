@@ -90,7 +90,8 @@ try {
   await shot('home-hero-code');
   await page.locator('#library-code').click();
   await waitStatus('Back to the library block');
-  if (await preview.locator(`text=${homeMarker}`).count()) fail('the library hero is back in the preview');
+  // The preview reloads after the save: wait for the code's marker to leave it.
+  await preview.locator(`text=${homeMarker}`).waitFor({ state: 'detached', timeout: 15000 }).catch(() => fail('the library hero is back in the preview'));
   await page.goto(base + '/admin/#/pages/seed-examples');
   await page.locator('#code .cm-content').waitFor({ timeout: 10000 });
 
