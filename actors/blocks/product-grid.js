@@ -1,4 +1,4 @@
-// Product grid. config: {title, limit (default 12, max 100), tag, columns (1-6, default 3)}
+// Product grid. Settings: product-grid.settings.json.
 function productGrid(storefront, products, helpers, ctx) {
   const h = helpers;
   const config = ctx.config || {};
@@ -7,7 +7,13 @@ function productGrid(storefront, products, helpers, ctx) {
   const locale = ctx.locale || storefront.locale;
   const tag = typeof config.tag === 'string' && config.tag ? config.tag : null;
   const shown = [];
-  for (let i = 0; i < products.length && shown.length < limit; i++) {
+  // Chosen products, in the merchant's order (ids no longer in the catalog are skipped).
+  const chosen = Array.isArray(config.productIds) ? config.productIds.filter((id) => typeof id === 'string') : [];
+  if (chosen.length) {
+    const byId = new Map(products.map((p) => [String(p.id), p]));
+    for (const id of chosen) if (shown.length < limit && byId.has(id)) shown.push(byId.get(id));
+  }
+  for (let i = 0; !chosen.length && i < products.length && shown.length < limit; i++) {
     const p = products[i];
     if (!tag || (Array.isArray(p.tags) && p.tags.includes(tag))) shown.push(p);
   }

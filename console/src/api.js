@@ -16,7 +16,21 @@ export class ApiError extends Error {
   }
 }
 
+/** This console's own writes: in flight, and when the last one ended (its draft events echo back). */
+export const writes = { inFlight: 0, lastEnded: 0 };
+
 async function send(method, url, body) {
+  if (method === "GET") return exchange(method, url, body);
+  writes.inFlight += 1;
+  try {
+    return await exchange(method, url, body);
+  } finally {
+    writes.inFlight -= 1;
+    writes.lastEnded = Date.now();
+  }
+}
+
+async function exchange(method, url, body) {
   const headers = { accept: "application/json" };
   if (body !== undefined) headers["content-type"] = "application/json";
   if (method !== "GET" && csrf) headers["x-csrf-token"] = csrf;

@@ -3,12 +3,14 @@
 // line and column, a live preview of the draft (rendered by the store's isolate) at three
 // device widths, Save draft, Publish (refused with the errors shown), versions and rollback.
 //
-// The block library declares no settings schema, so a library block's settings are edited as
-// JSON (checked here before it is sent, and by the server).
+// A library block's settings are edited in a form built from the settings it declares
+// (settings-form.js); a block with its own code reads any settings, edited as JSON.
 
 import * as api from "./api.js";
 import { h, clear, errorBox, when } from "./dom.js";
 import { codeEditor } from "./code.js";
+import { blockTypes, settingsForm } from "./settings-form.js";
+import { watchDrafts } from "./drafts-live.js";
 
 const BLOCK_TYPES = [
   "hero", "product-grid", "product-detail", "text", "gallery", "blog-list", "blog-post",
@@ -33,7 +35,8 @@ function debounce(fn, ms) {
 }
 
 export async function pageEditor(root, slug) {
-  const st = { slug, blocks: [], selected: null, dirty: new Map(), device: "desktop", code: null, reloads: 0 };
+  const st = { slug, blocks: [], selected: null, dirty: new Map(), device: "desktop", code: null, form: null, reloads: 0 };
+  const declared = await blockTypes(api);
   const status = h("p", { class: "status", id: "status", role: "status" });
   const problems = h("div", { class: "problems", id: "problems" });
   const list = h("ol", { class: "block-list", id: "blocks" });
@@ -191,6 +194,17 @@ export async function pageEditor(root, slug) {
     if (block.code != null && block.type !== "custom") {
       detail.append(h("button", { type: "button", id: "library-code", onclick: () => act("Back to the library block", () => api.patch(blockPath(block), { code: null })) }, "Use the library block again"));
     }
+    const schema = block.code == null ? declared.get(block.type) : null;
+    if (schema) {
+      st.form = settingsForm(schema, pending.config ?? block.config ?? {}, (config) => {
+        st.dirty.set(block.id, { ...(st.dirty.get(block.id) || {}), config });
+        say("Unsaved changes");
+        autosave(block.id);
+      });
+      detail.append(h("h4", {}, `${schema.label} settings`), st.form.el);
+      return;
+    }
+    st.form = null;
     const settings = h("textarea", { id: "settings", rows: 10, spellcheck: "false" });
     settings.value = pending.configText ?? JSON.stringify(block.config ?? {}, null, 2);
     settings.addEventListener("input", () => {
@@ -200,11 +214,29 @@ export async function pageEditor(root, slug) {
     detail.append(h("label", { for: "settings" }, "Settings (JSON)"), settings);
   }
 
+  // Live preview for settings too: an edit is saved to the draft shortly after typing stops.
+  const autosave = debounce(async (id) => {
+    if (!st.dirty.has(id)) return;
+    try {
+      await saveBlock(id, "Draft saved; preview updated");
+    } catch (e) {
+      refused(e);
+    }
+  }, 600);
+
+  /** A refusal: at its field when the server named one, else in the status line. */
+  function refused(e) {
+    const field = e && e.details && e.details.field;
+    if (field && st.form && st.form.showError(field, e.details.reason || e.message)) say(`Not saved: ${e.message}`, "bad");
+    else say(e.message, "bad");
+  }
+
   async function saveBlock(id, message) {
     const change = st.dirty.get(id);
     if (!change) return;
     const body = {};
     if (change.code !== undefined) body.code = change.code;
+    if (change.config !== undefined) body.config = change.config;
     if (change.configText !== undefined) {
       try {
         body.config = JSON.parse(change.configText);
@@ -226,7 +258,7 @@ export async function pageEditor(root, slug) {
       say("Draft saved", "good");
       return true;
     } catch (e) {
-      say(e.message, "bad");
+      refused(e);
       return false;
     }
   }
@@ -294,6 +326,18 @@ export async function pageEditor(root, slug) {
   }
   const rollback = (version) =>
     act(`Rolled back to version ${version}`, () => api.post(`/pages/${encodeURIComponent(slug)}/rollback`, { version }));
+
+  // Another editor saved this store's drafts: show what they saved.
+  watchDrafts(frame, (event) => {
+    // This console's own saves come back too: it has shown them already.
+    if (event.page !== slug || api.writes.inFlight || Date.now() - api.writes.lastEnded < 1500) return;
+    if (st.dirty.size) {
+      refreshPreview();
+      say("Another editor saved this page; your unsaved changes are kept", "");
+    } else {
+      load().then(() => say("Another editor saved this page", ""));
+    }
+  });
 
   await load();
 }

@@ -13,6 +13,7 @@ mod live;
 mod sync;
 mod writes;
 pub use feed::{ApplyCatalogChanges, FeedAdmin, FeedAdminOp, GetWebhookSecret};
+pub use live::is_console_event;
 pub use sync::{SyncAdmin, SyncAdminOp};
 
 use crate::clock::now_ms;
@@ -31,6 +32,9 @@ use crate::store::repo;
 pub enum StoreError {
     #[error("{0}")]
     Invalid(String),
+    /// A block's setting refused by its declaration (`store::block_settings`), with its path.
+    #[error("{0}")]
+    InvalidSetting(crate::store::block_settings::SettingError),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -362,6 +366,9 @@ impl Handler<Admin> for StoreActor {
                             let written: writes::Written = result?;
                             if let Some(snapshot) = written.published {
                                 act.install_snapshot(snapshot);
+                            }
+                            if let Some(page) = &written.drafts {
+                                live::publish_drafts_saved(&act.node, &act.store, page, act.snapshot.version);
                             }
                             let mut body = written.body;
                             if let Value::Object(map) = &mut body {

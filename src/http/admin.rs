@@ -311,6 +311,13 @@ store_route!(
     let report = crate::engine::validate::validate_block(code);
     Ok(HttpResponse::Ok().json(json!({"valid": report.errors.is_empty(), "errors": report.errors, "warnings": report.warnings})))
 });
+store_route!(
+    /// `GET …/block-types` — the library's block types with the settings each declares (the
+    /// console builds its forms from them), and `custom`.
+    block_types, |node, _store, req, rest| async move {
+    let types = crate::store::block_settings::all();
+    Ok(HttpResponse::Ok().json(json!({"blockTypes": types, "custom": {"type": "custom", "label": "Custom code", "fields": []}})))
+});
 store_route!(list_posts, |node, store, req, rest| async move { respond(&node, &store, AdminOp::ListPosts, StatusCode::OK).await });
 store_route!(put_post, |node, store, req, rest, bytes: Bytes| async move {
     let slug = seg(&rest, 0, Slug::parse)?;

@@ -34,6 +34,9 @@ pub fn storage_error(e: StorageError) -> ApiError {
 pub fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Invalid(m) => ApiError::bad_request("validation_failed", m),
+        StoreError::InvalidSetting(e) => {
+            ApiError::bad_request("validation_failed", e.to_string()).with_details(json!({"field": e.path, "reason": e.message}))
+        }
         StoreError::NotFound(m) => ApiError::not_found(m),
         StoreError::Conflict(m) => ApiError::conflict("conflict", m),
         StoreError::Limit { code, message, details } => {

@@ -41,6 +41,8 @@ fn routed_locally(path: &str) -> bool {
         // A page's live socket stays on the node it reached; events are routed to it.
         || path == "/live"
         || path == "/live.js"
+        // So does a console's (draft events).
+        || path == "/admin/live"
         || path.starts_with("/operator/")
         || path == "/cluster/status"
         || path == "/healthz"

@@ -40,7 +40,7 @@ pub const SCRIPT: &str = include_str!("../../actors/live.js");
 /// How long one event may take to be written before its socket counts as stuck.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames a page may send (pongs, nothing else matters): small.
-const MAX_FRAME: usize = 1024;
+pub(super) const MAX_FRAME: usize = 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/live", web::get().to(socket))
@@ -70,13 +70,13 @@ struct Counts {
 static SOCKETS: LazyLock<Mutex<Counts>> = LazyLock::new(Default::default);
 
 /// A socket's place under the caps, given back when it closes.
-struct Permit {
+pub(super) struct Permit {
     ip: Option<IpAddr>,
     sid: Option<SessionId>,
 }
 
 impl Permit {
-    fn admit(node: &Node, ip: Option<IpAddr>, sid: Option<&SessionId>) -> Result<Permit, ApiError> {
+    pub(super) fn admit(node: &Node, ip: Option<IpAddr>, sid: Option<&SessionId>) -> Result<Permit, ApiError> {
         let s = &node.settings.live;
         let mut counts = SOCKETS.lock();
         if counts.total >= s.max_sockets {
@@ -131,7 +131,7 @@ impl Drop for Permit {
 /// A socket must come from a page of this store: browsers always send `Origin` on a WebSocket
 /// handshake, and a page of another site would otherwise read the shopper's events with its
 /// cookie. Clients that are not browsers send the store's origin like a page would.
-fn check_origin(node: &Node, req: &HttpRequest, store: &StoreId) -> Result<(), ApiError> {
+pub(super) fn check_origin(node: &Node, req: &HttpRequest, store: &StoreId) -> Result<(), ApiError> {
     let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::trim);
     let why = match origin {
         None => "a live socket must come from a page of this store (no Origin was sent)".to_string(),
@@ -199,19 +199,23 @@ async fn socket(node: web::Data<Node>, req: HttpRequest, body: web::Payload) -> 
     let (res, session, stream) =
         actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("not_websocket", format!("WebSocket handshake refused: {e}")))?;
     ensure_renewal(&node);
-    actix_web::rt::spawn(serve(node, sub, session, stream.max_frame_size(MAX_FRAME), permit));
+    // Console events (drafts) are not for shoppers.
+    let pass = |event: &str| !crate::actors::store::is_console_event(event);
+    actix_web::rt::spawn(serve(node, sub, session, stream.max_frame_size(MAX_FRAME), permit, pass));
     Ok(res)
 }
 
 /// One socket's life: hello once the subscription (and, in a cluster, the interest at the
 /// keys' owners) is in place, then events as they come, pings, until either side closes, the
 /// page stops answering, it falls a queue behind, or the node shuts down.
-async fn serve(
+/// Only events `pass` accepts are sent.
+pub(super) async fn serve(
     node: Arc<Node>,
     mut sub: Subscription,
     mut session: actix_ws::Session,
     mut stream: actix_ws::MessageStream,
     _permit: Permit,
+    pass: fn(&str) -> bool,
 ) {
     register_remote(&node, sub.keys()).await;
     let shopper = sub.keys().iter().any(|k| matches!(k, ActorKey::Shopper(..)));
@@ -228,6 +232,7 @@ async fn serve(
     let reason = loop {
         tokio::select! {
             event = sub.recv() => match event {
+                Some(text) if !pass(&text) => {}
                 Some(text) => match tokio::time::timeout(SEND_TIMEOUT, session.text(&*text)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return,
@@ -310,7 +315,7 @@ async fn register_remote(node: &Arc<Node>, keys: &[ActorKey]) {
 
 /// Renews this node's interest in every key its sockets listen to, every third of the TTL
 /// (started with the first socket).
-fn ensure_renewal(node: &Arc<Node>) {
+pub(super) fn ensure_renewal(node: &Arc<Node>) {
     static STARTED: OnceLock<()> = OnceLock::new();
     if !node.cluster.enabled() || STARTED.set(()).is_err() {
         return;

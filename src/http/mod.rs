@@ -5,6 +5,7 @@ pub mod admin;
 pub mod body;
 pub mod conditional;
 pub mod console;
+pub mod console_live;
 pub mod console_session;
 pub mod csrf;
 pub mod errors;
@@ -50,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .route("/admin/session", get().to(console_session::status))
         .route("/admin/session", web::delete().to(console_session::logout))
         .configure(console::routes)
+        .configure(console_live::routes)
         .configure(live::routes)
         .route("/", get().to(shop::home))
         .route("/pages/{slug}", get().to(shop::page))
@@ -98,6 +100,7 @@ fn admin_scope() -> actix_web::Scope {
         .route(&format!("{store}/pages/{{slug}}/rollback"), web::post().to(rollback))
         .route(&format!("{store}/pages/{{slug}}/preview"), get().to(preview))
         .route(&format!("{store}/blocks/validate"), web::post().to(validate_block))
+        .route(&format!("{store}/block-types"), get().to(block_types))
         .route(&format!("{store}/posts"), get().to(list_posts))
         .route(&format!("{store}/posts/{{slug}}"), web::put().to(put_post))
         .route(&format!("{store}/posts/{{slug}}"), web::delete().to(delete_post))

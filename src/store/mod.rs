@@ -1,3 +1,4 @@
 //! The store's domain: model types that validate, and their SQL.
+pub mod block_settings;
 pub mod model;
 pub mod repo;

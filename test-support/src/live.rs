@@ -26,7 +26,12 @@ pub struct Refused {
 /// Opens `/live` of `store` on the node at `addr`. `origin`: the `Origin` header (a page of
 /// the store sends `http://{store}.localhost:PORT`); `cookie`: a `Cookie` header value.
 pub async fn open(addr: SocketAddr, store: &str, origin: Option<&str>, cookie: Option<&str>) -> Result<LiveSocket, Refused> {
-    let url = format!("ws://{store}.localhost:{}/live", addr.port());
+    open_at(addr, store, "/live", origin, cookie).await
+}
+
+/// Opens the WebSocket at `path` (`/live`, or the console's `/admin/live`) like [`open`].
+pub async fn open_at(addr: SocketAddr, store: &str, path: &str, origin: Option<&str>, cookie: Option<&str>) -> Result<LiveSocket, Refused> {
+    let url = format!("ws://{store}.localhost:{}{path}", addr.port());
     let mut req = url.into_client_request().expect("request");
     if let Some(origin) = origin {
         req.headers_mut().insert("origin", origin.parse().expect("origin"));

@@ -1,7 +1,9 @@
 // The merchant console in a real browser: log in with the demo's admin token; edit a custom
 // block's code and watch the draft preview change; publish and see it on the storefront; a
-// syntax error shown at its line, and Publish refused; reorder two blocks; roll back. A
-// screenshot per step goes to the screenshot directory.
+// syntax error shown at its line, and Publish refused; reorder two blocks; roll back; edit the
+// library hero's settings through the form generated from its declared settings (a hostile
+// image URL refused at its field); a second console's preview refreshes when the first saves.
+// A screenshot per step goes to the screenshot directory.
 // Usage: node console.mjs http://demo.localhost:PORT <admin token> <screenshot dir>
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -139,6 +141,41 @@ try {
   const [first] = await blockIds();
   if (first !== hero) fail('the rollback restored the draft order too');
   await shot('rolled-back');
+
+  // 6. The library hero's settings, in the form built from what the hero declares: an edit
+  // shows in the preview; a javascript: image URL is refused at its field.
+  await page.goto(base + '/admin/#/pages/home');
+  await page.locator('#settings-form #setting-heading').waitFor({ timeout: 10000 });
+  const heading = `Heading from the form ${Date.now()}`;
+  await page.locator('#setting-heading').fill(heading);
+  await preview.locator(`text=${heading}`).waitFor({ timeout: 15000 }).catch(() => fail('the form edit shows in the preview'));
+  await page.locator('#setting-align').selectOption('left');
+  await preview.locator('section.v-hero--left').waitFor({ timeout: 15000 }).catch(() => fail('the select shows in the preview'));
+  await shot('hero-settings-form');
+  await page.locator('#setting-image').fill('javascript:alert(1)');
+  await page.locator('#setting-image-error', { hasText: 'image' }).waitFor({ timeout: 10000 })
+    .catch(() => fail('the refused image URL is shown at its field'));
+  await shot('hero-setting-refused');
+  await page.locator('#setting-image').fill('');
+  await waitStatus('Draft saved');
+
+  // 7. Two editors: a second console page's preview refreshes when the first one saves.
+  const other = await context.newPage();
+  other.on('pageerror', (e) => problems.push(String(e)));
+  await other.goto(base + '/admin/#/pages/home');
+  await other.locator('#settings-form #setting-heading').waitFor({ timeout: 10000 });
+  await other.waitForFunction(() => document.body.dataset.draftsLive === 'open', null, { timeout: 10000 })
+    .catch(() => fail('the second console listens for draft events'));
+  await other.frameLocator('#preview').locator(`text=${heading}`).waitFor({ timeout: 15000 });
+  const second = `Saved by the first editor ${Date.now()}`;
+  await page.locator('#setting-heading').fill(second);
+  await waitStatus('Draft saved');
+  await other.frameLocator('#preview').locator(`text=${second}`).waitFor({ timeout: 10000 })
+    .catch(() => fail("the second console's preview refreshed after the first one saved"));
+  if ((await other.locator('#setting-heading').inputValue()) !== second) fail('the second console shows the saved settings');
+  await other.screenshot({ path: join(shots, `${String(++step).padStart(2, '0')}-second-console-refreshed.png`), fullPage: true });
+  console.log(`screenshot ${join(shots, `${String(step).padStart(2, '0')}-second-console-refreshed.png`)}`);
+  await other.close();
 
   // Every other screen draws (no error box): pages, theme, blog, products, webhooks and sync.
   for (const [hash, id] of [['pages', '#pages'], ['theme', '#template'], ['posts', 'details'], ['products', '#products'], ['feeds', '#sync-status']]) {

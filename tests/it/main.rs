@@ -9,6 +9,7 @@ mod cluster;
 mod cluster_history;
 mod config_reference;
 mod console;
+mod console_editor;
 mod containment;
 mod coordination;
 mod copies;

@@ -2,10 +2,14 @@
 //! must show differently (price, compare-at price, stock, or the product gone), published to
 //! the node's event hub under the store's key. Names and descriptions are not sent: a page
 //! only ever puts these values in as text.
+//!
+//! Also the console's events: a page's drafts were saved, so open console previews of it render
+//! again. They go under the store's key too (so they reach every node with a console open, as
+//! product events do) and only console sockets pass them on: drafts are not for shoppers.
 
 use serde::Serialize;
 
-use crate::ids::{ActorKey, ProductId};
+use crate::ids::{ActorKey, ProductId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::snapshot::StoreSnapshot;
 use crate::store::model::Product;
@@ -81,5 +85,32 @@ pub(super) fn publish_product_changes(node: &Node, before: &StoreSnapshot, after
             Ok(text) => node.events.publish(&key, text.into()),
             Err(e) => tracing::warn!(store = %after.store, error = %e, "product event not serialised"),
         }
+    }
+}
+
+/// How every console event's JSON text begins (its `type` is `draft`).
+const CONSOLE_EVENT: &str = "{\"type\":\"draft\"";
+
+/// Whether `event` is for consoles only (shoppers' sockets skip it).
+pub fn is_console_event(event: &str) -> bool {
+    event.starts_with(CONSOLE_EVENT)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DraftEvent<'a> {
+    r#type: &'static str,
+    page: &'a Slug,
+    store_version: u64,
+}
+
+/// `page`'s drafts were saved (or reset by a rollback).
+pub(super) fn publish_drafts_saved(node: &Node, store: &StoreId, page: &Slug, store_version: u64) {
+    match serde_json::to_string(&DraftEvent { r#type: "draft", page, store_version }) {
+        Ok(text) => {
+            debug_assert!(is_console_event(&text));
+            node.events.publish(&ActorKey::Store(store.clone()), text.into());
+        }
+        Err(e) => tracing::warn!(%store, error = %e, "draft event not serialised"),
     }
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::{AdminOp, Bounds, StoreError};
 use crate::clock::now_ms;
+use crate::ids::Slug;
 use crate::render::snapshot::StoreSnapshot;
 use crate::store::model::{Currency, StoreSettings};
 use crate::store::repo;
@@ -19,6 +20,8 @@ use crate::store::repo;
 pub(super) struct Written {
     pub body: Value,
     pub published: Option<StoreSnapshot>,
+    /// The page whose drafts this write changed (open console previews of it render again).
+    pub drafts: Option<Slug>,
 }
 
 /// What one write runs with: its transaction, the store's settings as of the turn, the
@@ -37,12 +40,24 @@ impl Write<'_> {
     fn visible(&self, body: Value) -> Result<Written, StoreError> {
         repo::bump_version(self.tx)?;
         let snapshot = self.bounds.check(self.tx)?;
-        Ok(Written { body, published: Some(snapshot) })
+        Ok(Written { body, published: Some(snapshot), drafts: None })
     }
 
     /// A change only the admin sees (drafts): no new version.
     fn unpublished(body: Value) -> Result<Written, StoreError> {
-        Ok(Written { body, published: None })
+        Ok(Written { body, published: None, drafts: None })
+    }
+
+    /// A change to `page`'s drafts only the admin sees.
+    fn draft(page: &Slug, body: Value) -> Result<Written, StoreError> {
+        Ok(Written { body, published: None, drafts: Some(page.clone()) })
+    }
+}
+
+impl Written {
+    fn with_drafts(mut self, page: &Slug) -> Written {
+        self.drafts = Some(page.clone());
+        self
     }
 }
 

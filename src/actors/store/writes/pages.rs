@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use super::{parse, Write, Written};
 use crate::actors::store::{draft_warnings, StoreError};
 use crate::ids::{BlockId, Slug};
+use crate::store::block_settings::{self, SettingError};
 use crate::store::model::{Block, BlockInput};
 use crate::store::repo;
 
@@ -18,7 +19,12 @@ pub(super) fn put(w: &Write<'_>, slug: Slug, title: &str, description: &str, blo
             let mut out = Vec::new();
             for (i, b) in raw.into_iter().enumerate() {
                 let input: BlockInput = parse(b, &format!("block #{i}"))?;
-                out.push(new_block(w.tx, input).map_err(|e| StoreError::Invalid(format!("block #{i}: {e}")))?);
+                let block = new_block(w.tx, input).map_err(|e| StoreError::Invalid(format!("block #{i}: {e}")))?;
+                check_settings(&block).map_err(|mut e| {
+                    e.path = format!("blocks[{i}].{}", e.path);
+                    StoreError::InvalidSetting(e)
+                })?;
+                out.push(block);
             }
             Some(out)
         }
@@ -31,7 +37,7 @@ pub(super) fn put(w: &Write<'_>, slug: Slug, title: &str, description: &str, blo
     let page = repo::page_summary(w.tx, &slug)?;
     let drafts = repo::draft_blocks(w.tx, &slug)?;
     // Title/description of a published page are frozen per version: not yet visible.
-    Write::unpublished(json!({"page": page, "draft": {"blocks": drafts, "warnings": draft_warnings(&drafts)}}))
+    Write::draft(&slug, json!({"page": page, "draft": {"blocks": drafts, "warnings": draft_warnings(&drafts)}}))
 }
 
 pub(super) fn delete(w: &Write<'_>, slug: Slug) -> Result<Written, StoreError> {
@@ -51,12 +57,13 @@ pub(super) fn add_block(w: &Write<'_>, page: Slug, block: Value) -> Result<Writt
     let input: BlockInput = parse(block, "block")?;
     let position = input.position;
     let block = new_block(w.tx, input).map_err(StoreError::Invalid)?;
+    check_settings(&block).map_err(StoreError::InvalidSetting)?;
     let mut blocks = repo::draft_blocks(w.tx, &page)?;
     let at = position.unwrap_or(blocks.len()).min(blocks.len());
     blocks.insert(at, block.clone());
     repo::replace_draft_blocks(w.tx, &page, &blocks, w.now)?;
     let warnings = draft_warnings(std::slice::from_ref(&block));
-    Write::unpublished(json!({"block": block, "position": at, "warnings": warnings}))
+    Write::draft(&page, json!({"block": block, "position": at, "warnings": warnings}))
 }
 
 pub(super) fn update_block(w: &Write<'_>, page: Slug, block_id: BlockId, block: Value) -> Result<Written, StoreError> {
@@ -86,11 +93,12 @@ pub(super) fn update_block(w: &Write<'_>, page: Slug, block_id: BlockId, block: 
     if b.block_type == "custom" && b.code.is_none() {
         return Err(StoreError::Invalid("a custom block needs code".into()));
     }
+    check_settings(&b).map_err(StoreError::InvalidSetting)?;
     let at = input.position.unwrap_or(index).min(blocks.len());
     blocks.insert(at, b.clone());
     repo::replace_draft_blocks(w.tx, &page, &blocks, w.now)?;
     let warnings = draft_warnings(std::slice::from_ref(&b));
-    Write::unpublished(json!({"block": b, "position": at, "warnings": warnings}))
+    Write::draft(&page, json!({"block": b, "position": at, "warnings": warnings}))
 }
 
 pub(super) fn delete_block(w: &Write<'_>, page: Slug, block_id: BlockId) -> Result<Written, StoreError> {
@@ -102,7 +110,7 @@ pub(super) fn delete_block(w: &Write<'_>, page: Slug, block_id: BlockId) -> Resu
         return Err(StoreError::NotFound(format!("block {block_id} not found on page {page}")));
     }
     repo::replace_draft_blocks(w.tx, &page, &blocks, w.now)?;
-    Write::unpublished(json!({"deleted": block_id}))
+    Write::draft(&page, json!({"deleted": block_id}))
 }
 
 pub(super) fn publish(w: &Write<'_>, page: Slug) -> Result<Written, StoreError> {
@@ -125,7 +133,16 @@ pub(super) fn rollback(w: &Write<'_>, page: Slug, version: i64) -> Result<Writte
     // version never serve stale HTML) and resets the drafts to it.
     repo::replace_draft_blocks(w.tx, &page, &old.blocks, w.now)?;
     let new_version = repo::publish_version(w.tx, &page, &old.blocks, &format!("rollback:{version}"), w.now)?;
-    w.visible(json!({"page": page, "version": new_version, "restoredFrom": version}))
+    Ok(w.visible(json!({"page": page, "version": new_version, "restoredFrom": version}))?.with_drafts(&page))
+}
+
+/// A library block's settings against its declaration; a block with its own code reads its
+/// settings itself.
+fn check_settings(block: &Block) -> Result<(), SettingError> {
+    if block.code.is_some() {
+        return Ok(());
+    }
+    block_settings::check(&block.block_type, &block.config)
 }
 
 fn require_page(tx: &rusqlite::Transaction<'_>, slug: &Slug) -> Result<(), StoreError> {
