@@ -3,7 +3,7 @@
 //! commerce backend's stock answers after a checkout.
 //!
 //! Every source is turned into [`CatalogChange`]s at the edge; the store actor applies a batch
-//! of them in one transaction together with an outbox row (see `repo.rs`).
+//! of them in one transaction (see `repo.rs`).
 
 pub mod breaker;
 pub mod generic;
@@ -70,16 +70,6 @@ pub enum CatalogChange {
         product: ProductId,
         stock: i64,
     },
-}
-
-impl CatalogChange {
-    pub fn product_hint(&self) -> Option<&ProductId> {
-        match self {
-            CatalogChange::Upsert(u) => Some(&u.id),
-            CatalogChange::Delete { product, .. } | CatalogChange::SetStock { product, .. } => Some(product),
-            CatalogChange::InventoryLevel { .. } => None,
-        }
-    }
 }
 
 /// Where a batch of changes came from. A webhook carries its id for the idempotency log.

@@ -1,10 +1,9 @@
 //! SQL for the catalog feed, over the store actor's database: the webhook secret and id log,
-//! applying upstream changes with per-product ordering, the outbox, and sync/backend settings.
+//! applying upstream changes with per-product ordering, and sync/backend settings.
 //! Only the store actor calls these, inside its turn and (for writes) its transaction.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::signature::WebhookSecret;
 use super::{product_item, CatalogChange, ChangeOutcome, ProductUpsert, WebhookId};
@@ -18,8 +17,6 @@ use crate::store::repo::{self, UpsertOutcome};
 pub const WEBHOOK_ID_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 /// … and at most this many.
 pub const WEBHOOK_ID_LIMIT: i64 = 10_000;
-/// Outbox rows kept; older ones are superseded by any newer "version N" event.
-pub const OUTBOX_LIMIT: i64 = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
@@ -268,45 +265,6 @@ pub fn delete_unseen(tx: &Transaction<'_>, run: i64, run_started_ms: i64) -> Sto
         out.push(id);
     }
     Ok(out)
-}
-
-// ---- outbox ----
-
-/// One "the catalog changed" event, in the same transaction as the change.
-pub fn record_outbox(tx: &Transaction<'_>, kind: &str, payload: &Value, now: i64) -> StorageResult<i64> {
-    tx.execute("INSERT INTO outbox (kind, payload, created_ms) VALUES (?1, ?2, ?3)", params![kind, payload.to_string(), now])?;
-    let seq = tx.last_insert_rowid();
-    tx.execute("DELETE FROM outbox WHERE seq <= ?1", [seq - OUTBOX_LIMIT])?;
-    Ok(seq)
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OutboxEvent {
-    pub seq: i64,
-    pub kind: String,
-    pub payload: Value,
-    pub created_ms: i64,
-}
-
-/// Undelivered events, oldest first — for the cluster fan-out to drain.
-pub fn pending_outbox(conn: &Connection, limit: usize) -> StorageResult<Vec<OutboxEvent>> {
-    let mut stmt = conn.prepare("SELECT seq, kind, payload, created_ms FROM outbox WHERE delivered_ms IS NULL ORDER BY seq LIMIT ?1")?;
-    let rows = stmt.query_map([limit as i64], |r| {
-        let payload: String = r.get(2)?;
-        Ok(OutboxEvent {
-            seq: r.get(0)?,
-            kind: r.get(1)?,
-            payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
-            created_ms: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Marks every event up to `seq` delivered (events are cumulative: version N implies < N).
-pub fn mark_outbox_delivered(tx: &Transaction<'_>, up_to_seq: i64, now: i64) -> StorageResult<usize> {
-    Ok(tx.execute("UPDATE outbox SET delivered_ms = ?2 WHERE seq <= ?1 AND delivered_ms IS NULL", params![up_to_seq, now])?)
 }
 
 // ---- commerce backend ----

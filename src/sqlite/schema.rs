@@ -27,7 +27,9 @@ pub enum SchemaKind {
 impl SchemaKind {
     fn migrations(self) -> &'static [Migration] {
         match self {
-            SchemaKind::Store => migrations![1 => "store/0001_init.sql", 2 => "store/0002_webhooks.sql", 3 => "store/0003_durability.sql"],
+            SchemaKind::Store => migrations![
+                1 => "store/0001_init.sql", 2 => "store/0002_webhooks.sql", 3 => "store/0003_durability.sql", 4 => "store/0004_drop_outbox.sql"
+            ],
             SchemaKind::Shopper => migrations![1 => "shopper/0001_init.sql", 2 => "shopper/0002_orders.sql"],
             SchemaKind::Catalog => {
                 migrations![1 => "catalog/0001_init.sql", 2 => "catalog/0002_shopify_domains.sql", 3 => "catalog/0003_host_claims.sql", 4 => "catalog/0004_token_versions.sql", 5 => "catalog/0005_node_boots.sql"]

@@ -40,7 +40,12 @@ async fn add(node: &TestNode, store: &str, cookie: &str, product: &str) -> Value
 /// A generic webhook setting `product`'s price (signed with the store's secret), through `node`.
 async fn set_price(node: &TestNode, store: &str, id: &str, product: &str, price: &str, stock: i64) {
     let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let at = format!("2030-01-01T00:00:{:02}Z", t % 60);
+    set_price_at(node, store, id, product, price, stock, &format!("2030-01-01T00:00:{:02}Z", t % 60)).await
+}
+
+/// [`set_price`] with the upstream's `updatedAt` (newest wins per product).
+async fn set_price_at(node: &TestNode, store: &str, id: &str, product: &str, price: &str, stock: i64, at: &str) {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let body = json!({"id": id, "store": store, "type": "product.upsert",
         "data": {"id": product, "handle": product, "title": "Enamel Mug", "price": price, "stock": stock, "updatedAt": at}})
     .to_string();
@@ -121,6 +126,32 @@ async fn a_signed_webhook_price_change_reaches_open_pages_within_a_second() {
         assert_eq!(event["currency"], "USD");
     }
     assert!(elsewhere.next_of("product", QUIET).await.is_none(), "another store's page hears nothing");
+}
+
+#[tokio::test]
+async fn catalog_changes_reach_open_pages_and_leave_no_log_behind() {
+    let node = TestNode::start();
+    with_webhooks(&node, "nolog").await;
+    let mut page = socket(&node, "nolog", None).await;
+    for i in 0..25 {
+        let price = format!("{}.50", 10 + i);
+        set_price_at(&node, "nolog", &format!("nl-{i}"), "mug", &price, 5, &format!("2030-01-01T00:01:{i:02}Z")).await;
+        let event = page.next_of("product", Duration::from_secs(3)).await.expect("every change is an event");
+        assert_eq!(event["products"][0]["price"], price.as_str(), "{event}");
+    }
+    // The live events are the only record of a change besides the catalog itself: the store's
+    // file keeps no log of changes that could grow (the old catalog.changed outbox is dropped).
+    let db = node.data_dir.join("stores/nolog/store.db");
+    let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!tables.iter().any(|t| t == "outbox"), "no outbox table: {tables:?}");
+    assert!(tables.iter().any(|t| t == "products"), "the store's file was read: {tables:?}");
 }
 
 #[tokio::test]

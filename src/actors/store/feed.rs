@@ -1,5 +1,5 @@
 //! The store actor's side of the catalog feed: applying webhook and sync changes in one
-//! transaction with an outbox row, and the feed's settings (webhook secret, commerce backend).
+//! transaction, and the feed's settings (webhook secret, commerce backend).
 
 use actix::prelude::*;
 use serde_json::{json, Value};
@@ -9,7 +9,6 @@ use crate::clock::now_ms;
 use crate::feed::repo::{self as sql, FeedError};
 use crate::feed::signature::WebhookSecret;
 use crate::feed::{CatalogChange, ChangeOutcome, ChangeSource, FeedReport};
-use crate::ids::ProductId;
 use crate::render::snapshot::StoreSnapshot;
 use crate::store::model::Currency;
 use crate::store::repo;
@@ -70,8 +69,7 @@ impl Handler<GetWebhookSecret> for StoreActor {
 }
 
 /// Applies a batch of changes in one transaction: the webhook id (if any) is recorded, each
-/// change applied in order, and — when anything visible changed — the version bumped and a
-/// `catalog.changed` outbox row written. The snapshot is replaced before the answer, so a
+/// change applied in order, and — when anything visible changed — the version bumped. The snapshot is replaced before the answer, so a
 /// page rendered on this node after the answer shows the change.
 #[derive(Message, Clone)]
 #[rtype(result = "Result<FeedReport, StoreError>")]
@@ -123,7 +121,6 @@ pub(super) fn apply_batch(
         _ => None,
     };
     let mut outcomes = Vec::with_capacity(changes.len());
-    let mut touched: Vec<&ProductId> = Vec::new();
     let mut rejected: Vec<String> = Vec::new();
     for change in changes {
         // A savepoint per change: a sync page skips an invalid product instead of failing the
@@ -132,9 +129,6 @@ pub(super) fn apply_batch(
         match sql::apply_change(tx, change, currency, run, now) {
             Ok(outcome) => {
                 tx.execute_batch("RELEASE feed_change").map_err(crate::sqlite::StorageError::from)?;
-                if outcome == ChangeOutcome::Applied {
-                    touched.extend(change.product_hint());
-                }
                 outcomes.push(outcome);
             }
             Err(FeedError::Invalid(m)) if run.is_some() => {
@@ -150,8 +144,6 @@ pub(super) fn apply_batch(
         // Past a store limit the whole batch is refused (a sync page, a webhook): nothing of it
         // is applied, and a webhook's id is not recorded, so a retry after room was made applies.
         let snapshot = bounds.check(tx)?;
-        let payload = json!({"version": v, "source": source.label(), "products": touched});
-        sql::record_outbox(tx, "catalog.changed", &payload, now)?;
         (v, Some(snapshot))
     } else {
         (repo::version(tx)?, None)

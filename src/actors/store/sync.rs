@@ -261,9 +261,7 @@ impl Handler<SyncFinished> for StoreActor {
                             state.last_full_ms = Some(now);
                             let gone = sql::delete_unseen(tx, msg.run, msg.run)?;
                             if !gone.is_empty() {
-                                let v = repo::bump_version(tx)?;
-                                let payload = json!({"version": v, "source": format!("sync:{}", msg.run), "products": gone});
-                                sql::record_outbox(tx, "catalog.changed", &payload, now)?;
+                                repo::bump_version(tx)?;
                                 changed = true;
                             }
                         }
