@@ -14,6 +14,7 @@ use crate::ids::{ActorKey, ProductId, SessionId, StoreId};
 use crate::node::Node;
 use crate::render::snapshot::SharedSnapshot;
 use crate::runtime::registry::ActorError;
+use crate::runtime::traced::Traced;
 
 /// Why a search has no answer.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +34,8 @@ impl Node {
     where
         M: Message + Send + Clone + 'static,
         M::Result: Send,
-        StoreActor: Handler<M>,
-        <StoreActor as Actor>::Context: ToEnvelope<StoreActor, M>,
+        StoreActor: Handler<Traced<M>>,
+        <StoreActor as Actor>::Context: ToEnvelope<StoreActor, Traced<M>>,
     {
         self.registry.ask::<StoreActor, M>(self, &ActorKey::Store(store.clone()), msg).await
     }
@@ -44,8 +45,8 @@ impl Node {
     where
         M: Message + Send + Clone + 'static,
         M::Result: Send,
-        ShopperActor: Handler<M>,
-        <ShopperActor as Actor>::Context: ToEnvelope<ShopperActor, M>,
+        ShopperActor: Handler<Traced<M>>,
+        <ShopperActor as Actor>::Context: ToEnvelope<ShopperActor, Traced<M>>,
     {
         self.registry.ask::<ShopperActor, M>(self, &ActorKey::Shopper(store.clone(), sid.clone()), msg).await
     }

@@ -290,3 +290,11 @@ impl Passivating for ShopperActor {
         self.db.clone()
     }
 }
+
+impl crate::runtime::traced::TracedTurns for ShopperActor {
+    fn turn_trace(&self) -> Option<crate::trace_context::TurnTrace> {
+        self.db.as_ref().map(ActorDb::turn_trace)
+    }
+}
+
+crate::traced_turns!(ShopperActor);

@@ -188,6 +188,14 @@ impl Handler<crate::engine::isolate_budget::ReleaseIsolate> for StoreActor {
     }
 }
 
+impl crate::runtime::traced::TracedTurns for StoreActor {
+    fn turn_trace(&self) -> Option<crate::trace_context::TurnTrace> {
+        self.db.as_ref().map(ActorDb::turn_trace)
+    }
+}
+
+crate::traced_turns!(StoreActor);
+
 impl Passivating for StoreActor {
     fn registry_and_lease(&mut self) -> (&Registry, &mut Lease) {
         (&self.node.registry, &mut self.lease)

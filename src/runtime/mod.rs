@@ -8,6 +8,7 @@
 pub mod alarms;
 pub mod events;
 pub mod registry;
+pub mod traced;
 
 use std::time::{Duration, Instant};
 

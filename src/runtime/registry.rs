@@ -25,6 +25,7 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use super::traced::Traced;
 use super::Passivate;
 use crate::ids::{ActorKey, StoreId};
 use crate::sqlite::StorageError;
@@ -307,13 +308,15 @@ impl Registry {
     }
 
     /// Sends `msg` to the actor of `key`, an `A`, activating it through `activator` if needed.
+    /// The message carries the caller's trace (see [`Traced`]).
     pub async fn ask<A, M>(&self, activator: &dyn Activator, key: &ActorKey, msg: M) -> Result<M::Result, ActorError>
     where
-        A: Actor + Handler<M>,
-        A::Context: ToEnvelope<A, M>,
+        A: Actor + Handler<Traced<M>>,
+        A::Context: ToEnvelope<A, Traced<M>>,
         M: Message + Send + Clone + 'static,
         M::Result: Send,
     {
+        let msg = Traced { parent: crate::trace_context::current_parent(), msg };
         // A closed mailbox means the actor passivated before taking the message: the message
         // was not processed, so sending it to the next instance is safe.
         for _ in 0..5 {

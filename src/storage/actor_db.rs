@@ -10,6 +10,7 @@ use super::open_files;
 use super::ShopperFiles;
 use crate::ids::StoreId;
 use crate::sqlite::{create_from_template, migrate, open, remove_sidecars, SchemaKind, StorageError, StorageResult};
+use crate::trace_context::TurnTrace;
 
 /// Called after every committed write of an actor, on the committing thread. Replication uses
 /// it to mark the actor dirty; it must be cheap and must not block.
@@ -27,6 +28,8 @@ fn run_commit_hook(hook: Option<&CommitHook>) {
 pub struct ActorDb {
     conn: Arc<Mutex<Db>>,
     on_commit: Option<CommitHook>,
+    /// The trace of the owning actor's running turn: commits are its children.
+    trace: TurnTrace,
 }
 
 /// The connection, or the promise of one: an actor without a file yet has none, and an idle
@@ -132,7 +135,7 @@ impl Drop for Db {
 
 impl ActorDb {
     fn with_db(db: Db) -> ActorDb {
-        ActorDb { conn: Arc::new(Mutex::new(db)), on_commit: None }
+        ActorDb { conn: Arc::new(Mutex::new(db)), on_commit: None, trace: TurnTrace::default() }
     }
 
     pub fn open(path: &Path, kind: SchemaKind) -> StorageResult<ActorDb> {
@@ -219,6 +222,11 @@ impl ActorDb {
         self
     }
 
+    /// Where the owning actor records its running turn's trace (shared by this handle's clones).
+    pub fn turn_trace(&self) -> TurnTrace {
+        self.trace.clone()
+    }
+
     fn committed(&self) {
         run_commit_hook(self.on_commit.as_ref());
     }
@@ -256,7 +264,8 @@ impl ActorDb {
         F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
         let conn = self.conn.clone();
-        let commit = tokio::task::spawn_blocking(move || Self::commit(&conn, kind, f));
+        let span = commit_span(kind, &self.trace);
+        let commit = tokio::task::spawn_blocking(move || span.in_scope(|| Self::commit(&conn, kind, f)));
         let on_commit = self.on_commit.clone();
         async move {
             let value = commit.await.map_err(|e| StorageError::Join(e.to_string()))??;
@@ -272,7 +281,7 @@ impl ActorDb {
 
     /// [`write_now`](Self::write_now) with the given durability.
     pub fn write_now_as<T, E: From<StorageError>>(&self, kind: Commit, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
-        let value = Self::commit(&self.conn, kind, f)?;
+        let value = commit_span(kind, &self.trace).in_scope(|| Self::commit(&self.conn, kind, f))?;
         self.committed();
         Ok(value)
     }
@@ -297,10 +306,9 @@ impl ActorDb {
                     let value = f(&tx)?;
                     let started = std::time::Instant::now();
                     tx.commit().map_err(StorageError::from)?;
-                    let durability = if kind == Commit::Durable { "durable" } else { "may_be_lost" };
                     crate::metrics::observe_seconds(
                         "vitrina_sqlite_commit_seconds",
-                        &[("durability", durability)],
+                        &[("durability", durability_label(kind))],
                         started.elapsed().as_secs_f64(),
                     );
                     Ok::<T, E>(value)
@@ -319,6 +327,24 @@ impl ActorDb {
         };
         Self::admit_if_opened(conn, opened);
         result
+    }
+}
+
+/// The span of one commit: a child of the actor's running turn's trace when it runs in one.
+fn commit_span(kind: Commit, trace: &TurnTrace) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::info_span!("commit", durability = durability_label(kind));
+    if let Some(parent) = trace.parent() {
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+fn durability_label(kind: Commit) -> &'static str {
+    if kind == Commit::Durable {
+        "durable"
+    } else {
+        "may_be_lost"
     }
 }
 

@@ -39,6 +39,14 @@ impl Handler<Bump> for Counter {
     }
 }
 
+impl vitrina::runtime::traced::TracedTurns for Counter {
+    fn turn_trace(&self) -> Option<vitrina::trace_context::TurnTrace> {
+        None
+    }
+}
+
+vitrina::traced_turns!(Counter);
+
 impl Handler<Passivate> for Counter {
     type Result = ();
     fn handle(&mut self, _: Passivate, ctx: &mut Context<Self>) {
@@ -140,6 +148,12 @@ async fn asking_for_the_wrong_kind_is_refused_not_misrouted() {
             unreachable!("a counter's key never reaches another kind")
         }
     }
+    impl vitrina::runtime::traced::TracedTurns for Other {
+        fn turn_trace(&self) -> Option<vitrina::trace_context::TurnTrace> {
+            None
+        }
+    }
+    vitrina::traced_turns!(Other);
     let kind = counters(0);
     let k = key("typed");
     kind.registry.ask::<Counter, _>(kind.as_ref(), &k, Bump).await.unwrap();

@@ -86,6 +86,58 @@ fn exporters_of(received: &[Value], trace_id: &str) -> (Vec<String>, Vec<String>
     (nodes, names)
 }
 
+/// One exported span: the node that exported it, its name, id and parent's id.
+struct SpanSeen {
+    node: String,
+    name: String,
+    id: String,
+    parent: String,
+}
+
+fn spans_of(received: &[Value], trace_id: &str) -> Vec<SpanSeen> {
+    let mut spans = Vec::new();
+    for batch in received {
+        for rs in batch["resourceSpans"].as_array().into_iter().flatten() {
+            let node = rs["resource"]["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["key"] == "service.instance.id")
+                .and_then(|a| a["value"]["stringValue"].as_str())
+                .unwrap_or("")
+                .to_string();
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                for span in ss["spans"].as_array().into_iter().flatten() {
+                    if span["traceId"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(trace_id)) {
+                        let text = |k: &str| span[k].as_str().unwrap_or("").to_ascii_lowercase();
+                        spans.push(SpanSeen { node: node.clone(), name: text("name"), id: text("spanId"), parent: text("parentSpanId") });
+                    }
+                }
+            }
+        }
+    }
+    spans
+}
+
+/// The names of `span`'s ancestors, nearest first, as far as they were exported.
+fn ancestors(spans: &[SpanSeen], span: &SpanSeen) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut parent = span.parent.clone();
+    while let Some(p) = spans.iter().find(|s| !parent.is_empty() && s.id == parent) {
+        names.push(p.name.clone());
+        parent = p.parent.clone();
+    }
+    names
+}
+
+/// Whether a `name` span exported by `node` (any node: "") descends from the `request` span through `via`.
+fn has_span_under(spans: &[SpanSeen], node: &str, name: &str, via: &[&str]) -> bool {
+    spans.iter().filter(|s| (node.is_empty() || s.node == node) && s.name == name).any(|s| {
+        let up = ancestors(spans, s);
+        up.iter().any(|n| n == "request") && via.iter().all(|v| up.iter().any(|n| n == v))
+    })
+}
+
 #[tokio::test]
 async fn one_request_is_one_trace_across_two_nodes() {
     let (endpoint, received) = otlp_receiver().await;
@@ -123,6 +175,53 @@ async fn one_request_is_one_trace_across_two_nodes() {
     .await;
     let (_, names) = exporters_of(&received.lock().unwrap(), trace_id);
     assert!(names.iter().any(|n| n == "request") && names.iter().any(|n| n == "forward"), "{names:?}");
+    // The owner's commit of the cart change, made in the shopper actor's turn on n2, is a
+    // child of that node's request span for the forwarded request.
+    wait_until("the owner's commit span under its request span", Duration::from_secs(20), || {
+        let received = received.clone();
+        async move { has_span_under(&spans_of(&received.lock().unwrap(), trace_id), "n2", "commit", &[]) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_commit_is_a_span_of_the_render_and_request_that_caused_it() {
+    let (endpoint, received) = otlp_receiver().await;
+    let node = TestNode::start_with(&[("VITRINA_TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    node.seed_store("shop", "Shop").await;
+    let client = node.bare_client("shop");
+    let cookie = session_cookie("viewer");
+    // A cart change first (a durable commit, under the request), then a product page: its view
+    // is recorded by a commit in the shopper's render turn.
+    let add_trace = "5bf92f3577b34da6a3ce929d0e0e4731";
+    let res = client
+        .post(format!("{}/cart/items", node.base("shop")))
+        .header("cookie", &cookie)
+        .header("traceparent", format!("00-{add_trace}-00f067aa0ba902b7-01"))
+        .json(&serde_json::json!({"productId": "mug", "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let view_trace = "5bf92f3577b34da6a3ce929d0e0e4732";
+    let res = client
+        .get(format!("{}/products/mug", node.base("shop")))
+        .header("cookie", &cookie)
+        .header("accept", "text/html")
+        .header("traceparent", format!("00-{view_trace}-00f067aa0ba902b8-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    wait_until("commit spans under their requests", Duration::from_secs(20), || {
+        let received = received.clone();
+        async move {
+            let got = received.lock().unwrap();
+            has_span_under(&spans_of(&got, add_trace), "", "commit", &[])
+                && has_span_under(&spans_of(&got, view_trace), "", "commit", &["render"])
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
