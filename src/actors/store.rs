@@ -10,10 +10,12 @@ use serde_json::{json, Value};
 mod feed;
 pub mod limits;
 mod live;
+mod staff;
 mod sync;
 mod writes;
 pub use feed::{ApplyCatalogChanges, FeedAdmin, FeedAdminOp, GetWebhookSecret};
 pub use live::is_console_event;
+pub use staff::{Staff, StaffOp};
 pub use sync::{SyncAdmin, SyncAdminOp};
 
 use crate::clock::now_ms;

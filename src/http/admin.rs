@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::body;
+use super::staff::Caller;
 use super::tenant::page_request;
 use crate::actors::store::{Admin, AdminOp, FeedAdmin, FeedAdminOp, RenderForStore, SyncAdmin, SyncAdminOp};
 use crate::catalog::host_policy::{self, HostRefusal};
@@ -22,6 +23,7 @@ use crate::http::errors::{storage_error, store_error};
 use crate::ids::{BlockId, ProductId, Slug, StoreId};
 use crate::node::Node;
 use crate::render::Route;
+use crate::store::staff as staff_model;
 
 fn catalog_error(e: CatalogError) -> ApiError {
     match e {
@@ -56,13 +58,16 @@ fn is_operator(node: &Node, token: &str) -> bool {
     expected.len() == token.len() && bool::from(expected.as_bytes().ct_eq(token.as_bytes()))
 }
 
-/// Checks the caller may administer `store`: a bearer token, else the merchant console's
-/// session cookie (`console_session`, which also wants a CSRF token on writes).
-fn authorize(node: &Node, req: &HttpRequest, store: &StoreId) -> Result<(), ApiError> {
+/// Checks the caller may administer `store` and says who it is: a bearer token (the store's
+/// admin token or the operator's, both owners), else the merchant console's session cookie
+/// (`console_session`: a staff member or the admin token's login, with a CSRF token on writes).
+async fn authorize(node: &Arc<Node>, req: &HttpRequest, store: &StoreId) -> Result<Caller, ApiError> {
     if !req.headers().contains_key(header::AUTHORIZATION) && super::console_session::has_cookie(req) {
-        return super::console_session::authorize(node, req, store);
+        return super::console_session::authorize(node, req, store).await;
     }
-    check_token(node, bearer(req)?, store)
+    let token = bearer(req)?;
+    check_token(node, token, store)?;
+    Ok(Caller::owner(if is_operator(node, token) { staff_model::OPERATOR_ACTOR } else { staff_model::TOKEN_ACTOR }))
 }
 
 /// Whether `token` (the store's admin token or the operator's) grants `store`.
@@ -77,13 +82,23 @@ pub(super) fn check_token(node: &Node, token: &str, store: &StoreId) -> Result<(
     }
 }
 
-fn store_path(node: &Node, req: &HttpRequest, raw: &str) -> Result<StoreId, ApiError> {
+/// The store a request names, once the caller is known, the store exists and the caller's role
+/// allows the request (`staff::required_role`).
+async fn store_path(node: &Arc<Node>, req: &HttpRequest, raw: &str) -> Result<(StoreId, Caller), ApiError> {
     let store = StoreId::parse(raw)?;
-    authorize(node, req, &store)?;
+    let caller = authorize(node, req, &store).await?;
     if !node.catalog.store_exists(&store).map_err(ApiError::internal)? {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "store_not_found", format!("store {store} does not exist")));
     }
-    Ok(store)
+    super::staff::check_role(&caller, req)?;
+    Ok((store, caller))
+}
+
+/// [`store_path`] for the routes outside this file (staff, audit).
+pub(super) async fn authorize_store(node: web::Data<Node>, req: &HttpRequest, raw: &str) -> Result<(Arc<Node>, StoreId, Caller), ApiError> {
+    let node = node.into_inner();
+    let (store, caller) = store_path(&node, req, raw).await?;
+    Ok((node, store, caller))
 }
 
 async fn run(node: &Arc<Node>, store: &StoreId, op: AdminOp) -> Result<Value, ApiError> {
@@ -171,10 +186,14 @@ macro_rules! store_route {
         pub async fn $name(node: web::Data<Node>, $req: HttpRequest, path: web::Path<Vec<String>> $(, $arg: $ty)*) -> Result<HttpResponse, ApiError> {
             let $node = node.into_inner();
             let segments = path.into_inner();
-            let $store = store_path(&$node, &$req, segments.first().map(String::as_str).unwrap_or(""))?;
+            let ($store, caller) = store_path(&$node, &$req, segments.first().map(String::as_str).unwrap_or("")).await?;
             #[allow(unused_variables)]
             let $rest: Vec<String> = segments.into_iter().skip(1).collect();
-            $body.await
+            let (audit_node, audit_store, audit_req) = ($node.clone(), $store.clone(), $req.clone());
+            let res: Result<HttpResponse, ApiError> = $body.await;
+            let res = res?;
+            super::staff::audited(&audit_node, &audit_store, &caller, &audit_req, &res).await;
+            Ok(res)
         }
     };
 }

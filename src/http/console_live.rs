@@ -27,7 +27,7 @@ async fn socket(node: web::Data<Node>, req: HttpRequest, body: web::Payload) -> 
     let store = tenant::resolve_store(&node, &req)?;
     // A page of another site must not open it with the editor's cookie.
     check_origin(&node, &req, &store)?;
-    super::console_session::authorize(&node, &req, &store)?;
+    super::console_session::authorize(&node, &req, &store).await?;
     let is_upgrade = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if !is_upgrade {
         return Err(ApiError::bad_request("not_websocket", "GET /admin/live is a WebSocket: send Upgrade: websocket"));

@@ -1,47 +1,54 @@
-//! Merchant console logins: the store's admin token, entered once at `/admin/`, is exchanged
-//! for a signed, expiring session cookie, so the page never keeps the token.
+//! Merchant console logins: the store's admin token, or a staff member's name and password,
+//! entered once at `/admin/`, is exchanged for a signed, expiring session cookie, so the page
+//! never keeps a secret.
 //!
 //! The `vitrina_console` cookie (`HttpOnly; SameSite=Strict; Path=/admin`, `Secure` per
-//! `http.secure_cookies`) carries `{store}.{token version}.{expires}.{nonce}.{mac}`: the store
-//! it grants, the version of the store's admin token it was issued under (a rotation changes
-//! it, which ends every console session of the store), its expiry (unix seconds) and an
-//! HMAC-SHA256 (128 bits kept) under the node's session key. The admin API accepts it in place
-//! of a bearer token, on the store's own hosts only; a request that changes anything must also
-//! carry `x-csrf-token` (a MAC of the cookie, handed out by `POST`/`GET /admin/session`) and a
-//! same-origin `Origin`. Logging out puts the session's nonce on a deny list kept until the
-//! session would have expired (per node: the cookie is removed from the browser as well).
+//! `http.secure_cookies`) carries `{store}.{token version}.{principal}.{generation}.{expires}.
+//! {nonce}.{mac}`: the store it grants, the version of the store's admin token it was issued
+//! under (a rotation changes it, which ends every console session of the store), the principal
+//! (a staff name, or `~` for the admin token) and that principal's session generation, kept in
+//! the store actor (`store::staff`), its expiry (unix seconds) and an HMAC-SHA256 (128 bits
+//! kept) under the node's session key. Every request reads the role in the store actor and
+//! checks the session there: a logout is kept there (by nonce, until the session would have
+//! expired), and a role or password change and a removal bump the member's generation, which
+//! ends all their sessions at once, on every node and across restarts. The admin
+//! API accepts the cookie in place of a bearer token, on the store's own hosts only; a request
+//! that changes anything must also carry `x-csrf-token` (a MAC of the cookie, handed out by
+//! `POST`/`GET /admin/session`) and a same-origin `Origin`.
 
-use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use hmac::{Hmac, Mac};
-use parking_lot::Mutex;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::staff::{self as staff_http, Caller};
 use super::{body, csrf, proxy, tenant};
+use crate::actors::store::StaffOp;
 use crate::error::ApiError;
 use crate::ids::StoreId;
 use crate::node::Node;
+use crate::store::staff::{self as staff_model, Role};
 
 pub const CONSOLE_COOKIE: &str = "vitrina_console";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 const COOKIE_PATH: &str = "/admin";
 const MAC_HEX: usize = 32;
-const MAX_COOKIE_LEN: usize = 256;
-/// Logged-out sessions remembered at most (beyond it, expired ones are dropped first).
-const MAX_DENIED: usize = 100_000;
+const MAX_COOKIE_LEN: usize = 320;
 
 /// A verified console session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsoleSession {
     pub store: StoreId,
     pub token_version: i64,
+    /// A staff name, or `staff::TOKEN_PRINCIPAL` for the admin token.
+    pub principal: String,
+    pub generation: i64,
     pub expires: i64,
     nonce: String,
     raw: String,
@@ -58,18 +65,18 @@ fn mac(key: &[u8], domain: &[u8], text: &str) -> Hmac<Sha256> {
     m
 }
 
-fn payload(store: &StoreId, version: i64, expires: i64, nonce: &str) -> String {
-    format!("{store}.{version}.{expires}.{nonce}")
+fn payload(store: &StoreId, version: i64, principal: &str, generation: i64, expires: i64, nonce: &str) -> String {
+    format!("{store}.{version}.{principal}.{generation}.{expires}.{nonce}")
 }
 
 impl ConsoleSession {
-    fn mint(key: &[u8], store: StoreId, token_version: i64, ttl_secs: u64) -> ConsoleSession {
+    fn mint(key: &[u8], store: StoreId, token_version: i64, principal: &str, generation: i64, ttl_secs: u64) -> ConsoleSession {
         let expires = now_secs().saturating_add(ttl_secs.min(i64::MAX as u64) as i64);
         let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let text = payload(&store, token_version, expires, &nonce);
-        let tag = mac(key, b"vitrina-console-v1\n", &text).finalize().into_bytes();
+        let text = payload(&store, token_version, principal, generation, expires, &nonce);
+        let tag = mac(key, b"vitrina-console-v2\n", &text).finalize().into_bytes();
         let raw = format!("{text}.{}", hex::encode(&tag[..MAC_HEX / 2]));
-        ConsoleSession { store, token_version, expires, nonce, raw }
+        ConsoleSession { store, token_version, principal: principal.to_string(), generation, expires, nonce, raw }
     }
 
     /// The session in a cookie value, if `key` signed it and it has not expired.
@@ -81,15 +88,18 @@ impl ConsoleSession {
         if tag.len() != MAC_HEX {
             return None;
         }
-        mac(key, b"vitrina-console-v1\n", text).verify_truncated_left(&hex::decode(tag).ok()?).ok()?;
+        mac(key, b"vitrina-console-v2\n", text).verify_truncated_left(&hex::decode(tag).ok()?).ok()?;
         let mut parts = text.split('.');
-        let (store, version, expires, nonce) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (store, version, principal, generation, expires, nonce) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() {
             return None;
         }
         let session = ConsoleSession {
             store: StoreId::parse(store).ok()?,
             token_version: version.parse().ok()?,
+            principal: principal.to_string(),
+            generation: generation.parse().ok()?,
             expires: expires.parse().ok()?,
             nonce: nonce.to_string(),
             raw: raw.to_string(),
@@ -107,30 +117,31 @@ impl ConsoleSession {
     }
 }
 
-fn denied() -> &'static Mutex<HashMap<String, i64>> {
-    static DENIED: OnceLock<Mutex<HashMap<String, i64>>> = OnceLock::new();
-    DENIED.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-fn deny(session: &ConsoleSession) {
-    let now = now_secs();
-    let mut list = denied().lock();
-    if list.len() >= MAX_DENIED {
-        list.retain(|_, expires| *expires > now);
-    }
-    if list.len() < MAX_DENIED {
-        list.insert(session.nonce.clone(), session.expires);
-    }
-}
-
-fn is_denied(session: &ConsoleSession) -> bool {
-    denied().lock().contains_key(&session.nonce)
-}
-
-/// The request's console session, verified (signature, expiry, not logged out), else `None`.
+/// The request's console session, if its signature verifies and it has not expired (whether it
+/// is still current is the store actor's to say: [`role_of`]).
 fn cookie_session(req: &HttpRequest) -> Option<ConsoleSession> {
     let cookie = req.cookie(CONSOLE_COOKIE)?;
-    ConsoleSession::decode(super::session::signing_key(), cookie.value(), now_secs()).filter(|s| !is_denied(s))
+    ConsoleSession::decode(super::session::signing_key(), cookie.value(), now_secs())
+}
+
+/// The name a principal goes by in the audit log and the console.
+fn actor_name(principal: &str) -> &str {
+    if principal == staff_model::TOKEN_PRINCIPAL {
+        staff_model::TOKEN_ACTOR
+    } else {
+        principal
+    }
+}
+
+/// The session's role now, or `None` when it has ended (logged out, its member changed or
+/// removed): asked of the store actor, which every node routes to.
+async fn role_of(node: &Arc<Node>, session: &ConsoleSession) -> Result<Option<Role>, ApiError> {
+    let op = StaffOp::Session { principal: session.principal.clone(), generation: session.generation, nonce: session.nonce.clone() };
+    let answer = staff_http::ask(node, &session.store, op).await?;
+    if answer["valid"] != json!(true) {
+        return Ok(None);
+    }
+    Ok(answer["role"].as_str().and_then(|r| Role::parse(r).ok()))
 }
 
 /// Whether the request carries a console cookie at all.
@@ -162,8 +173,8 @@ fn same_origin(req: &HttpRequest) -> Result<(), String> {
 
 /// The admin API's check for a cookie-authenticated request on `store`: a current session of
 /// that store, on one of its hosts, and for anything but a read, the session's CSRF token and
-/// a same-origin `Origin`.
-pub fn authorize(node: &Node, req: &HttpRequest, store: &StoreId) -> Result<(), ApiError> {
+/// a same-origin `Origin`; then the session's principal and role, from the store actor.
+pub async fn authorize(node: &Arc<Node>, req: &HttpRequest, store: &StoreId) -> Result<Caller, ApiError> {
     let session = cookie_session(req).ok_or_else(|| ApiError::unauthorized("the console session is invalid, expired or logged out"))?;
     if !current(node, &session)? {
         return Err(ApiError::unauthorized("the store's admin token was rotated since this console session began; log in again"));
@@ -188,7 +199,10 @@ pub fn authorize(node: &Node, req: &HttpRequest, store: &StoreId) -> Result<(), 
             ApiError::csrf_rejected(why)
         })?;
     }
-    Ok(())
+    let role = role_of(node, &session).await?.ok_or_else(|| {
+        ApiError::unauthorized("this console session was logged out or its staff member changed or removed; log in again")
+    })?;
+    Ok(Caller { actor: actor_name(&session.principal).to_string(), role })
 }
 
 fn cookie(req: &HttpRequest, value: String, max_age: CookieDuration) -> Cookie<'static> {
@@ -207,65 +221,132 @@ fn removal(req: &HttpRequest) -> Cookie<'static> {
     c
 }
 
-fn session_json(session: &ConsoleSession) -> Value {
-    json!({"authenticated": true, "store": session.store, "csrfToken": session.csrf(), "expiresAt": session.expires})
+fn session_json(session: &ConsoleSession, role: Role) -> Value {
+    json!({
+        "authenticated": true,
+        "store": session.store,
+        "user": actor_name(&session.principal),
+        "role": role,
+        "csrfToken": session.csrf(),
+        "expiresAt": session.expires,
+    })
 }
 
-/// `POST /admin/session` — `{"token": "…"}`: the store of this host's admin token (or the
-/// operator's) logs in. A wrong token is 401 and counts towards the IP's lockout, like a wrong
-/// bearer token (`limits`).
+/// Who a login names, once checked: the principal, its role and its current generation.
+struct Verified {
+    principal: String,
+    role: Role,
+    generation: i64,
+}
+
+/// `{"token"}`: the store's admin token (or the operator's), as the owner.
+async fn verify_token(node: &Arc<Node>, store: &StoreId, token: &str) -> Result<Verified, ApiError> {
+    super::admin::check_token(node, token, store)?;
+    let principal = staff_model::TOKEN_PRINCIPAL.to_string();
+    let answer = staff_http::ask(node, store, StaffOp::Generation(principal.clone())).await?;
+    Ok(Verified { principal, role: Role::Owner, generation: answer["generation"].as_i64().unwrap_or(0) })
+}
+
+/// `{"name", "password"}`: a staff member. A wrong password and an unknown name are the same
+/// 401 (and take as long).
+async fn verify_password(node: &Arc<Node>, store: &StoreId, name: &str, password: &str) -> Result<Verified, ApiError> {
+    let refused = || ApiError::unauthorized("unknown staff name or wrong password");
+    let found = if staff_model::check_name(name).is_ok() {
+        staff_http::ask(node, store, StaffOp::Credentials(name.to_string())).await?
+    } else {
+        Value::Null
+    };
+    let hash = found["passwordHash"].as_str().map(str::to_string);
+    if !staff_http::verify_password(password.to_string(), hash).await {
+        return Err(refused());
+    }
+    let role = found["role"].as_str().and_then(|r| Role::parse(r).ok()).ok_or_else(refused)?;
+    Ok(Verified { principal: name.to_string(), role, generation: found["generation"].as_i64().unwrap_or(0) })
+}
+
+fn bounded<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
+    body.get(field).and_then(Value::as_str).filter(|t| !t.is_empty() && t.len() <= 256)
+}
+
+/// `POST /admin/session` — `{"token": "…"}` (the store's admin token, or the operator's: the
+/// owner) or `{"name": "…", "password": "…"}` (a staff member) logs in on this host's store.
+/// A wrong secret is 401 and counts towards the IP's lockout, like a wrong bearer token
+/// (`limits`). Each login is in the audit log.
 pub async fn login(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) -> Result<HttpResponse, ApiError> {
+    let node = node.into_inner();
     let store = tenant::resolve_store(&node, &req)?;
     // Login CSRF: only the console's own page may log a browser in.
     if req.headers().contains_key(header::ORIGIN) {
         same_origin(&req).map_err(ApiError::csrf_rejected)?;
     }
     let body = body::json(&req, &bytes)?;
-    let token = body
-        .get("token")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
-        .ok_or_else(|| ApiError::bad_request("invalid_request", "token (the store's admin token) is required"))?;
-    super::admin::check_token(&node, token, &store)?;
-    let version = node
-        .catalog
-        .token_version(&store)
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "store_not_found", format!("store {store} does not exist")))?;
-    // The token must still be the current one after the version was read: a rotation in
-    // between would otherwise hand out a session of the new version for the old token.
-    super::admin::check_token(&node, token, &store)?;
-    let session = ConsoleSession::mint(super::session::signing_key(), store, version, node.settings.http.console_session_secs);
-    let max_age = CookieDuration::seconds(node.settings.http.console_session_secs.min(i64::MAX as u64) as i64);
+    let version = |node: &Node| -> Result<i64, ApiError> {
+        node.catalog
+            .token_version(&store)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "store_not_found", format!("store {store} does not exist")))
+    };
+    let (verified, version) = if let Some(token) = bounded(&body, "token").map(str::trim) {
+        let version = version(&node)?;
+        let verified = verify_token(&node, &store, token).await?;
+        // The token must still be the current one after the version was read: a rotation in
+        // between would otherwise hand out a session of the new version for the old token.
+        super::admin::check_token(&node, token, &store)?;
+        (verified, version)
+    } else if let (Some(name), Some(password)) = (bounded(&body, "name"), bounded(&body, "password")) {
+        let version = version(&node)?;
+        (verify_password(&node, &store, name.trim(), password).await?, version)
+    } else {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "send token (the store's admin token), or name and password (a staff member's)",
+        ));
+    };
+    let ttl = node.settings.http.console_session_secs;
+    let session =
+        ConsoleSession::mint(super::session::signing_key(), store.clone(), version, &verified.principal, verified.generation, ttl);
+    staff_http::record(&node, &store, actor_name(&verified.principal), "login", "logged in to the console".into()).await;
+    let max_age = CookieDuration::seconds(ttl.min(i64::MAX as u64) as i64);
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .cookie(cookie(&req, session.raw.clone(), max_age))
-        .json(session_json(&session)))
+        .json(session_json(&session, verified.role)))
 }
 
-/// `GET /admin/session` — the console's session on this host, with its CSRF token, or
-/// `{"authenticated": false}` (200, so that opening the console counts as no failed login).
+/// The request's session on this host's store with its role, if it is current.
+async fn live_session(node: &Arc<Node>, req: &HttpRequest, store: &StoreId) -> Result<Option<(ConsoleSession, Role)>, ApiError> {
+    let Some(session) = cookie_session(req).filter(|s| &s.store == store) else { return Ok(None) };
+    if !current(node, &session)? {
+        return Ok(None);
+    }
+    Ok(role_of(node, &session).await?.map(|role| (session, role)))
+}
+
+/// `GET /admin/session` — the console's session on this host, with its user, role and CSRF
+/// token, or `{"authenticated": false}` (200, so that opening the console counts as no failed
+/// login).
 pub async fn status(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let node = node.into_inner();
     let store = tenant::resolve_store(&node, &req)?;
-    let session = match cookie_session(&req) {
-        Some(s) if s.store == store && current(&node, &s)? => Some(s),
-        _ => None,
-    };
-    let body = match &session {
-        Some(s) => session_json(s),
+    let body = match live_session(&node, &req, &store).await? {
+        Some((s, role)) => session_json(&s, role),
         None => json!({"authenticated": false, "store": store}),
     };
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
 }
 
-/// `DELETE /admin/session` — logs out: the session is refused from now on and its cookie removed.
-pub async fn logout(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    if let Some(session) = cookie_session(&req) {
+/// `DELETE /admin/session` — logs out: the session is refused from now on (its nonce is kept
+/// in the store actor until it would have expired, so a restart or another node refuses the
+/// cookie too), and the cookie is removed.
+pub async fn logout(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let node = node.into_inner();
+    let store = tenant::resolve_store(&node, &req)?;
+    if let Some((session, _)) = live_session(&node, &req, &store).await? {
         // Only the console's own page may log it out (a cross-site DELETE needs a preflight
         // anyway; this also refuses a same-site sibling's request).
         same_origin(&req).map_err(ApiError::csrf_rejected)?;
-        deny(&session);
+        staff_http::ask(&node, &store, StaffOp::Logout { nonce: session.nonce.clone(), expires: session.expires }).await?;
+        staff_http::record(&node, &store, actor_name(&session.principal), "logout", "logged out of the console".into()).await;
     }
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).cookie(removal(&req)).json(json!({"authenticated": false})))
 }
@@ -277,17 +358,21 @@ mod tests {
     #[test]
     fn sessions_verify_only_under_their_key_and_until_they_expire() {
         let store = StoreId::parse("demo").unwrap();
-        let s = ConsoleSession::mint(b"k1", store.clone(), 7, 60);
+        let s = ConsoleSession::mint(b"k1", store.clone(), 7, "alice", 3, 60);
         let now = now_secs();
         let back = ConsoleSession::decode(b"k1", &s.raw, now).expect("verifies");
-        assert_eq!((back.store, back.token_version), (store, 7));
+        assert_eq!((back.store, back.token_version, back.principal.as_str(), back.generation), (store, 7, "alice", 3));
         assert!(ConsoleSession::decode(b"k2", &s.raw, now).is_none(), "other key");
         assert!(ConsoleSession::decode(b"k1", &s.raw, now + 61).is_none(), "expired");
         let forged = s.raw.replacen("demo.7.", "demo.8.", 1);
         assert!(ConsoleSession::decode(b"k1", &forged, now).is_none(), "version changed");
+        let forged = s.raw.replacen(".alice.3.", ".alice.4.", 1);
+        assert!(ConsoleSession::decode(b"k1", &forged, now).is_none(), "generation changed");
+        let forged = s.raw.replacen(".alice.", ".bob.", 1);
+        assert!(ConsoleSession::decode(b"k1", &forged, now).is_none(), "principal changed");
         let other = s.raw.replacen("demo.", "other.", 1);
         assert!(ConsoleSession::decode(b"k1", &other, now).is_none(), "store changed");
-        for bad in ["", "a.b", "demo.1.2.3.4.5", &"x".repeat(400)] {
+        for bad in ["", "a.b", "demo.1.2.3.4.5", "demo.1.~.2.3.4.5.6", &"x".repeat(400)] {
             assert!(ConsoleSession::decode(b"k1", bad, now).is_none(), "{bad:?}");
         }
     }
@@ -295,7 +380,7 @@ mod tests {
     #[test]
     fn csrf_tokens_are_bound_to_their_session() {
         let store = StoreId::parse("demo").unwrap();
-        let (a, b) = (ConsoleSession::mint(b"k", store.clone(), 1, 60), ConsoleSession::mint(b"k", store, 1, 60));
+        let (a, b) = (ConsoleSession::mint(b"k", store.clone(), 1, "~", 0, 60), ConsoleSession::mint(b"k", store, 1, "~", 0, 60));
         assert_ne!(a.csrf_with(b"k"), b.csrf_with(b"k"));
         assert_eq!(a.csrf_with(b"k"), a.csrf_with(b"k"));
     }

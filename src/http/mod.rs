@@ -20,6 +20,7 @@ pub mod operator;
 pub mod proxy;
 pub mod session;
 pub mod shop;
+pub mod staff;
 pub mod tenant;
 pub mod webhooks;
 
@@ -46,7 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .configure(crate::http::internal::configure)
         .configure(operator::configure)
         .configure(webhooks::routes)
-        .service(admin::feed_routes(admin_scope()))
+        .service(staff::routes(admin::feed_routes(admin_scope())))
         .route("/admin/session", web::post().to(console_session::login))
         .route("/admin/session", get().to(console_session::status))
         .route("/admin/session", web::delete().to(console_session::logout))

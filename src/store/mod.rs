@@ -2,3 +2,4 @@
 pub mod block_settings;
 pub mod model;
 pub mod repo;
+pub mod staff;

@@ -36,6 +36,7 @@ mod runtime;
 mod sessions;
 mod shop;
 mod shutdown;
+mod staff;
 mod state;
 mod traces;
 mod v8_flags;

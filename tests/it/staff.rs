@@ -1,0 +1,333 @@
+//! Staff users with roles and the audit log, black-box: owners add members through the admin
+//! API; each member logs in to the console with their own name and password; the server
+//! refuses what a role may not do (a viewer's write, an editor's staff or token change) with
+//! the uniform 403; every change and login is in the store's audit log under the actor's
+//! name; a logout survives a restart; a removed or changed member is locked out at once; and
+//! hostile names and passwords get a clear 4xx. Hostile cases are rows of `edge-security`.
+
+use std::time::Duration;
+
+use reqwest::header::{COOKIE, ORIGIN, SET_COOKIE};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use test_support::table::record_with;
+use test_support::*;
+
+const TABLE: &str = "edge-security";
+const CLASS: &str = "staff and roles";
+
+/// A logged-in console: its cookie (`name=value`) and CSRF token.
+struct Login {
+    cookie: String,
+    csrf: String,
+}
+
+async fn parts(res: reqwest::Response) -> (StatusCode, Option<String>, Value) {
+    let status = res.status();
+    let cookie = res.headers().get(SET_COOKIE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let text = res.text().await.unwrap_or_default();
+    (status, cookie, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn try_login(c: &Client, base: &str, body: Value) -> (StatusCode, Option<Login>, Value) {
+    let res = c.post(format!("{base}/admin/session")).header(ORIGIN, base).json(&body).send().await.unwrap();
+    let (status, set_cookie, body) = parts(res).await;
+    let login = set_cookie.filter(|_| status == StatusCode::OK).map(|sc| Login {
+        cookie: sc.split(';').next().unwrap().trim().to_string(),
+        csrf: body["csrfToken"].as_str().unwrap_or_default().to_string(),
+    });
+    (status, login, body)
+}
+
+async fn login(c: &Client, base: &str, name: &str, password: &str) -> Login {
+    let (status, login, body) = try_login(c, base, json!({"name": name, "password": password})).await;
+    assert_eq!(status, StatusCode::OK, "{name} logs in: {body}");
+    assert_eq!(body["user"], name, "{body}");
+    login.expect("a session cookie")
+}
+
+/// A console request on the store's host, with the session's cookie (and CSRF token and
+/// Origin on writes).
+async fn call(c: &Client, base: &str, login: &Login, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let write = !matches!(method, Method::GET | Method::HEAD);
+    let mut req = c.request(method, format!("{base}/admin/api/v1/stores/shop{path}")).header(COOKIE, &login.cookie);
+    if write {
+        req = req.header("x-csrf-token", &login.csrf).header(ORIGIN, base);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let (status, _, body) = parts(req.send().await.unwrap()).await;
+    (status, body)
+}
+
+async fn add_member(node: &TestNode, token: &str, name: &str, role: &str, password: &str) {
+    let (status, body) =
+        node.admin(token, Method::POST, "/stores/shop/staff", Some(json!({"name": name, "role": role, "password": password}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body.get("passwordHash").is_none() && !body.to_string().contains(password), "no secret in the answer: {body}");
+}
+
+/// The newest audit entries, as (actor, action) pairs.
+async fn audit(node: &TestNode, token: &str) -> Vec<(String, String)> {
+    let (status, body) = node.admin(token, Method::GET, "/stores/shop/audit?limit=200", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap_or("").to_string(), e["action"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+fn has(entries: &[(String, String)], actor: &str, action: &str) -> bool {
+    entries.iter().any(|(a, b)| a == actor && b == action)
+}
+
+#[tokio::test]
+async fn roles_are_enforced_on_the_server_and_every_change_is_audited_by_name() {
+    let node = TestNode::start();
+    let token = node.seed_store("shop", "Shop").await;
+    let (base, c) = (node.base("shop"), node.bare_client("shop"));
+    add_member(&node, &token, "olga", "owner", "olga's long password").await;
+    add_member(&node, &token, "eddie", "editor", "eddie's long password").await;
+    add_member(&node, &token, "vera", "viewer", "vera's long password").await;
+    let (status, body) = node.admin(&token, Method::GET, "/stores/shop/staff", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = body["staff"].as_array().unwrap().iter().filter_map(|m| m["name"].as_str()).collect();
+    assert_eq!(names, ["eddie", "olga", "vera"]);
+    assert!(!body.to_string().contains("argon2"), "no hash is ever answered: {body}");
+
+    let vera = login(&c, &base, "vera", "vera's long password").await;
+    let eddie = login(&c, &base, "eddie", "eddie's long password").await;
+    let olga = login(&c, &base, "olga", "olga's long password").await;
+    let (_, _, me) = parts(c.get(format!("{base}/admin/session")).header(COOKIE, &vera.cookie).send().await.unwrap()).await;
+    assert_eq!((me["user"].as_str(), me["role"].as_str()), (Some("vera"), Some("viewer")), "{me}");
+
+    // A viewer reads everything and changes nothing.
+    for path in ["", "/pages", "/pages/home", "/theme", "/staff", "/audit", "/settings"] {
+        let (status, body) = call(&c, &base, &vera, Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "viewer reads {path}: {body}");
+    }
+    let writes: [(Method, &str, Option<Value>); 5] = [
+        (Method::POST, "/pages/home/publish", None),
+        (Method::PUT, "/pages/home", Some(json!({"title": "Mine"}))),
+        (Method::PUT, "/theme", Some(json!({}))),
+        (Method::PATCH, "/settings", Some(json!({"name": "Mine"}))),
+        (Method::POST, "/staff", Some(json!({"name": "mallory", "role": "owner", "password": "a long password"}))),
+    ];
+    for (method, path, body) in writes {
+        let (status, answer) = call(&c, &base, &vera, method.clone(), path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "viewer {method} {path}: {answer}");
+        assert_error_body(&answer, "forbidden");
+        assert_eq!(answer["error"]["details"]["role"], "viewer", "{answer}");
+    }
+    record_with(TABLE, CLASS, "a viewer's publish, draft, theme, settings and staff writes", "refused", "403");
+
+    // An editor drafts and publishes; staff, tokens, settings and domains stay the owner's.
+    let (status, body) = call(&c, &base, &eddie, Method::PUT, "/pages/home", Some(json!({"title": "Home by Eddie"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(&c, &base, &eddie, Method::POST, "/pages/home/publish", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let owner_only: [(Method, &str, Option<Value>); 5] = [
+        (Method::POST, "/staff", Some(json!({"name": "mallory", "role": "owner", "password": "a long password"}))),
+        (Method::DELETE, "/staff/vera", None),
+        (Method::POST, "/token/rotate", None),
+        (Method::PATCH, "/settings", Some(json!({"name": "Eddie's"}))),
+        (Method::POST, "/domains", Some(json!({"host": "eddie.example.com"}))),
+    ];
+    for (method, path, body) in owner_only {
+        let (status, answer) = call(&c, &base, &eddie, method.clone(), path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "editor {method} {path}: {answer}");
+        assert_error_body(&answer, "forbidden");
+        assert_eq!(answer["error"]["details"]["required"], "owner", "{answer}");
+    }
+    record_with(TABLE, CLASS, "an editor's staff, token, settings and domain changes", "refused", "403");
+
+    // A staff owner manages staff from the console.
+    let (status, body) = call(&c, &base, &olga, Method::PATCH, "/settings", Some(json!({"tagline": "Olga was here"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) =
+        call(&c, &base, &olga, Method::POST, "/staff", Some(json!({"name": "wes", "role": "viewer", "password": "wes's long password"})))
+            .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = call(&c, &base, &olga, Method::PATCH, "/staff/wes", Some(json!({"role": "editor"}))).await;
+    assert_eq!((status, body["role"].as_str()), (StatusCode::OK, Some("editor")), "{body}");
+
+    // Everything above is in the audit log, newest first, under who did it.
+    let entries = audit(&node, &token).await;
+    for (actor, action) in [
+        ("admin token", "staff.add"),
+        ("vera", "login"),
+        ("eddie", "login"),
+        ("eddie", "page.save"),
+        ("eddie", "page.publish"),
+        ("olga", "settings.update"),
+        ("olga", "staff.add"),
+        ("olga", "staff.update"),
+    ] {
+        assert!(has(&entries, actor, action), "{actor} {action} in {entries:?}");
+    }
+    assert_eq!(entries.iter().filter(|(a, _)| a == "vera").count(), 1, "vera only logged in: {entries:?}");
+    assert_eq!(entries.first().map(|e| e.1.as_str()), Some("staff.update"), "newest first: {entries:?}");
+    let (_, body) = node.admin(&token, Method::GET, "/stores/shop/audit?limit=200", None).await;
+    assert!(!body.to_string().contains("long password"), "no secrets in the audit log");
+
+    // Paged: two at a time, no entry twice, the same order.
+    let mut seen = Vec::new();
+    let mut before: Option<i64> = None;
+    for _ in 0..100 {
+        let q = before.map(|b| format!("&before={b}")).unwrap_or_default();
+        let (status, page) = call(&c, &base, &vera, Method::GET, &format!("/audit?limit=2{q}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let ids: Vec<i64> = page["entries"].as_array().unwrap().iter().filter_map(|e| e["id"].as_i64()).collect();
+        assert!(ids.len() <= 2);
+        seen.extend(ids);
+        match page["next"].as_i64() {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), entries.len(), "every entry once");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first across pages: {seen:?}");
+    let (status, body) = call(&c, &base, &vera, Method::GET, "/audit?limit=0", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error_body(&body, "invalid_query");
+}
+
+#[tokio::test]
+async fn logouts_survive_a_restart_and_changed_or_removed_members_are_locked_out_at_once() {
+    let node = TestNode::start();
+    let token = node.seed_store("shop", "Shop").await;
+    add_member(&node, &token, "eddie", "editor", "eddie's long password").await;
+    add_member(&node, &token, "rita", "editor", "rita's long password").await;
+    let (base, c) = (node.base("shop"), node.bare_client("shop"));
+    let gone = login(&c, &base, "eddie", "eddie's long password").await;
+    let kept = login(&c, &base, "eddie", "eddie's long password").await;
+    let rita = login(&c, &base, "rita", "rita's long password").await;
+    let (status, _, _) =
+        parts(c.delete(format!("{base}/admin/session")).header(COOKIE, &gone.cookie).header(ORIGIN, &base).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(&c, &base, &gone, Method::GET, "/pages", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let node = node.terminate_and_restart(Duration::from_secs(30));
+    let (base, c) = (node.base("shop"), node.bare_client("shop"));
+    let (status, body) = call(&c, &base, &gone, Method::GET, "/pages", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the logout outlives the restart: {body}");
+    assert_error_body(&body, "unauthorized");
+    record_with(TABLE, CLASS, "a logged-out console cookie replayed after a node restart", "refused", "401");
+    let (status, body) = call(&c, &base, &kept, Method::GET, "/pages", None).await;
+    assert_eq!(status, StatusCode::OK, "a session not logged out outlives the restart: {body}");
+
+    // Demoted: the member's sessions end at once (the new role needs a new login).
+    let (status, body) = node.admin(&token, Method::PATCH, "/stores/shop/staff/rita", Some(json!({"role": "viewer"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = call(&c, &base, &rita, Method::POST, "/pages/home/publish", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a demoted editor's old session cannot publish");
+    let rita = login(&c, &base, "rita", "rita's long password").await;
+    let (status, _) = call(&c, &base, &rita, Method::POST, "/pages/home/publish", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    record_with(TABLE, CLASS, "a demoted member's earlier session", "refused", "401 at once");
+
+    // Removed: the session stops working at once and the password no longer logs in.
+    let (status, body) = node.admin(&token, Method::DELETE, "/stores/shop/staff/eddie", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(&c, &base, &kept, Method::GET, "/pages", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _, body) = try_login(&c, &base, json!({"name": "eddie", "password": "eddie's long password"})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_error_body(&body, "unauthorized");
+    // Added again under the same name: the old cookies stay dead.
+    add_member(&node, &token, "eddie", "owner", "a new long password").await;
+    let (status, _) = call(&c, &base, &kept, Method::GET, "/pages", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a re-added name does not revive old sessions");
+    record_with(TABLE, CLASS, "a removed member's session and password", "refused", "401 at once");
+    let entries = audit(&node, &token).await;
+    assert!(has(&entries, "eddie", "logout") && has(&entries, "admin token", "staff.remove"), "{entries:?}");
+}
+
+#[tokio::test]
+async fn hostile_staff_names_and_passwords_get_a_clear_4xx() {
+    let node = TestNode::start();
+    let token = node.seed_store("shop", "Shop").await;
+    let cases: [(&str, Value, StatusCode, &str); 8] = [
+        (
+            "a staff name with HTML",
+            json!({"name": "<img src=x onerror=alert(1)>", "role": "editor", "password": "a long password"}),
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+        ),
+        (
+            "a 10,000-character staff name",
+            json!({"name": "a".repeat(10_000), "role": "editor", "password": "a long password"}),
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+        ),
+        (
+            "a staff name with a dot (the cookie's separator)",
+            json!({"name": "a.b", "role": "editor", "password": "a long password"}),
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+        ),
+        (
+            "the admin token's own principal as a name",
+            json!({"name": "~", "role": "owner", "password": "a long password"}),
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+        ),
+        (
+            "an unknown role",
+            json!({"name": "x", "role": "admin", "password": "a long password"}),
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+        ),
+        ("a short password", json!({"name": "x", "role": "viewer", "password": "short"}), StatusCode::BAD_REQUEST, "validation_failed"),
+        (
+            "a 100,000-character password",
+            json!({"name": "x", "role": "viewer", "password": "p".repeat(100_000)}),
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+        ),
+        (
+            "an unknown field",
+            json!({"name": "x", "role": "viewer", "password": "a long password", "isAdmin": true}),
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+        ),
+    ];
+    for (case, body, status, code) in cases {
+        let (got, answer) = node.admin(&token, Method::POST, "/stores/shop/staff", Some(body)).await;
+        assert_eq!(got, status, "{case}: {answer}");
+        assert_error_body(&answer, code);
+        record_with(TABLE, CLASS, case, "refused", &got.as_u16().to_string());
+    }
+    add_member(&node, &token, "x", "viewer", "a long password").await;
+    let (status, body) = node
+        .admin(&token, Method::POST, "/stores/shop/staff", Some(json!({"name": "x", "role": "owner", "password": "a long password"})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_error_body(&body, "conflict");
+    record_with(TABLE, CLASS, "a second member under a taken name", "refused", "409");
+    let (status, body) = node.admin(&token, Method::DELETE, "/stores/shop/staff/%3Cb%3E", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_error_body(&body, "not_found");
+
+    // Logins with hostile or wrong credentials: the same 401, nothing echoed.
+    let (base, c) = (node.base("shop"), node.bare_client("shop"));
+    for body in [
+        json!({"name": "<script>alert(1)</script>", "password": "a long password"}),
+        json!({"name": "x", "password": "the wrong password"}),
+        json!({"name": "nobody", "password": "a long password"}),
+    ] {
+        let (status, login, answer) = try_login(&c, &base, body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+        assert!(login.is_none());
+        assert_error_body(&answer, "unauthorized");
+        assert!(!answer.to_string().contains("<script>"), "{answer}");
+    }
+    let (status, _, answer) = try_login(&c, &base, json!({"name": "x"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_error_body(&answer, "invalid_request");
+    record_with(TABLE, CLASS, "logins with a hostile name, a wrong password or an unknown name", "refused", "401, same message");
+}
