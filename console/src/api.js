@@ -46,7 +46,7 @@ async function exchange(method, url, body) {
   return data;
 }
 
-/** The current session, if any: `{authenticated, store, csrfToken}`. */
+/** The current session, if any: `{authenticated, store, user, role, csrfToken}`. */
 export async function session() {
   const s = await send("GET", "/admin/session");
   csrf = s.authenticated ? s.csrfToken : null;
@@ -55,6 +55,13 @@ export async function session() {
 
 export async function login(token) {
   const s = await send("POST", "/admin/session", { token });
+  csrf = s.csrfToken;
+  return s;
+}
+
+/** A staff member's login: their name and password, sent once and kept nowhere. */
+export async function loginStaff(name, password) {
+  const s = await send("POST", "/admin/session", { name, password });
   csrf = s.csrfToken;
   return s;
 }

@@ -1,10 +1,14 @@
-// The merchant console: logs in with the store's admin token (exchanged for an HttpOnly
-// session cookie, see src/http/console_session.rs) and draws one screen per location hash.
+// The merchant console: logs in with a staff member's name and password or the store's admin
+// token (exchanged for an HttpOnly session cookie, see src/http/console_session.rs) and draws
+// one screen per location hash. What the role cannot do is hidden (body[data-role], CSS); the
+// server checks every request anyway.
 
 import * as api from "./api.js";
 import { h, clear, errorBox } from "./dom.js";
 import { pageEditor } from "./editor.js";
 import * as screens from "./screens.js";
+import { staff } from "./staff.js";
+import { audit } from "./audit.js";
 
 const app = document.getElementById("app");
 const main = h("main", { id: "screen" });
@@ -16,35 +20,72 @@ const NAV = [
   ["#/posts", "Blog"],
   ["#/products", "Products"],
   ["#/feeds", "Webhooks & sync"],
+  ["#/staff", "Staff"],
+  ["#/audit", "Audit log"],
 ];
 
+/** Who is logged in: `{user, role}` from the session. */
+let me = { user: "", role: "viewer" };
+
+function enter(session) {
+  me = { user: session.user, role: session.role };
+  document.body.dataset.role = me.role;
+  shell();
+}
+
 function loginScreen(message) {
-  const token = h("input", { id: "token", type: "password", autocomplete: "off", required: true, "aria-label": "Admin token" });
-  const line = h("p", { class: "status bad", role: "alert" }, message || "");
-  const form = h("form", { id: "login", onsubmit: async (e) => {
+  delete document.body.dataset.role;
+  const fail = (line) => (err) => {
+    line.textContent = err.status === 429 ? `Too many failed logins: ${err.message}` : err.message;
+  };
+  const name = h("input", { id: "login-name", autocomplete: "username", required: true, maxlength: 40, "aria-label": "Name" });
+  const password = h("input", { id: "login-password", type: "password", autocomplete: "current-password", required: true, "aria-label": "Password" });
+  const staffLine = h("p", { class: "status bad", role: "alert" }, message || "");
+  const staffForm = h("form", { id: "staff-login", onsubmit: async (e) => {
     e.preventDefault();
     try {
-      await api.login(token.value.trim());
-      token.value = "";
-      shell();
+      const s = await api.loginStaff(name.value.trim(), password.value);
+      password.value = "";
+      enter(s);
     } catch (err) {
-      line.textContent = err.status === 429 ? `Too many failed logins: ${err.message}` : err.message;
+      fail(staffLine)(err);
     }
   } },
     h("h1", {}, `Log in to ${api.store}`),
+    h("label", { for: "login-name" }, "Name"),
+    name,
+    h("label", { for: "login-password" }, "Password"),
+    password,
+    h("button", { type: "submit", class: "primary" }, "Log in"),
+    staffLine,
+  );
+  const token = h("input", { id: "token", type: "password", autocomplete: "off", required: true, "aria-label": "Admin token" });
+  const line = h("p", { class: "status bad", role: "alert" });
+  const form = h("form", { id: "login", onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      const s = await api.login(token.value.trim());
+      token.value = "";
+      enter(s);
+    } catch (err) {
+      fail(line)(err);
+    }
+  } },
+    h("h2", {}, "Or with the store's admin token"),
     h("label", { for: "token" }, "Admin token"),
     token,
     h("button", { type: "submit", class: "primary" }, "Log in"),
     line,
   );
-  clear(app).append(h("div", { class: "login" }, form));
-  token.focus();
+  clear(app).append(h("div", { class: "login" }, h("div", { class: "login-forms" }, staffForm, form)));
+  name.focus();
 }
 
 function shell() {
   const nav = h("nav", {},
     h("strong", { class: "brand" }, api.store),
     NAV.map(([href, label]) => h("a", { href }, label)),
+    h("span", { id: "whoami" }, `${me.user} · ${me.role}`),
     h("a", { href: "/", target: "_blank", rel: "noopener" }, "Storefront"),
     h("button", { type: "button", id: "logout", onclick: async () => {
       try {
@@ -71,6 +112,8 @@ async function route() {
     else if (screen === "posts") await screens.posts(main);
     else if (screen === "products") await screens.products(main);
     else if (screen === "feeds") await screens.feeds(main);
+    else if (screen === "staff") await staff(main, me);
+    else if (screen === "audit") await audit(main);
     else await screens.overview(main);
   } catch (e) {
     if (e.status === 401) return loginScreen("Your session ended; log in again.");
@@ -83,7 +126,7 @@ window.addEventListener("hashchange", route);
 (async () => {
   try {
     const s = await api.session();
-    if (s.authenticated) shell();
+    if (s.authenticated) enter(s);
     else loginScreen();
   } catch (e) {
     clear(app).append(errorBox(e));

@@ -2,7 +2,8 @@
 // block's code and watch the draft preview change; publish and see it on the storefront; a
 // syntax error shown at its line, and Publish refused; reorder two blocks; roll back; edit the
 // library hero's settings through the form generated from its declared settings (a hostile
-// image URL refused at its field); a second console's preview refreshes when the first saves.
+// image URL refused at its field); a second console's preview refreshes when the first saves;
+// the owner adds an editor, who logs in with their own password and publishes, in the audit log.
 // A screenshot per step goes to the screenshot directory.
 // Usage: node console.mjs http://demo.localhost:PORT <admin token> <screenshot dir>
 import { chromium } from 'playwright-core';
@@ -184,6 +185,42 @@ try {
     if (await page.locator('main .error').count()) fail(`the ${hash} screen shows an error: ${await page.locator('main .error').textContent()}`);
   }
   await shot('feeds');
+
+  // Staff: the owner adds an editor; the editor logs in with their own name and password and
+  // publishes; the audit log shows the publish under the editor's name.
+  const editor = `edna${Date.now() % 100000}`;
+  const editorPassword = 'edna has a long password';
+  await page.goto(`${base}/admin/#/staff`);
+  await page.locator('#add-staff').waitFor({ timeout: 10000 });
+  await page.locator('#staff-name').fill(editor);
+  await page.locator('#staff-role').selectOption('editor');
+  await page.locator('#staff-password').fill(editorPassword);
+  await page.locator('#add-staff button[type=submit]').click();
+  await page.locator(`#staff tr[data-name="${editor}"]`).waitFor({ timeout: 10000 });
+  await shot('staff-added');
+  const edContext = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
+  const ed = await edContext.newPage();
+  ed.on('pageerror', (e) => problems.push(String(e)));
+  await ed.goto(base + '/admin/');
+  await ed.locator('#login-name').fill(editor);
+  await ed.locator('#login-password').fill(editorPassword);
+  await ed.locator('#staff-login button[type=submit]').click();
+  await ed.locator('nav #logout').waitFor({ timeout: 10000 });
+  if (!((await ed.locator('#whoami').textContent()) || '').includes('editor')) fail('the console shows the editor their role');
+  await ed.goto(base + '/admin/#/pages/home');
+  await ed.locator('#publish').waitFor({ timeout: 10000 });
+  await ed.locator('#publish').click();
+  await ed.waitForFunction(() => (document.getElementById('status')?.textContent || '').includes('Published version'), null, { timeout: 15000 })
+    .catch(() => fail('the editor could publish'));
+  await ed.goto(base + '/admin/#/staff');
+  await ed.locator('main #staff').waitFor({ timeout: 10000 });
+  if (await ed.locator('#add-staff').count()) fail("an editor's console offers to add staff");
+  await ed.screenshot({ path: join(shots, `${String(++step).padStart(2, '0')}-editor-published.png`), fullPage: true });
+  await edContext.close();
+  await page.goto(`${base}/admin/#/audit`);
+  await page.locator('#audit tbody tr').filter({ hasText: editor }).filter({ hasText: 'page.publish' }).first().waitFor({ timeout: 10000 })
+    .catch(() => fail("the audit log shows the editor's publish"));
+  await shot('audit');
 
   // Log out: the console asks for the token again.
   await page.locator('#logout').click();
