@@ -92,7 +92,9 @@ pub fn describe(method: &Method, segments: &[String]) -> Option<(&'static str, S
         ("pages", 2, "DELETE") => ("page.delete", format!("deleted page {}", s(1))),
         ("pages", 3, "POST") if s(2) == "blocks" => ("block.add", format!("added a block to page {}", s(1))),
         ("pages", 4, "DELETE") => ("block.delete", format!("deleted block {} of page {}", s(3), s(1))),
-        ("pages", 4, _) => ("block.update", format!("changed block {} of page {}", s(3), s(1))),
+        // A block's draft edits are not audited: the console saves them as the merchant types,
+        // and they would push publishes out of the kept entries. Publishing is audited.
+        ("pages", 4, _) => return None,
         ("pages", 3, "POST") if s(2) == "publish" => ("page.publish", format!("published page {}", s(1))),
         ("pages", 3, "POST") if s(2) == "rollback" => ("page.rollback", format!("rolled back page {}", s(1))),
         ("posts", 2, "PUT") => ("post.save", format!("saved blog post {}", s(1))),
@@ -294,7 +296,8 @@ mod tests {
         let seg = |p: &str| p.split('/').map(str::to_string).collect::<Vec<_>>();
         assert_eq!(describe(&Method::POST, &seg("pages/home/publish")).unwrap().0, "page.publish");
         assert_eq!(describe(&Method::POST, &seg("pages/home/rollback")).unwrap().1, "rolled back page home");
-        assert_eq!(describe(&Method::PATCH, &seg("pages/home/blocks/b1")).unwrap().0, "block.update");
+        assert!(describe(&Method::PATCH, &seg("pages/home/blocks/b1")).is_none(), "draft autosaves");
+        assert_eq!(describe(&Method::DELETE, &seg("pages/home/blocks/b1")).unwrap().0, "block.delete");
         assert!(describe(&Method::POST, &seg("blocks/validate")).is_none());
     }
 }

@@ -67,11 +67,11 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 pub fn check_password(password: &str) -> Result<(), String> {
-    let n = password.chars().count();
-    if (MIN_PASSWORD..=MAX_PASSWORD).contains(&n) {
+    // Bytes at most (what a login accepts), characters at least.
+    if password.chars().count() >= MIN_PASSWORD && password.len() <= MAX_PASSWORD {
         Ok(())
     } else {
-        Err(format!("a password is {MIN_PASSWORD} to {MAX_PASSWORD} characters"))
+        Err(format!("a password is {MIN_PASSWORD} to {MAX_PASSWORD} characters (bytes, beyond ASCII)"))
     }
 }
 
@@ -216,5 +216,6 @@ mod tests {
         assert!(check_password("short").is_err());
         assert!(check_password("long enough pass").is_ok());
         assert!(check_password(&"p".repeat(257)).is_err());
+        assert!(check_password(&"é".repeat(200)).is_err(), "400 bytes");
     }
 }

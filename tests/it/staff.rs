@@ -331,3 +331,39 @@ async fn hostile_staff_names_and_passwords_get_a_clear_4xx() {
     assert_error_body(&answer, "invalid_request");
     record_with(TABLE, CLASS, "logins with a hostile name, a wrong password or an unknown name", "refused", "401, same message");
 }
+
+#[tokio::test]
+async fn a_removed_member_is_locked_out_on_every_node_of_a_cluster() {
+    let nodes = start_cluster(2, &[]).await;
+    let token = nodes[0].seed_store("shop", "Shop").await;
+    let (status, body) = nodes[0]
+        .admin(
+            &token,
+            Method::POST,
+            "/stores/shop/staff",
+            Some(json!({"name": "eddie", "role": "editor", "password": "eddie's long password"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let clients: Vec<(String, Client)> = nodes.iter().map(|n| (n.base("shop"), n.bare_client("shop"))).collect();
+    let sessions = [
+        login(&clients[0].1, &clients[0].0, "eddie", "eddie's long password").await,
+        login(&clients[1].1, &clients[1].0, "eddie", "eddie's long password").await,
+    ];
+    for session in &sessions {
+        for (base, c) in &clients {
+            let (status, body) = call(c, base, session, Method::GET, "/pages", None).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    // Removed through the second node: both sessions end on both nodes.
+    let (status, body) = nodes[1].admin(&token, Method::DELETE, "/stores/shop/staff/eddie", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for session in &sessions {
+        for (base, c) in &clients {
+            let (status, body) = call(c, base, session, Method::GET, "/pages", None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{base}: {body}");
+        }
+    }
+    record_with(TABLE, CLASS, "a removed member's sessions, through another node", "refused", "401 on every node");
+}
