@@ -532,6 +532,8 @@ pub struct HttpSettings {
     pub trusted_proxies: Vec<String>,
     /// How long a merchant console login lasts (the `vitrina_console` cookie, `/admin/`).
     pub console_session_secs: u64,
+    /// Audit log entries kept per store (newest first); older ones are dropped on insert.
+    pub audit_entries_kept: u32,
     /// On SIGTERM/SIGINT the node stops within this long: in a cluster it first hands its
     /// actors to the other nodes and gives its shards up, then it stops accepting, lets
     /// requests in flight finish, closes every actor's file and exits 0.
@@ -769,6 +771,7 @@ impl Default for HttpSettings {
             secure_cookies: SecureCookies::Auto,
             trusted_proxies: Vec::new(),
             console_session_secs: 8 * 3600,
+            audit_entries_kept: 10_000,
             shutdown_deadline_secs: 60,
         }
     }

@@ -13,8 +13,6 @@ pub const TOKEN_PRINCIPAL: &str = "~";
 pub const TOKEN_ACTOR: &str = "admin token";
 /// How the node's operator token is named in the audit log.
 pub const OPERATOR_ACTOR: &str = "operator";
-/// Audit entries kept per store; older ones are dropped on insert.
-pub const AUDIT_KEPT: i64 = 10_000;
 const MAX_NAME: usize = 40;
 const MIN_PASSWORD: usize = 10;
 const MAX_PASSWORD: usize = 256;
@@ -181,13 +179,14 @@ pub fn delete(tx: &Transaction<'_>, name: &str) -> StorageResult<bool> {
     Ok(tx.execute("DELETE FROM staff WHERE name = ?1", [name])? == 1)
 }
 
-pub fn record(tx: &Transaction<'_>, at: i64, actor: &str, action: &str, summary: &str) -> StorageResult<i64> {
+/// Appends an entry and drops all but the newest `kept`.
+pub fn record(tx: &Transaction<'_>, at: i64, actor: &str, action: &str, summary: &str, kept: i64) -> StorageResult<i64> {
     tx.execute(
         "INSERT INTO audit_log (at_ms, actor, action, summary) VALUES (?1, ?2, ?3, ?4)",
         params![at, truncate(actor, 64), truncate(action, 64), truncate(summary, MAX_SUMMARY)],
     )?;
     let id = tx.last_insert_rowid();
-    tx.execute("DELETE FROM audit_log WHERE id <= ?1", [id - AUDIT_KEPT])?;
+    tx.execute("DELETE FROM audit_log WHERE id <= ?1", [id - kept.max(1)])?;
     Ok(id)
 }
 

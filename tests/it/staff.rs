@@ -367,3 +367,19 @@ async fn a_removed_member_is_locked_out_on_every_node_of_a_cluster() {
     }
     record_with(TABLE, CLASS, "a removed member's sessions, through another node", "refused", "401 on every node");
 }
+
+#[tokio::test]
+async fn the_audit_log_keeps_the_newest_entries_only() {
+    let node = TestNode::start_with(&[("VITRINA_HTTP__AUDIT_ENTRIES_KEPT", "3")]);
+    let token = node.seed_store("shop", "Shop").await;
+    for tagline in ["one", "two", "three", "four", "five"] {
+        let (status, body) = node.admin(&token, Method::PATCH, "/stores/shop/settings", Some(json!({"tagline": tagline}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    add_member(&node, &token, "last", "viewer", "a long password").await;
+    let entries = audit(&node, &token).await;
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert_eq!(entries[0], ("admin token".to_string(), "staff.add".to_string()));
+    assert!(entries[1..].iter().all(|(_, action)| action == "settings.update"), "{entries:?}");
+    record_with(TABLE, CLASS, "an audit log growing past its configured size", "bounded", "newest 3 of 6+ kept");
+}

@@ -109,8 +109,9 @@ impl Handler<Staff> for StoreActor {
         let node = self.node.clone();
         let key = crate::ids::ActorKey::Store(self.store.clone());
         let durability = self.snapshot.settings.durability;
+        let kept = i64::from(self.node.settings.http.audit_entries_kept);
         let fut = async move {
-            let body = db.write(move |tx| apply(tx, write)).await?;
+            let body = db.write(move |tx| apply(tx, write, kept)).await?;
             node.acknowledge(&key, durability).await?;
             Ok(body)
         };
@@ -118,7 +119,7 @@ impl Handler<Staff> for StoreActor {
     }
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, op: StaffOp) -> Result<Value, StoreError> {
+fn apply(tx: &rusqlite::Transaction<'_>, op: StaffOp, audit_kept: i64) -> Result<Value, StoreError> {
     let now = now_ms();
     match op {
         StaffOp::Logout { nonce, expires } => {
@@ -148,7 +149,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: StaffOp) -> Result<Value, StoreErro
             sql::bump_generation(tx, &name)?;
             Ok(json!({"deleted": name}))
         }
-        StaffOp::Record { actor, action, summary } => Ok(json!({"id": sql::record(tx, now, &actor, &action, &summary)?})),
+        StaffOp::Record { actor, action, summary } => Ok(json!({"id": sql::record(tx, now, &actor, &action, &summary, audit_kept)?})),
         StaffOp::List | StaffOp::Credentials(_) | StaffOp::Session { .. } | StaffOp::Generation(_) | StaffOp::Audit { .. } => {
             Err(StoreError::Invalid("not a write".into()))
         }
