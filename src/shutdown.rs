@@ -51,7 +51,7 @@ async fn steps(node: Arc<Node>, server: actix_web::dev::ServerHandle) {
     server.stop(true).await;
     let keys = node.registry.live_keys();
     for key in &keys {
-        node.registry.evict(key).await;
+        node.registry.evict_for(key, crate::runtime::registry::PassivationReason::Shutdown).await;
     }
     if let Some(replicator) = &node.replicator {
         replicator.upload_dirty().await;

@@ -17,6 +17,7 @@ use super::Host;
 use super::{ClusterError, Placement};
 use crate::coordination::MemberState;
 use crate::ids::{ActorKey, SessionId, StoreId};
+use crate::runtime::registry::PassivationReason;
 
 pub const SHA_HEADER: &str = "x-vitrina-sha256";
 const HANDOFF_SUFFIX: &str = "handoff";
@@ -38,7 +39,7 @@ fn release_lock(key: &ActorKey) -> Arc<tokio::sync::Mutex<()>> {
 pub async fn release(node: &dyn Host, key: &ActorKey) -> Result<Option<Vec<u8>>, ClusterError> {
     let lock = release_lock(key);
     let _serialised = lock.lock().await;
-    node.registry().evict(key).await;
+    node.registry().evict_for(key, PassivationReason::Handoff).await;
     let path = node.layout().actor_db(key);
     let parked = handoff_path(&path);
     let result = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
@@ -81,13 +82,36 @@ pub fn unpark(node: &dyn Host, key: &ActorKey) -> Result<bool, ClusterError> {
 /// Old owner: the new owner has the file; forget ours.
 pub fn acknowledge(node: &dyn Host, key: &ActorKey) {
     let _ = std::fs::remove_file(handoff_path(&node.layout().actor_db(key)));
-    crate::metrics::incr("vitrina_handoffs_total", &[("side", "released")]);
+    count("out", "ok");
+}
+
+/// One hand-off of a file, as `vitrina_handoffs_total{direction,outcome}` counts it: `out`
+/// from this node (acknowledged `ok`, `deferred` by a new owner not ready, `failed`), `in`
+/// to it (`ok`, `failed`).
+fn count(direction: &'static str, outcome: &'static str) {
+    crate::metrics::incr("vitrina_handoffs_total", &[("direction", direction), ("outcome", outcome)]);
+}
+
+/// How long a completed hand-off took, from release to acknowledgement (`out`) or from the
+/// first call to the installed file (`in`).
+fn observe(direction: &'static str, started: std::time::Instant) {
+    crate::metrics::observe_seconds("vitrina_handoff_seconds", &[("direction", direction)], started.elapsed().as_secs_f64());
 }
 
 /// New owner: writes `bytes` as the actor's file, unless one is already there (with `replace`:
 /// over it; the caller knows the local file is older). Verifies the checksum and that SQLite
 /// accepts the file before it becomes visible.
 pub async fn install(node: &dyn Host, key: &ActorKey, bytes: Vec<u8>, sha256: Option<&str>, replace: bool) -> Result<bool, ClusterError> {
+    let installed = install_file(node, key, bytes, sha256, replace).await;
+    match &installed {
+        Ok(true) => count("in", "ok"),
+        Ok(false) => {}
+        Err(_) => count("in", "failed"),
+    }
+    installed
+}
+
+async fn install_file(node: &dyn Host, key: &ActorKey, bytes: Vec<u8>, sha256: Option<&str>, replace: bool) -> Result<bool, ClusterError> {
     let actual = hex::encode(Sha256::digest(&bytes));
     if sha256.is_some_and(|s| !s.eq_ignore_ascii_case(&actual)) {
         return Err(ClusterError::Refused(format!("checksum mismatch for {key}")));
@@ -119,7 +143,6 @@ pub async fn install(node: &dyn Host, key: &ActorKey, bytes: Vec<u8>, sha256: Op
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
-        crate::metrics::incr("vitrina_handoffs_total", &[("side", "installed")]);
         Ok(true)
     })
     .await
@@ -133,6 +156,32 @@ pub async fn install(node: &dyn Host, key: &ActorKey, bytes: Vec<u8>, sha256: Op
 /// previous holder that is no longer a member (lost, not removed by an operator) stops the
 /// activation too, unless the key may be restored from object storage.
 pub async fn pull(node: &dyn Host, key: &ActorKey, replace: bool) -> Result<bool, ClusterError> {
+    let span = tracing::info_span!("handoff", direction = "in", kind = crate::runtime::registry::key_kind(key));
+    let started = std::time::Instant::now();
+    let pulled = tracing::Instrument::instrument(pull_file(node, key, replace), span).await;
+    match &pulled {
+        Ok(true) => observe("in", started),
+        Ok(false) => {}
+        // A failed install was counted by `install`.
+        Err(Pull::Install(_)) => {}
+        Err(Pull::Other(_)) => count("in", "failed"),
+    }
+    pulled.map_err(|(Pull::Install(e) | Pull::Other(e))| e)
+}
+
+/// Why a pull failed: installing the file (counted by `install`) or anything before it.
+enum Pull {
+    Install(ClusterError),
+    Other(ClusterError),
+}
+
+impl From<ClusterError> for Pull {
+    fn from(e: ClusterError) -> Self {
+        Pull::Other(e)
+    }
+}
+
+async fn pull_file(node: &dyn Host, key: &ActorKey, replace: bool) -> Result<bool, Pull> {
     for (holder, addr, alive) in node.cluster().previous_holders(key) {
         if !alive {
             if !node.restorable() {
@@ -140,9 +189,9 @@ pub async fn pull(node: &dyn Host, key: &ActorKey, replace: bool) -> Result<bool
                 if !super::ownership::refresh_previous(node, shard).await?.iter().any(|h| h == holder.as_str()) {
                     continue;
                 }
-                return Err(ClusterError::Refused(format!(
+                return Err(Pull::Other(ClusterError::Refused(format!(
                     "{key}: its last holder {holder} is gone; waiting for it to come back or for an operator to remove it"
-                )));
+                ))));
             }
             continue;
         }
@@ -152,7 +201,7 @@ pub async fn pull(node: &dyn Host, key: &ActorKey, replace: bool) -> Result<bool
             200 => {
                 let sha = res.headers().get(SHA_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
                 let bytes = res.bytes().await.map_err(|e| ClusterError::Call(addr.clone(), e.to_string()))?;
-                install(node, key, bytes.to_vec(), sha.as_deref(), replace).await?;
+                install(node, key, bytes.to_vec(), sha.as_deref(), replace).await.map_err(Pull::Install)?;
                 let ack = format!("/internal/handoff/ack?key={}", urlencode(&key.to_string()));
                 if let Err(e) = node.cluster().call(&addr, reqwest::Method::POST, &ack, Vec::new()).await {
                     tracing::warn!(%key, node = %holder, error = %e, "handoff ack failed; the holder will push again");
@@ -161,7 +210,7 @@ pub async fn pull(node: &dyn Host, key: &ActorKey, replace: bool) -> Result<bool
                 return Ok(true);
             }
             404 => continue,
-            status => return Err(ClusterError::Refused(format!("{holder} answered {status} to a handoff of {key}"))),
+            status => return Err(ClusterError::Refused(format!("{holder} answered {status} to a handoff of {key}")).into()),
         }
     }
     Ok(false)
@@ -209,15 +258,29 @@ pub fn local_actor_keys(node: &dyn Host) -> Vec<ActorKey> {
 /// Old owner: pushes one key to its owner. Ok(true) when the owner has it now; Ok(false) when
 /// it cannot take it yet (503: it does not hold the shard yet, or the key is changing there).
 async fn push(node: &dyn Host, key: &ActorKey, addr: &str) -> Result<bool, ClusterError> {
-    let Some(bytes) = release(node, key).await? else { return Ok(true) };
+    let span = tracing::info_span!("handoff", direction = "out", kind = crate::runtime::registry::key_kind(key));
+    let started = std::time::Instant::now();
+    let pushed = tracing::Instrument::instrument(push_file(node, key, addr), span).await;
+    match &pushed {
+        Ok(Some(true)) => observe("out", started),
+        Ok(Some(false)) => count("out", "deferred"),
+        Ok(None) => {}
+        Err(_) => count("out", "failed"),
+    }
+    pushed.map(|moved| moved.unwrap_or(true))
+}
+
+/// `Ok(None)`: this node had no file of `key` to push.
+async fn push_file(node: &dyn Host, key: &ActorKey, addr: &str) -> Result<Option<bool>, ClusterError> {
+    let Some(bytes) = release(node, key).await? else { return Ok(None) };
     let sha = hex::encode(Sha256::digest(&bytes));
     let path = format!("/internal/adopt?key={}&sha256={sha}", urlencode(&key.to_string()));
     let res = node.cluster().call(addr, reqwest::Method::POST, &path, bytes).await?;
     if res.status().is_success() {
         acknowledge(node, key);
-        Ok(true)
+        Ok(Some(true))
     } else if res.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-        Ok(false)
+        Ok(Some(false))
     } else {
         Err(ClusterError::Refused(format!("{addr} refused {key}: {}", res.status())))
     }

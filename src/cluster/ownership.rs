@@ -208,7 +208,7 @@ async fn ownership_loop(node: Arc<dyn Host>) {
         for key in node.registry().live_keys() {
             if coordination.token(cluster.shard_of(&key)).is_none() {
                 tracing::info!(%key, "shard not held (any more): passivating");
-                node.registry().evict(&key).await;
+                node.registry().evict_for(&key, crate::runtime::registry::PassivationReason::Handoff).await;
             }
         }
         let acquired: Vec<(ShardId, Token)> = cluster.shards.acquired.lock().iter().map(|(s, t)| (*s, *t)).collect();
@@ -235,7 +235,7 @@ async fn release_shard(node: &dyn Host, coordination: &dyn Coordination, shard: 
     // waits for that lock, and evicting that key waits for the slot. No new activation starts
     // here: the ring no longer places the shard on this node.
     for key in node.registry().live_keys().into_iter().filter(|k| cluster.shard_of(k) == shard) {
-        node.registry().evict(&key).await;
+        node.registry().evict_for(&key, crate::runtime::registry::PassivationReason::Handoff).await;
     }
     let lock = cluster.shards.lock_for(shard);
     let _one_at_a_time = lock.lock().await;

@@ -119,7 +119,7 @@ impl Inner {
         if !lost.is_empty() {
             tracing::warn!(shards = lost.len(), "lease expired: no longer owner of its shards");
         }
-        crate::metrics::incr("vitrina_coordination_leases_lost_total", &[]);
+        coordination_event("lease_lost");
     }
 
     /// Grants a lease and puts this node's member key on it.
@@ -133,6 +133,7 @@ impl Inner {
             return Err(e);
         }
         *self.lease.lock() = Some(Lease { id, renewed: sent });
+        coordination_event("lease_granted");
         tracing::info!(lease = id, "etcd lease granted; member key put");
         Ok(())
     }
@@ -166,7 +167,7 @@ impl Inner {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, health = ?self.health(), "etcd lease renewal failed");
-                    crate::metrics::incr("vitrina_coordination_renewals_failed_total", &[]);
+                    coordination_event("keepalive_failed");
                 }
             }
         }
@@ -469,6 +470,11 @@ impl Etcd {
     }
 }
 
+/// One lease or ownership event, as `vitrina_coordination_events_total{event}` counts them.
+fn coordination_event(event: &'static str) {
+    crate::metrics::incr("vitrina_coordination_events_total", &[("event", event)]);
+}
+
 impl Coordination for Etcd {
     fn node_id(&self) -> &str {
         &self.inner.id
@@ -479,11 +485,21 @@ impl Coordination for Etcd {
     }
 
     fn acquire(&self, shard: ShardId) -> BoxFuture<'_, CoordinationResult<Acquired>> {
-        Box::pin(self.inner.acquire(shard))
+        Box::pin(async move {
+            let acquired = self.inner.acquire(shard).await;
+            coordination_event(if acquired.is_ok() { "shard_acquired" } else { "shard_refused" });
+            acquired
+        })
     }
 
     fn release(&self, shard: ShardId, token: Token) -> BoxFuture<'_, CoordinationResult<()>> {
-        Box::pin(self.inner.release(shard, token))
+        Box::pin(async move {
+            let released = self.inner.release(shard, token).await;
+            if released.is_ok() {
+                coordination_event("shard_released");
+            }
+            released
+        })
     }
 
     fn previous_holders(&self, shard: ShardId) -> BoxFuture<'_, CoordinationResult<Vec<String>>> {

@@ -159,7 +159,7 @@ async fn adopt(node: web::Data<Node>, req: HttpRequest, body: Bytes, q: web::Que
         // "not installed" made the old owner delete the only copy (a cart lost under a join).
         // The pushed file is the actor's state: stop that instance (without a file it writes
         // nothing on the way out) and install it; the next request opens it.
-        node.registry.evict(&key).await;
+        node.registry.evict_for(&key, crate::runtime::registry::PassivationReason::Handoff).await;
     }
     // Nor while one activates or passivates: the slot is reserved until the file is in place.
     // Busy: the pusher retries.

@@ -148,6 +148,7 @@ async fn metrics(node: web::Data<Node>, req: actix_web::HttpRequest) -> Result<H
     set_gauge("vitrina_isolate_byte_budget", &[], crate::engine::isolate_budget::byte_budget() as f64);
     if let Some(replicator) = &node.replicator {
         set_gauge("vitrina_replication_pending_actors", &[], replicator.pending() as f64);
+        set_gauge("vitrina_replication_oldest_pending_seconds", &[], replicator.oldest_pending_age().as_secs_f64());
     }
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(crate::metrics::render_prometheus()))
 }

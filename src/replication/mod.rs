@@ -44,10 +44,10 @@ mod sweep;
 pub use etcd_ledger::EtcdLedger;
 pub use ledger::{BucketLedger, CopyLedger, CopyRef};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -141,13 +141,16 @@ pub struct Replicator {
     /// How long a superseded copy is kept, and when each key is next swept (`sweep.rs`).
     grace: Duration,
     sweep_due: Mutex<HashMap<ActorKey, std::time::Instant>>,
-    /// Actors with commits not yet in an upload that started after them. Shared with the
-    /// commit hooks, which must not hold a reference to the replicator.
-    dirty: Arc<Mutex<HashSet<ActorKey>>>,
+    /// Actors with commits not yet in an upload that started after them, each with the time
+    /// of its oldest such commit. Shared with the commit hooks, which must not hold a
+    /// reference to the replicator.
+    dirty: Arc<Mutex<HashMap<ActorKey, Instant>>>,
     /// One async mutex per key with an upload or restore in progress (removed when idle).
     turns: Mutex<HashMap<ActorKey, Arc<tokio::sync::Mutex<()>>>>,
-    /// Uploads started and not finished (the dirty mark is cleared when an upload starts).
-    uploads_in_flight: std::sync::atomic::AtomicUsize,
+    /// Uploads started and not finished (the dirty mark is cleared when an upload starts),
+    /// each with the time of the oldest commit it carries.
+    uploads_in_flight: Mutex<HashMap<u64, Instant>>,
+    next_upload: std::sync::atomic::AtomicU64,
 }
 
 impl Replicator {
@@ -209,8 +212,9 @@ impl Replicator {
             scratch,
             interval: Duration::from_millis(settings.snapshot_interval_ms.max(10)),
             concurrency: settings.max_concurrent_uploads.max(1),
-            dirty: Arc::new(Mutex::new(HashSet::new())),
-            uploads_in_flight: std::sync::atomic::AtomicUsize::new(0),
+            dirty: Arc::new(Mutex::new(HashMap::new())),
+            uploads_in_flight: Mutex::new(HashMap::new()),
+            next_upload: std::sync::atomic::AtomicU64::new(0),
             turns: Mutex::new(HashMap::new()),
         })))
     }
@@ -220,12 +224,12 @@ impl Replicator {
         let dirty = self.dirty.clone();
         let key = key.clone();
         db.with_commit_hook(Arc::new(move || {
-            dirty.lock().insert(key.clone());
+            dirty.lock().entry(key.clone()).or_insert_with(Instant::now);
         }))
     }
 
     pub fn is_dirty(&self, key: &ActorKey) -> bool {
-        self.dirty.lock().contains(key)
+        self.dirty.lock().contains_key(key)
     }
 
     /// Actors whose latest commits may not be in object storage yet: marked dirty, or with an
@@ -233,11 +237,23 @@ impl Replicator {
     /// upper bound). What a lost disk would cost right now, async durability's RPO as a count;
     /// `/metrics` reports it as `vitrina_replication_pending_actors`. 0 means all caught up.
     pub fn pending(&self) -> usize {
-        self.dirty.lock().len() + self.uploads_in_flight.load(std::sync::atomic::Ordering::SeqCst)
+        self.dirty.lock().len() + self.uploads_in_flight.lock().len()
     }
 
-    fn mark_dirty(&self, key: ActorKey) {
-        self.dirty.lock().insert(key);
+    /// How long the oldest commit not yet in object storage has waited (dirty or being
+    /// uploaded); zero when all are caught up. The async window as a time: what `pending`
+    /// counts, `/metrics` ages as `vitrina_replication_oldest_pending_seconds`.
+    pub fn oldest_pending_age(&self) -> Duration {
+        let dirty = self.dirty.lock().values().min().copied();
+        let uploading = self.uploads_in_flight.lock().values().min().copied();
+        dirty.into_iter().chain(uploading).min().map(|since| since.elapsed()).unwrap_or_default()
+    }
+
+    /// Marks `key` dirty again after a failed upload: its commits have waited since `since`.
+    fn mark_dirty(&self, key: ActorKey, since: Instant) {
+        let mut dirty = self.dirty.lock();
+        let oldest = dirty.entry(key).or_insert(since);
+        *oldest = (*oldest).min(since);
     }
 
     /// Uploads a consistent snapshot of the actor's file (live or closed), with its sha256 in
@@ -246,18 +262,19 @@ impl Replicator {
         let _turn = self.turn(key).await;
         let kind = crate::runtime::registry::key_kind(key);
         let result = self.upload_in_turn(key).await;
+        let outcome = |outcome| crate::metrics::incr("vitrina_replication_uploads_total", &[("kind", kind), ("outcome", outcome)]);
         match &result {
             Ok(Some(info)) => {
-                crate::metrics::incr("vitrina_replication_uploads_total", &[("kind", kind)]);
+                outcome("ok");
                 crate::metrics::add("vitrina_replication_upload_bytes_total", &[("kind", kind)], info.bytes);
             }
             Ok(None) => {}
             Err(e @ ReplicationError::Fenced { .. }) => {
-                crate::metrics::incr("vitrina_replication_fenced_total", &[("kind", kind)]);
+                outcome("fenced");
                 tracing::warn!(%key, error = %e, "upload refused: another node holds the key's copies");
             }
             Err(e) => {
-                crate::metrics::incr("vitrina_replication_upload_failures_total", &[("kind", kind)]);
+                outcome("failed");
                 tracing::warn!(%key, error = %e, "upload to object storage failed");
             }
         }
@@ -441,18 +458,21 @@ impl Replicator {
     /// Uploads `key` now if it has commits not yet uploaded. On failure the key stays dirty
     /// and the periodic task retries it.
     pub async fn flush(&self, key: &ActorKey) -> ReplicationResult<Option<SnapshotInfo>> {
-        let in_flight = InFlight::enter(&self.uploads_in_flight);
-        if !self.dirty.lock().remove(key) {
+        let mut in_flight = self.enter_upload();
+        let Some(since) = self.dirty.lock().remove(key) else {
             return Ok(None);
-        }
+        };
+        in_flight.carries_since(since);
         self.upload_or_keep_dirty(key, in_flight).await
     }
 
     /// Uploads `key` now, whether or not it is marked dirty: the barrier of `sync` durability.
     /// Clearing the mark first is safe: the snapshot is taken after this point.
     pub async fn replicate_now(&self, key: &ActorKey) -> ReplicationResult<Option<SnapshotInfo>> {
-        let in_flight = InFlight::enter(&self.uploads_in_flight);
-        self.dirty.lock().remove(key);
+        let mut in_flight = self.enter_upload();
+        if let Some(since) = self.dirty.lock().remove(key) {
+            in_flight.carries_since(since);
+        }
         self.upload_or_keep_dirty(key, in_flight).await
     }
 
@@ -462,7 +482,7 @@ impl Replicator {
     async fn upload_or_keep_dirty(&self, key: &ActorKey, in_flight: InFlight<'_>) -> ReplicationResult<Option<SnapshotInfo>> {
         let result = self.upload(key).await;
         if result.as_ref().is_err_and(|e| !matches!(e, ReplicationError::Fenced { .. })) {
-            self.mark_dirty(key.clone());
+            self.mark_dirty(key.clone(), in_flight.since());
         }
         drop(in_flight);
         result
@@ -475,7 +495,14 @@ impl Replicator {
         // waits for one of the `concurrency` upload slots.
         let keys: Vec<(ActorKey, InFlight<'_>)> = {
             let mut dirty = self.dirty.lock();
-            std::mem::take(&mut *dirty).into_iter().map(|key| (key, InFlight::enter(&self.uploads_in_flight))).collect()
+            std::mem::take(&mut *dirty)
+                .into_iter()
+                .map(|(key, since)| {
+                    let mut in_flight = self.enter_upload();
+                    in_flight.carries_since(since);
+                    (key, in_flight)
+                })
+                .collect()
         };
         if keys.is_empty() {
             return 0;
@@ -640,18 +667,36 @@ fn validate_prefix(raw: &str) -> ReplicationResult<String> {
 }
 
 /// Counts one upload in flight for as long as it lives (also when the upload future is dropped).
-struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+/// One upload counted in `uploads_in_flight` until dropped.
+struct InFlight<'a> {
+    uploads: &'a Mutex<HashMap<u64, Instant>>,
+    id: u64,
+}
 
-impl<'a> InFlight<'a> {
-    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Self {
-        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        InFlight(count)
+impl Replicator {
+    fn enter_upload(&self) -> InFlight<'_> {
+        let id = self.next_upload.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.uploads_in_flight.lock().insert(id, Instant::now());
+        InFlight { uploads: &self.uploads_in_flight, id }
+    }
+}
+
+impl InFlight<'_> {
+    /// The upload carries commits made since `since` (the key's dirty mark).
+    fn carries_since(&mut self, since: Instant) {
+        if let Some(oldest) = self.uploads.lock().get_mut(&self.id) {
+            *oldest = (*oldest).min(since);
+        }
+    }
+
+    fn since(&self) -> Instant {
+        self.uploads.lock().get(&self.id).copied().unwrap_or_else(Instant::now)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.uploads.lock().remove(&self.id);
     }
 }
 

@@ -119,7 +119,33 @@ pub struct Registry {
     slots: Arc<Mutex<HashMap<ActorKey, Slot>>>,
     generations: AtomicU64,
     ask_timeout: Duration,
+    /// Why keys being evicted are asked to passivate (absent: the actor went idle).
+    reasons: Mutex<HashMap<ActorKey, PassivationReason>>,
     _owned_arbiters: Vec<Arbiter>,
+}
+
+/// Why an actor passivated, as `vitrina_actor_passivations_total{reason}` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassivationReason {
+    /// Nothing asked it for its idle period.
+    Idle,
+    /// Stopped by this node (an erase, an operator, a test).
+    Evicted,
+    /// Its file moves to another node (a hand-off, a shard lost or given up).
+    Handoff,
+    /// The node stops.
+    Shutdown,
+}
+
+impl PassivationReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            PassivationReason::Idle => "idle",
+            PassivationReason::Evicted => "evicted",
+            PassivationReason::Handoff => "handoff",
+            PassivationReason::Shutdown => "shutdown",
+        }
+    }
 }
 
 enum Next {
@@ -136,6 +162,7 @@ impl Registry {
             slots: Arc::new(Mutex::new(HashMap::new())),
             generations: AtomicU64::new(1),
             ask_timeout,
+            reasons: Mutex::new(HashMap::new()),
             _owned_arbiters: owned,
         }
     }
@@ -164,6 +191,16 @@ impl Registry {
     /// Passivates `key` if it is live here and returns once its file is closed (its current turn
     /// and the messages already in its mailbox finish first).
     pub async fn evict(&self, key: &ActorKey) {
+        self.evict_for(key, PassivationReason::Evicted).await
+    }
+
+    /// [`evict`](Self::evict), counted under `reason` in `vitrina_actor_passivations_total`.
+    pub async fn evict_for(&self, key: &ActorKey, reason: PassivationReason) {
+        self.evict_counted(key, reason).await;
+        self.reasons.lock().remove(key);
+    }
+
+    async fn evict_counted(&self, key: &ActorKey, reason: PassivationReason) {
         for _ in 0..200 {
             let next = {
                 let slots = self.slots.lock();
@@ -175,6 +212,7 @@ impl Registry {
             };
             match next {
                 Ok(passivate) => {
+                    self.reasons.lock().insert(key.clone(), reason);
                     let _ = passivate.send(Passivate).await;
                 }
                 Err(mut rx) => {
@@ -293,7 +331,9 @@ impl Registry {
 
     /// Called from the actor's `stopped`, after its file is closed.
     pub fn finish_passivation(&self, lease: &mut Lease) {
-        crate::metrics::incr("vitrina_actor_passivations_total", &[("kind", key_kind(&lease.key))]);
+        // An actor nobody asked to passivate went idle.
+        let reason = self.reasons.lock().remove(&lease.key).unwrap_or(PassivationReason::Idle);
+        crate::metrics::incr("vitrina_actor_passivations_total", &[("kind", key_kind(&lease.key)), ("reason", reason.label())]);
         let mut slots = self.slots.lock();
         let ours = match slots.get(&lease.key) {
             Some(Slot::Live { generation, .. }) => *generation == lease.generation,

@@ -153,8 +153,8 @@ async fn a_stale_writer_cannot_make_its_copy_current_and_its_object_is_deleted()
     assert_error_body(&body, "replication_fenced");
     assert_eq!(body["error"]["details"]["committedLocally"], true, "{body}");
     assert_eq!(body["error"]["details"]["fenced"], true, "{body}");
-    assert!(stale.metric("vitrina_replication_fenced_total{kind=\"shopper\"}").await >= 1);
-    assert!(stale.metric("vitrina_replication_fenced_total{kind=\"store\"}").await >= 1);
+    assert!(stale.metric("vitrina_replication_uploads_total{kind=\"shopper\",outcome=\"fenced\"}").await >= 1);
+    assert!(stale.metric("vitrina_replication_uploads_total{kind=\"store\",outcome=\"fenced\"}").await >= 1);
 
     // The pointer still names the newer owner's copy, and the stale upload is gone.
     assert_eq!(pointer(&bucket, &dir).await.as_ref(), Some(&current));

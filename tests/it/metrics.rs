@@ -59,9 +59,9 @@ async fn metrics_count_activations_passivations_page_cache_and_webhooks() {
     assert!(text.contains("vitrina_page_cache_total{kind=\"personal\""), "{text}");
     assert_eq!(node.metric("vitrina_actor_activations_total{kind=\"shopper\"}").await, 1, "{text}");
     assert!(node.metric("vitrina_actor_activations_total{kind=\"store\"}").await >= 1, "{text}");
-    // The idle shopper passivates and is counted by kind; no session id becomes a label.
+    // The idle shopper passivates and is counted by kind and reason; no session id becomes a label.
     wait_until("the shopper to passivate", Duration::from_secs(15), || async {
-        node.metric("vitrina_actor_passivations_total{kind=\"shopper\"}").await >= 1
+        node.metric("vitrina_actor_passivations_total{kind=\"shopper\",reason=\"idle\"}").await >= 1
     })
     .await;
     // An unsigned webhook is rejected and counted.
@@ -75,4 +75,51 @@ async fn metrics_count_activations_passivations_page_cache_and_webhooks() {
         .unwrap();
     assert_eq!(res.status(), 401);
     assert_eq!(node.metric("vitrina_webhooks_total{format=\"generic\",outcome=\"rejected\"}").await, 1);
+}
+
+/// The sum of one series over `nodes`.
+async fn summed(nodes: &[TestNode], series: &str) -> u64 {
+    let mut sum = 0;
+    for node in nodes {
+        sum += node.metric(series).await;
+    }
+    sum
+}
+
+#[tokio::test]
+async fn a_join_counts_handoffs_coordination_events_and_handoff_passivations() {
+    let mut nodes = start_cluster(2, &[]).await;
+    nodes[0].seed_store("shop", "Shop").await;
+    for node in &nodes {
+        let text = node.metrics_text().await;
+        assert!(node.metric("vitrina_coordination_events_total{event=\"lease_granted\"}").await >= 1, "{text}");
+    }
+    // Live shoppers on both nodes, then a third node joins: the keys the ring gives it move.
+    let mut shoppers = Vec::new();
+    for i in 0..24 {
+        let shopper = nodes[i % 2].shopper("shop");
+        assert_eq!(shopper.add_to_cart("mug", 1).await.status, 201);
+        shoppers.push(shopper);
+    }
+    assert!(summed(&nodes, "vitrina_coordination_events_total{event=\"shard_acquired\"}").await >= 1);
+    nodes.push(nodes[0].join("n3"));
+    wait_for_active(&nodes.iter().collect::<Vec<_>>(), 3).await;
+    wait_until("hand-offs out and in, and shards given up", Duration::from_secs(60), || async {
+        summed(&nodes, "vitrina_handoffs_total{direction=\"out\",outcome=\"ok\"}").await >= 1
+            && summed(&nodes, "vitrina_handoffs_total{direction=\"in\",outcome=\"ok\"}").await >= 1
+            && summed(&nodes, "vitrina_coordination_events_total{event=\"shard_released\"}").await >= 1
+    })
+    .await;
+    let completed = summed(&nodes, "vitrina_handoff_seconds_count{direction=\"out\"}").await
+        + summed(&nodes, "vitrina_handoff_seconds_count{direction=\"in\"}").await;
+    assert!(completed >= 1, "no hand-off latency observed");
+    // The moved shoppers were live: they passivated for the hand-off, not for being idle.
+    assert!(summed(&nodes[..2], "vitrina_actor_passivations_total{kind=\"shopper\",reason=\"handoff\"}").await >= 1);
+    assert_eq!(summed(&nodes, "vitrina_actor_passivations_total{kind=\"shopper\",reason=\"idle\"}").await, 0);
+    // Every cart is still there, wherever it lives now.
+    for shopper in &shoppers {
+        let (status, body) = shopper.cart_answer().await.parts();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["cart"]["count"], 1, "{body}");
+    }
 }

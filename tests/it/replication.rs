@@ -39,8 +39,8 @@ async fn async_copies_bring_back_carts_and_store_state_after_a_lost_disk() {
     }
     // Older than the snapshot interval: wait until both actors' copies are uploaded.
     wait_until("snapshots of the store and the shopper", Duration::from_secs(15), || async {
-        node.metric("vitrina_replication_uploads_total{kind=\"shopper\"}").await >= 1
-            && node.metric("vitrina_replication_uploads_total{kind=\"store\"}").await >= 1
+        node.metric("vitrina_replication_uploads_total{kind=\"shopper\",outcome=\"ok\"}").await >= 1
+            && node.metric("vitrina_replication_uploads_total{kind=\"store\",outcome=\"ok\"}").await >= 1
     })
     .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -83,8 +83,8 @@ async fn a_passivated_actor_is_uploaded_without_waiting_for_the_interval() {
     wait_until("the passivated actors' uploads", Duration::from_secs(15), || async {
         node.replication_pending().await == Some(0)
             && node.live_shoppers().await == 0
-            && node.metric("vitrina_replication_uploads_total{kind=\"shopper\"}").await >= 1
-            && node.metric("vitrina_replication_uploads_total{kind=\"store\"}").await >= 1
+            && node.metric("vitrina_replication_uploads_total{kind=\"shopper\",outcome=\"ok\"}").await >= 1
+            && node.metric("vitrina_replication_uploads_total{kind=\"store\",outcome=\"ok\"}").await >= 1
     })
     .await;
     let node = node.kill_and_lose_disk();
@@ -168,7 +168,16 @@ async fn sync_durability_reports_a_failed_upload_as_replication_failed() {
     assert_eq!(body["cart"]["count"], 2, "{body}");
     let (_, body) = node.admin(&token, Method::GET, "/stores/flaky/settings", None).await;
     assert_eq!(body["durability"], "sync", "{body}");
-    assert!(node.metric("vitrina_replication_upload_failures_total{kind=\"shopper\"}").await >= 1);
+    assert!(node.metric("vitrina_replication_uploads_total{kind=\"shopper\",outcome=\"failed\"}").await >= 1);
+    // The commits that could not be uploaded are still waiting: the age of the oldest grows.
+    let oldest = || async {
+        let text = node.metrics_text().await;
+        text.lines().find_map(|l| l.strip_prefix("vitrina_replication_oldest_pending_seconds ")).and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let first = oldest().await.expect("the gauge is reported");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let later = oldest().await.expect("the gauge is reported");
+    assert!(first > 0.0 && later >= first + 1.0, "oldest pending change: {first} s, then {later} s");
 }
 
 #[tokio::test]
@@ -193,7 +202,7 @@ async fn a_tampered_copy_is_refused_on_restore_rather_than_served() {
     let c = node.shopper("tamper");
     assert_eq!(c.add_to_cart("mug", 2).await.status, StatusCode::CREATED);
     wait_until("the shopper's snapshot", Duration::from_secs(15), || async {
-        node.metric("vitrina_replication_uploads_total{kind=\"shopper\"}").await >= 1
+        node.metric("vitrina_replication_uploads_total{kind=\"shopper\",outcome=\"ok\"}").await >= 1
     })
     .await;
     let node = node.kill_and_lose_disk();
