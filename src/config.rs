@@ -38,6 +38,7 @@ pub struct Settings {
     pub secrets: SecretsSettings,
     pub telemetry: TelemetrySettings,
     pub live: LiveSettings,
+    pub stats: StatsSettings,
     /// V8 flags applied after the engine's own (`engine::js::DEFAULT_V8_FLAGS`), which they can
     /// undo, e.g. `--maglev --turbofan`; read once, at startup. `VITRINA_V8_FLAGS` sets it.
     pub v8_flags: String,
@@ -402,6 +403,26 @@ pub struct LiveSettings {
     pub interest_ttl_secs: u64,
 }
 
+/// Each store's daily visitors, orders and revenue (`store::day_stats`): counted in memory where
+/// they happen and handed to the store actor in batches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatsSettings {
+    /// Counts are handed to their store actors this often (the admin API lags by at most this).
+    pub flush_ms: u64,
+    /// Sessions remembered per store and day to count each visitor once; past it, a session not
+    /// remembered counts again on each page it views.
+    pub max_visitors_remembered: usize,
+    /// Days of counts a store keeps.
+    pub days_kept: u32,
+}
+
+impl Default for StatsSettings {
+    fn default() -> Self {
+        StatsSettings { flush_ms: 5_000, max_visitors_remembered: 100_000, days_kept: 400 }
+    }
+}
+
 impl Default for LiveSettings {
     fn default() -> Self {
         LiveSettings {
@@ -731,6 +752,7 @@ impl Default for Settings {
             secrets: SecretsSettings::default(),
             telemetry: TelemetrySettings::default(),
             live: LiveSettings::default(),
+            stats: StatsSettings::default(),
             v8_flags: String::new(),
         }
     }

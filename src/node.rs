@@ -59,6 +59,8 @@ pub struct Node {
     pub shopper_files: Arc<crate::storage::ShopperFiles>,
     /// Live events actors publish after commits, for the open pages' sockets (`http/live.rs`).
     pub events: Arc<crate::runtime::events::EventHub>,
+    /// Visitors, orders and revenue counted here, not yet handed to their store actors.
+    pub day_tally: crate::store::day_stats::DayTally,
 }
 
 /// How long a snapshot of a store owned by another node is used without asking the owner for
@@ -77,6 +79,7 @@ impl Node {
         let layout = DataLayout::new(settings.data_dir.clone());
         let shopper_files = Arc::new(crate::storage::ShopperFiles::new(settings.shopper.max_per_store));
         let registry = Registry::new(settings.arbiter_count(), Duration::from_secs(15));
+        let day_tally = crate::store::day_stats::DayTally::new(settings.stats.max_visitors_remembered);
         Arc::new(Node {
             personal_pages: PersonalPages::new(&settings.cache),
             anonymous_pages: AnonymousPages::new(&settings.cache, settings.render.failed_page_ttl_secs),
@@ -94,6 +97,7 @@ impl Node {
             secrets,
             shopper_files,
             events: crate::runtime::events::EventHub::new(),
+            day_tally,
         })
     }
 

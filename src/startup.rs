@@ -120,6 +120,7 @@ impl Application {
         .run();
         spawn_alarm_poller(node.clone());
         crate::actors::sweeper::spawn(node.clone());
+        crate::actors::day_stats::spawn(node.clone());
         crate::memory::spawn_trimmer();
         if let Some(replicator) = &node.replicator {
             replicator.spawn_snapshot_loop();

@@ -2,6 +2,7 @@
 
 import * as api from "./api.js";
 import { h, clear, errorBox, when } from "./dom.js";
+import { todaySection } from "./stats.js";
 
 function jsonArea(id, value, rows = 12) {
   const t = h("textarea", { id, rows, spellcheck: "false" });
@@ -31,7 +32,7 @@ async function attempt(line, fn, done, again) {
 }
 
 export async function overview(root) {
-  const [d, domains, sync, hooks] = await Promise.all([api.get(""), api.get("/domains"), api.get("/sync"), api.get("/webhooks")]);
+  const [d, domains, sync, hooks, stats] = await Promise.all([api.get(""), api.get("/domains"), api.get("/sync"), api.get("/webhooks"), api.get("/stats")]);
   const s = d.settings || {};
   clear(root).append(
     h("h2", {}, s.name || d.id),
@@ -46,6 +47,7 @@ export async function overview(root) {
       h("dt", {}, "Catalog sync"), h("dd", {}, sync.config ? `${sync.config.url}, last success ${when(sync.lastSuccess)}` : "not configured"),
       h("dt", {}, "Webhooks"), h("dd", {}, hooks.secretConfigured ? `secret set${hooks.shopifyDomain ? `, Shopify ${hooks.shopifyDomain}` : ""}` : "no secret"),
     ),
+    todaySection(stats),
     h("h3", {}, "Hosts"),
     h("ul", { id: "hosts" },
       h("li", {}, `${domains.default} (default)`),

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod activation;
+pub mod day_stats;
 pub mod shopper;
 pub mod store;
 pub mod sweeper;

@@ -11,11 +11,13 @@ mod feed;
 pub mod limits;
 mod live;
 mod staff;
+mod stats;
 mod sync;
 mod writes;
 pub use feed::{ApplyCatalogChanges, FeedAdmin, FeedAdminOp, GetWebhookSecret};
 pub use live::is_console_event;
 pub use staff::{Staff, StaffOp};
+pub use stats::{GetDayStats, RecordDayStats};
 pub use sync::{SyncAdmin, SyncAdminOp};
 
 use crate::clock::now_ms;

@@ -337,6 +337,12 @@ store_route!(
     let types = crate::store::block_settings::all();
     Ok(HttpResponse::Ok().json(json!({"blockTypes": types, "custom": {"type": "custom", "label": "Custom code", "fields": []}})))
 });
+store_route!(
+    /// `GET …/stats` — today's visitors, orders and revenue, and the last 30 days'.
+    day_stats, |node, store, req, rest| async move {
+    let body = node.ask_store(&store, crate::actors::store::GetDayStats { days: 30 }).await.map_err(actor_error)?.map_err(store_error)?;
+    Ok(HttpResponse::Ok().json(body))
+});
 store_route!(list_posts, |node, store, req, rest| async move { respond(&node, &store, AdminOp::ListPosts, StatusCode::OK).await });
 store_route!(put_post, |node, store, req, rest, bytes: Bytes| async move {
     let slug = seg(&rest, 0, Slug::parse)?;

@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod session;
 pub mod shop;
 pub mod staff;
+pub mod stats;
 pub mod tenant;
 pub mod webhooks;
 
@@ -54,6 +55,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .configure(console::routes)
         .configure(console_live::routes)
         .configure(live::routes)
+        .configure(stats::routes)
         .route("/", get().to(shop::home))
         .route("/pages/{slug}", get().to(shop::page))
         .route("/products/{handle}", get().to(shop::product))
@@ -102,6 +104,7 @@ fn admin_scope() -> actix_web::Scope {
         .route(&format!("{store}/pages/{{slug}}/preview"), get().to(preview))
         .route(&format!("{store}/blocks/validate"), web::post().to(validate_block))
         .route(&format!("{store}/block-types"), get().to(block_types))
+        .route(&format!("{store}/stats"), get().to(day_stats))
         .route(&format!("{store}/posts"), get().to(list_posts))
         .route(&format!("{store}/posts/{{slug}}"), web::put().to(put_post))
         .route(&format!("{store}/posts/{{slug}}"), web::delete().to(delete_post))

@@ -228,6 +228,9 @@ async fn render_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> R
     let ctx = context(&node, &req)?;
     let session = session(&ctx, &req, false).await?;
     let sid = session.sid().clone();
+    if req.method() == actix_web::http::Method::GET {
+        super::stats::page_view(&ctx.node, &ctx.store, &sid);
+    }
     let page_req = page_request(&req, route.clone());
 
     let search_results = match &route {

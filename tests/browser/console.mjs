@@ -62,6 +62,9 @@ try {
   const visible = await page.evaluate(() => document.cookie + JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.documentElement.outerHTML);
   if (visible.includes(token) || visible.includes('vitrina_console')) fail('the page can see the token or the session cookie');
   await page.locator('#store-status').waitFor();
+  // Today's counts, as the store actor has them.
+  await page.locator('#today #stat-visitors').waitFor({ timeout: 10000 });
+  if (!/^\d+$/.test(await page.locator('#stat-visitors').textContent())) fail('visitors today is a count');
   await shot('overview');
 
   // 2. Edit the custom hero's code: the draft preview changes; publish; the storefront shows it.

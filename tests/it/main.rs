@@ -14,6 +14,7 @@ mod containment;
 mod coordination;
 mod copies;
 mod copy_ledger;
+mod day_stats;
 mod durability;
 mod egress;
 mod engine;

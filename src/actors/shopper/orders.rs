@@ -137,6 +137,7 @@ impl Handler<Checkout> for ShopperActor {
                     act.state_changed();
                     act.publish_cart(None);
                     crate::metrics::incr("vitrina_orders_total", &[]);
+                    act.node.day_tally.order(act.key().store(), subtotal, now_ms());
                     ctx.notify(DeliverOrders);
                     let db = act.db.clone().ok_or_else(|| ShopperError::Store("shopper actor is closing".into()))?;
                     let order = db.read(|c| repo::order(c, &order_id))?.unwrap_or(Value::Null);
