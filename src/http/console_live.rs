@@ -16,7 +16,8 @@ use crate::ids::ActorKey;
 use crate::node::Node;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/live", web::get().to(socket));
+    cfg.route("/admin/live", web::get().to(socket))
+        .route("/internal/console/session", web::post().to(super::console_session::session_check));
 }
 
 async fn socket(node: web::Data<Node>, req: HttpRequest, body: web::Payload) -> Result<HttpResponse, ApiError> {

@@ -137,11 +137,46 @@ fn actor_name(principal: &str) -> &str {
 /// removed): asked of the store actor, which every node routes to.
 async fn role_of(node: &Arc<Node>, session: &ConsoleSession) -> Result<Option<Role>, ApiError> {
     let op = StaffOp::Session { principal: session.principal.clone(), generation: session.generation, nonce: session.nonce.clone() };
-    let answer = staff_http::ask(node, &session.store, op).await?;
+    // Admin API requests reach the store's owner; a console's socket (`/admin/live`) stays on
+    // the node it reached, which asks the owner.
+    let answer = match node.cluster.placement(&crate::ids::ActorKey::Store(session.store.clone())) {
+        crate::cluster::Placement::Remote { addr, .. } => {
+            let body = SessionQuestion {
+                store: session.store.clone(),
+                principal: session.principal.clone(),
+                generation: session.generation,
+                nonce: session.nonce.clone(),
+            };
+            node.cluster
+                .call_json::<Value>(&addr, reqwest::Method::POST, "/internal/console/session", &body)
+                .await
+                .map_err(|e| ApiError::unavailable(format!("the store's node did not answer: {e}")))?
+        }
+        _ => staff_http::ask(node, &session.store, op).await?,
+    };
     if answer["valid"] != json!(true) {
         return Ok(None);
     }
     Ok(answer["role"].as_str().and_then(|r| Role::parse(r).ok()))
+}
+
+/// A console session checked at its store's owner for another node (`role_of`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SessionQuestion {
+    store: StoreId,
+    principal: String,
+    generation: i64,
+    nonce: String,
+}
+
+/// `POST /internal/console/session` — whether a console session of a store owned here is still
+/// current, and its role (`StaffOp::Session`'s answer).
+pub async fn session_check(node: web::Data<Node>, req: HttpRequest, body: Bytes) -> Result<HttpResponse, ApiError> {
+    super::internal::verify(&node, &req, &body)?;
+    let q: SessionQuestion = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+    let node = node.into_inner();
+    let op = StaffOp::Session { principal: q.principal, generation: q.generation, nonce: q.nonce };
+    Ok(HttpResponse::Ok().json(staff_http::ask(&node, &q.store, op).await?))
 }
 
 /// Whether the request carries a console cookie at all.

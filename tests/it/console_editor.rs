@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{ORIGIN, SET_COOKIE};
+use reqwest::header::{COOKIE, ORIGIN, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use test_support::live::{self, LiveSocket};
@@ -227,4 +227,21 @@ async fn a_save_reaches_a_console_on_a_node_that_does_not_own_the_store() {
     assert_eq!(s, StatusCode::OK, "{b}");
     let event = console.next_of("draft", Duration::from_secs(5)).await.expect("the draft event crosses nodes");
     assert_eq!(event["page"], "home");
+
+    // Logged out (at the owner, where /admin/session is answered), the session opens no socket
+    // on the node that does not own the store either: it asks the owner.
+    let base = nodes[far].base("cdrafts");
+    let res = nodes[far]
+        .bare_client("cdrafts")
+        .delete(format!("{base}/admin/session"))
+        .header(COOKIE, &cookie)
+        .header(ORIGIN, &base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let origin = live::origin(nodes[far].addr, "cdrafts");
+    let refused = live::open_at(nodes[far].addr, "cdrafts", "/admin/live", Some(&origin), Some(&cookie)).await.err();
+    assert_eq!(refused.map(|r| r.status), Some(401), "a logged-out session listens nowhere");
+    record(TABLE, "console events", "logged-out console session on a node that does not own the store", "refused");
 }
