@@ -4,8 +4,9 @@
 //!    at once, rather than after the lease's TTL). It keeps serving meanwhile: new owners pull
 //!    files from it and requests it receives are forwarded;
 //! 2. the HTTP server stops accepting and lets requests in flight finish;
-//! 3. every live actor is passivated (its file closed), replication uploads what is dirty, and
-//!    the actors' and the node catalog's WALs are checkpointed into their files;
+//! 3. the daily counts noted here go to their stores; every live actor is passivated (its file
+//!    closed), replication uploads what is dirty, and the actors' and the node catalog's WALs
+//!    are checkpointed into their files;
 //! 4. the process exits 0. Past the deadline it exits anyway (1): acknowledged writes are on
 //!    disk whatever step was cut short.
 
@@ -49,6 +50,9 @@ async fn steps(node: Arc<Node>, server: actix_web::dev::ServerHandle) {
     }
     // Stops accepting; waits for requests in flight (actix's own shutdown timeout bounds it).
     server.stop(true).await;
+    // The visitors and orders counted since the last hand-over, to their stores (their new
+    // owners, in a cluster) before the actors here close.
+    crate::actors::day_stats::flush(&node).await;
     let keys = node.registry.live_keys();
     for key in &keys {
         node.registry.evict_for(key, crate::runtime::registry::PassivationReason::Shutdown).await;

@@ -19,7 +19,7 @@ pub struct StatsBatch {
     pub deltas: Vec<DayDelta>,
 }
 
-/// Starts the periodic hand-over on the current runtime.
+/// Starts the periodic hand-over on the current runtime (shutdown makes a last one).
 pub fn spawn(node: Arc<Node>) {
     let every = Duration::from_millis(node.settings.stats.flush_ms.max(50));
     actix_web::rt::spawn(async move {
@@ -27,11 +27,6 @@ pub fn spawn(node: Arc<Node>) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if node.events.is_closed() {
-                // The node is shutting down: one last hand-over.
-                flush(&node).await;
-                return;
-            }
             flush(&node).await;
         }
     });

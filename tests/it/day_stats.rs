@@ -84,6 +84,21 @@ async fn visitors_orders_and_revenue_are_counted_per_store_and_day() {
 }
 
 #[tokio::test]
+async fn counts_not_yet_handed_over_reach_the_store_when_the_node_shuts_down() {
+    // Batches every 10 minutes: only the shutdown's hand-over can carry these.
+    let node = TestNode::start_with(&[("VITRINA_STATS__FLUSH_MS", "600000")]);
+    let token = node.seed_store("lastday", "Last day").await;
+    for _ in 0..2 {
+        view(&node.shopper("lastday"), "/").await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stats(&node, &token, "lastday").await["today"]["visitors"], 0, "not handed over yet");
+    let node = node.terminate_and_restart(Duration::from_secs(20));
+    let kept = stats(&node, &token, "lastday").await;
+    assert_eq!(kept["today"]["visitors"], 2, "{kept}");
+}
+
+#[tokio::test]
 async fn visitors_served_by_any_node_of_a_cluster_reach_the_stores_counts() {
     let nodes = start_cluster(2, FAST).await;
     let token = nodes[0].seed_store("dailyc", "Daily cluster").await;
