@@ -225,6 +225,21 @@ try {
     .catch(() => fail("the audit log shows the editor's publish"));
   await shot('audit');
 
+  // The storefront visits above (the "live" tab) reach today's visitors on the overview once
+  // their batch arrives (every few seconds).
+  const deadline = Date.now() + 20000;
+  let visitors = 0;
+  while (Date.now() < deadline) {
+    await page.goto(`${base}/admin/#/overview`);
+    await page.reload();
+    await page.locator('#stat-visitors').waitFor({ timeout: 10000 });
+    visitors = Number(await page.locator('#stat-visitors').textContent());
+    if (visitors > 0) break;
+    await page.waitForTimeout(1000);
+  }
+  if (!(visitors > 0)) fail('the storefront visits show as visitors today');
+  await shot('overview-visitors');
+
   // Log out: the console asks for the token again.
   await page.locator('#logout').click();
   await page.locator('#token').waitFor({ timeout: 10000 });
