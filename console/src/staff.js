@@ -1,4 +1,5 @@
-// The staff screen: members and their roles; owners add, re-role and remove them. The server
+// The staff screen: members and their roles; owners add, re-role, re-password and remove them
+// (a change ends the member's sessions). The server
 // checks every change (src/http/staff.rs); this screen only hides what the role cannot do.
 
 import * as api from "./api.js";
@@ -29,12 +30,15 @@ export async function staff(root, me) {
   const row = (m) => {
     const enc = encodeURIComponent(m.name);
     const role = roleSelect(`role-${m.name}`, m.role);
+    const pw = h("input", { type: "password", id: `password-${m.name}`, placeholder: "new password", minlength: 10, autocomplete: "new-password", "aria-label": `New password for ${m.name}` });
     return h("tr", { dataset: { name: m.name } },
       h("td", {}, m.name),
       h("td", {}, owner ? role : m.role),
       h("td", {}, `${when(m.createdAt)} by ${m.createdBy}`),
       h("td", {}, owner && [
         h("button", { type: "button", onclick: () => attempt(() => api.patch(`/staff/${enc}`, { role: role.value }), `${m.name} is now ${role.value}`) }, "Change role"),
+        " ", pw, " ",
+        h("button", { type: "button", onclick: () => attempt(() => api.patch(`/staff/${enc}`, { password: pw.value }), `${m.name}'s password is changed; their sessions ended`) }, "Set password"),
         " ",
         h("button", { type: "button", class: "delete", onclick: () => {
           if (confirm(`Remove ${m.name}? Their sessions end at once.`)) attempt(() => api.del(`/staff/${enc}`), `Removed ${m.name}`);
