@@ -127,6 +127,10 @@ pub fn admin_json(data: &[u8]) {
     }
     if let Ok(block) = serde_json::from_value::<BlockInput>(value.clone()) {
         let _ = block.check();
+        // A library block's settings against what it declares.
+        if let (Some(ty), Some(config)) = (&block.block_type, &block.config) {
+            let _ = crate::store::block_settings::check(ty, config);
+        }
     }
     if let Ok(post) = serde_json::from_value::<PostInput>(value) {
         if let Ok(slug) = ids::Slug::parse("post") {
