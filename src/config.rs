@@ -643,6 +643,10 @@ pub struct CacheSettings {
     pub public_page_secs: u64,
     /// How long past `public_page_secs` a shared cache may serve a page while it refetches it.
     pub stale_while_revalidate_secs: u64,
+    /// Attempts at one CDN purge (a store's purge URL, see `src/cdn.rs`) before it is given up.
+    pub purge_attempts: u32,
+    /// Wait before the second attempt of a purge; doubled before each further one.
+    pub purge_backoff_ms: u64,
 }
 
 /// Copies of actor files in S3-compatible object storage (see `src/replication.rs`). Disabled
@@ -807,6 +811,8 @@ impl Default for CacheSettings {
             anonymous_page_max_bytes: 64 * 1024 * 1024,
             public_page_secs: 0,
             stale_while_revalidate_secs: 600,
+            purge_attempts: 5,
+            purge_backoff_ms: 500,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod actors;
 pub mod block_limits;
 pub mod budget;
 pub mod catalog;
+pub mod cdn;
 pub mod clock;
 pub mod cluster;
 pub mod config;

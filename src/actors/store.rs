@@ -148,7 +148,9 @@ impl StoreActor {
             }
         };
         node.publish_snapshot(snapshot.clone());
-        let feed = feed::FeedState { webhook_secret: feed::load_webhook_secret(&node, &store, &db), sync_running: None };
+        let purge = std::sync::Arc::new(crate::cdn::StorePurge::default());
+        purge.set_url(feed::load_purge_url(&store, &db));
+        let feed = feed::FeedState { webhook_secret: feed::load_webhook_secret(&node, &store, &db), sync_running: None, purge };
         StoreActor { node, store, db: Some(db), lease, snapshot, engine: Default::default(), last_active: Instant::now(), feed }
     }
 
@@ -174,6 +176,12 @@ impl StoreActor {
         let previous = std::mem::replace(&mut self.snapshot, Arc::new(snapshot));
         self.node.publish_snapshot(self.snapshot.clone());
         self.node.announce_version(&self.store, self.snapshot.version);
+        if previous.version != self.snapshot.version {
+            let cache = &self.node.settings.cache;
+            let retry =
+                crate::cdn::Retry { attempts: cache.purge_attempts, backoff: std::time::Duration::from_millis(cache.purge_backoff_ms) };
+            self.feed.purge.changed(&self.store, previous.version, retry);
+        }
         live::publish_product_changes(&self.node, &previous, &self.snapshot);
     }
 }

@@ -282,6 +282,24 @@ pub fn set_orders_url(tx: &Transaction<'_>, url: &str, now: i64) -> StorageResul
     Ok(())
 }
 
+/// The store's CDN purge URL, if it has one.
+pub fn purge_url(conn: &Connection) -> StorageResult<Option<String>> {
+    Ok(conn.query_row("SELECT url FROM cdn_purge WHERE id = 1", [], |r| r.get(0)).optional()?)
+}
+
+/// Sets (or with `None`, removes) the store's CDN purge URL.
+pub fn set_purge_url(tx: &Transaction<'_>, url: Option<&str>, now: i64) -> StorageResult<()> {
+    match url {
+        Some(url) => tx.execute(
+            "INSERT INTO cdn_purge (id, url, updated_ms) VALUES (1, ?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET url = excluded.url, updated_ms = excluded.updated_ms",
+            params![url, now],
+        )?,
+        None => tx.execute("DELETE FROM cdn_purge WHERE id = 1", [])?,
+    };
+    Ok(())
+}
+
 /// An `http:` or `https:` URL without credentials, for upstream and backend endpoints.
 pub fn check_endpoint(url: &str) -> Result<(), String> {
     let lower = url.to_ascii_lowercase();

@@ -538,6 +538,26 @@ store_route!(
     Ok(HttpResponse::Ok().json(run_feed(&node, &store, FeedAdminOp::SetBackend(url)).await?))
 });
 
+store_route!(get_cdn, |node, store, req, rest| async move {
+    Ok(HttpResponse::Ok().json(run_feed(&node, &store, FeedAdminOp::GetPurgeUrl).await?))
+});
+store_route!(
+    /// `PUT …/cdn` — `{"purgeUrl": "https://…"}` (or `null` to remove it): POSTed with the
+    /// store's surrogate keys after each change its anonymous pages show (see `crate::cdn`).
+    put_cdn, |node, store, req, rest, bytes: Bytes| async move {
+    let body = body::json(&req, &bytes)?;
+    let url = match body.get("purgeUrl") {
+        Some(Value::Null) => None,
+        Some(Value::String(url)) => {
+            crate::feed::repo::check_endpoint(url).map_err(|m| ApiError::bad_request("validation_failed", m))?;
+            check_egress(url).await?;
+            Some(url.clone())
+        }
+        _ => return Err(ApiError::bad_request("invalid_request", "purgeUrl is required: a URL, or null to remove it")),
+    };
+    Ok(HttpResponse::Ok().json(run_feed(&node, &store, FeedAdminOp::SetPurgeUrl(url)).await?))
+});
+
 /// Refuses, at configuration time, a URL the egress policy would refuse on every request.
 async fn check_egress(url: &str) -> Result<(), ApiError> {
     crate::egress::global().check_configured(url).await.map_err(|e| {
@@ -582,6 +602,8 @@ pub fn feed_routes(scope: actix_web::Scope) -> actix_web::Scope {
         .route(&format!("{store}/webhooks"), web::put().to(put_webhooks))
         .route(&format!("{store}/backend"), super::get().to(get_backend))
         .route(&format!("{store}/backend"), web::put().to(put_backend))
+        .route(&format!("{store}/cdn"), super::get().to(get_cdn))
+        .route(&format!("{store}/cdn"), web::put().to(put_cdn))
         .route(&format!("{store}/sync"), super::get().to(get_sync))
         .route(&format!("{store}/sync"), web::put().to(put_sync))
         .route(&format!("{store}/sync/run"), web::post().to(run_sync_now))

@@ -190,7 +190,7 @@ fn anonymous_response(
         && req.cookie(tenant::CONSENT_COOKIE).is_none();
     let mut res = html_response(html, cookie, cache);
     let store = ctx.store.as_str();
-    let keys = [format!("vitrina-store-{store}"), format!("vitrina-store-{store}-v{version}")];
+    let keys = crate::cdn::surrogate_keys(store, version);
     let headers = res.headers_mut();
     if let Ok(v) = header::HeaderValue::from_str(&keys.join(" ")) {
         headers.insert(header::HeaderName::from_static("surrogate-key"), v);

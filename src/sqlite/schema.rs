@@ -30,7 +30,8 @@ impl SchemaKind {
             SchemaKind::Store => migrations![
                 1 => "store/0001_init.sql", 2 => "store/0002_webhooks.sql", 3 => "store/0003_durability.sql", 4 => "store/0004_drop_outbox.sql",
                 5 => "store/0005_staff.sql",
-                6 => "store/0006_day_stats.sql"
+                6 => "store/0006_day_stats.sql",
+                7 => "store/0007_cdn_purge.sql"
             ],
             SchemaKind::Shopper => migrations![1 => "shopper/0001_init.sql", 2 => "shopper/0002_orders.sql"],
             SchemaKind::Catalog => {

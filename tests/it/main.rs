@@ -5,6 +5,7 @@
 mod abuse;
 mod admin;
 mod browser;
+mod cdn;
 mod cluster;
 mod cluster_history;
 mod config_reference;

@@ -21,6 +21,16 @@ pub struct FeedState {
     pub webhook_secret: Option<WebhookSecret>,
     /// The upstream sync run in progress (its id), if any: at most one per store.
     pub sync_running: Option<i64>,
+    /// The store's CDN purge URL and purges (see `crate::cdn`).
+    pub purge: std::sync::Arc<crate::cdn::StorePurge>,
+}
+
+/// Reads the store's CDN purge URL at activation.
+pub fn load_purge_url(store: &crate::ids::StoreId, db: &crate::storage::ActorDb) -> Option<String> {
+    db.read(sql::purge_url).unwrap_or_else(|e| {
+        tracing::error!(%store, error = %e, "CDN purge URL failed to load; no purges until the next activation");
+        None
+    })
 }
 
 /// Reads the store's webhook secret at activation. One stored in plaintext (by a version before
@@ -160,6 +170,9 @@ pub enum FeedAdminOp {
     WebhookStatus,
     SetBackend(String),
     GetBackend,
+    /// `None` removes it.
+    SetPurgeUrl(Option<String>),
+    GetPurgeUrl,
 }
 
 #[derive(Message, Clone)]
@@ -179,6 +192,17 @@ impl Handler<FeedAdmin> for StoreActor {
         match op {
             FeedAdminOp::WebhookStatus => ready(Ok(json!({"secretConfigured": self.feed.webhook_secret.is_some()}))),
             FeedAdminOp::GetBackend => ready(db.read(sql::orders_url).map(|u| json!({"ordersUrl": u})).map_err(StoreError::from)),
+            FeedAdminOp::GetPurgeUrl => ready(Ok(json!({"purgeUrl": self.feed.purge.url()}))),
+            FeedAdminOp::SetPurgeUrl(url) => {
+                let u2 = url.clone();
+                let commit =
+                    async move { db.write(move |tx| sql::set_purge_url(tx, u2.as_deref(), now_ms()).map_err(StoreError::from)).await };
+                AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(commit).map(move |r, act, _| {
+                    r?;
+                    act.feed.purge.set_url(url.clone());
+                    Ok(json!({"purgeUrl": url}))
+                })))
+            }
             FeedAdminOp::SetWebhookSecret(secret) => {
                 let s2 = secret.clone();
                 let node = self.node.clone();
