@@ -276,3 +276,35 @@ async fn json_logs_are_one_object_per_line() {
     }
     assert!(lines.iter().any(|l| l.contains("startup snapshot")), "a render worker's line is among them: {lines:?}");
 }
+
+#[tokio::test]
+async fn a_hand_off_is_a_span() {
+    let (endpoint, received) = otlp_receiver().await;
+    let env = [("VITRINA_TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
+    let mut nodes = start_cluster(2, &env).await;
+    nodes[0].seed_store("shop", "Shop").await;
+    for i in 0..24 {
+        assert_eq!(nodes[i % 2].shopper("shop").add_to_cart("mug", 1).await.status, 201);
+    }
+    // The new node takes a third of the keys: the old owners push their files to it.
+    nodes.push(nodes[0].join("n3"));
+    wait_until("a hand-off span from an old owner", Duration::from_secs(60), || {
+        let received = received.clone();
+        async move {
+            let got = received.lock().unwrap();
+            got.iter().flat_map(|batch| batch["resourceSpans"].as_array().cloned().unwrap_or_default()).any(|rs| {
+                rs["scopeSpans"].as_array().into_iter().flatten().flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default()).any(
+                    |span| {
+                        span["name"] == "handoff"
+                            && span["attributes"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .any(|a| a["key"] == "direction" && a["value"]["stringValue"] == "out")
+                    },
+                )
+            })
+        }
+    })
+    .await;
+}
