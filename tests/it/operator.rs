@@ -67,6 +67,8 @@ async fn an_operator_lists_inspects_exports_and_erases_shoppers() {
     let (s, erased) = op(&node, Method::DELETE, "/operator/v1/stores/shop/shoppers/operator-b").await;
     assert_eq!(s, 200, "{erased}");
     assert_eq!(erased["erased"], true);
+    // Its live instance was stopped for the erase, and counted so.
+    assert_eq!(node.metric("vitrina_actor_passivations_total{kind=\"shopper\",reason=\"evicted\"}").await, 1);
     assert_eq!(node.shopper_files("shop"), files_before - 1);
     let (s, _) = op(&node, Method::GET, "/operator/v1/stores/shop/shoppers/operator-b").await;
     assert_eq!(s, 404);
