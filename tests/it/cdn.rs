@@ -162,6 +162,7 @@ async fn a_purge_url_the_egress_policy_refuses_is_refused_when_configured() {
         let (s, b) = node.admin(&token, Method::PUT, "/stores/shop/cdn", Some(json!({"purgeUrl": url}))).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {b}");
         assert_error_body(&b, "egress_refused");
+        test_support::table::record("edge-security", "ssrf", &format!("CDN purge URL: {url}"), "refused");
     }
     for body in [json!({}), json!({"purgeUrl": 7}), json!({"purgeUrl": "ftp://cdn.example/purge"})] {
         let (s, b) = node.admin(&token, Method::PUT, "/stores/shop/cdn", Some(body.clone())).await;
@@ -169,4 +170,35 @@ async fn a_purge_url_the_egress_policy_refuses_is_refused_when_configured() {
     }
     let (s, b) = node.admin(&token, Method::GET, "/stores/shop/cdn", None).await;
     assert_eq!((s, &b["purgeUrl"]), (StatusCode::OK, &Value::Null), "nothing was stored: {b}");
+}
+
+#[tokio::test]
+async fn a_purge_the_egress_policy_refuses_at_call_time_is_not_sent() {
+    // Configured while the node's policy allowed loopback; the node then restarts without
+    // that allowance: every purge is checked again when it is made.
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = TestNode::start_in(dir.path(), &[("VITRINA_EGRESS__ALLOW", "127.0.0.0/8")]);
+    let token = node.seed_store("shop", "Shop").await;
+    let (s, b) = node.admin(&token, Method::PUT, "/stores/shop/webhooks", Some(json!({"secret": SECRET}))).await;
+    assert_eq!(s, 200, "{b}");
+    let (url, seen, _release) = receiver().await;
+    let (s, b) = node.admin(&token, Method::PUT, "/stores/shop/cdn", Some(json!({"purgeUrl": url}))).await;
+    assert_eq!(s, 200, "{b}");
+    node.kill();
+    let node = TestNode::start_in(dir.path(), &[]);
+    let change = json!({"id": "evt-1", "store": "shop", "type": "product.upsert",
+                        "data": {"id": "lantern", "title": "Lantern", "price": "9.00", "stock": 3, "updatedAt": "2024-05-03T00:00:00Z"}})
+    .to_string();
+    assert_eq!(send_generic(&node, "shop", &change).await, StatusCode::OK);
+    wait_until("the refused purge counted", Duration::from_secs(15), || async {
+        node.metric("vitrina_cdn_purges_total{outcome=\"refused\"}").await >= 1
+    })
+    .await;
+    assert!(seen.lock().unwrap().is_empty(), "a refused purge reached its URL");
+    test_support::table::record(
+        "edge-security",
+        "ssrf",
+        "CDN purge URL at loopback, called after the policy stopped allowing it",
+        "refused",
+    );
 }
