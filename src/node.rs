@@ -154,6 +154,7 @@ impl Node {
             ActorError::Unavailable(key.clone())
         })?;
         let snap = Arc::new(StoreSnapshot::from_parts(store.clone(), parts));
+        tracing::debug!(%store, %addr, version = snap.version, products = snap.products.len(), "fetched the store snapshot from its owner");
         self.snapshots.insert(store.clone(), snap.clone());
         self.remote_checked.insert(store.clone(), Instant::now());
         crate::metrics::incr("vitrina_remote_snapshot_fetches_total", &[]);
@@ -188,6 +189,7 @@ impl Node {
     /// Installs a snapshot of a store owned here unless a newer one is already there.
     pub fn publish_snapshot(&self, snap: SharedSnapshot) {
         let store = snap.store.clone();
+        tracing::debug!(%store, version = snap.version, products = snap.products.len(), "store snapshot published");
         let newer_present = self.snapshots.get(&store).is_some_and(|cur| cur.version > snap.version);
         if !newer_present {
             self.snapshots.insert(store, snap);

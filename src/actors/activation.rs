@@ -70,6 +70,9 @@ async fn activate(node: Arc<Node>, key: ActorKey, lease: Lease, arbiter: Arbiter
     if let Err(e) = node.restore_if_missing(&key).await {
         return Err(ActorError::Activation(key, StorageError::Restore(e.to_string())));
     }
+    if !path.exists() {
+        tracing::debug!(%key, "activating with no file on this node");
+    }
     let kind = match key {
         ActorKey::Store(_) => SchemaKind::Store,
         ActorKey::Shopper(..) => SchemaKind::Shopper,

@@ -48,6 +48,15 @@ impl Shards {
         self.locks.lock().entry(shard).or_default().clone()
     }
 
+    /// The token `shard` is held with, once what its acquisition taught (previous holders,
+    /// stale files) is recorded. The coordination holds the shard as soon as etcd's answer is
+    /// in, a moment before that: a key activated in between would find no previous holder to
+    /// pull from, start empty, and fork the actor from the copy the old owner still has.
+    pub fn ready_token(&self, coordination: &dyn Coordination, shard: ShardId) -> Option<Token> {
+        let token = coordination.token(shard)?;
+        (self.acquired.lock().get(&shard) == Some(&token)).then_some(token)
+    }
+
     /// The previous holders of `shard` with their addresses; `false`: no longer a member.
     pub fn previous_holders(&self, cluster: &Cluster, shard: ShardId) -> Vec<(NodeId, String, bool)> {
         let membership = cluster.membership();
@@ -139,12 +148,12 @@ pub async fn ensure_shard(node: &dyn Host, key: &ActorKey) -> Result<(), Cluster
     }
     let shard = cluster.shard_of(key);
     let coordination = cluster.coordination();
-    if coordination.token(shard).is_some() {
+    if cluster.shards.ready_token(&*coordination, shard).is_some() {
         return Ok(());
     }
     let lock = cluster.shards.lock_for(shard);
     let _one_at_a_time = lock.lock().await;
-    if coordination.token(shard).is_some() {
+    if cluster.shards.ready_token(&*coordination, shard).is_some() {
         return Ok(());
     }
     let started = Instant::now();
@@ -153,6 +162,12 @@ pub async fn ensure_shard(node: &dyn Host, key: &ActorKey) -> Result<(), Cluster
     crate::metrics::observe_ms("vitrina_shard_acquire_ms", &[], ms);
     tracing::info!(shard, token = acquired.token, ms, previous = ?acquired.previous_holders, "acquired shard");
     let before = cluster.shards.record_acquired(node.layout().root(), shard, acquired.token);
+    if before == Some(acquired.token) && cluster.shards.previous.lock().contains_key(&shard) {
+        // The same holding confirmed again (its bookkeeping was dropped while the lease
+        // wavered): which files are stale, and whose to pull, has not changed.
+        cluster.shards.acquired.lock().insert(shard, acquired.token);
+        return Ok(());
+    }
     match before.filter(|_| acquired.local_files_stale) {
         Some(token) => cluster.shards.stale_since.lock().insert(shard, token),
         None => cluster.shards.stale_since.lock().remove(&shard),
@@ -169,6 +184,7 @@ pub async fn ensure_shard(node: &dyn Host, key: &ActorKey) -> Result<(), Cluster
         }
     }
     cluster.shards.previous.lock().insert(shard, acquired.previous_holders);
+    // Last: from here on `ready_token` lets this shard's keys activate without the lock.
     cluster.shards.acquired.lock().insert(shard, acquired.token);
     Ok(())
 }
@@ -190,7 +206,7 @@ pub fn push_replaces(node: &dyn Host, key: &ActorKey) -> bool {
     if !cluster.enabled() {
         return false;
     }
-    let replaces = cluster.coordination().token(cluster.shard_of(key)).is_none() || cluster.shards.is_stale(key);
+    let replaces = cluster.shards.ready_token(&*cluster.coordination(), cluster.shard_of(key)).is_none() || cluster.shards.is_stale(key);
     if replaces {
         cluster.shards.verified(key);
     }

@@ -177,7 +177,6 @@ async fn acknowledged_adds_survive_the_loss_of_the_etcd_leader() {
 /// activation and a push of the same key at once (each once lost adds, emptied the store or
 /// hung a key).
 #[tokio::test]
-#[ignore = "lost 83 acknowledged adds in 1 of 3 clean-clone CI runs after the hand-off fixes (passes alone 11/11); run with --ignored"]
 async fn a_rolling_restart_loses_no_acknowledged_add() {
     let nodes = start_cluster(3, &[("VITRINA_HTTP__SHUTDOWN_DEADLINE_SECS", "20")]).await;
     let (_, summary) = under_load(nodes, |mut nodes, entries| async move {

@@ -156,7 +156,10 @@ impl Handler<ChangeCart> for ShopperActor {
                     CartOp::Remove { product } => (product.clone(), 0),
                 };
                 if quantity > 0 {
-                    let p = snap.product(&product).ok_or_else(|| ShopperError::NoSuchProduct(product.clone()))?;
+                    let p = snap.product(&product).ok_or_else(|| {
+                        tracing::debug!(%product, version = snap.version, products = snap.products.len(), "no such product in the store snapshot");
+                        ShopperError::NoSuchProduct(product.clone())
+                    })?;
                     if quantity > max {
                         return Err(ShopperError::Invalid(format!("at most {max} of one product per cart")));
                     }
