@@ -33,7 +33,7 @@ LAYERS = [
     ("cluster", ["cluster", "replication"]),
     ("runtime", ["runtime", "storage", "coordination"]),
     ("render", ["render", "engine"]),
-    ("store domain", ["store", "catalog", "feed"]),
+    ("store domain", ["store", "catalog", "feed", "cdn"]),
     ("foundations", ["ids", "config", "metrics", "secrets", "egress", "budget", "memory", "sqlite", "clock", "block_limits", "private_files", "trace_context"]),
 ]
 
