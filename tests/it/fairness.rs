@@ -588,6 +588,14 @@ async fn a_worker_started_after_the_executable_was_replaced_runs_the_nodes_own_c
     assert_eq!(workers.len(), 1, "{workers:?}");
     // SAFETY: kill(2) on the node's child this test just read.
     assert_eq!(unsafe { libc::kill(workers[0] as i32, libc::SIGKILL) }, 0);
+    // Dead before the next page (a loaded machine may run it later): a worker that dies while
+    // a page is sent to it costs that block, which is another test's concern.
+    let stat = format!("/proc/{}/stat", workers[0]);
+    wait_until("the killed worker to die", Duration::from_secs(10), || {
+        let stat = stat.clone();
+        async move { std::fs::read_to_string(&stat).map_or(true, |s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'))) }
+    })
+    .await;
     let (status, html) = page("/blog").await;
     assert_eq!(status, 200);
     assert!(!html.contains("class=\"v-block v-block-failed\""), "{html}");
