@@ -59,31 +59,14 @@ async fn otlp_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
 
 /// The node ids (`service.instance.id`) that exported spans of `trace_id`, and the span names.
 fn exporters_of(received: &[Value], trace_id: &str) -> (Vec<String>, Vec<String>) {
-    let mut nodes = Vec::new();
-    let mut names = Vec::new();
-    for batch in received {
-        for rs in batch["resourceSpans"].as_array().into_iter().flatten() {
-            let node = rs["resource"]["attributes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|a| a["key"] == "service.instance.id")
-                .and_then(|a| a["value"]["stringValue"].as_str())
-                .unwrap_or("")
-                .to_string();
-            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
-                for span in ss["spans"].as_array().into_iter().flatten() {
-                    if span["traceId"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(trace_id)) {
-                        if !nodes.contains(&node) {
-                            nodes.push(node.clone());
-                        }
-                        names.push(span["name"].as_str().unwrap_or("").to_string());
-                    }
-                }
-            }
+    let spans = spans_of(received, trace_id);
+    let mut nodes: Vec<String> = Vec::new();
+    for span in &spans {
+        if !nodes.contains(&span.node) {
+            nodes.push(span.node.clone());
         }
     }
-    (nodes, names)
+    (nodes, spans.into_iter().map(|s| s.name).collect())
 }
 
 /// One exported span: the node that exported it, its name, id and parent's id.
