@@ -595,6 +595,13 @@ pub struct LimitSettings {
     pub auth_failures_before_lockout: u32,
     pub lockout_base_secs: u64,
     pub lockout_max_secs: u64,
+    /// Failed staff logins (and own-password checks) for one name of one store, from all IPs
+    /// together, before that name is locked out (its right password refused too; other names
+    /// log in); every further failure doubles the lockout, from `name_lockout_base_secs` up to
+    /// `name_lockout_max_secs`. Counted by the store's owner node.
+    pub login_failures_per_name_before_lockout: u32,
+    pub name_lockout_base_secs: u64,
+    pub name_lockout_max_secs: u64,
     /// Webhook deliveries per source (client IP and the store it names).
     pub webhooks_per_sec_per_source: u32,
     pub webhooks_burst_per_source: u32,
@@ -618,6 +625,9 @@ impl Default for LimitSettings {
             auth_failures_before_lockout: 10,
             lockout_base_secs: 1,
             lockout_max_secs: 900,
+            login_failures_per_name_before_lockout: 20,
+            name_lockout_base_secs: 30,
+            name_lockout_max_secs: 3600,
             webhooks_per_sec_per_source: 50,
             webhooks_burst_per_source: 200,
             max_tracked_keys: 100_000,

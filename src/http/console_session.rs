@@ -28,7 +28,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::staff::{self as staff_http, Caller};
-use super::{body, csrf, proxy, tenant};
+use super::{body, csrf, limits, proxy, tenant};
 use crate::actors::store::StaffOp;
 use crate::error::ApiError;
 use crate::ids::StoreId;
@@ -221,23 +221,29 @@ pub async fn authorize(node: &Arc<Node>, req: &HttpRequest, store: &StoreId) -> 
         return Err(ApiError::forbidden(format!("this console session does not grant access to store {store}")));
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let expected = session.csrf();
-        if sent.len() != expected.len() || !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
-            crate::metrics::incr("vitrina_csrf_rejected_total", &[]);
-            return Err(ApiError::csrf_rejected(format!(
-                "a console request that changes something needs the session's {CSRF_HEADER} header"
-            )));
-        }
-        same_origin(req).map_err(|why| {
-            crate::metrics::incr("vitrina_csrf_rejected_total", &[]);
-            ApiError::csrf_rejected(why)
-        })?;
+        check_write(req, &session)?;
     }
-    let role = role_of(node, &session).await?.ok_or_else(|| {
-        ApiError::unauthorized("this console session was logged out or its staff member changed or removed; log in again")
-    })?;
+    let role = role_of(node, &session).await?.ok_or_else(ended)?;
     Ok(Caller { actor: actor_name(&session.principal).to_string(), role })
+}
+
+fn ended() -> ApiError {
+    ApiError::unauthorized("this console session was logged out or its staff member changed or removed; log in again")
+}
+
+/// A console request that changes something: the session's CSRF token and a same-origin
+/// `Origin`.
+fn check_write(req: &HttpRequest, session: &ConsoleSession) -> Result<(), ApiError> {
+    let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let expected = session.csrf();
+    if sent.len() != expected.len() || !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
+        crate::metrics::incr("vitrina_csrf_rejected_total", &[]);
+        return Err(ApiError::csrf_rejected(format!("a console request that changes something needs the session's {CSRF_HEADER} header")));
+    }
+    same_origin(req).map_err(|why| {
+        crate::metrics::incr("vitrina_csrf_rejected_total", &[]);
+        ApiError::csrf_rejected(why)
+    })
 }
 
 fn cookie(req: &HttpRequest, value: String, max_age: CookieDuration) -> Cookie<'static> {
@@ -262,6 +268,8 @@ fn session_json(session: &ConsoleSession, role: Role) -> Value {
         "store": session.store,
         "user": actor_name(&session.principal),
         "role": role,
+        // A staff member (with a password of their own to change), not the admin token.
+        "staff": session.principal != staff_model::TOKEN_PRINCIPAL,
         "csrfToken": session.csrf(),
         "expiresAt": session.expires,
     })
@@ -283,16 +291,22 @@ async fn verify_token(node: &Arc<Node>, store: &StoreId, token: &str) -> Result<
 }
 
 /// `{"name", "password"}`: a staff member. A wrong password and an unknown name are the same
-/// 401 (and take as long).
+/// 401 (and take as long), and count towards the name's lockout (`limits`), known or not; a
+/// locked-out name is refused (429) before its password is checked.
 async fn verify_password(node: &Arc<Node>, store: &StoreId, name: &str, password: &str) -> Result<Verified, ApiError> {
     let refused = || ApiError::unauthorized("unknown staff name or wrong password");
-    let found = if staff_model::check_name(name).is_ok() {
+    let valid_name = staff_model::check_name(name).is_ok();
+    let found = if valid_name {
+        limits::check_login_name(store, name)?;
         staff_http::ask(node, store, StaffOp::Credentials(name.to_string())).await?
     } else {
         Value::Null
     };
     let hash = found["passwordHash"].as_str().map(str::to_string);
     if !staff_http::verify_password(password.to_string(), hash).await {
+        if valid_name {
+            limits::login_name_failed(store, name);
+        }
         return Err(refused());
     }
     let role = found["role"].as_str().and_then(|r| Role::parse(r).ok()).ok_or_else(refused)?;
@@ -384,6 +398,64 @@ pub async fn logout(node: web::Data<Node>, req: HttpRequest) -> Result<HttpRespo
         staff_http::record(&node, &store, actor_name(&session.principal), "logout", "logged out of the console".into()).await;
     }
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).cookie(removal(&req)).json(json!({"authenticated": false})))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// `PUT /admin/session/password` — `{"currentPassword", "newPassword"}`: a staff member of any
+/// role changes their own password from their console session (CSRF token and Origin as for
+/// any console write). The current password is checked like a login's: a wrong one is 403
+/// (the session itself is fine) and counts towards the client IP's lockout and the name's
+/// (`limits`); a locked-out name gets 429. The change bumps the member's generation, which
+/// ends every other session of theirs; this one is re-issued (a new cookie and CSRF token).
+/// The admin token's session has no password (400: rotate the token instead). Audited.
+pub async fn change_password(node: web::Data<Node>, req: HttpRequest, bytes: Bytes) -> Result<HttpResponse, ApiError> {
+    let node = node.into_inner();
+    let store = tenant::resolve_store(&node, &req)?;
+    let session = cookie_session(&req)
+        .filter(|s| s.store == store)
+        .ok_or_else(|| ApiError::unauthorized("the console session is invalid, expired or logged out"))?;
+    check_write(&req, &session)?;
+    if !current(&node, &session)? || role_of(&node, &session).await?.is_none() {
+        return Err(ended());
+    }
+    if session.principal == staff_model::TOKEN_PRINCIPAL {
+        return Err(ApiError::bad_request(
+            "no_password",
+            "the store's admin token has no password to change; an owner rotates the token instead",
+        ));
+    }
+    let invalid = |m: String| ApiError::bad_request("validation_failed", m);
+    let change: PasswordChange = serde_json::from_value(body::json(&req, &bytes)?).map_err(|e| invalid(e.to_string()))?;
+    staff_model::check_password(&change.new_password).map_err(|m| invalid(format!("newPassword: {m}")))?;
+    let name = session.principal.clone();
+    limits::check_login_name(&store, &name)?;
+    let found = staff_http::ask(&node, &store, StaffOp::Credentials(name.clone())).await?;
+    let hash = found["passwordHash"].as_str().map(str::to_string);
+    if change.current_password.len() > 256 || !staff_http::verify_password(change.current_password, hash).await {
+        limits::login_name_failed(&store, &name);
+        limits::auth_failed(&req);
+        staff_http::record(&node, &store, &name, "password.refused", "gave a wrong current password".into()).await;
+        return Err(ApiError::forbidden("the current password is wrong").with_details(json!({"field": "currentPassword"})));
+    }
+    let password_hash = staff_http::hash_password(change.new_password).await?;
+    let answer =
+        staff_http::ask(&node, &store, StaffOp::Update { name: name.clone(), role: None, password_hash: Some(password_hash) }).await?;
+    let role = answer["role"].as_str().and_then(|r| Role::parse(r).ok()).ok_or_else(ended)?;
+    let generation = answer["generation"].as_i64().ok_or_else(|| ApiError::internal("no generation after a password change"))?;
+    let ttl = node.settings.http.console_session_secs;
+    let renewed = ConsoleSession::mint(super::session::signing_key(), store.clone(), session.token_version, &name, generation, ttl);
+    staff_http::record(&node, &store, &name, "staff.password", "changed their own password; their other sessions ended".into()).await;
+    let max_age = CookieDuration::seconds(ttl.min(i64::MAX as u64) as i64);
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(cookie(&req, renewed.raw.clone(), max_age))
+        .json(session_json(&renewed, role)))
 }
 
 #[cfg(test)]

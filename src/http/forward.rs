@@ -94,9 +94,10 @@ fn owner_key(node: &Node, req: &ServiceRequest, body: &Bytes) -> Result<Option<A
         };
         return Ok(StoreId::parse(&store).ok().map(ActorKey::Store));
     }
-    if path == "/admin/session" {
-        // Console logins and logouts are answered by the store's owner, which also checks
-        // the store's admin API requests (and so holds the list of logged-out sessions).
+    if path == "/admin/session" || path == "/admin/session/password" {
+        // Console logins, logouts and password changes are answered by the store's owner,
+        // which also checks the store's admin API requests (and so holds the list of
+        // logged-out sessions and the per-name login lockouts).
         return Ok(node.catalog.resolve_host(&tenant::host_of(req.request())).ok().flatten().map(ActorKey::Store));
     }
     if path.starts_with("/admin/") {

@@ -1,7 +1,11 @@
 //! Rate limits at the edge (`[limits]` in the configuration), with `governor`'s keyed GCRA
 //! limiters: new sessions per client IP; shopper writes per IP and per session; admin requests
 //! per token (or console session); webhook deliveries per source; failed authentications per IP, with a lockout that
-//! doubles with every further failure (a locked IP is refused even the right token).
+//! doubles with every further failure (a locked IP is refused even the right token); and failed
+//! staff logins per store and name from all IPs together, with a lockout of their own (the
+//! name's right password is refused while it lasts; other names are not affected). Console
+//! logins are answered by the store's owner (`forward.rs`), so the per-name count is the
+//! owner's: one count per store across the cluster, started over when the store moves.
 //!
 //! A refusal is 429 `rate_limited` with `Retry-After`, counted in
 //! `vitrina_rate_limited_total{scope}`. Limits apply where a request enters the cluster: a
@@ -30,6 +34,7 @@ use super::session::SessionToken;
 use super::tenant::SESSION_COOKIE;
 use crate::config::LimitSettings;
 use crate::error::ApiError;
+use crate::ids::StoreId;
 
 type Keyed<K> = DefaultKeyedRateLimiter<K>;
 
@@ -67,6 +72,56 @@ struct Failures {
     locked_until: Option<Instant>,
 }
 
+/// Failed authentications per key: past `allowed`, a lockout that doubles with every further
+/// failure, from `base_secs` up to `max_secs`; a key's count starts over `max_secs` after its
+/// last failure.
+struct Lockouts<K: std::hash::Hash + Eq + Clone> {
+    allowed: u32,
+    base_secs: u64,
+    max_secs: u64,
+    failures: Mutex<HashMap<K, Failures>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Lockouts<K> {
+    fn new(allowed: u32, base_secs: u64, max_secs: u64) -> Self {
+        Lockouts { allowed: allowed.max(1), base_secs: base_secs.max(1), max_secs: max_secs.max(1), failures: Mutex::new(HashMap::new()) }
+    }
+
+    /// How long `key` is still locked out, if it is.
+    fn locked(&self, key: &K) -> Option<Duration> {
+        let now = Instant::now();
+        let until = self.failures.lock().get(key)?.locked_until?;
+        (until > now).then(|| until - now)
+    }
+
+    /// A failed authentication of `key`; at most `max_keys` keys are tracked (when full, the
+    /// counts of keys not locked out are forgotten).
+    fn failed(&self, key: K, max_keys: usize) {
+        let now = Instant::now();
+        let mut failures = self.failures.lock();
+        if failures.len() >= max_keys.max(1) && !failures.contains_key(&key) {
+            failures.retain(|_, f| f.locked_until.is_some_and(|t| t > now));
+        }
+        let f = failures.entry(key).or_insert(Failures { count: 0, last: now, locked_until: None });
+        if now.duration_since(f.last) > Duration::from_secs(self.max_secs) {
+            f.count = 0;
+        }
+        f.count = f.count.saturating_add(1);
+        f.last = now;
+        if f.count >= self.allowed {
+            let doublings = (f.count - self.allowed).min(30);
+            let secs = self.base_secs.saturating_mul(1u64 << doublings).min(self.max_secs);
+            f.locked_until = Some(now + Duration::from_secs(secs));
+        }
+    }
+
+    fn sweep(&self) {
+        let forget_after = Duration::from_secs(self.max_secs);
+        let now = Instant::now();
+        self.failures.lock().retain(|_, f| f.locked_until.is_some_and(|t| t > now) || now.duration_since(f.last) < forget_after);
+    }
+}
+
 pub struct Limits {
     settings: LimitSettings,
     sessions: Limiter<IpAddr>,
@@ -74,7 +129,9 @@ pub struct Limits {
     writes_per_session: Limiter<String>,
     admin_per_token: Limiter<[u8; 16]>,
     webhooks: Limiter<(IpAddr, String)>,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
+    failures: Lockouts<IpAddr>,
+    /// Failed staff logins by (store, name), from any IP.
+    name_failures: Lockouts<(String, String)>,
 }
 
 static LIMITS: OnceLock<Limits> = OnceLock::new();
@@ -96,7 +153,8 @@ pub fn init(settings: &LimitSettings) {
         writes_per_session: Limiter::new(quota_per_sec(settings.writes_per_sec_per_session, settings.writes_burst_per_session)),
         admin_per_token: Limiter::new(quota_per_sec(settings.admin_per_sec_per_token, settings.admin_burst_per_token)),
         webhooks: Limiter::new(quota_per_sec(settings.webhooks_per_sec_per_source, settings.webhooks_burst_per_source)),
-        failures: Mutex::new(HashMap::new()),
+        failures: ip_lockouts(settings),
+        name_failures: name_lockouts(settings),
     };
     if LIMITS.set(limits).is_ok() && settings.enabled {
         actix_web::rt::spawn(async {
@@ -109,6 +167,14 @@ pub fn init(settings: &LimitSettings) {
             }
         });
     }
+}
+
+fn ip_lockouts(s: &LimitSettings) -> Lockouts<IpAddr> {
+    Lockouts::new(s.auth_failures_before_lockout, s.lockout_base_secs, s.lockout_max_secs)
+}
+
+fn name_lockouts(s: &LimitSettings) -> Lockouts<(String, String)> {
+    Lockouts::new(s.login_failures_per_name_before_lockout, s.name_lockout_base_secs, s.name_lockout_max_secs)
 }
 
 fn limits() -> Option<&'static Limits> {
@@ -143,39 +209,47 @@ impl Limits {
         self.writes_per_session.sweep(max);
         self.admin_per_token.sweep(max);
         self.webhooks.sweep(max);
-        let forget_after = Duration::from_secs(self.settings.lockout_max_secs.max(1));
-        let now = Instant::now();
-        self.failures.lock().retain(|_, f| f.locked_until.is_some_and(|t| t > now) || now.duration_since(f.last) < forget_after);
+        self.failures.sweep();
+        self.name_failures.sweep();
     }
 
     /// How long `ip` is still locked out, if it is.
     fn locked(&self, ip: IpAddr) -> Option<Duration> {
-        let now = Instant::now();
-        let until = self.failures.lock().get(&ip)?.locked_until?;
-        (until > now).then(|| until - now)
+        self.failures.locked(&ip)
     }
 
     /// A failed authentication from `ip`: past the allowance, a lockout doubling each time.
     fn failed(&self, ip: IpAddr) {
-        let s = &self.settings;
-        let now = Instant::now();
-        let mut failures = self.failures.lock();
-        if failures.len() >= s.max_tracked_keys.max(1) && !failures.contains_key(&ip) {
-            // Full: forget the counters of IPs that are not locked out.
-            failures.retain(|_, f| f.locked_until.is_some_and(|t| t > now));
-        }
-        let f = failures.entry(ip).or_insert(Failures { count: 0, last: now, locked_until: None });
-        if now.duration_since(f.last) > Duration::from_secs(s.lockout_max_secs.max(1)) {
-            f.count = 0;
-        }
-        f.count = f.count.saturating_add(1);
-        f.last = now;
-        let allowed = s.auth_failures_before_lockout.max(1);
-        if f.count >= allowed {
-            let doublings = (f.count - allowed).min(30);
-            let secs = s.lockout_base_secs.max(1).saturating_mul(1u64 << doublings).min(s.lockout_max_secs.max(1));
-            f.locked_until = Some(now + Duration::from_secs(secs));
-        }
+        self.failures.failed(ip, self.settings.max_tracked_keys);
+    }
+}
+
+fn name_key(store: &StoreId, name: &str) -> (String, String) {
+    (store.as_str().to_string(), name.to_string())
+}
+
+/// Refuses (429, `Retry-After`) a staff login or password check for `name` of `store` while
+/// that name is locked out by failures from any IP.
+pub fn check_login_name(store: &StoreId, name: &str) -> Result<(), ApiError> {
+    let Some(l) = limits() else { return Ok(()) };
+    match l.name_failures.locked(&name_key(store, name)) {
+        Some(wait) => Err(refusal("login_name", wait)),
+        None => Ok(()),
+    }
+}
+
+/// A wrong password for `name` of `store`, from whichever IP.
+pub fn login_name_failed(store: &StoreId, name: &str) {
+    if let Some(l) = limits() {
+        l.name_failures.failed(name_key(store, name), l.settings.max_tracked_keys);
+    }
+}
+
+/// A failed authentication answered with something other than 401 (a wrong current password
+/// is 403: the session itself is fine): counted towards the client IP's lockout all the same.
+pub fn auth_failed(req: &HttpRequest) {
+    if let Some(l) = limits() {
+        l.failed(client_key(proxy::client_ip(req)));
     }
 }
 
@@ -296,15 +370,21 @@ mod tests {
     use super::*;
 
     fn limits(failures: u32) -> Limits {
-        let settings =
-            LimitSettings { auth_failures_before_lockout: failures, lockout_base_secs: 1, lockout_max_secs: 8, ..Default::default() };
+        let settings = LimitSettings {
+            auth_failures_before_lockout: failures,
+            lockout_base_secs: 1,
+            lockout_max_secs: 8,
+            login_failures_per_name_before_lockout: failures,
+            ..Default::default()
+        };
         Limits {
             sessions: Limiter::new(quota_per_sec(1, 1)),
             writes_per_ip: Limiter::new(quota_per_sec(1, 1)),
             writes_per_session: Limiter::new(quota_per_sec(1, 1)),
             admin_per_token: Limiter::new(quota_per_sec(1, 1)),
             webhooks: Limiter::new(quota_per_sec(1, 1)),
-            failures: Mutex::new(HashMap::new()),
+            failures: ip_lockouts(&settings),
+            name_failures: name_lockouts(&settings),
             settings,
         }
     }
@@ -326,6 +406,20 @@ mod tests {
         }
         assert!(l.locked(ip).unwrap() <= Duration::from_secs(8), "capped");
         assert!(l.locked("192.0.2.2".parse().unwrap()).is_none(), "per IP");
+    }
+
+    #[test]
+    fn name_lockouts_are_per_store_and_name() {
+        let l = limits(3);
+        let (shop, other) = (StoreId::parse("shop").unwrap(), StoreId::parse("other").unwrap());
+        for _ in 0..2 {
+            l.name_failures.failed(name_key(&shop, "alice"), 100);
+        }
+        assert!(l.name_failures.locked(&name_key(&shop, "alice")).is_none(), "below the allowance");
+        l.name_failures.failed(name_key(&shop, "alice"), 100);
+        assert!(l.name_failures.locked(&name_key(&shop, "alice")).is_some());
+        assert!(l.name_failures.locked(&name_key(&shop, "bob")).is_none(), "another name");
+        assert!(l.name_failures.locked(&name_key(&other, "alice")).is_none(), "another store");
     }
 
     #[test]

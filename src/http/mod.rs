@@ -52,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .route("/admin/session", web::post().to(console_session::login))
         .route("/admin/session", get().to(console_session::status))
         .route("/admin/session", web::delete().to(console_session::logout))
+        .route("/admin/session/password", web::put().to(console_session::change_password))
         .configure(console::routes)
         .configure(console_live::routes)
         .configure(live::routes)

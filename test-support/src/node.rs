@@ -83,8 +83,11 @@ impl TestNode {
         let dir = temp.path().to_path_buf();
         let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         env.push(("VITRINA_CLUSTER__SECRET".into(), CLUSTER_SECRET.into()));
-        // Hundreds of shoppers from one address in seconds: past any sane per-IP limit.
-        env.push(("VITRINA_LIMITS__ENABLED".into(), "false".into()));
+        // Hundreds of shoppers from one address in seconds: past any sane per-IP limit (unless
+        // the test turns the limits on itself).
+        if !env.iter().any(|(k, _)| k == "VITRINA_LIMITS__ENABLED") {
+            env.push(("VITRINA_LIMITS__ENABLED".into(), "false".into()));
+        }
         let seed = seed.map(|s| s.to_string());
         let mut extra = vec!["--cluster", "--node-id", id];
         if let Some(seed) = &seed {

@@ -383,3 +383,232 @@ async fn the_audit_log_keeps_the_newest_entries_only() {
     assert!(entries[1..].iter().all(|(_, action)| action == "settings.update"), "{entries:?}");
     record_with(TABLE, CLASS, "an audit log growing past its configured size", "bounded", "newest 3 of 6+ kept");
 }
+
+/// `PUT /admin/session/password` from `login`'s session: its status, the re-issued session (if
+/// any), the body and `Retry-After`.
+async fn change_password(
+    c: &Client,
+    base: &str,
+    login: &Login,
+    body: Value,
+    csrf: bool,
+) -> (StatusCode, Option<Login>, Value, Option<String>) {
+    let mut req = c.put(format!("{base}/admin/session/password")).header(COOKIE, &login.cookie).header(ORIGIN, base).json(&body);
+    if csrf {
+        req = req.header("x-csrf-token", &login.csrf);
+    }
+    let res = req.send().await.unwrap();
+    let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (status, set_cookie, body) = parts(res).await;
+    let renewed = set_cookie.filter(|_| status == StatusCode::OK).map(|sc| Login {
+        cookie: sc.split(';').next().unwrap().trim().to_string(),
+        csrf: body["csrfToken"].as_str().unwrap_or_default().to_string(),
+    });
+    (status, renewed, body, retry_after)
+}
+
+#[tokio::test]
+async fn staff_change_their_own_password_and_their_other_sessions_end() {
+    let node = TestNode::start_with(&[
+        ("VITRINA_LIMITS__LOGIN_FAILURES_PER_NAME_BEFORE_LOCKOUT", "3"),
+        ("VITRINA_LIMITS__NAME_LOCKOUT_BASE_SECS", "60"),
+    ]);
+    let token = node.seed_store("shop", "Shop").await;
+    add_member(&node, &token, "vera", "viewer", "vera's long password").await;
+    add_member(&node, &token, "eddie", "editor", "eddie's long password").await;
+    let (base, c) = (node.base("shop"), node.bare_client("shop"));
+
+    // Any role, even a viewer: with the current password. This session goes on (re-issued);
+    // the member's other sessions end at once.
+    let here = login(&c, &base, "vera", "vera's long password").await;
+    let other = login(&c, &base, "vera", "vera's long password").await;
+    let new = json!({"currentPassword": "vera's long password", "newPassword": "vera's newer long password"});
+    let (status, _, body, _) = change_password(&c, &base, &here, new.clone(), false).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token: {body}");
+    assert_error_body(&body, "csrf_rejected");
+    let (status, renewed, body, _) = change_password(&c, &base, &here, new, true).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["user"].as_str(), body["role"].as_str(), body["staff"].as_bool()), (Some("vera"), Some("viewer"), Some(true)));
+    assert!(!body.to_string().contains("newer long password"), "no secret in the answer: {body}");
+    let renewed = renewed.expect("the session is re-issued");
+    let (status, body) = call(&c, &base, &renewed, Method::GET, "/pages", None).await;
+    assert_eq!(status, StatusCode::OK, "the re-issued session works: {body}");
+    for (which, session) in [("another session", &other), ("the cookie before the change", &here)] {
+        let (status, body) = call(&c, &base, session, Method::GET, "/pages", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{which}: {body}");
+        assert_error_body(&body, "unauthorized");
+    }
+    let (status, _, _) = try_login(&c, &base, json!({"name": "vera", "password": "vera's long password"})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old password no longer logs in");
+    login(&c, &base, "vera", "vera's newer long password").await;
+    assert!(has(&audit(&node, &token).await, "vera", "staff.password"), "the change is audited under vera's name");
+    record_with(
+        TABLE,
+        CLASS,
+        "a member's other sessions after they changed their own password",
+        "refused",
+        "401 at once; this one re-issued",
+    );
+
+    // Bad input: a clear 400, nothing changed; the admin token has no password of its own.
+    let eddie = login(&c, &base, "eddie", "eddie's long password").await;
+    for (body, code) in [
+        (json!({"currentPassword": "eddie's long password", "newPassword": "short"}), "validation_failed"),
+        (json!({"currentPassword": "eddie's long password"}), "validation_failed"),
+        (json!({"currentPassword": "eddie's long password", "newPassword": "a long password", "role": "owner"}), "validation_failed"),
+    ] {
+        let (status, renewed, answer, _) = change_password(&c, &base, &eddie, body, true).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_error_body(&answer, code);
+        assert!(renewed.is_none());
+    }
+    let (status, body) = call(&c, &base, &eddie, Method::GET, "/pages", None).await;
+    assert_eq!(status, StatusCode::OK, "refused changes end no session: {body}");
+    let (status, body, _) = {
+        let res = c.post(format!("{base}/admin/session")).header(ORIGIN, &base).json(&json!({"token": token})).send().await.unwrap();
+        parts(res).await
+    };
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let owner = Login { cookie: body.unwrap().split(';').next().unwrap().trim().to_string(), csrf: String::new() };
+    let (_, _, me) = parts(c.get(format!("{base}/admin/session")).header(COOKIE, &owner.cookie).send().await.unwrap()).await;
+    let owner = Login { csrf: me["csrfToken"].as_str().unwrap_or_default().to_string(), ..owner };
+    assert_eq!(me["staff"], false, "{me}");
+    let (status, _, answer, _) =
+        change_password(&c, &base, &owner, json!({"currentPassword": "x", "newPassword": "a long password"}), true).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_error_body(&answer, "no_password");
+
+    // A wrong current password (a stolen session guessing it): the uniform 403, counted like a
+    // failed login of that name; past the allowance 429 with Retry-After, even for the right one.
+    let guess = json!({"currentPassword": "a guessed password", "newPassword": "eddie's stolen password"});
+    for _ in 0..3 {
+        let (status, renewed, answer, _) = change_password(&c, &base, &eddie, guess.clone(), true).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+        assert_error_body(&answer, "forbidden");
+        assert_eq!(answer["error"]["details"]["field"], "currentPassword", "{answer}");
+        assert!(renewed.is_none());
+    }
+    let right = json!({"currentPassword": "eddie's long password", "newPassword": "eddie's newer long password"});
+    let (status, renewed, answer, retry_after) = change_password(&c, &base, &eddie, right, true).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert_error_body(&answer, "rate_limited");
+    assert!(retry_after.and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s >= 1), "Retry-After");
+    assert!(renewed.is_none());
+    let (status, _, _) = try_login(&c, &base, json!({"name": "eddie", "password": "eddie's long password"})).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "the name's login is locked out too");
+    login(&c, &base, "vera", "vera's newer long password").await;
+    assert!(has(&audit(&node, &token).await, "eddie", "password.refused"), "the wrong guesses are audited");
+    record_with(TABLE, CLASS, "a session guessing its member's current password", "refused", "403, then 429 for the name after 3");
+}
+
+/// A login from `ip` (the node trusts 127.0.0.1 as a proxy and reads `X-Forwarded-For`).
+async fn login_from(c: &Client, base: &str, ip: &str, name: &str, password: &str) -> (StatusCode, Option<String>, Value, Option<String>) {
+    let res = c
+        .post(format!("{base}/admin/session"))
+        .header(ORIGIN, base)
+        .header("x-forwarded-for", ip)
+        .json(&json!({"name": name, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (status, cookie, body) = parts(res).await;
+    (status, cookie, body, retry_after)
+}
+
+#[tokio::test]
+async fn failed_logins_for_one_name_from_many_ips_lock_out_that_name_only() {
+    let node = TestNode::start_with(&[
+        ("VITRINA_HTTP__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]"),
+        ("VITRINA_LIMITS__LOGIN_FAILURES_PER_NAME_BEFORE_LOCKOUT", "4"),
+        ("VITRINA_LIMITS__NAME_LOCKOUT_BASE_SECS", "60"),
+    ]);
+    let token = node.seed_store("shop", "Shop").await;
+    add_member(&node, &token, "alice", "owner", "alice's long password").await;
+    add_member(&node, &token, "bob", "editor", "bob's long password").await;
+    let (base, c) = (node.base("shop"), node.bare_client("shop"));
+    // One wrong guess from each of four IPs: no IP is near its own lockout (10).
+    for i in 1..=4 {
+        let (status, cookie, body, _) = login_from(&c, &base, &format!("198.51.100.{i}"), "alice", "a guessed password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(cookie.is_none());
+    }
+    // The name is locked out from everywhere, the right password included.
+    let (status, cookie, body, retry_after) = login_from(&c, &base, "203.0.113.9", "alice", "alice's long password").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_error_body(&body, "rate_limited");
+    assert_eq!(body["error"]["details"]["scope"], "login_name", "{body}");
+    let wait = retry_after.and_then(|s| s.parse::<u64>().ok()).expect("Retry-After");
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    assert!(cookie.is_none());
+    record_with(TABLE, CLASS, "wrong passwords for one staff name from many IPs", "refused", "429 + Retry-After after 4, from any IP");
+    // Another member logs in, even from an IP that guessed alice's password.
+    let (status, cookie, body, _) = login_from(&c, &base, "198.51.100.1", "bob", "bob's long password").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(cookie.is_some());
+    // The admin token is not a name: it still logs in.
+    let res = c.post(format!("{base}/admin/session")).header(ORIGIN, &base).json(&json!({"token": token})).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    record_with(TABLE, CLASS, "another member's right password while one name is locked out", "refused", "not blocked: 200");
+}
+
+#[tokio::test]
+async fn the_per_name_login_count_is_the_stores_across_a_cluster() {
+    let nodes = start_cluster(
+        2,
+        &[
+            ("VITRINA_LIMITS__ENABLED", "true"),
+            ("VITRINA_LIMITS__LOGIN_FAILURES_PER_NAME_BEFORE_LOCKOUT", "4"),
+            ("VITRINA_LIMITS__NAME_LOCKOUT_BASE_SECS", "60"),
+        ],
+    )
+    .await;
+    let token = nodes[0].seed_store("shop", "Shop").await;
+    let (status, body) = nodes[0]
+        .admin(
+            &token,
+            Method::POST,
+            "/stores/shop/staff",
+            Some(json!({"name": "alice", "role": "owner", "password": "alice's long password"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let clients: Vec<(String, Client)> = nodes.iter().map(|n| (n.base("shop"), n.bare_client("shop"))).collect();
+    // Two wrong guesses through each node: the store's owner counts all four.
+    let answered_by =
+        |res: &reqwest::Response| res.headers().get("x-vitrina-node").and_then(|v| v.to_str().ok()).unwrap_or("?").to_string();
+    let mut seen = Vec::new();
+    for (base, c) in clients.iter().chain(clients.iter()) {
+        let res = c
+            .post(format!("{base}/admin/session"))
+            .header(ORIGIN, base)
+            .json(&json!({"name": "alice", "password": "a guessed password"}))
+            .send()
+            .await
+            .unwrap();
+        seen.push(answered_by(&res));
+        let (status, _, body) = parts(res).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{base}: {body}");
+    }
+    for (base, c) in &clients {
+        let res = c
+            .post(format!("{base}/admin/session"))
+            .header(ORIGIN, base)
+            .json(&json!({"name": "alice", "password": "alice's long password"}))
+            .send()
+            .await
+            .unwrap();
+        seen.push(answered_by(&res));
+        let (status, _, body) = parts(res).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{base}: {body}; answered by {seen:?}");
+        assert_error_body(&body, "rate_limited");
+    }
+    assert!(seen.iter().all(|n| n == &seen[0]), "every login is answered by the store's owner: {seen:?}");
+    record_with(
+        TABLE,
+        CLASS,
+        "wrong passwords for one staff name spread over the nodes of a cluster",
+        "refused",
+        "counted by the store's owner: 429 on every node",
+    );
+}

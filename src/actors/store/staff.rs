@@ -138,9 +138,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: StaffOp, audit_kept: i64) -> Result
             if !sql::update(tx, &name, role, password_hash.as_deref())? {
                 return Err(StoreError::NotFound(format!("no staff member named {name}")));
             }
-            sql::bump_generation(tx, &name)?;
+            let generation = sql::bump_generation(tx, &name)?;
             let role = sql::role(tx, &name)?;
-            Ok(json!({"name": name, "role": role}))
+            Ok(json!({"name": name, "role": role, "generation": generation}))
         }
         StaffOp::Remove(name) => {
             if !sql::delete(tx, &name)? {
