@@ -46,24 +46,39 @@ async function exchange(method, url, body) {
   return data;
 }
 
-/** The current session, if any: `{authenticated, store, user, role, csrfToken}`. */
-export async function session() {
-  const s = await send("GET", "/admin/session");
-  csrf = s.authenticated ? s.csrfToken : null;
+/** Who is logged in: their name, role, and whether they are staff (not the admin token). */
+export const me = { user: "", role: "viewer", staff: false };
+
+/** Whether the logged-in role may change drafts (the server checks every write anyway). */
+export const canEdit = () => me.role === "editor" || me.role === "owner";
+
+function enter(s) {
+  csrf = s.authenticated === false ? null : s.csrfToken;
+  Object.assign(me, { user: s.user || "", role: s.role || "viewer", staff: s.staff === true });
   return s;
 }
 
+/** The current session, if any: `{authenticated, store, user, role, staff, csrfToken}`. */
+export async function session() {
+  const s = await send("GET", "/admin/session");
+  return s.authenticated ? enter(s) : s;
+}
+
 export async function login(token) {
-  const s = await send("POST", "/admin/session", { token });
-  csrf = s.csrfToken;
-  return s;
+  return enter(await send("POST", "/admin/session", { token }));
 }
 
 /** A staff member's login: their name and password, sent once and kept nowhere. */
 export async function loginStaff(name, password) {
-  const s = await send("POST", "/admin/session", { name, password });
-  csrf = s.csrfToken;
-  return s;
+  return enter(await send("POST", "/admin/session", { name, password }));
+}
+
+/**
+ * A staff member changes their own password: their other sessions end, and this one is
+ * re-issued (a new cookie, set by the answer, and a new CSRF token).
+ */
+export async function changePassword(currentPassword, newPassword) {
+  return enter(await send("PUT", "/admin/session/password", { currentPassword, newPassword }));
 }
 
 export async function logout() {

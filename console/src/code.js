@@ -2,6 +2,7 @@
 // server's validator (`blocks/validate`) as its linter, at the line and column it reports.
 
 import { EditorView, basicSetup } from "codemirror";
+import { EditorState } from "@codemirror/state";
 import { javascript } from "@codemirror/lang-javascript";
 import { lintGutter, setDiagnostics } from "@codemirror/lint";
 
@@ -13,7 +14,8 @@ function offset(doc, line, column) {
   return Math.min(l.from + Math.max(0, (column || 1) - 1), l.to);
 }
 
-export function codeEditor(parent, text, onChange) {
+/** `readOnly`: the code can be read, selected and copied, never typed in (a viewer's). */
+export function codeEditor(parent, text, onChange, { readOnly = false } = {}) {
   const view = new EditorView({
     doc: text,
     parent,
@@ -21,6 +23,8 @@ export function codeEditor(parent, text, onChange) {
       basicSetup,
       javascript(),
       lintGutter(),
+      EditorState.readOnly.of(readOnly),
+      EditorView.editable.of(!readOnly),
       EditorView.cspNonce.of(nonce || ""),
       EditorView.updateListener.of((u) => {
         if (u.docChanged) onChange(u.state.doc.toString());

@@ -5,6 +5,10 @@
 //
 // A library block's settings are edited in a form built from the settings it declares
 // (settings-form.js); a block with its own code reads any settings, edited as JSON.
+//
+// A viewer gets the same screen read-only: the code box and the settings cannot be typed in,
+// and every button that would change the draft is disabled with a tooltip saying why (the
+// server refuses a viewer's write anyway).
 
 import * as api from "./api.js";
 import { h, clear, errorBox, when } from "./dom.js";
@@ -34,7 +38,18 @@ function debounce(fn, ms) {
   };
 }
 
+const VIEW_ONLY = "Viewers can look but not change pages: an owner can give you the editor role";
+
+/** A button that changes the draft: disabled, with the reason as its tooltip, for a viewer. */
+function writeButton(readOnly, attrs, ...children) {
+  if (!readOnly) return h("button", { type: "button", ...attrs }, ...children);
+  const { onclick: _ignored, ...rest } = attrs;
+  return h("button", { type: "button", ...rest, disabled: true, title: VIEW_ONLY, "aria-disabled": "true" }, ...children);
+}
+
 export async function pageEditor(root, slug) {
+  const readOnly = !api.canEdit();
+  const btn = (attrs, ...children) => writeButton(readOnly, attrs, ...children);
   const st = { slug, blocks: [], selected: null, dirty: new Map(), device: "desktop", code: null, form: null, reloads: 0 };
   const declared = await blockTypes(api);
   const status = h("p", { class: "status", id: "status", role: "status" });
@@ -43,7 +58,7 @@ export async function pageEditor(root, slug) {
   const detail = h("div", { class: "block-detail", id: "block-detail" });
   const frame = h("iframe", { id: "preview", title: "Preview of the draft", sandbox: "allow-same-origin" });
   const versions = h("ul", { class: "versions", id: "versions" });
-  const addType = h("select", { id: "add-type", "aria-label": "Block type" }, BLOCK_TYPES.map((t) => h("option", { value: t }, t)));
+  const addType = h("select", { id: "add-type", "aria-label": "Block type", disabled: readOnly, title: readOnly ? VIEW_ONLY : undefined }, BLOCK_TYPES.map((t) => h("option", { value: t }, t)));
 
   const say = (text, kind) => {
     status.textContent = text;
@@ -63,22 +78,25 @@ export async function pageEditor(root, slug) {
     for (const b of deviceButtons) b.setAttribute("aria-pressed", String(b.dataset.device === d));
   }
 
+  root.classList.add("page-editor");
   clear(root).append(
     h("div", { class: "editor-head" },
       h("h2", {}, `Page: ${slug}`),
       h("div", { class: "actions" },
-        h("button", { type: "button", id: "save", onclick: () => saveAll() }, "Save draft"),
-        h("button", { type: "button", id: "publish", class: "primary", onclick: () => publish() }, "Publish"),
+        btn({ id: "save", onclick: () => saveAll() }, "Save draft"),
+        btn({ id: "publish", class: "primary", onclick: () => publish() }, "Publish"),
         h("a", { href: slug === "home" ? "/" : `/pages/${encodeURIComponent(slug)}`, target: "_blank", rel: "noopener" }, "Open live page"),
       ),
     ),
+    // (DOM append writes `false` as text: nothing is an empty string.)
+    readOnly ? h("p", { class: "note", id: "read-only-note" }, `You are a viewer: this page is read-only. ${VIEW_ONLY}.`) : "",
     status,
     problems,
     h("div", { class: "editor-cols" },
       h("aside", { class: "blocks-pane" },
         h("h3", {}, "Blocks"),
         list,
-        h("div", { class: "add-block" }, addType, h("button", { type: "button", id: "add-block", onclick: () => addBlock(addType.value) }, "Add block")),
+        h("div", { class: "add-block" }, addType, btn({ id: "add-block", onclick: () => addBlock(addType.value) }, "Add block")),
         h("h3", {}, "Versions"),
         versions,
       ),
@@ -121,10 +139,10 @@ export async function pageEditor(root, slug) {
         h("li", { class: b.id === st.selected ? "selected" : "", dataset: { blockId: b.id, type: b.type } },
           h("button", { type: "button", class: "select", onclick: () => select(b.id) }, `${i + 1}. ${label}`),
           h("span", { class: "tools" },
-            h("button", { type: "button", class: "up", title: "Move up", "aria-label": "Move up", disabled: i === 0, onclick: () => move(b, i - 1) }, "↑"),
-            h("button", { type: "button", class: "down", title: "Move down", "aria-label": "Move down", disabled: i === st.blocks.length - 1, onclick: () => move(b, i + 1) }, "↓"),
-            h("button", { type: "button", class: "duplicate", title: "Duplicate", "aria-label": "Duplicate", onclick: () => duplicate(b, i) }, "Copy"),
-            h("button", { type: "button", class: "delete", title: "Delete", "aria-label": "Delete", onclick: () => remove(b) }, "✕"),
+            btn({ class: "up", title: "Move up", "aria-label": "Move up", disabled: i === 0, onclick: () => move(b, i - 1) }, "↑"),
+            btn({ class: "down", title: "Move down", "aria-label": "Move down", disabled: i === st.blocks.length - 1, onclick: () => move(b, i + 1) }, "↓"),
+            btn({ class: "duplicate", title: "Duplicate", "aria-label": "Duplicate", onclick: () => duplicate(b, i) }, "Copy"),
+            btn({ class: "delete", title: "Delete", "aria-label": "Delete", onclick: () => remove(b) }, "✕"),
           ),
         ),
       );
@@ -180,19 +198,20 @@ export async function pageEditor(root, slug) {
         st.dirty.set(block.id, { ...(st.dirty.get(block.id) || {}), code: text });
         say("Unsaved changes");
         validate(block, text);
-      });
-      validate(block, st.code.text());
+      }, { readOnly });
+      // (Validating is an editor's request: a viewer only reads the code.)
+      if (!readOnly) validate(block, st.code.text());
     }
     else {
       // A library block can be given its own code: it then renders that instead.
-      detail.append(h("button", { type: "button", id: "write-code", onclick: () => {
+      detail.append(btn({ id: "write-code", onclick: () => {
         block.code = libraryTemplate(block.type);
         st.dirty.set(block.id, { ...(st.dirty.get(block.id) || {}), code: block.code });
         drawDetail();
       } }, "Write custom code for this block"));
     }
     if (block.code != null && block.type !== "custom") {
-      detail.append(h("button", { type: "button", id: "library-code", onclick: () => act("Back to the library block", () => api.patch(blockPath(block), { code: null })) }, "Use the library block again"));
+      detail.append(btn({ id: "library-code", onclick: () => act("Back to the library block", () => api.patch(blockPath(block), { code: null })) }, "Use the library block again"));
     }
     const schema = block.code == null ? declared.get(block.type) : null;
     if (schema) {
@@ -200,12 +219,12 @@ export async function pageEditor(root, slug) {
         st.dirty.set(block.id, { ...(st.dirty.get(block.id) || {}), config });
         say("Unsaved changes");
         autosave(block.id);
-      });
+      }, { readOnly, reason: VIEW_ONLY });
       detail.append(h("h4", {}, `${schema.label} settings`), st.form.el);
       return;
     }
     st.form = null;
-    const settings = h("textarea", { id: "settings", rows: 10, spellcheck: "false" });
+    const settings = h("textarea", { id: "settings", rows: 10, spellcheck: "false", readonly: readOnly, title: readOnly ? VIEW_ONLY : undefined });
     settings.value = pending.configText ?? JSON.stringify(block.config ?? {}, null, 2);
     settings.addEventListener("input", () => {
       st.dirty.set(block.id, { ...(st.dirty.get(block.id) || {}), configText: settings.value });
@@ -316,7 +335,7 @@ export async function pageEditor(root, slug) {
         ...data.versions.map((v) =>
           h("li", { dataset: { version: v.version } },
             `v${v.version} · ${v.source} · ${when(v.publishedAt)} `,
-            v.live ? h("strong", {}, "live") : h("button", { type: "button", class: "rollback", dataset: { version: v.version }, onclick: () => rollback(v.version) }, "Roll back"),
+            v.live ? h("strong", {}, "live") : btn({ class: "rollback", dataset: { version: v.version }, onclick: () => rollback(v.version) }, "Roll back"),
           ),
         ),
       );

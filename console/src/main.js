@@ -24,11 +24,10 @@ const NAV = [
   ["#/audit", "Audit log"],
 ];
 
-/** Who is logged in: `{user, role}` from the session. */
-let me = { user: "", role: "viewer" };
+/** Who is logged in (`api.me`, from the session). */
+const me = api.me;
 
-function enter(session) {
-  me = { user: session.user, role: session.role };
+function enter() {
   document.body.dataset.role = me.role;
   shell();
 }
@@ -44,9 +43,9 @@ function loginScreen(message) {
   const staffForm = h("form", { id: "staff-login", onsubmit: async (e) => {
     e.preventDefault();
     try {
-      const s = await api.loginStaff(name.value.trim(), password.value);
+      await api.loginStaff(name.value.trim(), password.value);
       password.value = "";
-      enter(s);
+      enter();
     } catch (err) {
       fail(staffLine)(err);
     }
@@ -64,9 +63,9 @@ function loginScreen(message) {
   const form = h("form", { id: "login", onsubmit: async (e) => {
     e.preventDefault();
     try {
-      const s = await api.login(token.value.trim());
+      await api.login(token.value.trim());
       token.value = "";
-      enter(s);
+      enter();
     } catch (err) {
       fail(line)(err);
     }
@@ -99,26 +98,38 @@ function shell() {
   route();
 }
 
+/** Visits so far: a screen still loading when the next visit began is no longer shown. */
+let visits = 0;
+
 async function route() {
   if (!main.isConnected) return;
   const hash = location.hash || "#/overview";
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", hash.startsWith(a.getAttribute("href")));
   const [, screen, arg] = hash.split("/");
-  clear(main).append(h("p", { class: "loading" }, "Loading…"));
+  // Each visit draws into a view of its own: a screen that answers late (the overview's five
+  // requests after the merchant already opened a page) draws into its detached view, never
+  // over the screen the merchant is on now.
+  const visit = ++visits;
+  const view = h("div", { class: "view", dataset: { screen: hash } }, h("p", { class: "loading" }, "Loading…"));
+  delete main.dataset.ready;
+  clear(main).append(view);
   try {
-    if (screen === "pages" && arg) await pageEditor(main, decodeURIComponent(arg));
-    else if (screen === "pages") await screens.pages(main, (slug) => (location.hash = `#/pages/${encodeURIComponent(slug)}`));
-    else if (screen === "theme") await screens.theme(main);
-    else if (screen === "posts") await screens.posts(main);
-    else if (screen === "products") await screens.products(main);
-    else if (screen === "feeds") await screens.feeds(main);
-    else if (screen === "staff") await staff(main, me);
-    else if (screen === "audit") await audit(main);
-    else await screens.overview(main);
+    if (screen === "pages" && arg) await pageEditor(view, decodeURIComponent(arg));
+    else if (screen === "pages") await screens.pages(view, (slug) => (location.hash = `#/pages/${encodeURIComponent(slug)}`));
+    else if (screen === "theme") await screens.theme(view);
+    else if (screen === "posts") await screens.posts(view);
+    else if (screen === "products") await screens.products(view);
+    else if (screen === "feeds") await screens.feeds(view);
+    else if (screen === "staff") await staff(view, me);
+    else if (screen === "audit") await audit(view);
+    else await screens.overview(view);
   } catch (e) {
+    if (visit !== visits) return;
     if (e.status === 401) return loginScreen("Your session ended; log in again.");
-    clear(main).append(errorBox(e));
+    clear(view).append(errorBox(e));
   }
+  // The screen has drawn and loaded what it shows (tests wait for this, not for a delay).
+  if (visit === visits) main.dataset.ready = hash;
 }
 
 window.addEventListener("hashchange", route);
@@ -126,7 +137,7 @@ window.addEventListener("hashchange", route);
 (async () => {
   try {
     const s = await api.session();
-    if (s.authenticated) enter(s);
+    if (s.authenticated) enter();
     else loginScreen();
   } catch (e) {
     clear(app).append(errorBox(e));

@@ -75,9 +75,10 @@ function read(field, el) {
 
 /**
  * The form for `schema` filled from `config`; `onChange(config)` after every edit. Settings the
- * schema does not declare are kept as they are.
+ * schema does not declare are kept as they are. `readOnly`: every field is disabled, with
+ * `reason` as its tooltip.
  */
-export function settingsForm(schema, config, onChange) {
+export function settingsForm(schema, config, onChange, { readOnly = false, reason = "" } = {}) {
   const controls = new Map();
   const errors = new Map();
   const current = () => {
@@ -103,8 +104,10 @@ export function settingsForm(schema, config, onChange) {
     return h("div", { class: `field field-${field.type}`, dataset: { field: field.name } },
       field.type === "boolean" ? [control, " ", label] : [label, control], help, error);
   });
+  const fields = schema.fields.length ? rows : h("p", {}, "This block has no settings.");
   const form = h("form", { class: "settings-form", id: "settings-form", onsubmit: (e) => e.preventDefault() },
-    schema.fields.length ? rows : h("p", {}, "This block has no settings."));
+    // A disabled fieldset disables every control in it.
+    readOnly ? h("fieldset", { disabled: true, title: reason }, fields) : fields);
   return {
     el: form,
     value: current,

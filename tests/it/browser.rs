@@ -25,7 +25,8 @@ fn chromium(test: &str) -> Option<String> {
 }
 
 /// Runs `tests/browser/{script}` with `args` against Chromium; it must exit 0 and print `ok`.
-/// Screenshots go to `target/tmp/{shots}/` (emptied first, printed); returns how many it saved.
+/// Screenshots go to `target/tmp/{shots}/` (emptied first, printed), with a failing step's
+/// screenshots and console log; returns how many it saved.
 fn run_script(chromium: &str, script: &str, args: &[&str], shots: &str, ok: &str) -> usize {
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join(shots);
     let _ = std::fs::remove_dir_all(&shots);
@@ -39,7 +40,17 @@ fn run_script(chromium: &str, script: &str, args: &[&str], shots: &str, ok: &str
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{script} screenshots in {}\n{stdout}", shots.display());
-    assert!(out.status.success() && stdout.contains(ok), "browser run failed:\n{stdout}\n{stderr}");
+    if !(out.status.success() && stdout.contains(ok)) {
+        // A failing step leaves FAILED-*.png and console-log.txt beside the screenshots.
+        let log = std::fs::read_to_string(shots.join("console-log.txt")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(120).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "browser run failed (artefacts in {}):\n{stdout}\n{stderr}\n-- console log (last lines) --\n{}",
+            shots.display(),
+            tail.join("\n")
+        );
+    }
     std::fs::read_dir(&shots).map(|d| d.count()).unwrap_or(0)
 }
 
