@@ -39,7 +39,7 @@ pub async fn seed(node: &Arc<Node>) -> anyhow::Result<String> {
     let run = |op: AdminOp| {
         let node = node.clone();
         let id = id.clone();
-        async move { node.ask_store(&id, Admin(op)).await.map_err(|e| anyhow::anyhow!("{e}"))?.map_err(|e| anyhow::anyhow!("{e}")) }
+        async move { node.ask_store(&id, Admin::op(op)).await.map_err(|e| anyhow::anyhow!("{e}"))?.map_err(|e| anyhow::anyhow!("{e}")) }
     };
     run(AdminOp::PutTheme(serde_json::from_value(seed["theme"].clone())?)).await?;
 

@@ -16,24 +16,27 @@ export class ApiError extends Error {
   }
 }
 
-/** This console's own writes: in flight, and when the last one ended (its draft events echo back). */
-export const writes = { inFlight: 0, lastEnded: 0 };
+/**
+ * This console's own saves: every write is named by a random id (`x-vitrina-save`), which the
+ * server echoes in the `draft` event the save causes; an event with one of these ids is this
+ * console's own echo, any other is another editor's save. The newest 200 are kept.
+ */
+const own = new Set();
+export const isOwnSave = (id) => typeof id === "string" && own.has(id);
 
-async function send(method, url, body) {
-  if (method === "GET") return exchange(method, url, body);
-  writes.inFlight += 1;
-  try {
-    return await exchange(method, url, body);
-  } finally {
-    writes.inFlight -= 1;
-    writes.lastEnded = Date.now();
-  }
+function newSaveId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  const id = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  own.add(id);
+  if (own.size > 200) own.delete(own.values().next().value);
+  return id;
 }
 
-async function exchange(method, url, body) {
+async function send(method, url, body) {
   const headers = { accept: "application/json" };
   if (body !== undefined) headers["content-type"] = "application/json";
   if (method !== "GET" && csrf) headers["x-csrf-token"] = csrf;
+  if (method !== "GET" && url.startsWith(base)) headers["x-vitrina-save"] = newSaveId();
   const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
   const text = await res.text();
   let data = null;

@@ -348,8 +348,9 @@ export async function pageEditor(root, slug) {
 
   // Another editor saved this store's drafts: show what they saved.
   watchDrafts(frame, (event) => {
-    // This console's own saves come back too: it has shown them already.
-    if (event.page !== slug || api.writes.inFlight || Date.now() - api.writes.lastEnded < 1500) return;
+    // This console's own saves come back too, with the id it gave them: it has shown them
+    // already. Another editor's save, however soon after, has another id (or none).
+    if (event.page !== slug || api.isOwnSave(event.saveId)) return;
     if (st.dirty.size) {
       refreshPreview();
       say("Another editor saved this page; your unsaved changes are kept", "");

@@ -101,9 +101,20 @@ pub type ProductInputClone = Value;
 pub type BlockInputClone = Value;
 pub type PostInputClone = Value;
 
+/// An admin operation. `save`: the id a console gave a draft save, echoed in its `draft`
+/// event so that console knows the event is its own (another editor's save has another id).
 #[derive(Message, Clone)]
 #[rtype(result = "Result<Value, StoreError>")]
-pub struct Admin(pub AdminOp);
+pub struct Admin {
+    pub op: AdminOp,
+    pub save: Option<String>,
+}
+
+impl Admin {
+    pub fn op(op: AdminOp) -> Admin {
+        Admin { op, save: None }
+    }
+}
 
 #[derive(Message, Clone)]
 #[rtype(result = "SharedSnapshot")]
@@ -318,7 +329,7 @@ impl Handler<FireAlarms> for StoreActor {
 impl Handler<Admin> for StoreActor {
     type Result = AtomicResponse<Self, Result<Value, StoreError>>;
 
-    fn handle(&mut self, Admin(op): Admin, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, Admin { op, save }: Admin, _: &mut Context<Self>) -> Self::Result {
         self.touch();
         let db = match self.db() {
             Ok(db) => db,
@@ -382,13 +393,13 @@ impl Handler<Admin> for StoreActor {
                 let fut = async move { db.write(move |tx| writes::apply(tx, write_op, &settings, &currency, &bounds)).await };
                 AtomicResponse::new(Box::pin(
                     fut::wrap_future::<_, Self>(fut)
-                        .map(|result, act, _ctx| {
+                        .map(move |result, act, _ctx| {
                             let written: writes::Written = result?;
                             if let Some(snapshot) = written.published {
                                 act.install_snapshot(snapshot);
                             }
                             if let Some(page) = &written.drafts {
-                                live::publish_drafts_saved(&act.node, &act.store, page, act.snapshot.version);
+                                live::publish_drafts_saved(&act.node, &act.store, page, act.snapshot.version, save.as_deref());
                             }
                             let mut body = written.body;
                             if let Value::Object(map) = &mut body {

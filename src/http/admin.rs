@@ -102,7 +102,34 @@ pub(super) async fn authorize_store(node: web::Data<Node>, req: &HttpRequest, ra
 }
 
 async fn run(node: &Arc<Node>, store: &StoreId, op: AdminOp) -> Result<Value, ApiError> {
-    node.ask_store(store, Admin(op)).await.map_err(actor_error)?.map_err(store_error)
+    node.ask_store(store, Admin::op(op)).await.map_err(actor_error)?.map_err(store_error)
+}
+
+/// The header a console names its draft saves by (echoed in the save's `draft` event).
+const SAVE_HEADER: &str = "x-vitrina-save";
+
+/// The request's save id: 1 to 64 of `A-Z a-z 0-9 _ -`, or none.
+fn save_id(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(raw) = req.headers().get(SAVE_HEADER) else { return Ok(None) };
+    let id = raw.to_str().unwrap_or("");
+    if (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        Ok(Some(id.to_string()))
+    } else {
+        Err(ApiError::bad_request("invalid_save_id", format!("{SAVE_HEADER} is 1 to 64 letters, digits, '_' or '-'")))
+    }
+}
+
+/// [`respond`] for a draft change: its `draft` event carries the request's save id.
+async fn respond_save(
+    node: &Arc<Node>,
+    store: &StoreId,
+    req: &HttpRequest,
+    op: AdminOp,
+    status: StatusCode,
+) -> Result<HttpResponse, ApiError> {
+    let save = save_id(req)?;
+    let body = node.ask_store(store, Admin { op, save }).await.map_err(actor_error)?.map_err(store_error)?;
+    Ok(HttpResponse::build(status).json(body))
 }
 
 async fn respond(node: &Arc<Node>, store: &StoreId, op: AdminOp, status: StatusCode) -> Result<HttpResponse, ApiError> {
@@ -257,7 +284,7 @@ store_route!(
         Some(Value::Array(list)) => Some(list.clone()),
         Some(_) => return Err(ApiError::bad_request("invalid_request", "blocks must be an array")),
     };
-    respond(&node, &store, AdminOp::PutPage { slug, title, description, blocks }, StatusCode::OK).await
+    respond_save(&node, &store, &req, AdminOp::PutPage { slug, title, description, blocks }, StatusCode::OK).await
 });
 store_route!(delete_page, |node, store, req, rest| async move {
     let slug = seg(&rest, 0, Slug::parse)?;
@@ -266,18 +293,18 @@ store_route!(delete_page, |node, store, req, rest| async move {
 store_route!(add_block, |node, store, req, rest, bytes: Bytes| async move {
     let page = seg(&rest, 0, Slug::parse)?;
     let block = body::json(&req, &bytes)?;
-    respond(&node, &store, AdminOp::AddBlock { page, block }, StatusCode::CREATED).await
+    respond_save(&node, &store, &req, AdminOp::AddBlock { page, block }, StatusCode::CREATED).await
 });
 store_route!(update_block, |node, store, req, rest, bytes: Bytes| async move {
     let page = seg(&rest, 0, Slug::parse)?;
     let block_id = seg(&rest, 1, BlockId::parse)?;
     let block = body::json(&req, &bytes)?;
-    respond(&node, &store, AdminOp::UpdateBlock { page, block_id, block }, StatusCode::OK).await
+    respond_save(&node, &store, &req, AdminOp::UpdateBlock { page, block_id, block }, StatusCode::OK).await
 });
 store_route!(delete_block, |node, store, req, rest| async move {
     let page = seg(&rest, 0, Slug::parse)?;
     let block_id = seg(&rest, 1, BlockId::parse)?;
-    respond(&node, &store, AdminOp::DeleteBlock { page, block_id }, StatusCode::OK).await
+    respond_save(&node, &store, &req, AdminOp::DeleteBlock { page, block_id }, StatusCode::OK).await
 });
 store_route!(publish, |node, store, req, rest| async move {
     let slug = seg(&rest, 0, Slug::parse)?;
@@ -293,7 +320,7 @@ store_route!(
     let page = seg(&rest, 0, Slug::parse)?;
     let body = body::json(&req, &bytes)?;
     let version = body.get("version").and_then(Value::as_i64).ok_or_else(|| ApiError::bad_request("invalid_request", "version (a number) is required"))?;
-    respond(&node, &store, AdminOp::Rollback { page, version }, StatusCode::OK).await
+    respond_save(&node, &store, &req, AdminOp::Rollback { page, version }, StatusCode::OK).await
 });
 store_route!(
     /// `GET …/pages/{slug}/preview` — the page with its drafts, rendered for the admin only.

@@ -183,6 +183,23 @@ async fn another_editors_save_reaches_open_consoles_and_never_shoppers() {
     assert_eq!(s, StatusCode::OK, "{b}");
     let event = console.next_of("draft", Duration::from_secs(3)).await.expect("the console hears of the save");
     assert_eq!(event["page"], "home", "{event}");
+    assert!(event.get("saveId").is_none(), "a save without an id: {event}");
+    // A console names its saves: the event echoes the name, so that console knows its own.
+    let url = node.admin_url(&format!("/stores/drafts/pages/home/blocks/{hero}"));
+    let named = |id: &str| {
+        node.plain().patch(&url).bearer_auth(&token).header("x-vitrina-save", id).json(&json!({"config": {"heading": "Named"}})).send()
+    };
+    let res = named("c0ffee-save_1").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let event = console.next_of("draft", Duration::from_secs(3)).await.expect("the named save's event");
+    assert_eq!(event["saveId"], "c0ffee-save_1", "{event}");
+    for bad in ["", "<script>", &"x".repeat(65)] {
+        let res = named(bad).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        assert_error_body(&res.json().await.unwrap(), "invalid_save_id");
+    }
+    assert!(console.next_of("draft", Duration::from_millis(500)).await.is_none(), "a refused save id saves nothing");
+    record(TABLE, "console events", "hostile save ids echoed into draft events", "refused");
     // Adding and deleting blocks, and a rollback, are draft changes too.
     let (s, b) = admin.request(Method::POST, "/pages/home/blocks", Some(json!({"type": "text", "config": {"body": "x"}}))).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");

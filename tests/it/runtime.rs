@@ -35,7 +35,7 @@ async fn store_with_a_mug(node: &Arc<Node>, id: &str) -> StoreId {
     node.catalog.create_store(&store, &AdminToken::generate()).expect("catalog row");
     let mug = json!({"id": "mug", "title": "Mug", "price": "5.00", "stock": 100_000});
     let op = AdminOp::UpsertProducts(vec![(Some(ProductId::parse("mug").unwrap()), mug)]);
-    node.ask_store(&store, Admin(op)).await.expect("store actor answers").expect("products written");
+    node.ask_store(&store, Admin::op(op)).await.expect("store actor answers").expect("products written");
     store
 }
 

@@ -102,11 +102,14 @@ struct DraftEvent<'a> {
     r#type: &'static str,
     page: &'a Slug,
     store_version: u64,
+    /// The id the saving console gave the save, if it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    save_id: Option<&'a str>,
 }
 
-/// `page`'s drafts were saved (or reset by a rollback).
-pub(super) fn publish_drafts_saved(node: &Node, store: &StoreId, page: &Slug, store_version: u64) {
-    match serde_json::to_string(&DraftEvent { r#type: "draft", page, store_version }) {
+/// `page`'s drafts were saved (or reset by a rollback), by the save a console called `save_id`.
+pub(super) fn publish_drafts_saved(node: &Node, store: &StoreId, page: &Slug, store_version: u64, save_id: Option<&str>) {
+    match serde_json::to_string(&DraftEvent { r#type: "draft", page, store_version, save_id }) {
         Ok(text) => {
             debug_assert!(is_console_event(&text));
             node.events.publish(&ActorKey::Store(store.clone()), text.into());
