@@ -182,6 +182,8 @@ export async function pageEditor(root, slug) {
   function drawDetail() {
     if (st.code) st.code.destroy();
     st.code = null;
+    if (st.form) st.form.retire();
+    st.form = null;
     clear(detail);
     clear(diagnostics);
     const block = st.blocks.find((b) => b.id === st.selected);

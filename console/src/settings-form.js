@@ -90,7 +90,11 @@ export function settingsForm(schema, config, onChange, { readOnly = false, reaso
     }
     return out;
   };
+  // A form being replaced (the draft reloaded under it) says nothing more: removing a focused
+  // field fires its change event, which would save the old values over the new ones.
+  let retired = false;
   const changed = () => {
+    if (retired) return;
     for (const e of errors.values()) e.textContent = "";
     onChange(current());
   };
@@ -111,6 +115,10 @@ export function settingsForm(schema, config, onChange, { readOnly = false, reaso
   return {
     el: form,
     value: current,
+    /** Called before the form is replaced: its fields' events are ignored from now on. */
+    retire() {
+      retired = true;
+    },
     /** Shows the server's refusal (`details.field` like `config.images[1].src`) at its field. */
     showError(path, message) {
       const name = String(path || "").replace(/^(blocks\[\d+\]\.)?config\./, "").split(/[.[]/)[0];

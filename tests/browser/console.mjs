@@ -207,6 +207,33 @@ try {
   console.log(`screenshot ${join(shots, `${String(step).padStart(2, '0')}-second-console-refreshed.png`)}`);
   await other.close();
 
+  // Another editor saves 0.5 s after this console's own save: this console's preview refreshes
+  // all the same (it knows its own saves by the id it gave them, not by a time window).
+  doingNow('7b another save right after our own');
+  const heroId = await page.locator('#blocks li.selected').getAttribute('data-block-id');
+  const ownSaved = page.waitForResponse((r) => r.request().method() === 'PATCH' && r.url().includes(`/blocks/${heroId}`), { timeout: 15000 });
+  await page.locator('#setting-heading').fill(`Saved here first ${Date.now()}`);
+  await ownSaved;
+  await page.waitForTimeout(500);
+  const third = `Saved by another editor right after ${Date.now()}`;
+  const res = await fetch(`http://127.0.0.1:${new URL(base).port}/admin/api/v1/stores/demo/pages/home/blocks/${heroId}`, {
+    method: 'PATCH', body: JSON.stringify({ config: { heading: third } }),
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+  });
+  if (res.status !== 200) fail(`the other editor's save: ${res.status} ${await res.text()}`);
+  await preview.locator(`text=${third}`).waitFor({ timeout: 10000 })
+    .catch(() => fail("the preview refreshed for another editor's save 0.5 s after this console's own"));
+  if ((await page.locator('#setting-heading').inputValue()) !== third) fail("the form shows the other editor's save");
+  // Nothing of this console's saves it again over the other editor's (the field that had the
+  // focus when the form was redrawn fires no save).
+  await page.waitForTimeout(1500);
+  const draft = await (await fetch(`http://127.0.0.1:${new URL(base).port}/admin/api/v1/stores/demo/pages/home`, {
+    headers: { authorization: `Bearer ${token}` },
+  })).json();
+  const kept = (draft.draft.blocks.find((b) => b.id === heroId) || {}).config?.heading;
+  if (kept !== third) fail(`the other editor's save was overwritten: the draft says ${JSON.stringify(kept)}`);
+  await shot('other-save-right-after-own');
+
   // Every other screen draws (no error box): pages, theme, blog, products, webhooks and sync.
   doingNow('every screen draws');
   for (const [hash, id] of [['pages', '#pages'], ['theme', '#template'], ['posts', 'details'], ['products', '#products'], ['feeds', '#sync-status']]) {
