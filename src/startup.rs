@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::middleware::{from_fn, Compress};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use anyhow::Context as _;
 
 use crate::actors::{shopper, store};
@@ -94,7 +94,11 @@ impl Application {
         // The access log formats every request before the log filter sees it: only install it
         // when its lines would be written (`VITRINA_LOG` at info for `vitrina::access`).
         let access_log = tracing::enabled!(target: "vitrina::access", tracing::Level::INFO);
-        let server = HttpServer::new(move || {
+        let server_settings =
+            crate::http::server::ServerSettings { workers, shutdown_timeout_secs: node.settings.http.shutdown_deadline_secs.max(1) };
+        // Signals are the node's (`shutdown`): a cluster node hands its actors off before the
+        // server stops accepting.
+        let server = crate::http::server::run(listener, server_settings, move || {
             let data = data.clone();
             App::new()
                 .wrap(from_fn(crate::http::forward::route_to_owner))
@@ -110,14 +114,7 @@ impl Application {
                 ))
                 .wrap(Compress::default())
                 .configure(move |cfg| crate::http::configure(cfg, data))
-        })
-        .workers(workers)
-        // Signals are the node's (`shutdown`): a cluster node hands its actors off before the
-        // server stops accepting.
-        .disable_signals()
-        .shutdown_timeout(node.settings.http.shutdown_deadline_secs.max(1))
-        .listen(listener)?
-        .run();
+        })?;
         spawn_alarm_poller(node.clone());
         crate::actors::sweeper::spawn(node.clone());
         crate::actors::day_stats::spawn(node.clone());

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::live::{check_origin, ensure_renewal, serve, Permit, MAX_FRAME};
+use super::live::{check_origin, ensure_renewal, handshake_refused, serve, Permit, MAX_FRAME};
 use super::tenant;
+use super::websocket;
 use crate::error::ApiError;
 use crate::ids::ActorKey;
 use crate::node::Node;
@@ -20,7 +21,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/internal/console/session", web::post().to(super::console_session::session_check));
 }
 
-async fn socket(node: web::Data<Node>, req: HttpRequest, body: web::Payload) -> Result<HttpResponse, ApiError> {
+async fn socket(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let node: Arc<Node> = node.into_inner();
     if !node.settings.live.enabled {
         return Err(ApiError::not_found("live updates are off on this node"));
@@ -38,9 +39,9 @@ async fn socket(node: web::Data<Node>, req: HttpRequest, body: web::Payload) -> 
         .events
         .subscribe(vec![ActorKey::Store(store)], node.settings.live.send_queue)
         .ok_or_else(|| ApiError::unavailable("this node is shutting down"))?;
-    let (res, session, stream) =
-        actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("not_websocket", format!("WebSocket handshake refused: {e}")))?;
-    ensure_renewal(&node);
-    actix_web::rt::spawn(serve(node, sub, session, stream.max_frame_size(MAX_FRAME), permit, crate::actors::store::is_console_event));
+    let renew = node.clone();
+    let res = websocket::accept(&req, MAX_FRAME, move |socket| serve(node, sub, socket, permit, crate::actors::store::is_console_event))
+        .map_err(handshake_refused)?;
+    ensure_renewal(&renew);
     Ok(res)
 }

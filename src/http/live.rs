@@ -18,15 +18,16 @@ use std::net::IpAddr;
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
+use actix_http::ws::{CloseCode, CloseReason, Frame};
 use actix_web::http::{header, StatusCode};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use actix_ws::{CloseCode, CloseReason, Message};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::tenant;
+use super::websocket::{self, WebSocket};
 use crate::actors::shopper::SessionGeneration;
 use crate::cluster::Placement;
 use crate::error::ApiError;
@@ -179,7 +180,7 @@ async fn local_generation(node: &Arc<Node>, store: &StoreId, sid: &SessionId) ->
     node.ask_shopper(store, sid, SessionGeneration).await.map_err(super::errors::actor_error)
 }
 
-async fn socket(node: web::Data<Node>, req: HttpRequest, body: web::Payload) -> Result<HttpResponse, ApiError> {
+async fn socket(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let node = node.into_inner();
     if !node.settings.live.enabled {
         return Err(ApiError::not_found("live updates are off on this node"));
@@ -196,12 +197,11 @@ async fn socket(node: web::Data<Node>, req: HttpRequest, body: web::Payload) -> 
     keys.extend(sid.map(|sid| ActorKey::Shopper(store, sid)));
     let settings = &node.settings.live;
     let sub = node.events.subscribe(keys, settings.send_queue).ok_or_else(|| ApiError::unavailable("this node is shutting down"))?;
-    let (res, session, stream) =
-        actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("not_websocket", format!("WebSocket handshake refused: {e}")))?;
-    ensure_renewal(&node);
     // Console events (drafts) are not for shoppers.
     let pass = |event: &str| !crate::actors::store::is_console_event(event);
-    actix_web::rt::spawn(serve(node, sub, session, stream.max_frame_size(MAX_FRAME), permit, pass));
+    let renew = node.clone();
+    let res = websocket::accept(&req, MAX_FRAME, move |socket| serve(node, sub, socket, permit, pass)).map_err(handshake_refused)?;
+    ensure_renewal(&renew);
     Ok(res)
 }
 
@@ -209,18 +209,11 @@ async fn socket(node: web::Data<Node>, req: HttpRequest, body: web::Payload) -> 
 /// keys' owners) is in place, then events as they come, pings, until either side closes, the
 /// page stops answering, it falls a queue behind, or the node shuts down.
 /// Only events `pass` accepts are sent.
-pub(super) async fn serve(
-    node: Arc<Node>,
-    mut sub: Subscription,
-    mut session: actix_ws::Session,
-    mut stream: actix_ws::MessageStream,
-    _permit: Permit,
-    pass: fn(&str) -> bool,
-) {
+pub(super) async fn serve(node: Arc<Node>, mut sub: Subscription, mut socket: WebSocket, _permit: Permit, pass: fn(&str) -> bool) {
     register_remote(&node, sub.keys()).await;
     let shopper = sub.keys().iter().any(|k| matches!(k, ActorKey::Shopper(..)));
     let hello = json!({"type": "hello", "shopper": shopper}).to_string();
-    if session.text(hello).await.is_err() {
+    if socket.text(&hello).await.is_err() {
         return;
     }
     let settings = &node.settings.live;
@@ -233,24 +226,24 @@ pub(super) async fn serve(
         tokio::select! {
             event = sub.recv() => match event {
                 Some(text) if !pass(&text) => {}
-                Some(text) => match tokio::time::timeout(SEND_TIMEOUT, session.text(&*text)).await {
+                // A frame cut off by the timeout leaves nothing to send a close frame on.
+                Some(text) => match tokio::time::timeout(SEND_TIMEOUT, socket.text(&text)).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(_)) => return,
-                    Err(_) => break Some(close(CloseCode::Again, "too slow")),
+                    Ok(Err(_)) | Err(_) => return,
                 },
                 None if sub.ended_by_close() => break Some(close(CloseCode::Away, "node shutting down")),
                 None => {
                     break Some(close(CloseCode::Again, "too slow"));
                 }
             },
-            frame = stream.recv() => match frame {
-                Some(Ok(Message::Ping(bytes))) => {
+            frame = socket.recv() => match frame {
+                Some(Ok(Frame::Ping(bytes))) => {
                     heard = Instant::now();
-                    if session.pong(&bytes).await.is_err() {
+                    if socket.pong(&bytes).await.is_err() {
                         return;
                     }
                 }
-                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Ok(Frame::Close(_))) | None => break None,
                 Some(Ok(_)) => heard = Instant::now(),
                 Some(Err(_)) => break Some(close(CloseCode::Protocol, "protocol error")),
             },
@@ -258,13 +251,17 @@ pub(super) async fn serve(
                 if heard.elapsed() > idle {
                     break Some(close(CloseCode::Normal, "idle"));
                 }
-                if session.ping(b"").await.is_err() {
+                if socket.ping(b"").await.is_err() {
                     return;
                 }
             }
         }
     };
-    let _ = session.close(reason).await;
+    socket.close(reason).await;
+}
+
+pub(super) fn handshake_refused(why: String) -> ApiError {
+    ApiError::bad_request("not_websocket", format!("WebSocket handshake refused: {why}"))
 }
 
 fn close(code: CloseCode, description: &str) -> CloseReason {

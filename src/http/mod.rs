@@ -18,12 +18,15 @@ pub mod live;
 pub mod observe;
 pub mod operator;
 pub mod proxy;
+pub mod server;
 pub mod session;
 pub mod shop;
 pub mod staff;
 pub mod stats;
 pub mod tenant;
+mod upgrade;
 pub mod webhooks;
+pub mod websocket;
 
 use actix_web::{web, HttpResponse};
 

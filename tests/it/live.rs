@@ -10,6 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use test_support::live::{self, LiveSocket};
+use test_support::ws_wire::{self, Wire};
 use test_support::*;
 
 const TABLE: &str = "edge-security";
@@ -200,6 +201,69 @@ async fn sockets_from_other_sites_and_past_the_caps_are_refused_before_the_upgra
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     again.expect("a place freed by a closed socket").hello().await;
+}
+
+#[tokio::test]
+async fn frames_sent_with_the_handshake_are_answered_and_hostile_frames_close_the_socket() {
+    let node = TestNode::start();
+    node.seed_store("wire", "Wire").await;
+    // A ping in the same write as the handshake is read with the request: it must not be lost
+    // when the connection passes from HTTP to the socket.
+    let mut bytes = ws_wire::handshake(node.addr, "wire", "/live");
+    bytes.extend(ws_wire::frame(ws_wire::PING, b"early", true));
+    let mut wire = Wire::send(node.addr, &bytes).await;
+    let head = wire.head(Duration::from_secs(10)).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let (mut hello, mut pong) = (None, None);
+    while hello.is_none() || pong.is_none() {
+        let (opcode, payload) = wire.next_frame(Duration::from_secs(5)).await.expect("the hello and the pong");
+        match opcode {
+            ws_wire::TEXT => hello = Some(serde_json::from_slice::<Value>(&payload).expect("JSON event")),
+            ws_wire::PONG => pong = Some(payload),
+            _ => {}
+        }
+    }
+    assert_eq!(hello.expect("hello")["type"], "hello");
+    assert_eq!(pong.as_deref(), Some(&b"early"[..]), "the early ping is answered");
+
+    // Pages send pongs and nothing large; clients must mask their frames (RFC 6455 5.1).
+    let cases = [
+        ("a frame past the socket's size cap", ws_wire::frame(ws_wire::TEXT, &[b'x'; 64 * 1024], true)),
+        ("an unmasked client frame", ws_wire::frame(ws_wire::TEXT, b"hi", false)),
+    ];
+    for (case, frame) in cases {
+        let mut wire = Wire::send(node.addr, &ws_wire::handshake(node.addr, "wire", "/live")).await;
+        assert!(wire.head(Duration::from_secs(10)).await.starts_with("HTTP/1.1 101"), "{case}");
+        wire.write(&frame).await;
+        assert_eq!(wire.close_code(Duration::from_secs(5)).await, Some(1002), "{case}: closed as a protocol error");
+        table::record(TABLE, "live-sockets", case, "refused");
+    }
+    // The node still serves sockets.
+    socket(&node, "wire", None).await;
+}
+
+#[tokio::test]
+async fn a_request_asking_for_an_upgrade_elsewhere_gets_its_answer_and_a_closed_connection() {
+    let node = TestNode::start();
+    node.seed_store("wire", "Wire").await;
+    // A page asked for with `Upgrade: websocket`: the page itself; the connection cannot go
+    // back to serving HTTP after it, so it closes.
+    let request = String::from_utf8(ws_wire::handshake(node.addr, "wire", "/")).expect("ascii");
+    let mut wire = Wire::send(node.addr, request.as_bytes()).await;
+    let head = wire.head(Duration::from_secs(10)).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let body = String::from_utf8_lossy(&wire.rest(Duration::from_secs(10)).await).to_string();
+    assert!(body.contains("Wire"), "the store's page: {body}");
+
+    // A handshake without its key: refused with the uniform body, connection closed.
+    let request = request.replace("/ HTTP/1.1", "/live HTTP/1.1").replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
+    let mut wire = Wire::send(node.addr, request.as_bytes()).await;
+    let head = wire.head(Duration::from_secs(10)).await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let body: Value = serde_json::from_slice(&wire.rest(Duration::from_secs(10)).await).expect("JSON error body");
+    assert_error_body(&body, "not_websocket");
+    table::record(TABLE, "live-sockets", "handshake without Sec-WebSocket-Key", "refused");
 }
 
 #[tokio::test]
