@@ -45,8 +45,12 @@ async fn steps(node: Arc<Node>, server: actix_web::dev::ServerHandle) {
     // Open pages' sockets close first (1001 "going away"): they would hold the server's
     // graceful stop until its timeout, and their pages reconnect to another node.
     node.events.close();
+    // Sockets run in tasks of their own, which the server's stop would drop mid-close.
+    let sockets_closed = crate::http::live::all_closed(crate::http::websocket::CLOSE_BOUND);
     if node.cluster.enabled() {
-        hand_off(&node).await;
+        futures::join!(hand_off(&node), sockets_closed);
+    } else {
+        sockets_closed.await;
     }
     // Stops accepting; waits for requests in flight (actix's own shutdown timeout bounds it).
     server.stop(true).await;

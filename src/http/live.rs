@@ -102,6 +102,14 @@ impl Permit {
     }
 }
 
+/// Waits until every socket of this node has closed, or `within` has passed.
+pub async fn all_closed(within: Duration) {
+    let deadline = Instant::now() + within;
+    while SOCKETS.lock().total > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn too_many(scope: &'static str, cap: usize) -> ApiError {
     ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_sockets", format!("at most {cap} live sockets per {scope}"))
         .with_details(json!({"scope": scope, "limit": cap, "retryAfterSecs": 30}))

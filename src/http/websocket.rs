@@ -21,8 +21,9 @@ use tokio_util::codec::{Decoder, Encoder};
 
 /// Bytes read per wake-up: the frames these sockets accept are small.
 const READ_CHUNK: usize = 2048;
-/// How long a closing socket waits for the peer to end the connection after its close frame.
-const LINGER: Duration = Duration::from_secs(2);
+/// How long closing a socket may take: its close frame written, then the peer's end of the
+/// connection awaited.
+pub const CLOSE_BOUND: Duration = Duration::from_secs(2);
 
 /// What runs on an accepted socket's connection once the 101 is written. Carried from the
 /// handler to the upgrade path in the response's extensions.
@@ -118,15 +119,15 @@ impl WebSocket {
         self.io.write_all(&frame).await
     }
 
-    /// Sends a close frame, ends the sending side, and waits up to [`LINGER`] for the peer to
-    /// end the connection: closing a socket with unread bytes would reset it, and the peer
-    /// could lose the close frame.
+    /// Sends a close frame, ends the sending side, and waits for the peer to end the
+    /// connection, all within [`CLOSE_BOUND`]: closing a socket with unread bytes would reset
+    /// it, and the peer could lose the close frame.
     pub async fn close(mut self, reason: Option<CloseReason>) {
-        if self.send(Message::Close(reason)).await.is_err() {
-            return;
-        }
-        let _ = self.io.shutdown().await;
-        let _ = tokio::time::timeout(LINGER, async {
+        let _ = tokio::time::timeout(CLOSE_BOUND, async {
+            if self.send(Message::Close(reason)).await.is_err() {
+                return;
+            }
+            let _ = self.io.shutdown().await;
             let mut sink = [0u8; 512];
             while matches!(self.io.read(&mut sink).await, Ok(n) if n > 0) {}
         })
