@@ -107,6 +107,9 @@ pub struct ShopperActor {
     /// The due time this instance last wrote to the catalog's alarm index (see
     /// `schedule_cart_expiry`). Only this actor changes its own hint, except FireAlarms.
     alarm_hint_ms: Option<i64>,
+    /// The due time of the cart-expiry alarm this instance last wrote to its own file (see
+    /// `schedule_cart_expiry`); forgotten whenever alarms fire.
+    cart_alarm_ms: Option<i64>,
     /// The state version the file's saved pages (`html_cache`) were rendered for, and whether
     /// pages were rendered since: passivation rewrites them only when something changed, so a
     /// wake that only reads costs no commit when the actor sleeps again.
@@ -135,6 +138,7 @@ impl ShopperActor {
             cached_pages: Vec::new(),
             delivering: Default::default(),
             alarm_hint_ms: None,
+            cart_alarm_ms: None,
             saved_pages_version: 0,
             rendered_since_save: false,
             blocks_cart: None,

@@ -102,10 +102,12 @@ fn cart_body<'a, M>(
     CartBody { checkout_key: None, count, currency: currency.code(), items, subtotal: money(subtotal), subtotal_minor: subtotal }
 }
 
-/// The cart as the API returns it: amounts as decimal strings and integer minor units.
-pub fn api_cart<'a>(lines: impl IntoIterator<Item = (&'a ProductId, i64)>, snap: &'a StoreSnapshot) -> serde_json::Result<CartJson> {
+/// The cart as the API returns it (amounts as decimal strings and integer minor units), and
+/// its item count.
+pub fn api_cart<'a>(lines: impl IntoIterator<Item = (&'a ProductId, i64)>, snap: &'a StoreSnapshot) -> serde_json::Result<(CartJson, i64)> {
     let currency = &snap.settings.currency;
-    serde_json::value::to_raw_value(&cart_body(lines, snap, |minor| currency.format_plain(minor)))
+    let body = cart_body(lines, snap, |minor| currency.format_plain(minor));
+    Ok((serde_json::value::to_raw_value(&body)?, body.count))
 }
 
 /// A cart as blocks see it, and its item count. Blocks get amounts in major units as numbers.

@@ -7,29 +7,27 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use crate::sqlite::StorageResult;
 
 pub fn set(tx: &Transaction<'_>, name: &str, due_ms: i64) -> StorageResult<()> {
-    tx.execute(
-        "INSERT INTO alarms (name, due_ms) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET due_ms = excluded.due_ms",
-        params![name, due_ms],
-    )?;
+    tx.prepare_cached("INSERT INTO alarms (name, due_ms) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET due_ms = excluded.due_ms")?
+        .execute(params![name, due_ms])?;
     Ok(())
 }
 
 pub fn clear(tx: &Transaction<'_>, name: &str) -> StorageResult<()> {
-    tx.execute("DELETE FROM alarms WHERE name = ?1", [name])?;
+    tx.prepare_cached("DELETE FROM alarms WHERE name = ?1")?.execute([name])?;
     Ok(())
 }
 
 /// Alarms due at `now_ms`, removed from the table in the same transaction.
 pub fn take_due(tx: &Transaction<'_>, now_ms: i64) -> StorageResult<Vec<String>> {
     let names: Vec<String> = {
-        let mut stmt = tx.prepare("SELECT name FROM alarms WHERE due_ms <= ?1 ORDER BY due_ms")?;
+        let mut stmt = tx.prepare_cached("SELECT name FROM alarms WHERE due_ms <= ?1 ORDER BY due_ms")?;
         let rows = stmt.query_map([now_ms], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
-    tx.execute("DELETE FROM alarms WHERE due_ms <= ?1", [now_ms])?;
+    tx.prepare_cached("DELETE FROM alarms WHERE due_ms <= ?1")?.execute([now_ms])?;
     Ok(names)
 }
 
 pub fn next_due(conn: &Connection) -> StorageResult<Option<i64>> {
-    Ok(conn.query_row("SELECT min(due_ms) FROM alarms", [], |r| r.get::<_, Option<i64>>(0)).optional()?.flatten())
+    Ok(conn.prepare_cached("SELECT min(due_ms) FROM alarms")?.query_row([], |r| r.get::<_, Option<i64>>(0)).optional()?.flatten())
 }

@@ -139,6 +139,18 @@ impl EventHub {
         }
     }
 
+    /// [`publish`](Self::publish) of the event `make` builds, built only when a subscriber here
+    /// or a node's interest in `key` would receive it.
+    pub fn publish_with(&self, key: &ActorKey, make: impl FnOnce() -> Event) {
+        let listened = {
+            let inner = self.inner.lock();
+            inner.local.contains_key(key) || inner.remote.contains_key(key)
+        };
+        if listened {
+            self.publish(key, make());
+        }
+    }
+
     /// Hands `event` to this node's subscribers of `key` only (an event relayed from its owner).
     /// A subscriber whose queue is full is dropped from every key it had.
     pub fn deliver(&self, key: &ActorKey, event: Event) {

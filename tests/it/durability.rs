@@ -62,6 +62,33 @@ async fn idle_carts_expire_by_alarm_even_across_a_restart() {
     wait_until("cart b to expire after restart", Duration::from_secs(15), || async { cart_count(&b).await == 0 }).await;
 }
 
+/// A cart change does not rewrite an expiry alarm that is already due earlier: the alarm that
+/// fires before the cart has been idle long enough re-arms itself instead of emptying it.
+#[tokio::test]
+async fn a_cart_changed_after_its_alarm_was_set_expires_only_once_idle_long_enough() {
+    let env = [
+        ("VITRINA_SHOPPER__CART_IDLE_TTL_SECS", "4"),
+        ("VITRINA_ACTORS__ALARM_POLL_MS", "100"),
+        ("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", "600"),
+    ];
+    let node = TestNode::start_with(&env);
+    node.seed_store("rearm", "Rearm").await;
+    let c = node.shopper("rearm");
+    let first = std::time::Instant::now();
+    c.add_to_cart("mug", 1).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    c.add_to_cart("mug", 1).await;
+    let second = std::time::Instant::now();
+    // Past the first change's expiry (its alarm has fired), well before the second's.
+    tokio::time::sleep((first + Duration::from_millis(5000)).saturating_duration_since(std::time::Instant::now())).await;
+    let count = cart_count(&c).await;
+    if second.elapsed() < Duration::from_millis(3500) {
+        assert_eq!(count, 2, "the cart was emptied less than its idle time after its last change");
+    }
+    wait_until("the cart to expire", Duration::from_secs(15), || async { cart_count(&c).await == 0 }).await;
+    assert!(second.elapsed() >= Duration::from_secs(4), "expired {:?} after the last change", second.elapsed());
+}
+
 #[tokio::test]
 async fn an_idle_actor_drops_its_isolate_but_keeps_its_state() {
     let node = TestNode::start_with(&[("VITRINA_ACTORS__ISOLATE_IDLE_SECS", "1"), ("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", "600")]);

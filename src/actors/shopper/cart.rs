@@ -43,8 +43,9 @@ pub(super) struct BlocksCart {
 }
 
 impl ShopperActor {
-    /// The cart as the API returns it: amounts as decimal strings and integer minor units.
-    fn cart_view(&self, snap: &StoreSnapshot) -> Result<CartJson, ShopperError> {
+    /// The cart as the API returns it (amounts as decimal strings and integer minor units),
+    /// and its item count.
+    fn cart_view(&self, snap: &StoreSnapshot) -> Result<(CartJson, i64), ShopperError> {
         Ok(render::cart::api_cart(self.cart_lines(), snap).map_err(StorageError::from)?)
     }
 
@@ -69,17 +70,12 @@ impl ShopperActor {
 
     /// Tells this shopper's open pages (any tab, on any node) its cart changed: the item count,
     /// and the cart as the API returns it when the caller has it (an emptied cart has none).
-    pub(super) fn publish_cart(&self, cart: Option<&CartJson>) {
-        #[derive(serde::Deserialize)]
-        struct Count {
-            count: i64,
-        }
-        let count = cart.and_then(|c| serde_json::from_str::<Count>(c.get()).ok()).map_or(0, |c| c.count);
-        let event = match cart {
-            Some(cart) => format!(r#"{{"type":"cart","count":{count},"cart":{}}}"#, cart.get()),
-            None => format!(r#"{{"type":"cart","count":{count}}}"#),
-        };
-        self.node.events.publish(&self.key(), event.into());
+    /// Nothing is built when no page listens (most writes).
+    pub(super) fn publish_cart(&self, cart: Option<(&CartJson, i64)>) {
+        self.node.events.publish_with(&self.key(), || match cart {
+            Some((cart, count)) => format!(r#"{{"type":"cart","count":{count},"cart":{}}}"#, cart.get()).into(),
+            None => r#"{"type":"cart","count":0}"#.into(),
+        });
     }
 
     /// (product, quantity) for each line, in the cart's order.
@@ -88,28 +84,39 @@ impl ShopperActor {
     }
 
     /// Persists the cart-expiry alarm: the node's hint first, then the actor's own row.
-    /// `known_hint` is what this instance last wrote to the index. The index keeps the earliest
-    /// time it is given and a cart change only moves expiry later, so the write is skipped when
-    /// an earlier hint is known to be there: the catalog is one SQLite file for the whole node,
-    /// and writing it on every cart change serialised all add-to-cart commits behind its write
-    /// lock. Returns the hint now in the index.
+    /// `known` is what this instance last wrote: (the hint in the index, the due time in its own
+    /// alarm table). The index keeps the earliest time it is given and a cart change only moves
+    /// expiry later, so the write is skipped when an earlier hint is known to be there: the
+    /// catalog is one SQLite file for the whole node, and writing it on every cart change
+    /// serialised all add-to-cart commits behind its write lock. The own row is skipped the same
+    /// way when `refreshes` (the change set a line's `updated_at` to now): an alarm that fires
+    /// before the cart has been idle long enough re-arms itself from the lines' `updated_at`
+    /// (`FireAlarms`), so an earlier due time costs one early wake-up instead of a page written
+    /// with every cart change. Returns what is now in the index and the table.
     fn schedule_cart_expiry(
         catalog: &NodeCatalog,
         idle_ttl_ms: i64,
         key: &ActorKey,
         tx: &rusqlite::Transaction<'_>,
-        known_hint: Option<i64>,
-    ) -> Result<i64, StorageError> {
+        known: (Option<i64>, Option<i64>),
+        refreshes: bool,
+    ) -> Result<(i64, i64), StorageError> {
         let due = now_ms() + idle_ttl_ms;
-        let hint = match known_hint {
+        let hint = match known.0 {
             Some(hint) if hint <= due => hint,
             _ => {
                 catalog.set_alarm_hint(key, due)?;
                 due
             }
         };
-        alarms::set(tx, CART_EXPIRY_ALARM, due)?;
-        Ok(hint)
+        let alarm = match known.1 {
+            Some(armed) if refreshes && armed <= due => armed,
+            _ => {
+                alarms::set(tx, CART_EXPIRY_ALARM, due)?;
+                due
+            }
+        };
+        Ok((hint, alarm))
     }
 }
 
@@ -119,7 +126,7 @@ impl Handler<GetCart> for ShopperActor {
         self.touch();
         AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(self.snapshot_future()).map(|snap, act, _| {
             let snap = snap?;
-            act.cart_view(&snap)
+            act.cart_view(&snap).map(|(cart, _)| cart)
         })))
     }
 }
@@ -177,24 +184,25 @@ impl Handler<ChangeCart> for ShopperActor {
                 let node = act.node.clone();
                 let key = act.key();
                 let (p, now) = (product.clone(), now_ms());
-                let known_hint = act.alarm_hint_ms;
+                let known = (act.alarm_hint_ms, act.cart_alarm_ms);
                 let idle_ttl_ms = act.node.settings.shopper.cart_idle_ttl_secs as i64 * 1000;
                 let commit = act.write(move |tx| {
                     repo::set_cart_line(tx, &p, quantity, now)?;
-                    Ok(ShopperActor::schedule_cart_expiry(&node.catalog, idle_ttl_ms, &key, tx, known_hint)?)
+                    Ok(ShopperActor::schedule_cart_expiry(&node.catalog, idle_ttl_ms, &key, tx, known, quantity > 0)?)
                 });
                 let durability = snap.settings.durability;
                 fut::wrap_future::<_, Self>(commit)
                     .map(move |committed, act, _| {
-                        act.alarm_hint_ms = Some(committed?);
+                        let (hint, alarm) = committed?;
+                        (act.alarm_hint_ms, act.cart_alarm_ms) = (Some(hint), Some(alarm));
                         if quantity == 0 {
                             act.cart.remove(&product);
                         } else {
                             act.cart.insert(product, CartLine { quantity, updated_at: now });
                         }
                         act.state_changed();
-                        let cart = act.cart_view(&snap)?;
-                        act.publish_cart(Some(&cart));
+                        let (cart, count) = act.cart_view(&snap)?;
+                        act.publish_cart(Some((&cart, count)));
                         Ok(cart)
                     })
                     .then(move |result, act, _| act.acknowledged(result, Some(durability)))

@@ -83,6 +83,7 @@ impl Handler<FireAlarms> for ShopperActor {
     fn handle(&mut self, _: FireAlarms, _: &mut Context<Self>) -> Self::Result {
         // The hint is replaced below: forget what this instance knew of it.
         self.alarm_hint_ms = None;
+        self.cart_alarm_ms = None;
         // No file (never written, or deleted by the sweeper): no alarm is set, and writing the
         // alarm table would create a file for nothing.
         if self.db.as_ref().is_some_and(|db| !db.exists()) {
