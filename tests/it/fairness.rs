@@ -604,3 +604,35 @@ async fn a_worker_started_after_the_executable_was_replaced_runs_the_nodes_own_c
     let _ = started.child.kill();
     let _ = started.child.wait();
 }
+
+/// A worker killed from outside between pages (an operator, the OOM killer) may still be
+/// dying when the next page is sent to it. That page ran nothing there: it must run whole in
+/// a new worker, not lose a block to `engine-crashed`.
+#[tokio::test]
+async fn a_worker_killed_between_pages_costs_the_next_page_nothing() {
+    // Every page rendered: no cached first-visit or personal page stands in for one.
+    let node = TestNode::start_with(&[
+        ("VITRINA_RENDER__THREADS", "1"),
+        ("VITRINA_CACHE__PERSONAL_HTML_TTL_SECS", "0"),
+        ("VITRINA_CACHE__ANONYMOUS_PAGE_MAX_BYTES", "0"),
+    ]);
+    node.seed_store("steady", "Steady").await;
+    let page = || async {
+        let res = node.shopper("steady").get(node.base("steady")).header("accept", "text/html").send().await.unwrap();
+        (res.status(), res.text().await.unwrap())
+    };
+    assert_eq!(page().await.0, 200);
+    for round in 0..10 {
+        let workers = test_support::procfs::children(node.pid());
+        assert_eq!(workers.len(), 1, "round {round}: {workers:?}");
+        // SAFETY: kill(2) on the node's child this test just read.
+        assert_eq!(unsafe { libc::kill(workers[0] as i32, libc::SIGKILL) }, 0);
+        let (status, html) = page().await;
+        assert_eq!(status, 200, "round {round}");
+        let failed = html.find("class=\"v-block v-block-failed\"").map(|at| &html[at..html.len().min(at + 400)]);
+        assert_eq!(failed, None, "round {round}: a block failed");
+        let now = test_support::procfs::children(node.pid());
+        assert!(now.len() == 1 && now != workers, "round {round}: the page ran in a new worker: {now:?}");
+    }
+    test_support::table::record("containment", "cpu-fairness", "render worker killed between pages", "contained");
+}

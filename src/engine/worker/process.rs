@@ -191,6 +191,22 @@ impl WorkerProcess {
     pub fn exited(&mut self) -> bool {
         !matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Whether the worker ends, within `within`, by a SIGKILL this process did not send (an
+    /// operator, the OOM killer): a block cannot raise it, a crash of the worker's own is
+    /// another signal or an exit code. Polls: a dying worker closes its pipes before it has
+    /// finished unmapping its heap.
+    pub fn killed_from_outside(&mut self, within: Duration) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.signal() == Some(libc::SIGKILL),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                _ => return false,
+            }
+        }
+    }
 }
 
 impl Drop for WorkerProcess {

@@ -15,6 +15,8 @@ use crate::engine::{BlockEngine, BlockFailure, BlockOutcome, BlockToRender, Stor
 const CHECK_EVERY: Duration = Duration::from_millis(5);
 /// After a failed start, how long a thread renders placeholders before it tries again.
 const RESTART_BACKOFF: Duration = Duration::from_millis(500);
+/// How long a worker whose pipes closed is given to finish exiting, to learn how it ended.
+const EXIT_WAIT: Duration = Duration::from_millis(100);
 
 static NEXT_ENGINE: AtomicU64 = AtomicU64::new(1);
 
@@ -41,12 +43,16 @@ impl BlockEngine for RemoteEngine {
     /// Runs the page in this thread's worker. When the worker is killed or dies under a block,
     /// that block fails and the blocks after it run in a new worker, within what is left of the
     /// page's budget: a hostile block costs its own place on the page, not its neighbours'.
+    /// A worker killed from outside (SIGKILL: an operator, the OOM killer; often between
+    /// pages, still dying when the page was sent) before it answered anything of the page costs
+    /// no block: the page runs again in a new worker, once.
     fn render(&mut self, data: &StoreRenderData, ctx_json: &str, blocks: &[BlockToRender<'_>], limits: &RenderLimits) -> Vec<BlockOutcome> {
         let Some(config) = config() else {
             return unavailable(blocks, "render workers are not enabled");
         };
         let mut outcomes = Vec::with_capacity(blocks.len());
         let mut cpu = Duration::ZERO;
+        let mut retried = false;
         self.measured = None;
         while outcomes.len() < blocks.len() {
             let left = limits.page_cpu().saturating_sub(cpu);
@@ -60,8 +66,16 @@ impl BlockEngine for RemoteEngine {
             };
             let limits = RenderLimits { page_cpu_ms: left.as_millis().max(1) as u64, ..*limits };
             let page = Page { engine: self.id, store: &self.store, data, ctx_json, blocks: &blocks[outcomes.len()..], limits };
-            let run = supervise(&mut worker, config, &page);
+            let mut run = supervise(&mut worker, config, &page);
             cpu += run.cpu;
+            let killed_before_any = matches!(run.ending, Ending::Broken) && run.arrived == 0 && !retried;
+            if killed_before_any && worker.killed_from_outside(EXIT_WAIT) {
+                retried = true;
+                run.outcomes.clear();
+                crate::metrics::incr("vitrina_render_worker_kills_total", &[("reason", "exited")]);
+                worker.kill();
+                continue;
+            }
             outcomes.extend(run.outcomes);
             match run.ending {
                 Ending::Done => {
@@ -141,6 +155,8 @@ impl Ending {
 
 struct Run {
     outcomes: Vec<BlockOutcome>,
+    /// Of `outcomes`, those the worker sent (the last may be the cut-short block's failure).
+    arrived: usize,
     cpu: Duration,
     measured: Option<u64>,
     ending: Ending,
@@ -152,7 +168,8 @@ struct Run {
 /// `engine-crashed` if the worker died); the ones after it get none.
 fn supervise(worker: &mut WorkerProcess, config: &WorkerConfig, page: &Page<'_>) -> Run {
     let started = Instant::now();
-    let mut run = Run { outcomes: Vec::with_capacity(page.blocks.len()), cpu: Duration::ZERO, measured: None, ending: Ending::Done };
+    let mut run =
+        Run { outcomes: Vec::with_capacity(page.blocks.len()), arrived: 0, cpu: Duration::ZERO, measured: None, ending: Ending::Done };
     if worker.await_ready(config.io_timeout).is_err() {
         run.ending = Ending::Broken;
         return finish(run, page.blocks.len());
@@ -197,6 +214,7 @@ fn supervise(worker: &mut WorkerProcess, config: &WorkerConfig, page: &Page<'_>)
                 crate::metrics::add("vitrina_isolates_prewarmed_total", &[], prewarmed.into());
                 crate::metrics::add("vitrina_isolates_reused_total", &[], reused.into());
                 run.cpu = worker.cpu().saturating_sub(cpu_at_start);
+                run.arrived = run.outcomes.len();
                 return run;
             }
             Ok(Some(_)) | Err(_) => {
@@ -228,6 +246,7 @@ fn send_page(worker: &mut WorkerProcess, config: &WorkerConfig, page: &Page<'_>,
 /// The outcome of the block that was running when a page was cut short (the blocks after it
 /// are the caller's to run elsewhere).
 fn finish(mut run: Run, blocks: usize) -> Run {
+    run.arrived = run.outcomes.len();
     let running = match run.ending {
         Ending::OverBudget | Ending::OverTime => BlockFailure::Timeout,
         _ => BlockFailure::Crashed,
