@@ -123,7 +123,10 @@ pub async fn start(node: Arc<dyn Host>) -> anyhow::Result<()> {
             Err(e) => tracing::warn!(%addr, error = %e, "catalog pull before joining failed"),
         }
     }
-    let etcd = crate::coordination::etcd::Etcd::start(&settings.etcd, cluster.id.as_str(), &cluster.addr).await?;
+    // Without an advertised name, the address other nodes reach this one at is the one it
+    // listens on.
+    let bound_here = settings.advertise.as_deref().is_none_or(str::is_empty);
+    let etcd = crate::coordination::etcd::Etcd::start(&settings.etcd, cluster.id.as_str(), &cluster.addr, bound_here).await?;
     let mut membership = etcd.membership();
     let current = membership.borrow_and_update().clone();
     cluster.join_with(Arc::new(etcd), current);

@@ -38,6 +38,12 @@ struct HolderRecord {
     previous: Vec<String>,
 }
 
+/// Beyond twice the TTL, how long a previous lease of this node's id may take to expire
+/// before the id is taken to be in use.
+const PREVIOUS_LEASE_SLACK: Duration = Duration::from_secs(2);
+/// How long a previous holder's address has to accept a connection to count as maybe live.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Earlier holders a record remembers: a key's file has long been pushed or pulled by then.
 const PREVIOUS_HOLDERS: usize = 4;
 
@@ -123,6 +129,38 @@ impl Inner {
     }
 
     /// Grants a lease and puts this node's member key on it.
+    /// A member key of this id on a lease is this node's from before a restart, or another
+    /// live process's that was given the same id. Ending the lease of a live holder would let
+    /// it acknowledge writes on shards this node then takes, until its next renewal fails; so
+    /// the lease is revoked (its shards free at once) only when its holder cannot be serving:
+    /// its address is the one this process now listens on, or refuses connections. Otherwise
+    /// this waits for the lease to expire, and refuses to start if something keeps renewing it.
+    async fn end_previous_lease(&self, addr_is_bound_here: bool) -> anyhow::Result<()> {
+        let key = self.member_key(&self.id);
+        let Ok(old) = self.gateway.range(&key, false).await else { return Ok(()) };
+        let Some(kv) = old.kvs.into_iter().find(|kv| kv.lease != 0) else { return Ok(()) };
+        let holder = serde_json::from_slice::<Member>(&kv.value).map(|m| m.addr).unwrap_or_default();
+        let serving = !(addr_is_bound_here && holder == self.addr) && may_be_serving(&holder).await;
+        if !serving {
+            let _ = self.gateway.lease_revoke(kv.lease).await;
+            return Ok(());
+        }
+        tracing::warn!(id = %self.id, %holder, "this node id's lease is held by a process that may be live; waiting for it to expire");
+        let until = Instant::now() + self.ttl * 2 + PREVIOUS_LEASE_SLACK;
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            match self.gateway.range(&key, false).await {
+                Ok(now) if !now.kvs.iter().any(|k| k.lease == kv.lease) => return Ok(()),
+                _ => {}
+            }
+        }
+        anyhow::bail!(
+            "node id {:?} is in use: its lease in etcd is still renewed by a node at {holder}; give this node another --node-id \
+             (cluster.node_id)",
+            self.id
+        )
+    }
+
     async fn establish(&self) -> Result<(), GatewayError> {
         let sent = Instant::now();
         let (id, _) = self.gateway.lease_grant(self.ttl.as_secs().max(1)).await?;
@@ -407,7 +445,9 @@ impl Inner {
 impl Etcd {
     /// Joins: grants this node's lease, puts its member key, reads the members, and starts
     /// renewing the lease and watching the members.
-    pub async fn start(settings: &EtcdSettings, id: &str, addr: &str) -> anyhow::Result<Etcd> {
+    /// `addr_is_bound_here`: `addr` is the address this process listens on (not an advertised
+    /// name), so no other live process can be serving at it.
+    pub async fn start(settings: &EtcdSettings, id: &str, addr: &str, addr_is_bound_here: bool) -> anyhow::Result<Etcd> {
         let gateway = Gateway::new(&settings.endpoints, Duration::from_millis(settings.request_timeout_ms.max(100)))?;
         let ttl = Duration::from_secs(settings.lease_ttl_secs.max(2));
         let inner = Arc::new(Inner {
@@ -423,14 +463,7 @@ impl Etcd {
             membership: tokio::sync::watch::Sender::new(Arc::new(Membership::default())),
             left: std::sync::atomic::AtomicBool::new(false),
         });
-        // A member key of this id on another lease is this node's from before a restart (ids
-        // are unique per node): end that lease, so the shards on it are free at once rather
-        // than after its TTL.
-        if let Ok(old) = inner.gateway.range(&inner.member_key(id), false).await {
-            for kv in old.kvs.iter().filter(|kv| kv.lease != 0) {
-                let _ = inner.gateway.lease_revoke(kv.lease).await;
-            }
-        }
+        inner.end_previous_lease(addr_is_bound_here).await?;
         inner.establish().await.map_err(|e| anyhow::anyhow!("cannot join through etcd at {:?}: {e}", settings.endpoints))?;
         let mut rx = inner.membership.subscribe();
         let tasks = vec![tokio::spawn(inner.clone().keep_alive()), tokio::spawn(inner.clone().watch_members())];
@@ -540,5 +573,14 @@ impl Coordination for Etcd {
 
     fn resign(&self) -> BoxFuture<'_, CoordinationResult<()>> {
         Box::pin(self.inner.resign())
+    }
+}
+
+/// Whether something accepts connections at `addr`: a refusal means no process serves there
+/// (a paused one still accepts; its TTL decides).
+async fn may_be_serving(addr: &str) -> bool {
+    match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Err(e)) => e.kind() != std::io::ErrorKind::ConnectionRefused,
+        _ => true,
     }
 }

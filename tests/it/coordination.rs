@@ -152,8 +152,8 @@ async fn calls_fail_over_to_an_endpoint_that_answers() {
 async fn members_see_each_other_and_a_shard_has_one_owner_at_a_time() {
     let Some(etcd) = EtcdCluster::start(1).await else { return };
     let s = settings(&etcd, "/c1", 5);
-    let a = Etcd::start(&s, "a", "127.0.0.1:1001").await.unwrap();
-    let b = Etcd::start(&s, "b", "127.0.0.1:1002").await.unwrap();
+    let a = Etcd::start(&s, "a", "127.0.0.1:1001", false).await.unwrap();
+    let b = Etcd::start(&s, "b", "127.0.0.1:1002", false).await.unwrap();
     let mut view = a.membership();
     tokio::time::timeout(Duration::from_secs(5), view.wait_for(|m| m.members.len() == 2)).await.unwrap().unwrap();
     let seen = view.borrow().clone();
@@ -194,7 +194,7 @@ async fn members_see_each_other_and_a_shard_has_one_owner_at_a_time() {
     tokio::time::timeout(Duration::from_secs(5), view_b.wait_for(|m| !m.members.contains_key("a"))).await.unwrap().unwrap();
     b.remove("a").await.unwrap();
     b.release(7, second.token).await.unwrap();
-    let c = Etcd::start(&s, "c", "127.0.0.1:1003").await.unwrap();
+    let c = Etcd::start(&s, "c", "127.0.0.1:1003", false).await.unwrap();
     let third = c.acquire(7).await.unwrap();
     assert_eq!(third.previous_holders, vec!["b".to_string()], "a's files were declared lost");
 }
@@ -203,8 +203,8 @@ async fn members_see_each_other_and_a_shard_has_one_owner_at_a_time() {
 async fn an_expired_lease_takes_the_shards_with_it() {
     let Some(etcd) = EtcdCluster::start(1).await else { return };
     let s = settings(&etcd, "/c2", 2);
-    let a = Etcd::start(&s, "a", "127.0.0.1:1001").await.unwrap();
-    let b = Etcd::start(&s, "b", "127.0.0.1:1002").await.unwrap();
+    let a = Etcd::start(&s, "a", "127.0.0.1:1001", false).await.unwrap();
+    let b = Etcd::start(&s, "b", "127.0.0.1:1002", false).await.unwrap();
     let held = a.acquire(3).await.unwrap();
     // Someone ends a's lease (as etcd does when a's renewals stop arriving).
     let lease = a.lease_id().unwrap();
@@ -224,7 +224,7 @@ async fn an_expired_lease_takes_the_shards_with_it() {
 async fn a_node_cut_off_from_etcd_stops_holding_before_its_lease_can_expire() {
     let Some(mut etcd) = EtcdCluster::start(1).await else { return };
     let s = settings(&etcd, "/c3", 3);
-    let a = Etcd::start(&s, "a", "127.0.0.1:1001").await.unwrap();
+    let a = Etcd::start(&s, "a", "127.0.0.1:1001", false).await.unwrap();
     let held = a.acquire(1).await.unwrap();
     assert_eq!(a.lease_health(), LeaseHealth::Live);
     etcd.pause(0);
@@ -237,4 +237,43 @@ async fn a_node_cut_off_from_etcd_stops_holding_before_its_lease_can_expire() {
     etcd.resume(0);
     // Back: either the lease survived (same token) or a new one was granted (shard gone).
     eventually("a lease again", Duration::from_secs(10), || a.lease_health() == LeaseHealth::Live).await;
+}
+
+/// A node id's previous lease is ended at once only when its holder cannot be serving; a
+/// holder that may be live (its address accepts) keeps it until it expires, and one that keeps
+/// renewing makes the newcomer refuse to start: two live processes never both hold one id.
+#[tokio::test]
+async fn a_node_id_in_use_is_not_taken_from_a_live_holder() {
+    let Some(etcd) = EtcdCluster::start(1).await else { return };
+    let s = settings(&etcd, "/c4", 2);
+    // Its address accepts connections (the kernel's backlog, as for a paused process).
+    let listening = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let live_addr = listening.local_addr().unwrap().to_string();
+
+    // Renewing: the newcomer with the same id waits, then refuses, naming the setting.
+    let live = Etcd::start(&s, "a", &live_addr, false).await.unwrap();
+    let held = live.acquire(5).await.unwrap();
+    let started = Instant::now();
+    let refused = Etcd::start(&s, "a", "127.0.0.1:1011", false).await.err().expect("a second live holder of one id was admitted");
+    assert!(refused.to_string().contains("in use") && refused.to_string().contains("node_id"), "{refused}");
+    assert!(started.elapsed() >= Duration::from_secs(4), "refused only after the lease had two TTLs to expire");
+    assert!(live.holds(5, held.token), "the live holder keeps its shard");
+
+    // Stopped renewing (paused) but still accepting: the newcomer waits for the TTL, no less.
+    drop(live);
+    let started = Instant::now();
+    let newcomer = Etcd::start(&s, "a", "127.0.0.1:1012", false).await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1000), "took a possibly live holder's lease after {waited:?}");
+    let b = Etcd::start(&s, "b", "127.0.0.1:1013", false).await.unwrap();
+    assert!(b.acquire(5).await.unwrap().token > held.token);
+
+    // Gone (its address refuses): the lease ends at once, as after a crash and restart.
+    let lease = newcomer.lease_id().unwrap();
+    drop(newcomer);
+    let started = Instant::now();
+    let restarted = Etcd::start(&s, "a", "127.0.0.1:1014", false).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(1500), "waited {:?} for a dead holder", started.elapsed());
+    assert_ne!(restarted.lease_id(), Some(lease));
+    drop(listening);
 }

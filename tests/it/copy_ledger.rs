@@ -35,8 +35,8 @@ async fn only_the_shards_current_owner_moves_a_copy_pointer() {
     let ledger = EtcdLedger::new(FencedRecords::new(&settings).unwrap(), SHARDS);
     assert_eq!(ledger.current(&key).await.unwrap(), None);
 
-    let a = Etcd::start(&settings, "a", "127.0.0.1:1").await.unwrap();
-    let b = Etcd::start(&settings, "b", "127.0.0.1:2").await.unwrap();
+    let a = Etcd::start(&settings, "a", "127.0.0.1:1", false).await.unwrap();
+    let b = Etcd::start(&settings, "b", "127.0.0.1:2", false).await.unwrap();
     let first = a.acquire(shard).await.unwrap().token;
     ledger.commit(&key, &copy(first, 1)).await.unwrap();
     assert_eq!(ledger.current(&key).await.unwrap(), Some(copy(first, 1)));

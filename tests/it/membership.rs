@@ -103,3 +103,46 @@ async fn an_operator_removes_a_node_that_is_gone_and_its_keys_start_again() {
     assert_eq!(cart.body["cart"]["count"], 0, "{}", cart.text());
     assert_eq!(cart.headers["x-vitrina-node"], "n1");
 }
+
+#[tokio::test]
+async fn a_second_node_given_a_live_nodes_id_refuses_to_start_and_the_first_keeps_its_writes() {
+    let ttl = [("VITRINA_CLUSTER__ETCD__LEASE_TTL_SECS", "2")];
+    let nodes = start_cluster(1, &ttl).await;
+    nodes[0].seed_store("shop", "Shop").await;
+    let shopper = nodes[0].shopper("shop");
+    assert_eq!(settled(|| shopper.add_to_cart("socks", 1)).await.status, StatusCode::CREATED);
+
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = nodes[0].etcd().expect("the cluster's etcd").endpoints_csv();
+    let mut twin =
+        test_support::process::serve_command(&test_support::process::vitrina_bin(), dir.path(), "127.0.0.1:0", OPERATOR_TOKEN, SESSION_KEY)
+            .args(["--cluster", "--node-id", "n1"])
+            .env("VITRINA_CLUSTER__SECRET", CLUSTER_SECRET)
+            .env("VITRINA_CLUSTER__ETCD__ENDPOINTS", &endpoints)
+            .env("VITRINA_CLUSTER__ETCD__LEASE_TTL_SECS", "2")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = twin.try_wait().unwrap() {
+            break status;
+        }
+        // Meanwhile the first node's lease stays its own: its writes are acknowledged.
+        let added = shopper.add_to_cart("socks", 1).await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.text());
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = twin.kill();
+            panic!("a second node with a live node's id started");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut stderr = String::new();
+    twin.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(!status.success() && stderr.contains("is in use") && stderr.contains("--node-id"), "{stderr}");
+    let cart = shopper.cart_answer().await;
+    assert_eq!(cart.status, StatusCode::OK, "{}", cart.text());
+    assert!(cart.body["cart"]["count"].as_u64().unwrap() >= 2, "{}", cart.text());
+    assert_eq!(nodes[0].cluster_status().await["members"].as_array().unwrap().len(), 1);
+}
