@@ -12,6 +12,7 @@ pub mod process;
 pub mod procfs;
 pub mod session;
 pub mod table;
+pub mod webhook;
 pub mod ws_wire;
 
 use std::time::{Duration, Instant};

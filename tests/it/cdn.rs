@@ -4,12 +4,10 @@
 //! retried with backoff, without holding up the webhook's answer.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use test_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -91,20 +89,7 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Seen>>>, Arc<tokio::sync::Notify>)
 }
 
 async fn send_generic(node: &TestNode, store: &str, body: &str) -> StatusCode {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(format!("{t}.{body}").as_bytes());
-    let sig = hex::encode(mac.finalize().into_bytes());
-    node.plain()
-        .post(format!("http://{}/webhooks/generic", node.addr))
-        .header("content-type", "application/json")
-        .header("vitrina-store", store)
-        .header("vitrina-signature", format!("t={t},v1={sig}"))
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .status()
+    node.generic_webhook(store, SECRET, test_support::webhook::unix_now(), body).await.status()
 }
 
 #[tokio::test]

@@ -5,10 +5,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{json, Value};
-use sha2::Sha256;
 use test_support::live::{self, LiveSocket};
 use test_support::ws_wire::{self, Wire};
 use test_support::*;
@@ -46,24 +44,11 @@ async fn set_price(node: &TestNode, store: &str, id: &str, product: &str, price:
 
 /// [`set_price`] with the upstream's `updatedAt` (newest wins per product).
 async fn set_price_at(node: &TestNode, store: &str, id: &str, product: &str, price: &str, stock: i64, at: &str) {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let t = test_support::webhook::unix_now();
     let body = json!({"id": id, "store": store, "type": "product.upsert",
         "data": {"id": product, "handle": product, "title": "Enamel Mug", "price": price, "stock": stock, "updatedAt": at}})
     .to_string();
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(format!("{t}.{body}").as_bytes());
-    let sig = hex::encode(mac.finalize().into_bytes());
-    let res = node
-        .plain()
-        .post(format!("http://{}/webhooks/generic", node.addr))
-        .header("content-type", "application/json")
-        .header("vitrina-store", store)
-        .header("vitrina-signature", format!("t={t},v1={sig}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let (status, b) = json_of(res).await;
+    let (status, b) = json_of(node.generic_webhook(store, SECRET, t, &body).await).await;
     assert_eq!(status, 200, "{b}");
     assert_eq!(b["status"], "applied", "{b}");
 }

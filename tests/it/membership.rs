@@ -10,23 +10,24 @@ use reqwest::StatusCode;
 use test_support::client::{Answer, Shopper};
 use test_support::{start_cluster, wait_until, CLUSTER_SECRET, OPERATOR_TOKEN, SESSION_KEY};
 
+/// A node process of the tests' cluster secret with `args` and `env`, its stderr piped for
+/// the test to read once it exits.
+fn cluster_process(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    test_support::process::serve_command(&test_support::process::vitrina_bin(), dir, "127.0.0.1:0", OPERATOR_TOKEN, SESSION_KEY)
+        .args(args)
+        .env("VITRINA_CLUSTER__SECRET", CLUSTER_SECRET)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn a_cluster_node_without_etcd_refuses_to_start_naming_the_setting() {
     for extra in [vec!["--cluster"], vec!["--join", "127.0.0.1:9"]] {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = test_support::process::serve_command(
-            &test_support::process::vitrina_bin(),
-            dir.path(),
-            "127.0.0.1:0",
-            OPERATOR_TOKEN,
-            SESSION_KEY,
-        )
-        .args(&extra)
-        .env("VITRINA_CLUSTER__SECRET", CLUSTER_SECRET)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        let mut child = cluster_process(dir.path(), &extra, &[]);
         let started = Instant::now();
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -114,16 +115,11 @@ async fn a_second_node_given_a_live_nodes_id_refuses_to_start_and_the_first_keep
 
     let dir = tempfile::tempdir().unwrap();
     let endpoints = nodes[0].etcd().expect("the cluster's etcd").endpoints_csv();
-    let mut twin =
-        test_support::process::serve_command(&test_support::process::vitrina_bin(), dir.path(), "127.0.0.1:0", OPERATOR_TOKEN, SESSION_KEY)
-            .args(["--cluster", "--node-id", "n1"])
-            .env("VITRINA_CLUSTER__SECRET", CLUSTER_SECRET)
-            .env("VITRINA_CLUSTER__ETCD__ENDPOINTS", &endpoints)
-            .env("VITRINA_CLUSTER__ETCD__LEASE_TTL_SECS", "2")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+    let mut twin = cluster_process(
+        dir.path(),
+        &["--cluster", "--node-id", "n1"],
+        &[("VITRINA_CLUSTER__ETCD__ENDPOINTS", &endpoints), ("VITRINA_CLUSTER__ETCD__LEASE_TTL_SECS", "2")],
+    );
     let started = Instant::now();
     let status = loop {
         if let Some(status) = twin.try_wait().unwrap() {

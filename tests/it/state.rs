@@ -408,22 +408,7 @@ async fn send_generic(node: &TestNode, store: &str, secret: &str, id: &str, pric
     let body = json!({"id": id, "store": store, "type": "product.upsert",
         "data": {"id": "mug", "title": "Enamel Mug", "price": price, "stock": 5, "updatedAt": format!("2030-01-01T00:00:{:02}Z", id.len() % 60)}})
     .to_string();
-    let t = unix_now();
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(body.as_bytes());
-    let sig = hex::encode(mac.finalize().into_bytes());
-    let res = node
-        .plain()
-        .post(format!("http://{}/webhooks/generic", node.addr))
-        .header("content-type", "application/json")
-        .header("vitrina-store", store)
-        .header("vitrina-signature", format!("t={t},v1={sig}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    json_of(res).await
+    json_of(node.generic_webhook(store, secret, unix_now(), &body).await).await
 }
 
 /// Whether `needle` occurs in the store's database file or its WAL.

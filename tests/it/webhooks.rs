@@ -51,18 +51,7 @@ async fn send_shopify_signed(node: &TestNode, sig: &str, topic: &str, id: &str, 
 
 /// Sends a generic webhook signed at unix time `t`.
 async fn send_generic(node: &TestNode, store: &str, secret: &str, t: i64, body: &str) -> (StatusCode, Value) {
-    let sig = hex::encode(hmac(secret, &[t.to_string().as_bytes(), b".", body.as_bytes()]));
-    let res = node
-        .plain()
-        .post(format!("http://{}/webhooks/generic", node.addr))
-        .header("content-type", "application/json")
-        .header("vitrina-store", store)
-        .header("vitrina-signature", format!("t={t},v1={sig}"))
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    json_of(res).await
+    json_of(node.generic_webhook(store, secret, t, body).await).await
 }
 
 fn shopify_product(id: u64, title: &str, price: &str, qty: i64, updated_at: &str) -> String {
