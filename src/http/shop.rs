@@ -229,7 +229,7 @@ async fn render_page(node: web::Data<Node>, req: HttpRequest, route: Route) -> R
     let session = session(&ctx, &req, false).await?;
     let sid = session.sid().clone();
     if req.method() == actix_web::http::Method::GET {
-        super::stats::page_view(&ctx.node, &ctx.store, &sid);
+        super::stats::page_view(&ctx.node, &ctx.store, &sid, session.is_new, &req);
     }
     let page_req = page_request(&req, route.clone());
 

@@ -5,6 +5,9 @@
 //! once per batch, never once per page view. A session's views may be served by several nodes
 //! (its first by the store's owner, later ones by its own actor's), so batches carry the
 //! sessions seen (as hashes) and the store counts each once a day (`day_visitors`, today's only).
+//! A view without a session cookie mints a session each time; a client that never keeps the
+//! cookie (a bot, a script) would count once a request, so such first views count once a day
+//! per client (address and user agent, as a fingerprint kept in memory only).
 
 use std::collections::{HashMap, HashSet};
 
@@ -79,6 +82,8 @@ struct StoreTally {
     /// Sessions already counted on `seen_day`, as hashes.
     seen_day: i64,
     seen: HashSet<i64>,
+    /// Clients whose first (cookieless) view counted on `seen_day`, as fingerprints.
+    first_views: HashSet<u64>,
 }
 
 /// What this node counted and has not yet handed to the store actors.
@@ -102,12 +107,23 @@ impl DayTally {
     }
 
     /// A page view by `session` (sent on once a day from this node; the store counts it once).
-    pub fn page_view(&self, store: &StoreId, session: &str, now_ms: i64) {
+    /// `first_view_of`: the session was minted for this view, by the client of this fingerprint;
+    /// it counts only if that client's first view has not yet counted today.
+    pub fn page_view(&self, store: &StoreId, session: &str, first_view_of: Option<u64>, now_ms: i64) {
         let max = self.max_remembered;
         self.add(store, now_ms, |tally, day| {
             if tally.seen_day != day {
                 tally.seen_day = day;
                 tally.seen.clear();
+                tally.first_views.clear();
+            }
+            if let Some(client) = first_view_of {
+                if tally.first_views.contains(&client) {
+                    return None;
+                }
+                if tally.first_views.len() < max {
+                    tally.first_views.insert(client);
+                }
             }
             let hash = session_hash(session);
             if tally.seen.contains(&hash) {
@@ -133,7 +149,7 @@ impl DayTally {
             .filter(|(_, t)| !t.pending.is_empty())
             .map(|(store, t)| (store.clone(), t.pending.drain().map(|(_, d)| d).filter(|d| !d.is_empty()).collect()))
             .collect();
-        stores.retain(|_, t| !t.pending.is_empty() || !t.seen.is_empty());
+        stores.retain(|_, t| !t.pending.is_empty() || !t.seen.is_empty() || !t.first_views.is_empty());
         out
     }
 
@@ -195,19 +211,39 @@ mod tests {
         let tally = DayTally::new(2);
         let store = StoreId::parse("s").unwrap();
         let day = 20_000 * DAY_MS;
-        tally.page_view(&store, "a", day);
-        tally.page_view(&store, "a", day + 1);
-        tally.page_view(&store, "b", day + 2);
+        tally.page_view(&store, "a", None, day);
+        tally.page_view(&store, "a", None, day + 1);
+        tally.page_view(&store, "b", None, day + 2);
         tally.order(&store, 1250, day + 3);
         tally.order(&store, 750, day + 4);
         let drained = tally.drain();
         let want = DayDelta { day: 20_000, sessions: vec![session_hash("a"), session_hash("b")], orders: 2, revenue_minor: 2000 };
         assert_eq!(drained, vec![(store.clone(), vec![want])]);
         // Sessions seen stay seen for the day after a drain; the next day they count again.
-        tally.page_view(&store, "a", day + 5);
-        tally.page_view(&store, "a", day + DAY_MS);
+        tally.page_view(&store, "a", None, day + 5);
+        tally.page_view(&store, "a", None, day + DAY_MS);
         assert_eq!(tally.drain()[0].1, vec![DayDelta { day: 20_001, sessions: vec![session_hash("a")], ..Default::default() }]);
         assert_eq!(date_of(20_000), "2024-10-04");
+    }
+
+    #[test]
+    fn a_client_that_drops_its_cookie_counts_once_a_day() {
+        let tally = DayTally::new(100);
+        let store = StoreId::parse("s").unwrap();
+        let day = 20_000 * DAY_MS;
+        // A bot: a new session on every view, from one client.
+        for (i, session) in ["b1", "b2", "b3"].into_iter().enumerate() {
+            tally.page_view(&store, session, Some(7), day + i as i64);
+        }
+        // A browser: its first view mints the session it then keeps.
+        tally.page_view(&store, "k", Some(8), day + 10);
+        tally.page_view(&store, "k", None, day + 11);
+        let sessions = &tally.drain()[0].1[0].sessions;
+        assert_eq!(sessions, &vec![session_hash("b1"), session_hash("k")]);
+        // The next day the bot counts again, once.
+        tally.page_view(&store, "b4", Some(7), day + DAY_MS);
+        tally.page_view(&store, "b5", Some(7), day + DAY_MS + 1);
+        assert_eq!(tally.drain()[0].1[0].sessions, vec![session_hash("b4")]);
     }
 
     #[test]

@@ -311,10 +311,14 @@ impl TestNode {
             .expect("client")
     }
 
-    /// A browser-like client for one store: its own cookie jar, no redirects followed.
+    /// A new shopper of `store`: a browser of its own (its cookies, its user agent), all on
+    /// this machine's one address.
     pub fn shopper(&self, store: &str) -> Shopper {
+        static BROWSERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let browser = BROWSERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let http = Client::builder()
             .resolve(&format!("{store}.localhost"), self.addr)
+            .user_agent(format!("vitrina-test-shopper/{browser}"))
             .cookie_store(true)
             // Tests kill and restart nodes: never reuse a connection to a dead process.
             .pool_max_idle_per_host(0)

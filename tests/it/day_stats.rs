@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::ACCEPT;
+use reqwest::header::{ACCEPT, USER_AGENT};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use test_support::*;
@@ -63,7 +63,21 @@ async fn visitors_orders_and_revenue_are_counted_per_store_and_day() {
     let res = c.post(c.url("/checkout")).header("idempotency-key", "daily-1").json(&json!({})).send().await.unwrap();
     assert!(res.status().is_success());
 
-    let body = stats_until(&node, &token, "daily", |t| t["visitors"] == 3 && t["orders"] == 1).await;
+    // A client that never keeps its cookie (a bot, a script): a new session each view, one
+    // visitor a day.
+    for _ in 0..5 {
+        let res = node
+            .bare_client("daily")
+            .get(format!("{}/", node.base("daily")))
+            .header(ACCEPT, "text/html")
+            .header(USER_AGENT, "curl/8")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    let body = stats_until(&node, &token, "daily", |t| t["visitors"] == 4 && t["orders"] == 1).await;
     let today = &body["today"];
     assert_eq!(today["revenueMinor"], 2500, "{body}");
     assert_eq!(today["revenue"], "25.00", "{body}");
@@ -74,13 +88,13 @@ async fn visitors_orders_and_revenue_are_counted_per_store_and_day() {
     // Nothing more arrives: every session counted once.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let again = stats(&node, &token, "daily").await;
-    assert_eq!(again["today"]["visitors"], 3, "{again}");
+    assert_eq!(again["today"]["visitors"], 4, "{again}");
     assert_eq!(stats(&node, &other, "quietday").await["today"]["visitors"], 0, "another store counts nothing");
 
     // The counts are the store's, in its file: a restart keeps them.
     let node = node.kill_and_restart();
     let kept = stats(&node, &token, "daily").await;
-    assert_eq!((kept["today"]["visitors"].as_u64(), kept["today"]["orders"].as_u64()), (Some(3), Some(1)), "{kept}");
+    assert_eq!((kept["today"]["visitors"].as_u64(), kept["today"]["orders"].as_u64()), (Some(4), Some(1)), "{kept}");
 }
 
 #[tokio::test]
