@@ -16,7 +16,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 workload=$1 a=$2 b=$3
-rounds=${ROUNDS:-3} duration=${DURATION:-6} port=${PORT:-18090}
+rounds=${ROUNDS:-3} duration=${DURATION:-6}
+# A port nobody listens on (PORT to choose one): several people run pairs on one machine, and a
+# node that cannot bind leaves the load generator measuring whoever holds the port.
+port=${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 bin_a=${BIN_A:-target/release/vitrina} bin_b=${BIN_B:-target/release/vitrina}
 # A build's own load generator (LOAD_A/LOAD_B) where the two builds speak differently to
 # shoppers (session cookies signed since the edge-security work).
@@ -37,6 +40,12 @@ one() { # $1 label, $2 binary, $3 settings, $4 load generator
   eval "exec env $3 $cache_off \"\$2\" serve --listen "127.0.0.1:$port" --data-dir \"\$dir/data\"" >"$dir/node.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -sf -o /dev/null "127.0.0.1:$port/healthz" && break; sleep 0.1; done
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "$1: the node exited before it served (port $port taken?):" >&2
+    grep -m 2 -iE "error|in use" "$dir/node.log" >&2 || tail -3 "$dir/node.log" >&2
+    rm -rf "$dir"
+    return 1
+  fi
   # shellcheck disable=SC2086
   "$4" run --nodes "http://127.0.0.1:$port" --pid "$pid" --workloads "$workload" --duration "$duration" \
     --warmup 1 ${EXTRA:-} --markdown "$dir/r.md" >"$dir/out.txt" 2>&1 &
