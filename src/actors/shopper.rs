@@ -216,7 +216,7 @@ impl ShopperActor {
         self.start_write_as(Commit::Durable, f)
     }
 
-    /// A write with the given durability, started now: the commit runs on the blocking pool
+    /// A write with the given durability, started now: the commit runs on a commit thread
     /// while the turn goes on (see [`ActorDb::start_write_as`]). Without a connection (the
     /// actor is closing) the future fails and nothing is written.
     fn start_write_as<T, F>(&self, kind: Commit, f: F) -> futures::future::LocalBoxFuture<'static, Result<T, ShopperError>>

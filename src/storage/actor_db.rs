@@ -1,4 +1,4 @@
-//! `ActorDb`: one actor's connection, opened lazily, committed on the blocking pool.
+//! `ActorDb`: one actor's connection, opened lazily, committed on the commit threads.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -6,6 +6,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use super::committer;
 use super::open_files;
 use super::ShopperFiles;
 use crate::ids::StoreId;
@@ -23,7 +24,7 @@ fn run_commit_hook(hook: Option<&CommitHook>) {
 }
 
 /// An actor's connection. Only the owning actor touches it, one turn at a time, so the mutex
-/// is never contended; it exists so a commit can run on the blocking pool.
+/// is never contended; it exists so a commit can run on a commit thread.
 #[derive(Clone)]
 pub struct ActorDb {
     conn: Arc<Mutex<Db>>,
@@ -189,13 +190,12 @@ impl ActorDb {
 
     /// Closes the file's connection (its page cache, file descriptors and shared memory) until
     /// the next read or write reopens it. For actors that keep their state in memory and are
-    /// idle: an open connection costs more than the rest of a warm shopper. Runs on the
-    /// blocking pool: closing unmaps the shared memory and closes three files.
+    /// idle: an open connection costs more than the rest of a warm shopper. Runs on a
+    /// commit thread: closing unmaps the shared memory and closes three files.
     pub async fn close_idle(&self) {
         let conn = self.conn.clone();
-        let closed = tokio::task::spawn_blocking(move || conn.lock().close_file()).await;
-        if let Err(e) = closed {
-            tracing::warn!(error = %e, "closing an idle actor's database failed");
+        if committer::run(move || conn.lock().close_file()).await.is_err() {
+            tracing::warn!("closing an idle actor's database panicked");
         }
     }
 
@@ -242,7 +242,7 @@ impl ActorDb {
         result
     }
 
-    /// Runs `f` in an IMMEDIATE transaction on the blocking pool and commits it; resolves only
+    /// Runs `f` in an IMMEDIATE transaction on a commit thread and commits it; resolves only
     /// once the commit is durable. On error the transaction is rolled back and nothing changed.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
@@ -254,7 +254,7 @@ impl ActorDb {
     }
 
     /// [`write`](Self::write) with the given durability, started now instead of when first
-    /// polled: the commit runs on the blocking pool while the caller goes on with other work on
+    /// polled: the commit runs on a commit thread while the caller goes on with other work on
     /// its own thread (a shopper renders the page a product view belongs to while the view
     /// commits). The write completes even if the returned future is dropped.
     pub fn start_write_as<T, E, F>(&self, kind: Commit, f: F) -> impl std::future::Future<Output = Result<T, E>> + 'static
@@ -265,10 +265,10 @@ impl ActorDb {
     {
         let conn = self.conn.clone();
         let span = commit_span(kind, &self.trace);
-        let commit = tokio::task::spawn_blocking(move || span.in_scope(|| Self::commit(&conn, kind, f)));
+        let commit = committer::run(move || span.in_scope(|| Self::commit(&conn, kind, f)));
         let on_commit = self.on_commit.clone();
         async move {
-            let value = commit.await.map_err(|e| StorageError::Join(e.to_string()))??;
+            let value = commit.await.map_err(|committer::Panicked| StorageError::Join("the commit panicked".into()))??;
             run_commit_hook(on_commit.as_ref());
             Ok(value)
         }

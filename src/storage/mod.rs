@@ -3,11 +3,12 @@
 //!
 //! Durability: WAL with `synchronous=FULL`, so a commit returns only after the WAL is fsynced.
 //! `NORMAL` would let a power loss drop the last acknowledged commits, which breaks the rule that
-//! an acknowledged write is on disk. Commits run on the blocking pool so that commits of
-//! different actors proceed in parallel (the disk's parallel fsync rate is an order of magnitude
-//! above its serial rate) while the actor's turn waits for its own commit.
+//! an acknowledged write is on disk. Commits run on the node's commit threads (`committer`) so
+//! that commits of different actors proceed in parallel (the disk's parallel fsync rate is an
+//! order of magnitude above its serial rate) while the actor's turn waits for its own commit.
 
 mod actor_db;
+mod committer;
 pub mod open_files;
 mod shopper_files;
 

@@ -202,7 +202,7 @@ impl Handler<RenderForShopper> for ShopperActor {
             // write anyone was told succeeded, and an fsync per product page doubled the cost of
             // browsing. A power loss can drop the last views; the next durable write (a cart
             // change) persists them with it. The commit (for a new shopper: creating its file)
-            // runs on the blocking pool while the page renders here, against the history as it
+            // runs on a commit thread while the page renders here, against the history as it
             // will be; memory changes, and the page is cached, only once the commit is done.
             let limit = act.node.settings.shopper.history_limit as i64;
             let recorded = views.clone();
