@@ -19,6 +19,9 @@ const SECONDS_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
 const MILLISECONDS_BUCKETS: &[f64] = &[1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// How often histogram samples are folded into their buckets. The recorder keeps every raw
+/// sample until then, so a node nobody scrapes would otherwise grow by each request's samples.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The exporter, installed as the global recorder on first use (startup calls it first, so no
 /// early sample goes to the facade's no-op recorder).
@@ -33,6 +36,14 @@ pub fn init() -> &'static PrometheusHandle {
         // Fails only if another recorder was installed first (an embedding program's): its
         // choice wins and this handle renders nothing.
         let _ = metrics::set_global_recorder(recorder);
+        let upkeep = handle.clone();
+        let started = std::thread::Builder::new().name("vitrina-metrics".into()).spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms are folded only when /metrics is read");
+        }
         handle
     })
 }
