@@ -67,6 +67,11 @@ impl Application {
             let slot = node_slot.clone();
             let tokens: crate::replication::TokenSource = Arc::new(move |key: &crate::ids::ActorKey| {
                 let node = slot.get()?.upgrade()?;
+                // A file that may be older than a later holder's is never uploaded under this
+                // node's newer token: it would replace that holder's copy.
+                if node.cluster.shards.is_stale(key) {
+                    return None;
+                }
                 node.cluster.coordination().token(node.cluster.shard_of(key))
             });
             let records =

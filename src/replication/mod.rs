@@ -151,6 +151,11 @@ pub struct Replicator {
     /// each with the time of the oldest commit it carries.
     uploads_in_flight: Mutex<HashMap<u64, Instant>>,
     next_upload: std::sync::atomic::AtomicU64,
+    /// Actors whose upload was refused while this node held no token for them (its lease
+    /// lapsed, or the shard moved), each with the time of its oldest commit not uploaded. Their
+    /// commits were acknowledged under the old token; when this node holds the shard again
+    /// (and the file is not stale) they are uploaded under the new one.
+    unheld: Mutex<HashMap<ActorKey, Instant>>,
 }
 
 impl Replicator {
@@ -215,6 +220,7 @@ impl Replicator {
             dirty: Arc::new(Mutex::new(HashMap::new())),
             uploads_in_flight: Mutex::new(HashMap::new()),
             next_upload: std::sync::atomic::AtomicU64::new(0),
+            unheld: Mutex::new(HashMap::new()),
             turns: Mutex::new(HashMap::new()),
         })))
     }
@@ -237,7 +243,21 @@ impl Replicator {
     /// upper bound). What a lost disk would cost right now, async durability's RPO as a count;
     /// `/metrics` reports it as `vitrina_replication_pending_actors`. 0 means all caught up.
     pub fn pending(&self) -> usize {
+        self.requeue_held_again();
         self.dirty.lock().len() + self.uploads_in_flight.lock().len()
+    }
+
+    /// Marks dirty again the refused actors whose shard this node holds again.
+    fn requeue_held_again(&self) {
+        let candidates: Vec<ActorKey> = self.unheld.lock().keys().cloned().collect();
+        // The token source reads the cluster's state: not under the lock.
+        let held: Vec<ActorKey> = candidates.into_iter().filter(|key| (self.tokens)(key).is_some()).collect();
+        for key in held {
+            let since = self.unheld.lock().remove(&key);
+            if let Some(since) = since {
+                self.mark_dirty(key, since);
+            }
+        }
     }
 
     /// How long the oldest commit not yet in object storage has waited (dirty or being
@@ -478,11 +498,19 @@ impl Replicator {
 
     /// `in_flight` was entered before the key's dirty mark was cleared, so the key counts as
     /// pending all along; it is released after a failed upload has marked the key again.
-    /// A fenced upload is not retried: another node owns the key's copies now.
+    /// A fenced upload is not retried while this node holds no token for the key: another node
+    /// owns its copies now, or none does until this node holds the shard again, when it is.
     async fn upload_or_keep_dirty(&self, key: &ActorKey, in_flight: InFlight<'_>) -> ReplicationResult<Option<SnapshotInfo>> {
         let result = self.upload(key).await;
-        if result.as_ref().is_err_and(|e| !matches!(e, ReplicationError::Fenced { .. })) {
-            self.mark_dirty(key.clone(), in_flight.since());
+        match &result {
+            Ok(_) => {}
+            Err(ReplicationError::Fenced { .. }) if (self.tokens)(key).is_none() => {
+                let mut unheld = self.unheld.lock();
+                let oldest = unheld.entry(key.clone()).or_insert_with(|| in_flight.since());
+                *oldest = (*oldest).min(in_flight.since());
+            }
+            Err(ReplicationError::Fenced { .. }) => {}
+            Err(_) => self.mark_dirty(key.clone(), in_flight.since()),
         }
         drop(in_flight);
         result
@@ -491,6 +519,7 @@ impl Replicator {
     /// Uploads every dirty actor, at most `max_concurrent_uploads` at a time; returns how many
     /// uploads succeeded.
     pub async fn upload_dirty(&self) -> usize {
+        self.requeue_held_again();
         // Each key counts as in flight from the moment it leaves the dirty set, also while it
         // waits for one of the `concurrency` upload slots.
         let keys: Vec<(ActorKey, InFlight<'_>)> = {

@@ -708,3 +708,71 @@ async fn gone(node: &TestNode, id: &str) {
     })
     .await
 }
+
+/// Sends through `send` until the answer is not a 503 (an actor moving, a lease coming back).
+async fn past_503(send: impl Fn() -> futures::future::BoxFuture<'static, Answer>) -> Answer {
+    for _ in 0..150 {
+        let answer = send().await;
+        if answer.status != StatusCode::SERVICE_UNAVAILABLE {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("kept answering 503");
+}
+
+/// A write acknowledged just before the node's lease lapsed (etcd unreachable) is refused
+/// object storage while the node holds no token; once the node holds the shard again it must
+/// still reach object storage, not wait for the actor's next write: a lost disk then loses it.
+#[tokio::test]
+async fn a_write_acknowledged_as_the_lease_lapsed_reaches_object_storage_once_held_again() {
+    let _cluster = one_cluster_at_a_time().await;
+    let Some(endpoint) = crate::objects::s3_endpoint() else { return };
+    let Some(mut etcd) = test_support::etcd::EtcdCluster::start(1).await else { return };
+    let bucket = crate::objects::new_bucket(&endpoint).await;
+    let mut env_owned = crate::objects::replication_env(&endpoint, &bucket, 1000);
+    env_owned.push(("VITRINA_CLUSTER__ETCD__LEASE_TTL_SECS".into(), "2".into()));
+    env_owned.push(("VITRINA_CLUSTER__ETCD__LEASE_MARGIN_MS".into(), "500".into()));
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut nodes = start_cluster_on(&etcd.endpoints_csv(), 1, &env).await;
+    let node = nodes.remove(0);
+    node.seed_store("shop", "Shop").await;
+    let shopper = node.shopper("shop");
+    let first = shopper.add_to_cart("mug", 1).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text());
+    wait_until("the first write in object storage", Duration::from_secs(30), || async { node.replication_pending().await == Some(0) })
+        .await;
+
+    // etcd stops answering: the lease is still live here for TTL − margin, so this write is
+    // acknowledged; its upload cannot reach etcd, then finds no token once the lease lapsed.
+    etcd.pause(0);
+    let second = shopper.add_to_cart("mug", 1).await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.text());
+    let acknowledged = second.body["cart"]["count"].clone();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    etcd.resume(0);
+
+    // Back: the shopper's next request holds the shard again (a new lease, a new token).
+    let cart = past_503(|| {
+        let shopper = shopper.clone();
+        Box::pin(async move { shopper.cart_answer().await })
+    })
+    .await;
+    assert_eq!(cart.body["cart"]["count"], acknowledged, "{}", cart.text());
+    wait_until("the refused write in object storage", Duration::from_secs(30), || async { node.replication_pending().await == Some(0) })
+        .await;
+
+    // The disk is lost: the file comes back from object storage, with the acknowledged write.
+    let mut node = node;
+    node.kill();
+    std::fs::remove_dir_all(node.data_dir.join("stores").join("shop").join("shoppers")).unwrap();
+    let node = node.start_again();
+    let restored = past_503(|| {
+        let shopper = shopper.clone();
+        Box::pin(async move { shopper.cart_answer().await })
+    })
+    .await;
+    assert_eq!(restored.status, StatusCode::OK, "{}", restored.text());
+    assert_eq!(restored.body["cart"]["count"], acknowledged, "an acknowledged write was lost with the disk: {}", restored.text());
+    drop(node);
+}
