@@ -21,6 +21,20 @@ pub fn note_released() {
     RELEASED.fetch_add(1, Ordering::Relaxed);
 }
 
+/// How many releases were noted since the process started.
+pub fn released() -> u64 {
+    RELEASED.load(Ordering::Relaxed)
+}
+
+/// Gives the free pages of every malloc arena back now, on the calling thread.
+pub fn trim_now() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas, under their locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Starts the trimming task on the current actix/tokio runtime.
 pub fn spawn_trimmer() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -35,8 +49,7 @@ pub fn spawn_trimmer() {
                 continue;
             }
             trimmed_at = released;
-            // SAFETY: malloc_trim only walks glibc's own arenas, under their locks.
-            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+            let _ = tokio::task::spawn_blocking(trim_now).await;
         }
     });
 }

@@ -24,12 +24,16 @@
 //!   CPU clock, kill.
 //! - [`remote`]: [`RemoteEngine`], the [`crate::engine::BlockEngine`] an actor holds, and the
 //!   supervision of one page.
-//! - [`serve`]: the worker's side; [`outbox`]: its answers, batched but never held long.
+//! - [`recycle`]: replacing a worker that hosts no isolate but kept their memory.
+//! - [`serve`]: the worker's side; [`outbox`]: its answers, batched but never held long;
+//!   [`trim`]: its malloc trim when idle.
 
 mod outbox;
 mod process;
+mod recycle;
 mod remote;
 pub mod serve;
+mod trim;
 pub mod wire;
 
 use std::path::PathBuf;

@@ -20,6 +20,8 @@ pub(super) struct WorkerProcess {
     unread: Vec<u8>,
     clock: libc::clockid_t,
     ready: bool,
+    /// Its resident memory when it became ready, in KiB (`recycle`).
+    pub ready_kib: u64,
     /// Store → the data version the worker was last sent: a hint (the worker answers
     /// `NeedData` when it no longer has them).
     pub sent: HashMap<String, u64>,
@@ -99,7 +101,7 @@ impl WorkerProcess {
             return Err(io::Error::from_raw_os_error(found));
         }
         crate::metrics::incr("vitrina_render_workers_started_total", &[]);
-        Ok(WorkerProcess { child, stdin, stdout, unread: Vec::new(), clock, ready: false, sent: HashMap::new() })
+        Ok(WorkerProcess { child, stdin, stdout, unread: Vec::new(), clock, ready: false, ready_kib: 0, sent: HashMap::new() })
     }
 
     pub fn is_ready(&self) -> bool {
@@ -127,6 +129,7 @@ impl WorkerProcess {
         match self.receive_until(deadline)? {
             Some(FromWorker::Ready) => {
                 self.ready = true;
+                self.ready_kib = super::recycle::rss_kib(self.pid()).unwrap_or(0);
                 Ok(())
             }
             Some(_) => Err(io::Error::new(io::ErrorKind::InvalidData, "worker spoke before it was ready")),

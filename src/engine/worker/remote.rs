@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::process::WorkerProcess;
+use super::recycle;
 use super::wire::{FromWorker, RenderRequest, ToWorker};
 use super::{config, WorkerConfig};
 use crate::block_limits::RenderLimits;
@@ -74,18 +75,21 @@ impl BlockEngine for RemoteEngine {
                 run.outcomes.clear();
                 crate::metrics::incr("vitrina_render_worker_kills_total", &[("reason", "exited")]);
                 worker.kill();
+                recycle::worker_gone();
                 continue;
             }
             outcomes.extend(run.outcomes);
             match run.ending {
                 Ending::Done => {
                     self.measured = run.measured.map(|m| m as usize);
+                    recycle::hosts(self.id);
                     put_worker(worker);
                 }
                 ending => {
                     tracing::warn!(store = %self.store, pid = worker.pid(), reason = ending.reason(), "render worker killed; starting another");
                     crate::metrics::incr("vitrina_render_worker_kills_total", &[("reason", ending.reason())]);
                     worker.kill();
+                    recycle::worker_gone();
                     // The replacement's start (exec, V8, snapshot) is this page's cost too:
                     // the store's render budget pays for the kill it caused.
                     if let Some(mut worker) = take_worker(config) {
@@ -118,8 +122,10 @@ impl Drop for RemoteEngine {
             // A worker that never got ready has no isolate of this engine.
             if worker.is_ready() && worker.send(&ToWorker::Drop { engine: self.id }.frame(), config.io_timeout).is_err() {
                 *slot = Ok(None);
+                recycle::worker_gone();
             }
         });
+        recycle::dropped(self.id);
     }
 }
 
@@ -271,6 +277,7 @@ fn take_worker(config: &WorkerConfig) -> Option<WorkerProcess> {
                     return Some(worker);
                 }
                 crate::metrics::incr("vitrina_render_worker_kills_total", &[("reason", "exited")]);
+                recycle::worker_gone();
             }
             Err(failed_at) if failed_at.elapsed() < RESTART_BACKOFF => {
                 *slot = Err(failed_at);
@@ -296,6 +303,21 @@ pub fn start_for_this_thread() {
             put_worker(worker);
         }
     }
+}
+
+/// Replaces this thread's worker by a fresh one if it hosts no engine and holds far more than
+/// when it started (`recycle`). Called between jobs on the render thread: no page is in flight.
+pub(super) fn recycle_idle() {
+    let old = WORKER.with_borrow_mut(|slot| match slot {
+        Ok(Some(worker)) if recycle::due(worker.pid(), worker.ready_kib) => std::mem::replace(slot, Ok(None)).ok().flatten(),
+        _ => None,
+    });
+    let Some(old) = old else { return };
+    tracing::debug!(pid = old.pid(), "recycling an idle render worker");
+    crate::metrics::incr("vitrina_render_workers_recycled_total", &[]);
+    old.kill();
+    recycle::worker_gone();
+    start_for_this_thread();
 }
 
 fn put_worker(worker: WorkerProcess) {

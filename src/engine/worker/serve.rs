@@ -70,6 +70,7 @@ async fn run(output: File) -> anyhow::Result<()> {
     let mut input = tokio::io::BufReader::with_capacity(64 * 1024, stdin);
     let mut worker = Worker { answers, engines: HashMap::new(), stores: HashMap::new() };
     worker.answer(&FromWorker::Ready)?;
+    actix_rt::spawn(super::trim::trim_when_idle());
     loop {
         let mut len = [0u8; 4];
         match input.read_exact(&mut len).await {
@@ -81,6 +82,7 @@ async fn run(output: File) -> anyhow::Result<()> {
         anyhow::ensure!(len <= wire::MAX_FRAME, "frame too large");
         let mut frame = vec![0u8; len];
         input.read_exact(&mut frame).await?;
+        super::trim::busy();
         worker.handle(&frame)?;
     }
 }
