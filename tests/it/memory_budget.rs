@@ -95,3 +95,62 @@ async fn many_shoppers_rendering_stay_within_the_isolate_memory_budget() {
         allowed_kib >> 10
     );
 }
+
+/// Once every shopper of a burst has passivated, the node and its render workers give back what
+/// their isolates held: the workers trim their allocator when idle and are recycled once they
+/// host no isolate, so the process tree comes back near where it started (without either, a
+/// release build went from 87 MiB to 263 MiB). A new shopper then renders as before, in
+/// whichever worker its thread has.
+#[tokio::test]
+async fn a_burst_of_shoppers_that_passivated_leaves_no_memory_behind() {
+    const BURST: usize = 120;
+    let node = Arc::new(TestNode::start_with(&[
+        ("VITRINA_ACTORS__ISOLATE_IDLE_SECS", "1"),
+        ("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", "3"),
+        ("VITRINA_LIMITS__ENABLED", "false"),
+    ]));
+    let store = "bursty";
+    node.seed_store(store, "Bursty").await;
+    shop(&node, store, 0).await;
+    // Past the probe's passivation and its worker's idle recycling (10 s without an isolate).
+    wait_for_no_shoppers(&node).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let baseline = vm_rss_kib(node.pid());
+
+    let mut tasks = Vec::new();
+    for lane in 0..PARALLEL {
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (1 + lane..=BURST).step_by(PARALLEL) {
+                shop(&node, store, i).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("shoppers");
+    }
+    let peak = vm_rss_kib(node.pid());
+    wait_for_no_shoppers(&node).await;
+    let allowed = baseline + (16 << 10);
+    let mut rss = vm_rss_kib(node.pid());
+    for _ in 0..40 {
+        if rss <= allowed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss = vm_rss_kib(node.pid());
+    }
+    eprintln!("RSS {} MiB at the start, {} MiB after the burst, {} MiB once it passivated", baseline >> 10, peak >> 10, rss >> 10);
+    assert!(rss <= allowed, "RSS {} MiB once {BURST} shoppers passivated, {} MiB before them", rss >> 10, baseline >> 10);
+    shop(&node, store, BURST + 1).await;
+}
+
+async fn wait_for_no_shoppers(node: &TestNode) {
+    for _ in 0..600 {
+        if node.live_shoppers().await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("shoppers did not passivate");
+}
