@@ -181,3 +181,20 @@ impl Admin {
         self.request(Method::PUT, "/theme", Some(theme)).await
     }
 }
+
+/// Sends through `send` until the answer is not a 503 (an actor moving between nodes, a lease
+/// coming back), every 100 ms for up to 15 s.
+pub async fn past_503<F, Fut>(send: F) -> Answer
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    for _ in 0..150 {
+        let answer = send().await;
+        if answer.status != StatusCode::SERVICE_UNAVAILABLE {
+            return answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("kept answering 503");
+}

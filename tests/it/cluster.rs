@@ -709,18 +709,6 @@ async fn gone(node: &TestNode, id: &str) {
     .await
 }
 
-/// Sends through `send` until the answer is not a 503 (an actor moving, a lease coming back).
-async fn past_503(send: impl Fn() -> futures::future::BoxFuture<'static, Answer>) -> Answer {
-    for _ in 0..150 {
-        let answer = send().await;
-        if answer.status != StatusCode::SERVICE_UNAVAILABLE {
-            return answer;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("kept answering 503");
-}
-
 /// A write acknowledged just before the node's lease lapsed (etcd unreachable) is refused
 /// object storage while the node holds no token; once the node holds the shard again it must
 /// still reach object storage, not wait for the actor's next write: a lost disk then loses it.
@@ -753,11 +741,7 @@ async fn a_write_acknowledged_as_the_lease_lapsed_reaches_object_storage_once_he
     etcd.resume(0);
 
     // Back: the shopper's next request holds the shard again (a new lease, a new token).
-    let cart = past_503(|| {
-        let shopper = shopper.clone();
-        Box::pin(async move { shopper.cart_answer().await })
-    })
-    .await;
+    let cart = test_support::client::past_503(|| shopper.cart_answer()).await;
     assert_eq!(cart.body["cart"]["count"], acknowledged, "{}", cart.text());
     wait_until("the refused write in object storage", Duration::from_secs(30), || async { node.replication_pending().await == Some(0) })
         .await;
@@ -767,11 +751,7 @@ async fn a_write_acknowledged_as_the_lease_lapsed_reaches_object_storage_once_he
     node.kill();
     std::fs::remove_dir_all(node.data_dir.join("stores").join("shop").join("shoppers")).unwrap();
     let node = node.start_again();
-    let restored = past_503(|| {
-        let shopper = shopper.clone();
-        Box::pin(async move { shopper.cart_answer().await })
-    })
-    .await;
+    let restored = test_support::client::past_503(|| shopper.cart_answer()).await;
     assert_eq!(restored.status, StatusCode::OK, "{}", restored.text());
     assert_eq!(restored.body["cart"]["count"], acknowledged, "an acknowledged write was lost with the disk: {}", restored.text());
     drop(node);

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use test_support::client::{Answer, Shopper};
+use test_support::client::{past_503, Shopper};
 use test_support::{start_cluster, wait_until, CLUSTER_SECRET, OPERATOR_TOKEN, SESSION_KEY};
 
 /// A node process of the tests' cluster secret with `args` and `env`, its stderr piped for
@@ -46,22 +46,6 @@ fn a_cluster_node_without_etcd_refuses_to_start_naming_the_setting() {
     }
 }
 
-/// Sends a request again while its actor is moving (503).
-async fn settled<F, Fut>(send: F) -> Answer
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Answer>,
-{
-    for _ in 0..100 {
-        let answer = send().await;
-        if answer.status != StatusCode::SERVICE_UNAVAILABLE {
-            return answer;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("kept answering 503");
-}
-
 #[tokio::test]
 async fn an_operator_removes_a_node_that_is_gone_and_its_keys_start_again() {
     let mut nodes = start_cluster(2, &[]).await;
@@ -70,7 +54,7 @@ async fn an_operator_removes_a_node_that_is_gone_and_its_keys_start_again() {
     let mut on_n2: Option<Shopper> = None;
     for _ in 0..64 {
         let shopper = nodes[0].shopper("shop");
-        let added = settled(|| shopper.add_to_cart("socks", 1)).await;
+        let added = past_503(|| shopper.add_to_cart("socks", 1)).await;
         assert_eq!(added.status, StatusCode::CREATED, "{}", added.text());
         if added.headers["x-vitrina-node"] == "n2" {
             on_n2 = Some(shopper);
@@ -99,7 +83,7 @@ async fn an_operator_removes_a_node_that_is_gone_and_its_keys_start_again() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let cart = settled(|| shopper.cart_answer()).await;
+    let cart = past_503(|| shopper.cart_answer()).await;
     assert_eq!(cart.status, StatusCode::OK, "{}", cart.text());
     assert_eq!(cart.body["cart"]["count"], 0, "{}", cart.text());
     assert_eq!(cart.headers["x-vitrina-node"], "n1");
@@ -111,7 +95,7 @@ async fn a_second_node_given_a_live_nodes_id_refuses_to_start_and_the_first_keep
     let nodes = start_cluster(1, &ttl).await;
     nodes[0].seed_store("shop", "Shop").await;
     let shopper = nodes[0].shopper("shop");
-    assert_eq!(settled(|| shopper.add_to_cart("socks", 1)).await.status, StatusCode::CREATED);
+    assert_eq!(past_503(|| shopper.add_to_cart("socks", 1)).await.status, StatusCode::CREATED);
 
     let dir = tempfile::tempdir().unwrap();
     let endpoints = nodes[0].etcd().expect("the cluster's etcd").endpoints_csv();
