@@ -298,4 +298,12 @@ impl crate::cluster::Host for Node {
     fn pull_catalog<'a>(&'a self, addr: &'a str) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(Node::pull_catalog(self, addr))
     }
+    fn keys_awaiting_their_shard(&self) -> Vec<ActorKey> {
+        self.replicator.as_ref().map(|r| r.unheld_keys()).unwrap_or_default()
+    }
+    fn stop_awaiting_shard(&self, key: &ActorKey) {
+        if let Some(replicator) = &self.replicator {
+            replicator.forget_unheld(key);
+        }
+    }
 }

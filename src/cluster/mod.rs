@@ -58,6 +58,12 @@ pub trait Host: Send + Sync + 'static {
     fn restorable(&self) -> bool;
     /// Copies the catalog (stores, hosts, tokens) of the node at `addr` into this one's.
     fn pull_catalog<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Keys with acknowledged writes that could not be copied out while this node held no
+    /// token for them: they wait for this node to hold their shard again.
+    fn keys_awaiting_their_shard(&self) -> Vec<ActorKey>;
+    /// `key`'s shard is placed on another node now, which gets its file by hand-off and copies
+    /// it out under its own token: this node stops waiting to.
+    fn stop_awaiting_shard(&self, key: &ActorKey);
 }
 
 /// The membership this node routes by, and the ring over its active members.

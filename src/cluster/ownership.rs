@@ -230,6 +230,7 @@ async fn ownership_loop(node: Arc<dyn Host>) {
                 node.registry().evict_for(&key, crate::runtime::registry::PassivationReason::Handoff).await;
             }
         }
+        hold_shards_of_uncopied_writes(&*node).await;
         let acquired: Vec<(ShardId, Token)> = cluster.shards.acquired.lock().iter().map(|(s, t)| (*s, *t)).collect();
         for (shard, token) in acquired {
             if !coordination.holds(shard, token) {
@@ -242,6 +243,28 @@ async fn ownership_loop(node: Arc<dyn Host>) {
                 continue;
             }
             release_shard(&*node, &*coordination, shard, token).await;
+        }
+    }
+}
+
+/// Writes acknowledged here whose copy-out was refused while the lease had lapsed wait for
+/// their shard: hold it again if the ring still places it here (without waiting for one of
+/// its keys to be asked for), or stop waiting if it now belongs to another node.
+async fn hold_shards_of_uncopied_writes(node: &dyn Host) {
+    let cluster = node.cluster();
+    // Not a member (its lease lapsed): the ring it sees places nothing here, which says nothing
+    // of where these keys belong once it is back.
+    if !cluster.membership().members.contains_key(cluster.id.as_str()) {
+        return;
+    }
+    for key in node.keys_awaiting_their_shard() {
+        let shard = cluster.shard_of(&key);
+        if !matches!(cluster.placement_of_shard(shard), Placement::Local) {
+            node.stop_awaiting_shard(&key);
+        } else if cluster.coordination().token(shard).is_none() {
+            if let Err(e) = ensure_shard(node, &key).await {
+                tracing::debug!(%key, error = %e, "cannot hold the shard of a write to copy out yet");
+            }
         }
     }
 }

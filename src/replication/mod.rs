@@ -242,9 +242,20 @@ impl Replicator {
     /// upload under way (an actor written to during its upload counts twice, so this is an
     /// upper bound). What a lost disk would cost right now, async durability's RPO as a count;
     /// `/metrics` reports it as `vitrina_replication_pending_actors`. 0 means all caught up.
+    /// Refused uploads waiting for their shard count too: their writes are on this disk only.
     pub fn pending(&self) -> usize {
         self.requeue_held_again();
-        self.dirty.lock().len() + self.uploads_in_flight.lock().len()
+        self.dirty.lock().len() + self.uploads_in_flight.lock().len() + self.unheld.lock().len()
+    }
+
+    /// Keys whose upload was refused while this node held no token for them.
+    pub fn unheld_keys(&self) -> Vec<ActorKey> {
+        self.unheld.lock().keys().cloned().collect()
+    }
+
+    /// Stops waiting to upload `key` (its shard is another node's now).
+    pub fn forget_unheld(&self, key: &ActorKey) {
+        self.unheld.lock().remove(key);
     }
 
     /// Marks dirty again the refused actors whose shard this node holds again.
