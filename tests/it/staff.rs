@@ -29,14 +29,22 @@ async fn parts(res: reqwest::Response) -> (StatusCode, Option<String>, Value) {
     (status, cookie, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
+/// The session an answer issued: its cookie and CSRF token, on a 200 that set one.
+fn issued(status: StatusCode, set_cookie: Option<String>, body: &Value) -> Option<Login> {
+    set_cookie.filter(|_| status == StatusCode::OK).map(|sc| Login {
+        cookie: sc.split(';').next().unwrap().trim().to_string(),
+        csrf: body["csrfToken"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+fn retry_after(res: &reqwest::Response) -> Option<String> {
+    res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
 async fn try_login(c: &Client, base: &str, body: Value) -> (StatusCode, Option<Login>, Value) {
     let res = c.post(format!("{base}/admin/session")).header(ORIGIN, base).json(&body).send().await.unwrap();
     let (status, set_cookie, body) = parts(res).await;
-    let login = set_cookie.filter(|_| status == StatusCode::OK).map(|sc| Login {
-        cookie: sc.split(';').next().unwrap().trim().to_string(),
-        csrf: body["csrfToken"].as_str().unwrap_or_default().to_string(),
-    });
-    (status, login, body)
+    (status, issued(status, set_cookie, &body), body)
 }
 
 async fn login(c: &Client, base: &str, name: &str, password: &str) -> Login {
@@ -398,13 +406,9 @@ async fn change_password(
         req = req.header("x-csrf-token", &login.csrf);
     }
     let res = req.send().await.unwrap();
-    let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let retry_after = retry_after(&res);
     let (status, set_cookie, body) = parts(res).await;
-    let renewed = set_cookie.filter(|_| status == StatusCode::OK).map(|sc| Login {
-        cookie: sc.split(';').next().unwrap().trim().to_string(),
-        csrf: body["csrfToken"].as_str().unwrap_or_default().to_string(),
-    });
-    (status, renewed, body, retry_after)
+    (status, issued(status, set_cookie, &body), body, retry_after)
 }
 
 #[tokio::test]
@@ -511,7 +515,7 @@ async fn login_from(c: &Client, base: &str, ip: &str, name: &str, password: &str
         .send()
         .await
         .unwrap();
-    let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let retry_after = retry_after(&res);
     let (status, cookie, body) = parts(res).await;
     (status, cookie, body, retry_after)
 }
