@@ -213,11 +213,14 @@ impl WorkerProcess {
 }
 
 impl Drop for WorkerProcess {
+    /// Every way a worker ends (killed, exited, replaced, recycled) ends here: its isolates go
+    /// with it.
     fn drop(&mut self) {
         if !self.exited() {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        super::recycle::worker_gone();
     }
 }
 

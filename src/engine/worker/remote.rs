@@ -75,7 +75,6 @@ impl BlockEngine for RemoteEngine {
                 run.outcomes.clear();
                 crate::metrics::incr("vitrina_render_worker_kills_total", &[("reason", "exited")]);
                 worker.kill();
-                recycle::worker_gone();
                 continue;
             }
             outcomes.extend(run.outcomes);
@@ -89,7 +88,6 @@ impl BlockEngine for RemoteEngine {
                     tracing::warn!(store = %self.store, pid = worker.pid(), reason = ending.reason(), "render worker killed; starting another");
                     crate::metrics::incr("vitrina_render_worker_kills_total", &[("reason", ending.reason())]);
                     worker.kill();
-                    recycle::worker_gone();
                     // The replacement's start (exec, V8, snapshot) is this page's cost too:
                     // the store's render budget pays for the kill it caused.
                     if let Some(mut worker) = take_worker(config) {
@@ -122,7 +120,6 @@ impl Drop for RemoteEngine {
             // A worker that never got ready has no isolate of this engine.
             if worker.is_ready() && worker.send(&ToWorker::Drop { engine: self.id }.frame(), config.io_timeout).is_err() {
                 *slot = Ok(None);
-                recycle::worker_gone();
             }
         });
         recycle::dropped(self.id);
@@ -277,7 +274,6 @@ fn take_worker(config: &WorkerConfig) -> Option<WorkerProcess> {
                     return Some(worker);
                 }
                 crate::metrics::incr("vitrina_render_worker_kills_total", &[("reason", "exited")]);
-                recycle::worker_gone();
             }
             Err(failed_at) if failed_at.elapsed() < RESTART_BACKOFF => {
                 *slot = Err(failed_at);
@@ -316,7 +312,6 @@ pub(super) fn recycle_idle() {
     tracing::debug!(pid = old.pid(), "recycling an idle render worker");
     crate::metrics::incr("vitrina_render_workers_recycled_total", &[]);
     old.kill();
-    recycle::worker_gone();
     start_for_this_thread();
 }
 
