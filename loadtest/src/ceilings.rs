@@ -33,12 +33,27 @@ pub struct FsyncCeiling {
     pub elapsed: Duration,
     /// Latency of one write + fdatasync, in microseconds.
     pub hist: Histogram<u64>,
+    /// CPU time the syncing threads spent (user + system, mostly the kernel's sync path): the
+    /// least CPU a durable write costs on this machine, whatever stands in front of it.
+    pub cpu: Duration,
 }
 
 impl FsyncCeiling {
     pub fn rate(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    pub fn cpu_us_per_op(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.ops.max(1) as f64
+    }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_THREAD_CPUTIME_ID always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// What each fsync ceiling thread does in its loop.
@@ -79,7 +94,7 @@ pub fn fsync_ceiling(dir: &Path, files: usize, duration: Duration, kind: SyncKin
     let threads: Vec<_> = (0..files.max(1))
         .map(|i| {
             let path = dir.join(format!("fsync-{i}.bin"));
-            std::thread::spawn(move || -> anyhow::Result<(u64, Histogram<u64>)> {
+            std::thread::spawn(move || -> anyhow::Result<(u64, Histogram<u64>, Duration)> {
                 let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
                 file.set_len(SLOTS * BLOCK as u64)?;
                 file.sync_all()?;
@@ -88,6 +103,7 @@ pub fn fsync_ceiling(dir: &Path, files: usize, duration: Duration, kind: SyncKin
                 let mut ops = 0u64;
                 let created = dir_of(&path).join(format!("created-{i}"));
                 std::fs::create_dir_all(&created)?;
+                let cpu_start = thread_cpu_time();
                 while Instant::now() < deadline {
                     let t = Instant::now();
                     match kind {
@@ -104,19 +120,22 @@ pub fn fsync_ceiling(dir: &Path, files: usize, duration: Duration, kind: SyncKin
                     hist.record(t.elapsed().as_micros().max(1) as u64)?;
                     ops += 1;
                 }
+                let cpu = thread_cpu_time().saturating_sub(cpu_start);
                 drop(file);
                 let _ = std::fs::remove_file(&path);
                 // The created files stay (see `remove_created_files`).
-                Ok((ops, hist))
+                Ok((ops, hist, cpu))
             })
         })
         .collect();
     let mut total = 0;
+    let mut cpu = Duration::ZERO;
     let mut hist = Histogram::new_with_bounds(1, 60_000_000, 3)?;
     for t in threads {
-        let (ops, h) = t.join().map_err(|_| anyhow::anyhow!("fsync thread panicked"))??;
+        let (ops, h, c) = t.join().map_err(|_| anyhow::anyhow!("fsync thread panicked"))??;
         total += ops;
+        cpu += c;
         hist.add(&h)?;
     }
-    Ok(FsyncCeiling { files, ops: total, elapsed: start.elapsed(), hist })
+    Ok(FsyncCeiling { files, ops: total, elapsed: start.elapsed(), hist, cpu })
 }

@@ -78,10 +78,19 @@ impl Row {
         self
     }
 
-    pub fn p99_under(mut self, ms: f64) -> Row {
-        let t = format!("p99 < {ms} ms");
-        self.target = if self.target.is_empty() { t } else { format!("{}; {t}", self.target) };
+    pub fn p99_under(self, ms: f64) -> Row {
         let ok = self.p99_ms < ms && self.errors == 0;
+        self.and_target(format!("p99 < {ms} ms"), ok)
+    }
+
+    /// The node's CPU per request at most `us` microseconds (unmeasured counts as missed).
+    pub fn cpu_at_most(self, us: f64) -> Row {
+        let ok = self.node_cpu_us_per_req.is_some_and(|cpu| cpu <= us);
+        self.and_target(format!("≤ {us} µs CPU/req"), ok)
+    }
+
+    fn and_target(mut self, target: String, ok: bool) -> Row {
+        self.target = if self.target.is_empty() { target } else { format!("{}; {target}", self.target) };
         self.meets_target = Some(self.meets_target.unwrap_or(true) && ok);
         self
     }
