@@ -36,7 +36,11 @@ pub async fn conditional_get(
     }
     let (req, response) = res.into_parts();
     let (head, body) = response.into_parts();
-    let bytes = actix_web::body::to_bytes(body).await.map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()))?;
+    // Pages and JSON answers are already one `Bytes`: take it as is rather than copying it.
+    let bytes = match body.try_into_bytes() {
+        Ok(bytes) => bytes,
+        Err(body) => actix_web::body::to_bytes(body).await.map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()))?,
+    };
     let tag = format!("W/\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&bytes));
     let Ok(tag_value) = HeaderValue::from_str(&tag) else {
         return Ok(ServiceResponse::new(req, head.set_body(BoxBody::new(bytes))));

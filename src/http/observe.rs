@@ -17,7 +17,6 @@ pub async fn observe_requests(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
     let method: &'static str = match req.method().as_str() {
         "GET" => "GET",
         "HEAD" => "HEAD",
@@ -29,6 +28,9 @@ pub async fn observe_requests(
         _ => "other",
     };
     let res = next.call(req).await?.map_into_boxed_body();
+    // Asked after routing: the router recorded which resource matched, so this walks to it
+    // instead of matching the path against every route's pattern a second time.
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
     let status = res.status().as_u16().to_string();
     metrics::observe_seconds(
         "vitrina_http_request_duration_seconds",
