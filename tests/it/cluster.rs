@@ -44,6 +44,8 @@ struct Tally {
     sent: AtomicUsize,
     moving: AtomicUsize,
     failed: AtomicUsize,
+    /// Each failure as the client saw it (status or error), so a run over the line says which.
+    failures: std::sync::Mutex<Vec<String>>,
 }
 
 impl Tally {
@@ -54,7 +56,16 @@ impl Tally {
     fn summary(&self) -> String {
         let (sent, moving, failed) =
             (self.sent.load(Ordering::Relaxed), self.moving.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed));
-        format!("{sent} requests, {moving} 503s retried, {failed} failed ({:.3}%)", failed as f64 * 100.0 / sent.max(1) as f64)
+        let seen = self.failures.lock().unwrap().join("; ");
+        format!("{sent} requests, {moving} 503s retried, {failed} failed ({:.3}%) [{seen}]", failed as f64 * 100.0 / sent.max(1) as f64)
+    }
+
+    fn fail(&self, what: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut seen = self.failures.lock().unwrap();
+        if seen.len() < 20 {
+            seen.push(what);
+        }
     }
 }
 
@@ -70,12 +81,13 @@ async fn with_retry(tally: &Tally, send: impl Fn() -> reqwest::RequestBuilder) -
             // 408: the node was too busy to read the request in time (several clusters share
             // two cores in CI).
             Ok(res) if res.status() == StatusCode::REQUEST_TIMEOUT || res.status().is_server_error() => {
-                tally.failed.fetch_add(1, Ordering::Relaxed);
+                let status = res.status();
+                let url = res.url().path().to_string();
+                let body: String = res.text().await.unwrap_or_default().chars().take(200).collect();
+                tally.fail(format!("{status} {url}: {body}"));
             }
             Ok(res) => return res,
-            Err(_) => {
-                tally.failed.fetch_add(1, Ordering::Relaxed);
-            }
+            Err(e) => tally.fail(format!("no answer: {e}")),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
