@@ -122,9 +122,11 @@ impl Session {
 }
 
 /// The session of the request: its verified, current token, or a new one. A token of an
-/// earlier generation (rotated away at checkout) counts as none for a read; a write with it is
-/// refused (409 `session_expired`, cookie cleared) rather than applied to a new shopper here,
-/// since in a cluster the new shopper may live on another node.
+/// earlier generation (rotated away at checkout) counts as none for a read, which sets no
+/// cookie: a page's own fetch sent just before the checkout's answer would otherwise replace
+/// the rotated cookie the browser has just stored with a fresh, empty session. A write with it
+/// is refused (409 `session_expired`, cookie cleared) rather than applied to a new shopper
+/// here, since in a cluster the new shopper may live on another node.
 async fn session(ctx: &Ctx, req: &HttpRequest, write: bool) -> Result<Session, ShopError> {
     // Minted by the routing middleware, which also sets the cookie on the response.
     if let Some(minted) = req.extensions().get::<crate::http::forward::MintedSession>() {
@@ -138,6 +140,7 @@ async fn session(ctx: &Ctx, req: &HttpRequest, write: bool) -> Result<Session, S
             let api = ApiError::conflict("session_expired", "this session was replaced (after a checkout); retry without the old cookie");
             return Err(ShopError { api, html: ctx.html, clear_session: true, secure: super::proxy::secure_cookies(req) });
         }
+        return Ok(Session { token: SessionToken::mint(), is_new: true, set_cookie: false });
     }
     // Minting costs nothing until the session's first write; the cookie is withheld from an IP
     // past its session limit, so it cannot collect ids to spend on writes later. A read gets

@@ -154,8 +154,15 @@ async fn checkout_rotates_the_session_and_the_old_token_reaches_nothing() {
             let status = res.status();
             let html = res.text().await.unwrap();
             assert!(status == 404 || !html.contains(&order), "the order page is not shown to the old token");
-            let html = c.get(&base).header(ACCEPT, HTML).header("cookie", &old_cookie).send().await.unwrap().text().await.unwrap();
+            // A page's own fetch sent with the old cookie just before the checkout's answer must
+            // not replace the new cookie the browser has stored: a read sets none.
+            let res = c.get(&base).header(ACCEPT, HTML).header("cookie", &old_cookie).send().await.unwrap();
+            assert_eq!(set_cookie_line(&res, "sid"), None, "a read with the old token replaces no cookie");
+            let html = res.text().await.unwrap();
             assert!(!html.contains("lang=\"de-DE\""), "the old token sees a guest's page");
+            let res = c.get(format!("{base}/cart")).header(ACCEPT, HTML).header("cookie", &old_cookie).send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            assert_eq!(set_cookie_line(&res, "sid"), None, "the cart page read with the old token replaces no cookie");
             let (s, body) = json_of(
                 c.post(format!("{base}/cart/items"))
                     .header("cookie", &old_cookie)
