@@ -5,14 +5,28 @@
     var el = document.getElementById('v-cart-count');
     if (el && cart && typeof cart.count === 'number') el.textContent = String(cart.count);
   }
-  function post(url, body) {
+  // A node that sheds a request (503 with Retry-After: busy, or the shopper's actor moving
+  // between nodes) has not applied it: sent again after the pause it names, a few times, the
+  // shopper sees the add succeed instead of an error.
+  var RETRIES = 3;
+  function post(url, body, tries) {
+    tries = tries || 0;
     return fetch(url, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
       credentials: 'same-origin',
       body: JSON.stringify(body)
     }).then(function (r) {
+      var after = Number(r.headers.get('Retry-After'));
+      if (r.status === 503 && tries < RETRIES && after >= 0 && after <= 10) {
+        return new Promise(function (resolve) { setTimeout(resolve, Math.max(after, 0.2) * 1000); })
+          .then(function () { return post(url, body, tries + 1); });
+      }
       return r.json().then(function (data) {
+        // A session replaced at checkout (in another tab): the answer cleared its cookie, and
+        // the add goes to a new session.
+        var code = data && data.error && data.error.code;
+        if (r.status === 409 && code === 'session_expired' && tries < RETRIES) return post(url, body, tries + 1);
         if (!r.ok) throw new Error((data && data.error && data.error.message) || ('HTTP ' + r.status));
         return data;
       });
