@@ -46,6 +46,9 @@ pub(super) struct Db {
     /// A file connection was opened since the handle last looked: it must be admitted to the
     /// node's open-file budget ([`open_files`]) once this lock is released.
     newly_opened: bool,
+    /// Times a file connection was opened for the open-file queue ([`open_files`]): each left
+    /// an entry there that this handle's drop reports.
+    admissions: usize,
     /// For a shopper: the per-store count a new file is admitted against.
     quota: Option<(Arc<ShopperFiles>, StoreId)>,
     /// The file was created for a write that has not committed yet: if that write fails, the
@@ -61,6 +64,7 @@ impl Db {
         if self.kind == SchemaKind::Shopper {
             open_files::OPEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.newly_opened = true;
+            self.admissions += 1;
         }
         Ok(())
     }
@@ -131,6 +135,7 @@ impl Db {
 impl Drop for Db {
     fn drop(&mut self) {
         self.close_file();
+        open_files::note_dropped(self.admissions);
     }
 }
 
@@ -147,6 +152,7 @@ impl ActorDb {
             path: path.to_path_buf(),
             kind,
             newly_opened: false,
+            admissions: 0,
             quota: None,
             fresh: false,
         });
@@ -183,6 +189,7 @@ impl ActorDb {
             path: path.to_path_buf(),
             kind,
             newly_opened: false,
+            admissions: 0,
             quota: None,
             fresh: false,
         }))
