@@ -11,6 +11,8 @@
 #
 # Each side is ENV=VALUE words as on a shell command line, values with spaces quoted inside
 # the argument ("" for none).
+# The lines are appended to loadtest/RESULTS.md under the command and commit that produced them
+# (as run.sh does; NO_APPEND=1 to only print them).
 # W1b runs with the personal HTML cache off. EXTRA passes flags to `vitrina-load run`
 # (e.g. EXTRA="--shoppers 10000" with A and B setting VITRINA_ACTORS__MAX_LIVE_ISOLATES=2000).
 set -euo pipefail
@@ -69,7 +71,27 @@ PY
   rm -rf "$dir"
 }
 
-for round in $(seq "$rounds"); do
-  one "round $round A [$a]" "$bin_a" "$a" "$load_a"
-  one "round $round B [$b]" "$bin_b" "$b" "$load_b"
+command_line="$(printf '%q ' "$0" "$@")"
+env_line=""
+for v in BIN_A BIN_B LOAD_A LOAD_B ROUNDS DURATION EXTRA FAULTS_AFTER; do
+  [ -n "${!v:-}" ] && env_line+="$v=$(printf '%q' "${!v}") "
 done
+started=$(date -u +%Y-%m-%dT%H:%MZ) load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+lines=$(mktemp)
+for round in $(seq "$rounds"); do
+  one "round $round A [$a]" "$bin_a" "$a" "$load_a" | tee -a "$lines"
+  one "round $round B [$b]" "$bin_b" "$b" "$load_b" | tee -a "$lines"
+done
+if [ "${NO_APPEND:-}" != 1 ]; then
+  {
+    echo
+    echo "## Pairs $started — \`$workload\`, \`$(git rev-parse --short HEAD 2>/dev/null || echo '?')\`"
+    echo
+    echo "- Command: \`${env_line}${command_line% }\`"
+    echo "- Load average before: $load_before"
+    echo
+    sed 's/^/- /' "$lines"
+  } >>loadtest/RESULTS.md
+  echo "appended to loadtest/RESULTS.md"
+fi
+rm -f "$lines"
