@@ -33,6 +33,12 @@ export VITRINA_OPERATOR_TOKEN=optok-pairs-0123456789abcdef
 # per-store shopper cap. Builds from before these settings ignore them.
 export VITRINA_HTTP__SESSION_KEY=loadtest-session-key VITRINA_LIMITS__ENABLED=false \
   VITRINA_RENDER__STORE_MAX_CONCURRENT=1024 VITRINA_RENDER__STORE_CPU_MS_PER_SEC=0 VITRINA_SHOPPER__MAX_PER_STORE=0
+# Each run's data directory is removed only when the script ends: on ext4 without a journal
+# (this machine's disk) deleting a run's thousands of shopper files makes every file creation
+# in the next few minutes scan past them (`loadtest/src/ceilings.rs`, `remove_created_files`),
+# which would tax the run after it.
+spent=$(mktemp -d "${TMPDIR:-/var/tmp}/pairs-spent.XXXX")
+trap 'rm -rf "$spent"' EXIT
 cache_off=""
 [ "$workload" = w1b ] && cache_off="VITRINA_CACHE__PERSONAL_HTML_TTL_SECS=0"
 
@@ -68,7 +74,7 @@ rps, cpu = float(cells[4]), cells[9]
 faults = (int(f1) - int(f0)) / (float(t1) - float(t0))
 print(f"{label}: {rps:.0f} req/s, {cpu} µs CPU/req, {faults / rps if rps else 0:.1f} faults/req")
 PY
-  rm -rf "$dir"
+  mv "$dir" "$spent/"
 }
 
 command_line="$(printf '%q ' "$0" "$@")"
