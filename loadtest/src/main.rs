@@ -358,12 +358,14 @@ async fn wake(common: &Common, node: &NodeRef) -> anyhow::Result<Row> {
     Ok(Row::from_measured("w2w", "W2w wake hibernated", mode, &m).p99_under(3.0))
 }
 
+/// Waits until `want` shoppers are live and no actor is still activating or passivating: a
+/// passivating shopper has not closed (or saved its pages to) its file yet.
 async fn wait_for_live(node: &NodeRef, want: u64, timeout: Duration) -> anyhow::Result<()> {
     let admin = node.admin()?;
     let deadline = Instant::now() + timeout;
     loop {
-        let live = setup::live_shoppers(&admin).await?;
-        if live == want {
+        let (live, changing) = setup::live_and_changing(&admin).await?;
+        if live == want && changing == 0 {
             return Ok(());
         }
         if Instant::now() > deadline {

@@ -173,3 +173,11 @@ pub async fn health(node: &Target) -> anyhow::Result<Value> {
 pub async fn live_shoppers(node: &Target) -> anyhow::Result<u64> {
     health(node).await?["liveActors"]["shoppers"].as_u64().context("liveActors.shoppers in /healthz")
 }
+
+/// `GET /healthz` → live shopper actors, and actors of any kind still activating or closing
+/// their files (0 from builds that do not report it).
+pub async fn live_and_changing(node: &Target) -> anyhow::Result<(u64, u64)> {
+    let health = health(node).await?;
+    let live = health["liveActors"]["shoppers"].as_u64().context("liveActors.shoppers in /healthz")?;
+    Ok((live, health["changingActors"].as_u64().unwrap_or(0)))
+}

@@ -20,6 +20,8 @@ pub async fn healthz(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(json!({
         "status": "ok",
         "liveActors": {"stores": stores, "shoppers": shoppers},
+        // Activating or passivating: a passivating actor's file is not closed yet.
+        "changingActors": node.registry.changing_count(),
         "liveIsolates": crate::render::live_engines(),
         "isolateBudget": crate::engine::isolate_budget::budget(),
         "isolateBytes": crate::engine::isolate_budget::held_bytes(),

@@ -99,6 +99,14 @@ pub struct Lease {
     closing: Option<watch::Sender<()>>,
 }
 
+impl Lease {
+    /// Moves the lease out of a stopped actor, so that what it still has to do to close (on
+    /// another thread) can give the key back when done.
+    pub fn detach(&mut self) -> Lease {
+        Lease { key: self.key.clone(), generation: self.generation, closing: self.closing.take() }
+    }
+}
+
 /// A key held busy with no instance (see [`Registry::try_reserve`]).
 pub struct Reservation<'a> {
     registry: &'a Registry,
@@ -181,6 +189,12 @@ impl Registry {
             (ActorKey::Shopper(..), Slot::Live { .. }) => (st, sh + 1),
             _ => (st, sh),
         })
+    }
+
+    /// Keys being activated or passivated (or reserved) now: an actor counted here has not
+    /// closed its file yet.
+    pub fn changing_count(&self) -> usize {
+        self.slots.lock().values().filter(|s| matches!(s, Slot::Busy(_))).count()
     }
 
     /// The keys live here now.

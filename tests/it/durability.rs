@@ -40,6 +40,52 @@ async fn an_idle_actor_is_passivated_and_comes_back_with_its_state() {
     assert_eq!(node.live_shoppers().await, 1, "the next message reactivated it");
 }
 
+/// A passivating shopper keeps the page it rendered last in its own file (closed on a commit
+/// thread, off the actor's thread), and its next visit is served that page without a render.
+#[tokio::test]
+async fn a_passivated_shopper_keeps_its_page_in_its_file_and_is_served_it_when_it_wakes() {
+    let node = TestNode::start_with(&[("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", "1")]);
+    node.seed_store("asleep", "Asleep").await;
+    let c = node.shopper("asleep");
+    c.add_to_cart("mug", 2).await;
+    let page = c.page("/").await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let html = page.text();
+    assert!(html.contains("Enamel Mug"), "the cart shows on the page: {html}");
+
+    wait_until("the shopper to passivate and close its file", Duration::from_secs(10), || async {
+        node.live_shoppers().await == 0 && !node.open_data_files().iter().any(|f| f.contains("/shoppers/"))
+    })
+    .await;
+    let dir = node.data_dir.join("stores/asleep/shoppers");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .flat_map(|fanout| std::fs::read_dir(fanout.path()).unwrap().flatten())
+        .map(|f| f.path())
+        .find(|p| p.extension().is_some_and(|e| e == "db"))
+        .expect("the shopper's file");
+    let conn = rusqlite::Connection::open_with_flags(&file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let saved: Vec<(String, String)> = conn
+        .prepare("SELECT cache_key, html FROM html_cache")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    drop(conn);
+    assert_eq!(saved.len(), 1, "{:?}", saved.iter().map(|(k, _)| k).collect::<Vec<_>>());
+    assert_eq!(saved[0].1, html, "the saved page is the page served");
+
+    let hits = "vitrina_page_cache_total{kind=\"personal\",result=\"hit\"}";
+    let before = node.metric(hits).await;
+    let again = c.page("/").await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.text(), html, "the woken shopper is served its saved page");
+    assert_eq!(node.metric(hits).await, before + 1, "served from the saved page, not rendered");
+    assert_eq!(node.live_shoppers().await, 1);
+}
+
 #[tokio::test]
 async fn idle_carts_expire_by_alarm_even_across_a_restart() {
     let env = [
