@@ -50,8 +50,11 @@ impl Actor for ShopperActor {
         let pages = if db.is_some() { self.pages_to_save() } else { None };
         let node = self.node.clone();
         let lease = self.lease.detach();
+        // The upload is spawned on this arbiter's runtime, from whichever thread closes the file.
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let closed = move || {
             let mut lease = lease;
+            let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
             // The file is closed: upload it now if it has unreplicated commits.
             node.actor_passivated(lease.key.clone());
             node.registry.finish_passivation(&mut lease);
