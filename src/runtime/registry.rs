@@ -99,14 +99,6 @@ pub struct Lease {
     closing: Option<watch::Sender<()>>,
 }
 
-impl Lease {
-    /// Moves the lease out of a stopped actor, so that what it still has to do to close (on
-    /// another thread) can give the key back when done.
-    pub fn detach(&mut self) -> Lease {
-        Lease { key: self.key.clone(), generation: self.generation, closing: self.closing.take() }
-    }
-}
-
 /// A key held busy with no instance (see [`Registry::try_reserve`]).
 pub struct Reservation<'a> {
     registry: &'a Registry,

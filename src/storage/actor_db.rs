@@ -206,19 +206,6 @@ impl ActorDb {
         }
     }
 
-    /// Lets go of this handle on a commit thread: runs `last` with it there (a final write),
-    /// drops it (closing the file if no other handle is left), then calls `closed`. For an actor
-    /// that stops: closing a file takes its thread for a commit, an unmap and three `close`s,
-    /// which would hold up the other actors sharing that thread.
-    pub fn close_in_background(self, last: impl FnOnce(&ActorDb) + Send + 'static, closed: impl FnOnce() + Send + 'static) {
-        // The job runs to its end whether or not the returned future is polled.
-        drop(committer::run(move || {
-            last(&self);
-            drop(self);
-            closed();
-        }));
-    }
-
     /// Whether the file's connection is open now.
     pub fn is_open(&self) -> bool {
         self.conn.lock().conn_is_file

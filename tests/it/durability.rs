@@ -40,8 +40,8 @@ async fn an_idle_actor_is_passivated_and_comes_back_with_its_state() {
     assert_eq!(node.live_shoppers().await, 1, "the next message reactivated it");
 }
 
-/// A passivating shopper keeps the page it rendered last in its own file (closed on a commit
-/// thread, off the actor's thread), and its next visit is served that page without a render.
+/// A passivating shopper keeps the page it rendered last in its own file, and its next visit
+/// is served that page without a render.
 #[tokio::test]
 async fn a_passivated_shopper_keeps_its_page_in_its_file_and_is_served_it_when_it_wakes() {
     let node = TestNode::start_with(&[("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", "1")]);

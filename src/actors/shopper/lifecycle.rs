@@ -14,7 +14,7 @@ use crate::render;
 use crate::render::cache::PersonalPages;
 use crate::runtime::{alarms, passivate_now, release_evicted_isolate, watch_idleness, Passivate};
 use crate::sqlite::StorageError;
-use crate::storage::{ActorDb, Commit};
+use crate::storage::Commit;
 
 /// Handles this shopper's due alarms (cart expiry, order delivery retries).
 #[derive(Message, Clone)]
@@ -46,61 +46,35 @@ impl Actor for ShopperActor {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.engine.drop_engine();
-        let db = self.db.take().filter(|db| db.exists());
-        let pages = if db.is_some() { self.pages_to_save() } else { None };
-        let node = self.node.clone();
-        let lease = self.lease.detach();
-        // The upload is spawned on this arbiter's runtime, from whichever thread closes the file.
-        let runtime = tokio::runtime::Handle::try_current().ok();
-        let closed = move || {
-            let mut lease = lease;
-            let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
-            // The file is closed: upload it now if it has unreplicated commits.
-            node.actor_passivated(lease.key.clone());
-            node.registry.finish_passivation(&mut lease);
-        };
-        let Some(db) = db else { return closed() };
-        // Saving the pages and closing the file run on a commit thread, not on this arbiter:
-        // the save's commit can checkpoint the WAL, which syncs the file, and closing unmaps
-        // its shared memory and closes three files, all of which held up every other actor's
-        // turn on this thread. The key stays busy until the file is closed, so a request for
-        // this shopper waits for it rather than opening the file a second time.
-        let save = move |db: &ActorDb| {
-            let Some(pages) = pages else { return };
-            // Losing them only costs a render: the commit does not wait for the disk.
-            let saved = db.write_now_as(Commit::MayBeLost, |tx| -> Result<(), StorageError> {
-                let rows =
-                    pages.iter().map(|(key, html, rendered_ms)| (key.clone(), std::str::from_utf8(html).unwrap_or_default(), *rendered_ms));
-                repo::replace_saved_pages(tx, rows)?;
-                Ok(())
-            });
-            if let Err(e) = saved {
-                tracing::warn!(error = %e, "personalised pages not saved at passivation");
+        if let Some(db) = self.db.take().filter(|db| db.exists()) {
+            // Keep the personalised pages across the sleep; losing them only costs a render, so
+            // the commit does not stall this arbiter thread on an fsync.
+            let shopper = self.key();
+            let pages: Vec<_> = self
+                .cached_pages
+                .iter()
+                .filter_map(|k| self.node.personal_pages.peek(&PersonalPages::key(&shopper, k)).map(|p| (k, p)))
+                .filter(|(_, p)| p.state_version == self.state_version)
+                .collect();
+            let changed = self.rendered_since_save || self.saved_pages_version != self.state_version;
+            if changed && (!pages.is_empty() || !self.cached_pages.is_empty()) {
+                let saved = db.write_now_as(Commit::MayBeLost, |tx| -> Result<(), StorageError> {
+                    let rows = pages.iter().map(|(request_key, page)| {
+                        let key = format!("{}.{}#{}", page.store_version, page.state_version, request_key);
+                        (key, std::str::from_utf8(&page.html).unwrap_or_default(), page.rendered_ms)
+                    });
+                    repo::replace_saved_pages(tx, rows)?;
+                    Ok(())
+                });
+                if let Err(e) = saved {
+                    tracing::warn!(error = %e, "personalised pages not saved at passivation");
+                }
             }
-        };
-        db.close_in_background(save, closed);
-    }
-}
-
-impl ShopperActor {
-    /// The personalised pages to keep across the sleep (saved key, HTML, when rendered), if
-    /// they changed since they were last saved (a wake that only reads saves nothing).
-    fn pages_to_save(&self) -> Option<Vec<(String, actix_web::web::Bytes, i64)>> {
-        let changed = self.rendered_since_save || self.saved_pages_version != self.state_version;
-        if !changed || self.cached_pages.is_empty() {
-            return None;
         }
-        let shopper = self.key();
-        let pages = self
-            .cached_pages
-            .iter()
-            .filter_map(|k| self.node.personal_pages.peek(&PersonalPages::key(&shopper, k)).map(|p| (k, p)))
-            .filter(|(_, p)| p.state_version == self.state_version)
-            .map(|(request_key, page)| {
-                (format!("{}.{}#{}", page.store_version, page.state_version, request_key), page.html.clone(), page.rendered_ms)
-            })
-            .collect();
-        Some(pages)
+        let node = self.node.clone();
+        // The file is closed: upload it now if it has unreplicated commits.
+        node.actor_passivated(self.key());
+        node.registry.finish_passivation(&mut self.lease);
     }
 }
 
