@@ -392,3 +392,39 @@ async fn isolates_are_evicted_by_their_measured_bytes() {
     wait_until("evicted isolates to be dropped", Duration::from_secs(10), || async { node.live_isolates().await <= 3 }).await;
     assert!(node.metric("vitrina_isolate_bytes").await <= 64 << 20);
 }
+
+/// A store near the catalog limit takes its render worker longer to load than its blocks may
+/// run: the loading counts against the page, so the first block of its first page renders and
+/// the worker is not killed for it (it was, and the hero block failed with `timeout`).
+#[tokio::test]
+async fn loading_a_large_catalog_does_not_get_the_first_block_killed() {
+    // A tight kill bound for blocks: twice 10 ms and the grace, far below the loading below.
+    let node = TestNode::start_with(&[("VITRINA_RENDER__WORKER_KILL_GRACE_MS", "20")]);
+    let store = "big";
+    let token = node.seed_store(store, "Big Catalog").await;
+    let admin = node.store_admin(store, &token);
+    // 4,990 products of ~1 KB, in batches under the request body limit.
+    for batch in 0..20 {
+        let products: Vec<Value> = (0..(if batch < 19 { 250 } else { 240 }))
+            .map(|i| {
+                let n = batch * 250 + i;
+                json!({"id": format!("b{n}"), "handle": format!("b{n}"), "title": format!("Item {n}"),
+                       "description": "a word or two ".repeat(60), "price": "1.00", "stock": 1})
+            })
+            .collect();
+        let (s, b) = admin.put_products(Value::Array(products)).await;
+        assert_eq!(s, StatusCode::OK, "batch {batch}: {b}");
+    }
+    let limits = json!({"limits": {"blockCpuMs": 10, "pageCpuMs": 1000, "heapMb": 128, "outputKb": 1024}});
+    let (s, b) = node.admin(&token, Method::PATCH, &format!("/stores/{store}/settings"), Some(limits)).await;
+    assert!(s.is_success(), "{b}");
+    let kills_before = node.metric("vitrina_render_worker_kills_total{reason=\"cpu\"}").await;
+
+    let (status, html) = get_html(&node.shopper(store), &node.base(store)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Welcome to Big Catalog"), "the hero block did not render");
+    let failed = "class=\"v-block v-block-failed\"";
+    assert!(!html.contains(failed), "a block failed: {}", html.split(failed).nth(1).unwrap_or("").chars().take(300).collect::<String>());
+    let kills = node.metric("vitrina_render_worker_kills_total{reason=\"cpu\"}").await - kills_before;
+    assert_eq!(kills, 0, "the render worker was killed while it loaded the catalog");
+}

@@ -198,6 +198,10 @@ impl CpuDeadline {
     pub(super) fn after_reading(clock: ThreadClock, now: Duration, budget: Duration) -> CpuDeadline {
         CpuDeadline { clock, at: now.saturating_add(budget) }
     }
+    /// `budget` from now on the same clock, which must be the calling thread's.
+    pub(super) fn restarted(self, budget: Duration) -> CpuDeadline {
+        CpuDeadline::after_reading(self.clock, self.clock.bounds().high, budget)
+    }
     pub(super) fn min(self, other: CpuDeadline) -> CpuDeadline {
         if other.at < self.at {
             other

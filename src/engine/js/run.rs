@@ -32,7 +32,8 @@ pub(super) struct BlockRun {
 type Step<T> = Result<T, Option<String>>;
 
 /// Runs one block in `live`: loads data and ctx if needed, compiles, calls, classifies.
-/// `deadline` bounds the block's own code; `page_deadline` bounds the whole page.
+/// `deadline` bounds the block's own code (from the end of any loading); `page_deadline`
+/// bounds the whole page.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_block(
     live: &mut LiveIsolate,
@@ -85,6 +86,9 @@ pub(super) fn run_block(
         load_store_data(tc, undefined, data, set_data, data_version, base_ctx)?;
         let ctx = shopper_ctx(tc, undefined, ctx_json, prepare_ctx, base_ctx, base_ctx_json)?;
 
+        // The block's own budget starts once the engine's work is done: making the isolate
+        // (before this call) and loading count against the page only.
+        let deadline = if loads { page_deadline.min(deadline.restarted(limits.block_cpu())) } else { deadline };
         drop(guard.take());
         guard = Some(watchdog().arm(handle.clone(), deadline, timed_out.clone()));
 

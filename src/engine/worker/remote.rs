@@ -167,8 +167,12 @@ struct Run {
 
 /// Sends the page and collects its outcomes while watching the worker's CPU: a block may use
 /// twice its budget and the grace, the page twice its own and the grace, before the worker is
-/// killed. Outcomes that arrived are kept; the block that was running gets `timeout` (or
-/// `engine-crashed` if the worker died); the ones after it get none.
+/// killed. The first block, and one after a block that broke a limit, are bounded by the page's
+/// budget only: the worker may make an isolate and load the store's catalog before them, which
+/// the engine does not charge to the block (its own deadline, enforced inside the worker, starts
+/// after), and this side cannot tell that work from the block's. Outcomes that arrived are kept;
+/// the block that was running gets `timeout` (or `engine-crashed` if the worker died); the ones
+/// after it get none.
 fn supervise(worker: &mut WorkerProcess, config: &WorkerConfig, page: &Page<'_>) -> Run {
     let started = Instant::now();
     let mut run =
@@ -186,10 +190,11 @@ fn supervise(worker: &mut WorkerProcess, config: &WorkerConfig, page: &Page<'_>)
     let block_budget = page.limits.block_cpu().min(page.limits.page_cpu()) * 2 + config.kill_grace;
     let page_budget = page.limits.page_cpu() * 2 + config.kill_grace;
     let mut block_started = cpu_at_start;
+    let mut may_set_up = true;
     loop {
         let now = worker.cpu();
         run.cpu = now.saturating_sub(cpu_at_start);
-        if now.saturating_sub(block_started) > block_budget || run.cpu > page_budget {
+        if (!may_set_up && now.saturating_sub(block_started) > block_budget) || run.cpu > page_budget {
             run.ending = Ending::OverBudget;
             break;
         }
@@ -208,6 +213,7 @@ fn supervise(worker: &mut WorkerProcess, config: &WorkerConfig, page: &Page<'_>)
             Ok(Some(FromWorker::Block { index, outcome }))
                 if index as usize == run.outcomes.len() && run.outcomes.len() < page.blocks.len() =>
             {
+                may_set_up = matches!(outcome, Err(BlockFailure::Timeout | BlockFailure::HeapLimit));
                 run.outcomes.push(outcome);
                 block_started = worker.cpu();
             }
