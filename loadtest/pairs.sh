@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Alternating A/B pairs of one workload, each on a fresh single node, for changes too small to
 # see across suite runs (this VM's run-to-run spread is ±25 %). Prints one line per run:
-# setting, closed-loop req/s, node CPU µs per request, and the node's minor page faults per
-# request while loaded. Session 7's W1b, W2p and churn pairs in RESULTS.md were run this way.
+# setting, then for each row the workload reports (closed loop, open loop at 50 %, W2w's wakes)
+# its req/s, p50/p99 and node CPU µs per request; the node's minor page faults per request
+# while loaded (closed loop); and with METRICS (a regex of `/metrics` series, e.g.
+# METRICS='vitrina_isolates_(prewarmed|reused)_total') how much each grew over the run.
+# Session 7's W1b, W2p and churn pairs in RESULTS.md were run this way.
 #
 #   loadtest/pairs.sh w1b "" "VITRINA_V8_FLAGS='--no-maglev --no-turbofan --single-threaded-gc'"
 #   ROUNDS=2 loadtest/pairs.sh w2p VITRINA_ACTORS__MAX_OPEN_FILES=6325 VITRINA_ACTORS__MAX_OPEN_FILES=0
 #   BIN_A=/tmp/vitrina-before BIN_B=target/release/vitrina loadtest/pairs.sh w1b "" ""   # two builds
+#   METRICS='vitrina_page_cache_total' loadtest/pairs.sh w2w VITRINA_ACTORS__IDLE_TIMEOUT_SECS=3 \
+#     VITRINA_ACTORS__IDLE_TIMEOUT_SECS=3   # W2w needs a short idle timeout on both sides
 #   (LOAD_A=/tmp/vitrina-load-before as well when A predates signed session ids)
 #
 # Each side is ENV=VALUE words as on a shell command line, values with spaces quoted inside
@@ -38,6 +43,7 @@ export VITRINA_HTTP__SESSION_KEY=loadtest-session-key VITRINA_LIMITS__ENABLED=fa
 # in the next few minutes scan past them (`loadtest/src/ceilings.rs`, `remove_created_files`),
 # which would tax the run after it.
 spent=$(mktemp -d "${TMPDIR:-/var/tmp}/pairs-spent.XXXX")
+lines="$spent/lines"
 trap 'rm -rf "$spent"' EXIT
 cache_off=""
 [ "$workload" = w1b ] && cache_off="VITRINA_CACHE__PERSONAL_HTML_TTL_SECS=0"
@@ -54,6 +60,7 @@ one() { # $1 label, $2 binary, $3 settings, $4 load generator
     rm -rf "$dir"
     return 1
   fi
+  metrics >"$dir/metrics-before.txt"
   # shellcheck disable=SC2086
   "$4" run --nodes "http://127.0.0.1:$port" --pid "$pid" --workloads "$workload" --duration "$duration" \
     --warmup 1 ${EXTRA:-} --markdown "$dir/r.md" >"$dir/out.txt" 2>&1 &
@@ -62,28 +69,60 @@ one() { # $1 label, $2 binary, $3 settings, $4 load generator
   sleep "${FAULTS_AFTER:-4}"; f0=$(awk '{print $10}' "/proc/$pid/stat" 2>/dev/null || echo 0); t0=$(date +%s.%N)
   sleep 2; f1=$(awk '{print $10}' "/proc/$pid/stat" 2>/dev/null || echo "$f0"); t1=$(date +%s.%N)
   wait "$loader" || true
-  line=$(grep "closed loop" "$dir/r.md" | head -1 || true)
+  metrics >"$dir/metrics-after.txt"
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  python3 - "$1" "$line" "$f0" "$f1" "$t0" "$t1" <<'PY'
-import sys
-label, line, f0, f1, t0, t1 = sys.argv[1:]
-cells = [c.strip() for c in line.split('|')]
-if len(cells) < 11:
-    print(f"{label}: no closed-loop row (see the node's log)"); sys.exit()
-rps, cpu = float(cells[4]), cells[9]
-faults = (int(f1) - int(f0)) / (float(t1) - float(t0))
-print(f"{label}: {rps:.0f} req/s, {cpu} µs CPU/req, {faults / rps if rps else 0:.1f} faults/req")
+  python3 - "$1" "$dir" "$f0" "$f1" "$t0" "$t1" <<'PY'
+import re, sys
+label, dir, f0, f1, t0, t1 = sys.argv[1:]
+# | name `tag` | mode | requests / errors | req/s | p50 | p90 | p99 | max | CPU µs/req | ...
+try:
+    rows = [[c.strip() for c in l.split('|')] for l in open(f"{dir}/r.md") if re.match(r"\|.*`w[0-9a-z@%]+` \|", l)]
+except FileNotFoundError:
+    rows = []
+if not rows:
+    said = open(f"{dir}/out.txt").read().strip().splitlines() or [""]
+    why = next((l for l in said if "rror" in l), said[-1]).strip()
+    print(f"{label}: no result row; the load generator said: {why}"); sys.exit()
+parts = []
+for cells in rows:
+    tag, rps = cells[1].split('`')[1], float(cells[4] or 0)
+    part = f"{tag} {rps:.0f} req/s, p50 {cells[5]} p99 {cells[7]} ms, {cells[9]} µs CPU/req"
+    if "closed loop" in cells[2] and rps:
+        faults = (int(f1) - int(f0)) / (float(t1) - float(t0))
+        part += f", {faults / rps:.1f} faults/req"
+    parts.append(part)
+def read(name):
+    series = {}
+    for l in open(f"{dir}/{name}"):
+        if not l.startswith('#') and ' ' in l:
+            key, value = l.rsplit(' ', 1)
+            series[key] = float(value)
+    return series
+before, after = read("metrics-before.txt"), read("metrics-after.txt")
+grown = [f"{k} +{after[k] - before.get(k, 0):g}" for k in sorted(after) if after[k] != before.get(k, 0)]
+print(f"{label}: " + "; ".join(parts + grown))
 PY
   mv "$dir" "$spent/"
 }
 
+# The node's `/metrics` series matching METRICS (none without it).
+metrics() {
+  [ -n "${METRICS:-}" ] || return 0
+  curl -sf -H "authorization: Bearer $VITRINA_OPERATOR_TOKEN" "127.0.0.1:$port/metrics" | grep -E "^(${METRICS})[{ ]" || true
+}
+
 command_line="$(printf '%q ' "$0" "$@")"
 env_line=""
-for v in BIN_A BIN_B LOAD_A LOAD_B ROUNDS DURATION EXTRA FAULTS_AFTER; do
+for v in BIN_A BIN_B LOAD_A LOAD_B ROUNDS DURATION EXTRA FAULTS_AFTER METRICS; do
   [ -n "${!v:-}" ] && env_line+="$v=$(printf '%q' "${!v}") "
 done
+# Builds given as BIN_A/BIN_B are not necessarily the checkout's.
+if [ -n "${BIN_A:-}${BIN_B:-}" ]; then
+  built="the binaries as given, checkout at \`$(git rev-parse --short HEAD 2>/dev/null || echo '?')\`"
+else
+  built="\`$(git rev-parse --short HEAD 2>/dev/null || echo '?')\`$(git diff --quiet HEAD -- src loadtest Cargo.toml ':!loadtest/RESULTS.md' 2>/dev/null || echo ' (with uncommitted changes)')"
+fi
 started=$(date -u +%Y-%m-%dT%H:%MZ) load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-lines=$(mktemp)
 for round in $(seq "$rounds"); do
   one "round $round A [$a]" "$bin_a" "$a" "$load_a" | tee -a "$lines"
   one "round $round B [$b]" "$bin_b" "$b" "$load_b" | tee -a "$lines"
@@ -91,7 +130,7 @@ done
 if [ "${NO_APPEND:-}" != 1 ]; then
   {
     echo
-    echo "## Pairs $started — \`$workload\`, \`$(git rev-parse --short HEAD 2>/dev/null || echo '?')\`"
+    echo "## Pairs $started — \`$workload\`, $built"
     echo
     echo "- Command: \`${env_line}${command_line% }\`"
     echo "- Load average before: $load_before"
@@ -100,4 +139,3 @@ if [ "${NO_APPEND:-}" != 1 ]; then
   } >>loadtest/RESULTS.md
   echo "appended to loadtest/RESULTS.md"
 fi
-rm -f "$lines"
