@@ -1,5 +1,5 @@
 //! Building blocks of a request, measured alone: creating and opening a shopper's SQLite file
-//! (the storage part of an activation), verifying an HMAC-SHA256 signature over a 4 KiB body
+//! (the storage part of an activation; reopening one alone and beside a full node's open files), verifying an HMAC-SHA256 signature over a 4 KiB body
 //! (webhook-sized), and finding a key's owner on the consistent-hash ring (every request on a
 //! cluster node does, often twice). The isolate and block render benchmarks are in `engine.rs`.
 //!
@@ -43,6 +43,30 @@ fn storage(c: &mut Criterion) {
     let existing = dir.path().join("existing.db");
     drop(open(&existing, SchemaKind::Shopper).expect("open"));
     group.bench_function("open_existing", |b| b.iter(|| open(&existing, SchemaKind::Shopper).expect("open")));
+    // The same with its WAL checkpointed and truncated (as a checkpoint on close would leave
+    // it): the open finds no frames to index.
+    let checkpointed = dir.path().join("checkpointed.db");
+    let conn = open(&checkpointed, SchemaKind::Shopper).expect("open");
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("checkpoint");
+    drop(conn);
+    group.bench_function("open_existing_checkpointed", |b| b.iter(|| open(&checkpointed, SchemaKind::Shopper).expect("open")));
+    // The same beside the 1,024 shopper files a node keeps open at most (`actors.max_open_files`):
+    // SQLite's unix VFS looks each new file up in a list of every file the process has open.
+    // Made on the first call only, so that a run filtered to other benchmarks makes none.
+    let mut others = None;
+    group.bench_function("open_existing_beside_1024_open", |b| {
+        others.get_or_insert_with(|| {
+            (0..1024)
+                .map(|i| {
+                    let path = dir.path().join(format!("o{i}")).join("shopper.db");
+                    create_from_template(&path).expect("create");
+                    open(&path, SchemaKind::Shopper).expect("open")
+                })
+                .collect::<Vec<_>>()
+        });
+        b.iter(|| open(&existing, SchemaKind::Shopper).expect("open"))
+    });
+    drop(others);
     group.finish();
 }
 
