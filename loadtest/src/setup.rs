@@ -171,7 +171,7 @@ pub async fn health(node: &Target) -> anyhow::Result<Value> {
 
 /// `GET /healthz` → live shopper actors.
 pub async fn live_shoppers(node: &Target) -> anyhow::Result<u64> {
-    health(node).await?["liveActors"]["shoppers"].as_u64().context("liveActors.shoppers in /healthz")
+    Ok(live_and_changing(node).await?.0)
 }
 
 /// `GET /healthz` → live shopper actors, and actors of any kind still activating or closing
