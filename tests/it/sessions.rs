@@ -158,7 +158,9 @@ async fn checkout_rotates_the_session_and_the_old_token_reaches_nothing() {
             // not replace the new cookie the browser has stored: a read sets none.
             let res = c.get(&base).header(ACCEPT, HTML).header("cookie", &old_cookie).send().await.unwrap();
             assert_eq!(set_cookie_line(&res, "sid"), None, "a read with the old token replaces no cookie");
+            let status = res.status();
             let html = res.text().await.unwrap();
+            assert_eq!(status, 200, "{html}");
             assert!(!html.contains("lang=\"de-DE\""), "the old token sees a guest's page");
             let res = c.get(format!("{base}/cart")).header(ACCEPT, HTML).header("cookie", &old_cookie).send().await.unwrap();
             let cookie = set_cookie_line(&res, "sid");
