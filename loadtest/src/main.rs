@@ -394,6 +394,14 @@ fn fsync_row(id: &str, name: &str, c: &ceilings::FsyncCeiling) -> Row {
     }
 }
 
+/// Waits until the kernel has written back what the workloads before left dirty (their nodes'
+/// unsynced commits, the ceilings' files): a workload's own fsyncs would otherwise queue behind
+/// that writeback, and its latency would measure its predecessor.
+async fn settle_disk() {
+    let _ = tokio::task::spawn_blocking(|| std::process::Command::new("sync").status()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
 /// Hello-world actix-web under the open loop of another workload's latency phase.
 async fn hello_open_loop(common: &Common, dir: &std::path::Path, rate: f64) -> anyhow::Result<Row> {
     let hello = Spawned::hello(dir)?;
@@ -454,12 +462,10 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         row.mode = format!("{files} threads, create + 4 KiB write + fsync");
         fsync_create = Some(row.clone());
         report.rows.push(row);
-        // The fsync ceilings leave the disk writing back; let it finish before the workloads.
-        let _ = std::process::Command::new("sync").status();
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
     if wants("w1") {
+        settle_disk().await;
         let node = Spawned::node(&bin, &dir("node-w1"), &[])?;
         match warm_page(common, "w1", "W1 warm personalised page", &NodeRef::of(&node)).await {
             Ok((max, lat)) => {
@@ -477,6 +483,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         }
     }
     if wants("w1b") {
+        settle_disk().await;
         let env = [("VITRINA_CACHE__PERSONAL_HTML_TTL_SECS", "0".to_string())];
         let node = Spawned::node(&bin, &dir("node-w1b"), &env)?;
         match warm_page(common, "w1b", "W1b warm page, HTML cache off", &NodeRef::of(&node)).await {
@@ -494,6 +501,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         // W2's requests are plain page views (the HTTP ceiling applies); every W2p request
         // creates a file (the create + fsync rate is its disk ceiling).
         for (first_write, name, ceiling) in [(false, "w2", &http), (true, "w2p", &fsync_create)] {
+            settle_disk().await;
             let node = Spawned::node(&bin, &dir(&format!("node-{name}")), &env)?;
             match cold_actor(common, &NodeRef::of(&node), first_write).await {
                 Ok((max, lat)) => {
@@ -507,6 +515,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         }
     }
     if wants("w3") {
+        settle_disk().await;
         let env = [("VITRINA_SHOPPER__MAX_QUANTITY", "1000000000".to_string())];
         let node = Spawned::node(&bin, &dir("node-w3"), &env)?;
         match add_to_cart(common, &NodeRef::of(&node)).await {
@@ -518,6 +527,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         }
     }
     if wants("f1") {
+        settle_disk().await;
         let env = [
             ("VITRINA_SHOPPER__MAX_QUANTITY", "1000000000".to_string()),
             // Per-store render bounds (the other workloads lift them): the default concurrency,
@@ -532,6 +542,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         }
     }
     if wants("w2w") {
+        settle_disk().await;
         let env = [("VITRINA_ACTORS__IDLE_TIMEOUT_SECS", args.short_idle_secs.to_string())];
         let node = Spawned::node(&bin, &dir("node-w2w"), &env)?;
         match wake(common, &NodeRef::of(&node)).await {
@@ -540,6 +551,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         }
     }
     if wants("w4") {
+        settle_disk().await;
         eprintln!("[w4] 3-node cluster, {} webhook rounds", args.w4_rounds);
         let opts = cluster::W4 { rounds: args.w4_rounds, poll: Duration::from_millis(args.w4_poll_ms), timeout: Duration::from_secs(3) };
         match cluster::w4(&bin, &dir("cluster-w4"), &opts).await {
@@ -548,6 +560,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         }
     }
     if wants("s1") {
+        settle_disk().await;
         eprintln!("[s1] 3-node cluster, a 4th node joins after {} s", args.s1_before);
         let opts = cluster::S1 {
             shoppers: args.s1_shoppers,
@@ -566,6 +579,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     }
     if wants("w5") {
         for &count in &args.w5_counts {
+            settle_disk().await;
             match memory(&args, &bin, count).await {
                 Ok(rows) => report.memory.extend(rows),
                 Err(e) => report.skipped.push(format!("W5 at {count} actors failed: {e:#}")),
