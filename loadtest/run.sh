@@ -34,11 +34,18 @@ for a in "$@"; do
 done
 set -- "${args[@]}"
 
+sources=(src loadtest test-support Cargo.toml Cargo.lock ':!loadtest/RESULTS.md')
+# The uncommitted changes when the build starts: a file edited while cargo builds may or may
+# not be in the binaries, so such a run says so instead of naming a state it did not measure.
+edits_before_build="$(git diff HEAD -- "${sources[@]}" | sha1sum)"
 # Both are default members of the workspace (the load generator is the `vitrina-load` package).
 cargo build --release --locked --bin vitrina --bin vitrina-load
 # Whether the binaries include uncommitted changes (checked now: appending to RESULTS.md below
 # must not count as one).
-dirty="$(git diff --quiet HEAD -- src loadtest test-support Cargo.toml ':!loadtest/RESULTS.md' || echo ' (with uncommitted changes)')"
+dirty="$(git diff --quiet HEAD -- "${sources[@]}" || echo ' (with uncommitted changes)')"
+if [ "$(git diff HEAD -- "${sources[@]}" | sha1sum)" != "$edits_before_build" ]; then
+  dirty="$dirty (sources edited during the build: the binaries may predate the edit)"
+fi
 
 # W5 holds 10k shopper actors, each with its SQLite file, WAL and shared-memory file open.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
