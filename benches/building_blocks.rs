@@ -1,7 +1,8 @@
 //! Building blocks of a request, measured alone: creating and opening a shopper's SQLite file
-//! (the storage part of an activation; reopening one alone and beside a full node's open files), verifying an HMAC-SHA256 signature over a 4 KiB body
-//! (webhook-sized), and finding a key's owner on the consistent-hash ring (every request on a
-//! cluster node does, often twice). The isolate and block render benchmarks are in `engine.rs`.
+//! (the storage part of an activation; reopening one alone and beside a full node's open
+//! files), verifying an HMAC-SHA256 signature over a 4 KiB body (webhook-sized), and finding a
+//! key's owner on the consistent-hash ring (every request on a cluster node does, often twice).
+//! The isolate and block render benchmarks are in `engine.rs`.
 //!
 //! Run: `cargo bench --bench building_blocks -- --warm-up-time 1 --measurement-time 3`
 

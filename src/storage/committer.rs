@@ -167,7 +167,7 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_s_threads_leave_once_idle_and_the_pool_still_commits() {
+    fn threads_a_burst_started_leave_once_idle_and_the_pool_still_commits() {
         let pool: &'static Pool = Box::leak(Box::new(Pool::new(Duration::from_millis(100), 2)));
         // Eight jobs that wait for each other need eight threads at once.
         let barrier = Arc::new(std::sync::Barrier::new(8));
