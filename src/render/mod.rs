@@ -388,6 +388,10 @@ struct Prepared {
     page_slug: String,
     /// (id, type) of each visible block, in order.
     blocks: Vec<(String, String)>,
+    /// A draft previewed in the console: shown, never run. Its frame is sandboxed without
+    /// scripts, so the page carries none (no shell script, live updates or analytics, which
+    /// would otherwise count the merchant's previews as visits).
+    preview: bool,
 }
 
 /// Everything a page's block outcomes depend on (`failed`): the store version, the limits, each
@@ -442,6 +446,7 @@ fn prepare(
         title: plan.title,
         description: plan.description,
         page_slug: plan.page_slug,
+        preview: draft.is_some(),
     };
     Ok((
         prepared,
@@ -453,7 +458,7 @@ fn prepare(
 fn assemble(snap: &StoreSnapshot, req: &PageRequest, view: &ShopperView, prepared: &Prepared, outcomes: &[BlockOutcome]) -> RenderedPage {
     let blocks_len: usize = outcomes.iter().map(|o| o.as_ref().map_or(128, |html| html.len() + 64)).sum();
     let mut html = String::with_capacity(blocks_len + SHELL_CSS.len() + BLOCKS_CSS.len() + SHELL_JS.len() + 4096);
-    shell_top(&mut html, snap, req, view, &prepared.title, &prepared.description);
+    shell_top(&mut html, snap, req, view, prepared);
     let mut failed = 0;
     for ((id, block_type), outcome) in prepared.blocks.iter().zip(outcomes) {
         match outcome {
@@ -479,7 +484,7 @@ fn assemble(snap: &StoreSnapshot, req: &PageRequest, view: &ShopperView, prepare
             }
         }
     }
-    shell_bottom(&mut html, snap, req);
+    shell_bottom(&mut html, snap, req, prepared.preview);
     let hit_limit = failed::FailedPages::worth_remembering(outcomes);
     RenderedPage { html: html.into(), store_version: snap.version, failed_blocks: failed, hit_limit }
 }
@@ -508,11 +513,12 @@ struct PageRef<'a> {
 }
 
 /// Everything of the page before its blocks: head, header with the live cart count, `<main>`.
-fn shell_top(out: &mut String, snap: &StoreSnapshot, req: &PageRequest, view: &ShopperView, title: &str, description: &str) {
+fn shell_top(out: &mut String, snap: &StoreSnapshot, req: &PageRequest, view: &ShopperView, prepared: &Prepared) {
     let s = &snap.settings;
+    let (title, description) = (&prepared.title, &prepared.description);
     let analytics = match &s.analytics.clarity_project_id {
         // Project ids are validated as alphanumeric on save.
-        Some(id) if !req.analytics_declined => format!("<script>{}</script>", analytics_script(id)),
+        Some(id) if !req.analytics_declined && !prepared.preview => format!("<script>{}</script>", analytics_script(id)),
         _ => String::new(),
     };
     let _ = write!(
@@ -528,8 +534,9 @@ fn shell_top(out: &mut String, snap: &StoreSnapshot, req: &PageRequest, view: &S
     );
 }
 
-/// Everything of the page after its blocks: footer, consent form, the shell's script.
-fn shell_bottom(out: &mut String, snap: &StoreSnapshot, req: &PageRequest) {
+/// Everything of the page after its blocks: footer, consent form, the shell's scripts (none in
+/// a preview).
+fn shell_bottom(out: &mut String, snap: &StoreSnapshot, req: &PageRequest, preview: bool) {
     let s = &snap.settings;
     let consent = if s.analytics.clarity_project_id.is_some() {
         let (label, value) = if req.analytics_declined { ("Allow analytics", "granted") } else { ("Decline analytics", "declined") };
@@ -539,11 +546,17 @@ fn shell_bottom(out: &mut String, snap: &StoreSnapshot, req: &PageRequest) {
     };
     let _ = write!(
         out,
-        "</main>\n<footer class=\"v-footer\"><p>&copy; {year} {name}. {tagline}</p>{consent}</footer>\n<script>{SHELL_JS}</script>\n<script src=\"/live.js\" defer></script>\n</body>\n</html>\n",
+        "</main>\n<footer class=\"v-footer\"><p>&copy; {year} {name}. {tagline}</p>{consent}</footer>\n",
         year = OffsetDateTime::now_utc().year(),
         name = escape_html(&s.name),
         tagline = escape_html(&s.tagline),
     );
+    if !preview {
+        out.push_str("<script>");
+        out.push_str(SHELL_JS);
+        out.push_str("</script>\n<script src=\"/live.js\" defer></script>\n");
+    }
+    out.push_str("</body>\n</html>\n");
 }
 
 /// A plain HTML error page for shoppers' browsers (API clients get the JSON error body).

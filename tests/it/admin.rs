@@ -195,6 +195,24 @@ async fn drafts_are_invisible_until_publish_and_rollback_restores_the_old_page()
 }
 
 #[tokio::test]
+async fn a_draft_preview_carries_no_script_the_published_page_runs() {
+    // The console shows previews in a frame sandboxed without scripts: a script there is only
+    // refused (and logged), and the store's analytics must not count the merchant's previews.
+    let node = TestNode::start();
+    let token = node.seed_store("quiet", "Quiet").await;
+    let (s, body) = node.store_admin("quiet", &token).patch_settings(json!({"analytics": {"clarityProjectId": "abc123"}})).await;
+    assert_eq!(s, 200, "{body}");
+    let live = home_html(&node, "quiet").await;
+    assert!(live.contains("<script") && live.contains("/live.js") && live.contains("abc123"), "{live}");
+
+    let preview = node.plain().get(node.admin_url("/stores/quiet/pages/home/preview")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(preview.status(), 200);
+    let preview = preview.text().await.unwrap();
+    assert!(preview.contains("Welcome to Quiet") && preview.contains("</html>"), "{preview}");
+    assert!(!preview.contains("<script") && !preview.contains("abc123"), "{preview}");
+}
+
+#[tokio::test]
 async fn settings_theme_and_posts_reach_the_pages() {
     let node = TestNode::start();
     let token = node.seed_store("themed", "Themed").await;
