@@ -47,8 +47,9 @@ impl Actor for ShopperActor {
     fn stopped(&mut self, _: &mut Self::Context) {
         self.engine.drop_engine();
         if let Some(db) = self.db.take().filter(|db| db.exists()) {
-            // Keep the personalised pages across the sleep; losing them only costs a render, so
-            // the commit does not stall this arbiter thread on an fsync.
+            // Keep the personalised pages across the sleep. Losing them only costs a render, so
+            // the commit is not synced (`MayBeLost`); a page larger than the WAL's
+            // auto-checkpoint still makes SQLite checkpoint it, which syncs the file.
             let shopper = self.key();
             let pages: Vec<_> = self
                 .cached_pages
