@@ -120,7 +120,8 @@ done
 if [ -n "${BIN_A:-}${BIN_B:-}" ]; then
   built="the binaries as given, checkout at \`$(git rev-parse --short HEAD 2>/dev/null || echo '?')\`"
 else
-  built="\`$(git rev-parse --short HEAD 2>/dev/null || echo '?')\`$(git diff --quiet HEAD -- src loadtest Cargo.toml ':!loadtest/RESULTS.md' 2>/dev/null || echo ' (with uncommitted changes)')"
+  # The same sources as run.sh's label (test-support and Cargo.lock are built in too).
+  built="\`$(git rev-parse --short HEAD 2>/dev/null || echo '?')\`$(git diff --quiet HEAD -- src loadtest test-support Cargo.toml Cargo.lock ':!loadtest/RESULTS.md' 2>/dev/null || echo ' (with uncommitted changes)')"
 fi
 started=$(date -u +%Y-%m-%dT%H:%MZ) load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq "$rounds"); do
