@@ -99,6 +99,21 @@ pub struct Lease {
     closing: Option<watch::Sender<()>>,
 }
 
+/// Removes `key`'s slot, and gives back most of the map's room once a burst of actors has
+/// gone: a map keeps the capacity of its largest moment, and one slot per actor of a burst of
+/// many thousands is megabytes (kept in the node's heap, where it pins pages nothing else uses).
+fn remove_slot<K: std::hash::Hash + Eq, V>(slots: &mut HashMap<K, V>, key: &K) {
+    slots.remove(key);
+    // Shrinking to twice what is left keeps the cost of rehashing proportional to the removals
+    // that led to it.
+    if slots.capacity() > MIN_SHRUNK_SLOTS && slots.len() < slots.capacity() / 8 {
+        slots.shrink_to((slots.len() * 2).max(MIN_SHRUNK_SLOTS));
+    }
+}
+
+/// Below this the slot map keeps its room.
+const MIN_SHRUNK_SLOTS: usize = 1024;
+
 /// A key held busy with no instance (see [`Registry::try_reserve`]).
 pub struct Reservation<'a> {
     registry: &'a Registry,
@@ -109,7 +124,7 @@ pub struct Reservation<'a> {
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         // The slot goes first: waiters woken by the sender's drop must find it free.
-        self.registry.slots.lock().remove(&self.key);
+        remove_slot(&mut self.registry.slots.lock(), &self.key);
         self.busy.take();
     }
 }
@@ -287,7 +302,7 @@ impl Registry {
                                     slots.insert(key2.clone(), Slot::Live { actor: actor.clone(), generation });
                                 }
                                 Err(_) => {
-                                    slots.remove(&key2);
+                                    remove_slot(&mut slots, &key2);
                                 }
                             }
                         }
@@ -302,7 +317,7 @@ impl Registry {
                         Err(e) => {
                             // The activation panicked before it could settle the slot: free the
                             // key, or its waiters would find it busy with no one to finish it.
-                            self.slots.lock().remove(key);
+                            remove_slot(&mut self.slots.lock(), key);
                             Err(ActorError::Activation(key.clone(), StorageError::Join(e.to_string())))
                         }
                     };
@@ -347,7 +362,7 @@ impl Registry {
             None => false,
         };
         if ours {
-            slots.remove(&lease.key);
+            remove_slot(&mut slots, &lease.key);
         }
         drop(slots);
         lease.closing.take();
@@ -389,5 +404,30 @@ pub fn key_kind(key: &ActorKey) -> &'static str {
     match key {
         ActorKey::Store(_) => "store",
         ActorKey::Shopper(..) => "shopper",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slot_map_gives_back_its_room_after_a_burst_and_keeps_what_is_left() {
+        let mut slots: HashMap<u32, u32> = (0..20_000).map(|k| (k, k)).collect();
+        let peak = slots.capacity();
+        for k in 0..19_990 {
+            remove_slot(&mut slots, &k);
+        }
+        assert!(slots.capacity() <= 2 * MIN_SHRUNK_SLOTS, "capacity {} after the burst (peak {peak})", slots.capacity());
+        assert_eq!(slots.len(), 10);
+        assert!((19_990..20_000).all(|k| slots.get(&k) == Some(&k)));
+
+        // A small map keeps its room: no rehash for a few actors coming and going.
+        let mut small: HashMap<u32, u32> = (0..500).map(|k| (k, k)).collect();
+        let room = small.capacity();
+        for k in 0..499 {
+            remove_slot(&mut small, &k);
+        }
+        assert_eq!(small.capacity(), room);
     }
 }
