@@ -166,6 +166,7 @@ async fn one_session_writing_fast_is_limited() {
     let res = c.post(format!("{base}/cart/items")).json(&json!({"productId": "socks", "quantity": 1})).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     let mut limited = 0;
+    let started = std::time::Instant::now();
     for _ in 0..4 {
         let writes = (0..25).map(|_| c.patch(format!("{base}/cart/items/socks")).json(&json!({"quantity": 2})).send());
         for res in futures::future::join_all(writes).await {
@@ -178,7 +179,11 @@ async fn one_session_writing_fast_is_limited() {
             }
         }
     }
-    assert!(limited >= 40, "100 writes of one session in a burst: {limited} refused");
+    // A session may write 40 at once and 10 more each second (the defaults): whatever the
+    // burst's 100 took on a loaded machine, the rest must have been refused.
+    let refilled = (10.0 * started.elapsed().as_secs_f64()).ceil() as usize;
+    let allowed = 40 + refilled;
+    assert!(limited > 0 && limited + allowed >= 100, "100 writes of one session in a burst: {limited} refused, {allowed} allowed");
     assert!(node.metric("vitrina_rate_limited_total{scope=\"write_session\"}").await > 0);
     record_with(TABLE, "rate-limits", "100 writes of one session at once", "bounded", &format!("{limited} × 429"));
 }
