@@ -21,7 +21,12 @@ pub fn wants_html(req: &HttpRequest) -> bool {
     req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
 }
 
+/// The Host the request names; empty (no store's) when it names two.
 pub fn host_of(req: &HttpRequest) -> String {
+    if req.headers().get_all(header::HOST).nth(1).is_some() {
+        // Proxies and the node could each read a different one of them.
+        return String::new();
+    }
     // `Host` for HTTP/1.1; actix fills the URI authority for HTTP/2.
     req.headers()
         .get(header::HOST)
@@ -33,17 +38,19 @@ pub fn host_of(req: &HttpRequest) -> String {
 
 pub fn resolve_store(node: &Node, req: &HttpRequest) -> Result<StoreId, ApiError> {
     let host = host_of(req);
+    let name = crate::catalog::normalise_host(&host);
+    if name.is_empty() {
+        // Missing, repeated or not a host name (RFC 9112 §3.2 asks for a 400): naming `""` as an
+        // unknown store would send the client looking for a store that cannot exist.
+        return Err(ApiError::bad_request("invalid_host", "the Host header is missing or is not a host name"));
+    }
     match node.catalog.resolve_host(&host) {
         Ok(Some(store)) => {
             // Kept for the request metrics (`http::observe`), which count requests per store.
             actix_web::HttpMessage::extensions_mut(req).insert(store.clone());
             Ok(store)
         }
-        Ok(None) => Err(ApiError::new(
-            actix_web::http::StatusCode::NOT_FOUND,
-            "unknown_host",
-            format!("no store is served at {:?}", crate::catalog::normalise_host(&host)),
-        )),
+        Ok(None) => Err(ApiError::new(actix_web::http::StatusCode::NOT_FOUND, "unknown_host", format!("no store is served at {name:?}"))),
         Err(e) => Err(ApiError::internal(e)),
     }
 }

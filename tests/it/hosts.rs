@@ -258,3 +258,50 @@ async fn catalogs_from_before_verification_keep_their_hosts_and_lose_hijacked_on
     assert!(s == 200 && page.contains("Welcome to Victim"), "a hijacked default host is its store's again");
     record(TABLE, "host-takeover", "default host hijacked before the upgrade", "refused");
 }
+
+/// The status line and body the node answers one raw request with (`version` is `1.0` or `1.1`).
+fn raw_get(node: &TestNode, version: &str, head: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(node.addr).expect("connect");
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    let request = format!("GET / HTTP/{version}\r\n{head}Accept: application/json\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).expect("send");
+    let mut reply = String::new();
+    tcp.read_to_string(&mut reply).expect("reply");
+    let (status, rest) = reply.split_once("\r\n").unwrap_or((&reply, ""));
+    (status.to_string(), rest.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_missing_repeated_or_malformed_host_is_a_bad_request() {
+    let node = TestNode::start();
+    node.seed_store("victim", "Victim").await;
+    let port = node.addr.port();
+    // HTTP/1.1 without a Host or with two: the HTTP parser answers 400 before any handler runs.
+    for (case, head) in [
+        ("no Host header (HTTP/1.1)", String::new()),
+        ("two Host headers, the store's first", format!("Host: victim.localhost:{port}\r\nHost: evil.example\r\n")),
+        ("two Host headers, the store's second", format!("Host: evil.example\r\nHost: victim.localhost:{port}\r\n")),
+    ] {
+        let (status, body) = raw_get(&node, "1.1", &head);
+        assert!(status.contains(" 400 "), "{case}: {status} {body}");
+        record(TABLE, "host-takeover", &format!("request with {case}"), "refused");
+    }
+    // The rest reach the node, which names the problem.
+    for (version, case, head) in [
+        ("1.0", "no Host header (HTTP/1.0)", String::new()),
+        ("1.1", "a list of hosts", format!("Host: victim.localhost:{port}, evil.example\r\n")),
+        ("1.1", "userinfo before the host", format!("Host: evil@victim.localhost:{port}\r\n")),
+        ("1.1", "a port that is not a number", "Host: victim.localhost:80x\r\n".to_string()),
+        ("1.1", "an empty Host", "Host: \r\n".to_string()),
+    ] {
+        let (status, body) = raw_get(&node, version, &head);
+        assert!(status.contains(" 400 "), "{case}: {status} {body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{case}: {e}: {body}"));
+        assert_error_body(&body, "invalid_host");
+        record(TABLE, "host-takeover", &format!("request with {case}"), "refused");
+    }
+    // The store's own host, once, is served.
+    let (status, body) = raw_get(&node, "1.1", &format!("Host: victim.localhost:{port}\r\n"));
+    assert!(status.contains(" 200 "), "{status} {body}");
+}
