@@ -189,9 +189,13 @@ pub async fn request_id_middleware(
         let content_type = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let is_page = content_type.starts_with("text/html");
         if !ours && !is_page && !content_type.starts_with("application/json") {
-            let message = match res.response().error() {
-                Some(e) => e.to_string(),
-                None => status.canonical_reason().unwrap_or("error").to_string(),
+            let allowed = res.headers().get(header::ALLOW).and_then(|v| v.to_str().ok());
+            let message = match (res.response().error(), allowed) {
+                (Some(e), _) => e.to_string(),
+                (None, Some(allowed)) if status == StatusCode::METHOD_NOT_ALLOWED => {
+                    format!("{} is not allowed at {}; it answers {allowed}", res.request().method(), res.request().path())
+                }
+                (None, _) => status.canonical_reason().unwrap_or("error").to_string(),
             };
             let err = ApiError::new(status, code_for_status(status), message);
             let mut builder = HttpResponse::build(status);

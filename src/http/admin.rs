@@ -625,13 +625,9 @@ store_route!(
 pub fn feed_routes(scope: actix_web::Scope) -> actix_web::Scope {
     let store = "/stores/{store}";
     scope
-        .route(&format!("{store}/webhooks"), super::get().to(get_webhooks))
-        .route(&format!("{store}/webhooks"), web::put().to(put_webhooks))
-        .route(&format!("{store}/backend"), super::get().to(get_backend))
-        .route(&format!("{store}/backend"), web::put().to(put_backend))
-        .route(&format!("{store}/cdn"), super::get().to(get_cdn))
-        .route(&format!("{store}/cdn"), web::put().to(put_cdn))
-        .route(&format!("{store}/sync"), super::get().to(get_sync))
-        .route(&format!("{store}/sync"), web::put().to(put_sync))
-        .route(&format!("{store}/sync/run"), web::post().to(run_sync_now))
+        .service(super::at(&format!("{store}/webhooks"), [super::get().to(get_webhooks), web::put().to(put_webhooks)]))
+        .service(super::at(&format!("{store}/backend"), [super::get().to(get_backend), web::put().to(put_backend)]))
+        .service(super::at(&format!("{store}/cdn"), [super::get().to(get_cdn), web::put().to(put_cdn)]))
+        .service(super::at(&format!("{store}/sync"), [super::get().to(get_sync), web::put().to(put_sync)]))
+        .service(super::at(&format!("{store}/sync/run"), [web::post().to(run_sync_now)]))
 }

@@ -37,9 +37,9 @@ fn assets() -> &'static [Asset; 2] {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin", super::get().to(redirect))
-        .route("/admin/", super::get().to(page))
-        .route("/admin/assets/{file}", super::get().to(asset));
+    cfg.service(super::at("/admin", [super::get().to(redirect)]))
+        .service(super::at("/admin/", [super::get().to(page)]))
+        .service(super::at("/admin/assets/{file}", [super::get().to(asset)]));
 }
 
 async fn redirect() -> HttpResponse {

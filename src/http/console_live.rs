@@ -17,8 +17,8 @@ use crate::ids::ActorKey;
 use crate::node::Node;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/live", web::get().to(socket))
-        .route("/internal/console/session", web::post().to(super::console_session::session_check));
+    cfg.service(super::at("/admin/live", [web::get().to(socket)]))
+        .service(super::at("/internal/console/session", [web::post().to(super::console_session::session_check)]));
 }
 
 async fn socket(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -26,18 +26,17 @@ pub fn verify(node: &Node, req: &HttpRequest, body: &[u8]) -> Result<(), ApiErro
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/cluster/status", web::get().to(status))
-        .route("/internal/membership", web::post().to(change_membership))
-        .route("/internal/catalog", web::get().to(get_catalog))
-        .route("/internal/catalog", web::post().to(post_catalog))
-        .route("/internal/handoff", web::post().to(handoff_release))
-        .route("/internal/handoff/ack", web::post().to(handoff_ack))
-        .route("/internal/adopt", web::post().to(adopt))
-        .route("/internal/stores/{store}/snapshot", web::get().to(store_snapshot))
-        .route("/internal/stores/{store}/version", web::get().to(store_version))
-        .route("/internal/stores/{store}/published", web::post().to(store_published))
-        .route("/internal/stores/{store}/search", web::get().to(store_search))
-        .route("/internal/stores/{store}/stock", web::post().to(store_stock));
+    cfg.service(super::at("/cluster/status", [web::get().to(status)]))
+        .service(super::at("/internal/membership", [web::post().to(change_membership)]))
+        .service(super::at("/internal/catalog", [web::get().to(get_catalog), web::post().to(post_catalog)]))
+        .service(super::at("/internal/handoff", [web::post().to(handoff_release)]))
+        .service(super::at("/internal/handoff/ack", [web::post().to(handoff_ack)]))
+        .service(super::at("/internal/adopt", [web::post().to(adopt)]))
+        .service(super::at("/internal/stores/{store}/snapshot", [web::get().to(store_snapshot)]))
+        .service(super::at("/internal/stores/{store}/version", [web::get().to(store_version)]))
+        .service(super::at("/internal/stores/{store}/published", [web::post().to(store_published)]))
+        .service(super::at("/internal/stores/{store}/search", [web::get().to(store_search)]))
+        .service(super::at("/internal/stores/{store}/stock", [web::post().to(store_stock)]));
 }
 
 async fn status(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse, ApiError> {

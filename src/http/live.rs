@@ -44,11 +44,11 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const MAX_FRAME: usize = 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/live", web::get().to(socket))
-        .route("/live.js", super::get().to(script))
-        .route("/internal/live/interest", web::post().to(interest))
-        .route("/internal/live/events", web::post().to(relayed))
-        .route("/internal/live/session", web::post().to(session_check));
+    cfg.service(super::at("/live", [web::get().to(socket)]))
+        .service(super::at("/live.js", [super::get().to(script)]))
+        .service(super::at("/internal/live/interest", [web::post().to(interest)]))
+        .service(super::at("/internal/live/events", [web::post().to(relayed)]))
+        .service(super::at("/internal/live/session", [web::post().to(session_check)]));
 }
 
 async fn script(node: web::Data<Node>) -> HttpResponse {

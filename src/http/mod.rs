@@ -33,6 +33,13 @@ use actix_web::{web, HttpResponse};
 use crate::error::ApiError;
 use crate::node::Node;
 
+/// `path` with its routes, one per method: every method `path` answers is in one resource, so
+/// any other gets 405 with `Allow` (made a uniform error body by `error::request_id_middleware`),
+/// not the 404 of a path that does not exist.
+pub fn at(path: &str, routes: impl IntoIterator<Item = actix_web::Route>) -> actix_web::Resource {
+    routes.into_iter().fold(web::resource(path), actix_web::Resource::route)
+}
+
 /// A route for `GET` and `HEAD`: every readable resource answers `HEAD` with the headers its
 /// `GET` would have (the server drops the body), so checks and caches need not fetch the page.
 pub fn get() -> actix_web::Route {
@@ -45,36 +52,38 @@ pub fn configure(cfg: &mut web::ServiceConfig, node: web::Data<Node>) {
         .app_data(web::PayloadConfig::new(limit))
         .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request("invalid_query", e.to_string()).into()))
         .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request("invalid_path", e.to_string()).into()))
-        .route("/healthz", get().to(health::healthz))
-        .route("/readyz", get().to(health::readyz))
-        .route("/metrics", get().to(metrics))
+        .service(at("/healthz", [get().to(health::healthz)]))
+        .service(at("/readyz", [get().to(health::readyz)]))
+        .service(at("/metrics", [get().to(metrics)]))
         .configure(crate::http::internal::configure)
         .configure(operator::configure)
         .configure(webhooks::routes)
         .service(staff::routes(admin::feed_routes(admin_scope())))
-        .route("/admin/session", web::post().to(console_session::login))
-        .route("/admin/session", get().to(console_session::status))
-        .route("/admin/session", web::delete().to(console_session::logout))
-        .route("/admin/session/password", web::put().to(console_session::change_password))
+        .service(at(
+            "/admin/session",
+            [web::post().to(console_session::login), get().to(console_session::status), web::delete().to(console_session::logout)],
+        ))
+        .service(at("/admin/session/password", [web::put().to(console_session::change_password)]))
         .configure(console::routes)
         .configure(console_live::routes)
         .configure(live::routes)
         .configure(stats::routes)
-        .route("/", get().to(shop::home))
-        .route("/pages/{slug}", get().to(shop::page))
-        .route("/products/{handle}", get().to(shop::product))
-        .route("/blog", get().to(shop::blog))
-        .route("/blog/{slug}", get().to(shop::post))
-        .route("/search", get().to(shop::search))
-        .route("/cart", get().to(shop::cart))
-        .route("/cart/items", web::post().to(shop::add_item))
-        .route("/cart/items/{product}", web::patch().to(shop::set_item))
-        .route("/cart/items/{product}", web::delete().to(shop::remove_item))
-        .route("/cart/items/{product}", web::post().to(shop::form_item))
-        .route("/preferences", web::put().to(shop::preferences))
-        .route("/consent", web::post().to(shop::consent))
-        .route("/checkout", web::post().to(shop::checkout))
-        .route("/orders/{id}", get().to(shop::order))
+        .service(at("/", [get().to(shop::home)]))
+        .service(at("/pages/{slug}", [get().to(shop::page)]))
+        .service(at("/products/{handle}", [get().to(shop::product)]))
+        .service(at("/blog", [get().to(shop::blog)]))
+        .service(at("/blog/{slug}", [get().to(shop::post)]))
+        .service(at("/search", [get().to(shop::search)]))
+        .service(at("/cart", [get().to(shop::cart)]))
+        .service(at("/cart/items", [web::post().to(shop::add_item)]))
+        .service(at(
+            "/cart/items/{product}",
+            [web::patch().to(shop::set_item), web::delete().to(shop::remove_item), web::post().to(shop::form_item)],
+        ))
+        .service(at("/preferences", [web::put().to(shop::preferences)]))
+        .service(at("/consent", [web::post().to(shop::consent)]))
+        .service(at("/checkout", [web::post().to(shop::checkout)]))
+        .service(at("/orders/{id}", [get().to(shop::order)]))
         .default_service(web::to(not_found));
 }
 
@@ -82,45 +91,37 @@ fn admin_scope() -> actix_web::Scope {
     use admin::*;
     let store = "/stores/{store}";
     web::scope("/admin/api/v1")
-        .route("/stores", web::post().to(create_store))
-        .route(store, get().to(describe))
-        .route(&format!("{store}/settings"), get().to(get_settings))
-        .route(&format!("{store}/settings"), web::patch().to(patch_settings))
-        .route(&format!("{store}/settings"), web::put().to(patch_settings))
-        .route(&format!("{store}/theme"), get().to(get_theme))
-        .route(&format!("{store}/theme"), web::put().to(put_theme))
-        .route(&format!("{store}/products"), get().to(list_products))
-        .route(&format!("{store}/products"), web::post().to(post_products))
-        .route(&format!("{store}/products/{{product}}"), get().to(get_product))
-        .route(&format!("{store}/products/{{product}}"), web::put().to(put_product))
-        .route(&format!("{store}/products/{{product}}"), web::delete().to(delete_product))
-        .route(&format!("{store}/pages"), get().to(list_pages))
-        .route(&format!("{store}/pages/{{slug}}"), get().to(get_page))
-        .route(&format!("{store}/pages/{{slug}}"), web::put().to(put_page))
-        .route(&format!("{store}/pages/{{slug}}"), web::delete().to(delete_page))
-        .route(&format!("{store}/pages/{{slug}}/blocks"), web::post().to(add_block))
-        .route(&format!("{store}/pages/{{slug}}/blocks/{{block}}"), web::patch().to(update_block))
-        .route(&format!("{store}/pages/{{slug}}/blocks/{{block}}"), web::put().to(update_block))
-        .route(&format!("{store}/pages/{{slug}}/blocks/{{block}}"), web::delete().to(delete_block))
-        .route(&format!("{store}/pages/{{slug}}/publish"), web::post().to(publish))
-        .route(&format!("{store}/pages/{{slug}}/versions"), get().to(versions))
-        .route(&format!("{store}/pages/{{slug}}/rollback"), web::post().to(rollback))
-        .route(&format!("{store}/pages/{{slug}}/preview"), get().to(preview))
-        .route(&format!("{store}/blocks/validate"), web::post().to(validate_block))
-        .route(&format!("{store}/block-types"), get().to(block_types))
-        .route(&format!("{store}/stats"), get().to(day_stats))
-        .route(&format!("{store}/posts"), get().to(list_posts))
-        .route(&format!("{store}/posts/{{slug}}"), web::put().to(put_post))
-        .route(&format!("{store}/posts/{{slug}}"), web::delete().to(delete_post))
-        .route(&format!("{store}/block-failures"), get().to(block_failures))
-        .route(&format!("{store}/domains"), get().to(list_domains))
-        .route(&format!("{store}/domains"), web::post().to(add_domain))
-        .route(&format!("{store}/domains/{{host}}"), web::delete().to(remove_domain))
-        .route(&format!("{store}/domains/{{host}}/verify"), web::post().to(verify_domain))
-        .route("/hosts/{host}", get().to(get_host))
-        .route("/hosts/{host}", web::put().to(assign_host))
-        .route("/hosts/{host}", web::delete().to(revoke_host))
-        .route(&format!("{store}/token/rotate"), web::post().to(rotate_token))
+        .service(at("/stores", [web::post().to(create_store)]))
+        .service(at(store, [get().to(describe)]))
+        .service(at(&format!("{store}/settings"), [get().to(get_settings), web::patch().to(patch_settings), web::put().to(patch_settings)]))
+        .service(at(&format!("{store}/theme"), [get().to(get_theme), web::put().to(put_theme)]))
+        .service(at(&format!("{store}/products"), [get().to(list_products), web::post().to(post_products)]))
+        .service(at(
+            &format!("{store}/products/{{product}}"),
+            [get().to(get_product), web::put().to(put_product), web::delete().to(delete_product)],
+        ))
+        .service(at(&format!("{store}/pages"), [get().to(list_pages)]))
+        .service(at(&format!("{store}/pages/{{slug}}"), [get().to(get_page), web::put().to(put_page), web::delete().to(delete_page)]))
+        .service(at(&format!("{store}/pages/{{slug}}/blocks"), [web::post().to(add_block)]))
+        .service(at(
+            &format!("{store}/pages/{{slug}}/blocks/{{block}}"),
+            [web::patch().to(update_block), web::put().to(update_block), web::delete().to(delete_block)],
+        ))
+        .service(at(&format!("{store}/pages/{{slug}}/publish"), [web::post().to(publish)]))
+        .service(at(&format!("{store}/pages/{{slug}}/versions"), [get().to(versions)]))
+        .service(at(&format!("{store}/pages/{{slug}}/rollback"), [web::post().to(rollback)]))
+        .service(at(&format!("{store}/pages/{{slug}}/preview"), [get().to(preview)]))
+        .service(at(&format!("{store}/blocks/validate"), [web::post().to(validate_block)]))
+        .service(at(&format!("{store}/block-types"), [get().to(block_types)]))
+        .service(at(&format!("{store}/stats"), [get().to(day_stats)]))
+        .service(at(&format!("{store}/posts"), [get().to(list_posts)]))
+        .service(at(&format!("{store}/posts/{{slug}}"), [web::put().to(put_post), web::delete().to(delete_post)]))
+        .service(at(&format!("{store}/block-failures"), [get().to(block_failures)]))
+        .service(at(&format!("{store}/domains"), [get().to(list_domains), web::post().to(add_domain)]))
+        .service(at(&format!("{store}/domains/{{host}}"), [web::delete().to(remove_domain)]))
+        .service(at(&format!("{store}/domains/{{host}}/verify"), [web::post().to(verify_domain)]))
+        .service(at("/hosts/{host}", [get().to(get_host), web::put().to(assign_host), web::delete().to(revoke_host)]))
+        .service(at(&format!("{store}/token/rotate"), [web::post().to(rotate_token)]))
 }
 
 /// Refuses callers without the operator token (`Authorization: Bearer …`): the node's own

@@ -29,15 +29,16 @@ use crate::node::Node;
 const MAX_PAGE: usize = 1000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/operator/v1/stores", super::get().to(stores))
-        .route("/operator/v1/actors", super::get().to(actors))
-        .route("/operator/v1/stores/{store}/shoppers", super::get().to(shoppers))
-        .route("/operator/v1/stores/{store}/shoppers/{sid}", super::get().to(inspect))
-        .route("/operator/v1/stores/{store}/shoppers/{sid}/export", super::get().to(export))
-        .route("/operator/v1/stores/{store}/shoppers/{sid}", web::delete().to(erase))
-        .route("/internal/operator/stores/{store}/shoppers", web::get().to(internal_shoppers))
-        .route("/internal/operator/stores/{store}/shoppers/{sid}", web::get().to(internal_inspect))
-        .route("/internal/operator/stores/{store}/shoppers/{sid}", web::delete().to(internal_erase));
+    cfg.service(super::at("/operator/v1/stores", [super::get().to(stores)]))
+        .service(super::at("/operator/v1/actors", [super::get().to(actors)]))
+        .service(super::at("/operator/v1/stores/{store}/shoppers", [super::get().to(shoppers)]))
+        .service(super::at("/operator/v1/stores/{store}/shoppers/{sid}", [super::get().to(inspect), web::delete().to(erase)]))
+        .service(super::at("/operator/v1/stores/{store}/shoppers/{sid}/export", [super::get().to(export)]))
+        .service(super::at("/internal/operator/stores/{store}/shoppers", [web::get().to(internal_shoppers)]))
+        .service(super::at(
+            "/internal/operator/stores/{store}/shoppers/{sid}",
+            [web::get().to(internal_inspect), web::delete().to(internal_erase)],
+        ));
 }
 
 fn store_id(raw: &str) -> Result<StoreId, ApiError> {

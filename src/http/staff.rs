@@ -270,11 +270,9 @@ pub async fn audit(
 pub fn routes(scope: actix_web::Scope) -> actix_web::Scope {
     let store = "/stores/{store}";
     scope
-        .route(&format!("{store}/staff"), super::get().to(list))
-        .route(&format!("{store}/staff"), web::post().to(add))
-        .route(&format!("{store}/staff/{{name}}"), web::patch().to(update))
-        .route(&format!("{store}/staff/{{name}}"), web::delete().to(remove))
-        .route(&format!("{store}/audit"), super::get().to(audit))
+        .service(super::at(&format!("{store}/staff"), [super::get().to(list), web::post().to(add)]))
+        .service(super::at(&format!("{store}/staff/{{name}}"), [web::patch().to(update), web::delete().to(remove)]))
+        .service(super::at(&format!("{store}/audit"), [super::get().to(audit)]))
 }
 
 #[cfg(test)]

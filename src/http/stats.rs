@@ -15,7 +15,7 @@ use crate::ids::{SessionId, StoreId};
 use crate::node::Node;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/internal/stats", web::post().to(batch));
+    cfg.service(super::at("/internal/stats", [web::post().to(batch)]));
 }
 
 /// A page view of `store` by `session` (its first today counts a visitor). `minted`: the

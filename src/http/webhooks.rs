@@ -26,7 +26,8 @@ use crate::ids::StoreId;
 use crate::node::Node;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/webhooks/shopify", web::post().to(shopify_webhook)).route("/webhooks/generic", web::post().to(generic_webhook));
+    cfg.service(super::at("/webhooks/shopify", [web::post().to(shopify_webhook)]))
+        .service(super::at("/webhooks/generic", [web::post().to(generic_webhook)]));
 }
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {

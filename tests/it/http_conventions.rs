@@ -133,3 +133,46 @@ async fn with_public_pages_a_cdn_may_keep_anonymous_pages_and_nothing_personal()
     assert_eq!(mine.headers.get(CACHE_CONTROL).and_then(|v| v.to_str().ok()), Some("private, no-store"));
     assert!(mine.text().contains("id=\"v-cart-count\">1<"));
 }
+
+#[tokio::test]
+async fn a_method_a_path_does_not_answer_gets_405_naming_those_it_does() {
+    let node = TestNode::start();
+    let token = node.seed_store("shop", "Shop").await;
+    let base = node.base("shop");
+    let c = node.bare_client("shop");
+    let cases: Vec<(&str, Method, String, Option<&str>, &str)> = vec![
+        ("PUT on the cart", Method::PUT, format!("{base}/cart"), None, "GET, HEAD"),
+        ("GET on the add-to-cart form's target", Method::GET, format!("{base}/cart/items"), None, "POST"),
+        ("GET on a cart line", Method::GET, format!("{base}/cart/items/mug"), None, "PATCH, DELETE, POST"),
+        ("GET on checkout", Method::GET, format!("{base}/checkout"), None, "POST"),
+        (
+            "DELETE on a store's settings",
+            Method::DELETE,
+            node.admin_url("/stores/shop/settings"),
+            Some(token.as_str()),
+            "GET, HEAD, PATCH, PUT",
+        ),
+        ("POST on the health check", Method::POST, format!("http://{}/healthz", node.addr), None, "GET, HEAD"),
+    ];
+    for (what, method, url, bearer, allow) in cases {
+        let mut req = c.request(method, &url).header("origin", &base);
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.expect(what);
+        let allowed = header(&res, "allow");
+        let (status, body) = json_of(res).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{what}: {body}");
+        assert_error_body(&body, "method_not_allowed");
+        let mut allowed: Vec<&str> = allowed.split(", ").collect();
+        let mut expected: Vec<&str> = allow.split(", ").collect();
+        allowed.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(allowed, expected, "{what}: Allow");
+        assert!(body["error"]["message"].as_str().unwrap_or("").contains(allow.split(", ").next().unwrap_or("")), "{what}: {body}");
+    }
+    // A path nothing answers is still 404.
+    let (status, body) = json_of(c.put(format!("{base}/no-such-thing")).header("origin", &base).send().await.expect("put")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_error_body(&body, "not_found");
+}
