@@ -252,7 +252,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             println!("demo admin token: {token}");
             println!("  (also in {})", node.layout.root().join("demo-admin-token").display());
         }
-        println!("operator token: {}", node.layout.root().join("node").join("operator-token").display());
+        if node.settings.operator_token.as_ref().is_none_or(|t| t.is_empty()) {
+            // `vitrina operator` and `vitrina cluster status` run from this directory read it.
+            println!("operator token: {}", vitrina::startup::operator_token_file(node.layout.root()).display());
+        } else {
+            println!("operator token: from the configuration");
+        }
         tokio::select! {
             served = server => served.context("server task failed")?.context("server failed"),
             () = vitrina::shutdown::signalled() => {
@@ -288,9 +293,7 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
         let mut req = client.request(method.clone(), format!("http://{}{path}", args.via)).header("content-type", "application/json");
         if method == reqwest::Method::GET {
             // The status is the operator's: the operator token (configuration or environment).
-            let token = settings.operator_token.clone().filter(|t| !t.is_empty()).or_else(|| std::env::var("VITRINA_OPERATOR_TOKEN").ok());
-            let token = token.context("cluster status needs the operator token (VITRINA_OPERATOR_TOKEN or operator_token)")?;
-            req = req.bearer_auth(token);
+            req = req.bearer_auth(operator_token(&settings)?);
         } else {
             let secret = secret.context("changing the cluster needs the cluster secret (VITRINA_CLUSTER__SECRET or cluster.secret)")?;
             let (ts, sig) = vitrina::cluster::auth::sign(secret.as_bytes(), method.as_str(), &path, &body);
@@ -312,8 +315,7 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
 
 fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     let settings = Settings::load(&args.config, &Dict::new()).context("invalid configuration")?;
-    let token = settings.operator_token.clone().filter(|t| !t.is_empty()).or_else(|| std::env::var("VITRINA_OPERATOR_TOKEN").ok());
-    let token = token.context("the operator commands need the operator token (VITRINA_OPERATOR_TOKEN or operator_token)")?;
+    let token = operator_token(&settings)?;
     let (method, path) = match &args.command {
         OperatorCommand::Stores => (reqwest::Method::GET, "/operator/v1/stores".to_string()),
         OperatorCommand::Actors => (reqwest::Method::GET, "/operator/v1/actors".to_string()),
@@ -356,6 +358,24 @@ fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// The operator token for the CLI: configured (`operator_token`, `VITRINA_OPERATOR_TOKEN`), else
+/// the one a node with this configuration generated into its data directory.
+fn operator_token(settings: &Settings) -> anyhow::Result<String> {
+    let configured = settings.operator_token.clone().or_else(|| std::env::var("VITRINA_OPERATOR_TOKEN").ok());
+    if let Some(token) = configured.filter(|t| !t.is_empty()) {
+        return Ok(token);
+    }
+    let file = vitrina::startup::operator_token_file(&settings.data_dir);
+    let token = std::fs::read_to_string(&file).map(|t| t.trim().to_string()).unwrap_or_default();
+    if token.is_empty() {
+        anyhow::bail!(
+            "no operator token: set VITRINA_OPERATOR_TOKEN or operator_token, or run this where the node's data directory is ({} not found)",
+            file.display()
+        );
+    }
+    Ok(token)
 }
 
 fn print_status(s: &serde_json::Value) {

@@ -149,12 +149,17 @@ impl Application {
     }
 }
 
-/// The operator token: from configuration, or generated once and kept in `node/operator-token`.
+/// Where a node without a configured operator token keeps the one it generated.
+pub fn operator_token_file(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("node").join("operator-token")
+}
+
+/// The operator token: from configuration, or generated once and kept in [`operator_token_file`].
 fn operator_token(layout: &DataLayout, settings: &Settings) -> anyhow::Result<String> {
     if let Some(token) = settings.operator_token.as_ref().filter(|t| !t.is_empty()) {
         return Ok(token.clone());
     }
-    let path = layout.root().join("node").join("operator-token");
+    let path = operator_token_file(layout.root());
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let token = existing.trim().to_string();
         if !token.is_empty() {

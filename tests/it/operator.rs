@@ -162,3 +162,38 @@ async fn in_a_cluster_any_node_lists_and_erases_on_the_owner() {
         assert_eq!(s, 404);
     }
 }
+
+#[tokio::test]
+async fn the_cli_run_beside_a_node_finds_the_operator_token_it_generated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A node started as the README starts the demo: no token configured, defaults relative to
+    // its working directory.
+    let mut serve = std::process::Command::new(process::vitrina_bin());
+    serve
+        .current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("VITRINA_OPERATOR_TOKEN")
+        .env("VITRINA_LOG", "warn");
+    let mut started = process::start(serve, "vitrina listening on ", std::time::Duration::from_secs(60)).expect("start");
+    let addr = started.addr.to_string();
+    let cli = |cwd: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vitrina"))
+            .current_dir(cwd)
+            .args(["operator", "stores", "--via", &addr])
+            .env_remove("VITRINA_OPERATOR_TOKEN")
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .expect("cli")
+    };
+    let beside = cli(dir.path());
+    assert!(beside.status.success(), "{}", String::from_utf8_lossy(&beside.stderr));
+    assert!(String::from_utf8_lossy(&beside.stdout).contains("stores"), "{}", String::from_utf8_lossy(&beside.stdout));
+    // Elsewhere there is no token to find, and the error says where it looked.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let away = cli(elsewhere.path());
+    assert!(!away.status.success());
+    let said = String::from_utf8_lossy(&away.stderr);
+    assert!(said.contains("VITRINA_OPERATOR_TOKEN") && said.contains("operator-token"), "{said}");
+    let _ = started.child.kill();
+    let _ = started.child.wait();
+}
