@@ -24,7 +24,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::HttpRequest;
+use actix_web::{HttpMessage, HttpRequest};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use parking_lot::{Mutex, RwLock};
@@ -245,12 +245,26 @@ pub fn login_name_failed(store: &StoreId, name: &str) {
     }
 }
 
-/// A failed authentication answered with something other than 401 (a wrong current password
-/// is 403: the session itself is fine): counted towards the client IP's lockout all the same.
+/// Marks `req` as a failed authentication answered with something other than 401 (a wrong
+/// current password is 403: the session itself is fine). The node the request entered the
+/// cluster through counts it towards the client IP's lockout, as it counts a 401: that node
+/// checks the lockout, and may not be the store's owner that answered.
 pub fn auth_failed(req: &HttpRequest) {
-    if let Some(l) = limits() {
-        l.failed(client_key(proxy::client_ip(req)));
-    }
+    req.extensions_mut().insert(AuthFailed);
+}
+
+/// [`auth_failed`]'s mark on a request.
+#[derive(Clone, Copy)]
+struct AuthFailed;
+
+/// How the owner tells the entry node of a hop that the answer is a failed authentication;
+/// never sent to a client.
+const AUTH_FAILED_HEADER: &str = "x-vitrina-auth-failed";
+
+/// Whether `res` answers a failed authentication (and drops the owner's mark, if it has one).
+fn failed_authentication(res: &mut ServiceResponse<BoxBody>) -> bool {
+    let marked = res.headers_mut().remove(AUTH_FAILED_HEADER).next().is_some();
+    res.status() == StatusCode::UNAUTHORIZED || marked || res.request().extensions().get::<AuthFailed>().is_some()
 }
 
 /// A new session for the client of `req`, if its IP may have one now.
@@ -320,10 +334,18 @@ pub async fn limit_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(l) = limits() else { return Ok(next.call(req).await?.map_into_boxed_body()) };
+    let Some(l) = limits() else {
+        let mut res = next.call(req).await?.map_into_boxed_body();
+        res.headers_mut().remove(AUTH_FAILED_HEADER);
+        return Ok(res);
+    };
     // Counted by the node it entered through (the routing middleware verifies the signature).
     if req.headers().contains_key(crate::cluster::auth::HOP_HEADER) {
-        return Ok(next.call(req).await?.map_into_boxed_body());
+        let mut res = next.call(req).await?.map_into_boxed_body();
+        if res.request().extensions().get::<AuthFailed>().is_some() {
+            res.headers_mut().insert(header::HeaderName::from_static(AUTH_FAILED_HEADER), header::HeaderValue::from_static("1"));
+        }
+        return Ok(res);
     }
     let ip = client_key(proxy::client_ip(req.request()));
     match classify(req.method(), req.path()) {
@@ -338,8 +360,8 @@ pub async fn limit_requests(
                     }
                 }
             }
-            let res = next.call(req).await?.map_into_boxed_body();
-            if res.status() == StatusCode::UNAUTHORIZED {
+            let mut res = next.call(req).await?.map_into_boxed_body();
+            if failed_authentication(&mut res) {
                 l.failed(ip);
             }
             Ok(res)

@@ -622,3 +622,72 @@ async fn the_per_name_login_count_is_the_stores_across_a_cluster() {
         "counted by the store's owner: 429 on every node",
     );
 }
+
+#[tokio::test]
+async fn wrong_current_passwords_through_a_node_that_does_not_own_the_store_lock_out_the_ip() {
+    let nodes = start_cluster(
+        2,
+        &[
+            ("VITRINA_LIMITS__ENABLED", "true"),
+            ("VITRINA_HTTP__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]"),
+            ("VITRINA_LIMITS__AUTH_FAILURES_BEFORE_LOCKOUT", "3"),
+            ("VITRINA_LIMITS__LOCKOUT_BASE_SECS", "60"),
+            ("VITRINA_LIMITS__LOGIN_FAILURES_PER_NAME_BEFORE_LOCKOUT", "100"),
+        ],
+    )
+    .await;
+    let token = nodes[0].seed_store("shop", "Shop").await;
+    add_member(&nodes[0], &token, "alice", "owner", "alice's long password").await;
+    // The node the store's requests are forwarded from: the one that does not answer them.
+    let res = nodes[0].bare_client("shop").get(format!("{}/admin/session", nodes[0].base("shop"))).send().await.unwrap();
+    let owner = res.headers().get("x-vitrina-node").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let mut entry = None;
+    for node in &nodes {
+        if node.cluster_status().await["node"] != owner.as_str() {
+            entry = Some(node);
+        }
+    }
+    let entry = entry.expect("a node that does not own the store");
+    let (base, c) = (entry.base("shop"), entry.bare_client("shop"));
+    let alice = login(&c, &base, "alice", "alice's long password").await;
+
+    // A stolen session guessing the password from one IP, through the entry node.
+    let attacker = "198.51.100.7";
+    let guess = json!({"currentPassword": "a guessed password", "newPassword": "alice's stolen password"});
+    for _ in 0..3 {
+        let res = c
+            .put(format!("{base}/admin/session/password"))
+            .header(COOKIE, &alice.cookie)
+            .header("x-csrf-token", &alice.csrf)
+            .header(ORIGIN, &base)
+            .header("x-forwarded-for", attacker)
+            .json(&guess)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.headers().get("x-vitrina-auth-failed").is_none(), "the owner's mark stays between nodes");
+        assert_eq!(res.headers().get("x-vitrina-node").and_then(|v| v.to_str().ok()), Some(owner.as_str()), "answered by the owner");
+        let (status, _, body) = parts(res).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+    // That IP is locked out where it enters; the same session from another IP is not.
+    let from = |ip: Option<&str>| {
+        let mut req = c.get(format!("{base}/admin/api/v1/stores/shop/pages")).header(COOKIE, &alice.cookie);
+        if let Some(ip) = ip {
+            req = req.header("x-forwarded-for", ip);
+        }
+        req.send()
+    };
+    let (status, _, body) = parts(from(Some(attacker)).await.unwrap()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["details"]["scope"], "auth", "{body}");
+    let (status, _, body) = parts(from(None).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    record_with(
+        TABLE,
+        CLASS,
+        "a session guessing its member's current password through a node that does not own the store",
+        "refused",
+        "the IP locked out after 3 where it enters the cluster",
+    );
+}
