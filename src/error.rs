@@ -204,7 +204,20 @@ pub async fn request_id_middleware(
                     builder.append_header((name.clone(), value.clone()));
                 }
             }
-            let replaced = builder.json(err.body(&id));
+            // A browser gets a page, as from the shop's own errors.
+            let wants_html =
+                res.request().headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+            let replaced = if wants_html {
+                let title = status.canonical_reason().unwrap_or("Error");
+                builder.content_type("text/html; charset=utf-8").body(crate::render::error_page(
+                    status.as_u16(),
+                    title,
+                    &err.message,
+                    &id.0,
+                ))
+            } else {
+                builder.json(err.body(&id))
+            };
             res = res.into_response(replaced);
         }
     }

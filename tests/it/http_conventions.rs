@@ -171,6 +171,14 @@ async fn a_method_a_path_does_not_answer_gets_405_naming_those_it_does() {
         assert_eq!(allowed, expected, "{what}: Allow");
         assert!(body["error"]["message"].as_str().unwrap_or("").contains(allow.split(", ").next().unwrap_or("")), "{what}: {body}");
     }
+    // A browser gets a page saying the same, with the request id.
+    let res = c.get(format!("{base}/checkout")).header(ACCEPT, HTML).send().await.expect("page");
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(header(&res, "allow"), "POST");
+    assert!(header(&res, CONTENT_TYPE).starts_with("text/html"));
+    let request_id = header(&res, "x-request-id");
+    let page = res.text().await.expect("body");
+    assert!(page.contains("GET is not allowed at /checkout") && page.contains(&request_id), "{page}");
     // A path nothing answers is still 404.
     let (status, body) = json_of(c.put(format!("{base}/no-such-thing")).header("origin", &base).send().await.expect("put")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
