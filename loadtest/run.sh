@@ -2,7 +2,7 @@
 # Benchmark suite (issue 6): builds release binaries, measures the ceilings (hello-world HTTP,
 # fsync serial and parallel), runs the single-node workloads W1, W1b, W2, W3, W2w and W5, each
 # on a fresh node with a temporary data directory, then the cluster workloads on local clusters
-# it starts on 127.0.0.1 with a one-member etcd (`etcd` on the PATH) (W4 webhook → fresh page on 3 nodes; S1 a 4th node joining 3 under
+# it starts on 127.0.0.1 with a one-member etcd (`etcd` on the PATH) (W4 webhook → fresh page on 3 nodes; S1 a 4th node joining 3 under load; S2 the 4th of 4 drained under
 # load), and APPENDS a dated section to loadtest/RESULTS.md. Bounded: about 15 minutes with the
 # defaults (10 s per measured phase; W5 waits for idle timeouts at 1k and 10k actors), about 6
 # with --quick.

@@ -10,6 +10,8 @@
 //!   nodes (closed loop, keep-alive) while a fourth node joins; errors, 503 retries, the fraction
 //!   of shoppers whose serving node changed, time to settle, and throughput/latency before,
 //!   during and after.
+//! - **S2 scale-in**: the same load over four nodes while the operator drains the fourth
+//!   (`vitrina cluster drain n4`), its shoppers moving back to the three others.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -28,7 +30,7 @@ use serde_json::{json, Value};
 use crate::client::{Answer, Body, Conn, Target};
 use crate::report::Row;
 use crate::setup;
-use crate::spawn::{Spawned, OPERATOR_TOKEN};
+use crate::spawn::{Spawned, CLUSTER_SECRET, OPERATOR_TOKEN};
 use test_support::etcd::EtcdCluster;
 
 fn histogram() -> Histogram<u64> {
@@ -101,6 +103,38 @@ impl Cluster {
                 }
                 if Instant::now() > deadline {
                     bail!("node {addr} sees {seen} active members after {timeout:?}, waiting for {active}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains node `id` the way an operator does (`vitrina cluster drain`, through `n1`); returns
+    /// once the cluster accepted it (its actors then move).
+    pub async fn drain(&self, id: &str) -> anyhow::Result<()> {
+        let mut cli = std::process::Command::new(&self.bin);
+        cli.args(["cluster", "drain", id, "--config", "/nonexistent/vitrina.toml", "--via", &self.addrs[0].to_string()])
+            .env("VITRINA_CLUSTER__SECRET", CLUSTER_SECRET);
+        let out = tokio::task::spawn_blocking(move || cli.output()).await??;
+        ensure!(out.status.success(), "cluster drain {id}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        Ok(())
+    }
+
+    /// Waits until none of `watchers` lists member `id` any more (a drained node has left).
+    pub async fn wait_gone(&self, id: &str, watchers: &[SocketAddr], timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        for addr in watchers {
+            loop {
+                let listed = match get_json(*addr, "/cluster/status").await {
+                    Ok(s) => s["members"].as_array().is_none_or(|m| m.iter().any(|m| m["id"] == id)),
+                    Err(_) => true,
+                };
+                if !listed {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("node {addr} still lists {id} after {timeout:?}");
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -437,14 +471,50 @@ fn text_of(body: &str) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(240).collect()
 }
 
-/// S1 settings.
+/// What S1 and S2 change under load: through `n1`–`n3` all along, a 4th node joins (S1) or is
+/// drained (S2).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Join,
+    Drain,
+}
+
+impl Change {
+    fn id(self) -> &'static str {
+        match self {
+            Change::Join => "s1",
+            Change::Drain => "s2",
+        }
+    }
+    fn workload(self) -> &'static str {
+        match self {
+            Change::Join => "S1 scale-out 3 → 4 nodes",
+            Change::Drain => "S2 scale-in 4 → 3 nodes",
+        }
+    }
+    /// The instant answer times are counted from.
+    fn event(self) -> &'static str {
+        match self {
+            Change::Join => "n4's start",
+            Change::Drain => "the drain's start",
+        }
+    }
+    fn noun(self) -> &'static str {
+        match self {
+            Change::Join => "the join",
+            Change::Drain => "the drain",
+        }
+    }
+}
+
+/// S1 and S2 settings.
 pub struct S1 {
     pub shoppers: usize,
     pub connections: usize,
     pub warmup: Duration,
-    /// Measured load before the 4th node starts.
+    /// Measured load before the change.
     pub before: Duration,
-    /// Load after the 4th node starts (the run ends then, settled or not).
+    /// Load after the change starts (the run ends then, settled or not).
     pub after_join: Duration,
 }
 
@@ -530,13 +600,15 @@ async fn owners(addrs: &[SocketAddr], store: &str, sids: &Arc<Vec<String>>, conn
     Ok(owners)
 }
 
-/// S1: a 4th node joins a 3-node cluster under warm-page load.
-pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -> anyhow::Result<(Vec<Row>, String)> {
-    let mut cluster = Cluster::start(bin, dir, 3).await?;
-    let entries = cluster.addrs.clone();
-    let store = setup::seed_store(&admin_target(entries[0]), OPERATOR_TOKEN, "s1").await?;
-    let sids = setup::session_ids("s1", opts.shoppers);
-    eprintln!("[s1] creating {} shoppers with carts on 3 nodes", sids.len());
+/// S1: a 4th node joins a 3-node cluster under warm-page load; S2: the 4th node of four is
+/// drained under the same load.
+pub async fn scale(bin: &Path, dir: &Path, opts: &S1, change: Change, http_ceiling: Option<&Row>) -> anyhow::Result<(Vec<Row>, String)> {
+    let id = change.id();
+    let mut cluster = Cluster::start(bin, dir, if change == Change::Join { 3 } else { 4 }).await?;
+    let entries = cluster.addrs[..3].to_vec();
+    let store = setup::seed_store(&admin_target(entries[0]), OPERATOR_TOKEN, id).await?;
+    let sids = setup::session_ids(id, opts.shoppers);
+    eprintln!("[{id}] creating {} shoppers with carts on {} nodes", sids.len(), cluster.addrs.len());
     let shop0 = Target { addr: entries[0], host: format!("{}.localhost", store.id) };
     setup::create_shoppers(&shop0, &store, &sids, true, opts.connections).await?;
     let before_owners = owners(&entries, &store.id, &sids, opts.connections).await?;
@@ -597,11 +669,17 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
     tokio::time::sleep(opts.before).await;
     let cpu_join = cpu(&cluster.pids());
     let join = start.elapsed().as_secs_f64();
-    eprintln!("[s1] starting n4");
+    eprintln!("[{id}] {}", if change == Change::Join { "starting n4" } else { "draining n4" });
     let join_result = async {
-        cluster.add_node().await?;
+        match change {
+            Change::Join => cluster.add_node().await?,
+            Change::Drain => cluster.drain("n4").await?,
+        }
         let listening = start.elapsed().as_secs_f64();
-        cluster.wait_active(4, opts.after_join).await?;
+        match change {
+            Change::Join => cluster.wait_active(4, opts.after_join).await?,
+            Change::Drain => cluster.wait_gone("n4", &entries, opts.after_join).await?,
+        }
         anyhow::Ok((listening, start.elapsed().as_secs_f64()))
     }
     .await;
@@ -618,11 +696,15 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
         first_error = first_error.or(first);
     }
     let (listening, active) = join_result?;
-    let after_owners = owners(&cluster.addrs, &store.id, &sids, opts.connections).await?;
+    let after_owners = match change {
+        Change::Join => owners(&cluster.addrs, &store.id, &sids, opts.connections).await?,
+        Change::Drain => owners(&entries, &store.id, &sids, opts.connections).await?,
+    };
 
-    // Moved shoppers, and whether anything but the new node took one.
+    // Moved shoppers, and whether any moved to (S1) or from (S2) another node than n4.
     let moved = before_owners.iter().zip(&after_owners).filter(|(b, a)| b != a).count();
-    let odd_moves = before_owners.iter().zip(&after_owners).filter(|(b, a)| b != a && **a != 4).count();
+    let odd_moves =
+        before_owners.iter().zip(&after_owners).filter(|(b, a)| b != a && if change == Change::Join { **a != 4 } else { **b != 4 }).count();
     // Settled: no failed answer or 503 retry since, and every shopper served by its new owner
     // once after the join.
     let last_error = events
@@ -662,11 +744,18 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
     }
     let spans = [join - measure_from, settle_end - join, end - settle_end];
     let mode = |what: &str| format!("{what}; closed loop, {} conns over n1–n3, {} shoppers", opts.connections, opts.shoppers);
-    let labels = [
-        ("s1-before", mode("3 nodes, before the join")),
-        ("s1-during", mode("from n4's start until settled")),
-        ("s1-after", mode("4 nodes, after settling")),
-    ];
+    let labels = match change {
+        Change::Join => [
+            ("s1-before", mode("3 nodes, before the join")),
+            ("s1-during", mode("from n4's start until settled")),
+            ("s1-after", mode("4 nodes, after settling")),
+        ],
+        Change::Drain => [
+            ("s2-before", mode("4 nodes, before the drain")),
+            ("s2-during", mode("from the drain's start until settled")),
+            ("s2-after", mode("3 nodes, after settling")),
+        ],
+    };
     let mut rows = Vec::new();
     for ((b, span), (id, mode)) in buckets.iter().zip(spans).zip(labels) {
         let mut notes = vec![format!("{:.1} s", span)];
@@ -675,7 +764,7 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
         }
         let row = Row {
             id: id.into(),
-            workload: "S1 scale-out 3 → 4 nodes".into(),
+            workload: change.workload().into(),
             mode,
             ok: b.ok,
             errors: b.errors,
@@ -696,31 +785,52 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
     let after_ok = buckets[1].ok + buckets[2].ok;
     if after_ok > 0 {
         let c = cpu_end_all.saturating_sub(cpu_join).as_secs_f64() * 1e6 / after_ok as f64;
-        rows[2].notes.push_str(&format!("; node CPU µs/req (all nodes, join to end) {c:.0}"));
+        rows[2].notes.push_str(&format!("; node CPU µs/req (all nodes, {} to end) {c:.0}", change.noun().trim_start_matches("the ")));
     }
     let (errors, retries): (u64, u64) = (buckets[1].errors + buckets[2].errors, buckets[1].retries_503 + buckets[2].retries_503);
     rows[1].target = "0 errors (503s retried); settles".into();
     rows[1].meets_target = Some(errors == 0 && settled_at.is_some());
 
     let mut s = String::new();
-    let _ = writeln!(s, "\nS1 scale-out (3 → 4 nodes, n4 started {:.1} s into the load):\n", join);
-    let _ = writeln!(
-        s,
-        "- n4 listening {:.2} s after its start, all 4 nodes see 4 active members {:.2} s after it",
-        listening - join,
-        active - join
-    );
+    match change {
+        Change::Join => {
+            let _ = writeln!(s, "\nS1 scale-out (3 → 4 nodes, n4 started {:.1} s into the load):\n", join);
+            let _ = writeln!(
+                s,
+                "- n4 listening {:.2} s after its start, all 4 nodes see 4 active members {:.2} s after it",
+                listening - join,
+                active - join
+            );
+        }
+        Change::Drain => {
+            let _ = writeln!(s, "\nS2 scale-in (4 → 3 nodes, `vitrina cluster drain n4` {:.1} s into the load):\n", join);
+            let _ = writeln!(
+                s,
+                "- the drain accepted {:.2} s after it was asked, n1–n3 no longer list n4 {:.2} s after it",
+                listening - join,
+                active - join
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "- shoppers whose serving node changed: {moved} of {} ({:.1}%; 1/4 is ideal){}",
         sids.len(),
         moved as f64 * 100.0 / sids.len().max(1) as f64,
-        if odd_moves > 0 { format!(", {odd_moves} of them to a node other than n4") } else { String::new() }
+        match (odd_moves, change) {
+            (0, _) => String::new(),
+            (n, Change::Join) => format!(", {n} of them to a node other than n4"),
+            (n, Change::Drain) => format!(", {n} of them from a node other than n4"),
+        }
     );
     match settled_at {
         Some(t) => {
-            let _ =
-                writeln!(s, "- settled {:.2} s after n4's start (no error or 503 since, every shopper served by its new owner)", t - join);
+            let _ = writeln!(
+                s,
+                "- settled {:.2} s after {} (no error or 503 since, every shopper served by its new owner)",
+                t - join,
+                change.event()
+            );
         }
         None => {
             let never = first_by_new_owner.iter().filter(|t| t.is_none()).count();
@@ -728,9 +838,9 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
         }
     }
     if let Some(t) = first_by_new_owner.iter().flatten().fold(None, |m: Option<f64>, t| Some(m.map_or(*t, |m| m.max(*t)))) {
-        let _ = writeln!(s, "- every shopper served by its new owner {:.2} s after n4's start", t - join);
+        let _ = writeln!(s, "- every shopper served by its new owner {:.2} s after {}", t - join, change.event());
     }
-    // When after the join things went wrong: 503 retries, failures and answers slower than 1 s.
+    // When after the change things went wrong: 503 retries, failures and answers slower than 1 s.
     let mut late: Vec<&Event> =
         events.iter().filter(|e| e.t >= join && (e.retried_503 > 0 || !(200..300).contains(&e.status) || e.us > 1_000_000)).collect();
     late.sort_by(|a, b| a.t.total_cmp(&b.t));
@@ -746,7 +856,9 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
         late.truncate(12);
         let _ = writeln!(
             s,
-            "- after the join, answers with a 503 retry, an error or over 1 s (answer time after n4's start): {}{}",
+            "- after {}, answers with a 503 retry, an error or over 1 s (answer time after {}): {}{}",
+            change.noun(),
+            change.event(),
             late.join("; "),
             if more > 0 { format!("; … {more} more") } else { String::new() }
         );
@@ -760,11 +872,12 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
     let _ = writeln!(s, "- {}", cluster.acquire_latency().await);
     let _ = writeln!(
         s,
-        "- after the join: {errors} errors{}, {retries} answers 503 retried{}",
+        "- after {}: {errors} errors{}, {retries} answers 503 retried{}",
+        change.noun(),
         if statuses.is_empty() { String::new() } else { format!(" ({})", statuses.join(", ")) },
         first_error.map(|e| format!("; first error: {}", e.replace('|', "\\|").replace('\n', " "))).unwrap_or_default()
     );
-    // Per-second timeline around the join.
+    // Per-second timeline around the change.
     let mut seconds: BTreeMap<i64, Bucket> = BTreeMap::new();
     for e in events.iter().filter(|e| e.t >= measure_from) {
         let k = (e.t - join).floor() as i64;
@@ -772,7 +885,11 @@ pub async fn s1(bin: &Path, dir: &Path, opts: &S1, http_ceiling: Option<&Row>) -
             seconds.entry(k).or_insert_with(Bucket::new).add(e);
         }
     }
-    s.push_str("\n| second after n4's start | ok | errors | 503 retried | p50 | p99 | max (ms) |\n|---|---|---|---|---|---|---|\n");
+    let _ = write!(
+        s,
+        "\n| second after {} | ok | errors | 503 retried | p50 | p99 | max (ms) |\n|---|---|---|---|---|---|---|\n",
+        change.event()
+    );
     for (k, b) in &seconds {
         let _ = writeln!(
             s,

@@ -4,7 +4,7 @@
 //!   HTTP, serial and parallel fsync), then starts a fresh node per workload with the settings
 //!   that workload needs and runs W1, W1b, W2, W3, W2w, W5 and F1 (CPU fairness between stores), then starts local clusters
 //!   (a one-member etcd, then `serve --cluster` / `--join` on 127.0.0.1) for W4 (webhook → fresh
-//!   page on 3 nodes) and S1 (3 → 4 nodes under load), with the nodes' shard acquisition latency
+//!   page on 3 nodes), S1 (3 → 4 nodes under load) and S2 (4 → 3, a drain under load), with the nodes' shard acquisition latency
 //!   in etcd; it writes JSON and a Markdown table (`loadtest/run.sh`
 //!   appends that to `loadtest/RESULTS.md`).
 //! - `vitrina-load run --nodes http://127.0.0.1:8080 --operator-token T` runs the request
@@ -47,7 +47,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Ceilings, every single-node workload (each on a fresh node it starts), then W4 and S1 on
+    /// Ceilings, every single-node workload (each on a fresh node it starts), then W4, S1 and S2 on
     /// local clusters it starts. A flag given twice takes its last value.
     #[command(args_override_self = true)]
     Suite(SuiteArgs),
@@ -113,9 +113,9 @@ struct SuiteArgs {
     /// slows later file creation on some disks (see `spawn.rs`).
     #[arg(long)]
     work_dir: PathBuf,
-    /// Comma-separated workloads: ceilings,w1,w1b,w2,w3,w2w,w4,s1,w5,f1 (w4 and s1 start local
+    /// Comma-separated workloads: ceilings,w1,w1b,w2,w3,w2w,w4,s1,s2,w5,f1 (w4, s1 and s2 start local
     /// clusters; w2 runs W2 and W2p, and w2p is accepted for it).
-    #[arg(long, default_value = "ceilings,w1,w1b,w2,w3,w2w,w4,s1,w5,f1", value_delimiter = ',')]
+    #[arg(long, default_value = "ceilings,w1,w1b,w2,w3,w2w,w4,s1,s2,w5,f1", value_delimiter = ',')]
     workloads: Vec<String>,
     /// W4: webhook rounds (one price change each).
     #[arg(long, default_value_t = 50)]
@@ -123,13 +123,14 @@ struct SuiteArgs {
     /// W4: milliseconds between two polls of a shopper's page.
     #[arg(long, default_value_t = 2)]
     w4_poll_ms: u64,
-    /// S1: shoppers whose warm pages are loaded while the 4th node joins.
+    /// S1 and S2: shoppers whose warm pages are loaded while the 4th node joins (S1) or is
+    /// drained (S2).
     #[arg(long, default_value_t = 300)]
     s1_shoppers: usize,
-    /// S1: measured seconds of load on 3 nodes before the 4th node starts.
+    /// S1 and S2: measured seconds of load before the 4th node starts (S1) or is drained (S2).
     #[arg(long, default_value_t = 10.0)]
     s1_before: f64,
-    /// S1: seconds of load after the 4th node starts (the run ends then, settled or not).
+    /// S1 and S2: seconds of load after the change starts (the run ends then, settled or not).
     #[arg(long, default_value_t = 30.0)]
     s1_after_join: f64,
     /// Threads (one file each) for the parallel fsync ceiling.
@@ -165,7 +166,7 @@ struct RunArgs {
     #[command(flatten)]
     common: Common,
     /// Base URLs of running nodes, comma-separated. Every workload here targets the first; the
-    /// cluster workloads W4 and S1 run in `suite`, which starts its own local clusters.
+    /// cluster workloads W4, S1 and S2 run in `suite`, which starts its own local clusters.
     #[arg(long, value_delimiter = ',', required = true)]
     nodes: Vec<String>,
     #[arg(long, env = "VITRINA_OPERATOR_TOKEN")]
@@ -417,7 +418,7 @@ async fn hello_open_loop(common: &Common, dir: &std::path::Path, rate: f64) -> a
 
 async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     let common = &args.common;
-    const KNOWN: [&str; 11] = ["ceilings", "w1", "w1b", "w2", "w2p", "w3", "w2w", "w4", "s1", "w5", "f1"];
+    const KNOWN: [&str; 12] = ["ceilings", "w1", "w1b", "w2", "w2p", "w3", "w2w", "w4", "s1", "s2", "w5", "f1"];
     if let Some(unknown) = args.workloads.iter().find(|w| !KNOWN.contains(&w.as_str())) {
         bail!("unknown workload {unknown:?}; the suite runs {}", KNOWN.join(","));
     }
@@ -559,9 +560,15 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             Err(e) => report.skipped.push(format!("W4 failed: {e:#}")),
         }
     }
-    if wants("s1") {
+    for (change, name) in [(cluster::Change::Join, "s1"), (cluster::Change::Drain, "s2")] {
+        if !wants(name) {
+            continue;
+        }
         settle_disk().await;
-        eprintln!("[s1] 3-node cluster, a 4th node joins after {} s", args.s1_before);
+        match change {
+            cluster::Change::Join => eprintln!("[s1] 3-node cluster, a 4th node joins after {} s", args.s1_before),
+            cluster::Change::Drain => eprintln!("[s2] 4-node cluster, the 4th node is drained after {} s", args.s1_before),
+        }
         let opts = cluster::S1 {
             shoppers: args.s1_shoppers,
             connections: common.connections,
@@ -569,12 +576,12 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             before: Duration::from_secs_f64(args.s1_before),
             after_join: Duration::from_secs_f64(args.s1_after_join),
         };
-        match cluster::s1(&bin, &dir("cluster-s1"), &opts, http.as_ref()).await {
+        match cluster::scale(&bin, &dir(&format!("cluster-{name}")), &opts, change, http.as_ref()).await {
             Ok((rows, section)) => {
                 report.rows.extend(rows);
                 report.sections.push(section);
             }
-            Err(e) => report.skipped.push(format!("S1 failed: {e:#}")),
+            Err(e) => report.skipped.push(format!("{} failed: {e:#}", name.to_uppercase())),
         }
     }
     if wants("w5") {
@@ -756,7 +763,7 @@ async fn run_external(args: RunArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let node = NodeRef { base_url: args.nodes.first().context("--nodes")?.clone(), pid: args.pid, token: args.operator_token.clone() };
     if args.nodes.len() > 1 {
-        eprintln!("note: {} nodes given; these workloads use the first (W4/S1 run in `suite` on clusters it starts)", args.nodes.len());
+        eprintln!("note: {} nodes given; these workloads use the first (W4/S1/S2 run in `suite` on clusters it starts)", args.nodes.len());
     }
     let mut report = Report::default();
     for w in &args.workloads {
