@@ -21,19 +21,18 @@ pub fn wants_html(req: &HttpRequest) -> bool {
     req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
 }
 
-/// The Host the request names; empty (no store's) when it names two.
+/// The host the request is for: the request-target's authority when it has one (absolute-form,
+/// or HTTP/2's `:authority`), which wins over `Host` (RFC 9112 §3.2.2, RFC 9113 §8.3.1) as it
+/// does for a proxy or cache in front; else `Host`. Empty (no store's) when it names two.
 pub fn host_of(req: &HttpRequest) -> String {
+    if let Some(authority) = req.uri().authority() {
+        return authority.to_string();
+    }
     if req.headers().get_all(header::HOST).nth(1).is_some() {
         // Proxies and the node could each read a different one of them.
         return String::new();
     }
-    // `Host` for HTTP/1.1; actix fills the URI authority for HTTP/2.
-    req.headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
-        .unwrap_or_default()
+    req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_string).unwrap_or_default()
 }
 
 pub fn resolve_store(node: &Node, req: &HttpRequest) -> Result<StoreId, ApiError> {

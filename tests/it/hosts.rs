@@ -261,10 +261,15 @@ async fn catalogs_from_before_verification_keep_their_hosts_and_lose_hijacked_on
 
 /// The status line and body the node answers one raw request with (`version` is `1.0` or `1.1`).
 fn raw_get(node: &TestNode, version: &str, head: &str) -> (String, String) {
+    raw_get_target(node, "/", version, head)
+}
+
+/// As [`raw_get`], for the request-target `target` (origin-form `/…` or absolute-form).
+fn raw_get_target(node: &TestNode, target: &str, version: &str, head: &str) -> (String, String) {
     use std::io::{Read, Write};
     let mut tcp = std::net::TcpStream::connect(node.addr).expect("connect");
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
-    let request = format!("GET / HTTP/{version}\r\n{head}Accept: application/json\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {target} HTTP/{version}\r\n{head}Accept: application/json\r\nConnection: close\r\n\r\n");
     tcp.write_all(request.as_bytes()).expect("send");
     let mut reply = String::new();
     tcp.read_to_string(&mut reply).expect("reply");
@@ -304,4 +309,23 @@ async fn a_missing_repeated_or_malformed_host_is_a_bad_request() {
     // The store's own host, once, is served.
     let (status, body) = raw_get(&node, "1.1", &format!("Host: victim.localhost:{port}\r\n"));
     assert!(status.contains(" 200 "), "{status} {body}");
+}
+
+#[tokio::test]
+async fn an_absolute_request_target_names_the_store_whatever_the_host_header_says() {
+    let node = TestNode::start();
+    node.seed_store("victim", "Victim").await;
+    let port = node.addr.port();
+    // A proxy or cache in front keys by the request-target (RFC 9112 §3.2.2): so does the node.
+    let (status, body) =
+        raw_get_target(&node, &format!("http://nosuch.localhost:{port}/"), "1.1", &format!("Host: victim.localhost:{port}\r\n"));
+    assert!(status.contains(" 404 "), "{status} {body}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_error_body(&body, "unknown_host");
+    record(TABLE, "host-takeover", "absolute request-target of another host than the Host header", "refused");
+    let (status, body) = raw_get_target(&node, &format!("http://victim.localhost:{port}/"), "1.1", "Host: evil.example\r\n");
+    assert!(status.contains(" 200 ") && body.contains("Welcome to Victim"), "{status}");
+    let (status, _) =
+        raw_get_target(&node, &format!("http://evil@victim.localhost:{port}/"), "1.1", &format!("Host: victim.localhost:{port}\r\n"));
+    assert!(status.contains(" 400 "), "userinfo in the request-target: {status}");
 }
