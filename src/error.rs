@@ -164,6 +164,11 @@ fn code_for_status(status: StatusCode) -> &'static str {
     }
 }
 
+/// Whether the client is a browser that wants HTML (errors then come as a page, not JSON).
+pub fn wants_html(req: &actix_web::HttpRequest) -> bool {
+    req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
+}
+
 /// Middleware: assigns the request id, runs the request inside its task-local scope, stamps
 /// `x-request-id` on every response, and turns foreign error responses into the uniform body.
 pub async fn request_id_middleware(
@@ -205,9 +210,7 @@ pub async fn request_id_middleware(
                 }
             }
             // A browser gets a page, as from the shop's own errors.
-            let wants_html =
-                res.request().headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
-            let replaced = if wants_html {
+            let replaced = if wants_html(res.request()) {
                 let title = status.canonical_reason().unwrap_or("Error");
                 builder.content_type("text/html; charset=utf-8").body(crate::render::error_page(
                     status.as_u16(),

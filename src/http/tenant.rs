@@ -16,10 +16,7 @@ pub const SESSION_COOKIE: &str = "sid";
 pub const CONSENT_COOKIE: &str = "vitrina_consent";
 pub const REGION_COOKIE: &str = "vitrina_region";
 
-/// Whether the client is a browser that wants HTML (errors then come as a page, not JSON).
-pub fn wants_html(req: &HttpRequest) -> bool {
-    req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
-}
+pub use crate::error::wants_html;
 
 /// The host the request is for: the request-target's authority when it has one (absolute-form,
 /// or HTTP/2's `:authority`), which wins over `Host` (RFC 9112 §3.2.2, RFC 9113 §8.3.1) as it
@@ -41,7 +38,10 @@ pub fn resolve_store(node: &Node, req: &HttpRequest) -> Result<StoreId, ApiError
     if name.is_empty() {
         // Missing, repeated or not a host name (RFC 9112 §3.2 asks for a 400): naming `""` as an
         // unknown store would send the client looking for a store that cannot exist.
-        return Err(ApiError::bad_request("invalid_host", "the Host header is missing or is not a host name"));
+        return Err(ApiError::bad_request(
+            "invalid_host",
+            "the request names no host, or not a host name (its Host header or request-target)",
+        ));
     }
     match node.catalog.resolve_host(&host) {
         Ok(Some(store)) => {
