@@ -41,7 +41,7 @@ pub fn object(req: &HttpRequest, bytes: &Bytes) -> Result<(BodyKind, Map<String,
         return Ok((kind, Map::new()));
     }
     let map = match kind {
-        BodyKind::Json => match serde_json::from_slice::<Value>(bytes) {
+        BodyKind::Json => match serde_json::from_slice::<Value>(without_bom(bytes)) {
             Ok(Value::Object(m)) => m,
             Ok(_) => return Err(ApiError::bad_request("invalid_body", "the body must be a JSON object")),
             Err(e) => return Err(ApiError::bad_request("invalid_json", format!("invalid JSON: {e}"))),
@@ -74,7 +74,13 @@ pub fn json(req: &HttpRequest, bytes: &Bytes) -> Result<Value, ApiError> {
             "send a JSON body with Content-Type: application/json",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON: {e}")))
+    serde_json::from_slice(without_bom(bytes)).map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON: {e}")))
+}
+
+/// JSON text without the UTF-8 byte order mark some clients (Windows tools) put first, which
+/// RFC 8259 §8.1 lets a parser ignore.
+fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
 /// A field by any of its names (`productId` from JSON, `product_id` from a form).

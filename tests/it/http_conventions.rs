@@ -184,3 +184,39 @@ async fn a_method_a_path_does_not_answer_gets_405_naming_those_it_does() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_error_body(&body, "not_found");
 }
+
+#[tokio::test]
+async fn a_json_body_may_start_with_a_byte_order_mark() {
+    let node = TestNode::start();
+    let token = node.seed_store("shop", "Shop").await;
+    let base = node.base("shop");
+    let c = node.bare_client("shop");
+    let mut add = b"\xEF\xBB\xBF".to_vec();
+    add.extend_from_slice(br#"{"productId":"mug","quantity":2}"#);
+    let res = c.post(format!("{base}/cart/items")).header("origin", &base).header(CONTENT_TYPE, "application/json").body(add).send().await;
+    let (status, body) = json_of(res.expect("add")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["cart"]["count"], 2, "{body}");
+    let mut patch = b"\xEF\xBB\xBF".to_vec();
+    patch.extend_from_slice(br#"{"tagline":"read past the mark"}"#);
+    let res = c
+        .patch(node.admin_url("/stores/shop/settings"))
+        .bearer_auth(&token)
+        .header(CONTENT_TYPE, "application/json")
+        .body(patch)
+        .send()
+        .await;
+    let (status, body) = json_of(res.expect("patch")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A mark anywhere else is still not JSON.
+    let res = c
+        .post(format!("{base}/cart/items"))
+        .header("origin", &base)
+        .header(CONTENT_TYPE, "application/json")
+        .body(b"{\xEF\xBB\xBF}".to_vec())
+        .send()
+        .await;
+    let (status, body) = json_of(res.expect("bad")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error_body(&body, "invalid_json");
+}
