@@ -20,36 +20,32 @@ pub use crate::error::wants_html;
 
 /// The host the request is for: the request-target's authority when it has one (absolute-form,
 /// or HTTP/2's `:authority`), which wins over `Host` (RFC 9112 §3.2.2, RFC 9113 §8.3.1) as it
-/// does for a proxy or cache in front; else `Host`. Empty (no store's) when it names two.
+/// does for a proxy or cache in front; else `Host` (the HTTP/1 parser refuses a request with
+/// two).
 pub fn host_of(req: &HttpRequest) -> String {
     if let Some(authority) = req.uri().authority() {
         return authority.to_string();
-    }
-    if req.headers().get_all(header::HOST).nth(1).is_some() {
-        // Proxies and the node could each read a different one of them.
-        return String::new();
     }
     req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_string).unwrap_or_default()
 }
 
 pub fn resolve_store(node: &Node, req: &HttpRequest) -> Result<StoreId, ApiError> {
     let host = host_of(req);
-    let name = crate::catalog::normalise_host(&host);
-    if name.is_empty() {
-        // Missing, repeated or not a host name (RFC 9112 §3.2 asks for a 400): naming `""` as an
-        // unknown store would send the client looking for a store that cannot exist.
-        return Err(ApiError::bad_request(
-            "invalid_host",
-            "the request names no host, or not a host name (its Host header or request-target)",
-        ));
-    }
     match node.catalog.resolve_host(&host) {
         Ok(Some(store)) => {
             // Kept for the request metrics (`http::observe`), which count requests per store.
             actix_web::HttpMessage::extensions_mut(req).insert(store.clone());
             Ok(store)
         }
-        Ok(None) => Err(ApiError::new(actix_web::http::StatusCode::NOT_FOUND, "unknown_host", format!("no store is served at {name:?}"))),
+        Ok(None) => match crate::catalog::normalise_host(&host) {
+            // Missing or not a host name (RFC 9112 §3.2 asks for a 400): naming `""` as an
+            // unknown store would send the client looking for a store that cannot exist.
+            name if name.is_empty() => Err(ApiError::bad_request(
+                "invalid_host",
+                "the request names no host, or not a host name (its Host header or request-target)",
+            )),
+            name => Err(ApiError::new(actix_web::http::StatusCode::NOT_FOUND, "unknown_host", format!("no store is served at {name:?}"))),
+        },
         Err(e) => Err(ApiError::internal(e)),
     }
 }
